@@ -1,0 +1,21 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "slmstore",
+    products: [
+        .library(name: "SLMStoreKit", targets: ["SLMStoreKit"]),
+        .executable(name: "slmstore", targets: ["slmstore"]),
+    ],
+    targets: [
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd",
+                       providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CXXHash", path: "Sources/CXXHash", pkgConfig: "libxxhash",
+                       providers: [.apt(["libxxhash-dev"])]),
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "libcrypto",
+                       providers: [.apt(["libssl-dev"])]),
+        .target(name: "SLMStoreKit", dependencies: ["CZstd", "CXXHash", "COpenSSL"]),
+        .executableTarget(name: "slmstore", dependencies: ["SLMStoreKit"]),
+        .testTarget(name: "SLMStoreKitTests", dependencies: ["SLMStoreKit"]),
+    ]
+)

@@ -1,0 +1,68 @@
+// Streaming SHA-256 from OpenSSL's libcrypto: file digests (the Hub's LFS oid), tree and version ids.
+
+import COpenSSL
+
+public struct SHA256Digest: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let bytes: [UInt8]  // 32
+
+    public init?(bytes: [UInt8]) {
+        guard bytes.count == 32 else { return nil }
+        self.bytes = bytes
+    }
+
+    public init?(hex: String) {
+        guard hex.utf8.count == 64, let b = Hex.decode(hex.lowercased()) else { return nil }
+        self.bytes = b
+    }
+
+    public var hex: String { Hex.encode(bytes) }
+    public var description: String { hex }
+
+    public static func < (a: SHA256Digest, b: SHA256Digest) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
+}
+
+/// Incremental hasher; one per stream, not shared between threads.
+public final class SHA256Hasher: @unchecked Sendable {
+    private let ctx: OpaquePointer
+
+    public init() {
+        ctx = EVP_MD_CTX_new()
+        EVP_DigestInit_ex(ctx, EVP_sha256(), nil)
+    }
+
+    deinit { EVP_MD_CTX_free(ctx) }
+
+    public func update(_ buffer: UnsafeRawBufferPointer) {
+        guard buffer.count > 0 else { return }
+        EVP_DigestUpdate(ctx, buffer.baseAddress, buffer.count)
+    }
+
+    public func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
+
+    public func finish() -> SHA256Digest {
+        var out = [UInt8](repeating: 0, count: 32)
+        var len: UInt32 = 0
+        EVP_DigestFinal_ex(ctx, &out, &len)
+        return SHA256Digest(bytes: out)!
+    }
+
+    public static func hash(_ bytes: [UInt8]) -> SHA256Digest {
+        let h = SHA256Hasher()
+        h.update(bytes)
+        return h.finish()
+    }
+}
+
+/// MD5, needed only to derive the FastCDC gear table exactly as the canonical implementation does.
+enum MD5 {
+    static func hash(_ bytes: [UInt8]) -> [UInt8] {
+        let ctx = EVP_MD_CTX_new()
+        defer { EVP_MD_CTX_free(ctx) }
+        EVP_DigestInit_ex(ctx, EVP_md5(), nil)
+        bytes.withUnsafeBytes { _ = EVP_DigestUpdate(ctx, $0.baseAddress, $0.count) }
+        var out = [UInt8](repeating: 0, count: 16)
+        var len: UInt32 = 0
+        EVP_DigestFinal_ex(ctx, &out, &len)
+        return out
+    }
+}

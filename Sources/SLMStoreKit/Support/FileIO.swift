@@ -1,0 +1,243 @@
+// Thin POSIX file access: an owned descriptor, durable atomic replacement of small files,
+// and directory helpers. Foundation's FileHandle hides errno and short reads, so we do not use it here.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An open file; closed when the last reference goes away.
+public final class FileDescriptor: @unchecked Sendable {
+    public let fd: Int32
+    public let path: String
+
+    public init(path: String, flags: Int32, mode: mode_t = 0o644) throws {
+        let fd = open(path, flags | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw SLMError.io(path: path, operation: "open", errno: errno) }
+        self.fd = fd
+        self.path = path
+    }
+
+    public static func openForReading(_ path: String) throws -> FileDescriptor {
+        try FileDescriptor(path: path, flags: O_RDONLY)
+    }
+
+    deinit { close(fd) }
+
+    public func size() throws -> UInt64 {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw SLMError.io(path: path, operation: "stat", errno: errno) }
+        return UInt64(st.st_size)
+    }
+
+    /// Reads up to `count` bytes at the current position; returns fewer only at end of file.
+    public func read(into buffer: UnsafeMutableRawBufferPointer, count: Int) throws -> Int {
+        var done = 0
+        while done < count {
+            let n = Glibc.read(fd, buffer.baseAddress! + done, count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SLMError.io(path: path, operation: "read", errno: errno)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    /// Reads exactly `count` bytes at `offset`, or throws if the file is shorter.
+    public func pread(into buffer: UnsafeMutableRawBufferPointer, count: Int, at offset: UInt64) throws {
+        var done = 0
+        while done < count {
+            let n = Glibc.pread(fd, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SLMError.io(path: path, operation: "read", errno: errno)
+            }
+            if n == 0 { throw SLMError.corrupt(path: path, problem: "file ends before byte \(offset + UInt64(count))") }
+            done += n
+        }
+    }
+
+    public func pread(count: Int, at offset: UInt64) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        try out.withUnsafeMutableBytes { try pread(into: $0, count: count, at: offset) }
+        return out
+    }
+
+    public func write(_ buffer: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < buffer.count {
+            let n = Glibc.write(fd, buffer.baseAddress! + done, buffer.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SLMError.io(path: path, operation: "write", errno: errno)
+            }
+            done += n
+        }
+    }
+
+    public func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try write($0) }
+    }
+
+    public func sync() throws {
+        guard fsync(fd) == 0 else { throw SLMError.io(path: path, operation: "fsync", errno: errno) }
+    }
+
+    public func seek(to offset: UInt64) throws {
+        guard lseek(fd, off_t(offset), SEEK_SET) >= 0 else { throw SLMError.io(path: path, operation: "seek", errno: errno) }
+    }
+}
+
+public enum FileSystem {
+    public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    public static func isRegularFile(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
+    }
+
+    public static func fileSize(_ path: String) -> UInt64? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return UInt64(st.st_size)
+    }
+
+    /// mkdir -p, fsyncing each parent that gained an entry so the new directories survive a crash.
+    public static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws {
+        if isDirectory(path) { return }
+        let parent = dirname(path)
+        if parent != path { try makeDirectories(parent, mode: mode) }
+        if mkdir(path, mode) != 0 && errno != EEXIST {
+            throw SLMError.io(path: path, operation: "mkdir", errno: errno)
+        }
+        try syncDirectory(parent)
+    }
+
+    public static func syncDirectory(_ path: String) throws {
+        let fd = open(path.isEmpty ? "." : path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw SLMError.io(path: path, operation: "open directory", errno: errno) }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw SLMError.io(path: path, operation: "fsync directory", errno: errno) }
+    }
+
+    public static func rename(_ from: String, _ to: String) throws {
+        guard Glibc.rename(from, to) == 0 else { throw SLMError.io(path: to, operation: "rename", errno: errno) }
+    }
+
+    public static func remove(_ path: String) { unlink(path) }
+
+    /// Removes a directory tree (used for temporary working directories only).
+    public static func removeTree(_ path: String) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            for name in (try? listDirectory(path)) ?? [] { removeTree(path + "/" + name) }
+            rmdir(path)
+        } else {
+            unlink(path)
+        }
+    }
+
+    public static func listDirectory(_ path: String) throws -> [String] {
+        guard let dir = opendir(path) else { throw SLMError.io(path: path, operation: "list", errno: errno) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    public static func readFile(_ path: String, limit: Int) throws -> [UInt8] {
+        let file = try FileDescriptor.openForReading(path)
+        let size = try file.size()
+        guard size <= UInt64(limit) else {
+            throw SLMError.corrupt(path: path, problem: "\(size) bytes, more than the \(limit) allowed")
+        }
+        return try file.pread(count: Int(size), at: 0)
+    }
+
+    /// Writes `bytes` to `path` so that a reader sees the old file or the new one, never a part:
+    /// temporary file beside it, fsync, rename, fsync of the directory.
+    public static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws {
+        let dir = dirname(path)
+        let tmp = "\(dir)/.tmp-\(randomHex(8))-\(basename(path))"
+        do {
+            let file = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: mode)
+            try file.write(bytes)
+            try file.sync()
+            try rename(tmp, path)
+        } catch {
+            unlink(tmp)
+            throw error
+        }
+        try syncDirectory(dir)
+    }
+
+    public static func dirname(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        if slash == path.startIndex { return "/" }
+        return String(path[..<slash])
+    }
+
+    public static func basename(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return path }
+        return String(path[path.index(after: slash)...])
+    }
+
+    public static func randomHex(_ byteCount: Int) -> String {
+        var bytes = [UInt8](repeating: 0, count: byteCount)
+        var rng = SystemRandomNumberGenerator()
+        for i in 0..<byteCount { bytes[i] = UInt8.random(in: 0...255, using: &rng) }
+        return Hex.encode(bytes)
+    }
+
+    public static func absolutePath(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&buf, buf.count) != nil else { return path }
+        let cwd = String(cString: buf)
+        return cwd == "/" ? "/" + path : cwd + "/" + path
+    }
+}
+
+/// An advisory lock on a file (flock): shared for writers that add data, exclusive for
+/// operations that must see the store still (gc, ref updates). Released on deinit or process death.
+public final class FileLock: @unchecked Sendable {
+    private let file: FileDescriptor
+
+    public enum Mode { case shared, exclusive }
+
+    /// Blocks until the lock is held.
+    public init(path: String, mode: Mode) throws {
+        file = try FileDescriptor(path: path, flags: O_RDWR | O_CREAT, mode: 0o644)
+        while flock(file.fd, mode == .shared ? LOCK_SH : LOCK_EX) != 0 {
+            if errno == EINTR { continue }
+            throw SLMError.io(path: path, operation: "lock", errno: errno)
+        }
+    }
+
+    /// Returns nil if another process holds a conflicting lock.
+    public init?(tryPath path: String, mode: Mode) throws {
+        file = try FileDescriptor(path: path, flags: O_RDWR | O_CREAT, mode: 0o644)
+        if flock(file.fd, (mode == .shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0 {
+            if errno == EWOULDBLOCK { return nil }
+            throw SLMError.io(path: path, operation: "lock", errno: errno)
+        }
+    }
+
+    public func unlock() { flock(file.fd, LOCK_UN) }
+}
