@@ -15,7 +15,8 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "libcrypto",
                        providers: [.apt(["libssl-dev"])]),
         .target(name: "SLMStoreKit", dependencies: ["CZstd", "CXXHash", "COpenSSL"]),
-        .executableTarget(name: "slmstore", dependencies: ["SLMStoreKit"]),
+        // The command layer uses C stdio globals freely; Swift 5 mode keeps that from being an error.
+        .executableTarget(name: "slmstore", dependencies: ["SLMStoreKit"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "SLMStoreKitTests", dependencies: ["SLMStoreKit"]),
     ]
 )

@@ -1,1 +1,67 @@
-print("slmstore")
+// Entry point of the `slmstore` command: global options, dispatch, and error reporting.
+
+import SLMStoreKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let commands: [Command] = storeCommands + [demoCommand]
+
+func topLevelHelp() -> String {
+    var s = "slmstore \(SLMStoreVersion.current): a content-addressed store for model weights\n\nusage: slmstore [--store DIR] COMMAND [ARGS...]\n\nCommands:\n"
+    let width = commands.map(\.name.count).max() ?? 0
+    for c in commands { s += "  \(c.name)\(String(repeating: " ", count: width - c.name.count))  \(c.summary)\n" }
+    s += "\nRun `slmstore COMMAND --help` for a command's options.\n"
+    return s
+}
+
+func runMain() -> Int32 {
+    var args = Array(CommandLine.arguments.dropFirst())
+    var context = Context()
+    // --store may stand before or after the command name.
+    var i = 0
+    while i < args.count {
+        if args[i] == "--" { break }
+        if args[i] == "--store" {
+            guard i + 1 < args.count else { Output.error("option --store needs a directory"); return 2 }
+            context.explicitStore = args[i + 1]
+            args.removeSubrange(i...i + 1)
+            continue
+        }
+        if args[i].hasPrefix("--store=") {
+            context.explicitStore = String(args[i].dropFirst("--store=".count))
+            args.remove(at: i)
+            continue
+        }
+        i += 1
+    }
+    guard let first = args.first else { print(topLevelHelp()); return 2 }
+    if first == "--help" || first == "-h" || first == "help" {
+        if first == "help", args.count > 1, let c = commands.first(where: { $0.name == args[1] }) { print(c.help); return 0 }
+        print(topLevelHelp())
+        return 0
+    }
+    if first == "--version" { print("slmstore \(SLMStoreVersion.current)"); return 0 }
+    guard let command = commands.first(where: { $0.name == first }) else {
+        Output.error("unknown command \"\(first)\" (run `slmstore --help` for the list)")
+        return 2
+    }
+    do {
+        var spec = command.spec
+        spec.flags.insert("--help")
+        let parsed = try ArgumentParser.parse(Array(args.dropFirst()), spec: spec, command: command.name)
+        if parsed.has("--help") { print(command.help); return 0 }
+        return try command.run(parsed, context)
+    } catch let e as SLMError {
+        Output.error(e.description)
+        return e.exitCode
+    } catch {
+        Output.error("\(error)")
+        return 1
+    }
+}
+
+setvbuf(stdout, nil, _IOFBF, 1 << 16)
+let status = runMain()
+fflush(stdout)
+exit(status)

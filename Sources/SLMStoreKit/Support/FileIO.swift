@@ -207,9 +207,12 @@ public enum FileSystem {
 
     public static func absolutePath(_ path: String) -> String {
         if path.hasPrefix("/") { return path }
-        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        guard getcwd(&buf, buf.count) != nil else { return path }
-        let cwd = String(cString: buf)
+        var buf = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
+        let ok = buf.withUnsafeMutableBufferPointer { p in
+            p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { getcwd($0, p.count) != nil }
+        }
+        guard ok else { return path }
+        let cwd = String(decoding: buf.prefix(while: { $0 != 0 }), as: UTF8.self)
         return cwd == "/" ? "/" + path : cwd + "/" + path
     }
 }

@@ -1,0 +1,109 @@
+// Parsing and validation of a safetensors header: 8-byte little-endian length, then a JSON
+// object of tensors (dtype, shape, data_offsets) and an optional __metadata__ map.
+
+public struct TensorInfo: Equatable, Sendable {
+    public var name: String
+    public var dtype: String
+    public var shape: [UInt64]
+    /// Byte range relative to the start of the data area (after the header), as in the file.
+    public var begin: UInt64
+    public var end: UInt64
+
+    public var byteCount: UInt64 { end - begin }
+}
+
+public struct SafetensorsHeader: Equatable, Sendable {
+    /// Length of the JSON header (the N of the 8-byte prefix).
+    public var headerLength: UInt64
+    /// Tensors in data order (by begin offset, then name).
+    public var tensors: [TensorInfo]
+    public var metadata: [String: String]
+
+    /// Offset in the file where tensor data starts.
+    public var dataStart: UInt64 { 8 + headerLength }
+
+    /// Largest header accepted; the reference implementation uses the same bound.
+    public static let maxHeaderLength: UInt64 = 100 * 1024 * 1024
+
+    /// Bits per element of every dtype the format defines.
+    public static let dtypeBits: [String: UInt64] = [
+        "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
+        "I16": 16, "U16": 16, "F16": 16, "BF16": 16,
+        "I32": 32, "U32": 32, "F32": 32, "I64": 64, "U64": 64, "F64": 64, "C64": 64,
+    ]
+
+    /// Reads and validates the header of the safetensors file at `path`.
+    public static func read(path: String) throws -> SafetensorsHeader {
+        let file = try FileDescriptor.openForReading(path)
+        let size = try file.size()
+        guard size >= 8 else { throw SLMError.input(path: path, problem: "truncated safetensors file: \(size) bytes, need at least 8") }
+        let prefix = try file.pread(count: 8, at: 0)
+        let n = prefix.readLE(UInt64.self, at: 0)
+        guard n <= maxHeaderLength else {
+            throw SLMError.input(path: path, problem: "safetensors header length \(n) exceeds the \(maxHeaderLength)-byte limit")
+        }
+        guard 8 + n <= size else {
+            throw SLMError.input(path: path, problem: "safetensors header length \(n) exceeds the file size \(size)")
+        }
+        let json = try file.pread(count: Int(n), at: 8)
+        return try parse(headerJSON: json, headerLength: n, fileSize: size, path: path)
+    }
+
+    public static func parse(headerJSON json: [UInt8], headerLength: UInt64, fileSize: UInt64, path: String) throws -> SafetensorsHeader {
+        func bad(_ problem: String) -> SLMError { .input(path: path, problem: "invalid safetensors header: \(problem)") }
+        let value: JSONValue
+        do { value = try JSONValue.parse(json) } catch let e as JSONValue.ParseError {
+            throw bad("not valid JSON (\(e.message) at byte \(8 + e.offset))")
+        }
+        guard case let .object(entries) = value else { throw bad("the header is not a JSON object") }
+        var tensors: [TensorInfo] = []
+        var metadata: [String: String] = [:]
+        for (name, entry) in entries {
+            if name == "__metadata__" {
+                guard case let .object(m) = entry else { throw bad("__metadata__ is not an object") }
+                for (k, v) in m {
+                    guard case let .string(s) = v else { throw bad("__metadata__ value for \"\(k)\" is not a string") }
+                    metadata[k] = s
+                }
+                continue
+            }
+            guard case let .object(t) = entry else { throw bad("tensor \"\(name)\" is not an object") }
+            guard name.utf8.count <= 65535 else { throw bad("a tensor name is longer than 65535 bytes") }
+            guard let dtype = t["dtype"]?.stringValue else { throw bad("tensor \"\(name)\" has no dtype string") }
+            guard let bits = dtypeBits[dtype] else { throw bad("tensor \"\(name)\" has unknown dtype \"\(dtype)\"") }
+            guard let shapeValues = t["shape"]?.arrayValue else { throw bad("tensor \"\(name)\" has no shape list") }
+            guard shapeValues.count <= 255 else { throw bad("tensor \"\(name)\" has more than 255 dimensions") }
+            var shape: [UInt64] = []
+            var elements: UInt64 = 1
+            var overflow = false
+            for d in shapeValues {
+                guard let dim = d.uint64Value else { throw bad("tensor \"\(name)\" has a shape entry that is not a non-negative integer") }
+                shape.append(dim)
+                let (m, o) = elements.multipliedReportingOverflow(by: dim)
+                elements = m
+                overflow = overflow || o
+            }
+            guard let offsets = t["data_offsets"]?.arrayValue, offsets.count == 2,
+                  let begin = offsets[0].uint64Value, let end = offsets[1].uint64Value else {
+                throw bad("tensor \"\(name)\" has no data_offsets [begin, end]")
+            }
+            guard begin <= end else { throw bad("tensor \"\(name)\" has data_offsets with begin \(begin) after end \(end)") }
+            let (totalBits, o2) = elements.multipliedReportingOverflow(by: bits)
+            guard !overflow, !o2, totalBits % 8 == 0, totalBits / 8 == end - begin else {
+                throw bad("tensor \"\(name)\": dtype \(dtype) × shape \(shape) does not match its \(end - begin)-byte range")
+            }
+            tensors.append(TensorInfo(name: name, dtype: dtype, shape: shape, begin: begin, end: end))
+        }
+        tensors.sort { ($0.begin, $0.end, $0.name) < ($1.begin, $1.end, $1.name) }
+        let dataLength = fileSize - 8 - headerLength
+        var expected: UInt64 = 0
+        for t in tensors {
+            if t.begin < expected { throw bad("tensor \"\(t.name)\" overlaps the previous tensor (starts at \(t.begin), previous ends at \(expected))") }
+            if t.begin > expected { throw bad("gap before tensor \"\(t.name)\" (bytes \(expected)..<\(t.begin) are not covered)") }
+            expected = t.end
+        }
+        if expected > dataLength { throw bad("data_offsets reach byte \(expected) but the data area has only \(dataLength) bytes (truncated file?)") }
+        if expected < dataLength { throw bad("\(dataLength - expected) bytes after the last tensor are not covered by any tensor") }
+        return SafetensorsHeader(headerLength: headerLength, tensors: tensors, metadata: metadata)
+    }
+}

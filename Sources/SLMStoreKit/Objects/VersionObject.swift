@@ -1,0 +1,89 @@
+// A model version: name, SemVer, tree id, parent, creation time and provenance, as canonical
+// JSON. Its id is the SHA-256 of those bytes, so it covers the tree and every piece of metadata.
+
+public struct Dependency: Equatable, Sendable {
+    public var name: String
+    /// A SemVer range, an exact version, or a stage name, as the user wrote it.
+    public var range: String
+
+    public init(name: String, range: String) {
+        self.name = name
+        self.range = range
+    }
+}
+
+public struct VersionObject: Equatable, Sendable {
+    public static let maxEncodedSize = 16 * 1024 * 1024
+
+    public var name: String
+    public var version: SemVer
+    public var tree: SHA256Digest
+    public var parent: SHA256Digest?
+    /// RFC 3339 UTC, second precision: "2026-11-29T04:05:50Z".
+    public var created: String
+    /// Who made it, unasked: user@host and the slmstore version.
+    public var addedBy: String
+    public var tool: String
+    /// The model card (provenance the user supplied), if any.
+    public var card: JSONValue?
+    public var dependencies: [Dependency]
+
+    public init(name: String, version: SemVer, tree: SHA256Digest, parent: SHA256Digest?, created: String,
+                addedBy: String, tool: String, card: JSONValue? = nil, dependencies: [Dependency] = []) {
+        self.name = name
+        self.version = version
+        self.tree = tree
+        self.parent = parent
+        self.created = created
+        self.addedBy = addedBy
+        self.tool = tool
+        self.card = card
+        self.dependencies = dependencies
+    }
+
+    public var json: JSONValue {
+        .object([
+            "type": .string("version"),
+            "format": .int(1),
+            "name": .string(name),
+            "version": .string(version.description),
+            "tree": .string(tree.hex),
+            "parent": parent.map { .string($0.hex) } ?? .null,
+            "created": .string(created),
+            "added_by": .string(addedBy),
+            "tool": .string(tool),
+            "card": card ?? .null,
+            "dependencies": .array(dependencies.map { .object(["name": .string($0.name), "range": .string($0.range)]) }),
+        ])
+    }
+
+    public func encoded() -> [UInt8] { json.canonicalBytes() }
+
+    public var id: SHA256Digest { SHA256Hasher.hash(encoded()) }
+
+    public static func decode(_ bytes: [UInt8], source: String) throws -> VersionObject {
+        func bad(_ p: String) -> SLMError { .corrupt(path: source, problem: "version object: \(p)") }
+        let v: JSONValue
+        do { v = try JSONValue.parse(bytes) } catch { throw bad("\(error)") }
+        guard v["type"]?.stringValue == "version" else { throw bad("not a version object") }
+        guard v["format"]?.uint64Value == 1 else { throw bad("format \(v["format"].map { $0.canonicalString() } ?? "missing") is not supported") }
+        guard let name = v["name"]?.stringValue, (try? ModelName(name)) != nil else { throw bad("bad name") }
+        guard let vs = v["version"]?.stringValue, let version = try? SemVer(vs) else { throw bad("bad version") }
+        guard let treeHex = v["tree"]?.stringValue, let tree = SHA256Digest(hex: treeHex) else { throw bad("bad tree id") }
+        var parent: SHA256Digest? = nil
+        if let p = v["parent"], p != .null {
+            guard let ph = p.stringValue, let pd = SHA256Digest(hex: ph) else { throw bad("bad parent id") }
+            parent = pd
+        }
+        guard let created = v["created"]?.stringValue else { throw bad("missing created") }
+        var deps: [Dependency] = []
+        for d in v["dependencies"]?.arrayValue ?? [] {
+            guard let n = d["name"]?.stringValue, let r = d["range"]?.stringValue else { throw bad("bad dependency") }
+            deps.append(Dependency(name: n, range: r))
+        }
+        let card = v["card"].flatMap { $0 == .null ? nil : $0 }
+        return VersionObject(name: name, version: version, tree: tree, parent: parent, created: created,
+                             addedBy: v["added_by"]?.stringValue ?? "", tool: v["tool"]?.stringValue ?? "",
+                             card: card, dependencies: deps)
+    }
+}

@@ -1,0 +1,33 @@
+// What a user writes to name a version: NAME@VERSION, NAME@<selector> (a range, `latest` or a
+// stage, resolved by the registry), or a version id (full hex or a prefix of at least 8).
+
+public enum VersionRef: Equatable, Sendable, CustomStringConvertible {
+    case exact(ModelName, SemVer)
+    case selector(ModelName, String)
+    case id(String)
+
+    public static func parse(_ text: String) throws -> VersionRef {
+        if let at = text.firstIndex(of: "@") {
+            let name = try ModelName(String(text[..<at]))
+            let rest = String(text[text.index(after: at)...])
+            guard !rest.isEmpty else { throw SLMError.argument("invalid reference \"\(text)\": nothing after '@'") }
+            if let v = try? SemVer(rest) { return .exact(name, v) }
+            if rest.hasPrefix("v"), let v = try? SemVer(String(rest.dropFirst())) { return .exact(name, v) }
+            return .selector(name, rest)
+        }
+        let lower = text.lowercased()
+        if lower.utf8.count >= 8, lower.utf8.count <= 64, Hex.isHex(Substring(lower)) { return .id(lower) }
+        if (try? ModelName(text)) != nil {
+            throw SLMError.argument("invalid reference \"\(text)\": say which version, e.g. \(text)@1.0.0 (or a version id)")
+        }
+        throw SLMError.argument("invalid reference \"\(text)\": expected NAME@VERSION or a version id (at least 8 hex digits)")
+    }
+
+    public var description: String {
+        switch self {
+        case let .exact(n, v): return "\(n)@\(v)"
+        case let .selector(n, s): return "\(n)@\(s)"
+        case let .id(p): return p
+        }
+    }
+}

@@ -1,0 +1,163 @@
+// Reading versions back: stream a file's verified bytes (cat), or write a whole version into a
+// directory (checkout). Every chunk is hash-checked and every file's SHA-256 is checked before
+// the file is renamed into place, so a damaged store never produces a wrong file.
+
+import Foundation
+
+public struct CheckoutResult: Sendable {
+    public var files: Int
+    public var bytes: UInt64
+    public var seconds: Double
+}
+
+extension Store {
+    /// Streams the verified content of `entry` to `sink`, in order. Throws before the last bytes
+    /// are delivered if the file's SHA-256 does not match the tree.
+    public func streamFile(_ entry: FileEntry, index: ChunkIndex, versionLabel: String,
+                           progress: ((UInt64) -> Void)? = nil,
+                           sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let sha = SHA256Hasher()
+        let batchBytes = 16 << 20
+        var i = 0
+        var done: UInt64 = 0
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: batchBytes + Int(PackFormat.maxChunkLength), alignment: 64)
+        defer { buffer.deallocate() }
+        while i < entry.chunks.count {
+            var batch: [(ref: ChunkRef, loc: ChunkLocation, offset: Int)] = []
+            var used = 0
+            while i < entry.chunks.count && (batch.isEmpty || used + Int(entry.chunks[i].rawLength) <= batchBytes) {
+                let ref = entry.chunks[i]
+                guard let loc = index.location(of: ref.id) else {
+                    throw SLMError.corrupt(path: root, problem: "chunk \(ref.id.hex) of \(versionLabel) file \(entry.path) is missing from the store")
+                }
+                guard loc.rawLength == ref.rawLength else {
+                    throw SLMError.corrupt(path: root, problem: "chunk \(ref.id.hex) has length \(loc.rawLength) in the pack index but \(ref.rawLength) in the tree")
+                }
+                batch.append((ref, loc, used))
+                used += Int(ref.rawLength)
+                i += 1
+            }
+            let failures = UnsafeMutableBufferPointer<SLMError?>.allocate(capacity: batch.count)
+            failures.initialize(repeating: nil)
+            defer { failures.deallocate() }
+            nonisolated(unsafe) let out = buffer
+            nonisolated(unsafe) let errs = failures
+            let items = batch
+            DispatchQueue.concurrentPerform(iterations: items.count) { k in
+                let item = items[k]
+                do {
+                    try self.readChunk(item.ref.id, at: item.loc,
+                                       into: UnsafeMutableRawBufferPointer(rebasing: out[item.offset..<item.offset + Int(item.ref.rawLength)]))
+                } catch let e as SLMError {
+                    errs[k] = e
+                } catch {
+                    errs[k] = .failed("\(error)")
+                }
+            }
+            if let k = (0..<items.count).first(where: { failures[$0] != nil }) {
+                let users = self.users(of: [items[k].ref.id]).map { "\($0.version) (\($0.file))" }
+                throw SLMError.corrupt(path: packPath(items[k].loc.pack),
+                                       problem: "damaged chunk \(items[k].ref.id.hex): \(failures[k]!.description); used by \(users.joined(separator: ", "))")
+            }
+            let data = UnsafeRawBufferPointer(rebasing: buffer[0..<used])
+            var sinkError: Error? = nil
+            nonisolated(unsafe) let d = data
+            // Hash and deliver the batch at the same time; both read the same bytes.
+            withoutActuallyEscaping(sink) { sink in
+                nonisolated(unsafe) let s = sink
+                nonisolated(unsafe) var err: Error? = nil
+                DispatchQueue.concurrentPerform(iterations: 2) { k in
+                    if k == 0 { sha.update(d) } else { do { try s(d) } catch { err = error } }
+                }
+                sinkError = err
+            }
+            if let sinkError { throw sinkError }
+            done += UInt64(used)
+            progress?(done)
+        }
+        let digest = sha.finish()
+        guard digest == entry.sha256 else {
+            throw SLMError.corrupt(path: root, problem: "\(versionLabel) file \(entry.path) reassembles to SHA-256 \(digest.hex), expected \(entry.sha256.hex)")
+        }
+    }
+
+    /// Writes every file of `tree` below `target`. Each file goes to a temporary name, is
+    /// verified and fsynced, then renamed; a file that fails verification is never left behind.
+    public func checkout(tree: TreeObject, versionLabel: String, to target: String, force: Bool,
+                         progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> CheckoutResult {
+        let started = Timestamp.monotonicSeconds()
+        for f in tree.files { try TreePath.validate(f.path, source: "tree of \(versionLabel)") }
+        if FileSystem.exists(target) {
+            guard FileSystem.isDirectory(target) else { throw SLMError.input(path: target, problem: "exists and is not a directory") }
+            if !force, !(try FileSystem.listDirectory(target)).isEmpty {
+                throw SLMError.input(path: target, problem: "directory exists and is not empty (use --force to write into it)")
+            }
+        }
+        try FileSystem.makeDirectories(target)
+        let index = try loadChunkIndex()
+        let total = tree.totalSize
+        var before: UInt64 = 0
+        for entry in tree.files {
+            let finalPath = try Store.safeDestination(target: target, relative: entry.path)
+            let tmp = "\(FileSystem.dirname(finalPath))/.slmstore-tmp-\(FileSystem.randomHex(6))"
+            let file = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL | O_TRUNC, mode: 0o644)
+            do {
+                let base = before
+                try streamFile(entry, index: index, versionLabel: versionLabel,
+                               progress: { progress?(base + $0, total) }) { try file.write($0) }
+                try file.sync()
+                try FileSystem.rename(tmp, finalPath)
+            } catch {
+                FileSystem.remove(tmp)
+                throw error
+            }
+            before += entry.size
+        }
+        var dirs = Set(tree.files.map { FileSystem.dirname("\(target)/\($0.path)") })
+        dirs.insert(target)
+        for d in dirs { try FileSystem.syncDirectory(d) }
+        return CheckoutResult(files: tree.files.count, bytes: total, seconds: Timestamp.monotonicSeconds() - started)
+    }
+
+    /// The absolute destination of a tree path below `target`, creating parent directories and
+    /// refusing to pass through a symlink (which could lead outside the target).
+    static func safeDestination(target: String, relative: String) throws -> String {
+        try TreePath.validate(relative, source: relative)
+        let parts = relative.split(separator: "/").map(String.init)
+        var dir = target
+        for part in parts.dropLast() {
+            dir += "/" + part
+            var st = stat()
+            if lstat(dir, &st) == 0 {
+                guard (st.st_mode & S_IFMT) == S_IFDIR else {
+                    throw SLMError.input(path: dir, problem: "is not a directory (a symlink or file is in the way)")
+                }
+            } else {
+                try FileSystem.makeDirectories(dir)
+            }
+        }
+        let dest = dir + "/" + parts.last!
+        var st = stat()
+        if lstat(dest, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK || (st.st_mode & S_IFMT) == S_IFDIR {
+            throw SLMError.input(path: dest, problem: "exists and is a symlink or directory; refusing to replace it")
+        }
+        return dest
+    }
+
+    /// Every (version, file) that uses one of `chunks`, for error messages and verify.
+    public func users(of chunks: Set<ChunkID>) -> [(version: String, file: String, chunk: ChunkID)] {
+        var out: [(String, String, ChunkID)] = []
+        for model in (try? models()) ?? [] {
+            for (v, id) in (try? versions(of: model)) ?? [] {
+                guard let version = try? readVersion(id), let tree = try? readTree(version.tree) else { continue }
+                for f in tree.files {
+                    for c in f.chunks where chunks.contains(c.id) {
+                        out.append(("\(model)@\(v)", f.path, c.id))
+                        break
+                    }
+                }
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,202 @@
+// Pack files hold chunk records back to back; a pack index maps chunk ids to records.
+// A pack is visible to readers only once its index exists (the index is the commit point).
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct PackID: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let hex: String  // 32 lowercase hex digits
+
+    public init?(hex: String) {
+        guard hex.utf8.count == 32, Hex.isHex(Substring(hex)), hex == hex.lowercased() else { return nil }
+        self.hex = hex
+    }
+
+    public static func random() -> PackID { PackID(hex: FileSystem.randomHex(16))! }
+
+    public var description: String { hex }
+    public static func < (a: PackID, b: PackID) -> Bool { a.hex < b.hex }
+}
+
+public enum PackFormat {
+    public static let packMagic: [UInt8] = Array("SLMPACK\0".utf8)
+    public static let indexMagic: [UInt8] = Array("SLMIDX\0\0".utf8)
+    public static let version: UInt32 = 1
+    public static let packHeaderSize = 16
+    /// id(16) codec(1) reserved(3) raw length(4) stored length(4)
+    public static let recordHeaderSize = 28
+    public static let indexHeaderSize = 24
+    public static let indexEntrySize = 36
+    /// Largest raw chunk any reader accepts; bounds allocation for hostile input.
+    public static let maxChunkLength: UInt32 = 64 * 1024 * 1024
+
+    static func recordHeader(id: ChunkID, codec: ChunkCodec, rawLength: UInt32, storedLength: UInt32) -> [UInt8] {
+        var w = ByteWriter(capacity: recordHeaderSize)
+        w.raw(id.canonicalBytes)
+        w.u8(codec.rawValue)
+        w.raw([0, 0, 0])
+        w.u32(rawLength)
+        w.u32(storedLength)
+        return w.bytes
+    }
+
+    struct RecordHeader: Equatable {
+        var id: ChunkID
+        var codec: ChunkCodec
+        var rawLength: UInt32
+        var storedLength: UInt32
+    }
+
+    static func parseRecordHeader(_ b: [UInt8], source: String) throws -> RecordHeader {
+        guard b.count >= recordHeaderSize else { throw SLMError.corrupt(path: source, problem: "short chunk record header") }
+        let id = ChunkID(canonical: b[0..<16])!
+        guard let codec = ChunkCodec(rawValue: b[16]) else {
+            throw SLMError.corrupt(path: source, problem: "unknown codec \(b[16]) for chunk \(id)")
+        }
+        return RecordHeader(id: id, codec: codec, rawLength: b.readLE(UInt32.self, at: 20), storedLength: b.readLE(UInt32.self, at: 24))
+    }
+}
+
+/// Where one chunk lives: in which pack, at which offset (of its record header), how long.
+public struct ChunkLocation: Equatable, Sendable {
+    public var pack: PackID
+    public var offset: UInt64
+    public var storedLength: UInt32
+    public var rawLength: UInt32
+    public var codec: ChunkCodec
+
+    /// Byte range of the whole record (header and payload) in the pack.
+    public var recordRange: Range<UInt64> { offset..<(offset + UInt64(PackFormat.recordHeaderSize) + UInt64(storedLength)) }
+}
+
+public struct PackIndexEntry: Equatable, Sendable {
+    public var id: ChunkID
+    public var offset: UInt64
+    public var storedLength: UInt32
+    public var rawLength: UInt32
+    public var codec: ChunkCodec
+}
+
+/// The index of one pack: entries sorted by chunk id, plus the pack's total size.
+public struct PackIndex: Sendable {
+    public var packSize: UInt64
+    public var entries: [PackIndexEntry]
+
+    public static let maxEncodedSize = 1 << 30
+
+    public init(packSize: UInt64, entries: [PackIndexEntry]) {
+        self.packSize = packSize
+        self.entries = entries.sorted { $0.id < $1.id }
+    }
+
+    public func encoded() -> [UInt8] {
+        var w = ByteWriter(capacity: PackFormat.indexHeaderSize + entries.count * PackFormat.indexEntrySize + 32)
+        w.raw(PackFormat.indexMagic)
+        w.u32(PackFormat.version)
+        w.u32(UInt32(entries.count))
+        w.u64(packSize)
+        for e in entries {
+            w.raw(e.id.canonicalBytes)
+            w.u64(e.offset)
+            w.u32(e.storedLength)
+            w.u32(e.rawLength)
+            w.u8(e.codec.rawValue)
+            w.raw([0, 0, 0])
+        }
+        w.raw(SHA256Hasher.hash(w.bytes).bytes)
+        return w.bytes
+    }
+
+    /// Decodes and checks an index: checksum, sorting, records inside the pack.
+    public static func decode(_ b: [UInt8], source: String) throws -> PackIndex {
+        func bad(_ p: String) -> SLMError { .corrupt(path: source, problem: "pack index: \(p)") }
+        guard b.count >= PackFormat.indexHeaderSize + 32 else { throw bad("too short (\(b.count) bytes)") }
+        guard Array(b[0..<8]) == PackFormat.indexMagic else { throw bad("bad magic") }
+        let version = b.readLE(UInt32.self, at: 8)
+        guard version == PackFormat.version else { throw bad("format version \(version) is not supported (this build reads \(PackFormat.version))") }
+        let count = Int(b.readLE(UInt32.self, at: 12))
+        let packSize = b.readLE(UInt64.self, at: 16)
+        guard b.count == PackFormat.indexHeaderSize + count * PackFormat.indexEntrySize + 32 else {
+            throw bad("size \(b.count) does not match \(count) entries")
+        }
+        let body = b.count - 32
+        guard SHA256Hasher.hash(Array(b[0..<body])).bytes == Array(b[body...]) else { throw bad("checksum mismatch") }
+        var entries: [PackIndexEntry] = []
+        entries.reserveCapacity(count)
+        var at = PackFormat.indexHeaderSize
+        for _ in 0..<count {
+            let id = ChunkID(canonical: b[at..<at + 16])!
+            let offset = b.readLE(UInt64.self, at: at + 16)
+            let stored = b.readLE(UInt32.self, at: at + 24)
+            let raw = b.readLE(UInt32.self, at: at + 28)
+            guard let codec = ChunkCodec(rawValue: b[at + 32]) else { throw bad("unknown codec \(b[at + 32]) for chunk \(id)") }
+            guard raw > 0, raw <= PackFormat.maxChunkLength, stored <= PackFormat.maxChunkLength + 1024 else {
+                throw bad("chunk \(id) has implausible lengths raw=\(raw) stored=\(stored)")
+            }
+            guard offset >= UInt64(PackFormat.packHeaderSize),
+                  offset + UInt64(PackFormat.recordHeaderSize) + UInt64(stored) <= packSize else {
+                throw bad("chunk \(id) lies outside the pack")
+            }
+            if let last = entries.last, !(last.id < id) { throw bad("entries not sorted and unique at \(id)") }
+            entries.append(PackIndexEntry(id: id, offset: offset, storedLength: stored, rawLength: raw, codec: codec))
+            at += PackFormat.indexEntrySize
+        }
+        return PackIndex(packSize: packSize, entries: entries)
+    }
+}
+
+/// Appends chunk records to a new pack file in a working directory, then writes its index.
+final class PackWriter {
+    let id: PackID
+    let packPath: String
+    let indexPath: String
+    private let file: FileDescriptor
+    private(set) var size: UInt64
+    private(set) var entries: [PackIndexEntry] = []
+    private var pending: [UInt8] = []
+
+    init(directory: String) throws {
+        id = PackID.random()
+        packPath = "\(directory)/\(id.hex).pack"
+        indexPath = "\(directory)/\(id.hex).idx"
+        file = try FileDescriptor(path: packPath, flags: O_WRONLY | O_CREAT | O_EXCL)
+        var w = ByteWriter(capacity: PackFormat.packHeaderSize)
+        w.raw(PackFormat.packMagic)
+        w.u32(PackFormat.version)
+        w.u32(0)
+        pending = w.bytes
+        size = UInt64(PackFormat.packHeaderSize)
+    }
+
+    var isEmpty: Bool { entries.isEmpty }
+
+    func append(id: ChunkID, rawLength: UInt32, encoded: EncodedChunk) throws {
+        let header = PackFormat.recordHeader(id: id, codec: encoded.codec, rawLength: rawLength,
+                                             storedLength: UInt32(encoded.payload.count))
+        entries.append(PackIndexEntry(id: id, offset: size, storedLength: UInt32(encoded.payload.count),
+                                      rawLength: rawLength, codec: encoded.codec))
+        pending.append(contentsOf: header)
+        pending.append(contentsOf: encoded.payload)
+        size += UInt64(header.count + encoded.payload.count)
+        // Batch writes: one syscall per few MiB rather than per chunk.
+        if pending.count >= 4 << 20 { try flush() }
+    }
+
+    func flush() throws {
+        guard !pending.isEmpty else { return }
+        try file.write(pending)
+        pending.removeAll(keepingCapacity: true)
+    }
+
+    /// Makes pack and index durable in the working directory; returns the index.
+    func finish() throws -> PackIndex {
+        try flush()
+        try file.sync()
+        let index = PackIndex(packSize: size, entries: entries)
+        let idx = try FileDescriptor(path: indexPath, flags: O_WRONLY | O_CREAT | O_EXCL)
+        try idx.write(index.encoded())
+        try idx.sync()
+        return index
+    }
+}

@@ -1,0 +1,70 @@
+// Turning a VersionRef into a stored version, and the per-version figures `ls` and `show` print.
+
+public struct ResolvedVersion: Sendable {
+    public var name: ModelName
+    public var version: SemVer
+    public var id: SHA256Digest
+    public var object: VersionObject
+}
+
+extension Store {
+    /// Resolves exact versions and version ids. Selectors (ranges, stages, `latest`) go through
+    /// `resolveSelector`, which the registry provides.
+    public func resolve(_ ref: VersionRef) throws -> ResolvedVersion {
+        switch ref {
+        case let .exact(name, version):
+            guard let id = try readRef(at: versionRefPath(name, version)) else {
+                let known = try versions(of: name).map { $0.version.description }
+                if known.isEmpty { throw SLMError.notFound("unknown model \(name) (no versions in \(root))") }
+                throw SLMError.notFound("unknown version \(name)@\(version); known versions: \(known.joined(separator: ", "))")
+            }
+            return ResolvedVersion(name: name, version: version, id: id, object: try readVersion(id))
+        case let .id(prefix):
+            var matches: [(ModelName, SemVer, SHA256Digest)] = []
+            for model in try models() {
+                for (v, id) in try versions(of: model) where id.hex.hasPrefix(prefix) { matches.append((model, v, id)) }
+            }
+            let ids = Set(matches.map { $0.2 })
+            guard let first = matches.first else { throw SLMError.notFound("no version id starts with \(prefix)") }
+            guard ids.count == 1 else {
+                throw SLMError.argument("version id prefix \(prefix) is ambiguous: \(matches.map { "\($0.0)@\($0.1) \($0.2.hex.prefix(16))" }.joined(separator: ", "))")
+            }
+            return ResolvedVersion(name: first.0, version: first.1, id: first.2, object: try readVersion(first.2))
+        case let .selector(name, selector):
+            return try resolveSelector(name: name, selector: selector).resolved
+        }
+    }
+
+    public func resolve(_ text: String) throws -> ResolvedVersion { try resolve(try VersionRef.parse(text)) }
+}
+
+/// Chunk and dedup figures of one version against the store.
+public struct VersionStats: Sendable {
+    public var files: Int
+    public var rawBytes: UInt64
+    public var chunks: Int
+    public var uniqueChunks: Int
+    /// Compressed bytes (record headers included) of the version's distinct chunks.
+    public var storedBytes: UInt64
+    /// Distinct chunks also used by the parent version.
+    public var sharedWithParent: Int
+    /// Compressed bytes of distinct chunks the parent does not have: what this version cost.
+    public var newStoredBytes: UInt64
+}
+
+extension Store {
+    public func stats(of tree: TreeObject, parentTree: TreeObject?, index: ChunkIndex) -> VersionStats {
+        var unique = Set<ChunkID>()
+        var chunks = 0
+        for f in tree.files { for c in f.chunks { unique.insert(c.id); chunks += 1 } }
+        let parentChunks = Set(parentTree?.files.flatMap { $0.chunks.map(\.id) } ?? [])
+        var stored: UInt64 = 0, newStored: UInt64 = 0, shared = 0
+        for id in unique {
+            let size = index.location(of: id).map { UInt64(PackFormat.recordHeaderSize) + UInt64($0.storedLength) } ?? 0
+            stored += size
+            if parentChunks.contains(id) { shared += 1 } else { newStored += size }
+        }
+        return VersionStats(files: tree.files.count, rawBytes: tree.totalSize, chunks: chunks, uniqueChunks: unique.count,
+                            storedBytes: stored, sharedWithParent: shared, newStoredBytes: newStored)
+    }
+}

@@ -1,0 +1,269 @@
+// A store on disk: its directories, objects (trees, versions), refs, packs and locks.
+// The layout is also a remote's layout, so a store can be served by any static web server.
+
+import Foundation
+
+public final class Store: @unchecked Sendable {
+    public let root: String
+    public let config: StoreConfig
+
+    public var packsDirectory: String { root + "/packs" }
+    public var objectsDirectory: String { root + "/objects" }
+    public var refsDirectory: String { root + "/refs" }
+    public var registryDirectory: String { root + "/registry" }
+    public var tmpDirectory: String { root + "/tmp" }
+    public var locksDirectory: String { root + "/locks" }
+
+    private let readerLock = NSLock()
+    private var packFiles: [PackID: FileDescriptor] = [:]
+
+    init(root: String, config: StoreConfig) {
+        self.root = root
+        self.config = config
+    }
+
+    /// Opens the store at `root`, which must already be one.
+    public static func open(at root: String) throws -> Store {
+        let configPath = root + "/config"
+        guard FileSystem.exists(configPath) else {
+            if !FileSystem.exists(root) { throw SLMError.notFound("\(root): no store here (create one with `slmstore init \(root)` or `slmstore add`)") }
+            throw SLMError.input(path: root, problem: "not a slmstore store (no config file)")
+        }
+        let config = try StoreConfig.decode(try FileSystem.readFile(configPath, limit: 1 << 20), source: configPath)
+        let store = Store(root: root, config: config)
+        for dir in [store.tmpDirectory, store.locksDirectory] where !FileSystem.isDirectory(dir) {
+            try FileSystem.makeDirectories(dir)
+        }
+        return store
+    }
+
+    /// Creates a store at `root` (or opens it if it already is one). Refuses a non-empty
+    /// directory that is not a store.
+    @discardableResult
+    public static func create(at root: String, config: StoreConfig = StoreConfig()) throws -> Store {
+        if FileSystem.exists(root + "/config") { return try open(at: root) }
+        if FileSystem.exists(root) {
+            guard FileSystem.isDirectory(root) else { throw SLMError.input(path: root, problem: "exists and is not a directory") }
+            guard try FileSystem.listDirectory(root).isEmpty else {
+                throw SLMError.input(path: root, problem: "directory is not empty and is not a slmstore store")
+            }
+        }
+        try config.chunker.validate()
+        try FileSystem.makeDirectories(root)
+        let store = Store(root: root, config: config)
+        for dir in [store.packsDirectory, store.objectsDirectory, store.refsDirectory, store.registryDirectory,
+                    store.tmpDirectory, store.locksDirectory] {
+            try FileSystem.makeDirectories(dir)
+        }
+        // The config is written last: a directory without it is not yet a store.
+        try FileSystem.writeAtomically(config.encoded(), to: root + "/config")
+        return store
+    }
+
+    // MARK: Locks
+
+    /// Held (shared) by every operation that writes packs or objects; gc takes it exclusively,
+    /// so it never removes a chunk an unfinished add is about to reference.
+    public func dataLock(_ mode: FileLock.Mode) throws -> FileLock {
+        try FileLock(path: locksDirectory + "/data.lock", mode: mode)
+    }
+
+    /// Serializes ref updates (version refs, stages, registry logs).
+    public func refsLock() throws -> FileLock {
+        try FileLock(path: locksDirectory + "/refs.lock", mode: .exclusive)
+    }
+
+    // MARK: Objects
+
+    public func objectPath(_ id: SHA256Digest) -> String {
+        let hex = id.hex
+        return "\(objectsDirectory)/\(hex.prefix(2))/\(hex.dropFirst(2))"
+    }
+
+    public func hasObject(_ id: SHA256Digest) -> Bool { FileSystem.exists(objectPath(id)) }
+
+    /// Reads an object and checks that its bytes hash to its id.
+    public func readObject(_ id: SHA256Digest, limit: Int) throws -> [UInt8] {
+        let path = objectPath(id)
+        guard FileSystem.exists(path) else { throw SLMError.notFound("object \(id.hex) is missing from the store") }
+        let bytes = try FileSystem.readFile(path, limit: limit)
+        guard SHA256Hasher.hash(bytes) == id else { throw SLMError.corrupt(path: path, problem: "content does not hash to its id \(id.hex)") }
+        return bytes
+    }
+
+    @discardableResult
+    public func writeObject(_ bytes: [UInt8]) throws -> SHA256Digest {
+        let id = SHA256Hasher.hash(bytes)
+        let path = objectPath(id)
+        if FileSystem.exists(path) { return id }
+        try FileSystem.makeDirectories(FileSystem.dirname(path))
+        try FileSystem.writeAtomically(bytes, to: path, mode: 0o444)
+        return id
+    }
+
+    public func readTree(_ id: SHA256Digest) throws -> TreeObject {
+        try TreeObject.decode(try readObject(id, limit: TreeObject.maxEncodedSize), source: objectPath(id))
+    }
+
+    public func readVersion(_ id: SHA256Digest) throws -> VersionObject {
+        try VersionObject.decode(try readObject(id, limit: VersionObject.maxEncodedSize), source: objectPath(id))
+    }
+
+    // MARK: Refs
+
+    public func modelDirectory(_ name: ModelName) -> String { "\(refsDirectory)/\(name.value)" }
+
+    public func versionRefPath(_ name: ModelName, _ version: SemVer) -> String {
+        "\(modelDirectory(name))/@versions/\(version.description)"
+    }
+
+    public func stageRefPath(_ name: ModelName, _ stage: String) -> String {
+        "\(modelDirectory(name))/@stages/\(stage)"
+    }
+
+    public static func parseRefFile(_ bytes: [UInt8], source: String) throws -> SHA256Digest {
+        var text = String(decoding: bytes, as: UTF8.self)
+        if text.hasSuffix("\n") { text.removeLast() }
+        guard let id = SHA256Digest(hex: text), text == id.hex else {
+            throw SLMError.corrupt(path: source, problem: "ref does not hold a version id")
+        }
+        return id
+    }
+
+    public func readRef(at path: String) throws -> SHA256Digest? {
+        guard FileSystem.exists(path) else { return nil }
+        return try Store.parseRefFile(try FileSystem.readFile(path, limit: 4096), source: path)
+    }
+
+    public func writeRef(at path: String, id: SHA256Digest) throws {
+        try FileSystem.makeDirectories(FileSystem.dirname(path))
+        try FileSystem.writeAtomically(Array((id.hex + "\n").utf8), to: path)
+    }
+
+    /// Every model with at least one version, sorted by name.
+    public func models() throws -> [ModelName] {
+        var out: [ModelName] = []
+        func walk(_ dir: String, _ prefix: String) throws {
+            for entry in try FileSystem.listDirectory(dir) where FileSystem.isDirectory("\(dir)/\(entry)") {
+                if entry == "@versions" {
+                    if let name = try? ModelName(prefix) { out.append(name) }
+                } else if !entry.hasPrefix("@") && !entry.hasPrefix(".") {
+                    try walk("\(dir)/\(entry)", prefix.isEmpty ? entry : "\(prefix)/\(entry)")
+                }
+            }
+        }
+        if FileSystem.isDirectory(refsDirectory) { try walk(refsDirectory, "") }
+        return out.sorted()
+    }
+
+    /// The versions of one model with their ids, in SemVer precedence order.
+    public func versions(of name: ModelName) throws -> [(version: SemVer, id: SHA256Digest)] {
+        let dir = "\(modelDirectory(name))/@versions"
+        guard FileSystem.isDirectory(dir) else { return [] }
+        var out: [(SemVer, SHA256Digest)] = []
+        for entry in try FileSystem.listDirectory(dir) where !entry.hasPrefix(".") {
+            guard let v = try? SemVer(entry), let id = try readRef(at: "\(dir)/\(entry)") else { continue }
+            out.append((v, id))
+        }
+        return out.sorted { $0.0 < $1.0 }
+    }
+
+    // MARK: Packs
+
+    public func packPath(_ id: PackID) -> String { "\(packsDirectory)/\(id.hex).pack" }
+    public func packIndexPath(_ id: PackID) -> String { "\(packsDirectory)/\(id.hex).idx" }
+
+    /// Packs that are committed, i.e. whose index exists.
+    public func packIDs() throws -> [PackID] {
+        try FileSystem.listDirectory(packsDirectory).compactMap { name in
+            guard name.hasSuffix(".idx") else { return nil }
+            return PackID(hex: String(name.dropLast(4)))
+        }
+    }
+
+    public func readPackIndex(_ id: PackID) throws -> PackIndex {
+        let path = packIndexPath(id)
+        return try PackIndex.decode(try FileSystem.readFile(path, limit: PackIndex.maxEncodedSize), source: path)
+    }
+
+    public func loadChunkIndex() throws -> ChunkIndex {
+        var index = ChunkIndex()
+        for id in try packIDs() { index.add(pack: id, index: try readPackIndex(id)) }
+        return index
+    }
+
+    func packFile(_ id: PackID) throws -> FileDescriptor {
+        readerLock.lock()
+        defer { readerLock.unlock() }
+        if let f = packFiles[id] { return f }
+        let f = try FileDescriptor.openForReading(packPath(id))
+        packFiles[id] = f
+        return f
+    }
+
+    /// Reads, decodes and verifies one chunk into `out` (at least `rawLength` bytes).
+    public func readChunk(_ id: ChunkID, at loc: ChunkLocation, into out: UnsafeMutableRawBufferPointer) throws {
+        let file = try packFile(loc.pack)
+        let what = "\(packPath(loc.pack)) chunk \(id.hex)"
+        let record = try file.pread(count: PackFormat.recordHeaderSize + Int(loc.storedLength), at: loc.offset)
+        try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: out, what: what)
+    }
+
+    // MARK: Working directories
+
+    /// A private directory under tmp/ for one operation's unfinished files. Its lock tells other
+    /// processes it is alive; directories whose lock is free were left by a crash and are removed.
+    public func makeWorkingDirectory(_ purpose: String) throws -> WorkingDirectory {
+        try WorkingDirectory(path: "\(tmpDirectory)/\(purpose)-\(FileSystem.randomHex(8))")
+    }
+
+    public func removeAbandonedWorkingDirectories() {
+        for name in (try? FileSystem.listDirectory(tmpDirectory)) ?? [] {
+            let dir = "\(tmpDirectory)/\(name)"
+            guard FileSystem.isDirectory(dir) else { continue }
+            if let probe = try? FileLock(tryPath: dir + "/.lock", mode: .exclusive) {
+                _ = probe
+                FileSystem.removeTree(dir)
+            }
+        }
+    }
+}
+
+public final class WorkingDirectory: @unchecked Sendable {
+    public let path: String
+    private var lock: FileLock?
+
+    init(path: String) throws {
+        self.path = path
+        try FileSystem.makeDirectories(path)
+        lock = try FileLock(path: path + "/.lock", mode: .exclusive)
+    }
+
+    public func remove() {
+        FileSystem.removeTree(path)
+        lock = nil
+    }
+
+    deinit { if lock != nil { remove() } }
+}
+
+/// Decoding and verification of a chunk record, shared by local reads and remote fetches.
+public enum ChunkVerifier {
+    public static func decodeRecord(_ record: [UInt8], expected id: ChunkID, location loc: ChunkLocation,
+                                    into out: UnsafeMutableRawBufferPointer, what: String) throws {
+        let header = try PackFormat.parseRecordHeader(record, source: what)
+        guard header.id == id, header.codec == loc.codec, header.rawLength == loc.rawLength,
+              header.storedLength == loc.storedLength else {
+            throw SLMError.corrupt(path: what, problem: "record header does not match the pack index")
+        }
+        guard record.count == PackFormat.recordHeaderSize + Int(loc.storedLength) else {
+            throw SLMError.corrupt(path: what, problem: "record has \(record.count) bytes, expected \(PackFormat.recordHeaderSize + Int(loc.storedLength))")
+        }
+        try record.withUnsafeBytes { buf in
+            let payload = UnsafeRawBufferPointer(rebasing: buf[PackFormat.recordHeaderSize...])
+            try ChunkEncoder.decode(codec: loc.codec, payload: payload, rawLength: Int(loc.rawLength), into: out, what: what)
+        }
+        let got = ChunkID(of: UnsafeRawBufferPointer(rebasing: out[0..<Int(loc.rawLength)]))
+        guard got == id else { throw SLMError.corrupt(path: what, problem: "content hashes to \(got.hex), not \(id.hex)") }
+    }
+}

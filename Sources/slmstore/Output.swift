@@ -1,0 +1,91 @@
+// How the command layer talks to people and scripts: sizes, tables, JSON, progress bars.
+
+import SLMStoreKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum Output {
+    static func print(_ s: String) {
+        Swift.print(s)
+    }
+
+    static func error(_ s: String) {
+        fputs("slmstore: error: \(s)\n", stderr)
+    }
+
+    static func warn(_ s: String) {
+        fputs("slmstore: \(s)\n", stderr)
+    }
+
+    static func json(_ v: JSONValue) { Swift.print(v.prettyString()) }
+
+    static func bytes(_ n: UInt64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(n)
+        var u = 0
+        while v >= 1024 && u < units.count - 1 { v /= 1024; u += 1 }
+        return u == 0 ? "\(n) B" : fixed(v, 1) + " " + units[u]
+    }
+
+    static func fixed(_ v: Double, _ digits: Int) -> String {
+        guard v.isFinite else { return "-" }
+        var s = String(Int64((v * pow10(digits)).rounded()))
+        if digits == 0 { return s }
+        let negative = s.hasPrefix("-")
+        if negative { s.removeFirst() }
+        while s.count <= digits { s = "0" + s }
+        s.insert(".", at: s.index(s.endIndex, offsetBy: -digits))
+        return (negative ? "-" : "") + s
+    }
+
+    private static func pow10(_ d: Int) -> Double { (0..<d).reduce(1.0) { a, _ in a * 10 } }
+
+    static func rate(_ bytes: UInt64, _ seconds: Double) -> String {
+        seconds > 0 ? fixed(Double(bytes) / seconds / 1e6, 1) + " MB/s" : "-"
+    }
+
+    /// Left-aligned columns.
+    static func table(_ rows: [[String]]) -> String {
+        guard let width = rows.map(\.count).max() else { return "" }
+        var widths = [Int](repeating: 0, count: width)
+        for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
+        return rows.map { r in
+            r.enumerated().map { i, c in i == r.count - 1 ? c : c + String(repeating: " ", count: widths[i] - c.count) }
+                .joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+}
+
+/// A one-line progress bar on stderr, drawn only when stderr is a terminal.
+final class ProgressBar: @unchecked Sendable {
+    private let label: String
+    private let enabled: Bool
+    private var lastDraw = 0.0
+    private let started = Timestamp.monotonicSeconds()
+
+    init(_ label: String) {
+        self.label = label
+        enabled = isatty(2) != 0
+    }
+
+    func update(_ done: UInt64, _ total: UInt64) {
+        guard enabled else { return }
+        let now = Timestamp.monotonicSeconds()
+        guard now - lastDraw >= 0.1 || done == total else { return }
+        lastDraw = now
+        let fraction = total > 0 ? min(1, Double(done) / Double(total)) : 1
+        let width = 30
+        let filled = Int(fraction * Double(width))
+        let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+        let line = "\r\(label) [\(bar)] \(Output.fixed(fraction * 100, 0))% \(Output.bytes(done))/\(Output.bytes(total)) \(Output.rate(done, now - started))"
+        fputs(line + "\u{1b}[K", stderr)
+    }
+
+    func finish() {
+        guard enabled else { return }
+        fputs("\r\u{1b}[K", stderr)
+    }
+
+    var callback: @Sendable (UInt64, UInt64) -> Void { { [self] in self.update($0, $1) } }
+}

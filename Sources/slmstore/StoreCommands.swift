@@ -1,0 +1,310 @@
+// Commands over one store: init, add, ls, show, log, checkout, cat, verify.
+
+import SLMStoreKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let storeCommands: [Command] = [initCommand, addCommand, lsCommand, showCommand, logCommand, checkoutCommand, catCommand, verifyCommand]
+
+let initCommand = Command(
+    name: "init", summary: "Create a store (optional: any command that writes creates one)",
+    usage: "slmstore init [DIR] [--compression-level N] [--json]",
+    details: "Creates the store at DIR (or the --store / default location). An existing store is left as it is.\n  --compression-level N   zstd level for new chunks (default 3)",
+    spec: OptionSpec(values: ["--compression-level"], flags: ["--json"])
+) { a, ctx in
+    try requirePositionals(a, "init", min: 0, max: 1, usage: "slmstore init [DIR]")
+    var context = ctx
+    if let dir = a.positionals.first { context.explicitStore = dir }
+    var config = StoreConfig()
+    if let l = a.value("--compression-level") {
+        guard let level = Int(l), (1...19).contains(level) else { throw SLMError.argument("init: --compression-level must be 1 to 19, not \"\(l)\"") }
+        config.compressionLevel = level
+    }
+    let existed = FileSystem.exists(context.storePath + "/config")
+    let store = try Store.create(at: context.storePath, config: config)
+    if a.has("--json") {
+        Output.json(.object(["store": .string(store.root), "created": .bool(!existed), "config": store.config.json]))
+    } else {
+        print(existed ? "store already exists at \(store.root)" : "initialized store at \(store.root)")
+    }
+    return 0
+}
+
+let addCommand = Command(
+    name: "add", summary: "Store files or a directory as a new model version",
+    usage: "slmstore add NAME@VERSION PATH... [--json]",
+    details: """
+    A directory contributes every file below it (paths relative to it); a file contributes itself
+    under its base name. *.safetensors files are validated and chunked tensor by tensor.
+    Adding an existing NAME@VERSION with the same content does nothing; with different content it is refused.
+      --json   print one JSON object (version_id, input_bytes, stored_bytes, new_chunks, reused_chunks, ...)
+    """,
+    spec: OptionSpec(flags: ["--json"])
+) { a, ctx in
+    try requirePositionals(a, "add", min: 2, max: Int.max, usage: "slmstore add NAME@VERSION PATH...")
+    guard case let .exact(name, version) = try VersionRef.parse(a.positionals[0]) else {
+        throw SLMError.argument("add: \"\(a.positionals[0])\" is not NAME@VERSION with a SemVer version (e.g. intent-classifier@1.0.0)")
+    }
+    let inputs = try AddInputs.collect(Array(a.positionals.dropFirst()))
+    let store = try ctx.openStore(create: true)
+    let bar = ProgressBar("adding")
+    var options = AddOptions()
+    options.progress = bar.callback
+    let r = try store.add(name: name, version: version, inputs: inputs, options: options)
+    bar.finish()
+    let ratio = r.inputBytes > 0 ? Double(r.reusedBytes) / Double(r.inputBytes) : 0
+    if a.has("--json") {
+        Output.json(.object([
+            "name": .string(name.value), "version": .string(version.description),
+            "version_id": .string(r.versionID.hex), "tree_id": .string(r.treeID.hex),
+            "files": .int(r.files), "input_bytes": .int(r.inputBytes), "stored_bytes": .int(r.storedBytes),
+            "new_chunks": .int(r.newChunks), "reused_chunks": .int(r.reusedChunks), "reused_bytes": .int(r.reusedBytes),
+            "dedup_ratio": .double((ratio * 10000).rounded() / 10000), "already_present": .bool(r.alreadyPresent),
+            "seconds": .double((r.seconds * 1000).rounded() / 1000),
+        ]))
+    } else if r.alreadyPresent {
+        print("\(name)@\(version) is already stored with identical content (version \(r.versionID.hex.prefix(12))); nothing written")
+    } else {
+        print("added \(name)@\(version)  version \(r.versionID.hex)")
+        print("  \(r.files) files, \(Output.bytes(r.inputBytes)) in; \(Output.bytes(r.storedBytes)) new compressed bytes written")
+        print("  chunks: \(r.newChunks) new, \(r.reusedChunks) reused (\(Output.fixed(ratio * 100, 1))% of input already stored)")
+        print("  \(Output.fixed(r.seconds, 2)) s, \(Output.rate(r.inputBytes, r.seconds))")
+    }
+    return 0
+}
+
+let lsCommand = Command(
+    name: "ls", summary: "List models with their versions, sizes and stored bytes",
+    usage: "slmstore ls [NAME] [--json]",
+    details: "  NAME     list only this model's versions\n  --json   machine-readable output",
+    spec: OptionSpec(flags: ["--json"])
+) { a, ctx in
+    try requirePositionals(a, "ls", min: 0, max: 1, usage: "slmstore ls [NAME]")
+    let store = try ctx.openStore()
+    let index = try store.loadChunkIndex()
+    var models = try store.models()
+    if let only = a.positionals.first {
+        let n = try ModelName(only)
+        guard models.contains(n) else { throw SLMError.notFound("unknown model \(n)") }
+        models = [n]
+    }
+    var rows: [[String]] = [["MODEL", "VERSION", "ID", "SIZE", "STORED", "CREATED"]]
+    var json: [JSONValue] = []
+    for m in models {
+        var modelChunks = Set<ChunkID>()
+        var versionsJSON: [JSONValue] = []
+        for (v, id) in try store.versions(of: m) {
+            let obj = try store.readVersion(id)
+            let tree = try store.readTree(obj.tree)
+            let s = store.stats(of: tree, parentTree: nil, index: index)
+            for f in tree.files { for c in f.chunks { modelChunks.insert(c.id) } }
+            rows.append([m.value, v.description, String(id.hex.prefix(12)), Output.bytes(s.rawBytes), Output.bytes(s.storedBytes), obj.created])
+            versionsJSON.append(.object(["version": .string(v.description), "version_id": .string(id.hex), "size": .int(s.rawBytes),
+                                         "stored_bytes": .int(s.storedBytes), "created": .string(obj.created)]))
+        }
+        let modelStored = modelChunks.reduce(UInt64(0)) { acc, id in
+            acc + (index.location(of: id).map { UInt64(PackFormat.recordHeaderSize) + UInt64($0.storedLength) } ?? 0)
+        }
+        json.append(.object(["name": .string(m.value), "versions": .array(versionsJSON), "stored_bytes": .int(modelStored)]))
+    }
+    if a.has("--json") {
+        Output.json(.object(["models": .array(json)]))
+    } else if models.isEmpty {
+        print("no models in \(store.root) (add one with `slmstore add NAME@VERSION PATH`)")
+    } else {
+        print(Output.table(rows))
+    }
+    return 0
+}
+
+let showCommand = Command(
+    name: "show", summary: "Show a version: id, files, tensors, chunk and dedup figures",
+    usage: "slmstore show REF [--json]",
+    details: "  REF      NAME@VERSION or a version id (prefix of at least 8 hex digits)\n  --json   everything, including every file's ordered chunk list",
+    spec: OptionSpec(flags: ["--json"])
+) { a, ctx in
+    try requirePositionals(a, "show", min: 1, max: 1, usage: "slmstore show REF")
+    let store = try ctx.openStore()
+    let r = try store.resolve(a.positionals[0])
+    let tree = try store.readTree(r.object.tree)
+    let index = try store.loadChunkIndex()
+    var parentTree: TreeObject? = nil
+    var parentLabel: String? = nil
+    if let p = r.object.parent, let pv = try? store.readVersion(p) {
+        parentTree = try? store.readTree(pv.tree)
+        parentLabel = "\(pv.name)@\(pv.version)"
+    }
+    let s = store.stats(of: tree, parentTree: parentTree, index: index)
+    if a.has("--json") {
+        let files: [JSONValue] = tree.files.map { f in
+            var o: [String: JSONValue] = [
+                "path": .string(f.path), "size": .int(f.size), "sha256": .string(f.sha256.hex),
+                "kind": .string(f.kind == .safetensors ? "safetensors" : "plain"),
+                "chunks": .array(f.chunks.map { c in
+                    let loc = index.location(of: c.id)
+                    return .object(["id": .string(c.id.hex), "raw_length": .int(c.rawLength),
+                                    "stored_length": loc.map { .int($0.storedLength) } ?? .null,
+                                    "codec": loc.map { .string($0.codec.name) } ?? .null])
+                }),
+            ]
+            if let st = f.safetensors {
+                o["header_length"] = .int(st.headerLength)
+                o["tensors"] = .array(st.tensors.map { t in
+                    .object(["name": .string(t.name), "dtype": .string(t.dtype), "shape": .array(t.shape.map { .int($0) }),
+                             "begin": .int(t.begin), "end": .int(t.end)])
+                })
+            }
+            return .object(o)
+        }
+        Output.json(.object([
+            "name": .string(r.name.value), "version": .string(r.version.description), "version_id": .string(r.id.hex),
+            "tree_id": .string(r.object.tree.hex), "parent": r.object.parent.map { .string($0.hex) } ?? .null,
+            "parent_version": parentLabel.map { .string($0) } ?? .null,
+            "created": .string(r.object.created), "added_by": .string(r.object.addedBy), "tool": .string(r.object.tool),
+            "card": r.object.card ?? .null,
+            "dependencies": .array(r.object.dependencies.map { .object(["name": .string($0.name), "range": .string($0.range)]) }),
+            "stats": .object(["files": .int(s.files), "raw_bytes": .int(s.rawBytes), "chunks": .int(s.chunks),
+                              "unique_chunks": .int(s.uniqueChunks), "stored_bytes": .int(s.storedBytes),
+                              "shared_with_parent": .int(s.sharedWithParent), "new_stored_bytes": .int(s.newStoredBytes)]),
+            "files": .array(files),
+        ]))
+        return 0
+    }
+    print("\(r.name)@\(r.version)")
+    print("  version id   \(r.id.hex)")
+    print("  tree id      \(r.object.tree.hex)")
+    print("  parent       \(parentLabel.map { "\($0) (\(r.object.parent!.hex.prefix(12)))" } ?? "none")")
+    print("  created      \(r.object.created) by \(r.object.addedBy) (\(r.object.tool))")
+    if !r.object.dependencies.isEmpty {
+        print("  depends on   \(r.object.dependencies.map { "\($0.name)@\($0.range)" }.joined(separator: ", "))")
+    }
+    let ratio = s.rawBytes > 0 ? Double(s.storedBytes) / Double(s.rawBytes) : 0
+    print("  size         \(Output.bytes(s.rawBytes)) in \(s.files) files; stored \(Output.bytes(s.storedBytes)) (\(Output.fixed(ratio, 3)) of raw)")
+    print("  chunks       \(s.chunks) (\(s.uniqueChunks) distinct), \(s.sharedWithParent) shared with parent, \(Output.bytes(s.newStoredBytes)) new vs parent")
+    print("\nFiles:")
+    print(Output.table([["PATH", "SIZE", "CHUNKS", "SHA256"]] + tree.files.map {
+        [$0.path, Output.bytes($0.size), String($0.chunks.count), $0.sha256.hex]
+    }).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+    for f in tree.files {
+        guard let st = f.safetensors else { continue }
+        print("\nTensors in \(f.path) (\(st.tensors.count)):")
+        print(Output.table([["NAME", "DTYPE", "SHAPE", "BYTES"]] + st.tensors.map {
+            [$0.name, $0.dtype, "[" + $0.shape.map(String.init).joined(separator: ", ") + "]", Output.bytes($0.byteCount)]
+        }).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+    }
+    return 0
+}
+
+let logCommand = Command(
+    name: "log", summary: "List a model's versions, oldest to newest",
+    usage: "slmstore log NAME [--json]",
+    details: "Versions in the order they were added, with ids, dates and parents.",
+    spec: OptionSpec(flags: ["--json"])
+) { a, ctx in
+    try requirePositionals(a, "log", min: 1, max: 1, usage: "slmstore log NAME")
+    let name = try ModelName(a.positionals[0])
+    let store = try ctx.openStore()
+    let all = try store.versions(of: name)
+    guard !all.isEmpty else { throw SLMError.notFound("unknown model \(name)") }
+    var entries = try all.map { (v, id) in (v, id, try store.readVersion(id)) }
+    entries.sort { ($0.2.created, $0.0) < ($1.2.created, $1.0) }
+    let labels = Dictionary(entries.map { ($0.1, $0.0.description) }, uniquingKeysWith: { a, _ in a })
+    if a.has("--json") {
+        Output.json(.object(["name": .string(name.value), "versions": .array(entries.map { v, id, o in
+            .object(["version": .string(v.description), "version_id": .string(id.hex), "created": .string(o.created),
+                     "added_by": .string(o.addedBy), "parent": o.parent.map { .string($0.hex) } ?? .null,
+                     "tree_id": .string(o.tree.hex)])
+        })]))
+        return 0
+    }
+    var rows = [["VERSION", "ID", "CREATED", "BY", "PARENT"]]
+    for (v, id, o) in entries {
+        rows.append([v.description, String(id.hex.prefix(12)), o.created, o.addedBy, o.parent.map { labels[$0] ?? String($0.hex.prefix(12)) } ?? "-"])
+    }
+    print(Output.table(rows))
+    return 0
+}
+
+let checkoutCommand = Command(
+    name: "checkout", summary: "Write a version's files into a directory, verified",
+    usage: "slmstore checkout REF DIR [--force] [--json]",
+    details: "DIR must not exist or be empty unless --force. Every file is verified against its SHA-256\nbefore it is renamed into place.",
+    spec: OptionSpec(flags: ["--force", "--json"])
+) { a, ctx in
+    try requirePositionals(a, "checkout", min: 2, max: 2, usage: "slmstore checkout REF DIR")
+    let store = try ctx.openStore()
+    let r = try store.resolve(a.positionals[0])
+    let tree = try store.readTree(r.object.tree)
+    let bar = ProgressBar("checkout")
+    let result = try store.checkout(tree: tree, versionLabel: "\(r.name)@\(r.version)", to: a.positionals[1],
+                                    force: a.has("--force"), progress: bar.callback)
+    bar.finish()
+    if a.has("--json") {
+        Output.json(.object(["version_id": .string(r.id.hex), "files": .int(result.files), "bytes": .int(result.bytes),
+                             "seconds": .double((result.seconds * 1000).rounded() / 1000)]))
+    } else {
+        print("checked out \(r.name)@\(r.version) into \(a.positionals[1]): \(result.files) files, \(Output.bytes(result.bytes)), \(Output.fixed(result.seconds, 2)) s (\(Output.rate(result.bytes, result.seconds)))")
+    }
+    return 0
+}
+
+let catCommand = Command(
+    name: "cat", summary: "Write one file of a version to stdout",
+    usage: "slmstore cat REF PATH",
+    details: "Chunks are verified as they are read; the file's SHA-256 is checked at the end (exit 5 on mismatch).",
+    spec: OptionSpec()
+) { a, ctx in
+    try requirePositionals(a, "cat", min: 2, max: 2, usage: "slmstore cat REF PATH")
+    let store = try ctx.openStore()
+    let r = try store.resolve(a.positionals[0])
+    let tree = try store.readTree(r.object.tree)
+    guard let entry = tree.file(a.positionals[1]) else {
+        throw SLMError.notFound("\(r.name)@\(r.version) has no file \"\(a.positionals[1])\" (files: \(tree.files.map(\.path).joined(separator: ", ")))")
+    }
+    fflush(stdout)
+    let index = try store.loadChunkIndex()
+    try store.streamFile(entry, index: index, versionLabel: "\(r.name)@\(r.version)") { buf in
+        var done = 0
+        while done < buf.count {
+            let n = write(1, buf.baseAddress! + done, buf.count - done)
+            if n < 0 { if errno == EINTR { continue }; throw SLMError.io(path: "stdout", operation: "write", errno: errno) }
+            done += n
+        }
+    }
+    return 0
+}
+
+let verifyCommand = Command(
+    name: "verify", summary: "Re-read every chunk and object; name every version damage reaches",
+    usage: "slmstore verify [--json]",
+    details: "Exit status 0 when the store is sound, 5 when anything is damaged or missing.",
+    spec: OptionSpec(flags: ["--json"])
+) { a, ctx in
+    try requirePositionals(a, "verify", min: 0, max: 0, usage: "slmstore verify")
+    let store = try ctx.openStore()
+    let bar = ProgressBar("verify")
+    let report = try store.verify(progress: bar.callback)
+    bar.finish()
+    if a.has("--json") {
+        Output.json(.object([
+            "ok": .bool(report.ok), "packs": .int(report.packs), "chunks": .int(report.chunks), "chunk_bytes": .int(report.chunkBytes),
+            "versions": .int(report.versions),
+            "damaged_chunks": .array(report.damagedChunks.map { .string($0) }),
+            "problems": .array(report.problems.map { .object(["path": .string($0.path), "message": .string($0.message)]) }),
+            "hurt": .array(report.hurtVersions.map { .object(["version": .string($0.version), "file": .string($0.file),
+                                                              "chunk": .string($0.chunk), "reason": .string($0.reason)]) }),
+            "notes": .array(report.notes.map { .string($0) }),
+        ]))
+    } else {
+        for n in report.notes { print("note: \(n)") }
+        for p in report.problems { print("damaged: \(p.path): \(p.message)") }
+        var byVersion: [String: [String]] = [:]
+        for h in report.hurtVersions { byVersion[h.version, default: []].append(h.file.isEmpty ? h.reason : "\(h.file) (\(h.reason) \(h.chunk.prefix(12)))") }
+        for (v, files) in byVersion.sorted(by: { $0.key < $1.key }) {
+            print("version \(v) is damaged: \(Array(Set(files)).sorted().joined(separator: ", "))")
+        }
+        print("\(report.ok ? "ok" : "FAILED"): \(report.packs) packs, \(report.chunks) chunks (\(Output.bytes(report.chunkBytes))), \(report.versions) versions checked")
+    }
+    return report.ok ? 0 : 5
+}
