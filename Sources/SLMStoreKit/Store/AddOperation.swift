@@ -148,14 +148,19 @@ extension Store {
                                    card: options.card, dependencies: options.dependencies)
         // Commit order: packs (pack before index), objects, then the ref. A crash at any point
         // leaves either unreferenced data (collected by gc) or a complete version.
+        CrashPoint.hit("add-before-commit")
         for pack in packs {
             try FileSystem.rename(pack.packPath, packPath(pack.id))
+            CrashPoint.hit("add-between-pack-and-index")
             try FileSystem.rename(pack.indexPath, packIndexPath(pack.id))
         }
         if !packs.isEmpty { try FileSystem.syncDirectory(packsDirectory) }
+        CrashPoint.hit("add-after-packs")
         try writeObject(treeBytes)
         let versionID = try writeObject(object.encoded())
+        CrashPoint.hit("add-before-ref")
         try writeRef(at: refPath, id: versionID)
+        CrashPoint.hit("add-after-ref")
         return AddResult(name: name, version: version, versionID: versionID, treeID: treeID, inputBytes: total,
                          storedBytes: ingester.storedBytes, newChunks: ingester.newChunks, reusedChunks: ingester.reusedChunks,
                          reusedBytes: ingester.reusedBytes, files: entries.count, alreadyPresent: false, seconds: Timestamp.monotonicSeconds() - started)

@@ -218,10 +218,17 @@ public final class Store: @unchecked Sendable {
     }
 
     public func removeAbandonedWorkingDirectories() {
+        let now = time(nil)
         for name in (try? FileSystem.listDirectory(tmpDirectory)) ?? [] {
             let dir = "\(tmpDirectory)/\(name)"
-            guard FileSystem.isDirectory(dir) else { continue }
-            if let probe = try? FileLock(tryPath: dir + "/.lock", mode: .exclusive) {
+            var st = stat()
+            guard lstat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { continue }
+            if name.hasPrefix(".new-") {
+                // Still being set up, or abandoned during set-up long ago.
+                if now - st.st_mtim.tv_sec > 3600 { FileSystem.removeTree(dir) }
+                continue
+            }
+            if let probe = try? FileLock(tryExisting: dir + "/.lock", mode: .exclusive) {
                 _ = probe
                 FileSystem.removeTree(dir)
             }
@@ -233,10 +240,14 @@ public final class WorkingDirectory: @unchecked Sendable {
     public let path: String
     private var lock: FileLock?
 
+    /// The directory is set up under a hidden name and renamed into place with its lock already
+    /// held, so a concurrent cleaner can never mistake it for an abandoned one.
     init(path: String) throws {
         self.path = path
-        try FileSystem.makeDirectories(path)
-        lock = try FileLock(path: path + "/.lock", mode: .exclusive)
+        let staging = FileSystem.dirname(path) + "/.new-" + FileSystem.basename(path)
+        try FileSystem.makeDirectories(staging)
+        lock = try FileLock(path: staging + "/.lock", mode: .exclusive)
+        try FileSystem.rename(staging, path)
     }
 
     public func remove() {

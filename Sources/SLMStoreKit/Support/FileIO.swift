@@ -242,5 +242,15 @@ public final class FileLock: @unchecked Sendable {
         }
     }
 
+    /// Like `init?(tryPath:mode:)` but never creates the lock file; nil if it does not exist.
+    public init?(tryExisting path: String, mode: Mode) throws {
+        guard let f = try? FileDescriptor(path: path, flags: O_RDWR) else { return nil }
+        file = f
+        if flock(file.fd, (mode == .shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0 {
+            if errno == EWOULDBLOCK { return nil }
+            throw SLMError.io(path: path, operation: "lock", errno: errno)
+        }
+    }
+
     public func unlock() { flock(file.fd, LOCK_UN) }
 }

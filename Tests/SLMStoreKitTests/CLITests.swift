@@ -1,0 +1,202 @@
+import XCTest
+@testable import SLMStoreKit
+
+/// The `slmstore` command as a user runs it: outputs, --json, and one-line errors that leave
+/// the store untouched.
+final class CLITests: XCTestCase {
+    var dir = ""
+    var storePath = ""
+
+    override func setUp() {
+        dir = TestSupport.scratch()
+        storePath = dir + "/store"
+    }
+
+    func makeModel(_ sub: String, seed: UInt64 = 1) -> String {
+        let path = "\(dir)/\(sub)"
+        TestSupport.write(TestSupport.safetensors([("w", "BF16", [200_000], TestSupport.bf16Like(400_000, seed: seed)),
+                                                   ("b", "F32", [4], TestSupport.random(16, seed: seed))]),
+                          to: path + "/model.safetensors")
+        TestSupport.write(Array("{\"hidden_size\": 4}\n".utf8), to: path + "/config.json")
+        return path
+    }
+
+    func cli(_ args: [String]) -> TestSupport.Run { TestSupport.cli(args, store: storePath) }
+
+    /// Runs a command that must fail: non-zero exit, a one-line error mentioning `fragment`,
+    /// and the store byte-for-byte as it was.
+    func assertFails(_ args: [String], mentioning fragment: String, file: StaticString = #filePath, line: UInt = #line) {
+        let before = TestSupport.snapshot(storePath)
+        let r = cli(args)
+        XCTAssertNotEqual(r.status, 0, "should fail: \(args)", file: file, line: line)
+        let lines = r.stderr.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, "one error line expected, got: \(r.stderr)", file: file, line: line)
+        XCTAssertTrue(r.stderr.contains(fragment), "\"\(r.stderr)\" should mention \"\(fragment)\"", file: file, line: line)
+        XCTAssertEqual(TestSupport.snapshot(storePath), before, "store changed after a failed \(args)", file: file, line: line)
+    }
+
+    func testAddJSONReportsWhatWasStored() throws {
+        let r = cli(["add", "intent@1.0.0", makeModel("v1"), "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let j = try TestSupport.json(r)
+        for key in ["version_id", "input_bytes", "stored_bytes", "new_chunks", "reused_chunks"] {
+            XCTAssertNotNil(j[key], "missing \(key)")
+        }
+        XCTAssertEqual(j["reused_chunks"]?.uint64Value, 0)
+        XCTAssertGreaterThan(j["new_chunks"]!.uint64Value!, 1)
+        XCTAssertLessThan(j["stored_bytes"]!.uint64Value!, j["input_bytes"]!.uint64Value!)
+    }
+
+    func testAddAcceptsIndividualFilesUnderTheirBaseNames() throws {
+        let m = makeModel("v1")
+        XCTAssertEqual(cli(["add", "intent@1.1.0", m + "/model.safetensors", m + "/config.json"]).status, 0)
+        let show = try TestSupport.json(cli(["show", "intent@1.1.0", "--json"]))
+        XCTAssertEqual(show["files"]?.arrayValue?.compactMap { $0["path"]?.stringValue }, ["config.json", "model.safetensors"])
+    }
+
+    func testShowJSONListsEveryChunkAndTensor() throws {
+        cli(["add", "intent@1.0.0", makeModel("v1")])
+        let j = try TestSupport.json(cli(["show", "intent@1.0.0", "--json"]))
+        let model = j["files"]!.arrayValue!.first { $0["path"]?.stringValue == "model.safetensors" }!
+        let chunks = model["chunks"]!.arrayValue!
+        XCTAssertGreaterThan(chunks.count, 1)
+        XCTAssertEqual(chunks.reduce(UInt64(0)) { $0 + $1["raw_length"]!.uint64Value! }, model["size"]!.uint64Value!)
+        XCTAssertNotNil(chunks[0]["stored_length"]?.uint64Value)
+        XCTAssertEqual(model["tensors"]?.arrayValue?.map { $0["name"]!.stringValue! }, ["w", "b"])
+        XCTAssertEqual(model["tensors"]?.arrayValue?.first?["dtype"]?.stringValue, "BF16")
+    }
+
+    func testShowLogAndLsDescribeTheStore() throws {
+        cli(["add", "acme/intent@1.0.0", makeModel("v1")])
+        cli(["add", "acme/intent@1.1.0", makeModel("v2", seed: 2)])
+        let show = cli(["show", "acme/intent@1.1.0"])
+        XCTAssertTrue(show.stdout.contains("model.safetensors") && show.stdout.contains("BF16") && show.stdout.contains("[200000]"), show.stdout)
+        let log = try TestSupport.json(cli(["log", "acme/intent", "--json"]))
+        XCTAssertEqual(log["versions"]?.arrayValue?.map { $0["version"]!.stringValue! }, ["1.0.0", "1.1.0"])
+        let ls = try TestSupport.json(cli(["ls", "--json"]))
+        XCTAssertEqual(ls["models"]?.arrayValue?.first?["name"]?.stringValue, "acme/intent")
+        XCTAssertTrue(cli(["ls"]).stdout.contains("acme/intent"))
+    }
+
+    func testCheckoutAndCatGiveTheExactBytes() throws {
+        let m = makeModel("v1")
+        cli(["add", "intent@1.0.0", m])
+        XCTAssertEqual(cli(["checkout", "intent@1.0.0", dir + "/out"]).status, 0)
+        XCTAssertSameBytes(TestSupport.read(dir + "/out/model.safetensors"), TestSupport.read(m + "/model.safetensors"))
+        XCTAssertEqual(cli(["cat", "intent@1.0.0", "config.json"]).stdout, "{\"hidden_size\": 4}\n")
+    }
+
+    func testVersionIdPrefixResolves() throws {
+        let id = try TestSupport.json(cli(["add", "intent@1.0.0", makeModel("v1"), "--json"]))["version_id"]!.stringValue!
+        let show = try TestSupport.json(cli(["show", String(id.prefix(10)), "--json"]))
+        XCTAssertEqual(show["version"]?.stringValue, "1.0.0")
+    }
+
+    func testStoreOptionWorksAfterTheCommandAndFromTheEnvironment() throws {
+        let m = makeModel("v1")
+        XCTAssertEqual(TestSupport.cli(["add", "--store", storePath, "x@1.0.0", m]).status, 0)
+        let r = TestSupport.cli(["ls", "--json"], environment: ["SLMSTORE_DIR": storePath])
+        XCTAssertEqual(try TestSupport.json(r)["models"]?.arrayValue?.count, 1)
+    }
+
+    func testDefaultStoreIsCreatedUnderXDGDataHome() throws {
+        let r = TestSupport.cli(["add", "x@1.0.0", makeModel("v1")], environment: ["XDG_DATA_HOME": dir + "/xdg", "SLMSTORE_DIR": ""])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(FileSystem.exists(dir + "/xdg/slmstore/config"))
+    }
+
+    func testIdenticalReaddSaysSo() {
+        let m = makeModel("v1")
+        cli(["add", "intent@1.0.0", m])
+        let r = cli(["add", "intent@1.0.0", m])
+        XCTAssertEqual(r.status, 0)
+        XCTAssertTrue(r.stdout.contains("already stored"), r.stdout)
+    }
+
+    func testEveryCommandHasHelp() {
+        for c in ["init", "add", "ls", "show", "log", "checkout", "cat", "verify", "demo"] {
+            let r = TestSupport.cli([c, "--help"])
+            XCTAssertEqual(r.status, 0, c)
+            XCTAssertTrue(r.stdout.contains("usage: slmstore \(c)"), c)
+        }
+    }
+
+    // MARK: Bad input
+
+    func testMissingPathIsRefused() {
+        cli(["init"])
+        assertFails(["add", "intent@1.0.0", dir + "/nope"], mentioning: "nope: no such file or directory")
+    }
+
+    func testUnreadableFileIsRefused() throws {
+        cli(["init"])
+        let m = makeModel("v1")
+        chmod(m + "/config.json", 0)
+        defer { chmod(m + "/config.json", 0o644) }
+        if getuid() == 0 {
+            // root reads anything: use a directory entry that cannot be read instead.
+            mkfifo(dir + "/fifo", 0o644)
+            assertFails(["add", "intent@1.0.0", dir + "/fifo"], mentioning: "fifo: not a regular file")
+        } else {
+            assertFails(["add", "intent@1.0.0", m], mentioning: "config.json: not readable")
+        }
+    }
+
+    func testInvalidNameAndVersionAreRefused() {
+        cli(["init"])
+        let m = makeModel("v1")
+        assertFails(["add", "Intent@1.0.0", m], mentioning: "invalid model name \"Intent\"")
+        assertFails(["add", "intent@1.0", m], mentioning: "not NAME@VERSION")
+        assertFails(["add", "intent", m], mentioning: "say which version")
+    }
+
+    func testBadSafetensorsIsRefusedNamingTheFile() {
+        cli(["init"])
+        let m = makeModel("v1")
+        let path = m + "/model.safetensors"
+        let bytes = TestSupport.read(path)
+        TestSupport.write(Array(bytes.prefix(bytes.count - 10)), to: path)
+        assertFails(["add", "intent@1.0.0", m], mentioning: "model.safetensors: invalid safetensors header")
+    }
+
+    func testDifferentContentForExistingVersionIsRefused() {
+        cli(["add", "intent@1.0.0", makeModel("v1")])
+        assertFails(["add", "intent@1.0.0", makeModel("v2", seed: 9)], mentioning: "already exists with different content")
+    }
+
+    func testUnknownReferenceIsRefused() {
+        cli(["add", "intent@1.0.0", makeModel("v1")])
+        assertFails(["show", "intent@9.9.9"], mentioning: "unknown version intent@9.9.9; known versions: 1.0.0")
+        assertFails(["checkout", "nosuch@1.0.0", dir + "/o"], mentioning: "unknown model nosuch")
+        assertFails(["show", "deadbeefdeadbeef"], mentioning: "no version id starts with deadbeefdeadbeef")
+    }
+
+    func testCheckoutIntoNonEmptyDirectoryNeedsForce() {
+        cli(["add", "intent@1.0.0", makeModel("v1")])
+        TestSupport.write([1], to: dir + "/busy/existing")
+        assertFails(["checkout", "intent@1.0.0", dir + "/busy"], mentioning: "busy: directory exists and is not empty")
+        XCTAssertEqual(cli(["checkout", "intent@1.0.0", dir + "/busy", "--force"]).status, 0)
+        XCTAssertTrue(FileSystem.exists(dir + "/busy/model.safetensors"))
+    }
+
+    func testUnknownOptionIsRefused() {
+        cli(["init"])
+        assertFails(["ls", "--frobnicate"], mentioning: "unknown option --frobnicate")
+    }
+
+    func testVerifyFailsWithStatusFiveOnDamage() throws {
+        cli(["add", "intent@1.0.0", makeModel("v1")])
+        XCTAssertEqual(cli(["verify"]).status, 0)
+        let store = try Store.open(at: storePath)
+        let pack = try store.packIDs()[0]
+        let entry = try store.readPackIndex(pack).entries.max { $0.storedLength < $1.storedLength }!
+        TestSupport.flipByte(in: store.packPath(pack), at: entry.offset + 40)
+        let r = cli(["verify"])
+        XCTAssertEqual(r.status, 5)
+        XCTAssertTrue(r.stdout.contains("version intent@1.0.0 is damaged: model.safetensors"), r.stdout)
+        let co = cli(["checkout", "intent@1.0.0", dir + "/o"])
+        XCTAssertEqual(co.status, 5)
+        XCTAssertTrue(co.stderr.contains(entry.id.hex), co.stderr)
+        XCTAssertFalse(FileSystem.exists(dir + "/o/model.safetensors"))
+    }
+}

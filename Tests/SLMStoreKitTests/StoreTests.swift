@@ -1,0 +1,181 @@
+import XCTest
+@testable import SLMStoreKit
+
+/// Adding and reading back through the library: exact bytes, dedup, immutability, damage.
+final class StoreTests: XCTestCase {
+    var dir = ""
+    var store: Store!
+
+    override func setUp() {
+        dir = TestSupport.scratch()
+        store = try! Store.create(at: dir + "/store")
+    }
+
+    func addFiles(_ ref: String, _ files: [String: [UInt8]]) throws -> AddResult {
+        let src = dir + "/src-\(FileSystem.randomHex(4))"
+        for (name, bytes) in files { TestSupport.write(bytes, to: "\(src)/\(name)") }
+        guard case let .exact(name, version) = try VersionRef.parse(ref) else { fatalError() }
+        return try store.add(name: name, version: version, inputs: try AddInputs.collect([src]))
+    }
+
+    func checkoutBytes(_ ref: String) throws -> [String: [UInt8]] {
+        let r = try store.resolve(ref)
+        let out = dir + "/out-\(FileSystem.randomHex(4))"
+        _ = try store.checkout(tree: try store.readTree(r.object.tree), versionLabel: ref, to: out, force: false)
+        var result: [String: [UInt8]] = [:]
+        for f in try store.readTree(r.object.tree).files { result[f.path] = TestSupport.read("\(out)/\(f.path)") }
+        return result
+    }
+
+    func testRoundTripIsBitExactAtEveryBoundarySize() throws {
+        let p = store.config.chunker
+        let sizes = [0, 1, p.minSize - 1, p.minSize, p.maxSize, p.maxSize + 1]
+        var files: [String: [UInt8]] = [:]
+        for (i, size) in sizes.enumerated() { files["f\(i).bin"] = TestSupport.random(size, seed: UInt64(i)) }
+        files["random.bin"] = TestSupport.random(3_000_000, seed: 99)
+        files["weights.bin"] = TestSupport.bf16Like(3_000_000, seed: 98)
+        _ = try addFiles("m@1.0.0", files)
+        XCTAssertSameFiles(try checkoutBytes("m@1.0.0"), files)
+    }
+
+    func testSafetensorsRoundTripIsBitExact() throws {
+        let st = TestSupport.safetensors([("a", "BF16", [100_000], TestSupport.bf16Like(200_000, seed: 1)),
+                                          ("b", "F32", [3], TestSupport.random(12, seed: 2)),
+                                          ("c", "BF16", [300_000], TestSupport.bf16Like(600_000, seed: 3))])
+        _ = try addFiles("m@1.0.0", ["model.safetensors": st, "config.json": Array("{}".utf8)])
+        XCTAssertSameBytes(try checkoutBytes("m@1.0.0")["model.safetensors"] ?? [], st)
+        let tree = try store.readTree(try store.resolve("m@1.0.0").object.tree)
+        XCTAssertEqual(tree.file("model.safetensors")?.safetensors?.tensors.map(\.name), ["a", "b", "c"])
+    }
+
+    func testChunkSizesRespectTheConfiguredBounds() throws {
+        _ = try addFiles("m@1.0.0", ["r.bin": TestSupport.random(4_000_000, seed: 5)])
+        let tree = try store.readTree(try store.resolve("m@1.0.0").object.tree)
+        let lengths = tree.files[0].chunks.map { Int($0.rawLength) }
+        for l in lengths.dropLast() {
+            XCTAssertGreaterThanOrEqual(l, store.config.chunker.minSize)
+            XCTAssertLessThanOrEqual(l, store.config.chunker.maxSize)
+        }
+        XCTAssertEqual(lengths.reduce(0, +), 4_000_000)
+    }
+
+    func testInsertionNearStartOfPlainFileChangesOnlyNearbyChunks() throws {
+        let original = TestSupport.random(3_000_000, seed: 7)
+        var edited = original
+        edited.insert(contentsOf: [UInt8](repeating: 0xAB, count: 100), at: 1_000)
+        _ = try addFiles("m@1.0.0", ["x.bin": original])
+        let second = try addFiles("m@1.1.0", ["x.bin": edited])
+        let a = try store.readTree(try store.resolve("m@1.0.0").object.tree).files[0].chunks.map(\.id)
+        let b = try store.readTree(try store.resolve("m@1.1.0").object.tree).files[0].chunks.map(\.id)
+        XCTAssertEqual(Array(a.dropFirst(2)), Array(b.dropFirst(2)).suffix(a.count - 2), "chunks after the edit are unchanged")
+        XCTAssertLessThanOrEqual(second.newChunks, 2)
+    }
+
+    func testChangedTensorChangesOnlyItsOwnChunks() throws {
+        let t = (0..<4).map { TestSupport.bf16Like(300_000, seed: UInt64(10 + $0)) }
+        func model(_ ts: [[UInt8]]) -> [UInt8] {
+            TestSupport.safetensors(ts.enumerated().map { ("t\($0.offset)", "BF16", [150_000], $0.element) })
+        }
+        var changed = t
+        changed[2] = TestSupport.bf16Like(300_000, seed: 77)
+        _ = try addFiles("m@1.0.0", ["m.safetensors": model(t)])
+        _ = try addFiles("m@1.1.0", ["m.safetensors": model(changed)])
+        let old = try store.readTree(try store.resolve("m@1.0.0").object.tree).files[0]
+        let new = try store.readTree(try store.resolve("m@1.1.0").object.tree).files[0]
+        let oldIDs = Set(old.chunks.map(\.id))
+        let dataStart = Int(new.safetensors!.dataStart)
+        let tensorRange = (dataStart + 600_000)..<(dataStart + 900_000)
+        var offset = 0
+        for c in new.chunks {
+            let range = offset..<(offset + Int(c.rawLength))
+            if !oldIDs.contains(c.id) {
+                XCTAssertTrue(tensorRange.contains(range.lowerBound) && range.upperBound <= tensorRange.upperBound,
+                              "new chunk \(range) lies outside the changed tensor \(tensorRange)")
+            }
+            offset = range.upperBound
+        }
+        XCTAssertEqual(new.chunks.count - new.chunks.filter { oldIDs.contains($0.id) }.count,
+                       new.chunks.filter { !oldIDs.contains($0.id) }.count)
+    }
+
+    func testSecondVersionStoresOnlyNewChunks() throws {
+        let a = TestSupport.random(2_000_000, seed: 1)
+        let first = try addFiles("m@1.0.0", ["a.bin": a])
+        let second = try addFiles("m@1.0.1", ["a.bin": a, "b.json": Array("{\"x\":1}".utf8)])
+        XCTAssertEqual(second.newChunks, 1)
+        XCTAssertEqual(second.reusedChunks, first.newChunks)
+        XCTAssertEqual(try store.resolve("m@1.0.1").object.parent, first.versionID)
+    }
+
+    func testReaddingIdenticalVersionIsANoOp() throws {
+        let files = ["a.bin": TestSupport.random(100_000, seed: 3)]
+        let first = try addFiles("m@1.0.0", files)
+        let before = TestSupport.snapshot(store.root)
+        let again = try addFiles("m@1.0.0", files)
+        XCTAssertTrue(again.alreadyPresent)
+        XCTAssertEqual(again.versionID, first.versionID)
+        XCTAssertEqual(TestSupport.snapshot(store.root), before)
+    }
+
+    func testReaddingVersionWithDifferentContentIsRefusedAndChangesNothing() throws {
+        _ = try addFiles("m@1.0.0", ["a.bin": TestSupport.random(100_000, seed: 3)])
+        let before = TestSupport.snapshot(store.root)
+        XCTAssertThrowsError(try addFiles("m@1.0.0", ["a.bin": TestSupport.random(100_000, seed: 4)])) { e in
+            XCTAssertTrue("\(e)".contains("already exists with different content"), "\(e)")
+        }
+        XCTAssertEqual(TestSupport.snapshot(store.root), before)
+    }
+
+    func testTreeWithEscapingPathIsRefusedAtCheckout() throws {
+        for evil in ["../evil.txt", "/etc/evil", "a/../../evil"] {
+            let entry = FileEntry(path: evil, size: 0, sha256: SHA256Hasher.hash([]), chunks: [], safetensors: nil)
+            let treeID = try store.writeObject(TreeObject(files: [entry]).encoded())
+            let v = VersionObject(name: "evil", version: try SemVer("1.0.\(evil.count)"), tree: treeID, parent: nil,
+                                  created: Timestamp.now(), addedBy: "x", tool: "x")
+            let vid = try store.writeObject(v.encoded())
+            try store.writeRef(at: store.versionRefPath(try ModelName("evil"), v.version), id: vid)
+            XCTAssertThrowsError(try checkoutBytes("evil@\(v.version)")) { e in
+                XCTAssertTrue("\(e)".contains("unsafe file path"), "\(e)")
+            }
+        }
+        XCTAssertFalse(FileSystem.exists(dir + "/evil.txt"))
+    }
+
+    func testFlippedPackByteIsReportedByVerifyAndCheckoutWritesNothing() throws {
+        _ = try addFiles("m@1.0.0", ["a.bin": TestSupport.random(500_000, seed: 8), "b.txt": Array("hello".utf8)])
+        XCTAssertTrue(try store.verify().ok)
+        let pack = try store.packIDs()[0]
+        let index = try store.readPackIndex(pack)
+        let victim = index.entries.max { $0.storedLength < $1.storedLength }!
+        TestSupport.flipByte(in: store.packPath(pack), at: victim.offset + UInt64(PackFormat.recordHeaderSize) + 10)
+
+        let report = try store.verify()
+        XCTAssertFalse(report.ok)
+        XCTAssertEqual(report.damagedChunks, [victim.id.hex])
+        XCTAssertTrue(report.hurtVersions.contains { $0.version == "m@1.0.0" && $0.file == "a.bin" })
+        XCTAssertFalse(report.hurtVersions.contains { $0.file == "b.txt" })
+
+        let out = dir + "/out"
+        XCTAssertThrowsError(try store.checkout(tree: try store.readTree(try store.resolve("m@1.0.0").object.tree),
+                                                versionLabel: "m@1.0.0", to: out, force: false)) { e in
+            XCTAssertTrue("\(e)".contains(victim.id.hex) && "\(e)".contains("m@1.0.0 (a.bin)"), "\(e)")
+        }
+        XCTAssertFalse(FileSystem.exists(out + "/a.bin"))
+    }
+
+    func testObjectsHashToTheirIds() throws {
+        let r = try addFiles("m@1.0.0", ["a.bin": TestSupport.random(1000, seed: 1)])
+        let version = try store.readVersion(r.versionID)
+        XCTAssertEqual(SHA256Hasher.hash(version.encoded()), r.versionID)
+        XCTAssertEqual(try store.readTree(r.treeID).id, r.treeID)
+        XCTAssertEqual(version.tree, r.treeID)
+    }
+
+    func testSameFilesGiveTheSameTreeIdInAnotherStore() throws {
+        let files = ["a.bin": TestSupport.random(300_000, seed: 2), "m.json": Array("{}".utf8)]
+        let first = try addFiles("m@1.0.0", files)
+        store = try Store.create(at: dir + "/other")
+        let second = try addFiles("other@2.0.0", files)
+        XCTAssertEqual(first.treeID, second.treeID)
+    }
+}

@@ -1,0 +1,146 @@
+import Foundation
+import XCTest
+@testable import SLMStoreKit
+
+/// Shared helpers: scratch directories, the built `slmstore` binary, store snapshots.
+enum TestSupport {
+    static func scratch(_ name: String = #function) -> String {
+        let clean = name.filter { $0.isLetter || $0.isNumber }
+        let dir = NSTemporaryDirectory() + "slmstore-tests/\(clean)-\(FileSystem.randomHex(4))"
+        try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    /// The `slmstore` executable built beside the test bundle.
+    static var binary: String {
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent("slmstore").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        for b in Bundle.allBundles {
+            let candidate = b.bundleURL.deletingLastPathComponent().appendingPathComponent("slmstore").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        fatalError("slmstore binary not found next to the tests; run `swift build` first")
+    }
+
+    struct Run {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Runs the CLI to completion.
+    @discardableResult
+    static func cli(_ args: [String], store: String? = nil, environment: [String: String] = [:]) -> Run {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = (store.map { ["--store", $0] } ?? []) + args
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        p.environment = env
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try! p.run()
+        // Drain both pipes concurrently so a chatty child never blocks.
+        nonisolated(unsafe) var errData = Data()
+        let t = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
+        t.start()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        while t.isExecuting || !t.isFinished { usleep(1000) }
+        return Run(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                   stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    static func json(_ run: Run) throws -> JSONValue { try JSONValue.parse(run.stdout) }
+
+    /// Every file below `dir` with its content digest: a store "byte for byte".
+    static func snapshot(_ dir: String) -> [String: String] {
+        var out: [String: String] = [:]
+        let e = FileManager.default.enumerator(atPath: dir)
+        while let rel = e?.nextObject() as? String {
+            let path = dir + "/" + rel
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { continue }
+            if isDir.boolValue { out[rel + "/"] = "dir"; continue }
+            let data = (try? Data(contentsOf: URL(fileURLWithPath: path))) ?? Data()
+            out[rel] = SHA256Hasher.hash(Array(data)).hex
+        }
+        return out
+    }
+
+    static func write(_ bytes: [UInt8], to path: String) {
+        try! FileManager.default.createDirectory(atPath: FileSystem.dirname(path), withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
+    }
+
+    /// Flips one bit in place, as bit rot would (same inode, so open descriptors see it too).
+    static func flipByte(in path: String, at offset: UInt64) {
+        let f = try! FileDescriptor(path: path, flags: O_RDWR)
+        var b = try! f.pread(count: 1, at: offset)
+        b[0] ^= 0x40
+        _ = b.withUnsafeBytes { pwrite(f.fd, $0.baseAddress, 1, off_t(offset)) }
+    }
+
+    static func read(_ path: String) -> [UInt8] {
+        Array((try? Data(contentsOf: URL(fileURLWithPath: path))) ?? Data())
+    }
+
+    static func random(_ count: Int, seed: UInt64) -> [UInt8] {
+        var rng = SplitMix(seed)
+        var out = [UInt8](repeating: 0, count: count)
+        var i = 0
+        while i < count {
+            let v = rng.next()
+            for k in 0..<8 where i + k < count { out[i + k] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(k))) }
+            i += 8
+        }
+        return out
+    }
+
+    /// bf16 values ~ N(0, 0.02): the byte statistics of real weights.
+    static func bf16Like(_ count: Int, seed: UInt64) -> [UInt8] {
+        var rng = SplitMix(seed)
+        var out = [UInt8](repeating: 0, count: count)
+        for i in stride(from: 0, to: count - 1, by: 2) {
+            let b = SyntheticModel.bf16(0.02 * rng.gaussian())
+            out[i] = UInt8(b & 0xff)
+            out[i + 1] = UInt8(b >> 8)
+        }
+        return out
+    }
+
+    /// A safetensors file from (name, dtype, shape, bytes) tensors in order.
+    static func safetensors(_ tensors: [(String, String, [Int], [UInt8])], metadata: [String: String]? = nil) -> [UInt8] {
+        var entries: [String: JSONValue] = [:]
+        var offset = 0
+        for (name, dtype, shape, data) in tensors {
+            entries[name] = .object(["dtype": .string(dtype), "shape": .array(shape.map { .int($0) }),
+                                     "data_offsets": .array([.int(offset), .int(offset + data.count)])])
+            offset += data.count
+        }
+        if let metadata { entries["__metadata__"] = .object(metadata.mapValues { .string($0) }) }
+        return rawSafetensors(header: JSONValue.object(entries).canonicalBytes(), data: tensors.flatMap { $0.3 })
+    }
+
+    static func rawSafetensors(header: [UInt8], data: [UInt8]) -> [UInt8] {
+        var w = ByteWriter()
+        w.u64(UInt64(header.count))
+        return w.bytes + header + data
+    }
+}
+
+/// Compares byte arrays by length and digest, so a failure prints two lines, not megabytes.
+func XCTAssertSameBytes(_ a: [UInt8], _ b: [UInt8], _ message: String = "", file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(a.count, b.count, "length differs \(message)", file: file, line: line)
+    XCTAssertEqual(SHA256Hasher.hash(a).hex, SHA256Hasher.hash(b).hex, "content differs \(message)", file: file, line: line)
+}
+
+func XCTAssertSameFiles(_ a: [String: [UInt8]], _ b: [String: [UInt8]], file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(a.keys.sorted(), b.keys.sorted(), file: file, line: line)
+    for (k, v) in a { XCTAssertSameBytes(v, b[k] ?? [], k, file: file, line: line) }
+}
