@@ -83,6 +83,23 @@ public enum AddInputs {
         return inputs
     }
 
+    /// Every readable regular file below `dir`, skipping what cannot be used (for seeds).
+    public static func collectLenient(_ dir: String) throws -> [AddInput] {
+        var out: [AddInput] = []
+        var visited = Set<String>()
+        try walk(dir, "", &visited) { source, rel in
+            guard TreePath.problem(rel) == nil, let file = try? FileDescriptor.openForReading(source),
+                  let size = try? file.size() else { return }
+            var header: SafetensorsHeader? = nil
+            if rel.hasSuffix(".safetensors") {
+                guard let h = try? SafetensorsHeader.read(path: source) else { return }
+                header = h
+            }
+            out.append(AddInput(treePath: rel, sourcePath: source, size: size, safetensors: header))
+        }
+        return out
+    }
+
     private static func walk(_ dir: String, _ prefix: String, _ visited: inout Set<String>,
                              _ body: (String, String) throws -> Void) throws {
         guard let real = realpath(dir, nil) else { throw SLMError.input(path: dir, problem: "cannot resolve directory") }
@@ -106,6 +123,17 @@ public enum AddInputs {
 }
 
 extension Store {
+    /// Moves finished packs from a working directory into packs/: each pack before its index,
+    /// since the index is what makes a pack visible.
+    func commitPacks(_ packs: [PackWriter]) throws {
+        for pack in packs {
+            try FileSystem.rename(pack.packPath, packPath(pack.id))
+            CrashPoint.hit("add-between-pack-and-index")
+            try FileSystem.rename(pack.indexPath, packIndexPath(pack.id))
+        }
+        if !packs.isEmpty { try FileSystem.syncDirectory(packsDirectory) }
+    }
+
     public func add(name: ModelName, version: SemVer, inputs: [AddInput], options: AddOptions = AddOptions()) throws -> AddResult {
         let started = Timestamp.monotonicSeconds()
         let dataLock = try self.dataLock(.shared)
@@ -116,7 +144,7 @@ extension Store {
 
         let existing = try loadChunkIndex()
         let ingester = ChunkIngester(store: self, existing: existing, directory: work.path,
-                                     packTargetSize: options.packTargetSize)
+                                     packTargetSize: options.packTargetSize, chunker: config.chunker)
         let total = inputs.reduce(0) { $0 + $1.size }
         var entries: [FileEntry] = []
         for input in inputs {
@@ -149,12 +177,7 @@ extension Store {
         // Commit order: packs (pack before index), objects, then the ref. A crash at any point
         // leaves either unreferenced data (collected by gc) or a complete version.
         CrashPoint.hit("add-before-commit")
-        for pack in packs {
-            try FileSystem.rename(pack.packPath, packPath(pack.id))
-            CrashPoint.hit("add-between-pack-and-index")
-            try FileSystem.rename(pack.indexPath, packIndexPath(pack.id))
-        }
-        if !packs.isEmpty { try FileSystem.syncDirectory(packsDirectory) }
+        try commitPacks(packs)
         CrashPoint.hit("add-after-packs")
         try writeObject(treeBytes)
         let versionID = try writeObject(object.encoded())
@@ -176,6 +199,8 @@ final class ChunkIngester {
     let packTargetSize: UInt64
     let cdc: FastCDC
     let level: Int32
+    /// When set, only these chunks are stored (seeding a pull from files already on disk).
+    let wanted: Set<ChunkID>?
 
     private var writer: PackWriter?
     private var finished: [PackWriter] = []
@@ -189,13 +214,15 @@ final class ChunkIngester {
 
     static let blockSize = 16 << 20
 
-    init(store: Store, existing: ChunkIndex, directory: String, packTargetSize: UInt64) {
+    init(store: Store, existing: ChunkIndex, directory: String, packTargetSize: UInt64,
+         chunker: ChunkerParameters, wanted: Set<ChunkID>? = nil) {
         self.store = store
         self.existing = existing
         self.directory = directory
         self.packTargetSize = packTargetSize
-        self.cdc = FastCDC(store.config.chunker)
+        self.cdc = FastCDC(chunker)
         self.level = Int32(store.config.compressionLevel)
+        self.wanted = wanted
     }
 
     private struct Pending {
@@ -260,6 +287,7 @@ final class ChunkIngester {
             let outcomes = process(batch, buffer: UnsafeRawBufferPointer(buffer), hashing: batchRange, into: sha)
             for (pending, outcome) in zip(batch, outcomes) {
                 refs.append(ChunkRef(id: outcome.id, rawLength: UInt32(pending.length)))
+                if let wanted, !wanted.contains(outcome.id) { continue }
                 if existing.contains(outcome.id) || written.contains(outcome.id) {
                     reusedChunks += 1
                     reusedBytes += UInt64(pending.length)
@@ -293,6 +321,7 @@ final class ChunkIngester {
         nonisolated(unsafe) let buffer = buffer
         let existing = self.existing
         let written = self.written
+        let wanted = self.wanted
         let level = self.level
         DispatchQueue.concurrentPerform(iterations: batch.count + 1) { i in
             if i == 0 {
@@ -303,7 +332,7 @@ final class ChunkIngester {
             let bytes = UnsafeRawBufferPointer(rebasing: buffer[p.start..<p.start + p.length])
             let id = ChunkID(of: bytes)
             var encoded: EncodedChunk? = nil
-            if !existing.contains(id) && !written.contains(id) {
+            if !existing.contains(id) && !written.contains(id) && (wanted?.contains(id) ?? true) {
                 encoded = ChunkEncoder.encode(bytes, level: level)
             }
             (out.baseAddress! + (i - 1)).initialize(to: Outcome(id: id, encoded: encoded))

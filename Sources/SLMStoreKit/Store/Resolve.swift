@@ -1,4 +1,7 @@
-// Turning a VersionRef into a stored version, and the per-version figures `ls` and `show` print.
+// Turning a VersionRef into a stored version, the per-version figures `ls` and `show` print,
+// and removing a version.
+
+import Foundation
 
 public struct ResolvedVersion: Sendable {
     public var name: ModelName
@@ -66,5 +69,30 @@ extension Store {
         }
         return VersionStats(files: tree.files.count, rawBytes: tree.totalSize, chunks: chunks, uniqueChunks: unique.count,
                             storedBytes: stored, sharedWithParent: shared, newStoredBytes: newStored)
+    }
+}
+
+extension Store {
+    /// Removes a version's ref (its data goes at the next gc). Refused while a stage points at it
+    /// or another version depends on it.
+    public func removeVersion(_ r: ResolvedVersion) throws {
+        let refs = try refsLock()
+        defer { refs.unlock() }
+        for (stage, id) in try stageRefs(of: r.name) where id == r.id {
+            throw SLMError.conflict("\(r.name)@\(r.version) holds stage \(stage); promote another version or roll back first")
+        }
+        for model in try models() {
+            for (v, id) in try versions(of: model) where id != r.id {
+                let other = try readVersion(id)
+                for dep in other.dependencies where dep.name == r.name.value {
+                    if let picked = try? resolveSelector(name: r.name, selector: dep.range), picked.resolved.id == r.id {
+                        throw SLMError.conflict("\(model)@\(v) depends on \(r.name)@\(dep.range), which resolves to \(r.version); remove it first")
+                    }
+                }
+            }
+        }
+        let path = versionRefPath(r.name, r.version)
+        guard unlink(path) == 0 else { throw SLMError.io(path: path, operation: "unlink", errno: errno) }
+        try FileSystem.syncDirectory(FileSystem.dirname(path))
     }
 }

@@ -1,5 +1,4 @@
-// Placeholder-free minimal selector resolution: `latest`. The registry extends this with
-// ranges and stages.
+// Resolving NAME@<selector> in a local store: `latest`, a stage, or a SemVer range.
 
 extension Store {
     public struct SelectorResolution: Sendable {
@@ -10,13 +9,19 @@ extension Store {
     public func resolveSelector(name: ModelName, selector: String) throws -> SelectorResolution {
         let all = try versions(of: name)
         guard !all.isEmpty else { throw SLMError.notFound("unknown model \(name) (no versions in \(root))") }
-        if selector == "latest" {
-            guard let pick = all.last(where: { !$0.version.isPrerelease }) ?? all.last else {
-                throw SLMError.notFound("\(name) has no versions")
-            }
-            let r = ResolvedVersion(name: name, version: pick.version, id: pick.id, object: try readVersion(pick.id))
-            return SelectorResolution(resolved: r, reason: "highest release version")
+        var holders: [String: SemVer] = [:]
+        for (stage, id) in try stageRefs(of: name) {
+            if let v = all.first(where: { $0.id == id }) { holders[stage] = v.version }
         }
-        throw SLMError.argument("invalid version \"\(selector)\" for \(name): expected SemVer like 1.2.0 or `latest`; known versions: \(all.map { $0.version.description }.joined(separator: ", "))")
+        let (version, reason): (SemVer, String)
+        do {
+            (version, reason) = try VersionSelector.pick(selector, versions: all.map(\.version), stageHolders: holders)
+        } catch let e as SLMError {
+            if case .notFound(let m) = e { throw SLMError.notFound("\(name)@\(selector): \(m)") }
+            throw e
+        }
+        let id = all.first { $0.version == version }!.id
+        return SelectorResolution(resolved: ResolvedVersion(name: name, version: version, id: id, object: try readVersion(id)),
+                                  reason: reason)
     }
 }

@@ -1,0 +1,99 @@
+// `gc`: keep every chunk reachable from a version or stage ref, drop the rest. Packs with no
+// live chunk are deleted; packs whose live share fell below a threshold are rewritten. It holds
+// the data lock exclusively, so no add or pull is mid-way, and each step keeps every live chunk
+// in at least one indexed pack, so a kill at any moment leaves a sound store.
+
+import Foundation
+
+public struct GCResult: Sendable {
+    public var packsBefore: Int
+    public var packsDeleted: Int
+    public var packsRewritten: Int
+    public var bytesFreed: UInt64
+    public var liveChunks: Int
+    public var seconds: Double
+}
+
+extension Store {
+    /// Chunks used by any version a ref reaches. Throws if a ref's objects cannot be read,
+    /// because collecting without knowing what is live could delete data.
+    public func liveChunks() throws -> Set<ChunkID> {
+        var live = Set<ChunkID>()
+        var versionIDs = Set<SHA256Digest>()
+        for m in try models() {
+            for (_, id) in try versions(of: m) { versionIDs.insert(id) }
+            for (_, id) in try stageRefs(of: m) { versionIDs.insert(id) }
+        }
+        for id in versionIDs {
+            let tree = try readTree(try readVersion(id).tree)
+            for f in tree.files { for c in f.chunks { live.insert(c.id) } }
+        }
+        return live
+    }
+
+    public func gc(rewriteBelow threshold: Double = 0.5, progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> GCResult {
+        let started = Timestamp.monotonicSeconds()
+        let lock = try dataLock(.exclusive)
+        defer { lock.unlock() }
+        removeAbandonedWorkingDirectories()
+        let live = try liveChunks()
+        var freed: UInt64 = 0
+        var deleted = 0, rewritten = 0
+        let packs = try packIDs()
+
+        // Orphan packs (no index): left by an interrupted write, never visible to readers.
+        for name in try FileSystem.listDirectory(packsDirectory) where name.hasSuffix(".pack") {
+            if let id = PackID(hex: String(name.dropLast(5))), !FileSystem.exists(packIndexPath(id)) {
+                freed += FileSystem.fileSize(packPath(id)) ?? 0
+                FileSystem.remove(packPath(id))
+            }
+        }
+        // A chunk stored in several packs needs to survive in only one of them.
+        var kept = Set<ChunkID>()
+        let work = try makeWorkingDirectory("gc")
+        defer { work.remove() }
+        for (n, pack) in packs.enumerated() {
+            let index = try readPackIndex(pack)
+            let liveEntries = index.entries.filter { live.contains($0.id) && !kept.contains($0.id) }
+            let liveBytes = liveEntries.reduce(UInt64(0)) { $0 + UInt64(PackFormat.recordHeaderSize) + UInt64($1.storedLength) }
+            let size = index.packSize
+            if liveEntries.isEmpty {
+                try deletePack(pack)
+                freed += size
+                deleted += 1
+            } else if Double(liveBytes) < threshold * Double(size - UInt64(PackFormat.packHeaderSize)) {
+                let writer = try PackWriter(directory: work.path)
+                let file = try packFile(pack)
+                var scratch = [UInt8]()
+                for e in liveEntries.sorted(by: { $0.offset < $1.offset }) {
+                    let loc = ChunkLocation(pack: pack, offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, codec: e.codec)
+                    let record = try file.pread(count: PackFormat.recordHeaderSize + Int(e.storedLength), at: e.offset)
+                    if scratch.count < Int(e.rawLength) { scratch = [UInt8](repeating: 0, count: Int(e.rawLength)) }
+                    try scratch.withUnsafeMutableBytes {
+                        try ChunkVerifier.decodeRecord(record, expected: e.id, location: loc, into: $0, what: "\(packPath(pack)) chunk \(e.id.hex)")
+                    }
+                    try writer.append(id: e.id, rawLength: e.rawLength,
+                                      encoded: EncodedChunk(codec: e.codec, payload: Array(record[PackFormat.recordHeaderSize...])))
+                }
+                _ = try writer.finish()
+                try commitPacks([writer])
+                CrashPoint.hit("gc-after-rewrite")
+                try deletePack(pack)
+                freed += size - writer.size
+                rewritten += 1
+            }
+            for e in liveEntries { kept.insert(e.id) }
+            progress?(UInt64(n + 1), UInt64(packs.count))
+        }
+        return GCResult(packsBefore: packs.count, packsDeleted: deleted, packsRewritten: rewritten, bytesFreed: freed,
+                        liveChunks: live.count, seconds: Timestamp.monotonicSeconds() - started)
+    }
+
+    /// Index first (the pack disappears for readers), then the pack.
+    private func deletePack(_ id: PackID) throws {
+        guard unlink(packIndexPath(id)) == 0 else { throw SLMError.io(path: packIndexPath(id), operation: "unlink", errno: errno) }
+        try FileSystem.syncDirectory(packsDirectory)
+        CrashPoint.hit("gc-between-index-and-pack")
+        unlink(packPath(id))
+    }
+}

@@ -1,0 +1,154 @@
+// manifest.json: what a remote publishes for clients and sync daemons to poll. It is rebuilt
+// from the store's refs on every push and replaced atomically.
+
+public struct Manifest: Sendable {
+    public struct VersionEntry: Sendable {
+        public var version: String
+        public var id: SHA256Digest
+        public var tree: SHA256Digest
+        public var created: String
+        public var size: UInt64
+        public var files: [(path: String, sha256: String, size: UInt64)]
+        public var dependencies: [Dependency]
+        /// Packs that hold this version's chunks.
+        public var packs: [PackID]
+    }
+
+    public struct ModelEntry: Sendable {
+        public var versions: [VersionEntry]          // SemVer order
+        public var stages: [String: String]          // stage -> version string
+    }
+
+    public var project: String
+    public var lastUpdated: String
+    public var models: [String: ModelEntry]
+    public var packs: [PackID]
+
+    public static let maxEncodedSize = 256 * 1024 * 1024
+
+    public var json: JSONValue {
+        var models: [String: JSONValue] = [:]
+        for (name, m) in self.models {
+            var versions: [String: JSONValue] = [:]
+            for v in m.versions {
+                versions[v.version] = .object([
+                    "version": .string(v.version), "id": .string(v.id.hex), "tree": .string(v.tree.hex),
+                    "created": .string(v.created), "size": .int(v.size),
+                    "path": .string("refs/\(name)/@versions/\(v.version)"),
+                    "files": .array(v.files.map { .object(["path": .string($0.path), "sha256": .string($0.sha256), "size": .int($0.size)]) }),
+                    "dependencies": .array(v.dependencies.map { .string("\($0.name)@\($0.range)") }),
+                    "packs": .array(v.packs.map { .string($0.hex) }),
+                ])
+            }
+            var stages: [String: JSONValue] = [:]
+            for (stage, version) in m.stages {
+                if let v = m.versions.first(where: { $0.version == version }) {
+                    stages[stage] = .object(["version": .string(version), "id": .string(v.id.hex)])
+                }
+            }
+            // The seed article's shape: the version a client should run, its hash, path, dependencies.
+            let headVersion = m.stages["production"] ?? Manifest.latest(m.versions)?.version
+            var entry: [String: JSONValue] = ["versions": .object(versions), "stages": .object(stages)]
+            if let head = m.versions.first(where: { $0.version == headVersion }) {
+                entry["version"] = .string(head.version)
+                entry["hash"] = .string(head.id.hex)
+                entry["path"] = .string("refs/\(name)/@versions/\(head.version)")
+                entry["dependencies"] = .array(head.dependencies.map { .string("\($0.name)@\($0.range)") })
+            }
+            if let latest = Manifest.latest(m.versions) { entry["latest"] = .string(latest.version) }
+            models[name] = .object(entry)
+        }
+        return .object([
+            "format": .int(1), "project": .string(project), "last_updated": .string(lastUpdated),
+            "models": .object(models), "packs": .array(packs.map { .string($0.hex) }),
+        ])
+    }
+
+    static func latest(_ versions: [VersionEntry]) -> VersionEntry? {
+        let parsed = versions.compactMap { v in (try? SemVer(v.version)).map { (v, $0) } }
+        return (parsed.filter { !$0.1.isPrerelease }.max { $0.1 < $1.1 } ?? parsed.max { $0.1 < $1.1 })?.0
+    }
+
+    public func encoded() -> [UInt8] { Array(json.prettyString().utf8) + [0x0a] }
+
+    public static func decode(_ bytes: [UInt8], source: String) throws -> Manifest {
+        func bad(_ p: String) -> SLMError { .corrupt(path: source, problem: "manifest: \(p)") }
+        let v: JSONValue
+        do { v = try JSONValue.parse(bytes) } catch { throw bad("\(error)") }
+        guard let format = v["format"]?.uint64Value else { throw bad("no format") }
+        guard format <= 1 else { throw SLMError.failed("\(source): manifest format \(format) is newer than this build understands; upgrade slmstore") }
+        var models: [String: ModelEntry] = [:]
+        for (name, m) in v["models"]?.objectValue ?? [:] {
+            guard (try? ModelName(name)) != nil else { throw bad("invalid model name \"\(name)\"") }
+            var versions: [VersionEntry] = []
+            for (vs, e) in m["versions"]?.objectValue ?? [:] {
+                guard (try? SemVer(vs)) != nil, let id = e["id"]?.stringValue.flatMap(SHA256Digest.init(hex:)),
+                      let tree = e["tree"]?.stringValue.flatMap(SHA256Digest.init(hex:)) else {
+                    throw bad("bad entry for \(name)@\(vs)")
+                }
+                let packs = (e["packs"]?.arrayValue ?? []).compactMap { $0.stringValue.flatMap(PackID.init(hex:)) }
+                let files = (e["files"]?.arrayValue ?? []).map {
+                    (path: $0["path"]?.stringValue ?? "", sha256: $0["sha256"]?.stringValue ?? "", size: $0["size"]?.uint64Value ?? 0)
+                }
+                let deps: [Dependency] = (e["dependencies"]?.arrayValue ?? []).compactMap { d in
+                    guard let s = d.stringValue, let at = s.firstIndex(of: "@") else { return nil }
+                    return Dependency(name: String(s[..<at]), range: String(s[s.index(after: at)...]))
+                }
+                versions.append(VersionEntry(version: vs, id: id, tree: tree, created: e["created"]?.stringValue ?? "",
+                                             size: e["size"]?.uint64Value ?? 0, files: files, dependencies: deps, packs: packs))
+            }
+            versions.sort { (try? SemVer($0.version)) ?? SemVer(major: 0, minor: 0, patch: 0) < (try? SemVer($1.version)) ?? SemVer(major: 0, minor: 0, patch: 0) }
+            var stages: [String: String] = [:]
+            for (stage, s) in m["stages"]?.objectValue ?? [:] { if let ver = s["version"]?.stringValue { stages[stage] = ver } }
+            models[name] = ModelEntry(versions: versions, stages: stages)
+        }
+        let packs = (v["packs"]?.arrayValue ?? []).compactMap { $0.stringValue.flatMap(PackID.init(hex:)) }
+        return Manifest(project: v["project"]?.stringValue ?? "", lastUpdated: v["last_updated"]?.stringValue ?? "",
+                        models: models, packs: packs)
+    }
+}
+
+extension Store {
+    public var manifestPath: String { root + "/manifest.json" }
+
+    /// The manifest describing this store's current refs. Call with the refs lock held.
+    public func buildManifest() throws -> Manifest {
+        let index = try loadChunkIndex()
+        var models: [String: Manifest.ModelEntry] = [:]
+        for model in try self.models() {
+            var entries: [Manifest.VersionEntry] = []
+            for (v, id) in try versions(of: model) {
+                let obj = try readVersion(id)
+                let tree = try readTree(obj.tree)
+                var packs = Set<PackID>()
+                for f in tree.files { for c in f.chunks { if let loc = index.location(of: c.id) { packs.insert(loc.pack) } } }
+                entries.append(.init(version: v.description, id: id, tree: obj.tree, created: obj.created, size: tree.totalSize,
+                                     files: tree.files.map { ($0.path, $0.sha256.hex, $0.size) },
+                                     dependencies: obj.dependencies, packs: packs.sorted()))
+            }
+            var stages: [String: String] = [:]
+            for (stage, id) in try stageRefs(of: model) {
+                if let e = entries.first(where: { $0.id == id }) { stages[stage] = e.version }
+            }
+            models[model.value] = .init(versions: entries, stages: stages)
+        }
+        return Manifest(project: FileSystem.basename(FileSystem.absolutePath(root)), lastUpdated: Timestamp.now(),
+                        models: models, packs: try packIDs().sorted())
+    }
+
+    /// Rewrites manifest.json atomically. Call with the refs lock held.
+    public func writeManifest() throws {
+        try FileSystem.writeAtomically(try buildManifest().encoded(), to: manifestPath)
+    }
+
+    /// Stage name -> version id for one model.
+    public func stageRefs(of model: ModelName) throws -> [(String, SHA256Digest)] {
+        let dir = "\(modelDirectory(model))/@stages"
+        guard FileSystem.isDirectory(dir) else { return [] }
+        var out: [(String, SHA256Digest)] = []
+        for name in try FileSystem.listDirectory(dir) where !name.hasPrefix(".") {
+            if let id = try readRef(at: "\(dir)/\(name)") { out.append((name, id)) }
+        }
+        return out
+    }
+}

@@ -1,0 +1,84 @@
+// Reading a remote store's metadata: config, manifest, refs, objects and pack indexes, each
+// bounded in size and checked against its hash before it is believed.
+
+import Foundation
+
+public final class RemoteReader: @unchecked Sendable {
+    public let remote: RemoteStore
+    /// Where verified pack indexes are cached (they are immutable, so valid forever).
+    let cacheDirectory: String?
+    public private(set) var metadataBytes: UInt64 = 0
+    private let lock = NSLock()
+
+    public init(remote: RemoteStore, cacheDirectory: String?) {
+        self.remote = remote
+        self.cacheDirectory = cacheDirectory
+    }
+
+    private func get(_ path: String, limit: Int) throws -> [UInt8]? {
+        let b = try remote.fetch(path, limit: limit)
+        lock.lock()
+        metadataBytes += UInt64(b?.count ?? 0)
+        lock.unlock()
+        return b
+    }
+
+    private func where_(_ path: String) -> String { "\(remote.location)/\(path)" }
+
+    public func config() throws -> StoreConfig {
+        guard let bytes = try get("config", limit: 1 << 20) else {
+            throw SLMError.remote(url: where_("config"), problem: "not a slmstore store (no config)")
+        }
+        return try StoreConfig.decode(bytes, source: where_("config"))
+    }
+
+    public func manifest() throws -> Manifest {
+        guard let bytes = try get("manifest.json", limit: Manifest.maxEncodedSize) else {
+            throw SLMError.remote(url: where_("manifest.json"), problem: "no manifest.json (was the store published with `slmstore push`?)")
+        }
+        return try Manifest.decode(bytes, source: where_("manifest.json"))
+    }
+
+    public func versionRef(_ name: ModelName, _ version: SemVer) throws -> SHA256Digest? {
+        let path = "refs/\(name.value)/@versions/\(version.description)"
+        guard let bytes = try get(path, limit: 4096) else { return nil }
+        return try Store.parseRefFile(bytes, source: where_(path))
+    }
+
+    func object(_ id: SHA256Digest, limit: Int) throws -> [UInt8] {
+        let hex = id.hex
+        let path = "objects/\(hex.prefix(2))/\(hex.dropFirst(2))"
+        guard let bytes = try get(path, limit: limit) else {
+            throw SLMError.remote(url: where_(path), problem: "object \(hex) is missing on the remote")
+        }
+        guard SHA256Hasher.hash(bytes) == id else {
+            throw SLMError.remote(url: where_(path), problem: "object content does not hash to its id \(hex)")
+        }
+        return bytes
+    }
+
+    public func version(_ id: SHA256Digest) throws -> VersionObject {
+        try VersionObject.decode(try object(id, limit: VersionObject.maxEncodedSize), source: where_("objects/\(id.hex)"))
+    }
+
+    public func tree(_ id: SHA256Digest) throws -> TreeObject {
+        try TreeObject.decode(try object(id, limit: TreeObject.maxEncodedSize), source: where_("objects/\(id.hex)"))
+    }
+
+    public func packIndex(_ id: PackID) throws -> PackIndex {
+        if let dir = cacheDirectory, let cached = try? FileSystem.readFile("\(dir)/\(id.hex).idx", limit: PackIndex.maxEncodedSize),
+           let index = try? PackIndex.decode(cached, source: "\(dir)/\(id.hex).idx") {
+            return index
+        }
+        let path = "packs/\(id.hex).idx"
+        guard let bytes = try get(path, limit: PackIndex.maxEncodedSize) else {
+            throw SLMError.remote(url: where_(path), problem: "pack index listed in the manifest is missing")
+        }
+        let index = try PackIndex.decode(bytes, source: where_(path))
+        if let dir = cacheDirectory {
+            try? FileSystem.makeDirectories(dir)
+            try? FileSystem.writeAtomically(bytes, to: "\(dir)/\(id.hex).idx")
+        }
+        return index
+    }
+}

@@ -1,0 +1,192 @@
+// Commands that ship versions: diff, push, pull, gc.
+
+import SLMStoreKit
+
+let deliveryCommands: [Command] = [diffCommand, pushCommand, pullCommand, rmCommand, gcCommand]
+
+let diffCommand = Command(
+    name: "diff", summary: "What changed between two versions and what the update costs to ship",
+    usage: "slmstore diff OLD NEW [--json]",
+    details: """
+    Per file: unchanged, changed, added, removed; per safetensors file the tensors whose bytes,
+    dtype or shape changed, and header-only (metadata) changes. Totals: chunks and bytes a holder
+    of OLD must fetch to have NEW (exactly what `pull` transfers for chunk data).
+      --json   one object: chunks_to_fetch, bytes_to_fetch, raw_bytes_to_fetch, total_raw_bytes, files[...]
+    """,
+    spec: OptionSpec(flags: ["--json"])
+) { a, ctx in
+    try requirePositionals(a, "diff", min: 2, max: 2, usage: "slmstore diff OLD NEW")
+    let store = try ctx.openStore()
+    let old = try store.resolve(a.positionals[0])
+    let new = try store.resolve(a.positionals[1])
+    let d = try store.diff(from: try store.readTree(old.object.tree), to: try store.readTree(new.object.tree),
+                           index: try store.loadChunkIndex())
+    let share = d.totalRawBytes > 0 ? Double(d.rawBytesPresent) / Double(d.totalRawBytes) : 1
+    if a.has("--json") {
+        Output.json(.object([
+            "from": .string("\(old.name)@\(old.version)"), "to": .string("\(new.name)@\(new.version)"),
+            "chunks_to_fetch": .int(d.chunksToFetch), "bytes_to_fetch": .int(d.bytesToFetch),
+            "raw_bytes_to_fetch": .int(d.rawBytesToFetch), "total_raw_bytes": .int(d.totalRawBytes),
+            "already_present_share": .double((share * 10000).rounded() / 10000),
+            "files": .array(d.files.map { f in
+                .object(["path": .string(f.path), "status": .string(f.status.rawValue),
+                         "old_size": f.oldSize.map { .int($0) } ?? .null, "new_size": f.newSize.map { .int($0) } ?? .null,
+                         "header_changed": .bool(f.headerChanged), "metadata_only": .bool(f.metadataOnly),
+                         "changed_tensors": .array(f.tensors.map { t in
+                             .object(["name": .string(t.name), "change": .string(t.change), "bytes": .int(t.bytes), "detail": .string(t.detail)])
+                         })])
+            }),
+        ]))
+        return 0
+    }
+    print("\(old.name)@\(old.version) -> \(new.name)@\(new.version)")
+    for f in d.files {
+        switch f.status {
+        case .unchanged: print("  unchanged  \(f.path)")
+        case .added: print("  added      \(f.path) (\(Output.bytes(f.newSize ?? 0)))")
+        case .removed: print("  removed    \(f.path)")
+        case .changed:
+            let note = f.metadataOnly ? " (header metadata only)" : f.headerChanged ? " (header changed)" : ""
+            print("  changed    \(f.path)\(note)")
+            for t in f.tensors {
+                print("               \(t.change == "data" ? "changed" : t.change)  \(t.name)  \(Output.bytes(t.bytes))\(t.detail.isEmpty ? "" : "  " + t.detail)")
+            }
+        }
+    }
+    print("to fetch: \(d.chunksToFetch) chunks, \(Output.bytes(d.bytesToFetch)) compressed (\(Output.bytes(d.rawBytesToFetch)) raw) of \(Output.bytes(d.totalRawBytes)); \(Output.fixed(share * 100, 1))% already present")
+    return 0
+}
+
+let pushCommand = Command(
+    name: "push", summary: "Publish local versions into a store directory (a path remote)",
+    usage: "slmstore push REMOTE-DIR [REF...] [--json]",
+    details: """
+    Copies what the destination lacks (packs, trees, versions), then moves refs and rewrites
+    manifest.json last. Without REFs every version is pushed; dependencies come along. Stage refs
+    and registry records of the pushed models are published too. The destination directory can
+    then be served by any static web server, or synced to a bucket (objects first, refs and
+    manifest.json last).
+    """,
+    spec: OptionSpec(flags: ["--json"])
+) { a, ctx in
+    try requirePositionals(a, "push", min: 1, max: Int.max, usage: "slmstore push REMOTE-DIR [REF...]")
+    let dest = a.positionals[0]
+    if dest.hasPrefix("http://") || dest.hasPrefix("https://") {
+        throw SLMError.argument("push: \(dest): push writes to a directory; publish that directory with your web server or bucket tool")
+    }
+    let store = try ctx.openStore()
+    let refs = try a.positionals.dropFirst().map { try VersionRef.parse($0) }
+    let bar = ProgressBar("push")
+    let r = try store.push(to: dest, refs: refs, progress: bar.callback)
+    bar.finish()
+    if a.has("--json") {
+        Output.json(.object(["pushed": .array(r.versionsPushed.map { .string($0) }), "already_present": .array(r.versionsPresent.map { .string($0) }),
+                             "chunks_copied": .int(r.chunksCopied), "bytes_copied": .int(r.bytesCopied),
+                             "stages": .array(r.stagesPushed.map { .string($0) }), "seconds": .double((r.seconds * 1000).rounded() / 1000)]))
+    } else {
+        print("pushed \(r.versionsPushed.count) versions (\(r.versionsPresent.count) already there), \(r.chunksCopied) chunks, \(Output.bytes(r.bytesCopied)) to \(dest)")
+        for v in r.versionsPushed { print("  \(v)") }
+        for s in r.stagesPushed { print("  stage \(s)") }
+    }
+    return 0
+}
+
+let pullCommand = Command(
+    name: "pull", summary: "Fetch a version from a remote, only the missing chunks; optionally install it",
+    usage: "slmstore pull REMOTE REF [--to DIR] [--keep N] [--seed DIR]... [--max-rate RATE] [--json]",
+    details: """
+    REMOTE is a store directory or an http(s):// URL of one served by any static server that honors
+    Range requests. REF is NAME@VERSION, NAME@STAGE, NAME@RANGE, NAME@latest or a version id.
+    Only chunks the local store lacks are fetched, in coalesced range requests, verified as they
+    arrive. Interrupted pulls resume without re-downloading what was stored.
+      --to DIR        install as DIR/<version>/ and flip DIR/current atomically
+      --keep N        installed versions to keep besides the current one (default 1)
+      --seed DIR      reuse chunks from files in DIR (DIR/current is used automatically)
+      --max-rate R    limit download rate, e.g. 10M (bytes per second, K/M/G suffixes)
+      --json          bytes_downloaded, requests, chunks_fetched, ...
+    """,
+    spec: OptionSpec(values: ["--to", "--keep", "--seed", "--max-rate", "--parallel"], repeatable: ["--seed"], flags: ["--json"])
+) { a, ctx in
+    try requirePositionals(a, "pull", min: 2, max: 2, usage: "slmstore pull REMOTE REF")
+    var options = PullOptions()
+    options.installDirectory = a.value("--to")
+    if let k = a.value("--keep") {
+        guard let n = Int(k), n >= 0 else { throw SLMError.argument("pull: --keep must be a number >= 0, not \"\(k)\"") }
+        options.keep = n
+    }
+    options.seeds = a.all("--seed")
+    if let p = a.value("--parallel") {
+        guard let n = Int(p), (1...32).contains(n) else { throw SLMError.argument("pull: --parallel must be 1 to 32") }
+        options.parallelRequests = n
+    }
+    let rate = try a.value("--max-rate").map { try parseRate($0, option: "--max-rate") } ?? 0
+    let remote = try Remotes.open(a.positionals[0], maxBytesPerSecond: rate)
+    let ref = try VersionRef.parse(a.positionals[1])
+    let store = try ctx.openStore(create: true)
+    let bar = ProgressBar("pull")
+    options.progress = bar.callback
+    let r = try store.pull(from: remote, ref: ref, options: options)
+    bar.finish()
+    if a.has("--json") {
+        Output.json(.object([
+            "name": .string(r.name.value), "version": .string(r.version.description), "version_id": .string(r.versionID.hex),
+            "bytes_downloaded": .int(r.bytesDownloaded), "requests": .int(r.requests), "chunks_fetched": .int(r.chunksFetched),
+            "chunk_bytes": .int(r.chunkBytes), "range_bytes": .int(r.rangeBytes), "metadata_bytes": .int(r.metadataBytes),
+            "chunks_from_seeds": .int(r.chunksFromSeeds), "versions": .array(r.versions.map { .string($0) }),
+            "installed": r.installedPath.map { .string($0) } ?? .null, "seconds": .double((r.seconds * 1000).rounded() / 1000),
+        ]))
+    } else {
+        print("pulled \(r.name)@\(r.version) (\(r.versionID.hex.prefix(12))): \(r.chunksFetched) chunks fetched, \(Output.bytes(r.bytesDownloaded)) downloaded in \(r.requests) requests, \(Output.fixed(r.seconds, 2)) s (\(Output.rate(r.bytesDownloaded, r.seconds)))")
+        if r.chunksFromSeeds > 0 { print("  \(r.chunksFromSeeds) chunks reused from files on disk") }
+        if r.versions.count > 1 { print("  with dependencies: \(r.versions.dropFirst().joined(separator: ", "))") }
+        if let p = r.installedPath { print("  installed at \(p); \(options.installDirectory!)/current -> \(r.version)") }
+    }
+    return 0
+}
+
+let gcCommand = Command(
+    name: "gc", summary: "Remove chunks no version needs; rewrite mostly-dead packs",
+    usage: "slmstore gc [--json]",
+    details: "Waits for running adds and pulls (it takes the store's data lock exclusively). Crash-safe at every step.",
+    spec: OptionSpec(flags: ["--json"])
+) { a, ctx in
+    try requirePositionals(a, "gc", min: 0, max: 0, usage: "slmstore gc")
+    let store = try ctx.openStore()
+    let r = try store.gc()
+    if a.has("--json") {
+        Output.json(.object(["bytes_freed": .int(r.bytesFreed), "packs_before": .int(r.packsBefore), "packs_deleted": .int(r.packsDeleted),
+                             "packs_rewritten": .int(r.packsRewritten), "live_chunks": .int(r.liveChunks)]))
+    } else {
+        print("freed \(Output.bytes(r.bytesFreed)): \(r.packsDeleted) packs deleted, \(r.packsRewritten) rewritten of \(r.packsBefore); \(r.liveChunks) live chunks")
+    }
+    return 0
+}
+
+/// "10M" -> 10_000_000 bytes per second.
+func parseRate(_ s: String, option: String) throws -> Double {
+    var text = s.uppercased()
+    var mult = 1.0
+    if text.hasSuffix("/S") { text.removeLast(2) }
+    if text.hasSuffix("B") { text.removeLast() }
+    if let last = text.last, let m = ["K": 1e3, "M": 1e6, "G": 1e9][String(last)] { mult = m; text.removeLast() }
+    guard let v = Double(text), v > 0 else { throw SLMError.argument("\(option): \"\(s)\" is not a rate like 500K or 10M") }
+    return v * mult
+}
+
+let rmCommand = Command(
+    name: "rm", summary: "Remove a version (its chunks are freed by the next gc)",
+    usage: "slmstore rm REF [--json]",
+    details: "Refused while the version holds a stage or another version depends on it.",
+    spec: OptionSpec(flags: ["--json"])
+) { a, ctx in
+    try requirePositionals(a, "rm", min: 1, max: 1, usage: "slmstore rm REF")
+    let store = try ctx.openStore()
+    let r = try store.resolve(a.positionals[0])
+    try store.removeVersion(r)
+    if a.has("--json") {
+        Output.json(.object(["removed": .string("\(r.name)@\(r.version)"), "version_id": .string(r.id.hex)]))
+    } else {
+        print("removed \(r.name)@\(r.version) (\(r.id.hex.prefix(12))); run `slmstore gc` to free its chunks")
+    }
+    return 0
+}

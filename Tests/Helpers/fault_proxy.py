@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Test-only HTTP proxy in front of a real server that injects faults into responses.
+
+usage: fault_proxy.py PORT UPSTREAM_PORT MODE [COUNT]
+MODE: drop (close mid-body), corrupt (flip a byte of range bodies), truncate (short body with
+full Content-Length, then close), ignore-range (answer 200 with the whole file), oversize
+(send more than the range asked for), redirect-loop, error500 (answer 500).
+COUNT: how many range responses to spoil (default: all); metadata requests pass through.
+"""
+import http.client
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import threading
+
+PORT, UPSTREAM, MODE = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+COUNT = int(sys.argv[4]) if len(sys.argv) > 4 else 1 << 30
+lock = threading.Lock()
+spoiled = 0
+
+
+def take():
+    global spoiled
+    with lock:
+        if spoiled >= COUNT:
+            return False
+        spoiled += 1
+        return True
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        is_range = "Range" in self.headers and ".pack" in self.path
+        if MODE == "redirect-loop" and is_range:
+            self.send_response(302)
+            self.send_header("Location", self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        headers = {} if (MODE == "ignore-range" and is_range and take()) else (
+            {"Range": self.headers["Range"]} if "Range" in self.headers else {})
+        conn = http.client.HTTPConnection("127.0.0.1", UPSTREAM, timeout=30)
+        conn.request("GET", self.path, headers=headers)
+        resp = conn.getresponse()
+        body = resp.read()
+        status = resp.status
+        out_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in ("content-length", "connection", "transfer-encoding")]
+        conn.close()
+        spoil = is_range and MODE in ("drop", "corrupt", "truncate", "oversize", "error500") and take()
+        if spoil and MODE == "error500":
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if spoil and MODE == "corrupt" and len(body) > 40:
+            b = bytearray(body)
+            b[len(b) // 2] ^= 0x55
+            body = bytes(b)
+        declared = len(body)
+        if spoil and MODE == "oversize":
+            body = body + b"\0" * 1024
+            declared = len(body)
+        self.send_response(status)
+        for k, v in out_headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(declared))
+        self.end_headers()
+        if spoil and MODE in ("drop", "truncate"):
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            try:
+                self.connection.shutdown(2)
+            except OSError:
+                pass
+            return
+        self.wfile.write(body)
+
+
+ThreadingHTTPServer.allow_reuse_address = True
+server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
+print("ready", flush=True)
+server.serve_forever()

@@ -1,0 +1,93 @@
+import XCTest
+@testable import SLMStoreKit
+
+/// gc keeps every chunk a ref reaches, frees the rest, survives SIGKILL, and waits for adds.
+final class GCTests: XCTestCase {
+    var dir = ""
+    var store = ""
+
+    override func setUp() {
+        dir = TestSupport.scratch()
+        store = dir + "/store"
+    }
+
+    func src(_ name: String, _ files: [String: [UInt8]]) -> String {
+        for (f, b) in files { TestSupport.write(b, to: "\(dir)/\(name)/\(f)") }
+        return "\(dir)/\(name)"
+    }
+
+    func cli(_ args: [String], env: [String: String] = [:]) -> TestSupport.Run { TestSupport.cli(args, store: store, environment: env) }
+
+    func assertAllVersionsRead(_ expected: [String: String], file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(cli(["verify"]).status, 0, file: file, line: line)
+        for (ref, source) in expected {
+            let out = "\(dir)/check-\(FileSystem.randomHex(4))"
+            XCTAssertEqual(cli(["checkout", ref, out]).status, 0, ref, file: file, line: line)
+            XCTAssertSameBytes(TestSupport.read(out + "/w.bin"), TestSupport.read(source + "/w.bin"), ref, file: file, line: line)
+        }
+    }
+
+    func testGcFreesChunksOfRemovedVersionsAndKeepsTheRest() throws {
+        let shared = TestSupport.random(600_000, seed: 1)
+        let a = src("a", ["w.bin": shared + TestSupport.random(900_000, seed: 2)])
+        let b = src("b", ["w.bin": shared + TestSupport.random(900_000, seed: 3)])
+        XCTAssertEqual(cli(["add", "m@1.0.0", a]).status, 0)
+        XCTAssertEqual(cli(["add", "m@1.1.0", b]).status, 0)
+        XCTAssertEqual(cli(["rm", "m@1.0.0"]).status, 0)
+        let gc = try TestSupport.json(cli(["gc", "--json"]))
+        XCTAssertGreaterThan(gc["bytes_freed"]!.uint64Value!, 800_000)
+        assertAllVersionsRead(["m@1.1.0": b])
+        let again = try TestSupport.json(cli(["gc", "--json"]))
+        XCTAssertEqual(again["bytes_freed"]?.uint64Value, 0)
+    }
+
+    func testRemovingAVersionOthersDependOnIsRefused() throws {
+        let a = src("a", ["w.bin": TestSupport.random(1000, seed: 1)])
+        XCTAssertEqual(cli(["add", "base@1.0.0", a]).status, 0)
+        let s = try Store.open(at: store)
+        let base = try s.resolve("base@1.0.0")
+        // A version that depends on base@^1.0 (as `add --depends` records it).
+        let v = VersionObject(name: "lora", version: try SemVer("0.1.0"), tree: base.object.tree, parent: nil, created: Timestamp.now(),
+                              addedBy: "t", tool: "t", dependencies: [Dependency(name: "base", range: "^1.0")])
+        try s.writeRef(at: s.versionRefPath(try ModelName("lora"), v.version), id: try s.writeObject(v.encoded()))
+        let r = cli(["rm", "base@1.0.0"])
+        XCTAssertEqual(r.status, 4)
+        XCTAssertTrue(r.stderr.contains("lora@0.1.0 depends on base@^1.0"), r.stderr)
+    }
+
+    func testKillDuringGcLeavesAVerifiableStore() throws {
+        var expected: [String: String] = [:]
+        for i in 0..<3 {
+            let s = src("v\(i)", ["w.bin": TestSupport.random(700_000, seed: UInt64(10 + i))])
+            XCTAssertEqual(cli(["add", "m@1.0.\(i)", s]).status, 0)
+            expected["m@1.0.\(i)"] = s
+        }
+        // Three versions in one pack each; removing one makes its pack dead.
+        XCTAssertEqual(cli(["rm", "m@1.0.0"]).status, 0)
+        expected["m@1.0.0"] = nil
+        for point in ["gc-between-index-and-pack", "gc-after-rewrite"] {
+            let r = cli(["gc"], env: ["SLMSTORE_CRASH_AT": point])
+            XCTAssertTrue(r.status == 9 || r.status == 0, "\(point): \(r.stderr)")
+            assertAllVersionsRead(expected)
+        }
+        XCTAssertEqual(cli(["gc"]).status, 0)
+        assertAllVersionsRead(expected)
+    }
+
+    func testGcBesideAConcurrentAddNeverCollectsItsChunks() throws {
+        let big = src("big", ["w.bin": TestSupport.bf16Like(10_000_000, seed: 9)])
+        let small = src("small", ["w.bin": TestSupport.random(200_000, seed: 8)])
+        XCTAssertEqual(cli(["add", "s@1.0.0", small]).status, 0)
+        XCTAssertEqual(cli(["rm", "s@1.0.0"]).status, 0)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: TestSupport.binary)
+        p.arguments = ["--store", store, "add", "big@1.0.0", big]
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        usleep(100_000)
+        XCTAssertEqual(cli(["gc"]).status, 0)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+        assertAllVersionsRead(["big@1.0.0": big])
+    }
+}
