@@ -33,25 +33,35 @@ let initCommand = Command(
 
 let addCommand = Command(
     name: "add", summary: "Store files or a directory as a new model version",
-    usage: "slmstore add NAME@VERSION PATH... [--json]",
+    usage: "slmstore add NAME@VERSION PATH... [--card FILE] [--depends NAME@RANGE]... [--json]",
     details: """
     A directory contributes every file below it (paths relative to it); a file contributes itself
     under its base name. *.safetensors files are validated and chunked tensor by tensor.
     Adding an existing NAME@VERSION with the same content does nothing; with different content it is refused.
-      --json   print one JSON object (version_id, input_bytes, stored_bytes, new_chunks, reused_chunks, ...)
+      --card FILE            model card (model_card.yaml or .json): provenance stored inside the version
+      --depends NAME@RANGE   a model this version needs (repeatable); must resolve in this store
+      --json                 print one JSON object (version_id, input_bytes, stored_bytes, new_chunks, reused_chunks, ...)
     """,
-    spec: OptionSpec(flags: ["--json"])
+    spec: OptionSpec(values: ["--card", "--depends"], repeatable: ["--depends"], flags: ["--json"])
 ) { a, ctx in
     try requirePositionals(a, "add", min: 2, max: Int.max, usage: "slmstore add NAME@VERSION PATH...")
     guard case let .exact(name, version) = try VersionRef.parse(a.positionals[0]) else {
         throw SLMError.argument("add: \"\(a.positionals[0])\" is not NAME@VERSION with a SemVer version (e.g. intent-classifier@1.0.0)")
     }
     let inputs = try AddInputs.collect(Array(a.positionals.dropFirst()))
+    var options = AddOptions()
+    if let card = a.value("--card") { options.card = try ModelCard.load(path: card) }
+    for d in a.all("--depends") {
+        guard let at = d.firstIndex(of: "@"), at != d.startIndex, d.index(after: at) != d.endIndex else {
+            throw SLMError.argument("add: --depends \"\(d)\" must be NAME@RANGE, e.g. base-tokenizer@^1.0")
+        }
+        let depName = try ModelName(String(d[..<at]))
+        options.dependencies.append(Dependency(name: depName.value, range: String(d[d.index(after: at)...])))
+    }
     let store = try ctx.openStore(create: true)
     let bar = ProgressBar("adding")
-    var options = AddOptions()
     options.progress = bar.callback
-    let r = try store.add(name: name, version: version, inputs: inputs, options: options)
+    let r = try store.addVersion(name: name, version: version, inputs: inputs, options: options)
     bar.finish()
     let ratio = r.inputBytes > 0 ? Double(r.reusedBytes) / Double(r.inputBytes) : 0
     if a.has("--json") {
@@ -76,9 +86,9 @@ let addCommand = Command(
 
 let lsCommand = Command(
     name: "ls", summary: "List models with their versions, sizes and stored bytes",
-    usage: "slmstore ls [NAME] [--json]",
-    details: "  NAME     list only this model's versions\n  --json   machine-readable output",
-    spec: OptionSpec(flags: ["--json"])
+    usage: "slmstore ls [NAME] [--stage STAGE] [--json]",
+    details: "  NAME            list only this model's versions\n  --stage STAGE   only versions holding this stage (production, staging, archived)\n  --json          machine-readable output",
+    spec: OptionSpec(values: ["--stage"], flags: ["--json"])
 ) { a, ctx in
     try requirePositionals(a, "ls", min: 0, max: 1, usage: "slmstore ls [NAME]")
     let store = try ctx.openStore()
@@ -89,23 +99,30 @@ let lsCommand = Command(
         guard models.contains(n) else { throw SLMError.notFound("unknown model \(n)") }
         models = [n]
     }
-    var rows: [[String]] = [["MODEL", "VERSION", "ID", "SIZE", "STORED", "CREATED"]]
+    let stageFilter = a.value("--stage")
+    var rows: [[String]] = [["MODEL", "VERSION", "ID", "STAGES", "SIZE", "STORED", "CREATED"]]
     var json: [JSONValue] = []
     for m in models {
         var modelChunks = Set<ChunkID>()
         var versionsJSON: [JSONValue] = []
+        let stages = try store.stageRefs(of: m)
         for (v, id) in try store.versions(of: m) {
+            let held = stages.filter { $0.1 == id }.map(\.0).sorted()
+            if let only = stageFilter, !held.contains(only) { continue }
             let obj = try store.readVersion(id)
             let tree = try store.readTree(obj.tree)
             let s = store.stats(of: tree, parentTree: nil, index: index)
             for f in tree.files { for c in f.chunks { modelChunks.insert(c.id) } }
-            rows.append([m.value, v.description, String(id.hex.prefix(12)), Output.bytes(s.rawBytes), Output.bytes(s.storedBytes), obj.created])
+            rows.append([m.value, v.description, String(id.hex.prefix(12)), held.isEmpty ? "-" : held.joined(separator: ","),
+                         Output.bytes(s.rawBytes), Output.bytes(s.storedBytes), obj.created])
             versionsJSON.append(.object(["version": .string(v.description), "version_id": .string(id.hex), "size": .int(s.rawBytes),
+                                         "stages": .array(held.map { .string($0) }),
                                          "stored_bytes": .int(s.storedBytes), "created": .string(obj.created)]))
         }
         let modelStored = modelChunks.reduce(UInt64(0)) { acc, id in
             acc + (index.location(of: id).map { UInt64(PackFormat.recordHeaderSize) + UInt64($0.storedLength) } ?? 0)
         }
+        if stageFilter != nil && versionsJSON.isEmpty { continue }
         json.append(.object(["name": .string(m.value), "versions": .array(versionsJSON), "stored_bytes": .int(modelStored)]))
     }
     if a.has("--json") {
@@ -136,6 +153,12 @@ let showCommand = Command(
         parentLabel = "\(pv.name)@\(pv.version)"
     }
     let s = store.stats(of: tree, parentTree: parentTree, index: index)
+    let stages = try store.stageRefs(of: r.name).filter { $0.1 == r.id }.map(\.0).sorted()
+    let metrics = try store.latestMetrics(r.name, r.version)
+    let deps: [(String, String)] = r.object.dependencies.map { d in
+        let resolved = (try? ModelName(d.name)).flatMap { try? store.resolveSelector(name: $0, selector: d.range).resolved }
+        return ("\(d.name)@\(d.range)", resolved.map { "\($0.name)@\($0.version)" } ?? "unresolved")
+    }
     if a.has("--json") {
         let files: [JSONValue] = tree.files.map { f in
             var o: [String: JSONValue] = [
@@ -163,7 +186,10 @@ let showCommand = Command(
             "parent_version": parentLabel.map { .string($0) } ?? .null,
             "created": .string(r.object.created), "added_by": .string(r.object.addedBy), "tool": .string(r.object.tool),
             "card": r.object.card ?? .null,
-            "dependencies": .array(r.object.dependencies.map { .object(["name": .string($0.name), "range": .string($0.range)]) }),
+            "dependencies": .array(zip(r.object.dependencies, deps).map { d, res in
+                .object(["name": .string(d.name), "range": .string(d.range), "resolves_to": .string(res.1)])
+            }),
+            "stages": .array(stages.map { .string($0) }), "metrics": .object(metrics),
             "stats": .object(["files": .int(s.files), "raw_bytes": .int(s.rawBytes), "chunks": .int(s.chunks),
                               "unique_chunks": .int(s.uniqueChunks), "stored_bytes": .int(s.storedBytes),
                               "shared_with_parent": .int(s.sharedWithParent), "new_stored_bytes": .int(s.newStoredBytes)]),
@@ -176,8 +202,16 @@ let showCommand = Command(
     print("  tree id      \(r.object.tree.hex)")
     print("  parent       \(parentLabel.map { "\($0) (\(r.object.parent!.hex.prefix(12)))" } ?? "none")")
     print("  created      \(r.object.created) by \(r.object.addedBy) (\(r.object.tool))")
-    if !r.object.dependencies.isEmpty {
-        print("  depends on   \(r.object.dependencies.map { "\($0.name)@\($0.range)" }.joined(separator: ", "))")
+    print("  stage        \(stages.isEmpty ? "development" : stages.joined(separator: ", "))")
+    if !deps.isEmpty {
+        print("  depends on   " + deps.map { "\($0.0) -> \($0.1)" }.joined(separator: ", "))
+    }
+    if !metrics.isEmpty {
+        print("  metrics      " + metrics.keys.sorted().map { "\($0)=\(metrics[$0]!.canonicalString())" }.joined(separator: " "))
+    }
+    if let card = r.object.card {
+        print("  card")
+        for line in card.prettyString().split(separator: "\n") { print("    \(line)") }
     }
     let ratio = s.rawBytes > 0 ? Double(s.storedBytes) / Double(s.rawBytes) : 0
     print("  size         \(Output.bytes(s.rawBytes)) in \(s.files) files; stored \(Output.bytes(s.storedBytes)) (\(Output.fixed(ratio, 3)) of raw)")

@@ -1,0 +1,161 @@
+// The gateway an inference server links: ask for "intent-classifier in production" and get a
+// directory of verified files; the active version is swapped with one pointer exchange when the
+// stage moves, while requests still holding the old handle finish on the old files.
+
+import Foundation
+
+/// One materialized version in use. While any handle to it is alive its directory is not
+/// pruned (a shared lock on its lock file tells pruners to skip it).
+public final class ModelHandle: @unchecked Sendable {
+    public let name: String
+    public let version: String
+    public let versionID: SHA256Digest
+    /// Absolute path of the directory holding the version's files.
+    public let directory: String
+    private let lock: FileLock
+
+    init(name: String, version: String, versionID: SHA256Digest, directory: String) throws {
+        self.name = name
+        self.version = version
+        self.versionID = versionID
+        self.directory = directory
+        lock = try FileLock(path: directory + "/" + InstallDirectory.lockName, mode: .shared)
+        // The directory may have been pruned between resolving it and locking it.
+        guard InstallDirectory(root: FileSystem.dirname(directory)).installedID(of: version) == versionID else {
+            lock.unlock()
+            throw SLMError.failed("\(name)@\(version) was removed while being opened; retry")
+        }
+    }
+
+    public func path(_ file: String) -> String { directory + "/" + file }
+
+    deinit { lock.unlock() }
+}
+
+public final class ModelGateway: @unchecked Sendable {
+    public enum Source: Sendable {
+        /// Versions come from a local store and are materialized under `cache/<model>/`.
+        case store(Store, cache: String)
+        /// Versions are installed by `pull --to` / `sync` under `root/<model>/` with a `current` link.
+        case installed(root: String)
+    }
+
+    public let source: Source
+    private let lock = NSLock()
+    private var active: [String: (selector: String, handle: ModelHandle)] = [:]
+    private var watcher: Thread?
+    private var watching = false
+    /// Called after a swap with (model, old version, new version).
+    public var onSwitch: (@Sendable (String, String?, String) -> Void)?
+
+    public init(source: Source) { self.source = source }
+
+    deinit { stopWatching() }
+
+    /// Materializes (if needed) and opens the version `selector` picks for `model`.
+    public func resolve(_ model: String, _ selector: String) throws -> ModelHandle {
+        let name = try ModelName(model)
+        switch source {
+        case let .store(store, cache):
+            let r = try store.resolve(.selector(name, selector).normalized)
+            let dir = InstallDirectory(root: "\(cache)/\(name.value)")
+            try dir.install(store: store, tree: try store.readTree(r.object.tree), version: r.version.description,
+                            id: r.id, label: "\(r.name)@\(r.version)")
+            return try ModelHandle(name: name.value, version: r.version.description, versionID: r.id,
+                                   directory: FileSystem.absolutePath(dir.path(of: r.version.description)))
+        case let .installed(root):
+            let dir = InstallDirectory(root: "\(root)/\(name.value)")
+            let version = selector == "current" ? dir.current() : selector
+            guard let version, let id = dir.installedID(of: version) else {
+                throw SLMError.notFound("\(name)@\(selector) is not installed under \(root)/\(name.value)")
+            }
+            return try ModelHandle(name: name.value, version: version, versionID: id,
+                                   directory: FileSystem.absolutePath(dir.path(of: version)))
+        }
+    }
+
+    /// The active version of `model`. The first call activates `defaultSelector`.
+    public func current(_ model: String, defaultSelector: String = "production") throws -> ModelHandle {
+        lock.lock()
+        if let a = active[model] { lock.unlock(); return a.handle }
+        lock.unlock()
+        let selector = { if case .installed = source { return "current" } else { return defaultSelector } }()
+        try switchTo(model, selector: selector)
+        lock.lock()
+        defer { lock.unlock() }
+        return active[model]!.handle
+    }
+
+    /// Makes `selector`'s version the active one for `model`: one pointer swap. Handles given out
+    /// before stay valid until released.
+    public func switchTo(_ model: String, selector: String) throws {
+        let handle = try resolve(model, selector)
+        lock.lock()
+        let old = active[model]?.handle.version
+        active[model] = (selector, handle)
+        lock.unlock()
+        if old != handle.version { onSwitch?(model, old, handle.version) }
+        if case let .store(_, cache) = source {
+            InstallDirectory(root: "\(cache)/\(model)").prune(keep: 1)
+        }
+    }
+
+    /// Re-resolves every active model's selector every `interval` seconds and swaps when the
+    /// answer changes (a promotion, a rollback, a new `current` installed by sync).
+    public func startWatching(interval: Double) {
+        lock.lock()
+        guard watcher == nil else { lock.unlock(); return }
+        watching = true
+        let t = Thread { [weak self] in
+            while let self, self.isWatching {
+                self.poll()
+                Thread.sleep(forTimeInterval: interval)
+            }
+        }
+        watcher = t
+        lock.unlock()
+        t.start()
+    }
+
+    public func stopWatching() {
+        lock.lock()
+        watching = false
+        watcher = nil
+        lock.unlock()
+    }
+
+    private var isWatching: Bool { lock.lock(); defer { lock.unlock() }; return watching }
+
+    /// One watch round; public so callers can drive it from their own loop.
+    public func poll() {
+        lock.lock()
+        let snapshot = active.map { ($0.key, $0.value.selector, $0.value.handle.versionID) }
+        lock.unlock()
+        for (model, selector, id) in snapshot {
+            guard let target = try? resolveID(model, selector), target != id else { continue }
+            try? switchTo(model, selector: selector)
+        }
+    }
+
+    private func resolveID(_ model: String, _ selector: String) throws -> SHA256Digest {
+        let name = try ModelName(model)
+        switch source {
+        case let .store(store, _):
+            return try store.resolve(VersionRef.selector(name, selector).normalized).id
+        case let .installed(root):
+            let dir = InstallDirectory(root: "\(root)/\(name.value)")
+            guard let v = selector == "current" ? dir.current() : selector, let id = dir.installedID(of: v) else {
+                throw SLMError.notFound("\(model) not installed")
+            }
+            return id
+        }
+    }
+}
+
+extension VersionRef {
+    /// `.selector` holding an exact version becomes `.exact`.
+    var normalized: VersionRef {
+        if case let .selector(n, s) = self, let v = try? SemVer(s) { return .exact(n, v) }
+        return self
+    }
+}
