@@ -24,6 +24,9 @@ public struct PullOptions: Sendable {
     public var includeDependencies = true
     public var progress: (@Sendable (UInt64, UInt64) -> Void)?
     public var log: (@Sendable (String) -> Void)?
+    /// Checked between range requests; when it returns true the pull stops (what was already
+    /// verified and committed stays, so the next pull resumes).
+    public var isCancelled: (@Sendable () -> Bool)?
 
     public init() {}
 }
@@ -216,7 +219,7 @@ extension Store {
 
         // 4. Fetch, verify, store.
         let fetcher = try ChunkFetcher(store: self, remote: remote, plans: plans, commitEvery: options.commitEvery,
-                                       progressTotal: chunkBytes, progress: options.progress)
+                                       progressTotal: chunkBytes, progress: options.progress, isCancelled: options.isCancelled)
         try fetcher.run(parallel: options.parallelRequests)
         index = try loadChunkIndex()
         for w in wanted {
@@ -277,6 +280,7 @@ final class ChunkFetcher: @unchecked Sendable {
     let commitEvery: UInt64
     let progressTotal: UInt64
     let progress: (@Sendable (UInt64, UInt64) -> Void)?
+    let isCancelled: (@Sendable () -> Bool)?
 
     private let lock = NSLock()
     private var next = 0
@@ -287,7 +291,8 @@ final class ChunkFetcher: @unchecked Sendable {
     private(set) var rangeBytes: UInt64 = 0
 
     init(store: Store, remote: RemoteStore, plans: [RangePlan], commitEvery: UInt64, progressTotal: UInt64,
-         progress: (@Sendable (UInt64, UInt64) -> Void)?) throws {
+         progress: (@Sendable (UInt64, UInt64) -> Void)?, isCancelled: (@Sendable () -> Bool)? = nil) throws {
+        self.isCancelled = isCancelled
         self.store = store
         self.remote = remote
         self.plans = plans
@@ -309,15 +314,18 @@ final class ChunkFetcher: @unchecked Sendable {
             }
         }
         group.wait()
-        if let failure { throw failure }
         lock.lock()
         defer { lock.unlock() }
-        try commitLocked()
+        // Verified chunks are kept even when the pull fails, so the next attempt resumes.
+        let committed = Result { try commitLocked() }
+        if let failure { throw failure }
+        try committed.get()
     }
 
     private func worker() {
         while true {
             lock.lock()
+            if failure == nil, isCancelled?() == true { failure = SLMError.failed("interrupted") }
             if failure != nil || next >= plans.count { lock.unlock(); return }
             let plan = plans[next]
             next += 1

@@ -11,6 +11,9 @@ public protocol RemoteStore: AnyObject, Sendable {
     func fetch(_ path: String, limit: Int) throws -> [UInt8]?
     /// Exactly the bytes `range` of the file at `path`; anything else is an error.
     func fetchRange(_ path: String, range: Range<UInt64>) throws -> [UInt8]
+    /// A conditional GET: nil when the file is unchanged since `validator` (an ETag, a
+    /// Last-Modified date, or for paths the size and mtime), else the bytes and a new validator.
+    func fetchIfChanged(_ path: String, validator: String?, limit: Int) throws -> (bytes: [UInt8], validator: String?)?
     /// Traffic so far: body bytes received and requests made.
     var bytesReceived: UInt64 { get }
     var requests: Int { get }
@@ -64,6 +67,16 @@ public final class PathRemote: RemoteStore, @unchecked Sendable {
         return bytes
     }
 
+    public func fetchIfChanged(_ path: String, validator: String?, limit: Int) throws -> (bytes: [UInt8], validator: String?)? {
+        let full = root + "/" + path
+        var st = stat()
+        guard stat(full, &st) == 0 else { throw SLMError.remote(url: full, problem: "not found") }
+        let v = "\(st.st_size)-\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)-\(st.st_ino)"
+        if v == validator { counter.record(0); return nil }
+        guard let bytes = try fetch(path, limit: limit) else { throw SLMError.remote(url: full, problem: "not found") }
+        return (bytes, v)
+    }
+
     public func fetchRange(_ path: String, range: Range<UInt64>) throws -> [UInt8] {
         let full = root + "/" + path
         let file = try FileDescriptor.openForReading(full)
@@ -99,6 +112,24 @@ public final class HTTPRemote: RemoteStore, @unchecked Sendable {
             throw SLMError.remote(url: u.absoluteString, problem: "short body: \(r.body.count) of \(length) bytes")
         }
         return r.body
+    }
+
+    public func fetchIfChanged(_ path: String, validator: String?, limit: Int) throws -> (bytes: [UInt8], validator: String?)? {
+        let u = url(path)
+        var headers: [String: String] = [:]
+        if let validator {
+            if validator.hasPrefix("etag:") { headers["If-None-Match"] = String(validator.dropFirst(5)) }
+            else if validator.hasPrefix("date:") { headers["If-Modified-Since"] = String(validator.dropFirst(5)) }
+        }
+        let r: HTTPResponse
+        do { r = try client.get(u, headers: headers, limit: limit) } catch let e as HTTPClient.Failure {
+            throw SLMError.remote(url: u.absoluteString, problem: Self.describe(e))
+        }
+        counter.record(r.body.count)
+        if r.status == 304 { return nil }
+        guard r.status == 200 else { throw SLMError.remote(url: u.absoluteString, problem: "HTTP \(r.status)") }
+        let v = r.headers["etag"].map { "etag:" + $0 } ?? r.headers["last-modified"].map { "date:" + $0 }
+        return (r.body, v)
     }
 
     public func fetchRange(_ path: String, range: Range<UInt64>) throws -> [UInt8] {

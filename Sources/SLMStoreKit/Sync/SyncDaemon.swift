@@ -1,0 +1,311 @@
+// `sync`: keep a device's installed models on the versions a remote's stages (or ranges) point
+// to. Each round polls manifest.json with a conditional GET, pulls only what changed, flips
+// `<to>/<model>/current`, and never touches the installed version when anything fails.
+
+import Foundation
+
+public struct SyncOptions: Sendable {
+    public var remote: String
+    public var installRoot: String
+    /// (model, selector) pairs to follow, e.g. ("intent-classifier", "production").
+    public var follow: [(ModelName, String)]
+    public var interval: Double = 30
+    public var keep = 2
+    public var onUpdate: String?
+    public var maxBytesPerSecond: Double = 0
+    public var maxBackoff: Double = 300
+    public var jsonLogs = false
+    public var storePath: String?
+
+    public init(remote: String, installRoot: String, follow: [(ModelName, String)]) {
+        self.remote = remote
+        self.installRoot = installRoot
+        self.follow = follow
+    }
+}
+
+/// What `status` shows; persisted as `<to>/.slmstore-sync.json`.
+public struct SyncState: Sendable {
+    public struct Model: Sendable {
+        public var installed: String?
+        public var installedID: String?
+        public var since: String?
+        public var remoteVersion: String?
+    }
+
+    public var remote = ""
+    public var pid: Int32 = 0
+    public var rounds = 0
+    public var lastRound: String?
+    public var lastSuccess: String?
+    public var consecutiveFailures = 0
+    public var lastError: String?
+    public var manifestValidator: String?
+    public var models: [String: Model] = [:]
+    public var faults = 0
+    public var recoveries = 0
+
+    var json: JSONValue {
+        .object([
+            "remote": .string(remote), "pid": .int(pid), "rounds": .int(rounds),
+            "last_round": lastRound.map { .string($0) } ?? .null, "last_success": lastSuccess.map { .string($0) } ?? .null,
+            "consecutive_failures": .int(consecutiveFailures), "last_error": lastError.map { .string($0) } ?? .null,
+            "manifest_validator": manifestValidator.map { .string($0) } ?? .null,
+            "faults": .int(faults), "recoveries": .int(recoveries),
+            "models": .object(models.mapValues { m in
+                .object(["installed": m.installed.map { .string($0) } ?? .null, "installed_id": m.installedID.map { .string($0) } ?? .null,
+                         "since": m.since.map { .string($0) } ?? .null, "remote_version": m.remoteVersion.map { .string($0) } ?? .null])
+            }),
+        ])
+    }
+
+    public static func load(_ root: String) -> SyncState {
+        var s = SyncState()
+        guard let bytes = try? FileSystem.readFile(root + "/" + SyncDaemon.stateName, limit: 16 << 20),
+              let v = try? JSONValue.parse(bytes) else { return s }
+        s.remote = v["remote"]?.stringValue ?? ""
+        s.pid = Int32(v["pid"]?.int64Value ?? 0)
+        s.rounds = Int(v["rounds"]?.int64Value ?? 0)
+        s.lastRound = v["last_round"]?.stringValue
+        s.lastSuccess = v["last_success"]?.stringValue
+        s.consecutiveFailures = Int(v["consecutive_failures"]?.int64Value ?? 0)
+        s.lastError = v["last_error"]?.stringValue
+        s.manifestValidator = v["manifest_validator"]?.stringValue
+        s.faults = Int(v["faults"]?.int64Value ?? 0)
+        s.recoveries = Int(v["recoveries"]?.int64Value ?? 0)
+        for (k, m) in v["models"]?.objectValue ?? [:] {
+            s.models[k] = Model(installed: m["installed"]?.stringValue, installedID: m["installed_id"]?.stringValue,
+                                since: m["since"]?.stringValue, remoteVersion: m["remote_version"]?.stringValue)
+        }
+        return s
+    }
+
+    func save(_ root: String) throws {
+        try FileSystem.writeAtomically(Array(json.prettyString().utf8) + [0x0a], to: root + "/" + SyncDaemon.stateName)
+    }
+}
+
+public final class SyncDaemon: @unchecked Sendable {
+    public static let stateName = ".slmstore-sync.json"
+    public static let lockName = ".slmstore-sync.lock"
+    static let manifestCacheName = ".slmstore-sync-manifest.json"
+
+    let options: SyncOptions
+    let store: Store
+    let remote: RemoteStore
+    private var lock: FileLock?
+    private var state: SyncState
+    private let stopLock = NSLock()
+    private var stopRequested = false
+    /// Where log lines go (stdout by default).
+    public var emit: @Sendable (String) -> Void = { line in
+        FileHandle.standardOutput.write((line + "\n").data(using: .utf8)!)
+    }
+
+    public init(options: SyncOptions) throws {
+        self.options = options
+        try FileSystem.makeDirectories(options.installRoot)
+        let lockPath = options.installRoot + "/" + Self.lockName
+        guard let l = try FileLock(tryPath: lockPath, mode: .exclusive) else {
+            let other = SyncState.load(options.installRoot).pid
+            throw SLMError.conflict("another slmstore sync is already running for \(options.installRoot)\(other > 0 ? " (pid \(other))" : "")")
+        }
+        lock = l
+        store = try Store.create(at: options.storePath ?? options.installRoot + "/.slmstore")
+        remote = try Remotes.open(options.remote, maxBytesPerSecond: options.maxBytesPerSecond)
+        state = SyncState.load(options.installRoot)
+        state.remote = options.remote
+        state.pid = getpid()
+        for (name, _) in options.follow {
+            let dir = InstallDirectory(root: "\(options.installRoot)/\(name.value)")
+            dir.removeIncomplete()
+        }
+        store.removeAbandonedWorkingDirectories()
+    }
+
+    public func requestStop() {
+        stopLock.lock()
+        stopRequested = true
+        stopLock.unlock()
+    }
+
+    public var isStopping: Bool {
+        stopLock.lock()
+        defer { stopLock.unlock() }
+        return stopRequested
+    }
+
+    func log(_ event: String, _ message: String, _ fields: [String: JSONValue] = [:]) {
+        let time = Timestamp.now()
+        if options.jsonLogs {
+            var o = fields
+            o["time"] = .string(time)
+            o["event"] = .string(event)
+            o["message"] = .string(message)
+            emit(JSONValue.object(o).canonicalString())
+        } else {
+            emit("\(time) \(event): \(message)")
+        }
+    }
+
+    /// Runs rounds until stopped (or once). Returns true if the last round succeeded.
+    @discardableResult
+    public func run(once: Bool) -> Bool {
+        log("start", "following \(options.follow.map { "\($0.0)@\($0.1)" }.joined(separator: ", ")) from \(options.remote) into \(options.installRoot)",
+            ["pid": .int(getpid())])
+        var ok = false
+        while !isStopping {
+            ok = round()
+            if once { break }
+            let delay: Double
+            if ok {
+                delay = options.interval
+            } else {
+                let exp = options.interval * pow(2, Double(max(0, state.consecutiveFailures - 1)))
+                delay = min(options.maxBackoff, exp) * Double.random(in: 0.8...1.2)
+            }
+            sleep(seconds: delay)
+        }
+        log("stop", isStopping ? "stopped by signal" : "done", ["ok": .bool(ok)])
+        return ok
+    }
+
+    private func sleep(seconds: Double) {
+        let deadline = Date().addingTimeInterval(seconds)
+        while !isStopping && Date() < deadline { Thread.sleep(forTimeInterval: min(0.1, max(0, deadline.timeIntervalSinceNow))) }
+    }
+
+    /// One round; never throws: failures are logged, counted and backed off.
+    @discardableResult
+    public func round() -> Bool {
+        state.rounds += 1
+        state.lastRound = Timestamp.now()
+        do {
+            let updates = try syncOnce()
+            if state.consecutiveFailures > 0 {
+                state.recoveries += 1
+                log("recovered", "back to normal after \(state.consecutiveFailures) failed rounds")
+            }
+            state.consecutiveFailures = 0
+            state.lastError = nil
+            state.lastSuccess = Timestamp.now()
+            if updates == 0 { log("round", "up to date (\(options.follow.count) models)") }
+            try? state.save(options.installRoot)
+            return true
+        } catch {
+            state.consecutiveFailures += 1
+            state.faults += 1
+            let message = (error as? SLMError)?.description ?? "\(error)"
+            state.lastError = message
+            log("error", "\(message); keeping the installed versions, retrying with backoff", ["consecutive_failures": .int(state.consecutiveFailures)])
+            try? state.save(options.installRoot)
+            return false
+        }
+    }
+
+    private func manifest() throws -> Manifest {
+        let cache = options.installRoot + "/" + Self.manifestCacheName
+        let haveCache = FileSystem.exists(cache)
+        if let fresh = try remote.fetchIfChanged("manifest.json", validator: haveCache ? state.manifestValidator : nil,
+                                                 limit: Manifest.maxEncodedSize) {
+            let m = try Manifest.decode(fresh.bytes, source: "\(remote.location)/manifest.json")
+            try FileSystem.writeAtomically(fresh.bytes, to: cache)
+            state.manifestValidator = fresh.validator
+            return m
+        }
+        return try Manifest.decode(try FileSystem.readFile(cache, limit: Manifest.maxEncodedSize), source: cache)
+    }
+
+    /// Brings every followed model to its target; returns the number of models switched.
+    func syncOnce() throws -> Int {
+        let manifest = try self.manifest()
+        var updates = 0
+        for (name, selector) in options.follow {
+            if isStopping { break }
+            guard let model = manifest.models[name.value] else {
+                throw SLMError.notFound("\(remote.location) has no model \(name)")
+            }
+            var holders: [String: SemVer] = [:]
+            for (stage, v) in model.stages { if let sv = try? SemVer(v) { holders[stage] = sv } }
+            let (target, _) = try VersionSelector.pick(selector, versions: model.versions.compactMap { try? SemVer($0.version) }, stageHolders: holders)
+            guard let entry = model.versions.first(where: { $0.version == target.description }) else { continue }
+            let dir = InstallDirectory(root: "\(options.installRoot)/\(name.value)")
+            var m = state.models[name.value] ?? SyncState.Model()
+            m.remoteVersion = target.description
+            let current = dir.current()
+            if current == target.description, dir.installedID(of: target.description) == entry.id {
+                state.models[name.value] = m
+                continue
+            }
+            let started = Timestamp.monotonicSeconds()
+            var fields: [String: JSONValue] = ["model": .string(name.value), "old": current.map { .string($0) } ?? .null,
+                                               "new": .string(target.description)]
+            if dir.installedID(of: target.description) == entry.id {
+                // Already on disk (a rollback): switch without downloading.
+                try dir.switchCurrent(to: target.description)
+                fields["chunk_bytes"] = .int(0)
+                fields["bytes_downloaded"] = .int(0)
+            } else {
+                var pull = PullOptions()
+                pull.installDirectory = dir.root
+                pull.keep = options.keep
+                pull.isCancelled = { [weak self] in self?.isStopping ?? true }
+                let before = (remote.bytesReceived, remote.requests)
+                let r = try store.pull(from: remote, ref: .exact(name, target), options: pull)
+                guard r.versionID == entry.id else {
+                    throw SLMError.remote(url: remote.location, problem: "\(name)@\(target) is \(r.versionID.hex.prefix(12)) but the manifest says \(entry.id.hex.prefix(12))")
+                }
+                fields["chunk_bytes"] = .int(r.chunkBytes)
+                fields["chunks_fetched"] = .int(r.chunksFetched)
+                fields["bytes_downloaded"] = .int(remote.bytesReceived - before.0)
+                fields["requests"] = .int(remote.requests - before.1)
+            }
+            fields["seconds"] = .double(((Timestamp.monotonicSeconds() - started) * 1000).rounded() / 1000)
+            m.installed = target.description
+            m.installedID = entry.id.hex
+            m.since = Timestamp.now()
+            state.models[name.value] = m
+            try state.save(options.installRoot)
+            updates += 1
+            log("update", "\(name): \(current ?? "none") -> \(target)", fields)
+            runHook(model: name.value, old: current, new: target.description)
+            prune(name, dir)
+        }
+        return updates
+    }
+
+    private func runHook(model: String, old: String?, new: String) {
+        guard let command = options.onUpdate else { return }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", command]
+        var env = ProcessInfo.processInfo.environment
+        env["SLMSTORE_MODEL"] = model
+        env["SLMSTORE_OLD_VERSION"] = old ?? ""
+        env["SLMSTORE_NEW_VERSION"] = new
+        env["SLMSTORE_INSTALL_DIR"] = "\(options.installRoot)/\(model)"
+        p.environment = env
+        do {
+            try p.run()
+            p.waitUntilExit()
+            if p.terminationStatus != 0 { log("error", "--on-update exited \(p.terminationStatus) for \(model) \(new)") }
+        } catch {
+            log("error", "--on-update could not start: \(error)")
+        }
+    }
+
+    /// Keeps `keep` old installed versions; drops the rest from the device store and collects
+    /// their chunks.
+    private func prune(_ name: ModelName, _ dir: InstallDirectory) {
+        dir.prune(keep: options.keep)
+        let installed = Set(dir.installedVersions())
+        guard let versions = try? store.versions(of: name) else { return }
+        var removed = 0
+        for (v, id) in versions where !installed.contains(v.description) {
+            if let object = try? store.readVersion(id), (try? store.removeVersion(ResolvedVersion(name: name, version: v, id: id, object: object))) != nil {
+                removed += 1
+            }
+        }
+        if removed > 0, let r = try? store.gc() { log("gc", "freed \(r.bytesFreed) bytes of \(removed) old versions of \(name)") }
+    }
+}

@@ -1,0 +1,115 @@
+// The device side: `sync` (the daemon) and `status`.
+
+import Foundation
+import SLMStoreKit
+
+let syncCommands: [Command] = [syncCommand, statusCommand]
+
+let syncCommand = Command(
+    name: "sync", summary: "Keep installed models on the versions a remote's stages point to (daemon)",
+    usage: "slmstore sync REMOTE --to DIR --follow NAME@SELECTOR... [--interval 30s] [--keep N] [--on-update CMD] [--once] [--max-rate R] [--log-format human|json]",
+    details: """
+    Each round fetches manifest.json with a conditional GET; for every followed model whose
+    selected version (stage, range, latest) differs from DIR/<model>/current it pulls only the
+    missing chunks, installs DIR/<model>/<version>/, flips DIR/<model>/current, runs --on-update
+    (SLMSTORE_MODEL, SLMSTORE_OLD_VERSION, SLMSTORE_NEW_VERSION, SLMSTORE_INSTALL_DIR in its
+    environment) and prunes to --keep old versions. Failures never touch installed versions: the
+    daemon logs one line, backs off exponentially with jitter, and retries. One daemon per DIR.
+    SIGTERM/SIGINT stop it between writes. The device's chunk store is DIR/.slmstore unless --store.
+      --once   one round; exit 0 when up to date, 1 if the round failed
+    """,
+    spec: OptionSpec(values: ["--to", "--follow", "--interval", "--keep", "--on-update", "--max-rate", "--log-format", "--max-backoff"],
+                     repeatable: ["--follow"], flags: ["--once"])
+) { a, ctx in
+    try requirePositionals(a, "sync", min: 1, max: 1, usage: "slmstore sync REMOTE --to DIR --follow NAME@STAGE")
+    guard let to = a.value("--to") else { throw SLMError.argument("sync: --to DIR is required") }
+    let follows = a.all("--follow")
+    guard !follows.isEmpty else { throw SLMError.argument("sync: give at least one --follow NAME@STAGE (e.g. intent-classifier@production)") }
+    var pairs: [(ModelName, String)] = []
+    for f in follows {
+        switch try VersionRef.parse(f) {
+        case let .exact(n, v): pairs.append((n, v.description))
+        case let .selector(n, s): pairs.append((n, s))
+        case .id: throw SLMError.argument("sync: --follow needs NAME@STAGE or NAME@RANGE, not a version id")
+        }
+    }
+    var o = SyncOptions(remote: a.positionals[0], installRoot: to, follow: pairs)
+    if let i = a.value("--interval") { o.interval = try parseDuration(i, option: "--interval") }
+    if let b = a.value("--max-backoff") { o.maxBackoff = try parseDuration(b, option: "--max-backoff") }
+    if let k = a.value("--keep") {
+        guard let n = Int(k), n >= 0 else { throw SLMError.argument("sync: --keep must be a number >= 0") }
+        o.keep = n
+    }
+    o.onUpdate = a.value("--on-update")
+    if let r = a.value("--max-rate") { o.maxBytesPerSecond = try parseRate(r, option: "--max-rate") }
+    switch a.value("--log-format") ?? "human" {
+    case "human": o.jsonLogs = false
+    case "json": o.jsonLogs = true
+    case let other: throw SLMError.argument("sync: --log-format must be human or json, not \"\(other)\"")
+    }
+    o.storePath = ctx.explicitStore
+    let daemon = try SyncDaemon(options: o)
+    setvbuf(stdout, nil, _IOLBF, 0)
+    daemon.emit = { line in print(line); fflush(stdout) }
+    var sources: [DispatchSourceSignal] = []
+    for sig in [SIGTERM, SIGINT] {
+        signal(sig, SIG_IGN)
+        let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        s.setEventHandler { daemon.requestStop() }
+        s.resume()
+        sources.append(s)
+    }
+    let ok = daemon.run(once: a.has("--once"))
+    _ = sources
+    return ok ? 0 : 1
+}
+
+let statusCommand = Command(
+    name: "status", summary: "What a device has installed, since when, what the remote says, last error",
+    usage: "slmstore status --to DIR [--json]",
+    details: "",
+    spec: OptionSpec(values: ["--to"], flags: ["--json"])
+) { a, _ in
+    guard let to = a.value("--to") else { throw SLMError.argument("status: --to DIR is required") }
+    guard FileSystem.isDirectory(to) else { throw SLMError.input(path: to, problem: "no such directory") }
+    let state = SyncState.load(to)
+    var running = false
+    if let probe = try? FileLock(tryExisting: to + "/" + SyncDaemon.lockName, mode: .exclusive) { probe.unlock() } else {
+        running = FileSystem.exists(to + "/" + SyncDaemon.lockName)
+    }
+    var models: [String: JSONValue] = [:]
+    var rows = [["MODEL", "CURRENT", "SINCE", "REMOTE", "INSTALLED"]]
+    let names = Set(state.models.keys)
+    for name in names.sorted() {
+        let dir = InstallDirectory(root: "\(to)/\(name)")
+        let m = state.models[name]
+        let current = dir.current()
+        models[name] = .object(["current": current.map { .string($0) } ?? .null, "since": m?.since.map { .string($0) } ?? .null,
+                                "remote_version": m?.remoteVersion.map { .string($0) } ?? .null,
+                                "installed": .array(dir.installedVersions().sorted().map { .string($0) })])
+        rows.append([name, current ?? "-", m?.since ?? "-", m?.remoteVersion ?? "-", dir.installedVersions().sorted().joined(separator: ",")])
+    }
+    if a.has("--json") {
+        Output.json(.object(["directory": .string(to), "remote": .string(state.remote), "daemon_running": .bool(running),
+                             "rounds": .int(state.rounds), "last_round": state.lastRound.map { .string($0) } ?? .null,
+                             "last_success": state.lastSuccess.map { .string($0) } ?? .null,
+                             "consecutive_failures": .int(state.consecutiveFailures),
+                             "last_error": state.lastError.map { .string($0) } ?? .null, "models": .object(models)]))
+        return 0
+    }
+    print("\(to): following \(state.remote.isEmpty ? "(never synced)" : state.remote); daemon \(running ? "running (pid \(state.pid))" : "not running")")
+    print("last round \(state.lastRound ?? "never"), last success \(state.lastSuccess ?? "never"), consecutive failures \(state.consecutiveFailures)")
+    if let e = state.lastError { print("last error: \(e)") }
+    if rows.count > 1 { print(Output.table(rows)) }
+    return 0
+}
+
+/// "30s", "5m", "1h", "250ms" or plain seconds.
+func parseDuration(_ s: String, option: String) throws -> Double {
+    let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+    for (suffix, mult) in units where s.hasSuffix(suffix) {
+        if let v = Double(s.dropLast(suffix.count)), v > 0 { return v * mult }
+    }
+    if let v = Double(s), v > 0 { return v }
+    throw SLMError.argument("\(option): \"\(s)\" is not a duration like 30s, 5m or 250ms")
+}
