@@ -12,9 +12,11 @@ final class NginxServer {
 
     var url: String { "http://127.0.0.1:\(port)" }
 
-    init(serving root: String) throws {
+    /// `limitRate` (nginx syntax, e.g. "500k") slows every response, so a test can stop the
+    /// server while a transfer is really in flight.
+    init(serving root: String, port fixedPort: Int? = nil, limitRate: String? = nil) throws {
         self.root = root
-        port = freePort()
+        self.port = fixedPort ?? freePort()
         prefix = TestSupport.scratch("nginx")
         try FileManager.default.createDirectory(atPath: prefix + "/tmp", withIntermediateDirectories: true)
         let conf = """
@@ -35,6 +37,7 @@ final class NginxServer {
             server {
                 listen 127.0.0.1:\(port);
                 root \(root);
+                \(limitRate.map { "limit_rate \($0);" } ?? "")
                 location / { }
             }
         }

@@ -104,7 +104,6 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
         for (k, v) in response.allHeaderFields {
             if let k = k as? String, let v = v as? String { headers[k.lowercased()] = v }
         }
-        throttle(state.data.count)
         return HTTPResponse(status: response.statusCode, headers: headers, body: [UInt8](state.data))
     }
 
@@ -175,6 +174,9 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
             return
         }
         s.data.append(data)
+        // Sleeping here (on the serial delegate queue) stops reading the sockets, so TCP
+        // back-pressure really limits the rate across all requests.
+        throttle(data.count)
     }
 
     public func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,

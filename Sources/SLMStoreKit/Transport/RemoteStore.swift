@@ -128,7 +128,16 @@ public final class HTTPRemote: RemoteStore, @unchecked Sendable {
         counter.record(r.body.count)
         if r.status == 304 { return nil }
         guard r.status == 200 else { throw SLMError.remote(url: u.absoluteString, problem: "HTTP \(r.status)") }
-        let v = r.headers["etag"].map { "etag:" + $0 } ?? r.headers["last-modified"].map { "date:" + $0 }
+        var v = r.headers["etag"].map { "etag:" + $0 } ?? r.headers["last-modified"].map { "date:" + $0 }
+        // Servers like nginx derive validators from a one-second mtime: a manifest replaced again
+        // within the second it was served would look unchanged. Only trust a validator for a file
+        // that was already at least two seconds old when it was served.
+        if let lm = r.headers["last-modified"].flatMap(Self.httpDate), let now = r.headers["date"].flatMap(Self.httpDate),
+           now.timeIntervalSince(lm) < 2 {
+            v = nil
+        } else if r.headers["last-modified"] == nil || r.headers["date"] == nil, !(r.headers["etag"]?.hasPrefix("\"") ?? false) {
+            v = nil
+        }
         return (r.body, v)
     }
 
@@ -152,6 +161,14 @@ public final class HTTPRemote: RemoteStore, @unchecked Sendable {
             throw SLMError.remote(url: u.absoluteString, problem: "Content-Range \"\(cr)\" does not match the request")
         }
         return r.body
+    }
+
+    static func httpDate(_ s: String) -> Date? {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "GMT")
+        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return f.date(from: s)
     }
 
     static func describe(_ e: HTTPClient.Failure) -> String {
