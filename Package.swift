@@ -17,6 +17,7 @@ let package = Package(
         .target(name: "SLMStoreKit", dependencies: ["CZstd", "CXXHash", "COpenSSL"]),
         // The command layer uses C stdio globals freely; Swift 5 mode keeps that from being an error.
         .executableTarget(name: "slmstore", dependencies: ["SLMStoreKit"], swiftSettings: [.swiftLanguageMode(.v5)]),
+        .executableTarget(name: "slmstore-bench", dependencies: ["SLMStoreKit"], path: "Benchmarks/Sources/slmstore-bench"),
         .executableTarget(name: "gateway-example", dependencies: ["SLMStoreKit"], path: "Examples/GatewayExample"),
         .testTarget(name: "SLMStoreKitTests", dependencies: ["SLMStoreKit"]),
     ]

@@ -116,7 +116,9 @@ public struct TreeObject: Equatable, Sendable {
                     let id = ChunkID(canonical: r.bytes[r.offset..<r.offset + 16])!
                     _ = try r.raw(16, "chunk id")
                     let len = try r.u32("chunk length")
-                    guard len > 0 else { throw SLMError.corrupt(path: source, problem: "empty chunk in \"\(path)\"") }
+                    guard len > 0, len <= 64 << 20 else {
+                        throw SLMError.corrupt(path: source, problem: "chunk of \(len) bytes in \"\(path)\" (must be 1 byte to 64 MiB)")
+                    }
                     sum += UInt64(len)
                     chunks.append(ChunkRef(id: id, rawLength: len))
                 }

@@ -190,6 +190,85 @@ extension Store {
     }
 }
 
+/// One block of a file in memory; `start` is the file offset of its first byte.
+final class BlockBuffer: @unchecked Sendable {
+    let memory: UnsafeMutableRawBufferPointer
+    var start: UInt64 = 0
+    var length = 0
+
+    init(capacity: Int) { memory = .allocate(byteCount: capacity, alignment: 64) }
+    deinit { memory.deallocate() }
+}
+
+/// Reads a file block by block and cuts it into chunks, restarting at segment boundaries and
+/// noting which chunks lie inside one float tensor.
+final class BlockCutter: @unchecked Sendable {
+    let file: FileDescriptor
+    let path: String
+    let size: UInt64
+    let cdc: FastCDC
+    let capacity: Int
+    private let boundaries: [UInt64]
+    private let tensors: [(range: Range<UInt64>, dtype: String)]
+    private var position: UInt64 = 0
+    private var nextBoundary = 1
+    private var tensorCursor = 0
+
+    init(file: FileDescriptor, path: String, size: UInt64, cdc: FastCDC, header: SafetensorsHeader?, capacity: Int) {
+        self.file = file
+        self.path = path
+        self.size = size
+        self.cdc = cdc
+        self.capacity = capacity
+        boundaries = Segmenter.boundaries(fileSize: size, safetensors: header, minSize: cdc.parameters.minSize)
+        tensors = header.map { st in st.tensors.map { ((st.dataStart + $0.begin)..<(st.dataStart + $0.end), $0.dtype) } } ?? []
+    }
+
+    private func layout(_ range: Range<UInt64>) -> FloatLayout? {
+        while tensorCursor < tensors.count && tensors[tensorCursor].range.upperBound <= range.lowerBound { tensorCursor += 1 }
+        guard tensorCursor < tensors.count else { return nil }
+        let t = tensors[tensorCursor]
+        guard t.range.lowerBound <= range.lowerBound, range.upperBound <= t.range.upperBound else { return nil }
+        return FloatLayout.forDtype(t.dtype, phase: Int((range.lowerBound - t.range.lowerBound) % 4))
+    }
+
+    /// Fills `buffer` with the bytes `previous` did not consume and as much of the file as fits,
+    /// and cuts every chunk it can; empty when the file is done.
+    func next(into buffer: BlockBuffer, after previous: BlockBuffer?) throws -> [ChunkIngester.Pending] {
+        guard position < size else { return [] }
+        var keep = 0
+        if let previous {
+            keep = Int(previous.start + UInt64(previous.length) - position)
+            if keep > 0 {
+                buffer.memory.baseAddress!.copyMemory(from: previous.memory.baseAddress! + Int(position - previous.start), byteCount: keep)
+            }
+        }
+        buffer.start = position
+        buffer.length = keep
+        let want = min(capacity - keep, Int(size - (position + UInt64(keep))))
+        if want > 0 {
+            try file.pread(into: UnsafeMutableRawBufferPointer(rebasing: buffer.memory[keep..<keep + want]), count: want,
+                           at: position + UInt64(keep))
+            buffer.length += want
+        }
+        let bufferEnd = buffer.start + UInt64(buffer.length)
+        let maxSize = cdc.parameters.maxSize
+        var batch: [ChunkIngester.Pending] = []
+        while position < size {
+            while nextBoundary < boundaries.count && boundaries[nextBoundary] <= position { nextBoundary += 1 }
+            let segmentEnd = nextBoundary < boundaries.count ? boundaries[nextBoundary] : size
+            let end = min(segmentEnd, bufferEnd)
+            let available = Int(end - position)
+            if available < maxSize && end == bufferEnd && bufferEnd < size { break }
+            let offset = Int(position - buffer.start)
+            let n = cdc.cut(UnsafeRawBufferPointer(rebasing: buffer.memory[offset..<offset + available]))
+            batch.append(ChunkIngester.Pending(start: offset, length: n, layout: layout(position..<(position + UInt64(n)))))
+            position += UInt64(n)
+        }
+        return batch
+    }
+}
+
 /// Streams files through chunking, hashing and compression, using both cores: each batch of
 /// chunks is hashed and compressed in parallel while one worker feeds the file's SHA-256.
 final class ChunkIngester {
@@ -225,9 +304,10 @@ final class ChunkIngester {
         self.wanted = wanted
     }
 
-    private struct Pending {
+    struct Pending {
         var start: Int  // offset in the buffer
         var length: Int
+        var layout: FloatLayout?
     }
 
     private struct Outcome {
@@ -240,51 +320,21 @@ final class ChunkIngester {
         posix_fadvise(file.fd, 0, 0, Int32(POSIX_FADV_SEQUENTIAL))
         let size = try file.size()
         guard size == input.size else { throw SLMError.input(path: input.sourcePath, problem: "file changed size while being added") }
-        let boundaries = Segmenter.boundaries(fileSize: size, safetensors: input.safetensors, minSize: cdc.parameters.minSize)
-        let maxSize = cdc.parameters.maxSize
-        let capacity = ChunkIngester.blockSize + maxSize
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 64)
-        defer { buffer.deallocate() }
+        let cutter = BlockCutter(file: file, path: input.sourcePath, size: size, cdc: cdc, header: input.safetensors,
+                                 capacity: ChunkIngester.blockSize + cdc.parameters.maxSize)
         let sha = SHA256Hasher()
         var refs: [ChunkRef] = []
-
-        var bufferStart: UInt64 = 0   // file offset of buffer[0]
-        var bufferLength = 0
-        var position: UInt64 = 0      // next chunk starts here
-        var nextBoundary = 1          // index into boundaries of the next segment start after position
-
-        while position < size {
-            // Refill: keep the unconsumed tail, read up to capacity.
-            let keep = Int(bufferStart + UInt64(bufferLength) - position)
-            if keep > 0 {
-                buffer.baseAddress!.copyMemory(from: buffer.baseAddress! + Int(position - bufferStart), byteCount: keep)
+        // Two buffers: while one block's chunks are hashed and compressed, the next block is read
+        // and cut into the other.
+        var current = BlockBuffer(capacity: cutter.capacity)
+        var spare = BlockBuffer(capacity: cutter.capacity)
+        var batch = try cutter.next(into: current, after: nil)
+        while !batch.isEmpty {
+            let range = batch[0].start..<(batch[batch.count - 1].start + batch[batch.count - 1].length)
+            var nextBatch: [Pending] = []
+            let outcomes = try process(batch, buffer: UnsafeRawBufferPointer(current.memory), hashing: range, into: sha) {
+                nextBatch = try cutter.next(into: spare, after: current)
             }
-            bufferStart = position
-            bufferLength = keep
-            let want = min(capacity - keep, Int(size - (bufferStart + UInt64(keep))))
-            if want > 0 {
-                let got = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[keep..<keep + want]), count: want)
-                guard got == want else { throw SLMError.input(path: input.sourcePath, problem: "file shrank while being added") }
-                bufferLength += got
-            }
-            let bufferEnd = bufferStart + UInt64(bufferLength)
-
-            // Cut as many chunks as the buffer allows.
-            var batch: [Pending] = []
-            while position < size {
-                while nextBoundary < boundaries.count && boundaries[nextBoundary] <= position { nextBoundary += 1 }
-                let segmentEnd = nextBoundary < boundaries.count ? boundaries[nextBoundary] : size
-                let end = min(segmentEnd, bufferEnd)
-                let available = Int(end - position)
-                if available < maxSize && end == bufferEnd && bufferEnd < size { break }
-                let offset = Int(position - bufferStart)
-                let n = cdc.cut(UnsafeRawBufferPointer(rebasing: buffer[offset..<offset + available]))
-                batch.append(Pending(start: offset, length: n))
-                position += UInt64(n)
-            }
-            guard !batch.isEmpty else { continue }
-            let batchRange = batch[0].start..<(batch[batch.count - 1].start + batch[batch.count - 1].length)
-            let outcomes = process(batch, buffer: UnsafeRawBufferPointer(buffer), hashing: batchRange, into: sha)
             for (pending, outcome) in zip(batch, outcomes) {
                 refs.append(ChunkRef(id: outcome.id, rawLength: UInt32(pending.length)))
                 if let wanted, !wanted.contains(outcome.id) { continue }
@@ -304,38 +354,50 @@ final class ChunkIngester {
                 _ = try w.finish()
                 writer = nil
             }
-            progress(processedBefore + position)
+            progress(processedBefore + current.start + UInt64(range.upperBound))
+            swap(&current, &spare)
+            batch = nextBatch
         }
         processedBefore += size
         progress(processedBefore)
         return FileEntry(path: input.treePath, size: size, sha256: sha.finish(), chunks: refs, safetensors: input.safetensors)
     }
 
-    /// Hashes every chunk of the batch and compresses the ones the store lacks, in parallel;
-    /// iteration 0 feeds the file digest, which must see the bytes in order.
+    /// Hashes every chunk of the batch and compresses the ones the store lacks, in parallel with
+    /// two other jobs: iteration 0 prepares the next block, iteration 1 feeds the file digest
+    /// (which must see the bytes in order).
     private func process(_ batch: [Pending], buffer: UnsafeRawBufferPointer, hashing range: Range<Int>,
-                         into sha: SHA256Hasher) -> [Outcome] {
+                         into sha: SHA256Hasher, prepareNext: () throws -> Void) throws -> [Outcome] {
         let results = UnsafeMutableBufferPointer<Outcome>.allocate(capacity: batch.count)
         defer { results.deallocate() }
         nonisolated(unsafe) let out = results
         nonisolated(unsafe) let buffer = buffer
+        nonisolated(unsafe) var prepareError: Error? = nil
         let existing = self.existing
         let written = self.written
         let wanted = self.wanted
         let level = self.level
-        DispatchQueue.concurrentPerform(iterations: batch.count + 1) { i in
-            if i == 0 {
-                sha.update(UnsafeRawBufferPointer(rebasing: buffer[range]))
-                return
+        try withoutActuallyEscaping(prepareNext) { prepare in
+            nonisolated(unsafe) let prepare = prepare
+            DispatchQueue.concurrentPerform(iterations: batch.count + 2) { i in
+                if i == 0 {
+                    do { try prepare() } catch { prepareError = error }
+                    return
+                }
+                if i == 1 {
+                    sha.update(UnsafeRawBufferPointer(rebasing: buffer[range]))
+                    return
+                }
+                let p = batch[i - 2]
+                let bytes = UnsafeRawBufferPointer(rebasing: buffer[p.start..<p.start + p.length])
+                let id = ChunkID(of: bytes)
+                var encoded: EncodedChunk? = nil
+                if !existing.contains(id) && !written.contains(id) && (wanted?.contains(id) ?? true) {
+                    encoded = ChunkEncoder.encode(bytes, level: level, layout: p.layout)
+                }
+                (out.baseAddress! + (i - 2)).initialize(to: Outcome(id: id, encoded: encoded))
             }
-            let p = batch[i - 1]
-            let bytes = UnsafeRawBufferPointer(rebasing: buffer[p.start..<p.start + p.length])
-            let id = ChunkID(of: bytes)
-            var encoded: EncodedChunk? = nil
-            if !existing.contains(id) && !written.contains(id) && (wanted?.contains(id) ?? true) {
-                encoded = ChunkEncoder.encode(bytes, level: level)
-            }
-            (out.baseAddress! + (i - 1)).initialize(to: Outcome(id: id, encoded: encoded))
+            if let prepareError { throw prepareError }
         }
         let array = Array(results)
         results.baseAddress!.deinitialize(count: batch.count)

