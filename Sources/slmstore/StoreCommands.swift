@@ -120,7 +120,7 @@ let lsCommand = Command(
                                          "stored_bytes": .int(s.storedBytes), "created": .string(obj.created)]))
         }
         let modelStored = modelChunks.reduce(UInt64(0)) { acc, id in
-            acc + (index.location(of: id).map { UInt64(PackFormat.recordHeaderSize) + UInt64($0.storedLength) } ?? 0)
+            acc + (index.location(of: id).map { PackFormat.recordSize($0.storedLength) } ?? 0)
         }
         if stageFilter != nil && versionsJSON.isEmpty { continue }
         json.append(.object(["name": .string(m.value), "versions": .array(versionsJSON), "stored_bytes": .int(modelStored)]))
@@ -204,7 +204,18 @@ let showCommand = Command(
     print("  created      \(r.object.created) by \(r.object.addedBy) (\(r.object.tool))")
     print("  stage        \(stages.isEmpty ? "development" : stages.joined(separator: ", "))")
     if !deps.isEmpty {
-        print("  depends on   " + deps.map { "\($0.0) -> \($0.1)" }.joined(separator: ", "))
+        print("  depends on")
+        // The whole dependency graph, as a tree; a version seen before is not expanded again.
+        var seen = Set<SHA256Digest>()
+        func walk(_ object: VersionObject, depth: Int) {
+            for d in object.dependencies {
+                let resolved = (try? ModelName(d.name)).flatMap { try? store.resolveSelector(name: $0, selector: d.range).resolved }
+                let label = resolved.map { "\($0.name)@\($0.version)" } ?? "unresolved"
+                print(String(repeating: "  ", count: depth + 2) + "\(d.name)@\(d.range) -> \(label)")
+                if let r = resolved, seen.insert(r.id).inserted { walk(r.object, depth: depth + 1) }
+            }
+        }
+        walk(r.object, depth: 0)
     }
     if !metrics.isEmpty {
         print("  metrics      " + metrics.keys.sorted().map { "\($0)=\(metrics[$0]!.canonicalString())" }.joined(separator: " "))

@@ -21,6 +21,7 @@ final class CLITests: XCTestCase {
         return path
     }
 
+    @discardableResult
     func cli(_ args: [String]) -> TestSupport.Run { TestSupport.cli(args, store: storePath) }
 
     /// Runs a command that must fail: non-zero exit, a one-line error mentioning `fragment`,

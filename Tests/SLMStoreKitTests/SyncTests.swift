@@ -134,8 +134,9 @@ final class SyncTests: XCTestCase {
             }
         }
         reader.start()
-        var rng = SplitMix(7)
-        let kills = 20
+        var rng = SplitMix(UInt64(ProcessInfo.processInfo.environment["SLMSTORE_SOAK_SEED"] ?? "7") ?? 7)
+        // Benchmarks/soak raises this for the long run.
+        let kills = Int(ProcessInfo.processInfo.environment["SLMSTORE_SOAK_KILLS"] ?? "") ?? 20
         for k in 0..<kills {
             publish(production: versions[(k + 1) % versions.count])
             let d = try daemon(device, extra: ["--keep", "0", "--max-rate", "6M"])
@@ -156,6 +157,7 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(TestSupport.cli(["verify"], store: device + "/.slmstore").status, 0)
         let leftovers = try FileSystem.listDirectory(device + "/intent").filter { $0.hasPrefix(".incoming") }
         XCTAssertEqual(leftovers, [])
+        print("soak: \(kills) SIGKILLs during pulls, \(kills) restarts recovered, \(checks.value) reader checks, \(bad.value) bad reads, bytes lost: \(bad.value == 0 && checkCurrent(device).ok ? 0 : -1)")
     }
 
     func testServerOutageCorruptionAndFullDiskNeverTouchTheInstalledVersion() throws {

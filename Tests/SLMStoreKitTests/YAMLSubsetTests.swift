@@ -90,3 +90,84 @@ final class YAMLSubsetTests: XCTestCase {
         assertRejected("a: \"open\n", line: 1, column: 4, "unterminated")
     }
 }
+
+/// More cards in the shapes real projects write.
+final class ModelCardVarietyTests: XCTestCase {
+    func testHuggingFaceStyleFrontMatterCard() throws {
+        let v = try YAMLSubset.parse("""
+        ---
+        language:
+        - en
+        - de
+        license: apache-2.0
+        library_name: transformers
+        tags:
+          - text-classification
+          - "pii"
+        datasets:
+        - acme/support-tickets
+        metrics:
+        - accuracy
+        model-index:
+        - name: intent-classifier
+          results:
+          - task:
+              type: text-classification
+            metrics:
+            - type: accuracy
+              value: 0.941
+        """)
+        XCTAssertEqual(v["language"], .array([.string("en"), .string("de")]))
+        XCTAssertEqual(v["license"], .string("apache-2.0"))
+        let result = v["model-index"]?.arrayValue?[0]["results"]?.arrayValue?[0]
+        XCTAssertEqual(result?["task"]?["type"], .string("text-classification"))
+        XCTAssertEqual(result?["metrics"]?.arrayValue?[0]["value"], .number("0.941"))
+    }
+
+    func testMLflowStyleProvenanceCard() throws {
+        let v = try YAMLSubset.parse("""
+        model_id: pii-redactor
+        run_id: "8f14e45fceea167a"
+        dataset:
+          name: redaction-gold
+          hash: 'sha256:e3b0c44298fc1c14'
+          rows: 120000
+        code:
+          repo: git@example.com:ml/pii.git
+          commit: 4f2a9c1
+          dirty: false
+        params:
+          base_model: distilbert-base-uncased
+          lr: 5.0e-5
+          batch_size: 32
+          dropout: 0.1
+        environment:
+          cuda: "12.1"
+          torch: 2.3.1
+        # evaluation happens later, see `slmstore metrics`
+        """)
+        XCTAssertEqual(v["run_id"], .string("8f14e45fceea167a"))
+        XCTAssertEqual(v["dataset"]?["rows"], .number("120000"))
+        XCTAssertEqual(v["code"]?["repo"], .string("git@example.com:ml/pii.git"))
+        XCTAssertEqual(v["code"]?["dirty"], .bool(false))
+        XCTAssertEqual(v["params"]?["lr"], .number("5.0e-5"))
+        XCTAssertEqual(v["environment"]?["torch"], .string("2.3.1"))
+    }
+
+    func testEmptyValuesAndQuotedKeys() throws {
+        let v = try YAMLSubset.parse("""
+        "quoted key": 1
+        'single': two
+        empty:
+        list:
+          -
+          - x
+        url: https://example.com/a#frag
+        """)
+        XCTAssertEqual(v["quoted key"], .number("1"))
+        XCTAssertEqual(v["single"], .string("two"))
+        XCTAssertEqual(v["empty"], .null)
+        XCTAssertEqual(v["list"], .array([.null, .string("x")]))
+        XCTAssertEqual(v["url"], .string("https://example.com/a#frag"))
+    }
+}

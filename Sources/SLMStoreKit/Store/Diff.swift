@@ -69,7 +69,7 @@ extension Store {
                 guard let loc = index.location(of: c.id) else {
                     throw SLMError.corrupt(path: root, problem: "chunk \(c.id.hex) of file \(f.path) is missing from the store")
                 }
-                bytes += UInt64(PackFormat.recordHeaderSize) + UInt64(loc.storedLength)
+                bytes += PackFormat.recordSize(loc.storedLength)
             }
         }
         return VersionDiff(files: files, chunksToFetch: fetch.count, bytesToFetch: bytes, rawBytesToFetch: raw,

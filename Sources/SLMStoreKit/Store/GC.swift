@@ -55,7 +55,7 @@ extension Store {
         for (n, pack) in packs.enumerated() {
             let index = try readPackIndex(pack)
             let liveEntries = index.entries.filter { live.contains($0.id) && !kept.contains($0.id) }
-            let liveBytes = liveEntries.reduce(UInt64(0)) { $0 + UInt64(PackFormat.recordHeaderSize) + UInt64($1.storedLength) }
+            let liveBytes = liveEntries.reduce(UInt64(0)) { $0 + PackFormat.recordSize($1.storedLength) }
             let size = index.packSize
             if liveEntries.isEmpty {
                 try deletePack(pack)
@@ -63,15 +63,8 @@ extension Store {
                 deleted += 1
             } else if Double(liveBytes) < threshold * Double(size - UInt64(PackFormat.packHeaderSize)) {
                 let writer = try PackWriter(directory: work.path)
-                let file = try packFile(pack)
-                var scratch = [UInt8]()
                 for e in liveEntries.sorted(by: { $0.offset < $1.offset }) {
-                    let loc = ChunkLocation(pack: pack, offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, codec: e.codec)
-                    let record = try file.pread(count: PackFormat.recordHeaderSize + Int(e.storedLength), at: e.offset)
-                    if scratch.count < Int(e.rawLength) { scratch = [UInt8](repeating: 0, count: Int(e.rawLength)) }
-                    try scratch.withUnsafeMutableBytes {
-                        try ChunkVerifier.decodeRecord(record, expected: e.id, location: loc, into: $0, what: "\(packPath(pack)) chunk \(e.id.hex)")
-                    }
+                    let record = try readVerifiedRecord(e.id, at: e.location(in: pack))
                     try writer.append(id: e.id, rawLength: e.rawLength,
                                       encoded: EncodedChunk(codec: e.codec, payload: Array(record[PackFormat.recordHeaderSize...])))
                 }

@@ -28,6 +28,10 @@ public enum PackFormat {
     public static let recordHeaderSize = 28
     public static let indexHeaderSize = 24
     public static let indexEntrySize = 36
+    /// Bytes a record occupies in a pack: its header and the stored payload.
+    @inline(__always)
+    public static func recordSize(_ storedLength: UInt32) -> UInt64 { UInt64(recordHeaderSize) + UInt64(storedLength) }
+
     /// Largest raw chunk any reader accepts; bounds allocation for hostile input.
     public static let maxChunkLength: UInt32 = 64 * 1024 * 1024
 
@@ -67,7 +71,7 @@ public struct ChunkLocation: Equatable, Sendable {
     public var codec: ChunkCodec
 
     /// Byte range of the whole record (header and payload) in the pack.
-    public var recordRange: Range<UInt64> { offset..<(offset + UInt64(PackFormat.recordHeaderSize) + UInt64(storedLength)) }
+    public var recordRange: Range<UInt64> { offset..<(offset + PackFormat.recordSize(storedLength)) }
 }
 
 public struct PackIndexEntry: Equatable, Sendable {
@@ -76,6 +80,11 @@ public struct PackIndexEntry: Equatable, Sendable {
     public var storedLength: UInt32
     public var rawLength: UInt32
     public var codec: ChunkCodec
+
+    public var recordRange: Range<UInt64> { offset..<(offset + PackFormat.recordSize(storedLength)) }
+    public func location(in pack: PackID) -> ChunkLocation {
+        ChunkLocation(pack: pack, offset: offset, storedLength: storedLength, rawLength: rawLength, codec: codec)
+    }
 }
 
 /// The index of one pack: entries sorted by chunk id, plus the pack's total size.
@@ -135,7 +144,7 @@ public struct PackIndex: Sendable {
                 throw bad("chunk \(id) has implausible lengths raw=\(raw) stored=\(stored)")
             }
             guard offset >= UInt64(PackFormat.packHeaderSize),
-                  offset + UInt64(PackFormat.recordHeaderSize) + UInt64(stored) <= packSize else {
+                  offset + PackFormat.recordSize(stored) <= packSize else {
                 throw bad("chunk \(id) lies outside the pack")
             }
             if let last = entries.last, !(last.id < id) { throw bad("entries not sorted and unique at \(id)") }

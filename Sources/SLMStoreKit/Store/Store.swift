@@ -209,6 +209,16 @@ public final class Store: @unchecked Sendable {
         try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: out, what: what)
     }
 
+    /// The verified record (header and payload) of a chunk, for copying it to another pack
+    /// without recompressing: decoded and hash-checked first, so damage is never propagated.
+    public func readVerifiedRecord(_ id: ChunkID, at loc: ChunkLocation) throws -> [UInt8] {
+        let record = try packFile(loc.pack).pread(count: PackFormat.recordHeaderSize + Int(loc.storedLength), at: loc.offset)
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(loc.rawLength), alignment: 16)
+        defer { scratch.deallocate() }
+        try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: scratch, what: "\(packPath(loc.pack)) chunk \(id.hex)")
+        return record
+    }
+
     // MARK: Working directories
 
     /// A private directory under tmp/ for one operation's unfinished files. Its lock tells other

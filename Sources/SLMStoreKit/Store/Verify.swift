@@ -70,7 +70,7 @@ extension Store {
                 nonisolated(unsafe) let b = bad
                 DispatchQueue.concurrentPerform(iterations: batch.count) { j in
                     let e = batch[j]
-                    let loc = ChunkLocation(pack: pid, offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, codec: e.codec)
+                    let loc = e.location(in: pid)
                     let out = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(e.rawLength), alignment: 16)
                     defer { out.deallocate() }
                     do { try self.readChunk(e.id, at: loc, into: out) } catch { b[j] = "\(error)" }
@@ -78,7 +78,7 @@ extension Store {
                 for (j, e) in batch.enumerated() {
                     report.chunks += 1
                     report.chunkBytes += UInt64(e.rawLength)
-                    doneBytes += UInt64(PackFormat.recordHeaderSize) + UInt64(e.storedLength)
+                    doneBytes += PackFormat.recordSize(e.storedLength)
                     if let message = bad[j] {
                         damaged.insert(e.id)
                         report.damagedChunks.append(e.id.hex)

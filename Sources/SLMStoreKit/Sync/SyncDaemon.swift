@@ -255,6 +255,7 @@ public final class SyncDaemon: @unchecked Sendable {
                 guard r.versionID == entry.id else {
                     throw SLMError.remote(url: remote.location, problem: "\(name)@\(target) is \(r.versionID.hex.prefix(12)) but the manifest says \(entry.id.hex.prefix(12))")
                 }
+                try installDependencies(of: r)
                 fields["chunk_bytes"] = .int(r.chunkBytes)
                 fields["chunks_fetched"] = .int(r.chunksFetched)
                 fields["bytes_downloaded"] = .int(remote.bytesReceived - before.0)
@@ -272,6 +273,23 @@ public final class SyncDaemon: @unchecked Sendable {
             prune(name, dir)
         }
         return updates
+    }
+
+    /// Dependencies a pull brought along are installed beside the model (`<to>/<dependency>/`),
+    /// unless that model is followed on its own.
+    private func installDependencies(of r: PullResult) throws {
+        let followed = Set(options.follow.map { $0.0.value })
+        for label in r.versions.dropFirst() {
+            let dep = try store.resolve(label)
+            guard !followed.contains(dep.name.value) else { continue }
+            let dir = InstallDirectory(root: "\(options.installRoot)/\(dep.name.value)")
+            if dir.current() == dep.version.description && dir.installedID(of: dep.version.description) == dep.id { continue }
+            try dir.install(store: store, tree: try store.readTree(dep.object.tree), version: dep.version.description,
+                            id: dep.id, label: label)
+            try dir.switchCurrent(to: dep.version.description)
+            dir.prune(keep: options.keep)
+            log("update", "dependency \(dep.name): -> \(dep.version)", ["model": .string(dep.name.value), "new": .string(dep.version.description)])
+        }
     }
 
     private func runHook(model: String, old: String?, new: String) {

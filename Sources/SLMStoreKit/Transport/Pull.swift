@@ -67,7 +67,7 @@ enum RangePlanner {
         for (pack, items) in byPack.sorted(by: { $0.key < $1.key }) {
             var current: RangePlan? = nil
             for (id, e) in items.sorted(by: { $0.1.offset < $1.1.offset }) {
-                let r = e.offset..<(e.offset + UInt64(PackFormat.recordHeaderSize) + UInt64(e.storedLength))
+                let r = e.recordRange
                 if var c = current, r.lowerBound >= c.range.upperBound, r.lowerBound - c.range.upperBound <= gapLimit,
                    r.upperBound - c.range.lowerBound <= maxRange {
                     c.range = c.range.lowerBound..<r.upperBound
@@ -215,7 +215,7 @@ extension Store {
             throw SLMError.remote(url: remote.location, problem: "chunk \(id.hex) is \(e.rawLength) bytes in the pack index but \(sizes[id] ?? 0) in the tree")
         }
         let plans = RangePlanner.plan(located, gapLimit: options.gapLimit, maxRange: options.maxRangeBytes)
-        let chunkBytes = located.reduce(UInt64(0)) { $0 + UInt64(PackFormat.recordHeaderSize) + UInt64($1.2.storedLength) }
+        let chunkBytes = located.reduce(UInt64(0)) { $0 + PackFormat.recordSize($1.2.storedLength) }
 
         // 4. Fetch, verify, store.
         let fetcher = try ChunkFetcher(store: self, remote: remote, plans: plans, commitEvery: options.commitEvery,
@@ -351,7 +351,7 @@ final class ChunkFetcher: @unchecked Sendable {
             let end = start + PackFormat.recordHeaderSize + Int(e.storedLength)
             let record = Array(body[start..<end])
             if scratch.count < Int(e.rawLength) { scratch = [UInt8](repeating: 0, count: Int(e.rawLength)) }
-            let loc = ChunkLocation(pack: plan.pack, offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, codec: e.codec)
+            let loc = e.location(in: plan.pack)
             do {
                 try scratch.withUnsafeMutableBytes { out in
                     try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: out, what: "\(remote.location)/\(path)")
@@ -367,7 +367,7 @@ final class ChunkFetcher: @unchecked Sendable {
         if writer == nil { writer = try PackWriter(directory: work.path) }
         for (id, e, encoded) in verified { try writer!.append(id: id, rawLength: e.rawLength, encoded: encoded) }
         rangeBytes += UInt64(body.count)
-        done += verified.reduce(0) { $0 + UInt64(PackFormat.recordHeaderSize) + UInt64($1.1.storedLength) }
+        done += verified.reduce(0) { $0 + PackFormat.recordSize($1.1.storedLength) }
         if writer!.size >= commitEvery { try commitLocked() }
         progress?(done, progressTotal)
     }

@@ -76,16 +76,11 @@ extension Store {
         var writer: PackWriter? = nil
         var copied: UInt64 = 0
         let total = missing.reduce(UInt64(0)) { acc, id in acc + UInt64(localIndex.location(of: id)?.storedLength ?? 0) }
-        var scratch = [UInt8]()
         for id in missing {
             guard let loc = localIndex.location(of: id) else {
                 throw SLMError.corrupt(path: root, problem: "chunk \(id.hex) is missing from the local store; run `slmstore verify`")
             }
-            let record = try packFile(loc.pack).pread(count: PackFormat.recordHeaderSize + Int(loc.storedLength), at: loc.offset)
-            if scratch.count < Int(loc.rawLength) { scratch = [UInt8](repeating: 0, count: Int(loc.rawLength)) }
-            try scratch.withUnsafeMutableBytes { out in
-                try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: out, what: "\(packPath(loc.pack)) chunk \(id.hex)")
-            }
+            let record = try readVerifiedRecord(id, at: loc)
             if writer == nil { writer = try PackWriter(directory: work.path) }
             try writer!.append(id: id, rawLength: loc.rawLength,
                                encoded: EncodedChunk(codec: loc.codec, payload: Array(record[PackFormat.recordHeaderSize...])))
