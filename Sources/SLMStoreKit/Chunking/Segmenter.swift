@@ -1,6 +1,7 @@
 // Where content-defined chunking restarts inside a file. For safetensors the header is one
-// segment and each tensor starts a new one (runs of tensors smaller than the minimum chunk
-// share a segment), so a changed tensor can only change its own chunks.
+// segment and every tensor of at least the minimum chunk size starts a new one (runs of smaller
+// tensors share a segment), so a changed tensor can only change its own chunks and every large
+// tensor is covered by whole chunks (which lets `diff` compare tensors by chunk ids alone).
 
 public enum Segmenter {
     /// Sorted start offsets of the segments of a file; the first is always 0.
@@ -13,7 +14,8 @@ public enum Segmenter {
         var segmentStart = dataStart
         for t in st.tensors {
             let begin = dataStart + t.begin
-            if begin - segmentStart >= UInt64(minSize), begin < fileSize {
+            let large = t.byteCount >= UInt64(minSize)
+            if begin > segmentStart, large || begin - segmentStart >= UInt64(minSize), begin < fileSize {
                 out.append(begin)
                 segmentStart = begin
             }

@@ -112,8 +112,13 @@ extension Store {
             let file = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL | O_TRUNC, mode: 0o644)
             do {
                 let base = before
+                var written: UInt64 = 0
                 try streamFile(entry, index: index, versionLabel: versionLabel,
-                               progress: { progress?(base + $0, total) }) { try file.write($0) }
+                               progress: { progress?(base + $0, total) }) { bytes in
+                    try file.write(bytes)
+                    file.startWriteback(offset: written, count: bytes.count)
+                    written += UInt64(bytes.count)
+                }
                 try file.sync()
                 try FileSystem.rename(tmp, finalPath)
             } catch {

@@ -1,9 +1,7 @@
 // Pack files hold chunk records back to back; a pack index maps chunk ids to records.
 // A pack is visible to readers only once its index exists (the index is the commit point).
 
-#if canImport(Glibc)
-import Glibc
-#endif
+import Foundation
 
 public struct PackID: Hashable, Comparable, Sendable, CustomStringConvertible {
     public let hex: String  // 32 lowercase hex digits
@@ -156,7 +154,9 @@ public struct PackIndex: Sendable {
 }
 
 /// Appends chunk records to a new pack file in a working directory, then writes its index.
-final class PackWriter {
+/// Writes happen on a background queue (at most two buffers in flight), so the caller's threads
+/// keep compressing while the kernel copies the previous few MiB.
+final class PackWriter: @unchecked Sendable {
     let id: PackID
     let packPath: String
     let indexPath: String
@@ -164,6 +164,10 @@ final class PackWriter {
     private(set) var size: UInt64
     private(set) var entries: [PackIndexEntry] = []
     private var pending: [UInt8] = []
+    private let writes = DispatchQueue(label: "slmstore.pack-writer")
+    private let inFlight = DispatchSemaphore(value: 2)
+    private let errorLock = NSLock()
+    private var writeError: Error?
 
     init(directory: String) throws {
         id = PackID.random()
@@ -193,14 +197,37 @@ final class PackWriter {
     }
 
     func flush() throws {
+        try checkWriteError()
         guard !pending.isEmpty else { return }
-        try file.write(pending)
-        pending.removeAll(keepingCapacity: true)
+        let chunk = pending
+        let offset = size - UInt64(chunk.count)
+        pending = []
+        pending.reserveCapacity(chunk.count + (1 << 20))
+        inFlight.wait()
+        writes.async { [self] in
+            defer { inFlight.signal() }
+            do {
+                try file.write(chunk)
+                file.startWriteback(offset: offset, count: chunk.count)
+            } catch {
+                errorLock.lock()
+                if writeError == nil { writeError = error }
+                errorLock.unlock()
+            }
+        }
+    }
+
+    private func checkWriteError() throws {
+        errorLock.lock()
+        defer { errorLock.unlock() }
+        if let writeError { throw writeError }
     }
 
     /// Makes pack and index durable in the working directory; returns the index.
     func finish() throws -> PackIndex {
         try flush()
+        writes.sync {}
+        try checkWriteError()
         try file.sync()
         let index = PackIndex(packSize: size, entries: entries)
         let idx = try FileDescriptor(path: indexPath, flags: O_WRONLY | O_CREAT | O_EXCL)
