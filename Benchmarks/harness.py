@@ -108,16 +108,30 @@ def real_model():
 
 
 HFXET_SCRIPT = r"""
-import hf_xet, json, sys, time
-endpoint, files = sys.argv[1], sys.argv[2:]
+import hf_xet, json, os, sys, time
+endpoint, restores, files = sys.argv[1], sys.argv[2].split(","), sys.argv[3:]
 s = hf_xet.XetSession()
 out = []
+first = None
 for f in files:
     t = time.perf_counter()
     c = s.new_upload_commit(endpoint="local://" + endpoint)
     c.start_upload_file(f)
-    m = c.wait_to_finish().dedup_metrics
+    report = c.wait_to_finish()
+    m = report.dedup_metrics
     out.append({"seconds": time.perf_counter() - t, "xorb_bytes": m.xorb_bytes_uploaded, "new_bytes": m.new_bytes})
+    if first is None:
+        first = list(report.uploads.values())[0].xet_info
+# Restore the first file from the local store (to disk, then to RAM).
+for k, dest in enumerate(restores):
+    if not dest:
+        continue
+    t = time.perf_counter()
+    g = s.new_file_download_group(endpoint="local://" + endpoint)
+    g.start_download_file(first, dest)
+    g.wait_to_finish()
+    out[0]["restore_%d" % k] = time.perf_counter() - t
+    os.remove(dest)
 print(json.dumps(out))
 """
 
@@ -246,10 +260,15 @@ def measure_casync(data, work):
 def measure_hfxet(py, data, work):
     endpoint = fresh(os.path.join(work, "xet"))
     files = [data["v1"]] + [data[v] for v in VARIANTS if v in data]
-    _, rss, out = run([py, "-c", HFXET_SCRIPT, endpoint] + files)
+    restores = [os.path.join(work, "xet-out.bin"), os.path.join(SHM, "xet-out.bin") if SHM else ""]
+    _, rss, out = run([py, "-c", HFXET_SCRIPT, endpoint, ",".join(restores)] + files)
     r = json.loads(out)
     size = os.path.getsize(data["v1"])
     res = {"ingest_mb_s": size / r[0]["seconds"] / 1e6, "stored_ratio": r[0]["xorb_bytes"] / size, "peak_rss_mib": rss / 1024}
+    if "restore_0" in r[0]:
+        res["checkout_mb_s"] = size / r[0]["restore_0"] / 1e6
+    if "restore_1" in r[0]:
+        res["checkout_ram_mb_s"] = size / r[0]["restore_1"] / 1e6
     k = 1
     for v in VARIANTS:
         if v in data:
