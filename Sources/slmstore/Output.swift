@@ -6,16 +6,8 @@ import Glibc
 #endif
 
 enum Output {
-    static func print(_ s: String) {
-        Swift.print(s)
-    }
-
     static func error(_ s: String) {
         fputs("slmstore: error: \(s)\n", stderr)
-    }
-
-    static func warn(_ s: String) {
-        fputs("slmstore: \(s)\n", stderr)
     }
 
     static func json(_ v: JSONValue) { Swift.print(v.prettyString()) }

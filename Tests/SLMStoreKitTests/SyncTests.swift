@@ -43,7 +43,7 @@ final class SyncTests: XCTestCase {
 
         init(_ args: [String], log: String) throws {
             logPath = log
-            FileManager.default.createFile(atPath: log, contents: nil)
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
             process.executableURL = URL(fileURLWithPath: TestSupport.binary)
             process.arguments = args
             process.standardOutput = FileHandle(forWritingAtPath: log)!
@@ -137,11 +137,21 @@ final class SyncTests: XCTestCase {
         var rng = SplitMix(UInt64(ProcessInfo.processInfo.environment["SLMSTORE_SOAK_SEED"] ?? "7") ?? 7)
         // Benchmarks/soak raises this for the long run.
         let kills = Int(ProcessInfo.processInfo.environment["SLMSTORE_SOAK_KILLS"] ?? "") ?? 20
+        var converged = 0
         for k in 0..<kills {
-            publish(production: versions[(k + 1) % versions.count])
+            let target = versions[(k + 1) % versions.count]
+            publish(production: target)
             let d = try daemon(device, extra: ["--keep", "0", "--max-rate", "6M"])
             usleep(useconds_t(50_000 + rng.next() % 700_000))
             d.kill9()
+            if k % 5 == 4 {
+                // Every fifth restart runs to completion: it must converge on the target.
+                let r = try daemon(device, extra: ["--once"])
+                r.process.waitUntilExit()
+                XCTAssertEqual(r.process.terminationStatus, 0, (try? String(contentsOfFile: r.logPath, encoding: .utf8)) ?? "")
+                XCTAssertEqual(checkCurrent(device).version, target, "restart after kill \(k) converged")
+                if checkCurrent(device).version == target { converged += 1 }
+            }
         }
         let final = versions[kills % versions.count]
         publish(production: final)
@@ -157,7 +167,7 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(TestSupport.cli(["verify"], store: device + "/.slmstore").status, 0)
         let leftovers = try FileSystem.listDirectory(device + "/intent").filter { $0.hasPrefix(".incoming") }
         XCTAssertEqual(leftovers, [])
-        print("soak: \(kills) SIGKILLs during pulls, \(kills) restarts recovered, \(checks.value) reader checks, \(bad.value) bad reads, bytes lost: \(bad.value == 0 && checkCurrent(device).ok ? 0 : -1)")
+        print("soak: \(kills) SIGKILLs during pulls, \(kills) restarts, \(converged) of \(kills / 5) checked restarts converged, \(checks.value) reader checks, \(bad.value) bad reads, bytes lost: \(bad.value == 0 && checkCurrent(device).ok ? 0 : -1)")
     }
 
     func testServerOutageCorruptionAndFullDiskNeverTouchTheInstalledVersion() throws {

@@ -35,6 +35,4 @@ public struct ChunkIndex: Sendable {
             slots[e.id] = Slot(pack: p, offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, codec: e.codec)
         }
     }
-
-    public var allChunkIDs: [ChunkID] { Array(slots.keys) }
 }

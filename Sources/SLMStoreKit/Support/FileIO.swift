@@ -33,21 +33,6 @@ public final class FileDescriptor: @unchecked Sendable {
         return UInt64(st.st_size)
     }
 
-    /// Reads up to `count` bytes at the current position; returns fewer only at end of file.
-    public func read(into buffer: UnsafeMutableRawBufferPointer, count: Int) throws -> Int {
-        var done = 0
-        while done < count {
-            let n = Glibc.read(fd, buffer.baseAddress! + done, count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw SLMError.io(path: path, operation: "read", errno: errno)
-            }
-            if n == 0 { break }
-            done += n
-        }
-        return done
-    }
-
     /// Reads exactly `count` bytes at `offset`, or throws if the file is shorter.
     public func pread(into buffer: UnsafeMutableRawBufferPointer, count: Int, at offset: UInt64) throws {
         var done = 0
@@ -103,9 +88,6 @@ public final class FileDescriptor: @unchecked Sendable {
         guard fsync(fd) == 0 else { throw SLMError.io(path: path, operation: "fsync", errno: errno) }
     }
 
-    public func seek(to offset: UInt64) throws {
-        guard lseek(fd, off_t(offset), SEEK_SET) >= 0 else { throw SLMError.io(path: path, operation: "seek", errno: errno) }
-    }
 }
 
 public enum FileSystem {
