@@ -45,6 +45,7 @@ let demoCommand = Command(
     }
     try run(["add", "demo/intent-classifier@1.0.0", "\(dir)/intent-v1"])
     try run(["add", "demo/intent-classifier@1.1.0", "\(dir)/intent-v1.1"])
+    try run(["diff", "demo/intent-classifier@1.0.0", "demo/intent-classifier@1.1.0"])
     try run(["ls"])
     try run(["log", "demo/intent-classifier"])
     try run(["checkout", "demo/intent-classifier@1.1.0", "\(dir)/checkout"])

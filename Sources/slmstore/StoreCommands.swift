@@ -100,7 +100,7 @@ let lsCommand = Command(
         models = [n]
     }
     let stageFilter = a.value("--stage")
-    var rows: [[String]] = [["MODEL", "VERSION", "ID", "STAGES", "SIZE", "STORED", "CREATED"]]
+    var rows: [[String]] = [["MODEL", "VERSION", "ID", "STAGES", "SIZE", "STORED", "NEW", "CREATED"]]
     var json: [JSONValue] = []
     for m in models {
         var modelChunks = Set<ChunkID>()
@@ -111,12 +111,14 @@ let lsCommand = Command(
             if let only = stageFilter, !held.contains(only) { continue }
             let obj = try store.readVersion(id)
             let tree = try store.readTree(obj.tree)
-            let s = store.stats(of: tree, parentTree: nil, index: index)
+            // What this version cost beyond its parent: the bytes a holder of the parent lacks.
+            let parentTree = obj.parent.flatMap { try? store.readVersion($0) }.flatMap { try? store.readTree($0.tree) }
+            let s = store.stats(of: tree, parentTree: parentTree, index: index)
             for f in tree.files { for c in f.chunks { modelChunks.insert(c.id) } }
             rows.append([m.value, v.description, String(id.hex.prefix(12)), held.isEmpty ? "-" : held.joined(separator: ","),
-                         Output.bytes(s.rawBytes), Output.bytes(s.storedBytes), obj.created])
+                         Output.bytes(s.rawBytes), Output.bytes(s.storedBytes), Output.bytes(s.newStoredBytes), obj.created])
             versionsJSON.append(.object(["version": .string(v.description), "version_id": .string(id.hex), "size": .int(s.rawBytes),
-                                         "stages": .array(held.map { .string($0) }),
+                                         "stages": .array(held.map { .string($0) }), "new_stored_bytes": .int(s.newStoredBytes),
                                          "stored_bytes": .int(s.storedBytes), "created": .string(obj.created)]))
         }
         let modelStored = modelChunks.reduce(UInt64(0)) { acc, id in
