@@ -44,7 +44,10 @@ public final class Store: @unchecked Sendable {
         if FileSystem.exists(root + "/config") { return try open(at: root) }
         if FileSystem.exists(root) {
             guard FileSystem.isDirectory(root) else { throw SLMError.input(path: root, problem: "exists and is not a directory") }
-            guard try FileSystem.listDirectory(root).isEmpty else {
+            // A directory holding only store directories is a store another process is creating
+            // right now (the config is written last); creating is idempotent, so join in.
+            let layout: Set<String> = ["packs", "objects", "refs", "registry", "tmp", "locks"]
+            guard try FileSystem.listDirectory(root).allSatisfy({ layout.contains($0) || $0.hasPrefix(".tmp-") }) else {
                 throw SLMError.input(path: root, problem: "directory is not empty and is not a slmstore store")
             }
         }

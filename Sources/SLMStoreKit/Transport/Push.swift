@@ -19,12 +19,12 @@ extension Store {
     public func push(to destinationPath: String, refs requested: [VersionRef],
                      progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> PushResult {
         let started = Timestamp.monotonicSeconds()
-        if FileSystem.exists(destinationPath) && !FileSystem.exists(destinationPath + "/config") {
-            guard FileSystem.isDirectory(destinationPath), try FileSystem.listDirectory(destinationPath).isEmpty else {
-                throw SLMError.input(path: destinationPath, problem: "not a slmstore store (no config) and not empty; refusing to push into it")
-            }
+        let destination: Store
+        do {
+            destination = try Store.create(at: destinationPath, config: config)
+        } catch SLMError.input(_, let problem) where problem.contains("not a slmstore store") {
+            throw SLMError.input(path: destinationPath, problem: "not a slmstore store (no config) and not empty; refusing to push into it")
         }
-        let destination = try Store.create(at: destinationPath, config: config)
 
         // What to push: the requested versions (or all) plus what they depend on.
         var selected: [ResolvedVersion] = []
