@@ -103,7 +103,7 @@ final class RegistryCLITests: XCTestCase {
             p.executableURL = URL(fileURLWithPath: TestSupport.binary)
             p.arguments = ["--store", store, "promote", "m@\(v)", "staging"]
             var env = ProcessInfo.processInfo.environment
-            env["SLMSTORE_PROMOTE_PAUSE_MS"] = "500"  // both read the stage before either writes it
+            env["SLMSTORE_PROMOTE_PAUSE_MS"] = "1500"  // both read the stage before either writes it
             p.environment = env
             let err = Pipe()
             p.standardError = err
