@@ -55,12 +55,7 @@ final class CrashTests: XCTestCase {
         let src = source("big", size: 12_000_000, seed: 3)
         var rng = SplitMix(42)
         for round in 0..<6 {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: TestSupport.binary)
-            p.arguments = ["--store", storePath, "add", "big@1.0.\(round)", src]
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
+            let p = try TestSupport.spawn(["add", "big@1.0.\(round)", src], store: storePath)
             usleep(useconds_t(20_000 + rng.next() % 400_000))
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
@@ -82,12 +77,7 @@ final class CrashTests: XCTestCase {
         let b = source("b", size: 4_000_000, seed: 5)
         var procs: [Process] = []
         for (ref, src) in [("a@1.0.0", a), ("b@1.0.0", b), ("a@1.1.0", b)] {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: TestSupport.binary)
-            p.arguments = ["--store", storePath, "add", ref, src]
-            p.standardOutput = FileHandle.nullDevice
-            try p.run()
-            procs.append(p)
+            procs.append(try TestSupport.spawn(["add", ref, src], store: storePath))
         }
         for p in procs { p.waitUntilExit(); XCTAssertEqual(p.terminationStatus, 0) }
         assertVerifies("concurrent adds")

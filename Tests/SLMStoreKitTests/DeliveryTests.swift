@@ -204,12 +204,7 @@ final class DeliveryTests: XCTestCase {
         let target = dir + "/shared-remote"
         var procs: [Process] = []
         for ref in ["intent@2.1.0", "intent@2.2.0"] {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: TestSupport.binary)
-            p.arguments = ["--store", publisher, "push", target, ref]
-            p.standardOutput = FileHandle.nullDevice
-            try p.run()
-            procs.append(p)
+            procs.append(try TestSupport.spawn(["push", target, ref], store: publisher))
         }
         for p in procs { p.waitUntilExit(); XCTAssertEqual(p.terminationStatus, 0) }
         let manifest = try Manifest.decode(TestSupport.read(target + "/manifest.json"), source: "m")
@@ -218,11 +213,7 @@ final class DeliveryTests: XCTestCase {
     }
 
     func testPushWhilePullingFromTheSameRemote() throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: TestSupport.binary)
-        p.arguments = ["--store", edge, "pull", remote, "intent@2.2.0", "--to", dir + "/device"]
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
+        let p = try TestSupport.spawn(["pull", remote, "intent@2.2.0", "--to", dir + "/device"], store: edge)
         let m3 = dir + "/v3"
         TestSupport.write(TestSupport.random(300_000, seed: 5), to: m3 + "/extra.bin")
         XCTAssertEqual(TestSupport.cli(["add", "intent@2.3.0", m3], store: publisher).status, 0)

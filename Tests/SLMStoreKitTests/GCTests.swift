@@ -79,11 +79,7 @@ final class GCTests: XCTestCase {
         let small = src("small", ["w.bin": TestSupport.random(200_000, seed: 8)])
         XCTAssertEqual(cli(["add", "s@1.0.0", small]).status, 0)
         XCTAssertEqual(cli(["rm", "s@1.0.0"]).status, 0)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: TestSupport.binary)
-        p.arguments = ["--store", store, "add", "big@1.0.0", big]
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
+        let p = try TestSupport.spawn(["add", "big@1.0.0", big], store: store)
         usleep(100_000)
         XCTAssertEqual(cli(["gc"]).status, 0)
         p.waitUntilExit()

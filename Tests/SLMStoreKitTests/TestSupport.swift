@@ -58,6 +58,17 @@ enum TestSupport {
 
     static func json(_ run: Run) throws -> JSONValue { try JSONValue.parse(run.stdout) }
 
+    /// Starts the CLI in the background (output discarded) for tests that race or kill it.
+    static func spawn(_ args: [String], store: String) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = ["--store", store] + args
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+
     /// Every file below `dir` with its content digest: a store "byte for byte".
     static func snapshot(_ dir: String) -> [String: String] {
         var out: [String: String] = [:]
