@@ -1,0 +1,240 @@
+// The ingest pipeline behind `add` (and pull's seeding): read a file block by block, cut it
+// into chunks, hash and compress them on both cores, append the new ones to packs.
+
+import Foundation
+
+/// One block of a file in memory; `start` is the file offset of its first byte.
+final class BlockBuffer: @unchecked Sendable {
+    let memory: UnsafeMutableRawBufferPointer
+    var start: UInt64 = 0
+    var length = 0
+
+    init(capacity: Int) { memory = .allocate(byteCount: capacity, alignment: 64) }
+    deinit { memory.deallocate() }
+}
+
+/// Reads a file block by block and cuts it into chunks, restarting at segment boundaries and
+/// noting which chunks lie inside one float tensor.
+final class BlockCutter: @unchecked Sendable {
+    let file: FileDescriptor
+    let path: String
+    let size: UInt64
+    let cdc: FastCDC
+    let capacity: Int
+    private let boundaries: [UInt64]
+    private let tensors: [(range: Range<UInt64>, dtype: String)]
+    private var position: UInt64 = 0
+    private var nextBoundary = 1
+    private var tensorCursor = 0
+
+    init(file: FileDescriptor, path: String, size: UInt64, cdc: FastCDC, header: SafetensorsHeader?, capacity: Int) {
+        self.file = file
+        self.path = path
+        self.size = size
+        self.cdc = cdc
+        self.capacity = capacity
+        boundaries = Segmenter.boundaries(fileSize: size, safetensors: header, minSize: cdc.parameters.minSize)
+        tensors = header.map { st in st.tensors.map { ((st.dataStart + $0.begin)..<(st.dataStart + $0.end), $0.dtype) } } ?? []
+    }
+
+    private func layout(_ range: Range<UInt64>) -> FloatLayout? {
+        while tensorCursor < tensors.count && tensors[tensorCursor].range.upperBound <= range.lowerBound { tensorCursor += 1 }
+        guard tensorCursor < tensors.count else { return nil }
+        let t = tensors[tensorCursor]
+        guard t.range.lowerBound <= range.lowerBound, range.upperBound <= t.range.upperBound else { return nil }
+        return FloatLayout.forDtype(t.dtype, phase: Int((range.lowerBound - t.range.lowerBound) % 4))
+    }
+
+    /// Fills `buffer` with the bytes `previous` did not consume and as much of the file as fits,
+    /// and cuts every chunk it can; empty when the file is done.
+    func next(into buffer: BlockBuffer, after previous: BlockBuffer?) throws -> [ChunkIngester.Pending] {
+        guard position < size else { return [] }
+        var keep = 0
+        if let previous {
+            keep = Int(previous.start + UInt64(previous.length) - position)
+            if keep > 0 {
+                buffer.memory.baseAddress!.copyMemory(from: previous.memory.baseAddress! + Int(position - previous.start), byteCount: keep)
+            }
+        }
+        buffer.start = position
+        buffer.length = keep
+        let want = min(capacity - keep, Int(size - (position + UInt64(keep))))
+        if want > 0 {
+            try file.pread(into: UnsafeMutableRawBufferPointer(rebasing: buffer.memory[keep..<keep + want]), count: want,
+                           at: position + UInt64(keep))
+            buffer.length += want
+        }
+        let bufferEnd = buffer.start + UInt64(buffer.length)
+        let maxSize = cdc.parameters.maxSize
+        var batch: [ChunkIngester.Pending] = []
+        while position < size {
+            while nextBoundary < boundaries.count && boundaries[nextBoundary] <= position { nextBoundary += 1 }
+            let segmentEnd = nextBoundary < boundaries.count ? boundaries[nextBoundary] : size
+            let end = min(segmentEnd, bufferEnd)
+            let available = Int(end - position)
+            if available < maxSize && end == bufferEnd && bufferEnd < size { break }
+            let offset = Int(position - buffer.start)
+            let n = cdc.cut(UnsafeRawBufferPointer(rebasing: buffer.memory[offset..<offset + available]))
+            batch.append(ChunkIngester.Pending(start: offset, length: n, layout: layout(position..<(position + UInt64(n)))))
+            position += UInt64(n)
+        }
+        return batch
+    }
+}
+
+/// Streams files through chunking, hashing and compression, using both cores: each batch of
+/// chunks is hashed and compressed in parallel while one worker feeds the file's SHA-256.
+final class ChunkIngester {
+    let store: Store
+    let existing: ChunkIndex
+    let directory: String
+    let packTargetSize: UInt64
+    let cdc: FastCDC
+    let level: Int32
+    /// When set, only these chunks are stored (seeding a pull from files already on disk).
+    let wanted: Set<ChunkID>?
+
+    private var writer: PackWriter?
+    private var finished: [PackWriter] = []
+    /// Chunks written by this operation, so a repeat within it is stored once.
+    private var written = Set<ChunkID>()
+    private(set) var newChunks = 0
+    private(set) var reusedChunks = 0
+    private(set) var storedBytes: UInt64 = 0
+    private(set) var reusedBytes: UInt64 = 0
+    private var processedBefore: UInt64 = 0
+
+    static let blockSize = 16 << 20
+
+    init(store: Store, existing: ChunkIndex, directory: String, packTargetSize: UInt64,
+         chunker: ChunkerParameters, wanted: Set<ChunkID>? = nil) {
+        self.store = store
+        self.existing = existing
+        self.directory = directory
+        self.packTargetSize = packTargetSize
+        self.cdc = FastCDC(chunker)
+        self.level = Int32(store.config.compressionLevel)
+        self.wanted = wanted
+    }
+
+    struct Pending {
+        var start: Int  // offset in the buffer
+        var length: Int
+        var layout: FloatLayout?
+    }
+
+    private struct Outcome {
+        var id: ChunkID
+        var encoded: EncodedChunk?
+    }
+
+    func ingest(_ input: AddInput, progress: (UInt64) -> Void) throws -> FileEntry {
+        let file = try FileDescriptor.openForReading(input.sourcePath)
+        posix_fadvise(file.fd, 0, 0, Int32(POSIX_FADV_SEQUENTIAL))
+        let size = try file.size()
+        guard size == input.size else { throw SLMError.input(path: input.sourcePath, problem: "file changed size while being added") }
+        let cutter = BlockCutter(file: file, path: input.sourcePath, size: size, cdc: cdc, header: input.safetensors,
+                                 capacity: ChunkIngester.blockSize + cdc.parameters.maxSize)
+        let sha = SHA256Hasher()
+        var refs: [ChunkRef] = []
+        // Two buffers: while one block's chunks are hashed and compressed, the next block is read
+        // and cut into the other.
+        var current = BlockBuffer(capacity: cutter.capacity)
+        var spare = BlockBuffer(capacity: cutter.capacity)
+        var batch = try cutter.next(into: current, after: nil)
+        while !batch.isEmpty {
+            let range = batch[0].start..<(batch[batch.count - 1].start + batch[batch.count - 1].length)
+            var nextBatch: [Pending] = []
+            let outcomes = try process(batch, buffer: UnsafeRawBufferPointer(current.memory), hashing: range, into: sha) {
+                nextBatch = try cutter.next(into: spare, after: current)
+            }
+            for (pending, outcome) in zip(batch, outcomes) {
+                refs.append(ChunkRef(id: outcome.id, rawLength: UInt32(pending.length)))
+                if let wanted, !wanted.contains(outcome.id) { continue }
+                if existing.contains(outcome.id) || written.contains(outcome.id) {
+                    reusedChunks += 1
+                    reusedBytes += UInt64(pending.length)
+                    continue
+                }
+                let encoded = outcome.encoded!
+                try currentWriter().append(id: outcome.id, rawLength: UInt32(pending.length), encoded: encoded)
+                written.insert(outcome.id)
+                newChunks += 1
+                storedBytes += UInt64(PackFormat.recordHeaderSize + encoded.payload.count)
+            }
+            if let w = writer, w.size >= packTargetSize {
+                finished.append(w)
+                _ = try w.finish()
+                writer = nil
+            }
+            progress(processedBefore + current.start + UInt64(range.upperBound))
+            swap(&current, &spare)
+            batch = nextBatch
+        }
+        processedBefore += size
+        progress(processedBefore)
+        return FileEntry(path: input.treePath, size: size, sha256: sha.finish(), chunks: refs, safetensors: input.safetensors)
+    }
+
+    /// Hashes every chunk of the batch and compresses the ones the store lacks, in parallel with
+    /// two other jobs: iteration 0 prepares the next block, iteration 1 feeds the file digest
+    /// (which must see the bytes in order).
+    private func process(_ batch: [Pending], buffer: UnsafeRawBufferPointer, hashing range: Range<Int>,
+                         into sha: SHA256Hasher, prepareNext: () throws -> Void) throws -> [Outcome] {
+        let results = UnsafeMutableBufferPointer<Outcome>.allocate(capacity: batch.count)
+        defer { results.deallocate() }
+        nonisolated(unsafe) let out = results
+        nonisolated(unsafe) let buffer = buffer
+        nonisolated(unsafe) var prepareError: Error? = nil
+        let existing = self.existing
+        let written = self.written
+        let wanted = self.wanted
+        let level = self.level
+        try withoutActuallyEscaping(prepareNext) { prepare in
+            nonisolated(unsafe) let prepare = prepare
+            DispatchQueue.concurrentPerform(iterations: batch.count + 2) { i in
+                if i == 0 {
+                    do { try prepare() } catch { prepareError = error }
+                    return
+                }
+                if i == 1 {
+                    sha.update(UnsafeRawBufferPointer(rebasing: buffer[range]))
+                    return
+                }
+                let p = batch[i - 2]
+                let bytes = UnsafeRawBufferPointer(rebasing: buffer[p.start..<p.start + p.length])
+                let id = ChunkID(of: bytes)
+                var encoded: EncodedChunk? = nil
+                if !existing.contains(id) && !written.contains(id) && (wanted?.contains(id) ?? true) {
+                    encoded = ChunkEncoder.encode(bytes, level: level, layout: p.layout)
+                }
+                (out.baseAddress! + (i - 2)).initialize(to: Outcome(id: id, encoded: encoded))
+            }
+            if let prepareError { throw prepareError }
+        }
+        let array = Array(results)
+        results.baseAddress!.deinitialize(count: batch.count)
+        return array
+    }
+
+    private func currentWriter() throws -> PackWriter {
+        if let w = writer { return w }
+        let w = try PackWriter(directory: directory)
+        writer = w
+        return w
+    }
+
+    /// Closes the open pack; returns every non-empty pack written, durable in the working directory.
+    func finish() throws -> [PackWriter] {
+        if let w = writer {
+            if w.isEmpty {
+                FileSystem.remove(w.packPath)
+            } else {
+                _ = try w.finish()
+                finished.append(w)
+            }
+            writer = nil
+        }
+        return finished
+    }
+}
