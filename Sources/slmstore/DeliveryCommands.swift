@@ -1,6 +1,9 @@
 // Commands that ship versions: diff, push, pull, gc.
 
 import SLMStoreKit
+#if canImport(Glibc)
+import Glibc
+#endif
 
 let deliveryCommands: [Command] = [diffCommand, pushCommand, pullCommand, rmCommand, gcCommand]
 
@@ -74,10 +77,13 @@ let pushCommand = Command(
     if dest.hasPrefix("http://") || dest.hasPrefix("https://") {
         throw SLMError.argument("push: \(dest): push writes to a directory; publish that directory with your web server or bucket tool")
     }
+    let destination = try Remotes.open(dest)
     let store = try ctx.openStore()
     let refs = try a.positionals.dropFirst().map { try VersionRef.parse($0) }
     let bar = ProgressBar("push")
-    let r = try store.push(to: dest, refs: refs, progress: bar.callback)
+    var options = PushOptions()
+    options.progress = bar.callback
+    let r = try store.push(to: destination, refs: refs, options: options)
     bar.finish()
     if a.has("--json") {
         Output.json(.object(["pushed": .array(r.versionsPushed.map { .string($0) }), "already_present": .array(r.versionsPresent.map { .string($0) }),
@@ -121,6 +127,8 @@ let pullCommand = Command(
     }
     let rate = try a.value("--max-rate").map { try parseRate($0, option: "--max-rate") } ?? 0
     let remote = try Remotes.open(a.positionals[0], maxBytesPerSecond: rate)
+    // Tests shrink the commit batch to exercise resume on small models.
+    if let v = getenv("SLMSTORE_PULL_COMMIT_BYTES").map({ String(cString: $0) }), let n = UInt64(v), n > 0 { options.commitEvery = n }
     let ref = try VersionRef.parse(a.positionals[1])
     let store = try ctx.openStore(create: true)
     let bar = ProgressBar("pull")

@@ -1,6 +1,9 @@
 // Registry commands: metrics, policy, promote, rollback, history, resolve, card-keys.
 
 import SLMStoreKit
+#if canImport(Glibc)
+import Glibc
+#endif
 
 let registryCommands: [Command] = [metricsCommand, policyCommand, promoteCommand, rollbackCommand, historyCommand, resolveCommand, cardKeysCommand]
 
@@ -91,6 +94,10 @@ let promoteCommand = Command(
     let store = try ctx.openStore()
     let r = try store.resolve(a.positionals[0])
     var options = PromoteOptions()
+    // The concurrency test's window: both processes read the stage before either writes it.
+    if let ms = getenv("SLMSTORE_PROMOTE_PAUSE_MS").map({ String(cString: $0) }), let n = UInt32(ms) {
+        options.beforeCommit = { usleep(n * 1000) }
+    }
     options.skipStaging = a.has("--skip-staging")
     options.allowBreaking = a.has("--allow-breaking")
     let rec = try store.promote(r, to: a.positionals[1], options: options)

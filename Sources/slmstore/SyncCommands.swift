@@ -55,12 +55,14 @@ let syncCommand = Command(
     for sig in [SIGTERM, SIGINT] {
         signal(sig, SIG_IGN)
         let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-        s.setEventHandler { daemon.requestStop() }
+        let stop = daemon.stop
+        s.setEventHandler { stop.set() }
         s.resume()
         sources.append(s)
     }
     let ok = daemon.run(once: a.has("--once"))
     _ = sources
+    if let fatal = daemon.fatalError { return exitCode(for: fatal) }
     return ok ? 0 : 1
 }
 

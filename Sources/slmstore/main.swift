@@ -54,10 +54,24 @@ func runMain() -> Int32 {
         return try command.run(parsed, context)
     } catch let e as SLMError {
         Output.error(e.description)
-        return e.exitCode
+        return exitCode(for: e)
     } catch {
         Output.error("\(error)")
         return 1
+    }
+}
+
+/// Exit statuses scripts can tell apart; the library only says what happened, this says how to report it.
+func exitCode(for error: SLMError) -> Int32 {
+    switch error {
+    case .argument: return 2
+    case .notFound: return 3
+    case .conflict: return 4
+    case .damaged: return 5
+    case .remote, .remoteStatus, .transport: return 6
+    case .unsupportedFormat: return 7
+    case .cancelled: return 130
+    case .input, .notAStore, .io, .failed: return 1
     }
 }
 

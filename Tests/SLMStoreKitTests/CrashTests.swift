@@ -27,7 +27,7 @@ final class CrashTests: XCTestCase {
 
     func testKillAtEachCommitStepLeavesAVerifiableStore() throws {
         let src = source("m", size: 1_500_000, seed: 1)
-        let points = ["add-before-commit", "add-between-pack-and-index", "add-after-packs", "add-before-ref"]
+        let points = ["add-before-commit", "add-between-pack-and-index", "add-after-packs", "publish-before-refs"]
         for (i, point) in points.enumerated() {
             let r = TestSupport.cli(["add", "m@1.0.\(i)", src], store: storePath, environment: ["SLMSTORE_CRASH_AT": point])
             XCTAssertEqual(r.status, 9, "process should have died by SIGKILL at \(point)")  // Process reports the signal number

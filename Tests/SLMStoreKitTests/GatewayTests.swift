@@ -82,13 +82,13 @@ final class GatewayTests: XCTestCase {
             TestSupport.write(Array(v.utf8), to: "\(dir)/s\(v)/f.txt")
             _ = try store.add(name: try ModelName("m"), version: try SemVer(v), inputs: try AddInputs.collect(["\(dir)/s\(v)"]))
         }
-        _ = try store.push(to: dir + "/remote", refs: [])
+        _ = try store.push(to: LocalBackend(root: dir + "/remote"), refs: [])
         var o = PullOptions()
         o.installDirectory = dir + "/device/m"
-        _ = try store.pull(from: PathRemote(root: dir + "/remote"), ref: try VersionRef.parse("m@1.0.0"), options: o)
+        _ = try store.pull(from: LocalBackend(root: dir + "/remote"), ref: try VersionRef.parse("m@1.0.0"), options: o)
         let gateway = ModelGateway(source: .installed(root: dir + "/device"))
         XCTAssertEqual(try gateway.current("m").version, "1.0.0")
-        _ = try store.pull(from: PathRemote(root: dir + "/remote"), ref: try VersionRef.parse("m@1.1.0"), options: o)
+        _ = try store.pull(from: LocalBackend(root: dir + "/remote"), ref: try VersionRef.parse("m@1.1.0"), options: o)
         gateway.poll()
         XCTAssertEqual(TestSupport.read(try gateway.current("m").path("f.txt")), Array("1.1.0".utf8))
     }

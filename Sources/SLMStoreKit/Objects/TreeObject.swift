@@ -84,7 +84,7 @@ public struct TreeObject: Equatable, Sendable {
             try r.expect(magic, "tree magic")
             let version = try r.u32("format version")
             guard version == formatVersion else {
-                throw SLMError.corrupt(path: source, problem: "tree format version \(version) is not supported (this build reads \(formatVersion))")
+                throw SLMError.damaged(path: source, problem: "tree format version \(version) is not supported (this build reads \(formatVersion))")
             }
             let count = try r.u32("file count")
             guard Int(count) <= r.remaining / 48 else { throw ByteReaderError(message: "file count \(count) larger than the object") }
@@ -93,18 +93,18 @@ public struct TreeObject: Equatable, Sendable {
                 let pathLength = Int(try r.u16("path length"))
                 let pathBytes = try r.raw(pathLength, "path")
                 guard let path = String(validating: pathBytes, as: UTF8.self) else {
-                    throw SLMError.corrupt(path: source, problem: "a file path is not valid UTF-8")
+                    throw SLMError.damaged(path: source, problem: "a file path is not valid UTF-8")
                 }
                 try TreePath.validate(path, source: source)
                 if let prev = previous, !prev.lexicographicallyPrecedes(pathBytes) {
-                    throw SLMError.corrupt(path: source, problem: "file paths are not sorted and unique at \"\(path)\"")
+                    throw SLMError.damaged(path: source, problem: "file paths are not sorted and unique at \"\(path)\"")
                 }
                 previous = pathBytes
                 let size = try r.u64("file size")
                 let digest = SHA256Digest(bytes: try r.raw(32, "sha256"))!
                 let kindByte = try r.u8("kind")
                 guard let kind = FileEntry.Kind(rawValue: kindByte) else {
-                    throw SLMError.corrupt(path: source, problem: "unknown file kind \(kindByte) for \"\(path)\"")
+                    throw SLMError.damaged(path: source, problem: "unknown file kind \(kindByte) for \"\(path)\"")
                 }
                 let chunkCount = try r.u32("chunk count")
                 guard Int(chunkCount) <= r.remaining / 20 else { throw ByteReaderError(message: "chunk count \(chunkCount) larger than the object") }
@@ -117,13 +117,13 @@ public struct TreeObject: Equatable, Sendable {
                     _ = try r.raw(16, "chunk id")
                     let len = try r.u32("chunk length")
                     guard len > 0, len <= 64 << 20 else {
-                        throw SLMError.corrupt(path: source, problem: "chunk of \(len) bytes in \"\(path)\" (must be 1 byte to 64 MiB)")
+                        throw SLMError.damaged(path: source, problem: "chunk of \(len) bytes in \"\(path)\" (must be 1 byte to 64 MiB)")
                     }
                     sum += UInt64(len)
                     chunks.append(ChunkRef(id: id, rawLength: len))
                 }
                 guard sum == size else {
-                    throw SLMError.corrupt(path: source, problem: "chunks of \"\(path)\" add up to \(sum) bytes, but its size is \(size)")
+                    throw SLMError.damaged(path: source, problem: "chunks of \"\(path)\" add up to \(sum) bytes, but its size is \(size)")
                 }
                 var header: SafetensorsHeader? = nil
                 if kind == .safetensors {
@@ -140,14 +140,14 @@ public struct TreeObject: Equatable, Sendable {
                         let begin = try r.u64("tensor begin")
                         let end = try r.u64("tensor end")
                         guard begin <= end, end <= size else {
-                            throw SLMError.corrupt(path: source, problem: "tensor range \(begin)..<\(end) out of bounds in \"\(path)\"")
+                            throw SLMError.damaged(path: source, problem: "tensor range \(begin)..<\(end) out of bounds in \"\(path)\"")
                         }
                         tensors.append(TensorInfo(name: String(decoding: nameBytes, as: UTF8.self),
                                                   dtype: String(decoding: dtypeBytes, as: UTF8.self),
                                                   shape: shape, begin: begin, end: end))
                     }
                     guard headerLength <= size else {
-                        throw SLMError.corrupt(path: source, problem: "header length \(headerLength) beyond the size of \"\(path)\"")
+                        throw SLMError.damaged(path: source, problem: "header length \(headerLength) beyond the size of \"\(path)\"")
                     }
                     header = SafetensorsHeader(headerLength: headerLength, tensors: tensors, metadata: [:])
                 }
@@ -155,7 +155,7 @@ public struct TreeObject: Equatable, Sendable {
             }
             guard r.atEnd else { throw ByteReaderError(message: "\(r.remaining) unexpected bytes after the last file") }
         } catch let e as ByteReaderError {
-            throw SLMError.corrupt(path: source, problem: "tree: \(e.message)")
+            throw SLMError.damaged(path: source, problem: "tree: \(e.message)")
         }
         return TreeObject(files: files)
     }
@@ -164,7 +164,7 @@ public struct TreeObject: Equatable, Sendable {
 /// Rules for a relative path inside a tree: these keep checkout inside its target directory.
 public enum TreePath {
     public static func validate(_ path: String, source: String) throws {
-        func bad(_ why: String) -> SLMError { .corrupt(path: source, problem: "unsafe file path \"\(path)\": \(why)") }
+        func bad(_ why: String) -> SLMError { .damaged(path: source, problem: "unsafe file path \"\(path)\": \(why)") }
         if let problem = problem(path) { throw bad(problem) }
     }
 

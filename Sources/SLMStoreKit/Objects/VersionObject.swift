@@ -62,7 +62,7 @@ public struct VersionObject: Equatable, Sendable {
     public var id: SHA256Digest { SHA256Hasher.hash(encoded()) }
 
     public static func decode(_ bytes: [UInt8], source: String) throws -> VersionObject {
-        func bad(_ p: String) -> SLMError { .corrupt(path: source, problem: "version object: \(p)") }
+        func bad(_ p: String) -> SLMError { .damaged(path: source, problem: "version object: \(p)") }
         let v: JSONValue
         do { v = try JSONValue.parse(bytes) } catch { throw bad("\(error)") }
         guard v["type"]?.stringValue == "version" else { throw bad("not a version object") }

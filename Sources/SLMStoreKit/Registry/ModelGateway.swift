@@ -59,8 +59,9 @@ public final class ModelGateway: @unchecked Sendable {
         case let .store(store, cache):
             let r = try store.resolve(.selector(name, selector).normalized)
             let dir = InstallDirectory(root: "\(cache)/\(name.value)")
-            try dir.install(store: store, tree: try store.readTree(r.object.tree), version: r.version.description,
-                            id: r.id, label: "\(r.name)@\(r.version)")
+            // Versions still held by a handle are never pruned, whatever `keep` says.
+            try dir.installAndActivate(store: store, tree: try store.readTree(r.object.tree), version: r.version.description,
+                                       id: r.id, label: "\(r.name)@\(r.version)", keep: 0)
             return try ModelHandle(name: name.value, version: r.version.description, versionID: r.id,
                                    directory: FileSystem.absolutePath(dir.path(of: r.version.description)))
         case let .installed(root):
@@ -95,9 +96,6 @@ public final class ModelGateway: @unchecked Sendable {
         active[model] = (selector, handle)
         lock.unlock()
         if old != handle.version { onSwitch?(model, old, handle.version) }
-        if case let .store(_, cache) = source {
-            InstallDirectory(root: "\(cache)/\(model)").prune(keep: 1)
-        }
     }
 
     /// Re-resolves every active model's selector every `interval` seconds and swaps when the

@@ -109,6 +109,9 @@ public struct PromotionPolicy: Sendable, Equatable {
 public struct PromoteOptions: Sendable {
     public var skipStaging = false
     public var allowBreaking = false
+    /// Runs after the gates are checked and before the stage is locked and moved: tests widen
+    /// the window there to prove that a stage moved meanwhile is detected.
+    public var beforeCommit: (@Sendable () -> Void)?
     public init() {}
 }
 
@@ -129,7 +132,7 @@ extension Store {
         guard FileSystem.exists(path) else { return [] }
         let text = String(decoding: try FileSystem.readFile(path, limit: 64 << 20), as: UTF8.self)
         return try text.split(separator: "\n").map { line in
-            do { return try JSONValue.parse(String(line)) } catch { throw SLMError.corrupt(path: path, problem: "bad record: \(error)") }
+            do { return try JSONValue.parse(String(line)) } catch { throw SLMError.damaged(path: path, problem: "bad record: \(error)") }
         }
     }
 
@@ -160,7 +163,7 @@ extension Store {
     public func policy(of name: ModelName) throws -> PromotionPolicy {
         guard FileSystem.exists(policyPath(name)) else { return PromotionPolicy() }
         let text = String(decoding: try FileSystem.readFile(policyPath(name), limit: 1 << 20), as: UTF8.self)
-        do { return try PromotionPolicy(parsing: text) } catch { throw SLMError.corrupt(path: policyPath(name), problem: "\(error)") }
+        do { return try PromotionPolicy(parsing: text) } catch { throw SLMError.damaged(path: policyPath(name), problem: "\(error)") }
     }
 
     public func setPolicy(of name: ModelName, _ policy: PromotionPolicy) throws {
@@ -223,7 +226,7 @@ extension Store {
         }
         let expected = try stageHolder(r.name, stage)
         let failures = try gateFailures(r, stage: stage, options: options)
-        if let ms = ProcessInfo.processInfo.environment["SLMSTORE_PROMOTE_PAUSE_MS"], let n = UInt32(ms) { usleep(n * 1000) }
+        options.beforeCommit?()
         let lock = try refsLock()
         defer { lock.unlock() }
         let now = try stageHolder(r.name, stage)

@@ -123,17 +123,6 @@ public enum AddInputs {
 }
 
 extension Store {
-    /// Moves finished packs from a working directory into packs/: each pack before its index,
-    /// since the index is what makes a pack visible.
-    func commitPacks(_ packs: [PackWriter]) throws {
-        for pack in packs {
-            try FileSystem.rename(pack.packPath, packPath(pack.id))
-            CrashPoint.hit("add-between-pack-and-index")
-            try FileSystem.rename(pack.indexPath, packIndexPath(pack.id))
-        }
-        if !packs.isEmpty { try FileSystem.syncDirectory(packsDirectory) }
-    }
-
     public func add(name: ModelName, version: SemVer, inputs: [AddInput], options: AddOptions = AddOptions()) throws -> AddResult {
         let started = Timestamp.monotonicSeconds()
         let dataLock = try self.dataLock(.shared)
@@ -179,10 +168,10 @@ extension Store {
         CrashPoint.hit("add-before-commit")
         try commitPacks(packs)
         CrashPoint.hit("add-after-packs")
-        try writeObject(treeBytes)
-        let versionID = try writeObject(object.encoded())
-        CrashPoint.hit("add-before-ref")
-        try writeRef(at: refPath, id: versionID)
+        let objectBytes = object.encoded()
+        let versionID = SHA256Hasher.hash(objectBytes)
+        try Publication.publish([VersionRecord(name: name, version: version, id: versionID, versionObject: objectBytes, treeObject: treeBytes)],
+                                to: LocalVersionDestination(store: self))
         CrashPoint.hit("add-after-ref")
         return AddResult(name: name, version: version, versionID: versionID, treeID: treeID, inputBytes: total,
                          storedBytes: ingester.storedBytes, newChunks: ingester.newChunks, reusedChunks: ingester.reusedChunks,

@@ -35,10 +35,10 @@ extension Store {
             while i < entry.chunks.count && (batch.isEmpty || used + Int(entry.chunks[i].rawLength) <= batchBytes) {
                 let ref = entry.chunks[i]
                 guard let loc = index.location(of: ref.id) else {
-                    throw SLMError.corrupt(path: root, problem: "chunk \(ref.id.hex) of \(versionLabel) file \(entry.path) is missing from the store")
+                    throw SLMError.damaged(path: root, problem: "chunk \(ref.id.hex) of \(versionLabel) file \(entry.path) is missing from the store")
                 }
                 guard loc.rawLength == ref.rawLength else {
-                    throw SLMError.corrupt(path: root, problem: "chunk \(ref.id.hex) has length \(loc.rawLength) in the pack index but \(ref.rawLength) in the tree")
+                    throw SLMError.damaged(path: root, problem: "chunk \(ref.id.hex) has length \(loc.rawLength) in the pack index but \(ref.rawLength) in the tree")
                 }
                 batch.append((ref, loc, used))
                 used += Int(ref.rawLength)
@@ -78,7 +78,7 @@ extension Store {
             }
             if let k = (0..<items.count).first(where: { failures[$0] != nil }) {
                 let users = self.users(of: [items[k].ref.id]).map { "\($0.version) (\($0.file))" }
-                throw SLMError.corrupt(path: packPath(items[k].loc.pack),
+                throw SLMError.damaged(path: packPath(items[k].loc.pack),
                                        problem: "damaged chunk \(items[k].ref.id.hex): \(failures[k]!.description); used by \(users.joined(separator: ", "))")
             }
             pending = items.isEmpty ? nil : UnsafeRawBufferPointer(rebasing: buffers[turn][0..<used])
@@ -86,7 +86,7 @@ extension Store {
         }
         let digest = sha.finish()
         guard digest == entry.sha256 else {
-            throw SLMError.corrupt(path: root, problem: "\(versionLabel) file \(entry.path) reassembles to SHA-256 \(digest.hex), expected \(entry.sha256.hex)")
+            throw SLMError.damaged(path: root, problem: "\(versionLabel) file \(entry.path) reassembles to SHA-256 \(digest.hex), expected \(entry.sha256.hex)")
         }
     }
 

@@ -135,22 +135,22 @@ public enum ChunkEncoder {
         switch codec {
         case .raw:
             guard payload.count == rawLength else {
-                throw SLMError.corrupt(path: what, problem: "raw chunk holds \(payload.count) bytes, expected \(rawLength)")
+                throw SLMError.damaged(path: what, problem: "raw chunk holds \(payload.count) bytes, expected \(rawLength)")
             }
             out.baseAddress!.copyMemory(from: payload.baseAddress!, byteCount: rawLength)
         case .zstd:
             let declared = ZSTD_getFrameContentSize(payload.baseAddress, payload.count)
             guard declared == UInt64(rawLength) else {
-                throw SLMError.corrupt(path: what, problem: "zstd frame declares \(declared) bytes, expected \(rawLength)")
+                throw SLMError.damaged(path: what, problem: "zstd frame declares \(declared) bytes, expected \(rawLength)")
             }
             let n = ZstdContextPool.shared.withDecompressor { ctx in
                 ZSTD_decompressDCtx(ctx, out.baseAddress, rawLength, payload.baseAddress, payload.count)
             }
             guard ZSTD_isError(n) == 0 else {
-                throw SLMError.corrupt(path: what, problem: "zstd: \(String(cString: ZSTD_getErrorName(n)))")
+                throw SLMError.damaged(path: what, problem: "zstd: \(String(cString: ZSTD_getErrorName(n)))")
             }
             guard n == rawLength else {
-                throw SLMError.corrupt(path: what, problem: "zstd frame decoded to \(n) bytes, expected \(rawLength)")
+                throw SLMError.damaged(path: what, problem: "zstd frame decoded to \(n) bytes, expected \(rawLength)")
             }
         case .planes:
             try PlaneCodec.decode(payload, rawLength: rawLength, into: out, what: what)
@@ -173,11 +173,11 @@ public enum ChunkEncoder {
     static func unzstd(_ src: UnsafeRawBufferPointer, count: Int, into out: UnsafeMutableRawPointer, what: String) throws {
         let declared = ZSTD_getFrameContentSize(src.baseAddress, src.count)
         guard declared == UInt64(count) else {
-            throw SLMError.corrupt(path: what, problem: "zstd plane declares \(declared) bytes, expected \(count)")
+            throw SLMError.damaged(path: what, problem: "zstd plane declares \(declared) bytes, expected \(count)")
         }
         let n = ZstdContextPool.shared.withDecompressor { ZSTD_decompressDCtx($0, out, count, src.baseAddress, src.count) }
         guard ZSTD_isError(n) == 0, n == count else {
-            throw SLMError.corrupt(path: what, problem: "zstd plane: \(ZSTD_isError(n) != 0 ? String(cString: ZSTD_getErrorName(n)) : "decoded \(n) bytes, expected \(count)")")
+            throw SLMError.damaged(path: what, problem: "zstd plane: \(ZSTD_isError(n) != 0 ? String(cString: ZSTD_getErrorName(n)) : "decoded \(n) bytes, expected \(count)")")
         }
     }
 }
@@ -278,7 +278,7 @@ enum PlaneCodec {
     }
 
     static func decode(_ payload: UnsafeRawBufferPointer, rawLength n: Int, into out: UnsafeMutableRawBufferPointer, what: String) throws {
-        func bad(_ m: String) -> SLMError { .corrupt(path: what, problem: "planes codec: \(m)") }
+        func bad(_ m: String) -> SLMError { .damaged(path: what, problem: "planes codec: \(m)") }
         guard payload.count >= 4 else { throw bad("payload shorter than its header") }
         let e = Int(payload[0])
         guard e == 2 || e == 4 else { throw bad("element size \(e)") }

@@ -94,8 +94,9 @@ final class ChunkIngester {
     /// When set, only these chunks are stored (seeding a pull from files already on disk).
     let wanted: Set<ChunkID>?
 
-    private var writer: PackWriter?
-    private var finished: [PackWriter] = []
+    private var sink: PackSink!
+    /// Sealed packs, committed by the caller once the whole operation is ready to commit.
+    private var sealed = SealedPacks()
     /// Chunks written by this operation, so a repeat within it is stored once.
     private var written = Set<ChunkID>()
     private(set) var newChunks = 0
@@ -115,7 +116,11 @@ final class ChunkIngester {
         self.cdc = FastCDC(chunker)
         self.level = Int32(store.config.compressionLevel)
         self.wanted = wanted
+        let sealed = self.sealed
+        sink = PackSink(directory: directory, rolloverSize: packTargetSize) { sealed.packs += $0 }
     }
+
+    final class SealedPacks { var packs: [PackWriter] = [] }
 
     struct Pending {
         var start: Int  // offset in the buffer
@@ -156,16 +161,13 @@ final class ChunkIngester {
                     reusedBytes += UInt64(pending.length)
                     continue
                 }
-                let encoded = outcome.encoded!
-                try currentWriter().append(id: outcome.id, rawLength: UInt32(pending.length), encoded: encoded)
+                guard let encoded = outcome.encoded else {
+                    throw SLMError.failed("internal: chunk \(outcome.id.hex) of \(input.sourcePath) was not encoded")
+                }
+                try sink.append(id: outcome.id, rawLength: UInt32(pending.length), encoded: encoded)
                 written.insert(outcome.id)
                 newChunks += 1
                 storedBytes += UInt64(PackFormat.recordHeaderSize + encoded.payload.count)
-            }
-            if let w = writer, w.size >= packTargetSize {
-                finished.append(w)
-                _ = try w.finish()
-                writer = nil
             }
             progress(processedBefore + current.start + UInt64(range.upperBound))
             swap(&current, &spare)
@@ -217,24 +219,9 @@ final class ChunkIngester {
         return array
     }
 
-    private func currentWriter() throws -> PackWriter {
-        if let w = writer { return w }
-        let w = try PackWriter(directory: directory)
-        writer = w
-        return w
-    }
-
-    /// Closes the open pack; returns every non-empty pack written, durable in the working directory.
+    /// Seals the open pack; returns every non-empty pack written, durable in the working directory.
     func finish() throws -> [PackWriter] {
-        if let w = writer {
-            if w.isEmpty {
-                FileSystem.remove(w.packPath)
-            } else {
-                _ = try w.finish()
-                finished.append(w)
-            }
-            writer = nil
-        }
-        return finished
+        try sink.seal()
+        return sealed.packs
     }
 }

@@ -67,7 +67,7 @@ extension Store {
                 guard fetch.insert(c.id).inserted else { continue }
                 raw += UInt64(c.rawLength)
                 guard let loc = index.location(of: c.id) else {
-                    throw SLMError.corrupt(path: root, problem: "chunk \(c.id.hex) of file \(f.path) is missing from the store")
+                    throw SLMError.damaged(path: root, problem: "chunk \(c.id.hex) of file \(f.path) is missing from the store")
                 }
                 bytes += PackFormat.recordSize(loc.storedLength)
             }
@@ -138,7 +138,7 @@ extension Store {
         let sha = SHA256Hasher()
         for c in covering {
             guard let loc = index.location(of: c.id) else {
-                throw SLMError.corrupt(path: root, problem: "chunk \(c.id.hex) of \(f.path) is missing from the store")
+                throw SLMError.damaged(path: root, problem: "chunk \(c.id.hex) of \(f.path) is missing from the store")
             }
             var buf = [UInt8](repeating: 0, count: Int(c.length))
             try buf.withUnsafeMutableBytes { try readChunk(c.id, at: loc, into: $0) }

@@ -62,17 +62,16 @@ extension Store {
                 freed += size
                 deleted += 1
             } else if Double(liveBytes) < threshold * Double(size - UInt64(PackFormat.packHeaderSize)) {
-                let writer = try PackWriter(directory: work.path)
+                // One new pack per rewritten pack: the old one goes only once the new one is committed.
+                let sink = packSink(in: work.path, rolloverSize: .max)
                 for e in liveEntries.sorted(by: { $0.offset < $1.offset }) {
                     let record = try readVerifiedRecord(e.id, at: e.location(in: pack))
-                    try writer.append(id: e.id, rawLength: e.rawLength,
-                                      encoded: EncodedChunk(codec: e.codec, payload: Array(record[PackFormat.recordHeaderSize...])))
+                    try sink.appendRecord(record, id: e.id, rawLength: e.rawLength, codec: e.codec)
                 }
-                _ = try writer.finish()
-                try commitPacks([writer])
+                try sink.seal()
                 CrashPoint.hit("gc-after-rewrite")
                 try deletePack(pack)
-                freed += size - writer.size
+                freed += size - (UInt64(PackFormat.packHeaderSize) + sink.recordBytes)
                 rewritten += 1
             }
             for e in liveEntries { kept.insert(e.id) }

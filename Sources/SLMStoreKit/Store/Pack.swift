@@ -51,10 +51,10 @@ public enum PackFormat {
     }
 
     static func parseRecordHeader(_ b: [UInt8], source: String) throws -> RecordHeader {
-        guard b.count >= recordHeaderSize else { throw SLMError.corrupt(path: source, problem: "short chunk record header") }
+        guard b.count >= recordHeaderSize else { throw SLMError.damaged(path: source, problem: "short chunk record header") }
         let id = ChunkID(canonical: b[0..<16])!
         guard let codec = ChunkCodec(rawValue: b[16]) else {
-            throw SLMError.corrupt(path: source, problem: "unknown codec \(b[16]) for chunk \(id)")
+            throw SLMError.damaged(path: source, problem: "unknown codec \(b[16]) for chunk \(id)")
         }
         return RecordHeader(id: id, codec: codec, rawLength: b.readLE(UInt32.self, at: 20), storedLength: b.readLE(UInt32.self, at: 24))
     }
@@ -117,7 +117,7 @@ public struct PackIndex: Sendable {
 
     /// Decodes and checks an index: checksum, sorting, records inside the pack.
     public static func decode(_ b: [UInt8], source: String) throws -> PackIndex {
-        func bad(_ p: String) -> SLMError { .corrupt(path: source, problem: "pack index: \(p)") }
+        func bad(_ p: String) -> SLMError { .damaged(path: source, problem: "pack index: \(p)") }
         guard b.count >= PackFormat.indexHeaderSize + 32 else { throw bad("too short (\(b.count) bytes)") }
         guard Array(b[0..<8]) == PackFormat.indexMagic else { throw bad("bad magic") }
         let version = b.readLE(UInt32.self, at: 8)

@@ -27,7 +27,7 @@ public final class Store: @unchecked Sendable {
         let configPath = root + "/config"
         guard FileSystem.exists(configPath) else {
             if !FileSystem.exists(root) { throw SLMError.notFound("\(root): no store here (create one with `slmstore init \(root)` or `slmstore add`)") }
-            throw SLMError.input(path: root, problem: "not a slmstore store (no config file)")
+            throw SLMError.notAStore(path: root, problem: "not a slmstore store (no config file)")
         }
         let config = try StoreConfig.decode(try FileSystem.readFile(configPath, limit: 1 << 20), source: configPath)
         let store = Store(root: root, config: config)
@@ -48,7 +48,7 @@ public final class Store: @unchecked Sendable {
             // right now (the config is written last); creating is idempotent, so join in.
             let layout: Set<String> = ["packs", "objects", "refs", "registry", "tmp", "locks"]
             guard try FileSystem.listDirectory(root).allSatisfy({ layout.contains($0) || $0.hasPrefix(".tmp-") }) else {
-                throw SLMError.input(path: root, problem: "directory is not empty and is not a slmstore store")
+                throw SLMError.notAStore(path: root, problem: "directory is not empty and is not a slmstore store")
             }
         }
         try config.chunker.validate()
@@ -90,7 +90,7 @@ public final class Store: @unchecked Sendable {
         let path = objectPath(id)
         guard FileSystem.exists(path) else { throw SLMError.notFound("object \(id.hex) is missing from the store") }
         let bytes = try FileSystem.readFile(path, limit: limit)
-        guard SHA256Hasher.hash(bytes) == id else { throw SLMError.corrupt(path: path, problem: "content does not hash to its id \(id.hex)") }
+        guard SHA256Hasher.hash(bytes) == id else { throw SLMError.damaged(path: path, problem: "content does not hash to its id \(id.hex)") }
         return bytes
     }
 
@@ -128,7 +128,7 @@ public final class Store: @unchecked Sendable {
         var text = String(decoding: bytes, as: UTF8.self)
         if text.hasSuffix("\n") { text.removeLast() }
         guard let id = SHA256Digest(hex: text), text == id.hex else {
-            throw SLMError.corrupt(path: source, problem: "ref does not hold a version id")
+            throw SLMError.damaged(path: source, problem: "ref does not hold a version id")
         }
         return id
     }
@@ -278,16 +278,16 @@ public enum ChunkVerifier {
         let header = try PackFormat.parseRecordHeader(record, source: what)
         guard header.id == id, header.codec == loc.codec, header.rawLength == loc.rawLength,
               header.storedLength == loc.storedLength else {
-            throw SLMError.corrupt(path: what, problem: "record header does not match the pack index")
+            throw SLMError.damaged(path: what, problem: "record header does not match the pack index")
         }
         guard record.count == PackFormat.recordHeaderSize + Int(loc.storedLength) else {
-            throw SLMError.corrupt(path: what, problem: "record has \(record.count) bytes, expected \(PackFormat.recordHeaderSize + Int(loc.storedLength))")
+            throw SLMError.damaged(path: what, problem: "record has \(record.count) bytes, expected \(PackFormat.recordHeaderSize + Int(loc.storedLength))")
         }
         try record.withUnsafeBytes { buf in
             let payload = UnsafeRawBufferPointer(rebasing: buf[PackFormat.recordHeaderSize...])
             try ChunkEncoder.decode(codec: loc.codec, payload: payload, rawLength: Int(loc.rawLength), into: out, what: what)
         }
         let got = ChunkID(of: UnsafeRawBufferPointer(rebasing: out[0..<Int(loc.rawLength)]))
-        guard got == id else { throw SLMError.corrupt(path: what, problem: "content hashes to \(got.hex), not \(id.hex)") }
+        guard got == id else { throw SLMError.damaged(path: what, problem: "content hashes to \(got.hex), not \(id.hex)") }
     }
 }

@@ -28,13 +28,13 @@ public struct StoreConfig: Equatable, Sendable {
     public func encoded() -> [UInt8] { json.canonicalBytes() + [0x0a] }
 
     public static func decode(_ bytes: [UInt8], source: String) throws -> StoreConfig {
-        func bad(_ p: String) -> SLMError { .corrupt(path: source, problem: p) }
+        func bad(_ p: String) -> SLMError { .damaged(path: source, problem: p) }
         let v: JSONValue
         do { v = try JSONValue.parse(bytes) } catch { throw bad("not a slmstore config: \(error)") }
         guard v["type"]?.stringValue == "slmstore" else { throw bad("not a slmstore config (no \"type\": \"slmstore\")") }
         guard let format = v["format"]?.uint64Value else { throw bad("config has no format number") }
         guard format <= currentFormat else {
-            throw SLMError.failed("\(source): store format \(format) is newer than this build of slmstore understands (\(currentFormat)); upgrade slmstore")
+            throw SLMError.unsupportedFormat(path: source, what: "store", found: format, supported: currentFormat)
         }
         var c = StoreConfig()
         c.format = format

@@ -19,7 +19,7 @@ struct ByteWriter {
 }
 
 /// Thrown by `ByteReader` when the input ends early or a value is out of range;
-/// callers turn it into an `SLMError.corrupt` naming the file.
+/// callers turn it into an `SLMError.damaged` naming the file.
 struct ByteReaderError: Error { let message: String }
 
 struct ByteReader {

@@ -42,7 +42,7 @@ public final class FileDescriptor: @unchecked Sendable {
                 if errno == EINTR { continue }
                 throw SLMError.io(path: path, operation: "read", errno: errno)
             }
-            if n == 0 { throw SLMError.corrupt(path: path, problem: "file ends before byte \(offset + UInt64(count))") }
+            if n == 0 { throw SLMError.damaged(path: path, problem: "file ends before byte \(offset + UInt64(count))") }
             done += n
         }
     }
@@ -162,7 +162,7 @@ public enum FileSystem {
         let file = try FileDescriptor.openForReading(path)
         let size = try file.size()
         guard size <= UInt64(limit) else {
-            throw SLMError.corrupt(path: path, problem: "\(size) bytes, more than the \(limit) allowed")
+            throw SLMError.damaged(path: path, problem: "\(size) bytes, more than the \(limit) allowed")
         }
         return try file.pread(count: Int(size), at: 0)
     }
@@ -182,6 +182,20 @@ public enum FileSystem {
             throw error
         }
         try syncDirectory(dir)
+    }
+
+    /// Copies `count` bytes from the start of `source` to `target` through a fixed 4 MiB buffer.
+    public static func copy(from source: FileDescriptor, to target: FileDescriptor, count: UInt64, what: String) throws {
+        let size = 4 << 20
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 64)
+        defer { buffer.deallocate() }
+        var at: UInt64 = 0
+        while at < count {
+            let n = Int(min(UInt64(size), count - at))
+            try source.pread(into: buffer, count: n, at: at)
+            try target.write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            at += UInt64(n)
+        }
     }
 
     public static func dirname(_ path: String) -> String {

@@ -1,5 +1,6 @@
-// The errors the library reports. Each case carries what a user needs to act on it;
-// `description` is the one-line message the command prints.
+// The errors the library reports: one typed case per situation a caller handles differently,
+// each carrying what a user needs to act on it. `description` is the one-line message; the
+// command layer alone maps cases to exit codes.
 
 public enum SLMError: Error, CustomStringConvertible, Equatable {
     /// A file or directory named by the user cannot be used.
@@ -10,12 +11,23 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
     case notFound(String)
     /// The request conflicts with what the store already holds.
     case conflict(String)
+    /// A directory (or remote) that should be a store is not one.
+    case notAStore(path: String, problem: String)
+    /// A store, manifest or object written by a newer release: nothing here can read it, so
+    /// retrying is pointless until slmstore is upgraded.
+    case unsupportedFormat(path: String, what: String, found: UInt64, supported: UInt64)
     /// Bytes in the store (or from a remote) are not what they claim to be.
-    case corrupt(path: String, problem: String)
-    /// An operating-system call failed.
+    case damaged(path: String, problem: String)
+    /// An operating-system call failed; `errno` is the cause.
     case io(path: String, operation: String, errno: Int32)
-    /// A remote answered badly.
+    /// A remote answered with a status the operation cannot use.
+    case remoteStatus(url: String, status: Int, problem: String)
+    /// A remote could not be reached or the transfer broke off. `transient` failures are retried.
+    case transport(url: String, problem: String, transient: Bool)
+    /// A remote answered, but with something unusable (bad data, a missing file it listed).
     case remote(url: String, problem: String)
+    /// The operation was asked to stop (a signal, a caller's cancel); what was committed stays.
+    case cancelled
     /// Anything else that stops the operation, worded for the user.
     case failed(String)
 
@@ -25,23 +37,26 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
         case let .argument(message): return message
         case let .notFound(message): return message
         case let .conflict(message): return message
-        case let .corrupt(path, problem): return "\(path): corrupt: \(problem)"
+        case let .notAStore(path, problem): return "\(path): \(problem)"
+        case let .unsupportedFormat(path, what, found, supported):
+            return "\(path): \(what) format \(found) is newer than this build of slmstore understands (\(supported)); upgrade slmstore"
+        case let .damaged(path, problem): return "\(path): corrupt: \(problem)"
         case let .io(path, operation, code):
             return "\(path): \(operation) failed: \(String(cString: strerror(code)))"
+        case let .remoteStatus(url, status, problem): return "\(url): HTTP \(status)\(problem.isEmpty ? "" : ": " + problem)"
+        case let .transport(url, problem, _): return "\(url): \(problem)"
         case let .remote(url, problem): return "\(url): \(problem)"
+        case .cancelled: return "interrupted"
         case let .failed(message): return message
         }
     }
 
-    /// Process exit status for this kind of error, so scripts can tell them apart.
-    public var exitCode: Int32 {
+    /// Worth trying again after a pause: the network or the server may recover.
+    public var isTransient: Bool {
         switch self {
-        case .argument: return 2
-        case .notFound: return 3
-        case .conflict: return 4
-        case .corrupt: return 5
-        case .remote: return 6
-        default: return 1
+        case let .transport(_, _, transient): return transient
+        case let .remoteStatus(_, status, _): return status >= 500 || status == 429 || status == 408
+        default: return false
         }
     }
 }

@@ -3,6 +3,7 @@
 // `<to>/<model>/current`, and never touches the installed version when anything fails.
 
 import Foundation
+import Synchronization
 
 public struct SyncOptions: Sendable {
     public var remote: String
@@ -85,18 +86,30 @@ public struct SyncState: Sendable {
     }
 }
 
-public final class SyncDaemon: @unchecked Sendable {
+/// A stop request, readable from any thread (a signal handler sets it; the round checks it).
+public final class StopFlag: Sendable {
+    private let flag = Mutex(false)
+    public init() {}
+    public func set() { flag.withLock { $0 = true } }
+    public var isSet: Bool { flag.withLock { $0 } }
+}
+
+/// Not Sendable: its state belongs to the thread that calls `run` or `round`; other threads
+/// only reach `stop`.
+public final class SyncDaemon {
     public static let stateName = ".slmstore-sync.json"
     public static let lockName = ".slmstore-sync.lock"
     static let manifestCacheName = ".slmstore-sync-manifest.json"
 
     let options: SyncOptions
     let store: Store
-    let remote: RemoteStore
+    let remote: StoreBackend
     private var lock: FileLock?
     private var state: SyncState
-    private let stopLock = NSLock()
-    private var stopRequested = false
+    public let stop = StopFlag()
+    /// Set when a round failed in a way no retry can fix (a format this build cannot read):
+    /// `run` returns, and the caller reports it.
+    public private(set) var fatalError: SLMError?
     /// Where log lines go (stdout by default).
     public var emit: @Sendable (String) -> Void = { line in
         FileHandle.standardOutput.write((line + "\n").data(using: .utf8)!)
@@ -112,7 +125,11 @@ public final class SyncDaemon: @unchecked Sendable {
         }
         lock = l
         store = try Store.create(at: options.storePath ?? options.installRoot + "/.slmstore")
-        remote = try Remotes.open(options.remote, maxBytesPerSecond: options.maxBytesPerSecond)
+        var remoteOptions = Remotes.Options()
+        remoteOptions.maxBytesPerSecond = options.maxBytesPerSecond
+        let stop = self.stop
+        remoteOptions.isCancelled = { stop.isSet }
+        remote = try Remotes.open(options.remote, options: remoteOptions)
         state = SyncState.load(options.installRoot)
         state.remote = options.remote
         state.pid = getpid()
@@ -123,17 +140,9 @@ public final class SyncDaemon: @unchecked Sendable {
         store.removeAbandonedWorkingDirectories()
     }
 
-    public func requestStop() {
-        stopLock.lock()
-        stopRequested = true
-        stopLock.unlock()
-    }
+    public func requestStop() { stop.set() }
 
-    public var isStopping: Bool {
-        stopLock.lock()
-        defer { stopLock.unlock() }
-        return stopRequested
-    }
+    public var isStopping: Bool { stop.isSet }
 
     func log(_ event: String, _ message: String, _ fields: [String: JSONValue] = [:]) {
         let time = Timestamp.now()
@@ -156,7 +165,7 @@ public final class SyncDaemon: @unchecked Sendable {
         var ok = false
         while !isStopping {
             ok = round()
-            if once { break }
+            if once || fatalError != nil || isStopping { break }
             let delay: Double
             if ok {
                 delay = options.interval
@@ -190,30 +199,52 @@ public final class SyncDaemon: @unchecked Sendable {
             state.lastError = nil
             state.lastSuccess = Timestamp.now()
             if updates == 0 { log("round", "up to date (\(options.follow.count) models)") }
-            try? state.save(options.installRoot)
+            saveState()
             return true
+        } catch SLMError.cancelled {
+            // A stop request, not a fault: what was verified is kept for the next start.
+            log("round", "interrupted by a stop request; resuming at the next start")
+            saveState()
+            return false
+        } catch let error as SLMError where { if case .unsupportedFormat = error { return true } else { return false } }() {
+            fatalError = error
+            state.lastError = error.description
+            log("error", "\(error.description); keeping the installed versions and stopping (no retry can fix this)")
+            saveState()
+            return false
         } catch {
             state.consecutiveFailures += 1
             state.faults += 1
             let message = (error as? SLMError)?.description ?? "\(error)"
             state.lastError = message
             log("error", "\(message); keeping the installed versions, retrying with backoff", ["consecutive_failures": .int(state.consecutiveFailures)])
-            try? state.save(options.installRoot)
+            saveState()
             return false
+        }
+    }
+
+    /// Status is advisory: failing to save it must not fail the round, but must be seen.
+    private func saveState() {
+        do { try state.save(options.installRoot) } catch {
+            log("error", "cannot save \(Self.stateName): \(error)")
         }
     }
 
     private func manifest() throws -> Manifest {
         let cache = options.installRoot + "/" + Self.manifestCacheName
         let haveCache = FileSystem.exists(cache)
-        if let fresh = try remote.fetchIfChanged("manifest.json", validator: haveCache ? state.manifestValidator : nil,
-                                                 limit: Manifest.maxEncodedSize) {
-            let m = try Manifest.decode(fresh.bytes, source: "\(remote.location)/manifest.json")
-            try FileSystem.writeAtomically(fresh.bytes, to: cache)
-            state.manifestValidator = fresh.validator
+        switch try remote.readIfChanged(RemoteLayout.manifest, validator: haveCache ? state.manifestValidator : nil,
+                                        limit: Manifest.maxEncodedSize) {
+        case let .changed(bytes, validator):
+            let m = try Manifest.decode(bytes, source: "\(remote.location)/manifest.json")
+            try FileSystem.writeAtomically(bytes, to: cache)
+            state.manifestValidator = validator
             return m
+        case .unchanged:
+            return try Manifest.decode(try FileSystem.readFile(cache, limit: Manifest.maxEncodedSize), source: cache)
+        case .absent:
+            throw SLMError.remote(url: "\(remote.location)/manifest.json", problem: "not found (was the store published with `slmstore push`?)")
         }
-        return try Manifest.decode(try FileSystem.readFile(cache, limit: Manifest.maxEncodedSize), source: cache)
     }
 
     /// Brings every followed model to its target; returns the number of models switched.
@@ -222,48 +253,43 @@ public final class SyncDaemon: @unchecked Sendable {
         var updates = 0
         for (name, selector) in options.follow {
             if isStopping { break }
-            guard let model = manifest.models[name.value] else {
-                throw SLMError.notFound("\(remote.location) has no model \(name)")
-            }
-            var holders: [String: SemVer] = [:]
-            for (stage, v) in model.stages { if let sv = try? SemVer(v) { holders[stage] = sv } }
-            let (target, _) = try VersionSelector.pick(selector, versions: model.versions.compactMap { try? SemVer($0.version) }, stageHolders: holders)
-            guard let entry = model.versions.first(where: { $0.version == target.description }) else { continue }
+            let (target, targetID) = try RemoteSelection.select(name, selector, in: manifest, location: remote.location)
             let dir = InstallDirectory(root: "\(options.installRoot)/\(name.value)")
             var m = state.models[name.value] ?? SyncState.Model()
             m.remoteVersion = target.description
             let current = dir.current()
-            if current == target.description, dir.installedID(of: target.description) == entry.id {
+            if current == target.description, dir.installedID(of: target.description) == targetID {
                 state.models[name.value] = m
                 continue
             }
             let started = Timestamp.monotonicSeconds()
             var fields: [String: JSONValue] = ["model": .string(name.value), "old": current.map { .string($0) } ?? .null,
                                                "new": .string(target.description)]
-            if dir.installedID(of: target.description) == entry.id {
+            if dir.installedID(of: target.description) == targetID {
                 // Already on disk (a rollback): switch without downloading.
-                try dir.switchCurrent(to: target.description)
+                try dir.installAndActivate(store: store, tree: try store.readTree(try store.readVersion(targetID).tree),
+                                           version: target.description, id: targetID, label: "\(name)@\(target)", keep: options.keep)
                 fields["chunk_bytes"] = .int(0)
                 fields["bytes_downloaded"] = .int(0)
             } else {
                 var pull = PullOptions()
                 pull.installDirectory = dir.root
                 pull.keep = options.keep
-                pull.isCancelled = { [weak self] in self?.isStopping ?? true }
-                let before = (remote.bytesReceived, remote.requests)
+                let stop = self.stop
+                pull.isCancelled = { stop.isSet }
                 let r = try store.pull(from: remote, ref: .exact(name, target), options: pull)
-                guard r.versionID == entry.id else {
-                    throw SLMError.remote(url: remote.location, problem: "\(name)@\(target) is \(r.versionID.hex.prefix(12)) but the manifest says \(entry.id.hex.prefix(12))")
+                guard r.versionID == targetID else {
+                    throw SLMError.remote(url: remote.location, problem: "\(name)@\(target) is \(r.versionID.hex.prefix(12)) but the manifest says \(targetID.hex.prefix(12))")
                 }
                 try installDependencies(of: r)
                 fields["chunk_bytes"] = .int(r.chunkBytes)
                 fields["chunks_fetched"] = .int(r.chunksFetched)
-                fields["bytes_downloaded"] = .int(remote.bytesReceived - before.0)
-                fields["requests"] = .int(remote.requests - before.1)
+                fields["bytes_downloaded"] = .int(r.bytesDownloaded)
+                fields["requests"] = .int(r.requests)
             }
             fields["seconds"] = .double(((Timestamp.monotonicSeconds() - started) * 1000).rounded() / 1000)
             m.installed = target.description
-            m.installedID = entry.id.hex
+            m.installedID = targetID.hex
             m.since = Timestamp.now()
             state.models[name.value] = m
             try state.save(options.installRoot)
@@ -284,10 +310,8 @@ public final class SyncDaemon: @unchecked Sendable {
             guard !followed.contains(dep.name.value) else { continue }
             let dir = InstallDirectory(root: "\(options.installRoot)/\(dep.name.value)")
             if dir.current() == dep.version.description && dir.installedID(of: dep.version.description) == dep.id { continue }
-            try dir.install(store: store, tree: try store.readTree(dep.object.tree), version: dep.version.description,
-                            id: dep.id, label: label)
-            try dir.switchCurrent(to: dep.version.description)
-            dir.prune(keep: options.keep)
+            try dir.installAndActivate(store: store, tree: try store.readTree(dep.object.tree), version: dep.version.description,
+                                       id: dep.id, label: label, keep: options.keep)
             log("update", "dependency \(dep.name): -> \(dep.version)", ["model": .string(dep.name.value), "new": .string(dep.version.description)])
         }
     }
@@ -317,13 +341,23 @@ public final class SyncDaemon: @unchecked Sendable {
     private func prune(_ name: ModelName, _ dir: InstallDirectory) {
         dir.prune(keep: options.keep)
         let installed = Set(dir.installedVersions())
-        guard let versions = try? store.versions(of: name) else { return }
         var removed = 0
-        for (v, id) in versions where !installed.contains(v.description) {
-            if let object = try? store.readVersion(id), (try? store.removeVersion(ResolvedVersion(name: name, version: v, id: id, object: object))) != nil {
-                removed += 1
+        do {
+            for (v, id) in try store.versions(of: name) where !installed.contains(v.description) {
+                do {
+                    try store.removeVersion(ResolvedVersion(name: name, version: v, id: id, object: try store.readVersion(id)))
+                    removed += 1
+                } catch {
+                    // Another version may still depend on it; it stays until that one goes.
+                    log("prune", "keeping \(name)@\(v) in the device store: \(error)")
+                }
             }
+            if removed > 0 {
+                let r = try store.gc()
+                log("gc", "freed \(r.bytesFreed) bytes of \(removed) old versions of \(name)")
+            }
+        } catch {
+            log("error", "pruning old versions of \(name) failed: \(error); they stay until the next update")
         }
-        if removed > 0, let r = try? store.gc() { log("gc", "freed \(r.bytesFreed) bytes of \(removed) old versions of \(name)") }
     }
 }

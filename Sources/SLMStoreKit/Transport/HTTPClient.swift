@@ -1,6 +1,7 @@
 // A small synchronous HTTP client over URLSession (FoundationNetworking on Linux) that treats
 // every response as hostile: bodies are bounded while they arrive, redirects are limited, and
-// transient failures are retried with backoff.
+// each request has an idle timeout and an overall deadline. One request, no retries: retry and
+// rate limits are backend wrappers (Backend.swift).
 
 import Foundation
 #if canImport(FoundationNetworking)
@@ -15,10 +16,10 @@ public struct HTTPResponse: Sendable {
 
 public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Sendable {
     public struct Policy: Sendable {
-        public var attempts = 5
-        public var initialBackoff = 0.2
-        public var maxBackoff = 5.0
+        /// Longest silence while waiting for bytes.
         public var timeout: TimeInterval = 30
+        /// Longest a whole request may take, however steadily a server trickles.
+        public var deadline: TimeInterval = 600
         public var maxRedirects = 5
         public init() {}
     }
@@ -32,6 +33,9 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
         var ignoredRange = false
         var expectsPartial = false
         var redirects = 0
+        var overDeadline = false
+        /// HEAD: Content-Length describes the file, not this (empty) body.
+        var headOnly = false
         let done = DispatchSemaphore(value: 0)
         init(limit: Int) { self.limit = limit }
     }
@@ -40,10 +44,6 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
     private var session: URLSession!
     private let lock = NSLock()
     private var states: [Int: TaskState] = [:]
-    /// Throttle: bytes per second across all requests, 0 for unlimited.
-    public var maxBytesPerSecond: Double = 0
-    private var throttleStart = Date()
-    private var throttleBytes: Double = 0
 
     public init(policy: Policy = Policy()) {
         self.policy = policy
@@ -61,83 +61,58 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
 
     deinit { session.invalidateAndCancel() }
 
-    public enum Failure: Error {
-        case transient(String)
-        case permanent(String)
-    }
-
-    /// One request, no retries. `limit` bounds the body; more is an error.
-    public func performOnce(_ url: URL, headers: [String: String] = [:], limit: Int) throws -> HTTPResponse {
+    /// One request. `limit` bounds the body; more is an error. Failures are
+    /// `SLMError.transport`, transient when trying again may help.
+    public func perform(_ url: URL, method: String = "GET", headers: [String: String] = [:], limit: Int) throws -> HTTPResponse {
+        func fail(_ problem: String, transient: Bool) -> SLMError {
+            .transport(url: url.absoluteString, problem: problem, transient: transient)
+        }
         var request = URLRequest(url: url)
+        request.httpMethod = method
         request.timeoutInterval = policy.timeout
         for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
         request.setValue("identity", forHTTPHeaderField: "Accept-Encoding")
         let state = TaskState(limit: limit)
         state.expectsPartial = headers["Range"] != nil
+        state.headOnly = method == "HEAD"
         let task = session.dataTask(with: request)
         lock.lock()
         states[task.taskIdentifier] = state
         lock.unlock()
         task.resume()
-        state.done.wait()
+        if state.done.wait(timeout: .now() + policy.deadline) == .timedOut {
+            state.overDeadline = true
+            task.cancel()
+            state.done.wait()
+        }
         lock.lock()
         states[task.taskIdentifier] = nil
         lock.unlock()
+        if state.overDeadline {
+            throw fail("no complete response within \(Int(policy.deadline)) s", transient: true)
+        }
         if state.ignoredRange {
-            throw Failure.permanent("server ignored the Range header (answered 200 with the whole file)")
+            throw fail("server ignored the Range header (answered 200 with the whole file)", transient: false)
         }
         if state.oversize {
-            throw Failure.permanent("response body larger than the \(limit) bytes expected")
+            throw fail("response body larger than the \(limit) bytes expected", transient: false)
         }
         if state.redirects > policy.maxRedirects {
-            throw Failure.permanent("too many redirects (more than \(policy.maxRedirects))")
+            throw fail("too many redirects (more than \(policy.maxRedirects))", transient: false)
         }
         if let error = state.error {
             let ns = error as NSError
             if ns.domain == NSURLErrorDomain && ns.code == NSURLErrorHTTPTooManyRedirects {
-                throw Failure.permanent("redirect loop")
+                throw fail("redirect loop", transient: false)
             }
-            throw Failure.transient(ns.localizedDescription)
+            throw fail(ns.localizedDescription, transient: true)
         }
-        guard let response = state.response else { throw Failure.transient("no response") }
+        guard let response = state.response else { throw fail("no response", transient: true) }
         var headers: [String: String] = [:]
         for (k, v) in response.allHeaderFields {
             if let k = k as? String, let v = v as? String { headers[k.lowercased()] = v }
         }
         return HTTPResponse(status: response.statusCode, headers: headers, body: [UInt8](state.data))
-    }
-
-    /// GET with retries on transient failures (network errors, timeouts, 5xx, 429).
-    public func get(_ url: URL, headers: [String: String] = [:], limit: Int,
-                    onRetry: ((Int, String) -> Void)? = nil) throws -> HTTPResponse {
-        var delay = policy.initialBackoff
-        var lastProblem = ""
-        for attempt in 1...policy.attempts {
-            do {
-                let r = try performOnce(url, headers: headers, limit: limit)
-                if r.status >= 500 || r.status == 429 || r.status == 408 {
-                    lastProblem = "HTTP \(r.status)"
-                } else {
-                    return r
-                }
-            } catch let Failure.transient(message) {
-                lastProblem = message
-            }
-            guard attempt < policy.attempts else { break }
-            onRetry?(attempt, lastProblem)
-            Thread.sleep(forTimeInterval: delay * Double.random(in: 0.5...1.5))
-            delay = min(delay * 2, policy.maxBackoff)
-        }
-        throw Failure.transient("\(lastProblem) (after \(policy.attempts) attempts)")
-    }
-
-    private func throttle(_ bytes: Int) {
-        guard maxBytesPerSecond > 0 else { return }
-        lock.lock()
-        throttleBytes += Double(bytes)
-        let due = throttleBytes / maxBytesPerSecond - Date().timeIntervalSince(throttleStart)
-        lock.unlock()
-        if due > 0 { Thread.sleep(forTimeInterval: due) }
     }
 
     private func state(_ task: URLSessionTask) -> TaskState? {
@@ -157,7 +132,7 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
                 completionHandler(.cancel)
                 return
             }
-            if let length = s.response?.expectedContentLength, length > Int64(s.limit) {
+            if !s.headOnly, let length = s.response?.expectedContentLength, length > Int64(s.limit) {
                 s.oversize = true
                 completionHandler(.cancel)
                 return
@@ -174,9 +149,6 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
             return
         }
         s.data.append(data)
-        // Sleeping here (on the serial delegate queue) stops reading the sockets, so TCP
-        // back-pressure really limits the rate across all requests.
-        throttle(data.count)
     }
 
     public func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
@@ -195,7 +167,7 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
     public func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: Error?) {
         guard let s = state(task) else { return }
         if s.response == nil, let r = task.response as? HTTPURLResponse { s.response = r }
-        s.error = s.oversize || s.ignoredRange || s.redirects > policy.maxRedirects ? nil : error
+        s.error = s.oversize || s.ignoredRange || s.overDeadline || s.redirects > policy.maxRedirects ? nil : error
         s.done.signal()
     }
 }

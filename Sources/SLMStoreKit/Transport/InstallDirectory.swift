@@ -4,7 +4,7 @@
 
 import Foundation
 
-public final class InstallDirectory: @unchecked Sendable {
+public final class InstallDirectory: Sendable {
     public let root: String
     public static let markerName = ".slmstore-version"
     public static let lockName = ".slmstore-lock"
@@ -65,6 +65,17 @@ public final class InstallDirectory: @unchecked Sendable {
             throw error
         }
         return true
+    }
+
+    /// The one way a version goes live: install it (unless already there), flip `current` to
+    /// it, then prune to `keep` older versions. Returns true if files were written.
+    @discardableResult
+    public func installAndActivate(store: Store, tree: TreeObject, version: String, id: SHA256Digest, label: String, keep: Int,
+                                   progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> Bool {
+        let wrote = try install(store: store, tree: tree, version: version, id: id, label: label, progress: progress)
+        try switchCurrent(to: version)
+        prune(keep: keep)
+        return wrote
     }
 
     /// Points `current` at `version` with one atomic rename.

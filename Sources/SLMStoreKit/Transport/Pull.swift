@@ -1,6 +1,7 @@
 // `pull`: bring a version (and its dependencies) from a remote into the local store, fetching
 // only missing chunks in few coalesced range requests, verifying every chunk before it is
 // stored, then optionally install it under a directory with an atomic `current` flip.
+// Read top to bottom it is the whole flow: resolve, seed, locate, plan, fetch, publish, install.
 
 import Foundation
 
@@ -16,11 +17,7 @@ public struct PullOptions: Sendable {
     public var gapLimit: UInt64 = 256 << 10
     public var maxRangeBytes: UInt64 = 16 << 20
     /// Downloaded chunks become durable (and survive a kill) at least this often.
-    public var commitEvery: UInt64 = {
-        // Tests shrink the batch to exercise resume on small models.
-        if let v = ProcessInfo.processInfo.environment["SLMSTORE_PULL_COMMIT_BYTES"], let n = UInt64(v), n > 0 { return n }
-        return 8 << 20
-    }()
+    public var commitEvery: UInt64 = 8 << 20
     public var includeDependencies = true
     public var progress: (@Sendable (UInt64, UInt64) -> Void)?
     public var log: (@Sendable (String) -> Void)?
@@ -35,8 +32,9 @@ public struct PullResult: Sendable {
     public var name: ModelName
     public var version: SemVer
     public var versionID: SHA256Digest
-    /// Every byte received from the remote during this pull (metadata and chunk ranges).
+    /// Bytes received from the remote by this pull (metadata and chunk ranges).
     public var bytesDownloaded: UInt64
+    /// Requests this pull made.
     public var requests: Int
     public var chunksFetched: Int
     /// Record bytes of the chunks fetched: what `diff` calls bytes_to_fetch.
@@ -52,222 +50,161 @@ public struct PullResult: Sendable {
     public var versions: [String]
 }
 
-/// A planned range request: records of needed chunks in one pack, with small gaps read through.
-struct RangePlan {
-    var pack: PackID
-    var range: Range<UInt64>
-    var chunks: [(id: ChunkID, entry: PackIndexEntry)]
-}
-
-enum RangePlanner {
-    static func plan(_ needed: [(ChunkID, PackID, PackIndexEntry)], gapLimit: UInt64, maxRange: UInt64) -> [RangePlan] {
-        var byPack: [PackID: [(ChunkID, PackIndexEntry)]] = [:]
-        for (id, pack, e) in needed { byPack[pack, default: []].append((id, e)) }
-        var plans: [RangePlan] = []
-        for (pack, items) in byPack.sorted(by: { $0.key < $1.key }) {
-            var current: RangePlan? = nil
-            for (id, e) in items.sorted(by: { $0.1.offset < $1.1.offset }) {
-                let r = e.recordRange
-                if var c = current, r.lowerBound >= c.range.upperBound, r.lowerBound - c.range.upperBound <= gapLimit,
-                   r.upperBound - c.range.lowerBound <= maxRange {
-                    c.range = c.range.lowerBound..<r.upperBound
-                    c.chunks.append((id, e))
-                    current = c
-                } else {
-                    if let c = current { plans.append(c) }
-                    current = RangePlan(pack: pack, range: r, chunks: [(id, e)])
-                }
-            }
-            if let c = current { plans.append(c) }
-        }
-        return plans
-    }
-}
-
 extension Store {
     public var remoteIndexCache: String { root + "/cache/pack-indexes" }
 
     /// Resolves a reference against a remote: exact versions by their ref file, anything else
     /// (stages, ranges, `latest`, ids) through the manifest.
     public func resolveRemote(_ ref: VersionRef, reader: RemoteReader) throws -> (ModelName, SemVer, SHA256Digest) {
+        let location = reader.remote.location
         switch ref {
         case let .exact(name, version):
             if let id = try reader.versionRef(name, version) { return (name, version, id) }
-            let known = (try? reader.manifest())?.models[name.value]?.versions.map(\.version) ?? []
-            throw SLMError.notFound("\(reader.remote.location) has no \(name)@\(version)\(known.isEmpty ? "" : "; versions there: " + known.joined(separator: ", "))")
+            var known: [String] = []
+            do { known = try reader.manifest().models[name.value]?.versions.map(\.version) ?? [] } catch {
+                // Only for the message: the version is missing whatever the manifest says.
+            }
+            throw SLMError.notFound("\(location) has no \(name)@\(version)\(known.isEmpty ? "" : "; versions there: " + known.joined(separator: ", "))")
         case let .selector(name, selector):
-            let manifest = try reader.manifest()
-            guard let model = manifest.models[name.value] else { throw SLMError.notFound("\(reader.remote.location) has no model \(name)") }
-            let versions = model.versions.compactMap { try? SemVer($0.version) }
-            var holders: [String: SemVer] = [:]
-            for (stage, v) in model.stages { if let sv = try? SemVer(v) { holders[stage] = sv } }
-            let (v, _) = try VersionSelector.pick(selector, versions: versions, stageHolders: holders)
-            let id = model.versions.first { $0.version == v.description }!.id
+            let (v, id) = try RemoteSelection.select(name, selector, in: try reader.manifest(), location: location)
             return (name, v, id)
         case let .id(prefix):
-            let manifest = try reader.manifest()
             var hits: [(ModelName, SemVer, SHA256Digest)] = []
-            for (name, m) in manifest.models {
+            for (name, m) in try reader.manifest().models {
                 for v in m.versions where v.id.hex.hasPrefix(prefix) {
-                    if let n = try? ModelName(name), let sv = try? SemVer(v.version) { hits.append((n, sv, v.id)) }
+                    hits.append((try ModelName(name), try SemVer(v.version), v.id))
                 }
             }
             guard hits.count == 1 else {
-                throw hits.isEmpty ? SLMError.notFound("\(reader.remote.location) has no version id starting with \(prefix)")
-                                   : SLMError.argument("version id prefix \(prefix) is ambiguous on \(reader.remote.location)")
+                throw hits.isEmpty ? SLMError.notFound("\(location) has no version id starting with \(prefix)")
+                                   : SLMError.argument("version id prefix \(prefix) is ambiguous on \(location)")
             }
             return hits[0]
         }
     }
 
-    public func pull(from remote: RemoteStore, ref: VersionRef, options: PullOptions = PullOptions()) throws -> PullResult {
-        let started = Timestamp.monotonicSeconds()
-        let reader = RemoteReader(remote: remote, cacheDirectory: remoteIndexCache)
-        let remoteConfig = try reader.config()
+    /// The requested version and, transitively, its dependencies, each checked against its ref.
+    func pullTargets(_ ref: VersionRef, reader: RemoteReader, includeDependencies: Bool) throws -> [PullTarget] {
+        let location = reader.remote.location
         let (name, version, versionID) = try resolveRemote(ref, reader: reader)
-
-        // 1. The version and its dependencies: objects fetched and verified.
-        var wanted: [(ModelName, SemVer, SHA256Digest, VersionObject, TreeObject)] = []
+        var targets: [PullTarget] = []
         var queue = [(name, version, versionID)]
         var seen = Set<SHA256Digest>()
-        var manifest: Manifest? = nil
-        while let (n, v, id) = queue.first {
-            queue.removeFirst()
+        while !queue.isEmpty {
+            let (n, v, id) = queue.removeFirst()
             guard seen.insert(id).inserted else { continue }
-            let object = try reader.version(id)
+            if seen.count > 256 { throw SLMError.remote(url: location, problem: "more than 256 versions in the dependency graph") }
+            let versionBytes = try reader.objectBytes(id, limit: VersionObject.maxEncodedSize)
+            let object = try VersionObject.decode(versionBytes, source: "\(location)/\(RemoteLayout.objectPath(id))")
             guard object.name == n.value, object.version == v else {
-                throw SLMError.remote(url: remote.location, problem: "ref \(n)@\(v) points to a version object for \(object.name)@\(object.version)")
+                throw SLMError.remote(url: location, problem: "ref \(n)@\(v) points to a version object for \(object.name)@\(object.version)")
             }
-            let tree = try reader.tree(object.tree)
-            wanted.append((n, v, id, object, tree))
-            if options.includeDependencies {
-                for dep in object.dependencies {
-                    let depName = try ModelName(dep.name)
-                    if manifest == nil { manifest = try reader.manifest() }
-                    let (dn, dv, did) = try resolveRemote(.selector(depName, dep.range), reader: reader)
-                    queue.append((dn, dv, did))
-                }
+            let treeBytes = try reader.objectBytes(object.tree, limit: TreeObject.maxEncodedSize)
+            let tree = try TreeObject.decode(treeBytes, source: "\(location)/\(RemoteLayout.objectPath(object.tree))")
+            targets.append(PullTarget(name: n, version: v, id: id, object: object, tree: tree, versionBytes: versionBytes, treeBytes: treeBytes))
+            guard includeDependencies else { continue }
+            for dep in object.dependencies {
+                let (dn, dv, did) = try resolveRemote(.selector(try ModelName(dep.name), dep.range), reader: reader)
+                queue.append((dn, dv, did))
             }
-            if seen.count > 256 { throw SLMError.remote(url: remote.location, problem: "more than 256 versions in the dependency graph") }
         }
+        return targets
+    }
+
+    public func pull(from remote: StoreBackend, ref: VersionRef, options: PullOptions = PullOptions()) throws -> PullResult {
+        let started = Timestamp.monotonicSeconds()
+        let trafficBefore = remote.traffic
+        let reader = RemoteReader(remote: remote, cacheDirectory: remoteIndexCache)
+        let remoteConfig = try reader.config()
+
+        // 1. Resolve: the version and its dependencies, objects fetched and verified.
+        let targets = try pullTargets(ref, reader: reader, includeDependencies: options.includeDependencies)
+        let target = targets[0]
 
         let dataLock = try self.dataLock(.shared)
         defer { dataLock.unlock() }
         removeAbandonedWorkingDirectories()
         var index = try loadChunkIndex()
-        var needed = Set<ChunkID>()
-        for w in wanted { for f in w.4.files { for c in f.chunks where !index.contains(c.id) { needed.insert(c.id) } } }
+        var needed = PullPlan.missingChunks(targets, have: index.contains)
 
         // 2. Seeds: files already on disk (explicit, or the installed current version).
         var seeds = options.seeds
         if let dir = options.installDirectory, FileSystem.isDirectory(dir + "/current") { seeds.append(dir + "/current") }
         var fromSeeds = 0
         if !needed.isEmpty && !seeds.isEmpty {
-            let work = try makeWorkingDirectory("seed")
-            defer { work.remove() }
-            let ingester = ChunkIngester(store: self, existing: index, directory: work.path, packTargetSize: 256 << 20,
-                                         chunker: remoteConfig.chunker, wanted: needed)
-            for seed in seeds where FileSystem.isDirectory(seed) {
-                for input in (try? AddInputs.collectLenient(seed)) ?? [] {
-                    _ = try? ingester.ingest(input) { _ in }
-                }
-            }
-            let packs = try ingester.finish()
-            try commitPacks(packs)
-            fromSeeds = ingester.newChunks
-            options.log?("reused \(ingester.newChunks) chunks from files on disk")
+            fromSeeds = try ingestSeeds(seeds, wanted: Set(needed), existing: index, chunker: remoteConfig.chunker, log: options.log)
             index = try loadChunkIndex()
             needed = needed.filter { !index.contains($0) }
         }
 
         // 3. Locate the missing chunks in the remote's pack indexes and plan range requests.
-        var located: [(ChunkID, PackID, PackIndexEntry)] = []
+        var located: [LocatedChunk] = []
         if !needed.isEmpty {
-            if manifest == nil { manifest = try reader.manifest() }
-            var packs: [PackID] = []
-            for w in wanted {
-                if let e = manifest!.models[w.0.value]?.versions.first(where: { $0.id == w.2 }) { packs += e.packs }
-            }
-            if packs.isEmpty { packs = manifest!.packs }
-            var remaining = needed
-            for pack in Set(packs).sorted() where !remaining.isEmpty {
-                let pi = try reader.packIndex(pack)
-                for e in pi.entries where remaining.contains(e.id) {
-                    located.append((e.id, pack, e))
-                    remaining.remove(e.id)
-                }
-            }
-            if !remaining.isEmpty && Set(packs) != Set(manifest!.packs) {
-                for pack in manifest!.packs where !remaining.isEmpty && !packs.contains(pack) {
-                    let pi = try reader.packIndex(pack)
-                    for e in pi.entries where remaining.contains(e.id) {
-                        located.append((e.id, pack, e))
-                        remaining.remove(e.id)
-                    }
-                }
-            }
-            guard remaining.isEmpty else {
-                throw SLMError.remote(url: remote.location, problem: "\(remaining.count) chunks of \(name)@\(version) are in no pack the remote lists (e.g. \(remaining.first!.hex))")
-            }
+            var rawLengths: [ChunkID: UInt32] = [:]
+            for t in targets { for f in t.tree.files { for c in f.chunks { rawLengths[c.id] = c.rawLength } } }
+            located = try PullPlan.locate(needed, rawLengths: rawLengths, order: PullPlan.packOrder(targets, manifest: try reader.manifest()),
+                                          location: remote.location, index: reader.packIndex)
         }
-        let sizes = Dictionary(wanted.flatMap { $0.4.files.flatMap { $0.chunks.map { ($0.id, $0.rawLength) } } }, uniquingKeysWith: { a, _ in a })
-        for (id, _, e) in located where sizes[id] != e.rawLength {
-            throw SLMError.remote(url: remote.location, problem: "chunk \(id.hex) is \(e.rawLength) bytes in the pack index but \(sizes[id] ?? 0) in the tree")
-        }
-        let plans = RangePlanner.plan(located, gapLimit: options.gapLimit, maxRange: options.maxRangeBytes)
-        let chunkBytes = located.reduce(UInt64(0)) { $0 + PackFormat.recordSize($1.2.storedLength) }
+        let plans = PullPlan.ranges(located, gapLimit: options.gapLimit, maxRange: options.maxRangeBytes)
+        let chunkBytes = located.reduce(UInt64(0)) { $0 + PackFormat.recordSize($1.entry.storedLength) }
 
-        // 4. Fetch, verify, store.
+        // 4. Fetch, verify, store (committed as it goes, so a killed pull resumes).
         let fetcher = try ChunkFetcher(store: self, remote: remote, plans: plans, commitEvery: options.commitEvery,
                                        progressTotal: chunkBytes, progress: options.progress, isCancelled: options.isCancelled)
         try fetcher.run(parallel: options.parallelRequests)
         index = try loadChunkIndex()
-        for w in wanted {
-            for f in w.4.files {
-                for c in f.chunks where !index.contains(c.id) {
-                    throw SLMError.failed("chunk \(c.id.hex) of \(w.0)@\(w.1) is still missing after the pull")
-                }
-            }
+        if let stillMissing = PullPlan.missingChunks(targets, have: index.contains).first {
+            throw SLMError.failed("chunk \(stillMissing.hex) of \(target.label) is still missing after the pull")
         }
 
-        // 5. Objects and refs, dependencies first.
-        for w in wanted.reversed() {
-            try writeObject(w.4.encoded())
-            try writeObject(w.3.encoded())
-        }
+        // 5. Publish: objects and refs, dependencies first.
         do {
             let refs = try refsLock()
             defer { refs.unlock() }
-            for w in wanted.reversed() {
-                let path = versionRefPath(w.0, w.1)
-                if let existing = try readRef(at: path) {
-                    guard existing == w.2 else {
-                        throw SLMError.conflict("local \(w.0)@\(w.1) is version \(existing.hex.prefix(12)) but the remote's is \(w.2.hex.prefix(12)); versions are immutable")
-                    }
-                } else {
-                    try writeRef(at: path, id: w.2)
-                }
-            }
+            try Publication.publish(targets.reversed().map(\.record), to: LocalVersionDestination(store: self))
         }
 
         // 6. Install.
         var installed: String? = nil
         var installedNew = false
         if let dir = options.installDirectory {
-            let target = wanted[0]
             let install = InstallDirectory(root: dir)
-            installedNew = try install.install(store: self, tree: target.4, version: target.1.description, id: target.2,
-                                               label: "\(target.0)@\(target.1)")
-            try install.switchCurrent(to: target.1.description)
-            install.prune(keep: options.keep)
-            installed = install.path(of: target.1.description)
+            installedNew = try install.installAndActivate(store: self, tree: target.tree, version: target.version.description,
+                                                          id: target.id, label: target.label, keep: options.keep)
+            installed = install.path(of: target.version.description)
         }
-        return PullResult(name: name, version: version, versionID: versionID, bytesDownloaded: remote.bytesReceived,
-                          requests: remote.requests, chunksFetched: located.count, chunkBytes: chunkBytes,
+        let traffic = remote.traffic.since(trafficBefore)
+        return PullResult(name: target.name, version: target.version, versionID: target.id, bytesDownloaded: traffic.bytesReceived,
+                          requests: traffic.requests, chunksFetched: located.count, chunkBytes: chunkBytes,
                           rangeBytes: fetcher.rangeBytes, metadataBytes: reader.metadataBytes,
                           chunksFromSeeds: fromSeeds, seconds: Timestamp.monotonicSeconds() - started,
                           installedPath: installed, installedNew: installedNew,
-                          versions: wanted.map { "\($0.0)@\($0.1)" })
+                          versions: targets.map(\.label))
+    }
+
+    /// Stores the `wanted` chunks found in files under the seed directories; returns how many.
+    /// A seed file that cannot be read is skipped (it is only a shortcut), with the reason logged.
+    func ingestSeeds(_ seeds: [String], wanted: Set<ChunkID>, existing: ChunkIndex, chunker: ChunkerParameters,
+                     log: (@Sendable (String) -> Void)?) throws -> Int {
+        let work = try makeWorkingDirectory("seed")
+        defer { work.remove() }
+        let ingester = ChunkIngester(store: self, existing: existing, directory: work.path, packTargetSize: 256 << 20,
+                                     chunker: chunker, wanted: wanted)
+        for seed in seeds where FileSystem.isDirectory(seed) {
+            let inputs: [AddInput]
+            do { inputs = try AddInputs.collectLenient(seed) } catch {
+                log?("seed \(seed) skipped: \(error)")
+                continue
+            }
+            for input in inputs {
+                do { _ = try ingester.ingest(input) { _ in } } catch {
+                    log?("seed file \(input.sourcePath) skipped: \(error)")
+                }
+            }
+        }
+        try commitPacks(try ingester.finish())
+        if ingester.newChunks > 0 { log?("reused \(ingester.newChunks) chunks from files on disk") }
+        return ingester.newChunks
     }
 }
 
@@ -275,7 +212,7 @@ extension Store {
 /// verified chunks to packs that are committed as they fill, so an interrupted pull resumes.
 final class ChunkFetcher: @unchecked Sendable {
     let store: Store
-    let remote: RemoteStore
+    let remote: StoreBackend
     let plans: [RangePlan]
     let commitEvery: UInt64
     let progressTotal: UInt64
@@ -285,12 +222,12 @@ final class ChunkFetcher: @unchecked Sendable {
     private let lock = NSLock()
     private var next = 0
     private var failure: Error?
-    private var writer: PackWriter?
+    private var sink: PackSink!
     private let work: WorkingDirectory
     private var done: UInt64 = 0
     private(set) var rangeBytes: UInt64 = 0
 
-    init(store: Store, remote: RemoteStore, plans: [RangePlan], commitEvery: UInt64, progressTotal: UInt64,
+    init(store: Store, remote: StoreBackend, plans: [RangePlan], commitEvery: UInt64, progressTotal: UInt64,
          progress: (@Sendable (UInt64, UInt64) -> Void)?, isCancelled: (@Sendable () -> Bool)? = nil) throws {
         self.isCancelled = isCancelled
         self.store = store
@@ -300,6 +237,7 @@ final class ChunkFetcher: @unchecked Sendable {
         self.progressTotal = progressTotal
         self.progress = progress
         work = try store.makeWorkingDirectory("pull")
+        sink = store.packSink(in: work.path, rolloverSize: commitEvery) { CrashPoint.hit("pull-after-commit") }
     }
 
     func run(parallel: Int) throws {
@@ -317,7 +255,7 @@ final class ChunkFetcher: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         // Verified chunks are kept even when the pull fails, so the next attempt resumes.
-        let committed = Result { try commitLocked() }
+        let committed = Result { try sink.seal() }
         if let failure { throw failure }
         try committed.get()
     }
@@ -325,7 +263,7 @@ final class ChunkFetcher: @unchecked Sendable {
     private func worker() {
         while true {
             lock.lock()
-            if failure == nil, isCancelled?() == true { failure = SLMError.failed("interrupted") }
+            if failure == nil, isCancelled?() == true { failure = SLMError.cancelled }
             if failure != nil || next >= plans.count { lock.unlock(); return }
             let plan = plans[next]
             next += 1
@@ -343,10 +281,11 @@ final class ChunkFetcher: @unchecked Sendable {
 
     private func fetch(_ plan: RangePlan) throws {
         let path = "packs/\(plan.pack.hex).pack"
-        let body = try remote.fetchRange(path, range: plan.range)
+        let body = try remote.readRange(path, range: plan.range)
         var verified: [(ChunkID, PackIndexEntry, EncodedChunk)] = []
         var scratch = [UInt8](repeating: 0, count: 0)
-        for (id, e) in plan.chunks {
+        for item in plan.chunks {
+            let (id, e) = (item.id, item.entry)
             let start = Int(e.offset - plan.range.lowerBound)
             let end = start + PackFormat.recordHeaderSize + Int(e.storedLength)
             let record = Array(body[start..<end])
@@ -356,28 +295,16 @@ final class ChunkFetcher: @unchecked Sendable {
                 try scratch.withUnsafeMutableBytes { out in
                     try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: out, what: "\(remote.location)/\(path)")
                 }
-            } catch let error as SLMError {
-                if case let .corrupt(p, problem) = error { throw SLMError.remote(url: p, problem: "served bad data: \(problem)") }
-                throw error
+            } catch let SLMError.damaged(p, problem) {
+                throw SLMError.remote(url: p, problem: "served bad data: \(problem)")
             }
             verified.append((id, e, EncodedChunk(codec: e.codec, payload: Array(record[PackFormat.recordHeaderSize...]))))
         }
         lock.lock()
         defer { lock.unlock() }
-        if writer == nil { writer = try PackWriter(directory: work.path) }
-        for (id, e, encoded) in verified { try writer!.append(id: id, rawLength: e.rawLength, encoded: encoded) }
+        for (id, e, encoded) in verified { try sink.append(id: id, rawLength: e.rawLength, encoded: encoded) }
         rangeBytes += UInt64(body.count)
         done += verified.reduce(0) { $0 + PackFormat.recordSize($1.1.storedLength) }
-        if writer!.size >= commitEvery { try commitLocked() }
         progress?(done, progressTotal)
-    }
-
-    private func commitLocked() throws {
-        guard let w = writer else { return }
-        writer = nil
-        if w.isEmpty { FileSystem.remove(w.packPath); return }
-        _ = try w.finish()
-        try store.commitPacks([w])
-        CrashPoint.hit("pull-after-commit")
     }
 }

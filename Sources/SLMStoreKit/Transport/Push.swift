@@ -1,6 +1,8 @@
-// `push`: publish local versions into a store directory (a path remote). Chunks the destination
-// lacks are verified and copied into a new pack there; objects follow; refs and manifest.json
-// move last, under the destination's refs lock, so concurrent pushes never lose each other's refs.
+// `push`: publish local versions into a remote through its backend. Chunks the remote lacks are
+// verified and written into new packs (pack before index); objects follow, then version refs
+// (created once), stage refs and registry records; manifest.json is replaced last with a
+// compare-and-swap, rebuilt from the remote's refs on conflict, so concurrent publishers all end
+// up listed.
 
 import Foundation
 
@@ -13,136 +15,219 @@ public struct PushResult: Sendable {
     public var seconds: Double
 }
 
+public struct PushOptions: Sendable {
+    /// New packs are sealed (and uploaded) at this size.
+    public var packTargetSize: UInt64 = 256 << 20
+    public var progress: (@Sendable (UInt64, UInt64) -> Void)?
+    public init() {}
+}
+
 extension Store {
-    /// Pushes `refs` (all versions when empty) and, for the models involved, their stage refs
-    /// and registry records.
-    public func push(to destinationPath: String, refs requested: [VersionRef],
-                     progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> PushResult {
+    public func push(to destination: StoreBackend, refs requested: [VersionRef], options: PushOptions = PushOptions()) throws -> PushResult {
         let started = Timestamp.monotonicSeconds()
-        let destination: Store
-        do {
-            destination = try Store.create(at: destinationPath, config: config)
-        } catch SLMError.input(_, let problem) where problem.contains("not a slmstore store") {
-            throw SLMError.input(path: destinationPath, problem: "not a slmstore store (no config) and not empty; refusing to push into it")
+        guard destination.isWritable else {
+            throw SLMError.argument("\(destination.location) is read-only; push writes to a directory")
         }
+        let lease = try destination.publishLease()
+        defer { _ = lease }
+        try RemoteSetup.ensureStore(destination, config: config)
+        let selected = try versionsToPush(requested)
 
-        // What to push: the requested versions (or all) plus what they depend on.
-        var selected: [ResolvedVersion] = []
-        if requested.isEmpty {
-            for m in try models() { for (v, id) in try versions(of: m) { selected.append(ResolvedVersion(name: m, version: v, id: id, object: try readVersion(id))) } }
-        } else {
-            var queue = try requested.map { try resolve($0) }
-            var seen = Set<SHA256Digest>()
-            while !queue.isEmpty {
-                let r = queue.removeFirst()
-                guard seen.insert(r.id).inserted else { continue }
-                selected.append(r)
-                for d in r.object.dependencies {
-                    if let dep = try? resolveSelector(name: try ModelName(d.name), selector: d.range).resolved { queue.append(dep) }
-                }
-            }
-        }
-
-        let dataLock = try destination.dataLock(.shared)
+        let dataLock = try self.dataLock(.shared)
         defer { dataLock.unlock() }
-        destination.removeAbandonedWorkingDirectories()
-        let remoteIndex = try destination.loadChunkIndex()
+        let remoteIndexes = try RemoteSetup.packIndexes(destination)
+        var remoteIndex = ChunkIndex()
+        for (id, index) in remoteIndexes.sorted(by: { $0.key < $1.key }) { remoteIndex.add(pack: id, index: index) }
         let localIndex = try loadChunkIndex()
-        var trees: [SHA256Digest: TreeObject] = [:]
+
+        // What the remote lacks: versions (a version already there must be the same one) and chunks.
+        var present: [String] = []
+        var toPush: [(ResolvedVersion, TreeObject, treeBytes: [UInt8], versionBytes: [UInt8])] = []
         var missing: [ChunkID] = []
         var missingSet = Set<ChunkID>()
-        var present: [String] = []
-        var toPush: [ResolvedVersion] = []
         for r in selected {
-            if let existing = try destination.readRef(at: destination.versionRefPath(r.name, r.version)) {
+            let refPath = RemoteLayout.versionRefPath(r.name, r.version)
+            if let bytes = try destination.read(refPath, limit: 4096) {
+                let existing = try Store.parseRefFile(bytes, source: "\(destination.location)/\(refPath)")
                 guard existing == r.id else {
-                    throw SLMError.conflict("\(destinationPath) already has \(r.name)@\(r.version) as a different version (\(existing.hex.prefix(12)) vs local \(r.id.hex.prefix(12))); versions are immutable")
+                    throw SLMError.conflict("\(destination.location) already has \(r.name)@\(r.version) as a different version (\(existing.hex.prefix(12)) vs local \(r.id.hex.prefix(12))); versions are immutable")
                 }
                 present.append("\(r.name)@\(r.version)")
                 continue
             }
-            toPush.append(r)
-            let tree = try readTree(r.object.tree)
-            trees[r.object.tree] = tree
+            let treeBytes = try readObject(r.object.tree, limit: TreeObject.maxEncodedSize)
+            let tree = try TreeObject.decode(treeBytes, source: objectPath(r.object.tree))
+            toPush.append((r, tree, treeBytes, try readObject(r.id, limit: VersionObject.maxEncodedSize)))
             for f in tree.files {
                 for c in f.chunks where !remoteIndex.contains(c.id) && missingSet.insert(c.id).inserted { missing.append(c.id) }
             }
         }
 
-        // Copy missing chunks, verified, into new packs at the destination.
-        let work = try destination.makeWorkingDirectory("push")
+        // Missing chunks, verified, into new packs; each is uploaded pack first, index last.
+        let work = try makeWorkingDirectory("push")
         defer { work.remove() }
-        var writers: [PackWriter] = []
-        var writer: PackWriter? = nil
+        let sink = PackSink(directory: work.path, rolloverSize: options.packTargetSize) { packs in
+            for p in packs {
+                try destination.upload(RemoteLayout.packPath(p.id), fromFile: p.packPath)
+                try destination.upload(RemoteLayout.packIndexPath(p.id), fromFile: p.indexPath)
+                FileSystem.remove(p.packPath)
+                FileSystem.remove(p.indexPath)
+            }
+        }
         var copied: UInt64 = 0
-        let total = missing.reduce(UInt64(0)) { acc, id in acc + UInt64(localIndex.location(of: id)?.storedLength ?? 0) }
+        var total: UInt64 = 0
+        for id in missing { total += UInt64(localIndex.location(of: id)?.storedLength ?? 0) }
         for id in missing {
             guard let loc = localIndex.location(of: id) else {
-                throw SLMError.corrupt(path: root, problem: "chunk \(id.hex) is missing from the local store; run `slmstore verify`")
+                throw SLMError.damaged(path: root, problem: "chunk \(id.hex) is missing from the local store; run `slmstore verify`")
             }
-            let record = try readVerifiedRecord(id, at: loc)
-            if writer == nil { writer = try PackWriter(directory: work.path) }
-            try writer!.append(id: id, rawLength: loc.rawLength,
-                               encoded: EncodedChunk(codec: loc.codec, payload: Array(record[PackFormat.recordHeaderSize...])))
+            try sink.appendRecord(try readVerifiedRecord(id, at: loc), id: id, rawLength: loc.rawLength, codec: loc.codec)
             copied += UInt64(loc.storedLength)
-            if writer!.size >= 256 << 20 { _ = try writer!.finish(); writers.append(writer!); writer = nil }
-            progress?(copied, total)
+            options.progress?(copied, total)
         }
-        if let w = writer { _ = try w.finish(); writers.append(w) }
-        try destination.commitPacks(writers)
-        for r in toPush {
-            try destination.writeObject(trees[r.object.tree]!.encoded())
-            try destination.writeObject(r.object.encoded())
-        }
+        try sink.seal()
         CrashPoint.hit("push-before-refs")
 
-        // Refs, stages, registry records and the manifest, last and under the destination's lock.
-        var stagesPushed: [String] = []
-        do {
-            let refs = try destination.refsLock()
-            defer { refs.unlock() }
-            for r in toPush {
-                let path = destination.versionRefPath(r.name, r.version)
-                if let existing = try destination.readRef(at: path), existing != r.id {
-                    throw SLMError.conflict("\(destinationPath) received a different \(r.name)@\(r.version) meanwhile")
-                }
-                try destination.writeRef(at: path, id: r.id)
-            }
-            let models = Set(selected.map(\.name))
-            for m in models.sorted() {
-                for (stage, id) in try stageRefs(of: m) where try destination.readRef(at: destination.versionRefPath(m, try readVersion(id).version)) == id {
-                    let path = destination.stageRefPath(m, stage)
-                    if try destination.readRef(at: path) != id {
-                        try destination.writeRef(at: path, id: id)
-                        stagesPushed.append("\(m)@\(stage)")
-                    }
-                }
-                try copyRegistryRecords(of: m, to: destination)
-            }
-            try destination.writeManifest()
+        // Objects and version refs, dependencies first.
+        let records = toPush.reversed().map {
+            VersionRecord(name: $0.0.name, version: $0.0.version, id: $0.0.id, versionObject: $0.versionBytes, treeObject: $0.treeBytes)
         }
-        return PushResult(versionsPushed: toPush.map { "\($0.name)@\($0.version)" }, versionsPresent: present,
+        try Publication.publish(records, to: RemoteVersionDestination(backend: destination))
+
+        // Stages (only those naming a version the remote has) and registry records.
+        var stagesPushed: [String] = []
+        for m in Set(selected.map(\.name)).sorted() {
+            for (stage, id) in try stageRefs(of: m) {
+                let version = try readVersion(id).version
+                let refPath = RemoteLayout.versionRefPath(m, version)
+                guard let bytes = try destination.read(refPath, limit: 4096),
+                      try Store.parseRefFile(bytes, source: "\(destination.location)/\(refPath)") == id else { continue }
+                let stagePath = RemoteLayout.stageRefPath(m, stage)
+                let current = try destination.read(stagePath, limit: 4096).map { try Store.parseRefFile($0, source: "\(destination.location)/\(stagePath)") }
+                if current != id {
+                    try destination.write(stagePath, bytes: Array((id.hex + "\n").utf8))
+                    stagesPushed.append("\(m)@\(stage)")
+                }
+            }
+            try copyRegistryRecords(of: m, to: destination)
+        }
+        try RemoteSetup.replaceManifest(destination, knownIndexes: remoteIndexes)
+        return PushResult(versionsPushed: toPush.map { "\($0.0.name)@\($0.0.version)" }, versionsPresent: present,
                           chunksCopied: missing.count, bytesCopied: copied, stagesPushed: stagesPushed,
                           seconds: Timestamp.monotonicSeconds() - started)
     }
 
-    /// Registry records (history, metrics, policy) travel with the model; a destination copy
-    /// is replaced only by a longer local one, since the logs are append-only.
-    func copyRegistryRecords(of model: ModelName, to destination: Store) throws {
+    /// The requested versions (every version when none are named) and, transitively, the
+    /// versions they depend on. A dependency that does not resolve here stops the push: a remote
+    /// must never list a version whose dependencies it cannot serve.
+    func versionsToPush(_ requested: [VersionRef]) throws -> [ResolvedVersion] {
+        var queue: [ResolvedVersion] = []
+        if requested.isEmpty {
+            for m in try models() { for (v, id) in try versions(of: m) { queue.append(ResolvedVersion(name: m, version: v, id: id, object: try readVersion(id))) } }
+        } else {
+            queue = try requested.map { try resolve($0) }
+        }
+        var selected: [ResolvedVersion] = []
+        var seen = Set<SHA256Digest>()
+        while !queue.isEmpty {
+            let r = queue.removeFirst()
+            guard seen.insert(r.id).inserted else { continue }
+            selected.append(r)
+            for d in r.object.dependencies {
+                do {
+                    queue.append(try resolveSelector(name: try ModelName(d.name), selector: d.range).resolved)
+                } catch let e as SLMError {
+                    throw SLMError.notFound("\(r.name)@\(r.version) depends on \(d.name)@\(d.range), which does not resolve in \(root) (\(e.description)); add it before pushing")
+                }
+            }
+        }
+        return selected
+    }
+
+    /// Registry records (history, metrics, policy) travel with the model. The logs are
+    /// append-only, so a remote copy is replaced only by a longer local one, with a
+    /// compare-and-swap so a concurrent publisher's longer copy is never overwritten.
+    func copyRegistryRecords(of model: ModelName, to destination: StoreBackend) throws {
         let src = "\(registryDirectory)/\(model.value)"
         guard FileSystem.isDirectory(src) else { return }
         func copy(_ rel: String) throws {
-            let from = "\(src)/\(rel)", to = "\(destination.registryDirectory)/\(model.value)/\(rel)"
+            let from = rel.isEmpty ? src : "\(src)/\(rel)"
             if FileSystem.isDirectory(from) {
                 for name in try FileSystem.listDirectory(from) where !name.hasPrefix(".") { try copy(rel.isEmpty ? name : "\(rel)/\(name)") }
                 return
             }
             let bytes = try FileSystem.readFile(from, limit: 64 << 20)
-            let existing = (try? FileSystem.readFile(to, limit: 64 << 20)) ?? []
-            guard bytes != existing, bytes.count >= existing.count else { return }
-            try FileSystem.makeDirectories(FileSystem.dirname(to))
-            try FileSystem.writeAtomically(bytes, to: to)
+            let path = "registry/\(model.value)/\(rel)"
+            for _ in 0..<10 {
+                let existing: [UInt8]
+                let validator: String?
+                switch try destination.readIfChanged(path, validator: nil, limit: 64 << 20) {
+                case .absent: existing = []; validator = nil
+                case let .changed(b, v): existing = b; validator = v
+                case .unchanged: continue
+                }
+                guard bytes != existing, bytes.count >= existing.count else { return }
+                if existing.isEmpty || validator != nil, try destination.write(path, bytes: bytes, ifMatching: validator) { return }
+            }
+            throw SLMError.conflict("\(destination.location)/\(path) kept changing while being published; push again")
         }
         try copy("")
+    }
+}
+
+/// Steps on a remote store that are not about one version: creating it, reading its pack
+/// indexes, rebuilding its manifest.
+enum RemoteSetup {
+    static let layout: Set<String> = ["packs", "objects", "refs", "registry", "tmp", "locks", "web", "manifest.json"]
+
+    /// Makes `backend` a store if it is not one yet. A location holding anything but store
+    /// files is refused; two publishers creating one store at once both succeed.
+    static func ensureStore(_ backend: StoreBackend, config: StoreConfig) throws {
+        for _ in 0..<3 {
+            if let bytes = try backend.read(RemoteLayout.config, limit: 1 << 20) {
+                _ = try StoreConfig.decode(bytes, source: "\(backend.location)/config")
+                return
+            }
+            let entries = try backend.list("", recursive: false)
+            if let stray = entries.first(where: { !layout.contains($0) }) {
+                throw SLMError.notAStore(path: backend.location, problem: "not a slmstore store (no config) and not empty (it holds \"\(stray)\"); refusing to push into it")
+            }
+            try config.chunker.validate()
+            if try backend.write(RemoteLayout.config, bytes: config.encoded(), ifMatching: nil) { return }
+        }
+        throw SLMError.conflict("\(backend.location): its config kept changing while being created; push again")
+    }
+
+    /// Every committed pack's index on the remote, verified.
+    static func packIndexes(_ backend: StoreBackend, reuse known: [PackID: PackIndex] = [:]) throws -> [PackID: PackIndex] {
+        var out: [PackID: PackIndex] = [:]
+        for path in try backend.list("packs", recursive: false) where path.hasSuffix(".idx") {
+            let name = FileSystem.basename(path)
+            guard let id = PackID(hex: String(name.dropLast(4))) else { continue }
+            if let k = known[id] { out[id] = k; continue }
+            guard let bytes = try backend.read(path, limit: PackIndex.maxEncodedSize) else { continue }
+            out[id] = try PackIndex.decode(bytes, source: "\(backend.location)/\(path)")
+        }
+        return out
+    }
+
+    /// Rebuilds manifest.json from the remote's refs and replaces it only if nobody else did
+    /// meanwhile; on a conflict the rebuild sees the other publisher's refs too.
+    static func replaceManifest(_ backend: StoreBackend, knownIndexes: [PackID: PackIndex]) throws {
+        var known = knownIndexes
+        for _ in 0..<20 {
+            let expected: String?
+            switch try backend.readIfChanged(RemoteLayout.manifest, validator: nil, limit: Manifest.maxEncodedSize) {
+            case .absent: expected = nil
+            case let .changed(_, v):
+                guard let v else { continue }  // replaced while being read: read again
+                expected = v
+            case .unchanged: continue
+            }
+            known = try packIndexes(backend, reuse: known)
+            let manifest = try ManifestBuilder.build(from: backend, indexes: known)
+            if try backend.write(RemoteLayout.manifest, bytes: manifest.encoded(), ifMatching: expected) { return }
+        }
+        throw SLMError.conflict("\(backend.location)/manifest.json kept changing while being replaced; push again")
     }
 }

@@ -3,20 +3,20 @@
 
 import Foundation
 
-public final class RemoteReader: @unchecked Sendable {
-    public let remote: RemoteStore
+public final class RemoteReader: @unchecked Sendable {  // metadataBytes is guarded by `lock`
+    public let remote: StoreBackend
     /// Where verified pack indexes are cached (they are immutable, so valid forever).
     let cacheDirectory: String?
     public private(set) var metadataBytes: UInt64 = 0
     private let lock = NSLock()
 
-    public init(remote: RemoteStore, cacheDirectory: String?) {
+    public init(remote: StoreBackend, cacheDirectory: String?) {
         self.remote = remote
         self.cacheDirectory = cacheDirectory
     }
 
     private func get(_ path: String, limit: Int) throws -> [UInt8]? {
-        let b = try remote.fetch(path, limit: limit)
+        let b = try remote.read(path, limit: limit)
         lock.lock()
         metadataBytes += UInt64(b?.count ?? 0)
         lock.unlock()
@@ -27,7 +27,7 @@ public final class RemoteReader: @unchecked Sendable {
 
     public func config() throws -> StoreConfig {
         guard let bytes = try get("config", limit: 1 << 20) else {
-            throw SLMError.remote(url: where_("config"), problem: "not a slmstore store (no config)")
+            throw SLMError.notAStore(path: where_("config"), problem: "not a slmstore store (no config)")
         }
         return try StoreConfig.decode(bytes, source: where_("config"))
     }
@@ -45,7 +45,8 @@ public final class RemoteReader: @unchecked Sendable {
         return try Store.parseRefFile(bytes, source: where_(path))
     }
 
-    func object(_ id: SHA256Digest, limit: Int) throws -> [UInt8] {
+    /// An object's exact bytes, checked against its id: stored as they are, never re-encoded.
+    func objectBytes(_ id: SHA256Digest, limit: Int) throws -> [UInt8] {
         let hex = id.hex
         let path = "objects/\(hex.prefix(2))/\(hex.dropFirst(2))"
         guard let bytes = try get(path, limit: limit) else {
@@ -58,11 +59,11 @@ public final class RemoteReader: @unchecked Sendable {
     }
 
     public func version(_ id: SHA256Digest) throws -> VersionObject {
-        try VersionObject.decode(try object(id, limit: VersionObject.maxEncodedSize), source: where_("objects/\(id.hex)"))
+        try VersionObject.decode(try objectBytes(id, limit: VersionObject.maxEncodedSize), source: where_("objects/\(id.hex)"))
     }
 
     public func tree(_ id: SHA256Digest) throws -> TreeObject {
-        try TreeObject.decode(try object(id, limit: TreeObject.maxEncodedSize), source: where_("objects/\(id.hex)"))
+        try TreeObject.decode(try objectBytes(id, limit: TreeObject.maxEncodedSize), source: where_("objects/\(id.hex)"))
     }
 
     public func packIndex(_ id: PackID) throws -> PackIndex {

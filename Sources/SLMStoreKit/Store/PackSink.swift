@@ -1,0 +1,66 @@
+// Where new chunk records go: one open pack in a working directory, sealed (made durable) when
+// it reaches its target size and handed to a commit step that the caller chooses: into the
+// store's packs/ now, kept for a later commit, or uploaded to a remote.
+
+import Foundation
+
+final class PackSink {
+    let directory: String
+    let rolloverSize: UInt64
+    private let commit: ([PackWriter]) throws -> Void
+    private var writer: PackWriter?
+    /// Record bytes appended so far (headers and payloads), over every pack.
+    private(set) var recordBytes: UInt64 = 0
+
+    /// `commit` receives each sealed, non-empty pack, in order.
+    init(directory: String, rolloverSize: UInt64, commit: @escaping ([PackWriter]) throws -> Void) {
+        self.directory = directory
+        self.rolloverSize = rolloverSize
+        self.commit = commit
+    }
+
+    /// Bytes in the open pack.
+    var openSize: UInt64 { writer?.size ?? 0 }
+
+    func append(id: ChunkID, rawLength: UInt32, encoded: EncodedChunk) throws {
+        if writer == nil { writer = try PackWriter(directory: directory) }
+        try writer!.append(id: id, rawLength: rawLength, encoded: encoded)
+        recordBytes += PackFormat.recordSize(UInt32(encoded.payload.count))
+        if writer!.size >= rolloverSize { try seal() }
+    }
+
+    /// Appends a verified record read from another pack, without recompressing it.
+    func appendRecord(_ record: [UInt8], id: ChunkID, rawLength: UInt32, codec: ChunkCodec) throws {
+        try append(id: id, rawLength: rawLength, encoded: EncodedChunk(codec: codec, payload: Array(record[PackFormat.recordHeaderSize...])))
+    }
+
+    /// Makes the open pack durable and commits it; an empty one is discarded.
+    func seal() throws {
+        guard let w = writer else { return }
+        writer = nil
+        if w.isEmpty { FileSystem.remove(w.packPath); return }
+        _ = try w.finish()
+        try commit([w])
+    }
+}
+
+extension Store {
+    /// Moves finished packs from a working directory into packs/: each pack before its index,
+    /// since the index is what makes a pack visible.
+    func commitPacks(_ packs: [PackWriter]) throws {
+        for pack in packs {
+            try FileSystem.rename(pack.packPath, packPath(pack.id))
+            CrashPoint.hit("add-between-pack-and-index")
+            try FileSystem.rename(pack.indexPath, packIndexPath(pack.id))
+        }
+        if !packs.isEmpty { try FileSystem.syncDirectory(packsDirectory) }
+    }
+
+    /// A sink whose packs land in this store's packs/ as soon as they are sealed.
+    func packSink(in directory: String, rolloverSize: UInt64, afterCommit: @escaping () -> Void = {}) -> PackSink {
+        PackSink(directory: directory, rolloverSize: rolloverSize) { [self] packs in
+            try commitPacks(packs)
+            afterCommit()
+        }
+    }
+}

@@ -1,0 +1,105 @@
+// How a version becomes visible, wherever it is written (this store by add and pull, a remote
+// by push): its objects first, then its version ref, created once. The immutability rule lives
+// here and nowhere else.
+
+import Foundation
+
+/// A version ready to publish: its id and the exact object bytes that hash to the ids it names.
+public struct VersionRecord: Sendable {
+    public var name: ModelName
+    public var version: SemVer
+    public var id: SHA256Digest
+    public var versionObject: [UInt8]
+    public var treeObject: [UInt8]
+
+    public var label: String { "\(name)@\(version)" }
+}
+
+/// A place versions are published into.
+protocol VersionDestination {
+    /// For messages: the store root or remote location.
+    var label: String { get }
+    /// Stores an object under the id its bytes hash to; storing one twice is harmless.
+    func putObject(_ bytes: [UInt8]) throws
+    /// Creates the version ref when there is none, atomically; otherwise returns the id the
+    /// existing ref names (and changes nothing).
+    func createVersionRef(_ name: ModelName, _ version: SemVer, id: SHA256Digest) throws -> SHA256Digest?
+}
+
+enum Publication {
+    /// Writes every version's objects, then its ref. A version is immutable: once a ref names
+    /// an id it never names another, so a ref that already names a different id is a conflict,
+    /// and one naming the same id means the version is already published. Returns, per record,
+    /// whether this call created its ref. Pass dependencies before the versions that need them.
+    @discardableResult
+    static func publish(_ records: [VersionRecord], to destination: VersionDestination) throws -> [Bool] {
+        for r in records {
+            try destination.putObject(r.treeObject)
+            try destination.putObject(r.versionObject)
+        }
+        CrashPoint.hit("publish-before-refs")
+        var created: [Bool] = []
+        for r in records {
+            if let existing = try destination.createVersionRef(r.name, r.version, id: r.id) {
+                guard existing == r.id else {
+                    throw SLMError.conflict("\(destination.label) already has \(r.label) as version \(existing.hex.prefix(12)), not \(r.id.hex.prefix(12)); versions are immutable, publish a new version instead")
+                }
+                created.append(false)
+            } else {
+                created.append(true)
+            }
+        }
+        return created
+    }
+}
+
+/// The local store as a destination. Create refs only while holding the refs lock.
+struct LocalVersionDestination: VersionDestination {
+    let store: Store
+    var label: String { store.root }
+
+    func putObject(_ bytes: [UInt8]) throws { try store.writeObject(bytes) }
+
+    func createVersionRef(_ name: ModelName, _ version: SemVer, id: SHA256Digest) throws -> SHA256Digest? {
+        let path = store.versionRefPath(name, version)
+        if let existing = try store.readRef(at: path) { return existing }
+        try store.writeRef(at: path, id: id)
+        return nil
+    }
+}
+
+/// A remote reached through its backend; refs are created with a compare-and-swap, so two
+/// publishers racing on one version cannot both win.
+struct RemoteVersionDestination: VersionDestination {
+    let backend: StoreBackend
+    var label: String { backend.location }
+
+    func putObject(_ bytes: [UInt8]) throws {
+        let path = RemoteLayout.objectPath(SHA256Hasher.hash(bytes))
+        if try backend.exists(path) { return }
+        try backend.write(path, bytes: bytes)
+    }
+
+    func createVersionRef(_ name: ModelName, _ version: SemVer, id: SHA256Digest) throws -> SHA256Digest? {
+        let path = RemoteLayout.versionRefPath(name, version)
+        if try backend.write(path, bytes: Array((id.hex + "\n").utf8), ifMatching: nil) { return nil }
+        guard let bytes = try backend.read(path, limit: 4096) else {
+            throw SLMError.remote(url: "\(backend.location)/\(path)", problem: "ref exists but cannot be read")
+        }
+        return try Store.parseRefFile(bytes, source: "\(backend.location)/\(path)")
+    }
+}
+
+/// Paths inside a store directory, the same locally and on a remote (Format.md §1).
+public enum RemoteLayout {
+    public static func objectPath(_ id: SHA256Digest) -> String {
+        let hex = id.hex
+        return "objects/\(hex.prefix(2))/\(hex.dropFirst(2))"
+    }
+    public static func versionRefPath(_ name: ModelName, _ version: SemVer) -> String { "refs/\(name.value)/@versions/\(version)" }
+    public static func stageRefPath(_ name: ModelName, _ stage: String) -> String { "refs/\(name.value)/@stages/\(stage)" }
+    public static func packPath(_ id: PackID) -> String { "packs/\(id.hex).pack" }
+    public static func packIndexPath(_ id: PackID) -> String { "packs/\(id.hex).idx" }
+    public static let manifest = "manifest.json"
+    public static let config = "config"
+}

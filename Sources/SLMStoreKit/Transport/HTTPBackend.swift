@@ -1,0 +1,124 @@
+// A store directory served by any static web server (nginx, a CDN, a public bucket): read-only,
+// whole files and byte ranges, with conditional GETs for the manifest. Every status and length
+// the server sends is checked before a byte of the body is believed.
+
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+public final class HTTPBackend: StoreBackend {
+    public let base: URL
+    let client: HTTPClient
+    private let counter = TrafficCounter()
+
+    public init(base: URL, policy: HTTPClient.Policy = HTTPClient.Policy()) {
+        self.base = base
+        client = HTTPClient(policy: policy)
+    }
+
+    public var location: String { base.absoluteString }
+    public var traffic: Traffic { counter.snapshot }
+    public var isWritable: Bool { false }
+
+    func url(_ path: String) -> URL { URL(string: base.absoluteString + "/" + path)! }
+
+    private func get(_ path: String, headers: [String: String] = [:], limit: Int) throws -> (URL, HTTPResponse) {
+        let u = url(path)
+        let r = try client.perform(u, headers: headers, limit: limit)
+        counter.received(r.body.count)
+        return (u, r)
+    }
+
+    /// A missing file; public buckets answer 403 rather than 404 for keys that do not exist.
+    private func isAbsent(_ status: Int, _ path: String) -> Bool { status == 404 || (status == 403 && path.hasPrefix("refs/")) }
+
+    public func read(_ path: String, limit: Int) throws -> [UInt8]? {
+        let (u, r) = try get(path, limit: limit)
+        if isAbsent(r.status, path) { return nil }
+        guard r.status == 200 else { throw SLMError.remoteStatus(url: u.absoluteString, status: r.status, problem: "") }
+        if let length = r.headers["content-length"], Int(length) != r.body.count {
+            throw SLMError.transport(url: u.absoluteString, problem: "short body: \(r.body.count) of \(length) bytes", transient: true)
+        }
+        return r.body
+    }
+
+    public func exists(_ path: String) throws -> Bool {
+        let u = url(path)
+        let r = try client.perform(u, method: "HEAD", limit: 0)
+        counter.received(0)
+        if isAbsent(r.status, path) { return false }
+        guard r.status == 200 else { throw SLMError.remoteStatus(url: u.absoluteString, status: r.status, problem: "") }
+        return true
+    }
+
+    public func readIfChanged(_ path: String, validator: String?, limit: Int) throws -> ConditionalRead {
+        var headers: [String: String] = [:]
+        if let validator {
+            if validator.hasPrefix("etag:") { headers["If-None-Match"] = String(validator.dropFirst(5)) }
+            else if validator.hasPrefix("date:") { headers["If-Modified-Since"] = String(validator.dropFirst(5)) }
+        }
+        let (u, r) = try get(path, headers: headers, limit: limit)
+        if r.status == 304 { return .unchanged }
+        if r.status == 404 { return .absent }
+        guard r.status == 200 else { throw SLMError.remoteStatus(url: u.absoluteString, status: r.status, problem: "") }
+        if let length = r.headers["content-length"], Int(length) != r.body.count {
+            throw SLMError.transport(url: u.absoluteString, problem: "short body: \(r.body.count) of \(length) bytes", transient: true)
+        }
+        var v = r.headers["etag"].map { "etag:" + $0 } ?? r.headers["last-modified"].map { "date:" + $0 }
+        // Servers like nginx derive validators from a one-second mtime: a manifest replaced again
+        // within the second it was served would look unchanged. Only trust a validator for a file
+        // that was already at least two seconds old when it was served.
+        if let lm = r.headers["last-modified"].flatMap(Self.httpDate), let now = r.headers["date"].flatMap(Self.httpDate),
+           now.timeIntervalSince(lm) < 2 {
+            v = nil
+        } else if r.headers["last-modified"] == nil || r.headers["date"] == nil, !(r.headers["etag"]?.hasPrefix("\"") ?? false) {
+            v = nil
+        }
+        return .changed(bytes: r.body, validator: v)
+    }
+
+    public func readRange(_ path: String, range: Range<UInt64>) throws -> [UInt8] {
+        let span = "\(range.lowerBound)-\(range.upperBound - 1)"
+        let u = url(path)
+        let r: HTTPResponse
+        do {
+            r = try client.perform(u, headers: ["Range": "bytes=\(span)"], limit: Int(range.count))
+        } catch let SLMError.transport(url, problem, transient) {
+            throw SLMError.transport(url: url, problem: "range \(span): \(problem)", transient: transient)
+        }
+        counter.received(r.body.count)
+        if r.status == 200 {
+            throw SLMError.remote(url: u.absoluteString, problem: "server ignored the Range header (answered 200 with the whole file)")
+        }
+        guard r.status == 206 else { throw SLMError.remoteStatus(url: u.absoluteString, status: r.status, problem: "for a range request") }
+        guard r.body.count == range.count else {
+            throw SLMError.transport(url: u.absoluteString, problem: "range \(span): got \(r.body.count) bytes, expected \(range.count)", transient: true)
+        }
+        if let cr = r.headers["content-range"], !cr.hasPrefix("bytes \(span)/") {
+            throw SLMError.remote(url: u.absoluteString, problem: "Content-Range \"\(cr)\" does not match the request")
+        }
+        return r.body
+    }
+
+    private func readOnly() -> SLMError {
+        .argument("\(location): an http(s) remote is read-only; push to a directory and serve it with your web server or bucket tool")
+    }
+
+    public func write(_ path: String, bytes: [UInt8]) throws { throw readOnly() }
+    public func upload(_ path: String, fromFile localPath: String) throws { throw readOnly() }
+    public func write(_ path: String, bytes: [UInt8], ifMatching expected: String?) throws -> Bool { throw readOnly() }
+    public func list(_ directory: String, recursive: Bool) throws -> [String] {
+        throw SLMError.argument("\(location): a static web server cannot list files; this operation needs a directory remote")
+    }
+    public func delete(_ path: String) throws { throw readOnly() }
+    public func publishLease() throws -> AnyObject? { nil }
+
+    static func httpDate(_ s: String) -> Date? {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "GMT")
+        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return f.date(from: s)
+    }
+}

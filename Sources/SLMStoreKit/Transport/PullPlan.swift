@@ -1,0 +1,137 @@
+// What a pull will do, decided from metadata before any chunk is fetched: which versions
+// (selection), which chunks are missing, where each lies on the remote, and the coalesced range
+// requests that bring them. The planning steps are pure functions of their inputs.
+
+import Foundation
+
+/// Which remote version a selector means, from the manifest: one rule for `pull` and `sync`.
+public enum RemoteSelection {
+    public static func select(_ name: ModelName, _ selector: String, in manifest: Manifest, location: String) throws -> (SemVer, SHA256Digest) {
+        guard let model = manifest.models[name.value] else { throw SLMError.notFound("\(location) has no model \(name)") }
+        var listed: [(SemVer, SHA256Digest)] = []
+        for entry in model.versions {
+            guard let v = try? SemVer(entry.version) else {
+                throw SLMError.remote(url: "\(location)/manifest.json", problem: "\(name) lists \"\(entry.version)\", which is not a version")
+            }
+            listed.append((v, entry.id))
+        }
+        var holders: [String: SemVer] = [:]
+        for (stage, held) in model.stages {
+            guard let v = listed.first(where: { $0.0.description == held })?.0 else {
+                if stage == selector {
+                    throw SLMError.remote(url: "\(location)/manifest.json", problem: "stage \(stage) of \(name) names version \(held), which the manifest does not list")
+                }
+                continue
+            }
+            holders[stage] = v
+        }
+        let v: SemVer
+        do {
+            (v, _) = try VersionSelector.pick(selector, versions: listed.map(\.0), stageHolders: holders)
+        } catch let SLMError.notFound(message) {
+            throw SLMError.notFound("\(location): \(name)@\(selector): \(message)")
+        }
+        guard let id = listed.first(where: { $0.0 == v })?.1 else {
+            throw SLMError.remote(url: "\(location)/manifest.json", problem: "\(name)@\(v) was selected but is not listed")
+        }
+        return (v, id)
+    }
+}
+
+/// One version a pull brings, with the exact object bytes its ids were checked against.
+public struct PullTarget: Sendable {
+    public var name: ModelName
+    public var version: SemVer
+    public var id: SHA256Digest
+    public var object: VersionObject
+    public var tree: TreeObject
+    var versionBytes: [UInt8]
+    var treeBytes: [UInt8]
+
+    public var label: String { "\(name)@\(version)" }
+    var record: VersionRecord { VersionRecord(name: name, version: version, id: id, versionObject: versionBytes, treeObject: treeBytes) }
+}
+
+/// A planned range request: records of needed chunks in one pack, with small gaps read through.
+struct RangePlan: Equatable {
+    struct Item: Equatable {
+        var id: ChunkID
+        var entry: PackIndexEntry
+    }
+    var pack: PackID
+    var range: Range<UInt64>
+    var chunks: [Item]
+}
+
+/// A chunk found on the remote: which pack, and its index entry there.
+struct LocatedChunk: Equatable {
+    var id: ChunkID
+    var pack: PackID
+    var entry: PackIndexEntry
+}
+
+enum PullPlan {
+    /// Chunks the targets need that `have` says are not stored yet, in first-use order.
+    static func missingChunks(_ targets: [PullTarget], have: (ChunkID) -> Bool) -> [ChunkID] {
+        var out: [ChunkID] = []
+        var seen = Set<ChunkID>()
+        for t in targets { for f in t.tree.files { for c in f.chunks where !have(c.id) && seen.insert(c.id).inserted { out.append(c.id) } } }
+        return out
+    }
+
+    /// The packs to search, most likely first: those the manifest says hold the targets, then
+    /// every other pack it lists.
+    static func packOrder(_ targets: [PullTarget], manifest: Manifest) -> [PackID] {
+        var preferred = Set<PackID>()
+        for t in targets {
+            if let e = manifest.models[t.name.value]?.versions.first(where: { $0.id == t.id }) { preferred.formUnion(e.packs) }
+        }
+        return preferred.sorted() + Set(manifest.packs).subtracting(preferred).sorted()
+    }
+
+    /// Finds each needed chunk in the first pack index (in `order`) that has it, reading indexes
+    /// only while chunks remain unfound; checks every entry against the tree's chunk length.
+    static func locate(_ needed: [ChunkID], rawLengths: [ChunkID: UInt32], order: [PackID], location: String,
+                       index: (PackID) throws -> PackIndex) throws -> [LocatedChunk] {
+        var remaining = Set(needed)
+        var located: [LocatedChunk] = []
+        for pack in order where !remaining.isEmpty {
+            for e in try index(pack).entries where remaining.contains(e.id) {
+                guard rawLengths[e.id] == e.rawLength else {
+                    throw SLMError.remote(url: location, problem: "chunk \(e.id.hex) is \(e.rawLength) bytes in pack index \(pack.hex) but \(rawLengths[e.id] ?? 0) in the tree")
+                }
+                located.append(LocatedChunk(id: e.id, pack: pack, entry: e))
+                remaining.remove(e.id)
+            }
+        }
+        if let example = remaining.first {
+            throw SLMError.remote(url: location, problem: "\(remaining.count) needed chunks are in no pack the remote lists (e.g. \(example.hex))")
+        }
+        return located
+    }
+
+    /// Groups located chunks into range requests per pack: records in offset order, joined
+    /// while the gap between them is at most `gapLimit` and the range stays within `maxRange`.
+    static func ranges(_ located: [LocatedChunk], gapLimit: UInt64, maxRange: UInt64) -> [RangePlan] {
+        var byPack: [PackID: [LocatedChunk]] = [:]
+        for c in located { byPack[c.pack, default: []].append(c) }
+        var plans: [RangePlan] = []
+        for (pack, items) in byPack.sorted(by: { $0.key < $1.key }) {
+            var current: RangePlan? = nil
+            for c in items.sorted(by: { $0.entry.offset < $1.entry.offset }) {
+                let r = c.entry.recordRange
+                if var p = current, r.lowerBound >= p.range.upperBound, r.lowerBound - p.range.upperBound <= gapLimit,
+                   r.upperBound - p.range.lowerBound <= maxRange {
+                    p.range = p.range.lowerBound..<r.upperBound
+                    p.chunks.append(.init(id: c.id, entry: c.entry))
+                    current = p
+                } else {
+                    if let p = current { plans.append(p) }
+                    current = RangePlan(pack: pack, range: r, chunks: [.init(id: c.id, entry: c.entry)])
+                }
+            }
+            if let p = current { plans.append(p) }
+        }
+        return plans
+    }
+}
