@@ -15,10 +15,12 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "libcrypto",
                        providers: [.apt(["libssl-dev"])]),
         .target(name: "SLMStoreKit", dependencies: ["CZstd", "CXXHash", "COpenSSL"]),
+        // Synthetic models for the demo, the tests and the benchmarks: not part of the store.
+        .target(name: "SLMSynthetic", dependencies: ["SLMStoreKit"]),
         // The command layer uses C stdio globals freely; Swift 5 mode keeps that from being an error.
-        .executableTarget(name: "slmstore", dependencies: ["SLMStoreKit"], swiftSettings: [.swiftLanguageMode(.v5)]),
-        .executableTarget(name: "slmstore-bench", dependencies: ["SLMStoreKit"], path: "Benchmarks/Sources/slmstore-bench"),
+        .executableTarget(name: "slmstore", dependencies: ["SLMStoreKit", "SLMSynthetic"], swiftSettings: [.swiftLanguageMode(.v5)]),
+        .executableTarget(name: "slmstore-bench", dependencies: ["SLMStoreKit", "SLMSynthetic"], path: "Benchmarks/Sources/slmstore-bench"),
         .executableTarget(name: "gateway-example", dependencies: ["SLMStoreKit"], path: "Examples/GatewayExample"),
-        .testTarget(name: "SLMStoreKitTests", dependencies: ["SLMStoreKit"]),
+        .testTarget(name: "SLMStoreKitTests", dependencies: ["SLMStoreKit", "SLMSynthetic"]),
     ]
 )

@@ -1,6 +1,7 @@
 // `slmstore demo`: a self-contained walk-through on a synthetic model, needing no data.
 
 import SLMStoreKit
+import SLMSynthetic
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,6 @@
 import XCTest
 @testable import SLMStoreKit
+import SLMSynthetic
 
 /// The `slmstore` command as a user runs it: outputs, --json, and one-line errors that leave
 /// the store untouched.

@@ -1,5 +1,6 @@
 import XCTest
 @testable import SLMStoreKit
+import SLMSynthetic
 
 /// A real `slmstore add` killed with SIGKILL at any moment leaves a store that passes verify,
 /// and two adds at once both land.

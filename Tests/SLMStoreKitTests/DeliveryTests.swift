@@ -1,5 +1,6 @@
 import XCTest
 @testable import SLMStoreKit
+import SLMSynthetic
 
 /// diff, push and pull against a real nginx on loopback: only missing chunks travel, in few
 /// requests, verified; hostile answers are refused and leave the edge intact.

@@ -1,5 +1,6 @@
 import XCTest
 @testable import SLMStoreKit
+import SLMSynthetic
 
 /// The chunker must cut exactly where the canonical FastCDC 2020 cuts.
 final class FastCDCTests: XCTestCase {

@@ -1,5 +1,6 @@
 import XCTest
 @testable import SLMStoreKit
+import SLMSynthetic
 
 /// gc keeps every chunk a ref reaches, frees the rest, survives SIGKILL, and waits for adds.
 final class GCTests: XCTestCase {

@@ -1,5 +1,6 @@
 import XCTest
 @testable import SLMStoreKit
+import SLMSynthetic
 
 /// The gateway swaps versions atomically under concurrent readers: no reader ever sees a mixed
 /// or missing file, and handles stay valid while the stage moves.

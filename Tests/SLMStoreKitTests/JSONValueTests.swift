@@ -1,5 +1,6 @@
 import XCTest
 @testable import SLMStoreKit
+import SLMSynthetic
 
 final class JSONValueTests: XCTestCase {
     func testCanonicalFormSortsKeysAndKeepsNumberText() throws {

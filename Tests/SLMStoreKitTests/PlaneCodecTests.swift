@@ -1,5 +1,6 @@
 import XCTest
 @testable import SLMStoreKit
+import SLMSynthetic
 
 /// Codec 2 (byte planes for float tensors): exact round trips at every phase, the documented
 /// test vector, and refusal of malformed payloads.
@@ -17,7 +18,7 @@ final class PlaneCodecTests: XCTestCase {
         let data = TestSupport.bf16Like(70_001, seed: 3)
         for dtype in ["BF16", "F16", "F32"] {
             for phase in 0..<4 {
-                let layout = FloatLayout.forDtype(dtype, phase: phase)!
+                let layout = CodecPolicy.floatLayout(dtype: dtype, phase: phase)!
                 try roundTrip(data, layout)
                 try roundTrip(Array(data.prefix(37)), layout)
                 try roundTrip(TestSupport.random(5000, seed: UInt64(phase)), layout)
@@ -27,7 +28,7 @@ final class PlaneCodecTests: XCTestCase {
 
     func testBF16WeightsCompressWellBelowPlainZstd() throws {
         let data = TestSupport.bf16Like(1 << 20, seed: 5)
-        let planes = data.withUnsafeBytes { ChunkEncoder.encode($0, level: 3, layout: FloatLayout.forDtype("BF16", phase: 0)) }
+        let planes = data.withUnsafeBytes { ChunkEncoder.encode($0, level: 3, layout: CodecPolicy.floatLayout(dtype: "BF16", phase: 0)) }
         let plain = data.withUnsafeBytes { ChunkEncoder.encode($0, level: 3) }
         XCTAssertEqual(planes.codec, .planes)
         XCTAssertLessThan(Double(planes.payload.count) / Double(data.count), 0.70)

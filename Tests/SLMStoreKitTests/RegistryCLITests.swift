@@ -1,5 +1,6 @@
 import XCTest
 @testable import SLMStoreKit
+import SLMSynthetic
 
 /// The registry commands as a user runs them, following the seed article's lifecycle.
 final class RegistryCLITests: XCTestCase {

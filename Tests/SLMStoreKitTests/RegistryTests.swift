@@ -1,5 +1,6 @@
 import XCTest
 @testable import SLMStoreKit
+import SLMSynthetic
 
 /// SemVer ranges, gates, history, rollback and dependencies, through the library.
 final class SemVerRangeTests: XCTestCase {

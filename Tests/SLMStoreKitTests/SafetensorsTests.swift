@@ -1,5 +1,6 @@
 import XCTest
 @testable import SLMStoreKit
+import SLMSynthetic
 
 /// The safetensors header is parsed and every malformation named in the spec is refused.
 final class SafetensorsTests: XCTestCase {

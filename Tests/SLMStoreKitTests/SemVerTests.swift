@@ -1,5 +1,6 @@
 import XCTest
 @testable import SLMStoreKit
+import SLMSynthetic
 
 final class SemVerTests: XCTestCase {
     func testPrecedenceFollowsTheSpecExample() throws {

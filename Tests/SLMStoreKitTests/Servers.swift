@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import SLMStoreKit
+import SLMSynthetic
 
 /// Real servers for the delivery tests: nginx from Debian serving a directory on loopback, and
 /// the fault-injecting proxy in front of it.

@@ -1,5 +1,6 @@
 import XCTest
 @testable import SLMStoreKit
+import SLMSynthetic
 
 /// Adding and reading back through the library: exact bytes, dedup, immutability, damage.
 final class StoreTests: XCTestCase {

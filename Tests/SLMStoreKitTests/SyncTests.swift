@@ -1,5 +1,6 @@
 import XCTest
 @testable import SLMStoreKit
+import SLMSynthetic
 
 /// The sync daemon as a real child process against nginx on loopback: it converges, survives
 /// SIGKILL at random moments, rides out server, data and disk faults, and runs alone.

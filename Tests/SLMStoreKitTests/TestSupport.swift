@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import SLMStoreKit
+import SLMSynthetic
 
 /// Shared helpers: scratch directories, the built `slmstore` binary, store snapshots.
 enum TestSupport {

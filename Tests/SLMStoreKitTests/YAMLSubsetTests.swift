@@ -1,5 +1,6 @@
 import XCTest
 @testable import SLMStoreKit
+import SLMSynthetic
 
 /// The model-card YAML subset: what real cards use parses; everything else is refused with its
 /// line and column.

@@ -3,6 +3,7 @@
 
 import Foundation
 import SLMStoreKit
+import SLMSynthetic
 
 func fail(_ m: String) -> Never {
     FileHandle.standardError.write("slmstore-bench: \(m)\n".data(using: .utf8)!)

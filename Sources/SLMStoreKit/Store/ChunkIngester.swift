@@ -38,11 +38,7 @@ final class BlockCutter: @unchecked Sendable {
     }
 
     private func layout(_ range: Range<UInt64>) -> FloatLayout? {
-        while tensorCursor < tensors.count && tensors[tensorCursor].range.upperBound <= range.lowerBound { tensorCursor += 1 }
-        guard tensorCursor < tensors.count else { return nil }
-        let t = tensors[tensorCursor]
-        guard t.range.lowerBound <= range.lowerBound, range.upperBound <= t.range.upperBound else { return nil }
-        return FloatLayout.forDtype(t.dtype, phase: Int((range.lowerBound - t.range.lowerBound) % 4))
+        CodecPolicy.floatLayout(for: range, in: tensors, cursor: &tensorCursor)
     }
 
     /// Fills `buffer` with the bytes `previous` did not consume and as much of the file as fits,

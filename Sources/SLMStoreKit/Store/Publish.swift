@@ -1,6 +1,6 @@
 // How a version becomes visible, wherever it is written (this store by add and pull, a remote
-// by push): its objects first, then its version ref, created once. The immutability rule lives
-// here and nowhere else.
+// by push through Transport/RemoteDestination.swift): its objects first, then its version ref,
+// created once. The immutability rule lives here and nowhere else.
 
 import Foundation
 
@@ -65,28 +65,6 @@ struct LocalVersionDestination: VersionDestination {
         if let existing = try store.readRef(at: path) { return existing }
         try store.writeRef(at: path, id: id)
         return nil
-    }
-}
-
-/// A remote reached through its backend; refs are created with a compare-and-swap, so two
-/// publishers racing on one version cannot both win.
-struct RemoteVersionDestination: VersionDestination {
-    let backend: StoreBackend
-    var label: String { backend.location }
-
-    func putObject(_ bytes: [UInt8]) throws {
-        let path = RemoteLayout.objectPath(SHA256Hasher.hash(bytes))
-        if try backend.exists(path) { return }
-        try backend.write(path, bytes: bytes)
-    }
-
-    func createVersionRef(_ name: ModelName, _ version: SemVer, id: SHA256Digest) throws -> SHA256Digest? {
-        let path = RemoteLayout.versionRefPath(name, version)
-        if try backend.write(path, bytes: Array((id.hex + "\n").utf8), ifMatching: nil) { return nil }
-        guard let bytes = try backend.read(path, limit: 4096) else {
-            throw SLMError.remote(url: "\(backend.location)/\(path)", problem: "ref exists but cannot be read")
-        }
-        return try Store.parseRefFile(bytes, source: "\(backend.location)/\(path)")
     }
 }
 

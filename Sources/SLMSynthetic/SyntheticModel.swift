@@ -2,6 +2,7 @@
 // LoRA merge, metadata change, inserted tensor), for the demo, the tests and the benchmarks.
 // Values follow N(0, 0.02); every tensor's values derive from its name, so versions share bytes.
 
+import SLMStoreKit
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -121,9 +122,8 @@ public struct SyntheticModel: Sendable {
         var header = JSONValue.object(entries).canonicalBytes()
         while (8 + header.count) % 8 != 0 { header.append(0x20) }
         let file = try FileDescriptor(path: path, flags: O_WRONLY | O_CREAT | O_TRUNC)
-        var w = ByteWriter()
-        w.u64(UInt64(header.count))
-        try file.write(w.bytes + header)
+        let length = UInt64(header.count)
+        try file.write((0..<8).map { UInt8(truncatingIfNeeded: length >> (8 * $0)) } + header)
         for t in tensors {
             var data = [UInt16](repeating: 0, count: t.elements)
             fill(t, &data)
@@ -168,7 +168,7 @@ public struct SyntheticModel: Sendable {
         }
     }
 
-    static func bf16(_ f: Float) -> UInt16 {
+    public static func bf16(_ f: Float) -> UInt16 {
         let bits = f.bitPattern
         let rounding = UInt32(0x7fff) + ((bits >> 16) & 1)
         return UInt16(truncatingIfNeeded: (bits &+ rounding) >> 16)
@@ -201,7 +201,7 @@ public struct SplitMix: Sendable {
 
 extension String {
     /// FNV-1a of the UTF-8 bytes: unlike hashValue, the same in every process.
-    var hashValueStable: UInt64 {
+    public var hashValueStable: UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
         return h

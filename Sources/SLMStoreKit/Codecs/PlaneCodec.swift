@@ -1,0 +1,161 @@
+// Codec 2: float tensor chunks split into byte planes (exponents apart), each plane zstd'd or
+// raw (Format.md, section 5).
+
+import Foundation
+
+/// Codec 2: the byte-plane layout for float tensors (see Format.md, section 5).
+enum PlaneCodec {
+    /// A plane is compressed only when its byte entropy suggests zstd will pay.
+    static let entropyLimit = 7.2
+
+    static func encode(_ raw: UnsafeRawBufferPointer, layout: FloatLayout, level: Int32) -> [UInt8] {
+        let e = layout.elementSize
+        let n = raw.count
+        let lead = min(n, (e - layout.phase) % e)
+        let count = (n - lead) / e
+        let tail = n - lead - count * e
+        let src = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let planes = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, count * e))
+        defer { planes.deallocate() }
+        split(UnsafeRawPointer(src + lead), count: count, layout: layout, into: planes)
+        enum Plane { case raw(UnsafeRawBufferPointer), frame([UInt8]) }
+        var flags: UInt8 = 0
+        var encoded: [Plane] = []
+        var total = 4 + lead + tail
+        for j in 0..<e {
+            let plane = UnsafeRawBufferPointer(start: planes + j * count, count: count)
+            // The exponent plane (0) always pays; the others only when their bytes are skewed.
+            if count > 0, j == 0 || entropy(plane, sample: 8192) < entropyLimit,
+               let frame = ZstdCodec.planeFrame(plane, level: level), Double(frame.count) < Double(count) * 0.95 {
+                flags |= 1 << UInt8(j)
+                encoded.append(.frame(frame))
+                total += 4 + frame.count
+            } else {
+                encoded.append(.raw(plane))
+                total += 4 + count
+            }
+        }
+        var w = ByteWriter(capacity: total)
+        w.u8(UInt8(e))
+        w.u8(layout.transform.rawValue)
+        w.u8(UInt8(layout.phase))
+        w.u8(flags)
+        w.raw(UnsafeRawBufferPointer(start: src, count: lead))
+        w.raw(UnsafeRawBufferPointer(start: src + lead + count * e, count: tail))
+        for p in encoded {
+            switch p {
+            case let .frame(f): w.u32(UInt32(f.count)); w.raw(f)
+            case let .raw(r): w.u32(UInt32(r.count)); w.raw(r)
+            }
+        }
+        return w.bytes
+    }
+
+    /// Splits `count` elements into `elementSize` planes of `count` bytes each.
+    @inline(__always)
+    static func split(_ body: UnsafeRawPointer, count: Int, layout: FloatLayout, into planes: UnsafeMutablePointer<UInt8>) {
+        switch (layout.transform, layout.elementSize) {
+        case (.exponentSplit, 2):
+            let p0 = planes, p1 = planes + count
+            for i in 0..<count {
+                let v = body.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)
+                p0[i] = UInt8(truncatingIfNeeded: v >> 7)
+                p1[i] = UInt8(truncatingIfNeeded: ((v >> 8) & 0x80) | (v & 0x7f))
+            }
+        case (.exponentSplit, _):
+            let p0 = planes, p1 = planes + count, p2 = planes + 2 * count, p3 = planes + 3 * count
+            for i in 0..<count {
+                let v = body.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)
+                p0[i] = UInt8(truncatingIfNeeded: v >> 23)
+                p1[i] = UInt8(truncatingIfNeeded: ((v >> 24) & 0x80) | ((v >> 16) & 0x7f))
+                p2[i] = UInt8(truncatingIfNeeded: v >> 8)
+                p3[i] = UInt8(truncatingIfNeeded: v)
+            }
+        default:
+            let e = layout.elementSize
+            let b = body.assumingMemoryBound(to: UInt8.self)
+            for j in 0..<e {
+                let p = planes + j * count
+                let k = e - 1 - j
+                for i in 0..<count { p[i] = b[i * e + k] }
+            }
+        }
+    }
+
+    /// Order-0 entropy in bits per byte of (a prefix of) `bytes`.
+    static func entropy(_ bytes: UnsafeRawBufferPointer, sample: Int) -> Double {
+        let n = min(bytes.count, sample)
+        guard n > 0 else { return 8 }
+        var hist = [UInt32](repeating: 0, count: 256)
+        hist.withUnsafeMutableBufferPointer { h in
+            for i in 0..<n { h[Int(bytes[i])] &+= 1 }
+        }
+        var result = 0.0
+        for c in hist where c > 0 {
+            let q = Double(c) / Double(n)
+            result -= q * log2(q)
+        }
+        return result
+    }
+
+    static func decode(_ payload: UnsafeRawBufferPointer, rawLength n: Int, into out: UnsafeMutableRawBufferPointer, what: String) throws {
+        func bad(_ m: String) -> SLMError { .damaged(path: what, problem: "planes codec: \(m)") }
+        guard payload.count >= 4 else { throw bad("payload shorter than its header") }
+        let e = Int(payload[0])
+        guard e == 2 || e == 4 else { throw bad("element size \(e)") }
+        guard let transform = FloatLayout.Transform(rawValue: payload[1]) else { throw bad("transform \(payload[1])") }
+        let phase = Int(payload[2])
+        guard phase < e else { throw bad("phase \(phase)") }
+        let flags = payload[3]
+        guard flags >> UInt8(e) == 0 else { throw bad("plane flags \(flags)") }
+        let lead = min(n, (e - phase) % e)
+        let count = (n - lead) / e
+        let tail = n - lead - count * e
+        var at = 4
+        guard payload.count >= at + lead + tail else { throw bad("payload too short for head and tail") }
+        let dst = out.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        dst.update(from: payload.baseAddress!.assumingMemoryBound(to: UInt8.self) + at, count: lead)
+        (dst + lead + count * e).update(from: payload.baseAddress!.assumingMemoryBound(to: UInt8.self) + at + lead, count: tail)
+        at += lead + tail
+        let planes = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, count * e))
+        defer { planes.deallocate() }
+        for j in 0..<e {
+            guard payload.count >= at + 4 else { throw bad("missing plane \(j)") }
+            let len = Int(UInt32(payload[at]) | UInt32(payload[at + 1]) << 8 | UInt32(payload[at + 2]) << 16 | UInt32(payload[at + 3]) << 24)
+            at += 4
+            guard payload.count - at >= len else { throw bad("plane \(j) runs past the payload") }
+            let src = UnsafeRawBufferPointer(rebasing: payload[at..<at + len])
+            if flags & (1 << UInt8(j)) != 0 {
+                try ZstdCodec.decodePlane(src, count: count, into: planes + j * count, what: what)
+            } else {
+                guard len == count else { throw bad("raw plane \(j) has \(len) bytes, expected \(count)") }
+                (planes + j * count).update(from: src.baseAddress!.assumingMemoryBound(to: UInt8.self), count: count)
+            }
+            at += len
+        }
+        guard at == payload.count else { throw bad("\(payload.count - at) bytes after the last plane") }
+        let body = dst + lead
+        switch (transform, e) {
+        case (.exponentSplit, 2):
+            let p0 = planes, p1 = planes + count
+            for i in 0..<count {
+                body[2 * i + 1] = (p1[i] & 0x80) | (p0[i] >> 1)
+                body[2 * i] = ((p0[i] & 1) << 7) | (p1[i] & 0x7f)
+            }
+        case (.exponentSplit, _):
+            let p0 = planes, p1 = planes + count, p2 = planes + 2 * count, p3 = planes + 3 * count
+            for i in 0..<count {
+                body[4 * i + 3] = (p1[i] & 0x80) | (p0[i] >> 1)
+                body[4 * i + 2] = ((p0[i] & 1) << 7) | (p1[i] & 0x7f)
+                body[4 * i + 1] = p2[i]
+                body[4 * i] = p3[i]
+            }
+        default:
+            for j in 0..<e {
+                let p = planes + j * count
+                let k = e - 1 - j
+                for i in 0..<count { body[i * e + k] = p[i] }
+            }
+        }
+    }
+}

@@ -1,0 +1,66 @@
+// Rebuilding a remote's manifest.json from the refs, objects and pack indexes it holds, read
+// through its backend, so any publisher (after a conflict too) arrives at the same listing.
+
+import Foundation
+
+/// Builds a manifest from what a store directory holds, read through its backend: every
+/// version ref with its objects, every stage, and which packs hold each version's chunks.
+enum ManifestBuilder {
+    static func build(from backend: StoreBackend, indexes: [PackID: PackIndex]) throws -> Manifest {
+        var chunkPacks = ChunkIndex()
+        for (id, index) in indexes.sorted(by: { $0.key < $1.key }) { chunkPacks.add(pack: id, index: index) }
+        var versionRefs: [String: [(SemVer, String)]] = [:]
+        var stageRefs: [String: [(String, String)]] = [:]
+        for path in try backend.list("refs", recursive: true) {
+            let rel = String(path.dropFirst("refs/".count))
+            if let r = rel.range(of: "/@versions/") {
+                let model = String(rel[..<r.lowerBound]), entry = String(rel[r.upperBound...])
+                // Names this release cannot parse are not listed, but nothing is deleted for them.
+                guard (try? ModelName(model)) != nil, let v = try? SemVer(entry), !entry.contains("/") else { continue }
+                versionRefs[model, default: []].append((v, path))
+            } else if let r = rel.range(of: "/@stages/") {
+                let model = String(rel[..<r.lowerBound]), stage = String(rel[r.upperBound...])
+                guard !stage.contains("/") else { continue }
+                stageRefs[model, default: []].append((stage, path))
+            }
+        }
+        func ref(_ path: String) throws -> SHA256Digest {
+            guard let bytes = try backend.read(path, limit: 4096) else {
+                throw SLMError.remote(url: "\(backend.location)/\(path)", problem: "ref disappeared while the manifest was built")
+            }
+            return try Store.parseRefFile(bytes, source: "\(backend.location)/\(path)")
+        }
+        func object(_ id: SHA256Digest, limit: Int) throws -> [UInt8] {
+            let path = RemoteLayout.objectPath(id)
+            guard let bytes = try backend.read(path, limit: limit), SHA256Hasher.hash(bytes) == id else {
+                throw SLMError.damaged(path: "\(backend.location)/\(path)", problem: "object \(id.hex) is missing or does not hash to its id")
+            }
+            return bytes
+        }
+        var models: [String: Manifest.ModelEntry] = [:]
+        for (model, refs) in versionRefs {
+            var entries: [Manifest.VersionEntry] = []
+            for (v, path) in refs.sorted(by: { $0.0 < $1.0 }) {
+                let id = try ref(path)
+                let obj = try VersionObject.decode(try object(id, limit: VersionObject.maxEncodedSize), source: RemoteLayout.objectPath(id))
+                let tree = try TreeObject.decode(try object(obj.tree, limit: TreeObject.maxEncodedSize), source: RemoteLayout.objectPath(obj.tree))
+                var packs = Set<PackID>()
+                for f in tree.files { for c in f.chunks { if let loc = chunkPacks.location(of: c.id) { packs.insert(loc.pack) } } }
+                entries.append(.init(version: v.description, id: id, tree: obj.tree, created: obj.created, size: tree.totalSize,
+                                     files: tree.files.map { ($0.path, $0.sha256.hex, $0.size) },
+                                     dependencies: obj.dependencies, packs: packs.sorted()))
+            }
+            var stages: [String: String] = [:]
+            for (stage, path) in stageRefs[model] ?? [] {
+                let id = try ref(path)
+                if let e = entries.first(where: { $0.id == id }) { stages[stage] = e.version }
+            }
+            models[model] = .init(versions: entries, stages: stages)
+        }
+        let location = backend.location
+        let project = location.contains("://") ? (URL(string: location)?.lastPathComponent ?? location)
+                                               : FileSystem.basename(FileSystem.absolutePath(location))
+        return Manifest(project: project, lastUpdated: Timestamp.now(), models: models, packs: indexes.keys.sorted())
+    }
+}
+
