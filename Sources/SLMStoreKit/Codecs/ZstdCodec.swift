@@ -4,7 +4,8 @@ import CZstd
 import Foundation
 
 /// Reusable zstd contexts, one checked out per concurrent worker: creating a context per chunk
-/// would cost more than compressing a 64 KiB chunk.
+/// would cost more than compressing a 64 KiB chunk. Unchecked: the context pointers are only
+/// moved in and out of the arrays under `lock`, and a checked-out context has one user.
 final class ZstdContextPool: @unchecked Sendable {
     private let lock = NSLock()
     private var compressors: [OpaquePointer] = []

@@ -6,7 +6,7 @@ import Foundation
 
 /// One materialized version in use. While any handle to it is alive its directory is not
 /// pruned (a shared lock on its lock file tells pruners to skip it).
-public final class ModelHandle: @unchecked Sendable {
+public final class ModelHandle: Sendable {
     public let name: String
     public let version: String
     public let versionID: SHA256Digest
@@ -32,6 +32,8 @@ public final class ModelHandle: @unchecked Sendable {
     deinit { lock.unlock() }
 }
 
+/// Unchecked: `active`, `watcher` and `watching` are only touched under `lock`; the callbacks are
+/// set before use.
 public final class ModelGateway: @unchecked Sendable {
     public enum Source: Sendable {
         /// Versions come from a local store and are materialized under `cache/<model>/`.
@@ -45,6 +47,8 @@ public final class ModelGateway: @unchecked Sendable {
     private var active: [String: (selector: String, handle: ModelHandle)] = [:]
     private var watcher: Thread?
     private var watching = false
+    /// Called when a watch round cannot resolve or switch a model (it keeps its version).
+    public var onWatchError: (@Sendable (String, Error) -> Void)?
     /// Called after a swap with (model, old version, new version).
     public var onSwitch: (@Sendable (String, String?, String) -> Void)?
 
@@ -130,8 +134,13 @@ public final class ModelGateway: @unchecked Sendable {
         let snapshot = active.map { ($0.key, $0.value.selector, $0.value.handle.versionID) }
         lock.unlock()
         for (model, selector, id) in snapshot {
-            guard let target = try? resolveID(model, selector), target != id else { continue }
-            try? switchTo(model, selector: selector)
+            do {
+                guard try resolveID(model, selector) != id else { continue }
+                try switchTo(model, selector: selector)
+            } catch {
+                // The active version stays; the caller hears why the swap did not happen.
+                onWatchError?(model, error)
+            }
         }
     }
 

@@ -21,7 +21,8 @@ public struct SHA256Digest: Hashable, Comparable, Sendable, CustomStringConverti
     public static func < (a: SHA256Digest, b: SHA256Digest) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
 }
 
-/// Incremental hasher; one per stream, not shared between threads.
+/// Incremental hasher; one per stream. Unchecked: it crosses threads (the ingester feeds it from
+/// a worker) but is only ever used by one at a time.
 public final class SHA256Hasher: @unchecked Sendable {
     private let ctx: OpaquePointer
 

@@ -158,7 +158,8 @@ extension Store {
         return dest
     }
 
-    /// Every (version, file) that uses one of `chunks`, for error messages and verify.
+    /// Every (version, file) that uses one of `chunks`, for error messages and verify. Best
+    /// effort by design: a version that cannot be read is itself reported by verify.
     public func users(of chunks: Set<ChunkID>) -> [(version: String, file: String, chunk: ChunkID)] {
         var out: [(String, String, ChunkID)] = []
         for model in (try? models()) ?? [] {

@@ -3,7 +3,8 @@
 
 import Foundation
 
-/// One block of a file in memory; `start` is the file offset of its first byte.
+/// One block of a file in memory; `start` is the file offset of its first byte. Unchecked: the
+/// ingester hands a buffer to one stage at a time (filled, then hashed and compressed).
 final class BlockBuffer: @unchecked Sendable {
     let memory: UnsafeMutableRawBufferPointer
     var start: UInt64 = 0
@@ -14,7 +15,8 @@ final class BlockBuffer: @unchecked Sendable {
 }
 
 /// Reads a file block by block and cuts it into chunks, restarting at segment boundaries and
-/// noting which chunks lie inside one float tensor.
+/// noting which chunks lie inside one float tensor. Unchecked: used by one job at a time (the
+/// prepare-next iteration of the ingester's parallel loop).
 final class BlockCutter: @unchecked Sendable {
     let file: FileDescriptor
     let path: String

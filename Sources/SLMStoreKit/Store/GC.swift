@@ -17,12 +17,13 @@ public struct GCResult: Sendable {
 extension Store {
     /// Chunks used by any version a ref reaches. Throws if a ref's objects cannot be read,
     /// because collecting without knowing what is live could delete data.
+    /// Every ref file counts, whatever its name: one this release cannot parse as a model name
+    /// or version (written by a later release, or by hand) still keeps its data alive.
     public func liveChunks() throws -> Set<ChunkID> {
         var live = Set<ChunkID>()
         var versionIDs = Set<SHA256Digest>()
-        for m in try models() {
-            for (_, id) in try versions(of: m) { versionIDs.insert(id) }
-            for (_, id) in try stageRefs(of: m) { versionIDs.insert(id) }
+        for path in try refFiles() {
+            versionIDs.insert(try Store.parseRefFile(try FileSystem.readFile(path, limit: 4096), source: path))
         }
         for id in versionIDs {
             let tree = try readTree(try readVersion(id).tree)

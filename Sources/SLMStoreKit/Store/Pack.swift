@@ -155,7 +155,8 @@ public struct PackIndex: Sendable {
 
 /// Appends chunk records to a new pack file in a working directory, then writes its index.
 /// Writes happen on a background queue (at most two buffers in flight), so the caller's threads
-/// keep compressing while the kernel copies the previous few MiB.
+/// keep compressing while the kernel copies the previous few MiB. Unchecked: appends come from
+/// one thread at a time (callers serialize), the queue owns the file, errors sit under a lock.
 final class PackWriter: @unchecked Sendable {
     let id: PackID
     let packPath: String

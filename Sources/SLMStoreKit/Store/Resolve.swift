@@ -85,7 +85,11 @@ extension Store {
             for (v, id) in try versions(of: model) where id != r.id {
                 let other = try readVersion(id)
                 for dep in other.dependencies where dep.name == r.name.value {
-                    if let picked = try? resolveSelector(name: r.name, selector: dep.range), picked.resolved.id == r.id {
+                    let picked: ResolvedVersion
+                    do { picked = try resolveSelector(name: r.name, selector: dep.range).resolved } catch SLMError.notFound {
+                        continue  // resolves to nothing here, so not to this version
+                    }
+                    if picked.id == r.id {
                         throw SLMError.conflict("\(model)@\(v) depends on \(r.name)@\(dep.range), which resolves to \(r.version); remove it first")
                     }
                 }

@@ -2,8 +2,9 @@
 // The layout is also a remote's layout, so a store can be served by any static web server.
 
 import Foundation
+import Synchronization
 
-public final class Store: @unchecked Sendable {
+public final class Store: Sendable {
     public let root: String
     public let config: StoreConfig
 
@@ -14,8 +15,8 @@ public final class Store: @unchecked Sendable {
     public var tmpDirectory: String { root + "/tmp" }
     public var locksDirectory: String { root + "/locks" }
 
-    private let readerLock = NSLock()
-    private var packFiles: [PackID: FileDescriptor] = [:]
+    /// Open pack files, shared by every reader of this store object.
+    private let packFiles = Mutex<[PackID: FileDescriptor]>([:])
 
     init(root: String, config: StoreConfig) {
         self.root = root
@@ -159,7 +160,21 @@ public final class Store: @unchecked Sendable {
         return out.sorted()
     }
 
-    /// The versions of one model with their ids, in SemVer precedence order.
+    /// Paths of every ref file below refs/ (version and stage refs of every model), parsed or not.
+    public func refFiles() throws -> [String] {
+        var out: [String] = []
+        func walk(_ dir: String) throws {
+            for entry in try FileSystem.listDirectory(dir) where !entry.hasPrefix(".") {
+                let path = "\(dir)/\(entry)"
+                if FileSystem.isDirectory(path) { try walk(path) } else { out.append(path) }
+            }
+        }
+        if FileSystem.isDirectory(refsDirectory) { try walk(refsDirectory) }
+        return out
+    }
+
+    /// The versions of one model with their ids, in SemVer precedence order. Entries whose name
+    /// is not a version are not listed (gc still honours them: see `refFiles`).
     public func versions(of name: ModelName) throws -> [(version: SemVer, id: SHA256Digest)] {
         let dir = "\(modelDirectory(name))/@versions"
         guard FileSystem.isDirectory(dir) else { return [] }
@@ -196,12 +211,12 @@ public final class Store: @unchecked Sendable {
     }
 
     func packFile(_ id: PackID) throws -> FileDescriptor {
-        readerLock.lock()
-        defer { readerLock.unlock() }
-        if let f = packFiles[id] { return f }
-        let f = try FileDescriptor.openForReading(packPath(id))
-        packFiles[id] = f
-        return f
+        try packFiles.withLock { files in
+            if let f = files[id] { return f }
+            let f = try FileDescriptor.openForReading(packPath(id))
+            files[id] = f
+            return f
+        }
     }
 
     /// Reads, decodes and verifies one chunk into `out` (at least `rawLength` bytes).
@@ -249,9 +264,9 @@ public final class Store: @unchecked Sendable {
     }
 }
 
-public final class WorkingDirectory: @unchecked Sendable {
+public final class WorkingDirectory: Sendable {
     public let path: String
-    private var lock: FileLock?
+    private let lock: Mutex<FileLock?>
 
     /// The directory is set up under a hidden name and renamed into place with its lock already
     /// held, so a concurrent cleaner can never mistake it for an abandoned one.
@@ -259,14 +274,18 @@ public final class WorkingDirectory: @unchecked Sendable {
         self.path = path
         let staging = FileSystem.dirname(path) + "/.new-" + FileSystem.basename(path)
         try FileSystem.makeDirectories(staging)
-        lock = try FileLock(path: staging + "/.lock", mode: .exclusive)
+        lock = Mutex(try FileLock(path: staging + "/.lock", mode: .exclusive))
         try FileSystem.rename(staging, path)
     }
 
+    /// Removes the directory, then lets go of its lock (in that order, so no cleaner races us).
     public func remove() {
-        FileSystem.removeTree(path)
-        lock = nil
+        lock.withLock { held in
+            guard held != nil else { return }
+            FileSystem.removeTree(path)
+            held = nil
+        }
     }
 
-    deinit { if lock != nil { remove() } }
+    deinit { remove() }
 }

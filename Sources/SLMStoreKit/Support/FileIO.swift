@@ -10,7 +10,7 @@ import Darwin
 #endif
 
 /// An open file; closed when the last reference goes away.
-public final class FileDescriptor: @unchecked Sendable {
+public final class FileDescriptor: Sendable {
     public let fd: Int32
     public let path: String
 
@@ -230,7 +230,7 @@ public enum FileSystem {
 
 /// An advisory lock on a file (flock): shared for writers that add data, exclusive for
 /// operations that must see the store still (gc, ref updates). Released on deinit or process death.
-public final class FileLock: @unchecked Sendable {
+public final class FileLock: Sendable {
     private let file: FileDescriptor
 
     public enum Mode { case shared, exclusive }

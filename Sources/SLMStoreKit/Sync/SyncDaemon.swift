@@ -60,6 +60,8 @@ public struct SyncState: Sendable {
         ])
     }
 
+    /// The saved state, or a fresh one when there is none or it cannot be read: it is status for
+    /// people, never the source of what is installed (that is the install directory itself).
     public static func load(_ root: String) -> SyncState {
         var s = SyncState()
         guard let bytes = try? FileSystem.readFile(root + "/" + SyncDaemon.stateName, limit: 16 << 20),

@@ -14,6 +14,8 @@ public struct HTTPResponse: Sendable {
     public var body: [UInt8]
 }
 
+/// Unchecked: URLSession calls the delegate on one serial queue; the per-task states are reached
+/// through `states`, which is only used under `lock`.
 public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Sendable {
     public struct Policy: Sendable {
         /// Longest silence while waiting for bytes.

@@ -210,6 +210,7 @@ extension Store {
 
 /// Runs the planned range requests on several threads, verifies every record, and appends the
 /// verified chunks to packs that are committed as they fill, so an interrupted pull resumes.
+/// Unchecked: every mutable field (next plan, failure, sink, counters) is used under `lock`.
 final class ChunkFetcher: @unchecked Sendable {
     let store: Store
     let remote: StoreBackend

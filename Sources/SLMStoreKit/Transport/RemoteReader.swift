@@ -2,13 +2,15 @@
 // bounded in size and checked against its hash before it is believed.
 
 import Foundation
+import Synchronization
 
-public final class RemoteReader: @unchecked Sendable {  // metadataBytes is guarded by `lock`
+public final class RemoteReader: Sendable {
     public let remote: StoreBackend
     /// Where verified pack indexes are cached (they are immutable, so valid forever).
     let cacheDirectory: String?
-    public private(set) var metadataBytes: UInt64 = 0
-    private let lock = NSLock()
+    private let received = Mutex<UInt64>(0)
+    /// Metadata bytes read so far (config, manifest, refs, objects, pack indexes).
+    public var metadataBytes: UInt64 { received.withLock { $0 } }
 
     public init(remote: StoreBackend, cacheDirectory: String?) {
         self.remote = remote
@@ -17,9 +19,7 @@ public final class RemoteReader: @unchecked Sendable {  // metadataBytes is guar
 
     private func get(_ path: String, limit: Int) throws -> [UInt8]? {
         let b = try remote.read(path, limit: limit)
-        lock.lock()
-        metadataBytes += UInt64(b?.count ?? 0)
-        lock.unlock()
+        received.withLock { $0 += UInt64(b?.count ?? 0) }
         return b
     }
 
@@ -67,6 +67,8 @@ public final class RemoteReader: @unchecked Sendable {  // metadataBytes is guar
     }
 
     public func packIndex(_ id: PackID) throws -> PackIndex {
+        // A cache: an unreadable or damaged entry only costs a download, and a failed write
+        // only a later one, so neither stops the pull.
         if let dir = cacheDirectory, let cached = try? FileSystem.readFile("\(dir)/\(id.hex).idx", limit: PackIndex.maxEncodedSize),
            let index = try? PackIndex.decode(cached, source: "\(dir)/\(id.hex).idx") {
             return index
