@@ -21,6 +21,12 @@ let package = Package(
         .executableTarget(name: "slmstore", dependencies: ["SLMStoreKit", "SLMSynthetic"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .executableTarget(name: "slmstore-bench", dependencies: ["SLMStoreKit", "SLMSynthetic"], path: "Benchmarks/Sources/slmstore-bench"),
         .executableTarget(name: "gateway-example", dependencies: ["SLMStoreKit"], path: "Examples/GatewayExample"),
-        .testTarget(name: "SLMStoreKitTests", dependencies: ["SLMStoreKit", "SLMSynthetic"]),
+        // Shared by both test suites: scratch directories, the CLI runner, nginx and the fault proxy.
+        .target(name: "SLMTestSupport", dependencies: ["SLMStoreKit", "SLMSynthetic"], path: "Tests/Support"),
+        // Fast, in-process: formats, codecs, planners, backends on real files (seconds).
+        .testTarget(name: "SLMStoreKitUnitTests", dependencies: ["SLMStoreKit", "SLMSynthetic", "SLMTestSupport"], path: "Tests/UnitTests"),
+        // Whole processes and real servers: the CLI, nginx, moto, SIGKILL, concurrency.
+        .testTarget(name: "SLMStoreKitIntegrationTests", dependencies: ["SLMStoreKit", "SLMSynthetic", "SLMTestSupport"],
+                    path: "Tests/IntegrationTests"),
     ]
 )

@@ -28,9 +28,10 @@ extension Store {
         guard destination.isWritable else {
             throw SLMError.argument("\(destination.location) is read-only; push writes to a directory")
         }
+        // Refuse a location that is not a store before writing anything there.
+        try RemoteSetup.ensureStore(destination, config: config)
         let lease = try destination.publishLease()
         defer { _ = lease }
-        try RemoteSetup.ensureStore(destination, config: config)
         let selected = try versionsToPush(requested)
 
         let dataLock = try self.dataLock(.shared)

@@ -1,6 +1,7 @@
 import XCTest
 @testable import SLMStoreKit
 import SLMSynthetic
+import SLMTestSupport
 
 /// The sync daemon as a real child process against nginx on loopback: it converges, survives
 /// SIGKILL at random moments, rides out server, data and disk faults, and runs alone.

@@ -1,6 +1,7 @@
 import XCTest
 @testable import SLMStoreKit
 import SLMSynthetic
+import SLMTestSupport
 
 /// The `slmstore` command as a user runs it: outputs, --json, and one-line errors that leave
 /// the store untouched.

@@ -1,6 +1,7 @@
 import XCTest
 @testable import SLMStoreKit
 import SLMSynthetic
+import SLMTestSupport
 
 /// The model-card YAML subset: what real cards use parses; everything else is refused with its
 /// line and column.

@@ -1,6 +1,7 @@
 import XCTest
 @testable import SLMStoreKit
 import SLMSynthetic
+import SLMTestSupport
 
 /// A real `slmstore add` killed with SIGKILL at any moment leaves a store that passes verify,
 /// and two adds at once both land.

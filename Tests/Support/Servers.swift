@@ -1,21 +1,21 @@
 import Foundation
 import XCTest
-@testable import SLMStoreKit
+import SLMStoreKit
 import SLMSynthetic
 
 /// Real servers for the delivery tests: nginx from Debian serving a directory on loopback, and
 /// the fault-injecting proxy in front of it.
-final class NginxServer {
-    let root: String
-    let port: Int
-    let prefix: String
+public final class NginxServer {
+    public let root: String
+    public let port: Int
+    public let prefix: String
     private let process = Process()
 
-    var url: String { "http://127.0.0.1:\(port)" }
+    public var url: String { "http://127.0.0.1:\(port)" }
 
     /// `limitRate` (nginx syntax, e.g. "500k") slows every response, so a test can stop the
     /// server while a transfer is really in flight.
-    init(serving root: String, port fixedPort: Int? = nil, limitRate: String? = nil) throws {
+    public init(serving root: String, port fixedPort: Int? = nil, limitRate: String? = nil) throws {
         self.root = root
         self.port = fixedPort ?? freePort()
         prefix = TestSupport.scratch("nginx")
@@ -52,17 +52,17 @@ final class NginxServer {
         try waitForPort(port)
     }
 
-    static var binary: String {
+    public static var binary: String {
         for p in ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"] where FileManager.default.isExecutableFile(atPath: p) { return p }
         return "/usr/sbin/nginx"
     }
 
     /// Requests nginx has logged so far (one line each).
-    var accessLog: [String] {
+    public var accessLog: [String] {
         ((try? String(contentsOfFile: prefix + "/access.log", encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
     }
 
-    func stop() {
+    public func stop() {
         if process.isRunning {
             process.terminate()
             process.waitUntilExit()
@@ -72,12 +72,12 @@ final class NginxServer {
     deinit { stop() }
 }
 
-final class FaultProxy {
-    let port: Int
+public final class FaultProxy {
+    public let port: Int
     private let process = Process()
-    var url: String { "http://127.0.0.1:\(port)" }
+    public var url: String { "http://127.0.0.1:\(port)" }
 
-    init(upstream: Int, mode: String, count: Int? = nil) throws {
+    public init(upstream: Int, mode: String, count: Int? = nil) throws {
         port = freePort()
         var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         dir.appendPathComponent("Helpers/fault_proxy.py")
@@ -94,7 +94,7 @@ final class FaultProxy {
     }
 }
 
-func freePort() -> Int {
+public func freePort() -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var addr = sockaddr_in()
@@ -107,7 +107,7 @@ func freePort() -> Int {
     return Int(UInt16(bigEndian: addr.sin_port))
 }
 
-func waitForPort(_ port: Int, timeout: Double = 10) throws {
+public func waitForPort(_ port: Int, timeout: Double = 10) throws {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

@@ -1,6 +1,7 @@
 import XCTest
 @testable import SLMStoreKit
 import SLMSynthetic
+import SLMTestSupport
 
 /// The safetensors header is parsed and every malformation named in the spec is refused.
 final class SafetensorsTests: XCTestCase {

@@ -1,6 +1,7 @@
 import XCTest
 @testable import SLMStoreKit
 import SLMSynthetic
+import SLMTestSupport
 
 /// Adding and reading back through the library: exact bytes, dedup, immutability, damage.
 final class StoreTests: XCTestCase {

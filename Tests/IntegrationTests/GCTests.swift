@@ -1,6 +1,7 @@
 import XCTest
 @testable import SLMStoreKit
 import SLMSynthetic
+import SLMTestSupport
 
 /// gc keeps every chunk a ref reaches, frees the rest, survives SIGKILL, and waits for adds.
 final class GCTests: XCTestCase {

@@ -1,6 +1,7 @@
 import XCTest
 @testable import SLMStoreKit
 import SLMSynthetic
+import SLMTestSupport
 
 /// Codec 2 (byte planes for float tensors): exact round trips at every phase, the documented
 /// test vector, and refusal of malformed payloads.

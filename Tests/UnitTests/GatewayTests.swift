@@ -1,6 +1,7 @@
 import XCTest
 @testable import SLMStoreKit
 import SLMSynthetic
+import SLMTestSupport
 
 /// The gateway swaps versions atomically under concurrent readers: no reader ever sees a mixed
 /// or missing file, and handles stay valid while the stage moves.
@@ -93,18 +94,4 @@ final class GatewayTests: XCTestCase {
         gateway.poll()
         XCTAssertEqual(TestSupport.read(try gateway.current("m").path("f.txt")), Array("1.1.0".utf8))
     }
-}
-
-final class ManagedAtomicFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var flag = false
-    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return flag }
-    func set() { lock.lock(); flag = true; lock.unlock() }
-}
-
-final class ManagedCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var n = 0
-    var value: Int { lock.lock(); defer { lock.unlock() }; return n }
-    func add() { lock.lock(); n += 1; lock.unlock() }
 }

@@ -1,6 +1,7 @@
 import XCTest
 @testable import SLMStoreKit
 import SLMSynthetic
+import SLMTestSupport
 
 /// Scale-out: a pushed store published to an S3-compatible bucket (moto on loopback) with the
 /// standard `aws s3 sync`, objects before refs and manifest, then pulled over the bucket's HTTP.

@@ -1,6 +1,7 @@
 import XCTest
 @testable import SLMStoreKit
 import SLMSynthetic
+import SLMTestSupport
 
 /// The registry commands as a user runs them, following the seed article's lifecycle.
 final class RegistryCLITests: XCTestCase {

@@ -1,6 +1,7 @@
 import XCTest
 @testable import SLMStoreKit
 import SLMSynthetic
+import SLMTestSupport
 
 /// The chunker must cut exactly where the canonical FastCDC 2020 cuts.
 final class FastCDCTests: XCTestCase {

@@ -1,6 +1,7 @@
 import XCTest
 @testable import SLMStoreKit
 import SLMSynthetic
+import SLMTestSupport
 
 /// SemVer ranges, gates, history, rollback and dependencies, through the library.
 final class SemVerRangeTests: XCTestCase {

@@ -1,11 +1,11 @@
 import Foundation
 import XCTest
-@testable import SLMStoreKit
+import SLMStoreKit
 import SLMSynthetic
 
 /// Shared helpers: scratch directories, the built `slmstore` binary, store snapshots.
-enum TestSupport {
-    static func scratch(_ name: String = #function) -> String {
+public enum TestSupport {
+    public static func scratch(_ name: String = #function) -> String {
         let clean = name.filter { $0.isLetter || $0.isNumber }
         let dir = NSTemporaryDirectory() + "slmstore-tests/\(clean)-\(FileSystem.randomHex(4))"
         try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -13,7 +13,7 @@ enum TestSupport {
     }
 
     /// The `slmstore` executable built beside the test bundle.
-    static var binary: String {
+    public static var binary: String {
         var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         for _ in 0..<4 {
             let candidate = dir.appendingPathComponent("slmstore").path
@@ -27,17 +27,18 @@ enum TestSupport {
         fatalError("slmstore binary not found next to the tests; run `swift build` first")
     }
 
-    struct Run {
-        var status: Int32
-        var stdout: String
-        var stderr: String
+    public struct Run {
+        public var status: Int32
+        public var stdout: String
+        public var stderr: String
     }
 
     /// Runs the CLI to completion.
     @discardableResult
-    static func cli(_ args: [String], store: String? = nil, environment: [String: String] = [:]) -> Run {
+    public static func cli(_ args: [String], store: String? = nil, environment: [String: String] = [:], cwd: String? = nil) -> Run {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
+        if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
         p.arguments = (store.map { ["--store", $0] } ?? []) + args
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
@@ -57,10 +58,10 @@ enum TestSupport {
                    stderr: String(decoding: errData, as: UTF8.self))
     }
 
-    static func json(_ run: Run) throws -> JSONValue { try JSONValue.parse(run.stdout) }
+    public static func json(_ run: Run) throws -> JSONValue { try JSONValue.parse(run.stdout) }
 
     /// Starts the CLI in the background (output discarded) for tests that race or kill it.
-    static func spawn(_ args: [String], store: String) throws -> Process {
+    public static func spawn(_ args: [String], store: String) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = ["--store", store] + args
@@ -71,7 +72,7 @@ enum TestSupport {
     }
 
     /// Every file below `dir` with its content digest: a store "byte for byte".
-    static func snapshot(_ dir: String) -> [String: String] {
+    public static func snapshot(_ dir: String) -> [String: String] {
         var out: [String: String] = [:]
         let e = FileManager.default.enumerator(atPath: dir)
         while let rel = e?.nextObject() as? String {
@@ -85,24 +86,24 @@ enum TestSupport {
         return out
     }
 
-    static func write(_ bytes: [UInt8], to path: String) {
+    public static func write(_ bytes: [UInt8], to path: String) {
         try! FileManager.default.createDirectory(atPath: FileSystem.dirname(path), withIntermediateDirectories: true)
         _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
     }
 
     /// Flips one bit in place, as bit rot would (same inode, so open descriptors see it too).
-    static func flipByte(in path: String, at offset: UInt64) {
+    public static func flipByte(in path: String, at offset: UInt64) {
         let f = try! FileDescriptor(path: path, flags: O_RDWR)
         var b = try! f.pread(count: 1, at: offset)
         b[0] ^= 0x40
         _ = b.withUnsafeBytes { pwrite(f.fd, $0.baseAddress, 1, off_t(offset)) }
     }
 
-    static func read(_ path: String) -> [UInt8] {
+    public static func read(_ path: String) -> [UInt8] {
         Array((try? Data(contentsOf: URL(fileURLWithPath: path))) ?? Data())
     }
 
-    static func random(_ count: Int, seed: UInt64) -> [UInt8] {
+    public static func random(_ count: Int, seed: UInt64) -> [UInt8] {
         var rng = SplitMix(seed)
         var out = [UInt8](repeating: 0, count: count)
         var i = 0
@@ -115,7 +116,7 @@ enum TestSupport {
     }
 
     /// bf16 values ~ N(0, 0.02): the byte statistics of real weights.
-    static func bf16Like(_ count: Int, seed: UInt64) -> [UInt8] {
+    public static func bf16Like(_ count: Int, seed: UInt64) -> [UInt8] {
         var rng = SplitMix(seed)
         var out = [UInt8](repeating: 0, count: count)
         for i in stride(from: 0, to: count - 1, by: 2) {
@@ -127,7 +128,7 @@ enum TestSupport {
     }
 
     /// A safetensors file from (name, dtype, shape, bytes) tensors in order.
-    static func safetensors(_ tensors: [(String, String, [Int], [UInt8])], metadata: [String: String]? = nil) -> [UInt8] {
+    public static func safetensors(_ tensors: [(String, String, [Int], [UInt8])], metadata: [String: String]? = nil) -> [UInt8] {
         var entries: [String: JSONValue] = [:]
         var offset = 0
         for (name, dtype, shape, data) in tensors {
@@ -139,20 +140,36 @@ enum TestSupport {
         return rawSafetensors(header: JSONValue.object(entries).canonicalBytes(), data: tensors.flatMap { $0.3 })
     }
 
-    static func rawSafetensors(header: [UInt8], data: [UInt8]) -> [UInt8] {
-        var w = ByteWriter()
-        w.u64(UInt64(header.count))
-        return w.bytes + header + data
+    public static func rawSafetensors(header: [UInt8], data: [UInt8]) -> [UInt8] {
+        let length = UInt64(header.count)
+        return (0..<8).map { UInt8(truncatingIfNeeded: length >> (8 * $0)) } + header + data
     }
 }
 
 /// Compares byte arrays by length and digest, so a failure prints two lines, not megabytes.
-func XCTAssertSameBytes(_ a: [UInt8], _ b: [UInt8], _ message: String = "", file: StaticString = #filePath, line: UInt = #line) {
+public func XCTAssertSameBytes(_ a: [UInt8], _ b: [UInt8], _ message: String = "", file: StaticString = #filePath, line: UInt = #line) {
     XCTAssertEqual(a.count, b.count, "length differs \(message)", file: file, line: line)
     XCTAssertEqual(SHA256Hasher.hash(a).hex, SHA256Hasher.hash(b).hex, "content differs \(message)", file: file, line: line)
 }
 
-func XCTAssertSameFiles(_ a: [String: [UInt8]], _ b: [String: [UInt8]], file: StaticString = #filePath, line: UInt = #line) {
+public func XCTAssertSameFiles(_ a: [String: [UInt8]], _ b: [String: [UInt8]], file: StaticString = #filePath, line: UInt = #line) {
     XCTAssertEqual(a.keys.sorted(), b.keys.sorted(), file: file, line: line)
     for (k, v) in a { XCTAssertSameBytes(v, b[k] ?? [], k, file: file, line: line) }
+}
+
+/// Small thread-safe values for tests that watch a background process.
+public final class ManagedAtomicFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var flag = false
+    public init() {}
+    public var isSet: Bool { lock.lock(); defer { lock.unlock() }; return flag }
+    public func set() { lock.lock(); flag = true; lock.unlock() }
+}
+
+public final class ManagedCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    public init() {}
+    public var value: Int { lock.lock(); defer { lock.unlock() }; return n }
+    public func add() { lock.lock(); n += 1; lock.unlock() }
 }

@@ -1,6 +1,7 @@
 import XCTest
 @testable import SLMStoreKit
 import SLMSynthetic
+import SLMTestSupport
 
 /// diff, push and pull against a real nginx on loopback: only missing chunks travel, in few
 /// requests, verified; hostile answers are refused and leave the edge intact.

@@ -1,6 +1,7 @@
 import XCTest
 @testable import SLMStoreKit
 import SLMSynthetic
+import SLMTestSupport
 
 final class JSONValueTests: XCTestCase {
     func testCanonicalFormSortsKeysAndKeepsNumberText() throws {

@@ -1,0 +1,46 @@
+// libFuzzer entry point for the decoders of everything slmstore reads from disk or a remote.
+// Compiled together with the library sources by Benchmarks/fuzz/run; SLMFUZZ_TARGET picks the
+// decoder. A decoder may reject its input with an SLMError; it must never crash, hang or read
+// out of bounds (the address sanitizer is on).
+
+import Foundation
+
+private let target: String = ProcessInfo.processInfo.environment["SLMFUZZ_TARGET"] ?? "pack-index"
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let bytes = Array(UnsafeBufferPointer(start: data, count: size))
+    switch target {
+    case "pack-index":
+        _ = try? PackIndex.decode(bytes, source: "fuzz")
+    case "tree":
+        _ = try? TreeObject.decode(bytes, source: "fuzz")
+    case "version":
+        _ = try? VersionObject.decode(bytes, source: "fuzz")
+    case "manifest":
+        _ = try? Manifest.decode(bytes, source: "fuzz")
+    case "config":
+        _ = try? StoreConfig.decode(bytes, source: "fuzz")
+    case "safetensors":
+        // The 8-byte length prefix, then the JSON header, as `add` reads them.
+        guard bytes.count >= 8 else { return 0 }
+        let n = bytes.readLE(UInt64.self, at: 0)
+        guard n <= UInt64(bytes.count - 8) else { return 0 }
+        _ = try? SafetensorsHeader.parse(headerJSON: Array(bytes[8..<8 + Int(n)]), headerLength: n,
+                                         fileSize: UInt64(bytes.count) + 1 << 20, path: "fuzz")
+    case "chunk-record":
+        // A record as a remote serves it, checked against an index entry derived from its own
+        // header (the hostile case: both lie consistently). Lengths are capped like a reader's.
+        guard bytes.count >= PackFormat.recordHeaderSize,
+              let header = try? PackFormat.parseRecordHeader(bytes, source: "fuzz"),
+              header.rawLength > 0, header.rawLength <= 1 << 20 else { return 0 }
+        let loc = ChunkLocation(pack: PackID(hex: String(repeating: "0", count: 32))!, offset: 16,
+                                storedLength: header.storedLength, rawLength: header.rawLength, codec: header.codec)
+        let out = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(header.rawLength), alignment: 16)
+        defer { out.deallocate() }
+        _ = try? ChunkVerifier.decodeRecord(bytes, expected: header.id, location: loc, into: out, what: "fuzz")
+    default:
+        fatalError("unknown SLMFUZZ_TARGET \(target)")
+    }
+    return 0
+}

@@ -1,0 +1,161 @@
+import XCTest
+@testable import SLMStoreKit
+import SLMSynthetic
+import SLMTestSupport
+
+/// The backend seam: a directory backend on real files, the retry and rate wrappers, and which
+/// locations open at all.
+final class BackendTests: XCTestCase {
+    var dir = ""
+    var backend: LocalBackend!
+
+    override func setUp() {
+        dir = TestSupport.scratch()
+        backend = LocalBackend(root: dir)
+    }
+
+    func testCreateOnlyWriteSucceedsOnceAndNeverReplaces() throws {
+        XCTAssertTrue(try backend.write("refs/m/@versions/1.0.0", bytes: Array("a\n".utf8), ifMatching: nil))
+        XCTAssertFalse(try backend.write("refs/m/@versions/1.0.0", bytes: Array("b\n".utf8), ifMatching: nil))
+        XCTAssertEqual(try backend.read("refs/m/@versions/1.0.0", limit: 100), Array("a\n".utf8))
+    }
+
+    func testCompareAndSwapFailsAfterAnotherWriter() throws {
+        try backend.write("manifest.json", bytes: [1])
+        guard case let .changed(_, v1?) = try backend.readIfChanged("manifest.json", validator: nil, limit: 100) else { return XCTFail() }
+        try backend.write("manifest.json", bytes: [2])   // another publisher
+        XCTAssertFalse(try backend.write("manifest.json", bytes: [3], ifMatching: v1))
+        guard case let .changed(bytes, v2?) = try backend.readIfChanged("manifest.json", validator: nil, limit: 100) else { return XCTFail() }
+        XCTAssertEqual(bytes, [2])
+        XCTAssertTrue(try backend.write("manifest.json", bytes: [3], ifMatching: v2))
+    }
+
+    func testConditionalReadSaysUnchangedAbsentOrChanged() throws {
+        guard case .absent = try backend.readIfChanged("x", validator: nil, limit: 10) else { return XCTFail() }
+        try backend.write("x", bytes: [7])
+        guard case let .changed(_, v?) = try backend.readIfChanged("x", validator: nil, limit: 10) else { return XCTFail() }
+        guard case .unchanged = try backend.readIfChanged("x", validator: v, limit: 10) else { return XCTFail() }
+    }
+
+    func testAFileOverTheLimitIsRefusedBeforeItIsRead() throws {
+        try backend.write("big", bytes: [UInt8](repeating: 0, count: 1000))
+        XCTAssertThrowsError(try backend.read("big", limit: 999))
+    }
+
+    func testListingIsRelativeToTheRootAndSkipsTemporaryFiles() throws {
+        try backend.write("packs/a.idx", bytes: [1])
+        try backend.write("refs/m/@versions/1.0.0", bytes: [1])
+        TestSupport.write([1], to: dir + "/packs/.tmp-123-b.idx")
+        XCTAssertEqual(try backend.list("packs", recursive: false), ["packs/a.idx"])
+        XCTAssertEqual(try backend.list("refs", recursive: true), ["refs/m/@versions/1.0.0"])
+        XCTAssertEqual(Set(try backend.list("", recursive: false)), ["packs", "refs"])
+    }
+
+    func testUploadStreamsALocalFileIntoPlace() throws {
+        let bytes = TestSupport.random(9 << 20, seed: 4)
+        TestSupport.write(bytes, to: dir + "/local.bin")
+        try backend.upload("packs/p.pack", fromFile: dir + "/local.bin")
+        XCTAssertSameBytes(TestSupport.read(dir + "/packs/p.pack"), bytes)
+        XCTAssertEqual(backend.traffic.bytesSent, UInt64(bytes.count))
+    }
+
+    func testRangesReadExactlyTheBytesAsked() throws {
+        try backend.write("f", bytes: Array(0..<100))
+        XCTAssertEqual(try backend.readRange("f", range: 10..<20), Array(10..<20))
+        XCTAssertThrowsError(try backend.readRange("f", range: 90..<110), "a short file is an error, not a short answer")
+    }
+
+    // MARK: Wrappers
+
+    /// A backend whose reads fail a set number of times first: the wrapper under test cannot be
+    /// driven into exact failure counts through a real server as cheaply.
+    final class Flaky: StoreBackend, @unchecked Sendable {
+        var failures: Int
+        let error: SLMError
+        var calls = 0
+        init(failures: Int, error: SLMError) { self.failures = failures; self.error = error }
+        var location: String { "flaky" }
+        var traffic: Traffic { Traffic() }
+        var isWritable: Bool { false }
+        func read(_ path: String, limit: Int) throws -> [UInt8]? {
+            calls += 1
+            if failures > 0 { failures -= 1; throw error }
+            return [42]
+        }
+        func readRange(_ path: String, range: Range<UInt64>) throws -> [UInt8] { [] }
+        func readIfChanged(_ path: String, validator: String?, limit: Int) throws -> ConditionalRead { .absent }
+        func exists(_ path: String) throws -> Bool { false }
+        func write(_ path: String, bytes: [UInt8]) throws {}
+        func upload(_ path: String, fromFile localPath: String) throws {}
+        func write(_ path: String, bytes: [UInt8], ifMatching expected: String?) throws -> Bool { false }
+        func list(_ directory: String, recursive: Bool) throws -> [String] { [] }
+        func delete(_ path: String) throws {}
+        func publishLease() throws -> AnyObject? { nil }
+    }
+
+    func fastPolicy() -> RetryingBackend.Policy {
+        var p = RetryingBackend.Policy()
+        p.initialBackoff = 0.001
+        p.maxBackoff = 0.002
+        return p
+    }
+
+    func testTransientFailuresAreRetried() throws {
+        let flaky = Flaky(failures: 2, error: .remoteStatus(url: "u", status: 503, problem: ""))
+        XCTAssertEqual(try RetryingBackend(flaky, policy: fastPolicy()).read("x", limit: 10), [42])
+        XCTAssertEqual(flaky.calls, 3)
+    }
+
+    func testPermanentFailuresAreNotRetried() {
+        let flaky = Flaky(failures: 2, error: .remoteStatus(url: "u", status: 401, problem: ""))
+        XCTAssertThrowsError(try RetryingBackend(flaky, policy: fastPolicy()).read("x", limit: 10))
+        XCTAssertEqual(flaky.calls, 1)
+    }
+
+    func testRetriesStopAfterTheAttemptLimit() {
+        let flaky = Flaky(failures: 100, error: .transport(url: "u", problem: "reset", transient: true))
+        XCTAssertThrowsError(try RetryingBackend(flaky, policy: fastPolicy()).read("x", limit: 10)) { error in
+            XCTAssertTrue("\(error)".contains("after 5 attempts"), "\(error)")
+        }
+        XCTAssertEqual(flaky.calls, 5)
+    }
+
+    func testACancelledOperationStopsRetryingWithCancelled() {
+        let flaky = Flaky(failures: 100, error: .transport(url: "u", problem: "reset", transient: true))
+        var p = fastPolicy()
+        p.initialBackoff = 10
+        p.maxBackoff = 10
+        let start = Date()
+        let cancelled = ManagedAtomicFlag()
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.2) { cancelled.set() }
+        XCTAssertThrowsError(try RetryingBackend(flaky, policy: p, isCancelled: { cancelled.isSet }).read("x", limit: 10)) { error in
+            XCTAssertEqual(error as? SLMError, .cancelled)
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 2, "a stop request cuts the backoff short")
+    }
+
+    func testTheRateLimitHoldsAcrossRequests() throws {
+        try backend.write("f", bytes: [UInt8](repeating: 1, count: 200_000))
+        let limited = RateLimitedBackend(backend, bytesPerSecond: 1_000_000)
+        let start = Date()
+        for _ in 0..<3 { _ = try limited.read("f", limit: 1 << 20) }
+        XCTAssertGreaterThan(Date().timeIntervalSince(start), 0.5, "600 KB at 1 MB/s takes about 0.6 s")
+    }
+
+    // MARK: Opening
+
+    func testUnknownSchemesAreRefusedNotTakenForDirectories() throws {
+        for location in ["s3://bucket/prefix", "gs://b/p", "ftp://host/x"] {
+            XCTAssertThrowsError(try Remotes.open(location)) { error in
+                guard case SLMError.argument(let m) = error else { return XCTFail("\(error)") }
+                XCTAssertTrue(m.contains(location), m)
+            }
+        }
+    }
+
+    func testHTTPRemotesAreReadOnly() throws {
+        let r = try Remotes.open("http://127.0.0.1:9/store")
+        XCTAssertFalse(r.isWritable)
+        XCTAssertThrowsError(try r.write("x", bytes: [1]))
+    }
+}

@@ -1,0 +1,115 @@
+import XCTest
+@testable import SLMStoreKit
+import SLMSynthetic
+import SLMTestSupport
+
+/// The pull planner and remote version selection are pure functions of metadata: tested here
+/// without a remote, a store or a byte of chunk data.
+final class PullPlanTests: XCTestCase {
+    func chunk(_ n: UInt8) -> ChunkID { ChunkID(of: [n, n, n]) }
+    let packA = PackID(hex: String(repeating: "a", count: 32))!
+    let packB = PackID(hex: String(repeating: "b", count: 32))!
+
+    func located(_ id: ChunkID, _ pack: PackID, offset: UInt64, stored: UInt32) -> LocatedChunk {
+        LocatedChunk(id: id, pack: pack, entry: PackIndexEntry(id: id, offset: offset, storedLength: stored, rawLength: 100, codec: .zstd))
+    }
+
+    func testRecordsSeparatedBySmallGapsShareOneRange() {
+        let h = UInt64(PackFormat.recordHeaderSize)
+        let a = located(chunk(1), packA, offset: 16, stored: 100)
+        let b = located(chunk(2), packA, offset: 16 + h + 100 + 50, stored: 100)   // 50-byte gap
+        let plans = PullPlan.ranges([b, a], gapLimit: 64, maxRange: 1 << 20)
+        XCTAssertEqual(plans.count, 1)
+        XCTAssertEqual(plans[0].range, 16..<(16 + h + 100 + 50 + h + 100))
+        XCTAssertEqual(plans[0].chunks.map(\.id), [chunk(1), chunk(2)], "records in offset order")
+    }
+
+    func testAGapLargerThanTheLimitSplitsTheRange() {
+        let h = UInt64(PackFormat.recordHeaderSize)
+        let a = located(chunk(1), packA, offset: 16, stored: 100)
+        let b = located(chunk(2), packA, offset: 16 + h + 100 + 65, stored: 100)
+        XCTAssertEqual(PullPlan.ranges([a, b], gapLimit: 64, maxRange: 1 << 20).count, 2)
+    }
+
+    func testARangeNeverGrowsPastTheMaximum() {
+        let h = UInt64(PackFormat.recordHeaderSize)
+        let items = (0..<10).map { i in located(chunk(UInt8(i)), packA, offset: 16 + UInt64(i) * (h + 100), stored: 100) }
+        let plans = PullPlan.ranges(items, gapLimit: 0, maxRange: 3 * (h + 100))
+        XCTAssertEqual(plans.count, 4)
+        XCTAssertTrue(plans.allSatisfy { UInt64($0.range.count) <= 3 * (h + 100) })
+        XCTAssertEqual(plans.flatMap(\.chunks).count, 10)
+    }
+
+    func testRangesNeverSpanTwoPacks() {
+        let a = located(chunk(1), packA, offset: 16, stored: 100)
+        let b = located(chunk(2), packB, offset: 16, stored: 100)
+        let plans = PullPlan.ranges([a, b], gapLimit: 1 << 20, maxRange: 1 << 30)
+        XCTAssertEqual(plans.map(\.pack), [packA, packB])
+    }
+
+    func testLocateReadsIndexesOnlyUntilEveryChunkIsFound() throws {
+        let indexes: [PackID: PackIndex] = [
+            packA: PackIndex(packSize: 1000, entries: [PackIndexEntry(id: chunk(1), offset: 16, storedLength: 10, rawLength: 100, codec: .raw)]),
+            packB: PackIndex(packSize: 1000, entries: [PackIndexEntry(id: chunk(2), offset: 16, storedLength: 10, rawLength: 100, codec: .raw)]),
+        ]
+        var read: [PackID] = []
+        let found = try PullPlan.locate([chunk(1)], rawLengths: [chunk(1): 100], order: [packA, packB], location: "r") {
+            read.append($0)
+            return indexes[$0]!
+        }
+        XCTAssertEqual(found.map(\.pack), [packA])
+        XCTAssertEqual(read, [packA], "packB's index is never fetched")
+    }
+
+    func testAChunkInNoListedPackIsARemoteError() {
+        XCTAssertThrowsError(try PullPlan.locate([chunk(9)], rawLengths: [chunk(9): 100], order: [packA], location: "r") { _ in
+            PackIndex(packSize: 100, entries: [])
+        }) { error in
+            guard case SLMError.remote(_, let problem) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(problem.contains("in no pack"), problem)
+        }
+    }
+
+    func testAnIndexEntryDisagreeingWithTheTreeIsRefused() {
+        XCTAssertThrowsError(try PullPlan.locate([chunk(1)], rawLengths: [chunk(1): 99], order: [packA], location: "r") { _ in
+            PackIndex(packSize: 1000, entries: [PackIndexEntry(id: self.chunk(1), offset: 16, storedLength: 10, rawLength: 100, codec: .raw)])
+        }) { error in
+            guard case SLMError.remote = error else { return XCTFail("\(error)") }
+        }
+    }
+
+    // MARK: Selection
+
+    func manifest(stages: [String: String], versions: [String] = ["1.0.0", "1.1.0", "2.0.0-rc.1"]) -> Manifest {
+        let entries = versions.enumerated().map { i, v in
+            Manifest.VersionEntry(version: v, id: SHA256Hasher.hash([UInt8(i)]), tree: SHA256Hasher.hash([UInt8(100 + i)]),
+                                  created: "", size: 0, files: [], dependencies: [], packs: [])
+        }
+        return Manifest(project: "p", lastUpdated: "", models: ["m": .init(versions: entries, stages: stages)], packs: [])
+    }
+
+    func testAStageSelectsTheVersionItNames() throws {
+        let (v, id) = try RemoteSelection.select(try ModelName("m"), "production", in: manifest(stages: ["production": "1.0.0"]), location: "r")
+        XCTAssertEqual(v.description, "1.0.0")
+        XCTAssertEqual(id, SHA256Hasher.hash([0]))
+    }
+
+    func testLatestSkipsPreReleasesAndRangesPickTheHighestMatch() throws {
+        let m = manifest(stages: [:])
+        XCTAssertEqual(try RemoteSelection.select(try ModelName("m"), "latest", in: m, location: "r").0.description, "1.1.0")
+        XCTAssertEqual(try RemoteSelection.select(try ModelName("m"), "^1.0", in: m, location: "r").0.description, "1.1.0")
+    }
+
+    func testAStageNamingAnUnlistedVersionIsARemoteErrorNotACrash() {
+        XCTAssertThrowsError(try RemoteSelection.select(try ModelName("m"), "production", in: manifest(stages: ["production": "9.9.9"]), location: "r")) { error in
+            guard case SLMError.remote(_, let problem) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(problem.contains("9.9.9"), problem)
+        }
+    }
+
+    func testAnUnknownModelIsNotFound() {
+        XCTAssertThrowsError(try RemoteSelection.select(try ModelName("other"), "latest", in: manifest(stages: [:]), location: "r")) { error in
+            guard case SLMError.notFound = error else { return XCTFail("\(error)") }
+        }
+    }
+}
