@@ -76,6 +76,8 @@ func exitCode(for error: SLMError) -> Int32 {
 }
 
 setvbuf(stdout, nil, _IOFBF, 1 << 16)
+// The crash tests name a commit step at which the process kills itself.
+CrashPoint.arm(getenv("SLMSTORE_CRASH_AT").map { String(cString: $0) })
 let status = runMain()
 fflush(stdout)
 exit(status)

@@ -32,7 +32,9 @@ public final class Store: Sendable {
         }
         let config = try StoreConfig.decode(try FileSystem.readFile(configPath, limit: 1 << 20), source: configPath)
         let store = Store(root: root, config: config)
-        for dir in [store.tmpDirectory, store.locksDirectory] where !FileSystem.isDirectory(dir) {
+        // A pushed store gets its directories as files arrive in them; supply what is missing.
+        for dir in [store.packsDirectory, store.objectsDirectory, store.refsDirectory, store.tmpDirectory, store.locksDirectory]
+            where !FileSystem.isDirectory(dir) {
             try FileSystem.makeDirectories(dir)
         }
         return store

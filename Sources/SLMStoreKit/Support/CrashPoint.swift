@@ -1,16 +1,25 @@
-// Fault injection for the crash tests: when SLMSTORE_CRASH_AT names a point, the process
-// SIGKILLs itself there, so tests can stop a real process between two specific writes.
+// Fault injection for the crash tests: once a point is armed (the command layer arms the one
+// SLMSTORE_CRASH_AT names), the process SIGKILLs itself there, so tests can stop a real process
+// between two specific writes. Unarmed, a point costs one lock-free load.
 
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
 public enum CrashPoint {
-    private static let target: String? = getenv("SLMSTORE_CRASH_AT").map { String(cString: $0) }
+    private static let armed = Atomic<Bool>(false)
+    private static let target = Mutex<String?>(nil)
+
+    /// Arms `name` (nil disarms). Call before the work starts.
+    public static func arm(_ name: String?) {
+        target.withLock { $0 = name }
+        armed.store(name != nil, ordering: .releasing)
+    }
 
     @inline(__always)
     public static func hit(_ name: String) {
-        guard let target, target == name else { return }
+        guard armed.load(ordering: .acquiring), target.withLock({ $0 == name }) else { return }
         kill(getpid(), SIGKILL)
         pause()
     }
