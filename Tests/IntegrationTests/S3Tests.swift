@@ -1,0 +1,164 @@
+import XCTest
+@testable import SLMStoreKit
+import SLMSynthetic
+import SLMTestSupport
+
+/// Native S3 remotes against moto's S3 server with authentication on: a private bucket that
+/// only a signed request with the right key can read or write.
+final class S3Tests: XCTestCase {
+    var dir = ""
+    var moto: MotoS3Server!
+    var publisher = ""
+    let remote = "s3://models/store"
+
+    override func setUpWithError() throws {
+        guard MotoS3Server.isAvailable else { throw XCTSkip("moto_server and aws CLI not installed (pip install 'moto[server]' awscli)") }
+        dir = TestSupport.scratch()
+        publisher = dir + "/publisher"
+        moto = try MotoS3Server(buckets: ["models"])
+    }
+
+    override func tearDown() { moto?.stop() }
+
+    func cli(_ args: [String], store: String? = nil, env extra: [String: String] = [:]) -> TestSupport.Run {
+        var env = moto.clientEnvironment
+        for (k, v) in extra { env[k] = v }
+        return TestSupport.cli(args, store: store ?? publisher, environment: env)
+    }
+
+    /// A version whose one file holds `size` random bytes (incompressible, so packs are that big).
+    @discardableResult
+    func add(_ ref: String, size: Int, seed: UInt64, store: String? = nil) -> [UInt8] {
+        let bytes = TestSupport.random(size, seed: seed)
+        let src = "\(dir)/src-\(ref)-\(seed)"
+        TestSupport.write(bytes, to: src + "/weights.bin")
+        let r = TestSupport.cli(["add", ref, src], store: store ?? publisher)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        return bytes
+    }
+
+    func manifestVersions() throws -> Set<String> {
+        let text = try moto.aws(["s3", "cp", remote + "/manifest.json", "-"])
+        let m = try Manifest.decode(Array(text.utf8), source: "manifest")
+        return Set(m.models["m"]?.versions.map(\.version) ?? [])
+    }
+
+    func testPushPullAndSyncRoundTripThroughAPrivateBucket() throws {
+        let v1 = add("m@1.0.0", size: 3 << 20, seed: 1)
+        let push = cli(["push", remote, "--json"])
+        XCTAssertEqual(push.status, 0, push.stderr)
+        XCTAssertEqual(try TestSupport.json(push)["pushed"]?.arrayValue?.count, 1)
+
+        // The bucket is private: the same objects over plain HTTP without a signature are refused.
+        let anonymous = TestSupport.cli(["pull", "\(moto.endpoint)/models/store", "m@1.0.0"], store: dir + "/anon")
+        XCTAssertEqual(anonymous.status, 6, anonymous.stderr)
+
+        let pull = cli(["pull", remote, "m@1.0.0", "--to", dir + "/device", "--json"], store: dir + "/edge")
+        XCTAssertEqual(pull.status, 0, pull.stderr)
+        XCTAssertSameBytes(TestSupport.read(dir + "/device/current/weights.bin"), v1)
+
+        // An update ships only what the device lacks.
+        add("m@1.1.0", size: 1 << 20, seed: 2)
+        XCTAssertEqual(cli(["promote", "m@1.1.0", "production", "--skip-staging"]).status, 0)
+        XCTAssertEqual(cli(["push", remote]).status, 0)
+        let sync = cli(["sync", remote, "--to", dir + "/fleet", "--follow", "m@production", "--once"], store: dir + "/edge")
+        XCTAssertEqual(sync.status, 0, sync.stdout + sync.stderr)
+        XCTAssertEqual(InstallDirectory(root: dir + "/fleet/m").current(), "1.1.0")
+        let update = cli(["pull", remote, "m@1.1.0", "--json"], store: dir + "/edge2-\(0)")
+        XCTAssertEqual(update.status, 0, update.stderr)
+        XCTAssertEqual(cli(["verify"], store: dir + "/edge").status, 0)
+    }
+
+    func testWrongCredentialsFailAtOnceWithExit6AndNoSecretInOutput() throws {
+        add("m@1.0.0", size: 100_000, seed: 1)
+        XCTAssertEqual(cli(["push", remote]).status, 0)
+        let wrong = "not-the-secret-0123456789"
+        let start = Date()
+        let r = cli(["pull", remote, "m@1.0.0"], store: dir + "/edge", env: ["AWS_SECRET_ACCESS_KEY": wrong])
+        XCTAssertEqual(r.status, 6, r.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 5, "a refused signature is not retried")
+        XCTAssertTrue(r.stderr.contains("SignatureDoesNotMatch"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("AWS_ACCESS_KEY_ID"), "names where the credentials came from: \(r.stderr)")
+        XCTAssertFalse(r.stderr.contains(wrong) || r.stdout.contains(wrong))
+        XCTAssertFalse(r.stderr.contains(moto.secretAccessKey))
+        let push = cli(["push", remote], env: ["AWS_ACCESS_KEY_ID": "AKIANOSUCHKEY"])
+        XCTAssertEqual(push.status, 6, push.stderr)
+    }
+
+    func testCredentialsComeFromAProfileInTheSharedFiles() throws {
+        add("m@1.0.0", size: 100_000, seed: 1)
+        let creds = dir + "/aws-credentials", config = dir + "/aws-config"
+        TestSupport.write(Array("[ci]\naws_access_key_id = \(moto.accessKeyID)\naws_secret_access_key = \(moto.secretAccessKey)\n".utf8), to: creds)
+        TestSupport.write(Array("[profile ci]\nregion = us-east-1\nendpoint_url = \(moto.endpoint)\n".utf8), to: config)
+        let env = ["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_ENDPOINT_URL": "", "AWS_PROFILE": "ci",
+                   "AWS_SHARED_CREDENTIALS_FILE": creds, "AWS_CONFIG_FILE": config]
+        let r = cli(["push", remote], env: env)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try manifestVersions(), ["1.0.0"])
+    }
+
+    func testAKilledMultipartPushResumesWithoutResendingFinishedParts() throws {
+        add("m@1.0.0", size: 24 << 20, seed: 5)
+        let part = ["SLMSTORE_S3_PART_SIZE": String(5 << 20)]
+        let killed = cli(["push", remote], env: part.merging(["SLMSTORE_CRASH_AT": "push-after-part"]) { $1 })
+        XCTAssertEqual(killed.status, 9, "killed by SIGKILL after the first part")
+        XCTAssertFalse(try moto.aws(["s3", "ls", "--recursive", "s3://models/"]).contains("refs/"), "nothing is listed before its data is there")
+        let resumed = cli(["push", remote, "--json"], env: part)
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        let sent = try TestSupport.json(resumed)["bytes_sent"]!.uint64Value!
+        XCTAssertLessThan(sent, UInt64(24 << 20) - UInt64(5 << 20) + (1 << 20), "the finished 5 MiB part is not sent again")
+        let pull = cli(["pull", remote, "m@1.0.0", "--to", dir + "/device"], store: dir + "/edge")
+        XCTAssertEqual(pull.status, 0, pull.stderr)
+        XCTAssertSameBytes(TestSupport.read(dir + "/device/current/weights.bin"), TestSupport.random(24 << 20, seed: 5))
+    }
+
+    func testConcurrentPushesToOneBucketAreAllListed() throws {
+        let other = dir + "/publisher-b"
+        var expected = Set<String>()
+        for round in 0..<20 {
+            add("m@1.\(round).0", size: 20_000, seed: UInt64(100 + round))
+            add("m@2.\(round).0", size: 20_000, seed: UInt64(200 + round), store: other)
+            expected.formUnion(["1.\(round).0", "2.\(round).0"])
+            var env = ProcessInfo.processInfo.environment
+            for (k, v) in moto.clientEnvironment { env[k] = v }
+            let a = try spawn(["push", remote, "m@1.\(round).0"], store: publisher, env: env, errorLog: dir + "/a.err")
+            let b = try spawn(["push", remote, "m@2.\(round).0"], store: other, env: env, errorLog: dir + "/b.err")
+            a.waitUntilExit()
+            b.waitUntilExit()
+            XCTAssertEqual(a.terminationStatus, 0, "round \(round): \(String(decoding: TestSupport.read(dir + "/a.err"), as: UTF8.self))")
+            XCTAssertEqual(b.terminationStatus, 0, "round \(round): \(String(decoding: TestSupport.read(dir + "/b.err"), as: UTF8.self))")
+            XCTAssertEqual(try manifestVersions(), expected, "round \(round): a publisher's version went missing")
+        }
+    }
+
+    /// A CLI process in the background; its stderr goes to `errorLog` for the failure message.
+    func spawn(_ args: [String], store: String, env: [String: String], errorLog: String) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: TestSupport.binary)
+        p.arguments = ["--store", store] + args
+        p.environment = env
+        p.standardOutput = FileHandle.nullDevice
+        FileManager.default.createFile(atPath: errorLog, contents: nil)
+        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errorLog))
+        try p.run()
+        return p
+    }
+
+    func testTheBucketHoldsTheLayoutFormatMdDescribes() throws {
+        add("m@1.0.0", size: 100_000, seed: 1)
+        XCTAssertEqual(cli(["push", remote]).status, 0)
+        let keys = try moto.aws(["s3", "ls", "--recursive", "s3://models/"]).split(separator: "\n").map { String($0.split(separator: " ").last!) }
+        XCTAssertTrue(keys.contains("store/config"))
+        XCTAssertTrue(keys.contains("store/manifest.json"))
+        XCTAssertTrue(keys.contains("store/refs/m/@versions/1.0.0"))
+        XCTAssertEqual(keys.filter { $0.hasPrefix("store/packs/") && $0.hasSuffix(".pack") }.count, 1)
+        XCTAssertEqual(keys.filter { $0.hasPrefix("store/packs/") && $0.hasSuffix(".idx") }.count, 1)
+        XCTAssertEqual(keys.filter { $0.hasPrefix("store/objects/") }.count, 2, "a tree and a version object")
+        XCTAssertFalse(keys.contains { $0.contains("/tmp/") || $0.contains("/locks/") }, "\(keys)")
+        // Pushing to a prefix that holds something else is refused.
+        try moto.aws(["s3", "cp", "-", "s3://models/other/notes.txt"], input: "x")
+        let r = cli(["push", "s3://models/other"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("not a slmstore store"), r.stderr)
+    }
+}
