@@ -73,9 +73,10 @@ let pushCommand = Command(
     AWS_SESSION_TOKEN, AWS_PROFILE with ~/.aws/credentials and ~/.aws/config, AWS_REGION; large
     packs go up as multipart uploads that resume after an interruption.
       --endpoint URL   an S3-compatible endpoint (MinIO, Ceph, R2, ...); also AWS_ENDPOINT_URL
-      --json           pushed, already_present, chunks_copied, bytes_copied, bytes_sent, requests
+      --no-web         do not write the registry pages (web/index.html and a page per model and version)
+      --json           pushed, already_present, chunks_copied, bytes_copied, bytes_sent, requests, pages
     """,
-    spec: OptionSpec(values: ["--endpoint"], flags: ["--json"])
+    spec: OptionSpec(values: ["--endpoint"], flags: ["--json", "--no-web"])
 ) { a, ctx in
     try requirePositionals(a, "push", min: 1, max: Int.max, usage: "slmstore push REMOTE-DIR [REF...]")
     let dest = a.positionals[0]
@@ -92,12 +93,13 @@ let pushCommand = Command(
     let bar = ProgressBar("push")
     var options = PushOptions()
     options.progress = bar.callback
+    options.web = !a.has("--no-web")
     let r = try store.push(to: destination, refs: refs, options: options)
     bar.finish()
     if a.has("--json") {
         Output.json(.object(["pushed": .array(r.versionsPushed.map { .string($0) }), "already_present": .array(r.versionsPresent.map { .string($0) }),
                              "chunks_copied": .int(r.chunksCopied), "bytes_copied": .int(r.bytesCopied),
-                             "bytes_sent": .int(r.bytesSent), "requests": .int(r.requests),
+                             "bytes_sent": .int(r.bytesSent), "requests": .int(r.requests), "pages": .int(r.pagesWritten),
                              "stages": .array(r.stagesPushed.map { .string($0) }), "seconds": .double((r.seconds * 1000).rounded() / 1000)]))
     } else {
         print("pushed \(r.versionsPushed.count) versions (\(r.versionsPresent.count) already there), \(r.chunksCopied) chunks, \(Output.bytes(r.bytesCopied)) to \(dest)")

@@ -5,7 +5,7 @@ import SLMStoreKit
 import Glibc
 #endif
 
-let registryCommands: [Command] = [metricsCommand, policyCommand, promoteCommand, rollbackCommand, historyCommand, resolveCommand, cardKeysCommand]
+let registryCommands: [Command] = [webCommand, metricsCommand, policyCommand, promoteCommand, rollbackCommand, historyCommand, resolveCommand, cardKeysCommand]
 
 let metricsCommand = Command(
     name: "metrics", summary: "Record or show a version's evaluation metrics",
@@ -196,5 +196,37 @@ let cardKeysCommand = Command(
     let keys = try store.requiredCardKeys()
     if a.has("--json") { Output.json(.object(["required": .array(keys.map { .string($0) })])) }
     else { print(keys.isEmpty ? "no card keys required" : "required card keys: \(keys.joined(separator: ", "))") }
+    return 0
+}
+
+let webCommand = Command(
+    name: "web", summary: "Write the registry as static pages for a local store, to open from disk",
+    usage: "slmstore web DIR [--json]",
+    details: """
+    Writes DIR/web/index.html (every model: versions, stages, size, last change), a page per model
+    (versions, who added them, what each cost, stage history, gates) and a page per version (model
+    card, metrics, provenance, files with SHA-256, tensors, dependencies, what changed since the
+    parent and what an edge device downloads). Plain HTML and CSS, no scripts, no external files;
+    every value from a card or a name is escaped. `push` writes the same pages into a remote.
+      --json   pages, seconds, index
+    """,
+    spec: OptionSpec(flags: ["--json"])
+) { a, ctx in
+    try requirePositionals(a, "web", min: 1, max: 1, usage: "slmstore web DIR")
+    let dir = a.positionals[0]
+    let store = try ctx.openStore()
+    let started = Timestamp.monotonicSeconds()
+    let out = LocalBackend(root: dir)
+    let pages = try store.writeSite(models: try store.models(), rows: try store.siteIndexRows(),
+                                    project: FileSystem.basename(FileSystem.absolutePath(store.root))) { path, bytes in
+        try out.write(path, bytes: bytes)
+    }
+    let seconds = Timestamp.monotonicSeconds() - started
+    let index = dir + "/" + SiteLayout.index
+    if a.has("--json") {
+        Output.json(.object(["pages": .int(pages), "seconds": .double((seconds * 1000).rounded() / 1000), "index": .string(index)]))
+    } else {
+        print("wrote \(pages) pages in \(Output.fixed(seconds, 2)) s; open \(index)")
+    }
     return 0
 }

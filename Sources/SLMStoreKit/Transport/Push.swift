@@ -15,6 +15,8 @@ public struct PushResult: Sendable {
     /// Bytes this push sent to the remote and requests it made (reads included).
     public var bytesSent: UInt64
     public var requests: Int
+    /// Registry pages written (0 with web off).
+    public var pagesWritten: Int
     public var seconds: Double
 }
 
@@ -22,6 +24,8 @@ public struct PushOptions: Sendable {
     /// New packs are sealed (and uploaded) at this size.
     public var packTargetSize: UInt64 = 256 << 20
     public var progress: (@Sendable (UInt64, UInt64) -> Void)?
+    /// Write the registry pages of the pushed models into the remote's web/.
+    public var web = true
     public init() {}
 }
 
@@ -117,11 +121,22 @@ extension Store {
             }
             try copyRegistryRecords(of: m, to: destination)
         }
-        try RemoteSetup.replaceManifest(destination, knownIndexes: remoteIndexes)
+        let manifest = try RemoteSetup.replaceManifest(destination, knownIndexes: remoteIndexes)
+        CrashPoint.hit("push-before-web")
+        // The pages of the models pushed, linking only to versions the remote lists; the index
+        // from the manifest just written, so it shows every publisher's models.
+        var pages = 0
+        if options.web {
+            let listed = Set(manifest.models.flatMap { m in m.value.versions.map { "\(m.key)@\($0.version)" } })
+            pages = try writeSite(models: Set(selected.map(\.name)).sorted(), published: { listed.contains("\($0)@\($1)") },
+                                  rows: manifest.siteIndexRows, project: manifest.project) { path, bytes in
+                try destination.write(path, bytes: bytes)
+            }
+        }
         let traffic = destination.traffic.since(trafficBefore)
         return PushResult(versionsPushed: toPush.map { "\($0.0.name)@\($0.0.version)" }, versionsPresent: present,
                           chunksCopied: missing.count, bytesCopied: copied, stagesPushed: stagesPushed,
-                          bytesSent: traffic.bytesSent, requests: traffic.requests,
+                          bytesSent: traffic.bytesSent, requests: traffic.requests, pagesWritten: pages,
                           seconds: Timestamp.monotonicSeconds() - started)
     }
 
@@ -251,7 +266,8 @@ enum RemoteSetup {
 
     /// Rebuilds manifest.json from the remote's refs and replaces it only if nobody else did
     /// meanwhile; on a conflict the rebuild sees the other publisher's refs too.
-    static func replaceManifest(_ backend: StoreBackend, knownIndexes: [PackID: PackIndex]) throws {
+    @discardableResult
+    static func replaceManifest(_ backend: StoreBackend, knownIndexes: [PackID: PackIndex]) throws -> Manifest {
         var known = knownIndexes
         for _ in 0..<20 {
             let expected: String?
@@ -267,7 +283,7 @@ enum RemoteSetup {
             }
             known = try packIndexes(backend, reuse: known)
             let manifest = try ManifestBuilder.build(from: backend, indexes: known, previous: previous)
-            if try backend.write(RemoteLayout.manifest, bytes: manifest.encoded(), ifMatching: expected) { return }
+            if try backend.write(RemoteLayout.manifest, bytes: manifest.encoded(), ifMatching: expected) { return manifest }
         }
         throw SLMError.conflict("\(backend.location)/manifest.json kept changing while being replaced; push again")
     }
