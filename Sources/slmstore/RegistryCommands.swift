@@ -82,13 +82,13 @@ let policyCommand = Command(
 
 let promoteCommand = Command(
     name: "promote", summary: "Move a stage (staging, production, archived) to a version, through the gates",
-    usage: "slmstore promote NAME@VERSION STAGE [--skip-staging] [--allow-breaking] [--json]",
+    usage: "slmstore promote NAME@VERSION STAGE [--skip-staging] [--allow-breaking] [--reason TEXT] [--json]",
     details: """
     Gates: the model's metric thresholds for the stage; production only from the version in staging
     (unless --skip-staging); no major-version jump from current production (unless --allow-breaking);
-    every dependency resolves. Every attempt is recorded in the history.
+    every dependency resolves. Every attempt is recorded in the history, with --reason if given.
     """,
-    spec: OptionSpec(flags: ["--skip-staging", "--allow-breaking", "--json"])
+    spec: OptionSpec(values: ["--reason"], flags: ["--skip-staging", "--allow-breaking", "--json"])
 ) { a, ctx in
     try requirePositionals(a, "promote", min: 2, max: 2, usage: "slmstore promote NAME@VERSION STAGE")
     let store = try ctx.openStore()
@@ -100,6 +100,7 @@ let promoteCommand = Command(
     }
     options.skipStaging = a.has("--skip-staging")
     options.allowBreaking = a.has("--allow-breaking")
+    options.reason = a.value("--reason")
     let rec = try store.promote(r, to: a.positionals[1], options: options)
     if a.has("--json") {
         Output.json(.object(["name": .string(r.name.value), "stage": .string(rec.stage), "from": rec.from.map { .string($0) } ?? .null,
@@ -112,14 +113,14 @@ let promoteCommand = Command(
 
 let rollbackCommand = Command(
     name: "rollback", summary: "Move a stage back to the version that held it before",
-    usage: "slmstore rollback NAME STAGE [--json]",
-    details: "",
-    spec: OptionSpec(flags: ["--json"])
+    usage: "slmstore rollback NAME STAGE [--reason TEXT] [--json]",
+    details: "The move and --reason are recorded in the history.",
+    spec: OptionSpec(values: ["--reason"], flags: ["--json"])
 ) { a, ctx in
     try requirePositionals(a, "rollback", min: 2, max: 2, usage: "slmstore rollback NAME STAGE")
     let store = try ctx.openStore()
     let name = try ModelName(a.positionals[0])
-    let rec = try store.rollback(name, stage: a.positionals[1])
+    let rec = try store.rollback(name, stage: a.positionals[1], reason: a.value("--reason"))
     if a.has("--json") {
         Output.json(.object(["name": .string(name.value), "stage": .string(rec.stage), "from": .string(rec.from ?? ""), "to": .string(rec.to)]))
     } else {
@@ -142,7 +143,8 @@ let historyCommand = Command(
     if a.has("--json") {
         Output.json(.object(["name": .string(name.value), "history": .array(h.map {
             .object(["time": .string($0.time), "by": .string($0.by), "action": .string($0.action), "stage": .string($0.stage),
-                     "from": $0.from.map { .string($0) } ?? .null, "to": .string($0.to), "outcome": .string($0.outcome)])
+                     "from": $0.from.map { .string($0) } ?? .null, "to": .string($0.to), "outcome": .string($0.outcome),
+                     "reason": $0.reason.map { .string($0) } ?? .null])
         })]))
         return 0
     }

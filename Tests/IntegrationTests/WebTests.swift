@@ -41,8 +41,9 @@ final class WebTests: XCTestCase {
                      ["add", "intent@1.0.0", dir + "/v1", "--card", dir + "/card.yaml", "--depends", "tok@^1"],
                      ["add", "intent@1.1.0", dir + "/v2", "--card", dir + "/card.yaml", "--depends", "tok@^1"],
                      ["metrics", "intent@1.1.0", "set", "accuracy=0.937", "f1=0.91", "--source", "eval-run-7"],
+                     ["policy", "intent", "set", "production: accuracy >= 0.9"],
                      ["promote", "intent@1.0.0", "staging"],
-                     ["promote", "intent@1.1.0", "production", "--skip-staging"],
+                     ["promote", "intent@1.1.0", "production", "--skip-staging", "--reason", "beats 1.0.0 on eval-run-7"],
                      ["push", remote]] {
             let r = TestSupport.cli(args, store: store)
             XCTAssertEqual(r.status, 0, "\(args): \(r.stderr)")
@@ -75,6 +76,8 @@ final class WebTests: XCTestCase {
         XCTAssertTrue(model.contains("refused") || model.contains(">ok<"), "stage history is listed")
         XCTAssertTrue(model.contains("staging") && model.contains("production"))
         XCTAssertTrue(model.contains("<svg"), "the per-release cost chart")
+        XCTAssertTrue(model.contains("beats 1.0.0 on eval-run-7"), "why the stage moved")
+        XCTAssertTrue(model.contains("production: passed") && model.contains("production: failed"), "gates per version")
 
         let version = try browser(["--dump-dom", nginx.url + "/web/models/intent/1.1.0.html"])
         XCTAssertTrue(version.contains("<title>intent 1.1.0</title>"), "an injected script would have changed the title")

@@ -34,20 +34,26 @@ public struct HistoryRecord: Sendable {
     public var from: String?        // version that held the stage before
     public var to: String           // version asked for
     public var outcome: String      // "ok" or "refused: ..."
+    /// Why the person moved the stage (`--reason`), when they said.
+    public var reason: String?
 
     var json: JSONValue {
-        .object(["time": .string(time), "by": .string(by), "action": .string(action), "stage": .string(stage),
-                 "from": from.map { .string($0) } ?? .null, "to": .string(to), "outcome": .string(outcome)])
+        var o: [String: JSONValue] = ["time": .string(time), "by": .string(by), "action": .string(action), "stage": .string(stage),
+                                      "from": from.map { .string($0) } ?? .null, "to": .string(to), "outcome": .string(outcome)]
+        if let reason { o["reason"] = .string(reason) }
+        return .object(o)
     }
 
-    init(time: String, by: String, action: String, stage: String, from: String?, to: String, outcome: String) {
+    public init(time: String, by: String, action: String, stage: String, from: String?, to: String, outcome: String, reason: String? = nil) {
         self.time = time; self.by = by; self.action = action; self.stage = stage; self.from = from; self.to = to; self.outcome = outcome
+        self.reason = reason
     }
 
     init?(_ v: JSONValue) {
         guard let stage = v["stage"]?.stringValue, let to = v["to"]?.stringValue else { return nil }
         self.init(time: v["time"]?.stringValue ?? "", by: v["by"]?.stringValue ?? "", action: v["action"]?.stringValue ?? "",
-                  stage: stage, from: v["from"]?.stringValue, to: to, outcome: v["outcome"]?.stringValue ?? "")
+                  stage: stage, from: v["from"]?.stringValue, to: to, outcome: v["outcome"]?.stringValue ?? "",
+                  reason: v["reason"]?.stringValue)
     }
 }
 
@@ -109,6 +115,8 @@ public struct PromotionPolicy: Sendable, Equatable {
 public struct PromoteOptions: Sendable {
     public var skipStaging = false
     public var allowBreaking = false
+    /// Recorded in the history with the move.
+    public var reason: String?
     /// Runs after the gates are checked and before the stage is locked and moved: tests widen
     /// the window there to prove that a stage moved meanwhile is detected.
     public var beforeCommit: (@Sendable () -> Void)?
@@ -186,7 +194,8 @@ extension Store {
     }
 
     /// Why `r` may not take `stage`, or nil if every gate passes.
-    public func gateFailures(_ r: ResolvedVersion, stage: String, options: PromoteOptions) throws -> [String] {
+    /// The metric thresholds of `stage` that `r`'s latest metrics fail (empty: every gate passes).
+    public func metricGateFailures(_ r: ResolvedVersion, stage: String) throws -> [String] {
         var failures: [String] = []
         let metrics = try latestMetrics(r.name, r.version)
         for gate in try policy(of: r.name).gates[stage] ?? [] {
@@ -200,6 +209,11 @@ extension Store {
             }
             if !gate.holds(d) { failures.append("\(gate.metric) = \(text) fails \(gate.metric) \(gate.op) \(gate.text)") }
         }
+        return failures
+    }
+
+    public func gateFailures(_ r: ResolvedVersion, stage: String, options: PromoteOptions) throws -> [String] {
+        var failures = try metricGateFailures(r, stage: stage)
         if stage == "production" && !options.skipStaging {
             let staging = try stageHolder(r.name, "staging")
             if staging?.1 != r.id {
@@ -231,7 +245,7 @@ extension Store {
         defer { lock.unlock() }
         let now = try stageHolder(r.name, stage)
         var record = HistoryRecord(time: Timestamp.now(), by: Identity.current(), action: "promote", stage: stage,
-                                   from: now?.0.description, to: r.version.description, outcome: "ok")
+                                   from: now?.0.description, to: r.version.description, outcome: "ok", reason: options.reason)
         var refusal: SLMError? = nil
         if now?.1 != expected?.1 {
             refusal = .conflict("\(r.name)@\(stage) moved to \(now.map { $0.0.description } ?? "nothing") while this promote ran; nothing changed (try again)")
@@ -251,7 +265,7 @@ extension Store {
     }
 
     /// Moves `stage` back to the version that held it before the current holder.
-    public func rollback(_ name: ModelName, stage: String) throws -> HistoryRecord {
+    public func rollback(_ name: ModelName, stage: String, reason: String? = nil) throws -> HistoryRecord {
         guard ["production", "staging", "archived"].contains(stage) else { throw SLMError.argument("unknown stage \"\(stage)\"") }
         let lock = try refsLock()
         defer { lock.unlock() }
@@ -273,7 +287,7 @@ extension Store {
         }
         try writeRef(at: stageRefPath(name, stage), id: prevID)
         let record = HistoryRecord(time: Timestamp.now(), by: Identity.current(), action: "rollback", stage: stage,
-                                   from: current.description, to: prevText, outcome: "ok")
+                                   from: current.description, to: prevText, outcome: "ok", reason: reason)
         try appendRecord(record.json, to: historyPath(name))
         return record
     }

@@ -56,12 +56,16 @@ public enum RegistrySite {
         for stage in m.stages.keys.sorted() {
             body += "<span class=\"stage \(HTML.escape(stage))\">\(HTML.escape(stage)): \(HTML.escape(m.stages[stage]!))</span>"
         }
-        body += "</p><h2>Versions</h2><table><tr><th>version</th><th>created</th><th>by</th><th>size</th><th>stored</th><th>new bytes</th><th>stages</th></tr>"
+        body += "</p><h2>Versions</h2><table><tr><th>version</th><th>created</th><th>by</th><th>size</th><th>stored</th><th>new bytes</th><th>stages</th><th>gates</th></tr>"
         for v in m.versions.reversed() {
             let held = m.stages.filter { $0.value == v.version }.keys.sorted().map { "<span class=\"stage \(HTML.escape($0))\">\(HTML.escape($0))</span>" }.joined()
             body += "<tr><td><a href=\"\(HTML.href(v.version)).html\">\(HTML.escape(v.version))</a></td><td>\(HTML.escape(v.created))</td>"
             body += "<td>\(HTML.escape(v.addedBy))</td><td>\(HTML.bytes(v.rawBytes))</td><td>\(HTML.bytes(v.storedBytes))</td>"
-            body += "<td>\(HTML.bytes(v.newStoredBytes))</td><td>\(held)</td></tr>"
+            let gates = v.gates.map { g in
+                g.failures.isEmpty ? "<span class=\"ok\">\(HTML.escape(g.stage)): passed</span>"
+                                   : "<span class=\"refused\" title=\"\(HTML.escape(g.failures.joined(separator: "; ")))\">\(HTML.escape(g.stage)): failed</span>"
+            }.joined(separator: "<br>")
+            body += "<td>\(HTML.bytes(v.newStoredBytes))</td><td>\(held)</td><td>\(gates)</td></tr>"
         }
         body += "</table><h2>What each release cost</h2>"
         body += HTML.bars(m.versions.map { ($0.version, $0.newStoredBytes) }, title: "new stored bytes per version")
@@ -69,11 +73,12 @@ public enum RegistrySite {
         if m.history.isEmpty {
             body += "<p class=\"muted\">No promotions yet.</p>"
         } else {
-            body += "<table><tr><th>when</th><th>who</th><th>action</th><th>stage</th><th>from</th><th>to</th><th>outcome</th></tr>"
+            body += "<table><tr><th>when</th><th>who</th><th>action</th><th>stage</th><th>from</th><th>to</th><th>why</th><th>outcome</th></tr>"
             for h in m.history.reversed() {
                 let cls = h.outcome == "ok" ? "ok" : "refused"
                 body += "<tr><td>\(HTML.escape(h.time))</td><td>\(HTML.escape(h.by))</td><td>\(HTML.escape(h.action))</td><td>\(HTML.escape(h.stage))</td>"
-                body += "<td>\(HTML.escape(h.from ?? "-"))</td><td>\(HTML.escape(h.to))</td><td class=\"\(cls)\">\(HTML.escape(h.outcome))</td></tr>"
+                body += "<td>\(HTML.escape(h.from ?? "-"))</td><td>\(HTML.escape(h.to))</td><td>\(HTML.escape(h.reason ?? ""))</td>"
+                body += "<td class=\"\(cls)\">\(HTML.escape(h.outcome))</td></tr>"
             }
             body += "</table>"
         }
@@ -195,6 +200,8 @@ public struct SiteVersionSummary: Sendable {
     public var rawBytes: UInt64
     public var storedBytes: UInt64
     public var newStoredBytes: UInt64
+    /// Per stage with metric gates: which of them this version's metrics fail (empty: passed).
+    public var gates: [(stage: String, failures: [String])] = []
 }
 
 /// What a version page shows.
@@ -284,6 +291,7 @@ extension Store {
 
     /// Page data of one model: every version this store has, its stages, history and gates.
     public func siteModel(_ name: ModelName, index: ChunkIndex, published: (String, String) -> Bool = { _, _ in true }) throws -> SiteModel {
+        let policy = try self.policy(of: name)
         var versions: [SiteVersionSummary] = []
         var trees: [SHA256Digest: TreeObject] = [:]
         for (v, id) in try self.versions(of: name) {
@@ -293,12 +301,15 @@ extension Store {
             trees[id] = tree
             let parentTree = object.parent.flatMap { trees[$0] }
             let stats = self.stats(of: tree, parentTree: parentTree, index: index)
+            var gates: [(stage: String, failures: [String])] = []
+            for stage in policy.gates.keys.sorted() {
+                gates.append((stage, try metricGateFailures(ResolvedVersion(name: name, version: v, id: id, object: object), stage: stage)))
+            }
             versions.append(.init(version: v.description, created: object.created, addedBy: object.addedBy, rawBytes: tree.totalSize,
-                                  storedBytes: stats.storedBytes, newStoredBytes: stats.newStoredBytes))
+                                  storedBytes: stats.storedBytes, newStoredBytes: stats.newStoredBytes, gates: gates))
         }
         var stages: [String: String] = [:]
-        for (stage, id) in try stageRefs(of: name) { if let v = try? readVersion(id) { stages[stage] = v.version.description } }
-        let policy = try self.policy(of: name)
+        for (stage, id) in try stageRefs(of: name) { stages[stage] = try readVersion(id).version.description }
         return SiteModel(name: name.value, versions: versions, stages: stages, history: try history(of: name),
                          policy: policy.gates.isEmpty ? "" : policy.text)
     }
