@@ -432,7 +432,9 @@ def s3_table(s, size):
         "slmstore against moto with authentication on; `aws s3 sync` against a second moto without it "
         "(moto refuses the aws CLI's own signatures for keys holding `@`).", ""] + rows + [
         "", f"Update push sent {ratio:.3f}× the new packs' bytes (goal ≤ 1.05); update pull made {req:.2f}× the requests of a "
-        f"path-remote pull (goal ≤ 2). `aws s3 sync` cannot pull only what changed inside a file: it downloads whole new packs."])
+        f"path-remote pull (goal ≤ 2). Here each step's new packs hold exactly that step's new chunks, so both move the same bytes; "
+        f"`aws s3 sync` mirrors the whole store (every version, every file) without checking a byte, where slmstore fetches the "
+        f"chunks of the one version asked for, verifies each and installs it."])
 
 
 def median_of(runs):

@@ -298,20 +298,46 @@ public final class S3Backend: StoreBackend {
                 try state.save(statePath)
             }
             let parts = Int((size + UInt64(state.partSize) - 1) / UInt64(state.partSize))
-            for n in 1...parts where state.etags[n] == nil {
-                let offset = UInt64(n - 1) * UInt64(state.partSize)
-                let bytes = try file.pread(count: Int(min(UInt64(state.partSize), size - offset)), at: offset)
-                let r = try backend.send("PUT", key: key, query: [("partNumber", String(n)), ("uploadId", state.uploadID)], body: bytes, limit: 64 << 10)
-                if r.status == 404 {
-                    // The upload was aborted or expired on the server: start again from part 1.
-                    FileSystem.remove(statePath)
-                    return try run()
+            // Parts go up a few at a time (each worker holds one part in memory); every finished
+            // part is saved before the next is counted, so a kill loses at most the parts in flight.
+            let pending = (1...parts).filter { state.etags[$0] == nil }
+            let shared = Mutex((state: state, next: 0, failure: nil as Error?, restart: false))
+            let uploadID = state.uploadID, partSize = state.partSize
+            DispatchQueue.concurrentPerform(iterations: min(4, max(1, pending.count))) { _ in
+                while true {
+                    guard let n = shared.withLock({ s -> Int? in
+                        guard s.failure == nil, !s.restart, s.next < pending.count else { return nil }
+                        s.next += 1
+                        return pending[s.next - 1]
+                    }) else { return }
+                    do {
+                        let offset = UInt64(n - 1) * UInt64(partSize)
+                        let bytes = try file.pread(count: Int(min(UInt64(partSize), size - offset)), at: offset)
+                        let r = try backend.send("PUT", key: key, query: [("partNumber", String(n)), ("uploadId", uploadID)], body: bytes, limit: 64 << 10)
+                        if r.status == 404 {
+                            shared.withLock { $0.restart = true }
+                            return
+                        }
+                        guard r.status == 200, let etag = r.headers["etag"] else { throw backend.failure(r, path) }
+                        try shared.withLock { s in
+                            s.state.etags[n] = etag
+                            try s.state.save(statePath)
+                        }
+                        CrashPoint.hit("push-after-part")
+                    } catch {
+                        shared.withLock { if $0.failure == nil { $0.failure = error } }
+                        return
+                    }
                 }
-                guard r.status == 200, let etag = r.headers["etag"] else { throw backend.failure(r, path) }
-                state.etags[n] = etag
-                try state.save(statePath)
-                CrashPoint.hit("push-after-part")
             }
+            let outcome = shared.withLock { $0 }
+            if outcome.restart {
+                // The upload was aborted or expired on the server: start again from part 1.
+                FileSystem.remove(statePath)
+                return try run()
+            }
+            if let failure = outcome.failure { throw failure }
+            state = outcome.state
             var body = "<CompleteMultipartUpload>"
             for n in 1...parts { body += "<Part><PartNumber>\(n)</PartNumber><ETag>\(XMLText.escape(state.etags[n]!))</ETag></Part>" }
             body += "</CompleteMultipartUpload>"
