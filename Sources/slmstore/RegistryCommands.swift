@@ -5,7 +5,7 @@ import SLMStoreKit
 import Glibc
 #endif
 
-let registryCommands: [Command] = [webCommand, metricsCommand, policyCommand, promoteCommand, rollbackCommand, historyCommand, resolveCommand, cardKeysCommand]
+let registryCommands: [Command] = [webCommand, rolloutCommand, metricsCommand, policyCommand, promoteCommand, rollbackCommand, historyCommand, resolveCommand, cardKeysCommand]
 
 let metricsCommand = Command(
     name: "metrics", summary: "Record or show a version's evaluation metrics",
@@ -229,6 +229,55 @@ let webCommand = Command(
         Output.json(.object(["pages": .int(pages), "seconds": .double((seconds * 1000).rounded() / 1000), "index": .string(index)]))
     } else {
         print("wrote \(pages) pages in \(Output.fixed(seconds, 2)) s; open \(index)")
+    }
+    return 0
+}
+
+enum RolloutFormat {
+    static func percent(_ p: Double) -> String { p == p.rounded() ? String(Int(p)) : String(p) }
+}
+
+let rolloutCommand = Command(
+    name: "rollout", summary: "Put a version on a stage for a share of devices; raise, complete or halt it",
+    usage: "slmstore rollout NAME@VERSION STAGE --percent P [--reason TEXT] [--reset-rejections] [--skip-staging] [--allow-breaking] [--json]\n       slmstore rollout NAME STAGE --halt [--reason TEXT] [--json]",
+    details: """
+    The stage keeps its current version for the other devices; each device decides from its own id
+    whether it is in the share (a hash of device id, model and version), so raising P only adds
+    devices and every rollout samples a different slice. --percent 100 completes the rollout: the
+    stage moves, through the same gates as `promote`. --halt stops it: devices on the version go
+    back to the stage's version at their next round. --reset-rejections lets devices whose health
+    check rejected the version try it again. Every step is in `history`; `push` publishes it.
+    """,
+    spec: OptionSpec(values: ["--percent", "--reason"], flags: ["--halt", "--reset-rejections", "--skip-staging", "--allow-breaking", "--json"])
+) { a, ctx in
+    try requirePositionals(a, "rollout", min: 2, max: 2, usage: "slmstore rollout NAME@VERSION STAGE --percent P")
+    let store = try ctx.openStore()
+    let stage = a.positionals[1]
+    let record: RolloutRecord
+    if a.has("--halt") {
+        guard a.value("--percent") == nil else { throw SLMError.argument("rollout: --halt and --percent do not go together") }
+        record = try store.haltRollout(try ModelName(a.positionals[0]), stage: stage, reason: a.value("--reason"))
+    } else {
+        guard let text = a.value("--percent"), let p = Double(text), p > 0, p <= 100 else {
+            throw SLMError.argument("rollout: --percent P is required, a number more than 0 and at most 100 (or --halt)")
+        }
+        var options = PromoteOptions()
+        options.skipStaging = a.has("--skip-staging")
+        options.allowBreaking = a.has("--allow-breaking")
+        options.reason = a.value("--reason")
+        record = try store.startRollout(try store.resolve(a.positionals[0]), stage: stage, percent: p,
+                                        resetRejections: a.has("--reset-rejections"), options: options)
+    }
+    let name = a.positionals[0].split(separator: "@").first.map(String.init) ?? a.positionals[0]
+    if a.has("--json") {
+        Output.json(.object(["name": .string(name), "stage": .string(stage), "version": .string(record.version),
+                             "percent": .double(record.percent), "state": .string(record.state.rawValue), "serial": .int(record.serial)]))
+    } else {
+        switch record.state {
+        case .active: print("\(name)@\(stage): \(record.version) for \(RolloutFormat.percent(record.percent))% of devices")
+        case .completed: print("\(name)@\(stage): \(record.version) for every device (rollout complete)")
+        case .halted: print("\(name)@\(stage): rollout of \(record.version) halted; devices return to the stage's version")
+        }
     }
     return 0
 }

@@ -106,8 +106,11 @@ let lsCommand = Command(
         var modelChunks = Set<ChunkID>()
         var versionsJSON: [JSONValue] = []
         let stages = try store.stageRefs(of: m)
+        let rollouts = try store.rollouts(of: m).filter { $0.value.state == .active }
         for (v, id) in try store.versions(of: m) {
-            let held = stages.filter { $0.1 == id }.map(\.0).sorted()
+            var held = stages.filter { $0.1 == id }.map(\.0).sorted()
+            // A version in a staged rollout shows the share of devices it holds the stage for.
+            for (stage, r) in rollouts.sorted(by: { $0.key < $1.key }) where r.id == id { held.append("\(stage) \(RolloutFormat.percent(r.percent))%") }
             if let only = stageFilter, !held.contains(only) { continue }
             let obj = try store.readVersion(id)
             let tree = try store.readTree(obj.tree)
@@ -125,7 +128,8 @@ let lsCommand = Command(
             acc + (index.location(of: id).map { PackFormat.recordSize($0.storedLength) } ?? 0)
         }
         if stageFilter != nil && versionsJSON.isEmpty { continue }
-        json.append(.object(["name": .string(m.value), "versions": .array(versionsJSON), "stored_bytes": .int(modelStored)]))
+        json.append(.object(["name": .string(m.value), "versions": .array(versionsJSON), "stored_bytes": .int(modelStored),
+                             "rollouts": .object(rollouts.mapValues { .object(["version": .string($0.version), "percent": .double($0.percent)]) })]))
     }
     if a.has("--json") {
         Output.json(.object(["models": .array(json)]))

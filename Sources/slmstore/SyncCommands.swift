@@ -16,9 +16,16 @@ let syncCommand = Command(
     environment) and prunes to --keep old versions. Failures never touch installed versions: the
     daemon logs one line, backs off exponentially with jitter, and retries. One daemon per DIR.
     SIGTERM/SIGINT stop it between writes. The device's chunk store is DIR/.slmstore unless --store.
+    A staged rollout on a followed stage (`slmstore rollout`) is taken by the share of devices whose
+    id falls in it (DIR/.slmstore-device-id, generated once, or --device-id).
+      --health-check CMD    run after every switch (same environment as --on-update); a non-zero
+                            exit or a timeout switches back and rejects the version for good
+      --health-timeout T    default 60s
+      --endpoint URL        S3-compatible endpoint for s3:// remotes
       --once   one round; exit 0 when up to date, 1 if the round failed
     """,
-    spec: OptionSpec(values: ["--to", "--follow", "--interval", "--keep", "--on-update", "--max-rate", "--log-format", "--max-backoff", "--endpoint"],
+    spec: OptionSpec(values: ["--to", "--follow", "--interval", "--keep", "--on-update", "--max-rate", "--log-format", "--max-backoff", "--endpoint",
+                              "--device-id", "--health-check", "--health-timeout"],
                      repeatable: ["--follow"], flags: ["--once"])
 ) { a, ctx in
     try requirePositionals(a, "sync", min: 1, max: 1, usage: "slmstore sync REMOTE --to DIR --follow NAME@STAGE")
@@ -35,6 +42,9 @@ let syncCommand = Command(
     }
     var o = SyncOptions(remote: a.positionals[0], installRoot: to, follow: pairs)
     o.endpoint = a.value("--endpoint")
+    o.deviceID = a.value("--device-id")
+    o.healthCheck = a.value("--health-check")
+    if let t = a.value("--health-timeout") { o.healthTimeout = try parseDuration(t, option: "--health-timeout") }
     if let i = a.value("--interval") { o.interval = try parseDuration(i, option: "--interval") }
     if let b = a.value("--max-backoff") { o.maxBackoff = try parseDuration(b, option: "--max-backoff") }
     if let k = a.value("--keep") {
@@ -89,6 +99,7 @@ let statusCommand = Command(
         let current = dir.current()
         models[name] = .object(["current": current.map { .string($0) } ?? .null, "since": m?.since.map { .string($0) } ?? .null,
                                 "remote_version": m?.remoteVersion.map { .string($0) } ?? .null,
+                                "rejected": .array((m?.rejected ?? []).map { .string($0) }),
                                 "installed": .array(dir.installedVersions().sorted().map { .string($0) })])
         rows.append([name, current ?? "-", m?.since ?? "-", m?.remoteVersion ?? "-", dir.installedVersions().sorted().joined(separator: ",")])
     }
@@ -103,6 +114,9 @@ let statusCommand = Command(
     print("\(to): following \(state.remote.isEmpty ? "(never synced)" : state.remote); daemon \(running ? "running (pid \(state.pid))" : "not running")")
     print("last round \(state.lastRound ?? "never"), last success \(state.lastSuccess ?? "never"), consecutive failures \(state.consecutiveFailures)")
     if let e = state.lastError { print("last error: \(e)") }
+    for name in names.sorted() where !(state.models[name]?.rejected.isEmpty ?? true) {
+        print("\(name): rejected by its health check: \(state.models[name]!.rejected.joined(separator: ", "))")
+    }
     if rows.count > 1 { print(Output.table(rows)) }
     return 0
 }

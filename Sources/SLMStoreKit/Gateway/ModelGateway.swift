@@ -45,6 +45,8 @@ public final class ModelGateway: @unchecked Sendable {
     public let source: Source
     private let lock = NSLock()
     private var active: [String: (selector: String, handle: ModelHandle)] = [:]
+    /// In-process A/B: a second version of a model that takes `share` of requests.
+    private var splits: [String: (selector: String, handle: ModelHandle, share: Double)] = [:]
     private var watcher: Thread?
     private var watching = false
     /// Called when a watch round cannot resolve or switch a model (it keeps its version).
@@ -89,6 +91,43 @@ public final class ModelGateway: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return active[model]!.handle
+    }
+
+    /// Routes `share` (0...1) of `model`'s requests to the version `selector` picks, with both
+    /// versions loaded; `route` then answers with one or the other, never a half-switched state.
+    public func split(_ model: String, to selector: String, share: Double) throws {
+        guard (0...1).contains(share) else { throw SLMError.argument("split share must be between 0 and 1, not \(share)") }
+        _ = try current(model)
+        let handle = try resolve(model, selector)
+        lock.lock()
+        splits[model] = (selector, handle, share)
+        lock.unlock()
+    }
+
+    /// Ends a split: every request goes to the active version again.
+    public func unsplit(_ model: String) {
+        lock.lock()
+        splits[model] = nil
+        lock.unlock()
+    }
+
+    /// The version to serve one request with: the split's version for its share of requests,
+    /// else the active one. With a `requestKey` the choice is stable for that key (a user, a
+    /// session); without one it is random.
+    public func route(_ model: String, requestKey: String? = nil) throws -> ModelHandle {
+        let main = try current(model)
+        lock.lock()
+        let split = splits[model]
+        lock.unlock()
+        guard let split else { return main }
+        let draw: Double
+        if let requestKey {
+            let d = SHA256Hasher.hash(Array("\(model)\u{0}\(requestKey)".utf8)).bytes
+            draw = Double(d.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) } % 1_000_000) / 1_000_000
+        } else {
+            draw = Double.random(in: 0..<1)
+        }
+        return draw < split.share ? split.handle : main
     }
 
     /// Makes `selector`'s version the active one for `model`: one pointer swap. Handles given out

@@ -130,7 +130,7 @@ extension Store {
     func policyPath(_ name: ModelName) -> String { "\(registryPath(name))/@policy" }
 
     /// Appends one canonical-JSON line to an append-only log (rewritten whole, atomically).
-    func appendRecord(_ record: JSONValue, to path: String) throws {
+    public func appendRecord(_ record: JSONValue, to path: String) throws {
         let existing = FileSystem.exists(path) ? try FileSystem.readFile(path, limit: 64 << 20) : []
         try FileSystem.makeDirectories(FileSystem.dirname(path))
         try FileSystem.writeAtomically(existing + record.canonicalBytes() + [0x0a], to: path)
@@ -188,12 +188,11 @@ extension Store {
         try readRecords(historyPath(name)).compactMap(HistoryRecord.init)
     }
 
-    func stageHolder(_ name: ModelName, _ stage: String) throws -> (SemVer, SHA256Digest)? {
+    public func stageHolder(_ name: ModelName, _ stage: String) throws -> (SemVer, SHA256Digest)? {
         guard let id = try readRef(at: stageRefPath(name, stage)) else { return nil }
         return (try readVersion(id).version, id)
     }
 
-    /// Why `r` may not take `stage`, or nil if every gate passes.
     /// The metric thresholds of `stage` that `r`'s latest metrics fail (empty: every gate passes).
     public func metricGateFailures(_ r: ResolvedVersion, stage: String) throws -> [String] {
         var failures: [String] = []
@@ -212,6 +211,7 @@ extension Store {
         return failures
     }
 
+    /// Why `r` may not take `stage` (empty: every gate passes).
     public func gateFailures(_ r: ResolvedVersion, stage: String, options: PromoteOptions) throws -> [String] {
         var failures = try metricGateFailures(r, stage: stage)
         if stage == "production" && !options.skipStaging {

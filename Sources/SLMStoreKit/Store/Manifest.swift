@@ -19,6 +19,14 @@ public struct Manifest: Sendable {
     public struct ModelEntry: Sendable {
         public var versions: [VersionEntry]          // SemVer order
         public var stages: [String: String]          // stage -> version string
+        /// Active staged rollouts, by stage: a version some devices take before the stage moves.
+        public var rollouts: [String: RolloutRecord] = [:]
+
+        public init(versions: [VersionEntry], stages: [String: String], rollouts: [String: RolloutRecord] = [:]) {
+            self.versions = versions
+            self.stages = stages
+            self.rollouts = rollouts
+        }
     }
 
     public var project: String
@@ -51,6 +59,7 @@ public struct Manifest: Sendable {
             // The seed article's shape: the version a client should run, its hash, path, dependencies.
             let headVersion = m.stages["production"] ?? Manifest.latest(m.versions)?.version
             var entry: [String: JSONValue] = ["versions": .object(versions), "stages": .object(stages)]
+            if !m.rollouts.isEmpty { entry["rollouts"] = .object(m.rollouts.mapValues(\.json)) }
             if let head = m.versions.first(where: { $0.version == headVersion }) {
                 entry["version"] = .string(head.version)
                 entry["hash"] = .string(head.id.hex)
@@ -102,7 +111,12 @@ public struct Manifest: Sendable {
             versions.sort { (try? SemVer($0.version)) ?? SemVer(major: 0, minor: 0, patch: 0) < (try? SemVer($1.version)) ?? SemVer(major: 0, minor: 0, patch: 0) }
             var stages: [String: String] = [:]
             for (stage, s) in m["stages"]?.objectValue ?? [:] { if let ver = s["version"]?.stringValue { stages[stage] = ver } }
-            models[name] = ModelEntry(versions: versions, stages: stages)
+            var rollouts: [String: RolloutRecord] = [:]
+            for (stage, r) in m["rollouts"]?.objectValue ?? [:] {
+                let record = try RolloutRecord.decode(r, source: "\(source) (rollout \(name)@\(stage))")
+                if record.state == .active { rollouts[stage] = record }
+            }
+            models[name] = ModelEntry(versions: versions, stages: stages, rollouts: rollouts)
         }
         let packs = (v["packs"]?.arrayValue ?? []).compactMap { $0.stringValue.flatMap(PackID.init(hex:)) }
         return Manifest(project: v["project"]?.stringValue ?? "", lastUpdated: v["last_updated"]?.stringValue ?? "",

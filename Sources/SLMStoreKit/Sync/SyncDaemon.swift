@@ -19,6 +19,11 @@ public struct SyncOptions: Sendable {
     public var storePath: String?
     /// For s3:// remotes: an S3-compatible endpoint.
     public var endpoint: String?
+    /// Which rollout slices this device falls in; generated once into the install root if nil.
+    public var deviceID: String?
+    /// Run after every switch; a failure or a timeout switches back and rejects the version.
+    public var healthCheck: String?
+    public var healthTimeout: Double = 60
 
     public init(remote: String, installRoot: String, follow: [(ModelName, String)]) {
         self.remote = remote
@@ -34,6 +39,8 @@ public struct SyncState: Sendable {
         public var installedID: String?
         public var since: String?
         public var remoteVersion: String?
+        /// Versions a health check rejected.
+        public var rejected: [String] = []
     }
 
     public var remote = ""
@@ -57,7 +64,8 @@ public struct SyncState: Sendable {
             "faults": .int(faults), "recoveries": .int(recoveries),
             "models": .object(models.mapValues { m in
                 .object(["installed": m.installed.map { .string($0) } ?? .null, "installed_id": m.installedID.map { .string($0) } ?? .null,
-                         "since": m.since.map { .string($0) } ?? .null, "remote_version": m.remoteVersion.map { .string($0) } ?? .null])
+                         "since": m.since.map { .string($0) } ?? .null, "remote_version": m.remoteVersion.map { .string($0) } ?? .null,
+                         "rejected": .array(m.rejected.map { .string($0) })])
             }),
         ])
     }
@@ -80,7 +88,8 @@ public struct SyncState: Sendable {
         s.recoveries = Int(v["recoveries"]?.int64Value ?? 0)
         for (k, m) in v["models"]?.objectValue ?? [:] {
             s.models[k] = Model(installed: m["installed"]?.stringValue, installedID: m["installed_id"]?.stringValue,
-                                since: m["since"]?.stringValue, remoteVersion: m["remote_version"]?.stringValue)
+                                since: m["since"]?.stringValue, remoteVersion: m["remote_version"]?.stringValue,
+                                rejected: (m["rejected"]?.arrayValue ?? []).compactMap(\.stringValue))
         }
         return s
     }
@@ -108,6 +117,8 @@ public final class SyncDaemon {
     let options: SyncOptions
     let store: Store
     let remote: StoreBackend
+    /// This device's id, for rollout slices.
+    public let deviceID: String
     private var lock: FileLock?
     private var state: SyncState
     public let stop = StopFlag()
@@ -135,12 +146,25 @@ public final class SyncDaemon {
         let stop = self.stop
         remoteOptions.isCancelled = { stop.isSet }
         remote = try Remotes.open(options.remote, options: remoteOptions)
+        if options.healthCheck != nil && options.keep < 1 {
+            throw SLMError.argument("sync: --health-check needs --keep 1 or more, to have a version to return to")
+        }
+        deviceID = try DeviceIdentity.resolve(root: options.installRoot, explicit: options.deviceID)
         state = SyncState.load(options.installRoot)
         state.remote = options.remote
         state.pid = getpid()
         for (name, _) in options.follow {
             let dir = InstallDirectory(root: "\(options.installRoot)/\(name.value)")
             dir.removeIncomplete()
+            // A check that never gave its verdict (the daemon was killed): return to the version
+            // that passed; the next round tries again.
+            if let pending = PendingCheck.load(dir) {
+                if let previous = pending.previous, dir.installedID(of: previous) != nil, dir.current() != previous {
+                    try dir.switchCurrent(to: previous)
+                }
+                try PendingCheck.clear(dir)
+                pendingRecovered.append("\(name)@\(pending.version)")
+            }
         }
         store.removeAbandonedWorkingDirectories()
     }
@@ -162,11 +186,14 @@ public final class SyncDaemon {
         }
     }
 
+    private var pendingRecovered: [String] = []
+
     /// Runs rounds until stopped (or once). Returns true if the last round succeeded.
     @discardableResult
     public func run(once: Bool) -> Bool {
         log("start", "following \(options.follow.map { "\($0.0)@\($0.1)" }.joined(separator: ", ")) from \(options.remote) into \(options.installRoot)",
-            ["pid": .int(getpid())])
+            ["pid": .int(getpid()), "device_id": .string(deviceID)])
+        for p in pendingRecovered { log("health", "\(p): the health check was interrupted; back on the version that passed, checking again") }
         var ok = false
         while !isStopping {
             ok = round()
@@ -258,9 +285,28 @@ public final class SyncDaemon {
         var updates = 0
         for (name, selector) in options.follow {
             if isStopping { break }
-            let (target, targetID) = try RemoteSelection.select(name, selector, in: manifest, location: remote.location)
+            var (target, targetID) = try RemoteSelection.select(name, selector, in: manifest, location: remote.location)
             let dir = InstallDirectory(root: "\(options.installRoot)/\(name.value)")
+            var rejected = try RejectedVersions.load(dir)
+            var rolloutReset: UInt64 = 0
+            // A staged rollout on the followed stage: this device takes its version if it falls in
+            // the share and has not rejected it.
+            if let rollout = manifest.models[name.value]?.rollouts[selector], rollout.id != targetID,
+               let version = try? SemVer(rollout.version),
+               manifest.models[name.value]?.versions.contains(where: { $0.id == rollout.id && $0.version == rollout.version }) == true,
+               RolloutSlice.includes(device: deviceID, model: name.value, version: rollout.version, percent: rollout.percent),
+               !rejected.rejects(rollout.id, reset: rollout.reset) {
+                (target, targetID) = (version, rollout.id)
+                rolloutReset = rollout.reset
+            }
             var m = state.models[name.value] ?? SyncState.Model()
+            m.rejected = rejected.versions
+            if rejected.rejects(targetID, reset: rolloutReset), dir.current() != target.description {
+                // Rejected here: not retried until the publisher moves on (or resets rejections).
+                m.remoteVersion = target.description
+                state.models[name.value] = m
+                continue
+            }
             m.remoteVersion = target.description
             let current = dir.current()
             if current == target.description, dir.installedID(of: target.description) == targetID {
@@ -272,14 +318,12 @@ public final class SyncDaemon {
                                                "new": .string(target.description)]
             if dir.installedID(of: target.description) == targetID {
                 // Already on disk (a rollback): switch without downloading.
-                try dir.installAndActivate(store: store, tree: try store.readTree(try store.readVersion(targetID).tree),
-                                           version: target.description, id: targetID, label: "\(name)@\(target)", keep: options.keep)
                 fields["chunk_bytes"] = .int(0)
                 fields["bytes_downloaded"] = .int(0)
             } else {
+                // Into the store only: the switch below is the one place a version goes live.
                 var pull = PullOptions()
-                pull.installDirectory = dir.root
-                pull.keep = options.keep
+                if FileSystem.isDirectory(dir.currentLink) { pull.seeds = [dir.currentLink] }
                 let stop = self.stop
                 pull.isCancelled = { stop.isSet }
                 let r = try store.pull(from: remote, ref: .exact(name, target), options: pull)
@@ -291,6 +335,29 @@ public final class SyncDaemon {
                 fields["chunks_fetched"] = .int(r.chunksFetched)
                 fields["bytes_downloaded"] = .int(r.bytesDownloaded)
                 fields["requests"] = .int(r.requests)
+            }
+            // Record the check before the flip, so a kill before the verdict is undone at restart.
+            if options.healthCheck != nil { try PendingCheck(version: target.description, previous: current).save(dir) }
+            try dir.installAndActivate(store: store, tree: try store.readTree(try store.readVersion(targetID).tree),
+                                       version: target.description, id: targetID, label: "\(name)@\(target)", keep: options.keep)
+            if let command = options.healthCheck {
+                CrashPoint.hit("sync-before-health-check")
+                let verdict = HealthCheck.run(command, environment: hookEnvironment(model: name.value, old: current, new: target.description),
+                                              timeout: options.healthTimeout, stop: stop)
+                if !verdict.ok {
+                    if let current, dir.installedID(of: current) != nil { try dir.switchCurrent(to: current) }
+                    rejected.entries[targetID.hex] = (target.description, rolloutReset, Timestamp.now())
+                    try rejected.save(dir)
+                    try PendingCheck.clear(dir)
+                    m.rejected = rejected.versions
+                    state.models[name.value] = m
+                    saveState()
+                    log("rejected", "\(name) \(target) failed its health check (\(verdict.detail)); back on \(current ?? "nothing")",
+                        ["model": .string(name.value), "version": .string(target.description), "detail": .string(verdict.detail)])
+                    continue
+                }
+                try PendingCheck.clear(dir)
+                fields["health_check"] = .string(verdict.detail)
             }
             fields["seconds"] = .double(((Timestamp.monotonicSeconds() - started) * 1000).rounded() / 1000)
             m.installed = target.description
@@ -321,17 +388,23 @@ public final class SyncDaemon {
         }
     }
 
-    private func runHook(model: String, old: String?, new: String) {
-        guard let command = options.onUpdate else { return }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", command]
+    /// The environment of --on-update and --health-check.
+    private func hookEnvironment(model: String, old: String?, new: String) -> [String: String] {
         var env = ProcessInfo.processInfo.environment
         env["SLMSTORE_MODEL"] = model
         env["SLMSTORE_OLD_VERSION"] = old ?? ""
         env["SLMSTORE_NEW_VERSION"] = new
         env["SLMSTORE_INSTALL_DIR"] = "\(options.installRoot)/\(model)"
-        p.environment = env
+        env["SLMSTORE_DEVICE_ID"] = deviceID
+        return env
+    }
+
+    private func runHook(model: String, old: String?, new: String) {
+        guard let command = options.onUpdate else { return }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", command]
+        p.environment = hookEnvironment(model: model, old: old, new: new)
         do {
             try p.run()
             p.waitUntilExit()

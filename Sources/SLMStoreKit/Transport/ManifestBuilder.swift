@@ -9,7 +9,10 @@ enum ManifestBuilder {
     /// Entries of `previous` (the manifest being replaced) are reused for versions it lists:
     /// version refs are created once and never change, so only new versions cost reads. Stage
     /// refs, which move, are always read.
-    static func build(from backend: StoreBackend, indexes: [PackID: PackIndex], previous: Manifest? = nil) throws -> Manifest {
+    /// Rollout records are read for the models in `refresh` (those being pushed) and for models
+    /// the previous manifest does not know; the others keep the rollouts it lists.
+    static func build(from backend: StoreBackend, indexes: [PackID: PackIndex], previous: Manifest? = nil,
+                      refresh: Set<String> = []) throws -> Manifest {
         var chunkPacks = ChunkIndex()
         for (id, index) in indexes.sorted(by: { $0.key < $1.key }) { chunkPacks.add(pack: id, index: index) }
         var versionRefs: [String: [(SemVer, String)]] = [:]
@@ -62,7 +65,23 @@ enum ManifestBuilder {
                 let id = try ref(path)
                 if let e = entries.first(where: { $0.id == id }) { stages[stage] = e.version }
             }
-            models[model] = .init(versions: entries, stages: stages)
+            var rollouts: [String: RolloutRecord] = [:]
+            if let known = previous?.models[model], !refresh.contains(model) {
+                rollouts = known.rollouts
+            } else {
+                for stage in ["staging", "production", "archived"] {
+                    let path = "registry/\(model)/@rollouts/\(stage)"
+                    guard let bytes = try backend.read(path, limit: 1 << 20) else { continue }
+                    let value: JSONValue
+                    do { value = try JSONValue.parse(bytes) } catch {
+                        throw SLMError.damaged(path: "\(backend.location)/\(path)", problem: "rollout record: \(error)")
+                    }
+                    let record = try RolloutRecord.decode(value, source: "\(backend.location)/\(path)")
+                    // Only a rollout of a version the remote lists can be followed.
+                    if record.state == .active, entries.contains(where: { $0.id == record.id }) { rollouts[stage] = record }
+                }
+            }
+            models[model] = .init(versions: entries, stages: stages, rollouts: rollouts)
         }
         let location = backend.location
         let project = location.contains("://") ? (URL(string: location)?.lastPathComponent ?? location)

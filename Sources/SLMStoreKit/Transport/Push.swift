@@ -121,7 +121,8 @@ extension Store {
             }
             try copyRegistryRecords(of: m, to: destination)
         }
-        let manifest = try RemoteSetup.replaceManifest(destination, knownIndexes: remoteIndexes)
+        let manifest = try RemoteSetup.replaceManifest(destination, knownIndexes: remoteIndexes,
+                                                       refresh: Set(selected.map(\.name.value)))
         CrashPoint.hit("push-before-web")
         // The pages of the models pushed, linking only to versions the remote lists; the index
         // from the manifest just written, so it shows every publisher's models.
@@ -181,6 +182,13 @@ extension Store {
             }
             let bytes = try FileSystem.readFile(from, limit: 64 << 20)
             let path = "registry/\(model.value)/\(rel)"
+            // Rollout records are replaced, not appended to: the higher serial is the newer one.
+            let isRollout = rel.hasPrefix("@rollouts/")
+            func newer(_ local: [UInt8], than remote: [UInt8]) -> Bool {
+                guard let l = try? JSONValue.parse(local), let ls = l["serial"]?.uint64Value else { return false }
+                guard let r = try? JSONValue.parse(remote), let rs = r["serial"]?.uint64Value else { return true }
+                return ls > rs
+            }
             for _ in 0..<10 {
                 let existing: [UInt8]
                 let validator: String?
@@ -189,7 +197,11 @@ extension Store {
                 case let .changed(b, v): existing = b; validator = v
                 case .unchanged: continue
                 }
-                guard bytes != existing, bytes.count >= existing.count else { return }
+                if isRollout {
+                    guard existing.isEmpty || newer(bytes, than: existing) else { return }
+                } else {
+                    guard bytes != existing, bytes.count >= existing.count else { return }
+                }
                 if existing.isEmpty || validator != nil, try destination.write(path, bytes: bytes, ifMatching: validator) { return }
             }
             throw SLMError.conflict("\(destination.location)/\(path) kept changing while being published; push again")
@@ -267,7 +279,7 @@ enum RemoteSetup {
     /// Rebuilds manifest.json from the remote's refs and replaces it only if nobody else did
     /// meanwhile; on a conflict the rebuild sees the other publisher's refs too.
     @discardableResult
-    static func replaceManifest(_ backend: StoreBackend, knownIndexes: [PackID: PackIndex]) throws -> Manifest {
+    static func replaceManifest(_ backend: StoreBackend, knownIndexes: [PackID: PackIndex], refresh: Set<String> = []) throws -> Manifest {
         var known = knownIndexes
         for _ in 0..<20 {
             let expected: String?
@@ -282,7 +294,7 @@ enum RemoteSetup {
             case .unchanged: continue
             }
             known = try packIndexes(backend, reuse: known)
-            let manifest = try ManifestBuilder.build(from: backend, indexes: known, previous: previous)
+            let manifest = try ManifestBuilder.build(from: backend, indexes: known, previous: previous, refresh: refresh)
             if try backend.write(RemoteLayout.manifest, bytes: manifest.encoded(), ifMatching: expected) { return manifest }
         }
         throw SLMError.conflict("\(backend.location)/manifest.json kept changing while being replaced; push again")
