@@ -196,6 +196,9 @@ let showCommand = Command(
                 .object(["name": .string(d.name), "range": .string(d.range), "resolves_to": .string(res.1)])
             }),
             "stages": .array(stages.map { .string($0) }), "metrics": .object(metrics),
+            "rollouts": .object(try store.rollouts(of: r.name).filter { $0.value.state == .active }.mapValues {
+                .object(["version": .string($0.version), "percent": .double($0.percent)])
+            }),
             "stats": .object(["files": .int(s.files), "raw_bytes": .int(s.rawBytes), "chunks": .int(s.chunks),
                               "unique_chunks": .int(s.uniqueChunks), "stored_bytes": .int(s.storedBytes),
                               "shared_with_parent": .int(s.sharedWithParent), "new_stored_bytes": .int(s.newStoredBytes)]),
@@ -209,6 +212,10 @@ let showCommand = Command(
     print("  parent       \(parentLabel.map { "\($0) (\(r.object.parent!.hex.prefix(12)))" } ?? "none")")
     print("  created      \(r.object.created) by \(r.object.addedBy) (\(r.object.tool))")
     print("  stage        \(stages.isEmpty ? "development" : stages.joined(separator: ", "))")
+    for (stage, ro) in try store.rollouts(of: r.name).sorted(by: { $0.key < $1.key }) where ro.state == .active {
+        let holder = try store.stageHolder(r.name, stage)?.0.description ?? "nothing"
+        print("  rollout      \(stage): \(ro.version) for \(RolloutFormat.percent(ro.percent))% of devices, \(holder) for the rest")
+    }
     if !deps.isEmpty {
         print("  depends on")
         // The whole dependency graph, as a tree; a version seen before is not expanded again.

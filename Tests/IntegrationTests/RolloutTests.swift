@@ -109,6 +109,8 @@ final class RolloutTests: XCTestCase {
         cli(["rollout", "m@1.1.0", "production", "--percent", "25", "--skip-staging"])
         let ls = TestSupport.cli(["ls", "m"], store: publisher)
         XCTAssertTrue(ls.stdout.contains("production 25%"), ls.stdout)
+        let show = TestSupport.cli(["show", "m@1.0.0"], store: publisher)
+        XCTAssertTrue(show.stdout.contains("production: 1.1.0 for 25% of devices, 1.0.0 for the rest"), show.stdout)
         let bad = TestSupport.cli(["rollout", "m@1.1.0", "production", "--percent", "0", "--skip-staging"], store: publisher)
         XCTAssertEqual(bad.status, 2, bad.stderr)
     }
