@@ -122,9 +122,10 @@ let pullCommand = Command(
       --keep N        installed versions to keep besides the current one (default 1)
       --seed DIR      reuse chunks from files in DIR (DIR/current is used automatically)
       --max-rate R    limit download rate, e.g. 10M (bytes per second, K/M/G suffixes)
+      --memory-budget B   size transfer buffers and parallel requests to about B (e.g. 64M)
       --json          bytes_downloaded, requests, chunks_fetched, ...
     """,
-    spec: OptionSpec(values: ["--to", "--keep", "--seed", "--max-rate", "--parallel", "--endpoint"], repeatable: ["--seed"], flags: ["--json"])
+    spec: OptionSpec(values: ["--to", "--keep", "--seed", "--max-rate", "--parallel", "--endpoint", "--memory-budget"], repeatable: ["--seed"], flags: ["--json"])
 ) { a, ctx in
     try requirePositionals(a, "pull", min: 2, max: 2, usage: "slmstore pull REMOTE REF")
     var options = PullOptions()
@@ -134,6 +135,7 @@ let pullCommand = Command(
         options.keep = n
     }
     options.seeds = a.all("--seed")
+    if let b = a.value("--memory-budget") { options.applyMemoryBudget(try parseSize(b, option: "--memory-budget")) }
     if let p = a.value("--parallel") {
         guard let n = Int(p), (1...32).contains(n) else { throw SLMError.argument("pull: --parallel must be 1 to 32") }
         options.parallelRequests = n
@@ -184,6 +186,16 @@ let gcCommand = Command(
         print("freed \(Output.bytes(r.bytesFreed)): \(r.packsDeleted) packs deleted, \(r.packsRewritten) rewritten of \(r.packsBefore); \(r.liveChunks) live chunks")
     }
     return 0
+}
+
+/// "64M" -> 67_108_864 bytes (K, M, G are powers of 1024 here: memory, not bandwidth).
+func parseSize(_ s: String, option: String) throws -> UInt64 {
+    var text = s.uppercased()
+    if text.hasSuffix("IB") { text.removeLast(2) } else if text.hasSuffix("B") { text.removeLast() }
+    var mult: UInt64 = 1
+    if let last = text.last, let m = ["K": UInt64(1) << 10, "M": UInt64(1) << 20, "G": UInt64(1) << 30][String(last)] { mult = m; text.removeLast() }
+    guard let v = UInt64(text), v > 0 else { throw SLMError.argument("\(option): \"\(s)\" is not a size like 64M or 1G") }
+    return v * mult
 }
 
 /// "10M" -> 10_000_000 bytes per second.

@@ -25,10 +25,15 @@ let syncCommand = Command(
       --once   one round; exit 0 when up to date, 1 if the round failed
     """,
     spec: OptionSpec(values: ["--to", "--follow", "--interval", "--keep", "--on-update", "--max-rate", "--log-format", "--max-backoff", "--endpoint",
-                              "--device-id", "--health-check", "--health-timeout"],
+                              "--device-id", "--health-check", "--health-timeout", "--config", "--memory-budget"],
                      repeatable: ["--follow"], flags: ["--once"])
-) { a, ctx in
-    try requirePositionals(a, "sync", min: 1, max: 1, usage: "slmstore sync REMOTE --to DIR --follow NAME@STAGE")
+) { a0, ctx in
+    // --config FILE: the same settings as "key = value" lines (remote, to, follow (repeatable),
+    // interval, keep, on-update, health-check, health-timeout, max-rate, max-backoff, log-format,
+    // endpoint, device-id, store); options on the command line win.
+    var a = a0
+    if let path = a0.value("--config") { a = try SyncConfigFile.merge(path, into: a0) }
+    try requirePositionals(a, "sync", min: 1, max: 1, usage: "slmstore sync REMOTE --to DIR --follow NAME@STAGE (or --config FILE)")
     guard let to = a.value("--to") else { throw SLMError.argument("sync: --to DIR is required") }
     let follows = a.all("--follow")
     guard !follows.isEmpty else { throw SLMError.argument("sync: give at least one --follow NAME@STAGE (e.g. intent-classifier@production)") }
@@ -43,6 +48,7 @@ let syncCommand = Command(
     var o = SyncOptions(remote: a.positionals[0], installRoot: to, follow: pairs)
     o.endpoint = a.value("--endpoint")
     o.deviceID = a.value("--device-id")
+    if let b = a.value("--memory-budget") { o.memoryBudget = try parseSize(b, option: "--memory-budget") }
     o.healthCheck = a.value("--health-check")
     if let t = a.value("--health-timeout") { o.healthTimeout = try parseDuration(t, option: "--health-timeout") }
     if let i = a.value("--interval") { o.interval = try parseDuration(i, option: "--interval") }
@@ -58,7 +64,7 @@ let syncCommand = Command(
     case "json": o.jsonLogs = true
     case let other: throw SLMError.argument("sync: --log-format must be human or json, not \"\(other)\"")
     }
-    o.storePath = ctx.explicitStore
+    o.storePath = ctx.explicitStore ?? a.value("--store")
     let daemon = try SyncDaemon(options: o)
     setvbuf(stdout, nil, _IOLBF, 0)
     daemon.emit = { line in print(line); fflush(stdout) }
@@ -129,4 +135,38 @@ func parseDuration(_ s: String, option: String) throws -> Double {
     }
     if let v = Double(s), v > 0 { return v }
     throw SLMError.argument("\(option): \"\(s)\" is not a duration like 30s, 5m or 250ms")
+}
+
+/// The sync daemon's settings as a file (what `slmstore-sync@.service` reads from
+/// /etc/slmstore/<instance>.conf): one `key = value` per line, `#` comments, `follow` repeatable.
+enum SyncConfigFile {
+    static let keys: Set<String> = ["remote", "to", "follow", "interval", "keep", "on-update", "health-check", "health-timeout",
+                                    "max-rate", "max-backoff", "log-format", "endpoint", "device-id", "store", "memory-budget"]
+
+    static func merge(_ path: String, into a: ParsedArguments) throws -> ParsedArguments {
+        let text: String
+        do { text = String(decoding: try FileSystem.readFile(path, limit: 1 << 20), as: UTF8.self) } catch {
+            throw SLMError.input(path: path, problem: "cannot read the sync configuration (\(error))")
+        }
+        var out = a
+        var fromFile: [String: [String]] = [:]
+        for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            guard let eq = line.firstIndex(of: "=") else { throw SLMError.input(path: path, problem: "line \(n + 1): expected key = value") }
+            let key = line[..<eq].trimmingCharacters(in: .whitespaces)
+            var value = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
+            guard keys.contains(key) else {
+                throw SLMError.input(path: path, problem: "line \(n + 1): unknown key \"\(key)\" (known: \(keys.sorted().joined(separator: ", ")))")
+            }
+            fromFile[key, default: []].append(value)
+        }
+        if out.positionals.isEmpty, let remote = fromFile["remote"]?.last { out.positionals = [remote] }
+        for (key, values) in fromFile where key != "remote" {
+            let option = "--" + key
+            if out.values[option] == nil { out.values[option] = values }
+        }
+        return out
+    }
 }

@@ -41,7 +41,10 @@ func runMain() -> Int32 {
         print(topLevelHelp())
         return 0
     }
-    if first == "--version" { print("slmstore \(SLMStoreVersion.current)"); return 0 }
+    if first == "--version" {
+        print("slmstore \(SLMStoreVersion.current) (store format \(StoreConfig.currentFormat), manifest format 1, commit \(buildCommit))")
+        return 0
+    }
     guard let command = commands.first(where: { $0.name == first }) else {
         Output.error("unknown command \"\(first)\" (run `slmstore --help` for the list)")
         return 2

@@ -265,3 +265,15 @@ public final class FileLock: Sendable {
 
     public func unlock() { flock(file.fd, LOCK_UN) }
 }
+
+/// Returning freed heap to the system (glibc's malloc_trim, looked up at run time: Swift's Glibc
+/// module does not export it; a no-op elsewhere).
+public enum HeapRelease {
+    private typealias Trim = @convention(c) (Int) -> Int32
+    private static let trim: Trim? = {
+        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return nil }
+        return unsafeBitCast(sym, to: Trim.self)
+    }()
+
+    public static func now() { _ = trim?(0) }
+}

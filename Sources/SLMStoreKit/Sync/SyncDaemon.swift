@@ -24,6 +24,8 @@ public struct SyncOptions: Sendable {
     /// Run after every switch; a failure or a timeout switches back and rejects the version.
     public var healthCheck: String?
     public var healthTimeout: Double = 60
+    /// Bounds the memory a pull uses for buffers (0: the defaults).
+    public var memoryBudget: UInt64 = 0
 
     public init(remote: String, installRoot: String, follow: [(ModelName, String)]) {
         self.remote = remote
@@ -219,6 +221,9 @@ public final class SyncDaemon {
     /// One round; never throws: failures are logged, counted and backed off.
     @discardableResult
     public func round() -> Bool {
+        // Between rounds the daemon holds almost nothing: hand the heap a pull grew back to the
+        // system, so an idle device keeps its memory for the model.
+        defer { HeapRelease.now() }
         state.rounds += 1
         state.lastRound = Timestamp.now()
         do {
@@ -324,6 +329,7 @@ public final class SyncDaemon {
                 // Into the store only: the switch below is the one place a version goes live.
                 var pull = PullOptions()
                 if FileSystem.isDirectory(dir.currentLink) { pull.seeds = [dir.currentLink] }
+                if options.memoryBudget > 0 { pull.applyMemoryBudget(options.memoryBudget) }
                 let stop = self.stop
                 pull.isCancelled = { stop.isSet }
                 let r = try store.pull(from: remote, ref: .exact(name, target), options: pull)

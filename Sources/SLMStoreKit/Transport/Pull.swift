@@ -26,6 +26,17 @@ public struct PullOptions: Sendable {
     public var isCancelled: (@Sendable () -> Bool)?
 
     public init() {}
+
+    /// Sizes the transfer buffers to fit `bytes`: each request in flight holds its range about
+    /// three times (as received, as bytes, as records), and a pack batch sits in memory before
+    /// it is written. What the process needs besides (about 25 MiB) is not counted.
+    public mutating func applyMemoryBudget(_ bytes: UInt64) {
+        let usable = max(bytes, 16 << 20) - min(bytes / 2, 8 << 20)
+        parallelRequests = usable >= 256 << 20 ? 4 : (usable >= 64 << 20 ? 2 : 1)
+        maxRangeBytes = max(1 << 20, min(16 << 20, usable / UInt64(4 * parallelRequests)))
+        gapLimit = min(gapLimit, maxRangeBytes / 8)
+        commitEvery = max(1 << 20, min(commitEvery, usable / 4))
+    }
 }
 
 public struct PullResult: Sendable {
