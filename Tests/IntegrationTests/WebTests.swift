@@ -153,6 +153,20 @@ final class WebTests: XCTestCase {
         XCTAssertTrue(index.contains("3 models") == false && index.contains("2 models"), "tok and intent")
     }
 
+    func testAPushRewritesOnlyNewVersionPagesBesideModelPagesAndTheIndex() throws {
+        let old = remote + "/web/models/intent/1.0.0.html"
+        let before = try FileManager.default.attributesOfItem(atPath: old)[.modificationDate] as? Date
+        XCTAssertEqual(TestSupport.cli(["add", "intent@1.2.0", dir + "/v2", "--card", dir + "/card.yaml", "--depends", "tok@^1"], store: store).status, 0)
+        let r = TestSupport.cli(["push", remote, "--json"], store: store)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        // intent's and tok's model pages, intent@1.2.0's page, the index.
+        XCTAssertEqual(try TestSupport.json(r)["pages"]?.uint64Value, 4)
+        XCTAssertTrue(FileSystem.exists(remote + "/web/models/intent/1.2.0.html"))
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: old)[.modificationDate] as? Date, before)
+        let model = String(decoding: TestSupport.read(remote + "/web/models/intent/index.html"), as: UTF8.self)
+        XCTAssertTrue(model.contains("1.2.0.html"))
+    }
+
     func testPushWithNoWebWritesNoPages() throws {
         let other = dir + "/remote-noweb"
         XCTAssertEqual(TestSupport.cli(["push", other, "--no-web"], store: store).status, 0)

@@ -129,7 +129,10 @@ extension Store {
         var pages = 0
         if options.web {
             let listed = Set(manifest.models.flatMap { m in m.value.versions.map { "\(m.key)@\($0.version)" } })
+            // Version pages of versions pushed now, and of any whose page the remote lacks.
+            let pushedNow = Set(toPush.map { "\($0.0.name)@\($0.0.version)" })
             pages = try writeSite(models: Set(selected.map(\.name)).sorted(), published: { listed.contains("\($0)@\($1)") },
+                                  needsPage: { m, v in try pushedNow.contains("\(m)@\(v)") || !destination.exists(SiteLayout.version(m, v)) },
                                   rows: manifest.siteIndexRows, project: manifest.project) { path, bytes in
                 try destination.write(path, bytes: bytes)
             }

@@ -317,7 +317,10 @@ extension Store {
     /// Writes the pages of `models` (their versions that `published` accepts) and the index
     /// from `rows`, through `write(path, bytes)`. Returns the number of pages.
     @discardableResult
-    public func writeSite(models: [ModelName], published: (String, String) -> Bool = { _, _ in true }, rows: [SiteIndexRow],
+    /// `needsPage(model, version)` picks the version pages to write (all by default); model
+    /// pages and the index, which show what moves (stages, history), are always written.
+    public func writeSite(models: [ModelName], published: (String, String) -> Bool = { _, _ in true },
+                          needsPage: (String, String) throws -> Bool = { _, _ in true }, rows: [SiteIndexRow],
                           project: String, write: (String, [UInt8]) throws -> Void) throws -> Int {
         let index = try loadChunkIndex()
         var pages = 0
@@ -325,6 +328,7 @@ extension Store {
             try write(SiteLayout.model(name.value), Array(RegistrySite.modelPage(try siteModel(name, index: index, published: published)).utf8))
             pages += 1
             for (v, id) in try self.versions(of: name) where published(name.value, v.description) {
+                guard try needsPage(name.value, v.description) else { continue }
                 let r = ResolvedVersion(name: name, version: v, id: id, object: try readVersion(id))
                 try write(SiteLayout.version(name.value, v.description),
                           Array(RegistrySite.versionPage(try siteVersion(r, index: index, published: published)).utf8))
