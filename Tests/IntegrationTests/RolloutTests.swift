@@ -123,6 +123,17 @@ final class RolloutTests: XCTestCase {
         cli(["push", remote, "--no-web"])
     }
 
+    /// A device that installed 1.0.0 (its check passed), then 1.1.0 published to production.
+    func deviceOnFirstVersionWithSecondPublished() throws -> String {
+        publishTwoVersions()
+        let device = dir + "/device"
+        XCTAssertEqual(sync(device, check: "true").status, 0)
+        add("m@1.1.0", seed: 2)
+        cli(["promote", "m@1.1.0", "production", "--skip-staging"])
+        cli(["push", remote, "--no-web"])
+        return device
+    }
+
     func sync(_ device: String, check: String, extra: [String] = []) -> TestSupport.Run {
         TestSupport.cli(["sync", remote, "--to", device, "--follow", "m@production", "--once", "--health-check", check] + extra)
     }
@@ -148,12 +159,7 @@ final class RolloutTests: XCTestCase {
     }
 
     func testAHealthCheckThatHangsIsStoppedAtItsTimeout() throws {
-        publishTwoVersions()
-        let device = dir + "/device"
-        XCTAssertEqual(sync(device, check: "true").status, 0)
-        add("m@1.1.0", seed: 2)
-        cli(["promote", "m@1.1.0", "production", "--skip-staging"])
-        cli(["push", remote, "--no-web"])
+        let device = try deviceOnFirstVersionWithSecondPublished()
         let start = Date()
         let r = sync(device, check: "sleep 30", extra: ["--health-timeout", "1s"])
         XCTAssertLessThan(Date().timeIntervalSince(start), 15)
@@ -162,12 +168,7 @@ final class RolloutTests: XCTestCase {
     }
 
     func testAKillDuringTheHealthCheckEndsOnAVersionThatPassed() throws {
-        publishTwoVersions()
-        let device = dir + "/device"
-        XCTAssertEqual(sync(device, check: "true").status, 0)
-        add("m@1.1.0", seed: 2)
-        cli(["promote", "m@1.1.0", "production", "--skip-staging"])
-        cli(["push", remote, "--no-web"])
+        let device = try deviceOnFirstVersionWithSecondPublished()
         var rng = SplitMix(11)
         for attempt in 0..<4 {
             let started = dir + "/started-\(attempt)"

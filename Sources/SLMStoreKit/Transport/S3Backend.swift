@@ -339,7 +339,12 @@ public final class S3Backend: StoreBackend {
             if let failure = outcome.failure { throw failure }
             state = outcome.state
             var body = "<CompleteMultipartUpload>"
-            for n in 1...parts { body += "<Part><PartNumber>\(n)</PartNumber><ETag>\(XMLText.escape(state.etags[n]!))</ETag></Part>" }
+            for n in 1...parts {
+                guard let etag = state.etags[n] else {
+                    throw SLMError.failed("\(statePath): part \(n) of \(path) has no ETag after the upload; push again")
+                }
+                body += "<Part><PartNumber>\(n)</PartNumber><ETag>\(XMLText.escape(etag))</ETag></Part>"
+            }
             body += "</CompleteMultipartUpload>"
             let r = try backend.send("POST", key: key, query: [("uploadId", state.uploadID)], headers: ["Content-Type": "application/xml"],
                                      body: Array(body.utf8), limit: 1 << 20)
