@@ -167,6 +167,7 @@ final class ChunkIngester {
                 newChunks += 1
                 storedBytes += UInt64(PackFormat.recordHeaderSize + encoded.payload.count)
             }
+            try sink.sealIfFull()
             progress(processedBefore + current.start + UInt64(range.upperBound))
             swap(&current, &spare)
             batch = nextBatch

@@ -1,6 +1,6 @@
-// Where new chunk records go: one open pack in a working directory, sealed (made durable) when
-// it reaches its target size and handed to a commit step that the caller chooses: into the
-// store's packs/ now, kept for a later commit, or uploaded to a remote.
+// Where new chunk records go: one open pack in a working directory, sealed (made durable) once it
+// has reached its target size at a boundary the caller marks, and handed to a commit step that
+// the caller chooses: into the store's packs/ now, kept for a later commit, or uploaded.
 
 import Foundation
 
@@ -12,7 +12,8 @@ final class PackSink {
     /// Record bytes appended so far (headers and payloads), over every pack.
     private(set) var recordBytes: UInt64 = 0
 
-    /// `commit` receives each sealed, non-empty pack, in order.
+    /// `commit` receives each sealed, non-empty pack, in order. A seal costs fsyncs, so packs are
+    /// sealed only where the caller says a batch ends (`sealIfFull`), never inside one.
     init(directory: String, rolloverSize: UInt64, commit: @escaping ([PackWriter]) throws -> Void) {
         self.directory = directory
         self.rolloverSize = rolloverSize
@@ -26,7 +27,12 @@ final class PackSink {
         if writer == nil { writer = try PackWriter(directory: directory) }
         try writer!.append(id: id, rawLength: rawLength, encoded: encoded)
         recordBytes += PackFormat.recordSize(UInt32(encoded.payload.count))
-        if writer!.size >= rolloverSize { try seal() }
+    }
+
+    /// The end of a batch (a block of a file, a range, a chunk): seals the open pack if it has
+    /// reached the target size.
+    func sealIfFull() throws {
+        if openSize >= rolloverSize { try seal() }
     }
 
     /// Appends a verified record read from another pack, without recompressing it.

@@ -249,9 +249,7 @@ final class ChunkFetcher: @unchecked Sendable {
         self.progressTotal = progressTotal
         self.progress = progress
         work = try store.makeWorkingDirectory("pull")
-        // Sealed at range boundaries once past commitEvery (see fetch): a commit costs two fsyncs,
-        // so it happens once per range at most, never in the middle of one.
-        sink = store.packSink(in: work.path, rolloverSize: 1 << 30) { CrashPoint.hit("pull-after-commit") }
+        sink = store.packSink(in: work.path, rolloverSize: commitEvery) { CrashPoint.hit("pull-after-commit") }
     }
 
     func run(parallel: Int) throws {
@@ -317,7 +315,7 @@ final class ChunkFetcher: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         for (id, e, encoded) in verified { try sink.append(id: id, rawLength: e.rawLength, encoded: encoded) }
-        if sink.openSize >= commitEvery { try sink.seal() }
+        try sink.sealIfFull()
         rangeBytes += UInt64(body.count)
         done += verified.reduce(0) { $0 + PackFormat.recordSize($1.1.storedLength) }
         progress?(done, progressTotal)

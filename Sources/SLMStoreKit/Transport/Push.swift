@@ -92,6 +92,7 @@ extension Store {
                 throw SLMError.damaged(path: root, problem: "chunk \(id.hex) is missing from the local store; run `slmstore verify`")
             }
             try sink.appendRecord(try readVerifiedRecord(id, at: loc), id: id, rawLength: loc.rawLength, codec: loc.codec)
+            try sink.sealIfFull()
             copied += UInt64(loc.storedLength)
             options.progress?(copied, total)
         }
