@@ -37,9 +37,7 @@ public final class HTTPBackend: StoreBackend {
         let (u, r) = try get(path, limit: limit)
         if isAbsent(r.status, path) { return nil }
         guard r.status == 200 else { throw SLMError.remoteStatus(url: u.absoluteString, status: r.status, problem: "") }
-        if let length = r.headers["content-length"], Int(length) != r.body.count {
-            throw SLMError.transport(url: u.absoluteString, problem: "short body: \(r.body.count) of \(length) bytes", transient: true)
-        }
+        try r.checkComplete(u.absoluteString)
         return r.body
     }
 
@@ -62,9 +60,7 @@ public final class HTTPBackend: StoreBackend {
         if r.status == 304 { return .unchanged }
         if r.status == 404 { return .absent }
         guard r.status == 200 else { throw SLMError.remoteStatus(url: u.absoluteString, status: r.status, problem: "") }
-        if let length = r.headers["content-length"], Int(length) != r.body.count {
-            throw SLMError.transport(url: u.absoluteString, problem: "short body: \(r.body.count) of \(length) bytes", transient: true)
-        }
+        try r.checkComplete(u.absoluteString)
         var v = r.headers["etag"].map { "etag:" + $0 } ?? r.headers["last-modified"].map { "date:" + $0 }
         // Servers like nginx derive validators from a one-second mtime: a manifest replaced again
         // within the second it was served would look unchanged. Only trust a validator for a file
@@ -88,16 +84,7 @@ public final class HTTPBackend: StoreBackend {
             throw SLMError.transport(url: url, problem: "range \(span): \(problem)", transient: transient)
         }
         counter.received(r.body.count)
-        if r.status == 200 {
-            throw SLMError.remote(url: u.absoluteString, problem: "server ignored the Range header (answered 200 with the whole file)")
-        }
-        guard r.status == 206 else { throw SLMError.remoteStatus(url: u.absoluteString, status: r.status, problem: "for a range request") }
-        guard r.body.count == range.count else {
-            throw SLMError.transport(url: u.absoluteString, problem: "range \(span): got \(r.body.count) bytes, expected \(range.count)", transient: true)
-        }
-        if let cr = r.headers["content-range"], !cr.hasPrefix("bytes \(span)/") {
-            throw SLMError.remote(url: u.absoluteString, problem: "Content-Range \"\(cr)\" does not match the request")
-        }
+        try r.checkRange(range, u.absoluteString) { SLMError.remoteStatus(url: u.absoluteString, status: $0.status, problem: "for a range request") }
         return r.body
     }
 

@@ -12,6 +12,29 @@ public struct HTTPResponse: Sendable {
     public var status: Int
     public var headers: [String: String]  // lowercased names
     public var body: [UInt8]
+
+    /// A whole body is as long as the server said (a short one is retried).
+    func checkComplete(_ what: String) throws {
+        if let length = headers["content-length"], Int(length) != body.count {
+            throw SLMError.transport(url: what, problem: "short body: \(body.count) of \(length) bytes", transient: true)
+        }
+    }
+
+    /// A range answer is exactly the bytes asked for: 206, the length of the range, and a
+    /// Content-Range naming it. `failure` describes any other status.
+    func checkRange(_ range: Range<UInt64>, _ what: String, failure: (HTTPResponse) -> SLMError) throws {
+        let span = "\(range.lowerBound)-\(range.upperBound - 1)"
+        guard status == 206 else {
+            if status == 200 { throw SLMError.remote(url: what, problem: "server ignored the Range header (answered 200 with the whole file)") }
+            throw failure(self)
+        }
+        guard body.count == range.count else {
+            throw SLMError.transport(url: what, problem: "range \(span): got \(body.count) bytes, expected \(range.count)", transient: true)
+        }
+        if let cr = headers["content-range"], !cr.hasPrefix("bytes \(span)/") {
+            throw SLMError.remote(url: what, problem: "Content-Range \"\(cr)\" does not match the request")
+        }
+    }
 }
 
 /// Unchecked: URLSession calls the delegate on one serial queue; the per-task states are reached

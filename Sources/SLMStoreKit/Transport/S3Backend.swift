@@ -144,25 +144,14 @@ public final class S3Backend: StoreBackend {
         guard r.body.count <= limit else {
             throw SLMError.remote(url: "\(location)/\(path)", problem: "\(r.body.count) bytes, more than the \(limit) allowed")
         }
-        if let length = r.headers["content-length"], Int(length) != r.body.count {
-            throw SLMError.transport(url: "\(location)/\(path)", problem: "short body: \(r.body.count) of \(length) bytes", transient: true)
-        }
+        try r.checkComplete("\(location)/\(path)")
         return r.body
     }
 
     public func readRange(_ path: String, range: Range<UInt64>) throws -> [UInt8] {
-        let span = "\(range.lowerBound)-\(range.upperBound - 1)"
-        let r = try send("GET", key: key(path), headers: ["Range": "bytes=\(span)"], limit: max(Int(range.count), 64 << 10))
-        guard r.status == 206 else {
-            if r.status == 200 { throw SLMError.remote(url: "\(location)/\(path)", problem: "server ignored the Range header") }
-            throw failure(r, path)
-        }
-        guard r.body.count == range.count else {
-            throw SLMError.transport(url: "\(location)/\(path)", problem: "range \(span): got \(r.body.count) bytes, expected \(range.count)", transient: true)
-        }
-        if let cr = r.headers["content-range"], !cr.hasPrefix("bytes \(span)/") {
-            throw SLMError.remote(url: "\(location)/\(path)", problem: "Content-Range \"\(cr)\" does not match the request")
-        }
+        let r = try send("GET", key: key(path), headers: ["Range": "bytes=\(range.lowerBound)-\(range.upperBound - 1)"],
+                         limit: max(Int(range.count), 64 << 10))
+        try r.checkRange(range, "\(location)/\(path)") { failure($0, path) }
         return r.body
     }
 
@@ -176,6 +165,7 @@ public final class S3Backend: StoreBackend {
         guard r.body.count <= limit else {
             throw SLMError.remote(url: "\(location)/\(path)", problem: "\(r.body.count) bytes, more than the \(limit) allowed")
         }
+        try r.checkComplete("\(location)/\(path)")
         return .changed(bytes: r.body, validator: r.headers["etag"].map { "etag:" + $0 })
     }
 
