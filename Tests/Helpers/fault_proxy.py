@@ -4,13 +4,16 @@
 usage: fault_proxy.py PORT UPSTREAM_PORT MODE [COUNT]
 MODE: drop (close mid-body), corrupt (flip a byte of range bodies), truncate (short body with
 full Content-Length, then close), ignore-range (answer 200 with the whole file), oversize
-(send more than the range asked for), redirect-loop, error500 (answer 500).
+(send more than the range asked for), redirect-loop, error500 (answer 500), trickle (send the
+range body one byte every 0.2 s). Request headers, Host included, pass through as sent, so a
+signed request (S3 SigV4) stays valid behind the proxy.
 COUNT: how many range responses to spoil (default: all); metadata requests pass through.
 """
 import http.client
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import threading
+import time
 
 PORT, UPSTREAM, MODE = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 COUNT = int(sys.argv[4]) if len(sys.argv) > 4 else 1 << 30
@@ -27,6 +30,9 @@ def take():
         return True
 
 
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -41,16 +47,20 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        headers = {} if (MODE == "ignore-range" and is_range and take()) else (
-            {"Range": self.headers["Range"]} if "Range" in self.headers else {})
+        drop_range = MODE == "ignore-range" and is_range and take()
         conn = http.client.HTTPConnection("127.0.0.1", UPSTREAM, timeout=30)
-        conn.request("GET", self.path, headers=headers)
+        conn.putrequest("GET", self.path, skip_host=True, skip_accept_encoding=True)
+        for k, v in self.headers.items():
+            if k.lower() in HOP_BY_HOP or (drop_range and k.lower() == "range"):
+                continue
+            conn.putheader(k, v)
+        conn.endheaders()
         resp = conn.getresponse()
         body = resp.read()
         status = resp.status
         out_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in ("content-length", "connection", "transfer-encoding")]
         conn.close()
-        spoil = is_range and MODE in ("drop", "corrupt", "truncate", "oversize", "error500") and take()
+        spoil = is_range and MODE in ("drop", "corrupt", "truncate", "oversize", "error500", "trickle") and take()
         if spoil and MODE == "error500":
             self.send_response(500)
             self.send_header("Content-Length", "0")
@@ -77,6 +87,12 @@ class Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(2)
             except OSError:
                 pass
+            return
+        if spoil and MODE == "trickle":
+            for i in range(len(body)):
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+                time.sleep(0.2)
             return
         self.wfile.write(body)
 

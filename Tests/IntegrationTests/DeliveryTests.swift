@@ -238,4 +238,18 @@ final class DeliveryTests: XCTestCase {
         XCTAssertNotEqual(r2.status, 0)
         XCTAssertTrue(r2.stderr.contains("newer than this build"), r2.stderr)
     }
+
+    func testARequestTricklingBytesIsCutAtItsDeadline() throws {
+        let proxy = try FaultProxy(upstream: nginx.port, mode: "trickle")
+        var policy = HTTPClient.Policy()
+        policy.deadline = 2
+        let backend = HTTPBackend(base: URL(string: proxy.url)!, policy: policy)
+        let pack = try FileSystem.listDirectory(remote + "/packs").first { $0.hasSuffix(".pack") }!
+        let start = Date()
+        // 1000 bytes at 5 a second would take 200 s; no pause ever reaches the idle timeout.
+        XCTAssertThrowsError(try backend.readRange("packs/\(pack)", range: 0..<1000)) { error in
+            XCTAssertTrue("\(error)".contains("no complete response within 2 s"), "\(error)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 10)
+    }
 }

@@ -144,6 +144,27 @@ final class S3Tests: XCTestCase {
         return p
     }
 
+    func testHostileAnswersFromAnS3EndpointNeverInstallBadBytes() throws {
+        add("m@1.0.0", size: 3 << 20, seed: 1)
+        XCTAssertEqual(cli(["push", remote, "--no-web"]).status, 0)
+        // A man in the middle of the endpoint: signed requests pass through, answers are spoiled.
+        for (mode, message) in [("corrupt", "served bad data"), ("ignore-range", "ignored the Range header"),
+                                ("oversize", ""), ("truncate", ""), ("drop", "")] {
+            let proxy = try FaultProxy(upstream: moto.port, mode: mode)
+            let edge = dir + "/edge-\(mode)"
+            let r = cli(["pull", remote, "m@1.0.0", "--to", dir + "/device-\(mode)", "--endpoint", proxy.url], store: edge)
+            XCTAssertNotEqual(r.status, 0, mode)
+            XCTAssertTrue(message.isEmpty || r.stderr.contains(message), "\(mode): \(r.stderr)")
+            XCTAssertNil(InstallDirectory(root: dir + "/device-\(mode)").current(), "\(mode): nothing is installed")
+            XCTAssertEqual(cli(["verify"], store: edge).status, 0, "\(mode): the edge store stays sound")
+        }
+        // Two server errors are ridden out by retries.
+        let proxy = try FaultProxy(upstream: moto.port, mode: "error500", count: 2)
+        let r = cli(["pull", remote, "m@1.0.0", "--to", dir + "/device-ok", "--endpoint", proxy.url], store: dir + "/edge-ok")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertSameBytes(TestSupport.read(dir + "/device-ok/current/weights.bin"), TestSupport.random(3 << 20, seed: 1))
+    }
+
     func testTheBucketHoldsTheLayoutFormatMdDescribes() throws {
         add("m@1.0.0", size: 100_000, seed: 1)
         XCTAssertEqual(cli(["push", remote]).status, 0)

@@ -112,4 +112,35 @@ final class PullPlanTests: XCTestCase {
             guard case SLMError.notFound = error else { return XCTFail("\(error)") }
         }
     }
+
+    // MARK: Rollouts from a remote
+
+    func manifestBytes(rollout: String) -> [UInt8] {
+        let id = String(repeating: "a", count: 64)
+        return Array("""
+        {"format":1,"models":{"m":{"rollouts":{"production":\(rollout)},"stages":{},"versions":{"1.0.0":{"id":"\(id)","tree":"\(id)","version":"1.0.0"}}}},"packs":[]}
+        """.utf8)
+    }
+
+    func testARolloutRecordOutsideItsRangeMakesTheManifestDamaged() {
+        let id = String(repeating: "a", count: 64)
+        for bad in ["{\"id\":\"\(id)\",\"percent\":150,\"serial\":1,\"state\":\"active\",\"version\":\"1.0.0\"}",
+                    "{\"id\":\"\(id)\",\"percent\":0,\"serial\":1,\"state\":\"active\",\"version\":\"1.0.0\"}",
+                    "{\"id\":\"xyz\",\"percent\":10,\"serial\":1,\"state\":\"active\",\"version\":\"1.0.0\"}",
+                    "{\"id\":\"\(id)\",\"percent\":\"10\",\"serial\":1,\"state\":\"active\",\"version\":\"1.0.0\"}",
+                    "{\"id\":\"\(id)\",\"percent\":10,\"serial\":1,\"state\":\"sideways\",\"version\":\"1.0.0\"}"] {
+            XCTAssertThrowsError(try Manifest.decode(manifestBytes(rollout: bad), source: "m"), bad) { error in
+                guard case SLMError.damaged = error else { return XCTFail("\(error)") }
+            }
+        }
+        let good = "{\"id\":\"\(id)\",\"percent\":12.5,\"reset\":0,\"serial\":1,\"state\":\"active\",\"version\":\"1.0.0\"}"
+        XCTAssertEqual(try Manifest.decode(manifestBytes(rollout: good), source: "m").models["m"]?.rollouts["production"]?.percent, 12.5)
+    }
+
+    func testASlicePositionIsStableAndWithinRange() {
+        let p = RolloutSlice.position(device: "d", model: "m", version: "1.0.0")
+        XCTAssertEqual(p, RolloutSlice.position(device: "d", model: "m", version: "1.0.0"))
+        XCTAssertTrue((0..<100).contains(p))
+        XCTAssertNotEqual(p, RolloutSlice.position(device: "d", model: "m", version: "1.1.0"))
+    }
 }
