@@ -496,6 +496,19 @@ def svg_chart(rows, path):
         f.write("\n".join(out) + "\n")
 
 
+def write_results(args, name, table, data):
+    """Prints the table and writes it (.md) and the figures (.json) under --out; returns the
+    path without extension (quick runs get a -quick suffix)."""
+    print(table)
+    os.makedirs(args.out, exist_ok=True)
+    base = os.path.join(args.out, name + ("-quick" if args.quick else ""))
+    with open(base + ".md", "w") as f:
+        f.write(table + "\n")
+    with open(base + ".json", "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+    return base
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small sizes, one run (CI)")
@@ -521,14 +534,7 @@ def main():
             res = measure_s3(slm, data, work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        table = s3_table(res, args.size)
-        print(table)
-        os.makedirs(args.out, exist_ok=True)
-        suffix = "-quick" if args.quick else ""
-        with open(os.path.join(args.out, f"latest-s3{suffix}.md"), "w") as f:
-            f.write(table + "\n")
-        with open(os.path.join(args.out, f"latest-s3{suffix}.json"), "w") as f:
-            json.dump(res, f, indent=2, sort_keys=True)
+        write_results(args, "latest-s3", s3_table(res, args.size), res)
         return
 
     data_dir = os.path.join(CACHE, f"data-{args.size}")
@@ -596,17 +602,11 @@ def main():
                                  f"{s['update_pull_bytes'] / 1048576:.2f} MiB in {s['update_pull_requests']} requests, "
                                  f"{s['update_pull_s']:.2f} s; full pull {s['full_pull_mb_s']:.0f} MB/s.")
         lines.append("")
-    table = "\n".join(lines)
-    print(table)
-    os.makedirs(args.out, exist_ok=True)
-    suffix = "-quick" if args.quick else ""
-    with open(os.path.join(args.out, f"latest{suffix}.md"), "w") as f:
-        f.write(table + "\n")
-    with open(os.path.join(args.out, f"latest{suffix}.json"), "w") as f:
-        json.dump({"date": stamp, "cpu": cpu, "cores": os.cpu_count(), "size": args.size, "runs": args.runs,
-                   "chunking": chunk, "changed_tensor_bytes": changed, "results": results}, f, indent=2, sort_keys=True)
-    svg_chart(results["synthetic bf16"], os.path.join(args.out, f"latest{suffix}.svg"))
-    log(f"wrote {args.out}/latest{suffix}.md, .json, .svg")
+    base = write_results(args, "latest", "\n".join(lines),
+                         {"date": stamp, "cpu": cpu, "cores": os.cpu_count(), "size": args.size, "runs": args.runs,
+                          "chunking": chunk, "changed_tensor_bytes": changed, "results": results})
+    svg_chart(results["synthetic bf16"], base + ".svg")
+    log(f"wrote {base}.md, .json, .svg")
 
 
 if __name__ == "__main__":

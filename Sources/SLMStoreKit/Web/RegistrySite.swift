@@ -348,8 +348,11 @@ extension Store {
             for (stage, id) in try stageRefs(of: name) { if let v = all.first(where: { $0.id == id }) { stages[stage] = v.version.description } }
             let latest = all.last(where: { !$0.version.isPrerelease }) ?? all.last
             var size: UInt64 = 0, last = ""
-            if let latest { size = try readTree(try readVersion(latest.id).tree).totalSize }
-            for (_, id) in all { last = max(last, try readVersion(id).created) }
+            for (_, id) in all {
+                let object = try readVersion(id)
+                last = max(last, object.created)
+                if id == latest?.id { size = try readTree(object.tree).totalSize }
+            }
             rows.append(.init(name: name.value, versions: all.count, stages: stages, latest: latest?.version.description,
                               latestSize: size, lastChange: last))
         }
