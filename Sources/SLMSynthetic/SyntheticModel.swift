@@ -11,8 +11,11 @@ public struct SyntheticModel: Sendable {
     public struct Tensor: Sendable {
         public var name: String
         public var shape: [Int]
+        /// Bytes per element: 2 (BF16) or 4 (F32).
+        public var elementSize = 2
         public var elements: Int { shape.reduce(1, *) }
-        public var bytes: Int { elements * 2 }
+        public var bytes: Int { elements * elementSize }
+        public init(name: String, shape: [Int]) { self.name = name; self.shape = shape }
     }
 
     /// How a tensor's values are produced.
@@ -24,8 +27,33 @@ public struct SyntheticModel: Sendable {
         case lora(seed: UInt64, rank: Int, scale: Float)
     }
 
+    /// Every tensor stored as F32 instead of BF16 (same values before rounding).
+    public func asF32() -> SyntheticModel {
+        var m = self
+        for i in m.tensors.indices { m.tensors[i].elementSize = 4 }
+        return m
+    }
+
+    /// A full fine-tune: every tensor moved by gaussian noise of `scale` × its standard deviation
+    /// (0.02 for every tensor of this generator), rounded back to the tensor's dtype.
+    public func fullFineTune(scale: Float, seed: UInt64 = 21) -> SyntheticModel {
+        var m = self
+        for t in tensors { m.edits[t.name, default: []].append(.fineTune(seed: seed ^ t.name.hashValueStable, scale: scale * 0.02)) }
+        return m
+    }
+
+    /// A merged LoRA: every 2-D weight plus B·A of `rank`, with entries of B·A of standard
+    /// deviation `scale` × the tensor's (B and A entries ~ N(0, σ²): B·A has sd √rank·σ²).
+    public func mergedLoRA(rank: Int = 8, scale: Float, seed: UInt64 = 31) -> SyntheticModel {
+        var m = self
+        let sigma = (scale * 0.02 / Float(rank).squareRoot()).squareRoot()
+        for t in tensors where t.shape.count == 2 { m.edits[t.name, default: []].append(.lora(seed: seed ^ t.name.hashValueStable, rank: rank, scale: sigma)) }
+        return m
+    }
+
     public var tensors: [Tensor]
-    public var edits: [String: Edit] = [:]
+    /// Edits per tensor, applied in order (a fine-tune of a fine-tune is two edits).
+    public var edits: [String: [Edit]] = [:]
     public var metadata: [String: String] = ["format": "pt"]
 
     /// A model of roughly `targetBytes`: hidden size, layers and vocabulary grow together.
@@ -74,7 +102,7 @@ public struct SyntheticModel: Sendable {
         for i in order where changed < goal {
             let t = tensors[i]
             guard t.shape.count == 2, changed + t.bytes <= goal + goal / 4 else { continue }
-            m.edits[t.name] = .fineTune(seed: rng.next(), scale: 0.002)
+            m.edits[t.name, default: []].append(.fineTune(seed: rng.next(), scale: 0.002))
             changed += t.bytes
         }
         return (m, changed)
@@ -85,7 +113,7 @@ public struct SyntheticModel: Sendable {
         var m = self
         var changed = 0
         for t in tensors where t.name.hasSuffix("q_proj.weight") || t.name.hasSuffix("v_proj.weight") {
-            m.edits[t.name] = .lora(seed: seed ^ UInt64(truncatingIfNeeded: t.name.hashValueStable), rank: rank, scale: 0.01)
+            m.edits[t.name, default: []].append(.lora(seed: seed ^ UInt64(truncatingIfNeeded: t.name.hashValueStable), rank: rank, scale: 0.01))
             changed += t.bytes
         }
         return (m, changed)
@@ -114,7 +142,7 @@ public struct SyntheticModel: Sendable {
         var entries: [String: JSONValue] = [:]
         var offset = 0
         for t in tensors {
-            entries[t.name] = .object(["dtype": .string("BF16"), "shape": .array(t.shape.map { .int($0) }),
+            entries[t.name] = .object(["dtype": .string(t.elementSize == 4 ? "F32" : "BF16"), "shape": .array(t.shape.map { .int($0) }),
                                        "data_offsets": .array([.int(offset), .int(offset + t.bytes)])])
             offset += t.bytes
         }
@@ -125,9 +153,14 @@ public struct SyntheticModel: Sendable {
         let length = UInt64(header.count)
         try file.write((0..<8).map { UInt8(truncatingIfNeeded: length >> (8 * $0)) } + header)
         for t in tensors {
-            var data = [UInt16](repeating: 0, count: t.elements)
+            var data = [Float](repeating: 0, count: t.elements)
             fill(t, &data)
-            try data.withUnsafeBytes { try file.write($0) }
+            if t.elementSize == 4 {
+                try data.withUnsafeBytes { try file.write($0) }
+            } else {
+                let half = data.map { Self.bf16($0) }
+                try half.withUnsafeBytes { try file.write($0) }
+            }
         }
         try file.sync()
     }
@@ -141,17 +174,20 @@ public struct SyntheticModel: Sendable {
                                  "torch_dtype": .string("bfloat16")]).prettyString().utf8.map { $0 } + [0x0a]
     }
 
-    private func fill(_ t: Tensor, _ out: inout [UInt16]) {
+    /// Values of one tensor, already rounded to its dtype (kept as Float).
+    private func fill(_ t: Tensor, _ out: inout [Float]) {
         var rng = SplitMix(UInt64(truncatingIfNeeded: t.name.hashValueStable))
         let isNorm = t.shape.count == 1
+        let round: (Float) -> Float = t.elementSize == 4 ? { $0 } : { Self.float(Self.bf16($0)) }
         for i in 0..<out.count {
-            out[i] = isNorm ? Self.bf16(1.0 + 0.02 * rng.gaussian()) : Self.bf16(0.02 * rng.gaussian())
+            out[i] = round(isNorm ? 1.0 + 0.02 * rng.gaussian() : 0.02 * rng.gaussian())
         }
-        switch edits[t.name] ?? .none {
+        for edit in edits[t.name] ?? [] {
+        switch edit {
         case .none: break
         case let .fineTune(seed, scale):
             var r = SplitMix(seed)
-            for i in 0..<out.count { out[i] = Self.bf16(Self.float(out[i]) + scale * r.gaussian()) }
+            for i in 0..<out.count { out[i] = round(out[i] + scale * r.gaussian()) }
         case let .lora(seed, rank, scale):
             guard t.shape.count == 2 else { break }
             let rows = t.shape[0], cols = t.shape[1]
@@ -162,9 +198,10 @@ public struct SyntheticModel: Sendable {
                 for j in 0..<cols {
                     var delta: Float = 0
                     for k in 0..<rank { delta += b[i * rank + k] * a[k * cols + j] }
-                    out[i * cols + j] = Self.bf16(Self.float(out[i * cols + j]) + delta)
+                    out[i * cols + j] = round(out[i * cols + j] + delta)
                 }
             }
+        }
         }
     }
 

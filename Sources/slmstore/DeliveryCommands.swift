@@ -9,26 +9,32 @@ let deliveryCommands: [Command] = [diffCommand, pushCommand, pullCommand, rmComm
 
 let diffCommand = Command(
     name: "diff", summary: "What changed between two versions and what the update costs to ship",
-    usage: "slmstore diff OLD NEW [--json]",
+    usage: "slmstore diff OLD NEW [--no-delta] [--json]",
     details: """
     Per file: unchanged, changed, added, removed; per safetensors file the tensors whose bytes,
     dtype or shape changed, and header-only (metadata) changes. Totals: chunks and bytes a holder
-    of OLD must fetch to have NEW (exactly what `pull` transfers for chunk data).
-      --json   one object: chunks_to_fetch, bytes_to_fetch, raw_bytes_to_fetch, total_raw_bytes, files[...]
+    of OLD must fetch to have NEW (exactly what `pull` transfers for chunk data), counting delta
+    records against OLD (this store's, or computed as `push` would write them), beside what a
+    device holding nothing fetches.
+      --no-delta   count full records only (what `pull --no-delta` fetches)
+      --json   one object: chunks_to_fetch, bytes_to_fetch, delta_chunks, full_bytes_to_fetch,
+               raw_bytes_to_fetch, total_raw_bytes, files[...]
     """,
-    spec: OptionSpec(flags: ["--json"])
+    spec: OptionSpec(flags: ["--json", "--no-delta"])
 ) { a, ctx in
     try requirePositionals(a, "diff", min: 2, max: 2, usage: "slmstore diff OLD NEW")
     let store = try ctx.openStore()
     let old = try store.resolve(a.positionals[0])
     let new = try store.resolve(a.positionals[1])
-    let d = try store.diff(from: try store.readTree(old.object.tree), to: try store.readTree(new.object.tree),
-                           index: try store.loadChunkIndex())
+    let index = try store.loadChunkIndex()
+    let d = try store.diff(from: try store.readTree(old.object.tree), to: try store.readTree(new.object.tree), index: index,
+                           deltas: a.has("--no-delta") ? [:] : try store.deltaSizes(target: new, base: old, index: index))
     let share = d.totalRawBytes > 0 ? Double(d.rawBytesPresent) / Double(d.totalRawBytes) : 1
     if a.has("--json") {
         Output.json(.object([
             "from": .string("\(old.name)@\(old.version)"), "to": .string("\(new.name)@\(new.version)"),
             "chunks_to_fetch": .int(d.chunksToFetch), "bytes_to_fetch": .int(d.bytesToFetch),
+            "delta_chunks": .int(d.deltaChunks), "full_bytes_to_fetch": .int(d.fullBytesToFetch),
             "raw_bytes_to_fetch": .int(d.rawBytesToFetch), "total_raw_bytes": .int(d.totalRawBytes),
             "already_present_share": .double((share * 10000).rounded() / 10000),
             "files": .array(d.files.map { f in
@@ -57,6 +63,8 @@ let diffCommand = Command(
         }
     }
     print("to fetch: \(d.chunksToFetch) chunks, \(Output.bytes(d.bytesToFetch)) compressed (\(Output.bytes(d.rawBytesToFetch)) raw) of \(Output.bytes(d.totalRawBytes)); \(Output.fixed(share * 100, 1))% already present")
+    if d.deltaChunks > 0 { print("  \(d.deltaChunks) of those chunks as deltas against \(old.name)@\(old.version)") }
+    print("a device holding nothing fetches \(Output.bytes(d.fullBytesToFetch))")
     return 0
 }
 
@@ -73,10 +81,16 @@ let pushCommand = Command(
     AWS_SESSION_TOKEN, AWS_PROFILE with ~/.aws/credentials and ~/.aws/config, AWS_REGION; large
     packs go up as multipart uploads that resume after an interruption.
       --endpoint URL   an S3-compatible endpoint (MinIO, Ceph, R2, ...); also AWS_ENDPOINT_URL
+    Delta sets (Format.md §7.3) are written for each version pushed, against its parent, against
+    every version holding a stage on the destination, and against --delta-from versions, so a
+    device one or two releases behind downloads deltas instead of full chunks.
+      --endpoint URL   an S3-compatible endpoint (MinIO, Ceph, R2, ...); also AWS_ENDPOINT_URL
+      --delta-from REF also write deltas against this version (repeatable)
+      --no-delta       write no delta sets
       --no-web         do not write the registry pages (web/index.html and a page per model and version)
-      --json           pushed, already_present, chunks_copied, bytes_copied, bytes_sent, requests, pages
+      --json           pushed, already_present, chunks_copied, bytes_copied, delta_sets, delta_bytes, bytes_sent, requests, pages
     """,
-    spec: OptionSpec(values: ["--endpoint"], flags: ["--json", "--no-web"])
+    spec: OptionSpec(values: ["--endpoint", "--delta-from"], repeatable: ["--delta-from"], flags: ["--json", "--no-web", "--no-delta"])
 ) { a, ctx in
     try requirePositionals(a, "push", min: 1, max: Int.max, usage: "slmstore push REMOTE-DIR [REF...]")
     let dest = a.positionals[0]
@@ -94,17 +108,23 @@ let pushCommand = Command(
     var options = PushOptions()
     options.progress = bar.callback
     options.web = !a.has("--no-web")
+    options.deltas = !a.has("--no-delta")
+    options.deltaFrom = try a.all("--delta-from").map { try VersionRef.parse($0) }
+    if options.deltas == false && !options.deltaFrom.isEmpty { throw SLMError.argument("push: --delta-from and --no-delta contradict each other") }
     let r = try store.push(to: destination, refs: refs, options: options)
     bar.finish()
     if a.has("--json") {
         Output.json(.object(["pushed": .array(r.versionsPushed.map { .string($0) }), "already_present": .array(r.versionsPresent.map { .string($0) }),
                              "chunks_copied": .int(r.chunksCopied), "bytes_copied": .int(r.bytesCopied),
+                             "delta_sets": .array(r.deltaSets.map { .string($0) }), "delta_bytes": .int(r.deltaBytes),
                              "bytes_sent": .int(r.bytesSent), "requests": .int(r.requests), "pages": .int(r.pagesWritten),
                              "stages": .array(r.stagesPushed.map { .string($0) }), "seconds": .double((r.seconds * 1000).rounded() / 1000)]))
     } else {
         print("pushed \(r.versionsPushed.count) versions (\(r.versionsPresent.count) already there), \(r.chunksCopied) chunks, \(Output.bytes(r.bytesCopied)) to \(dest)")
         for v in r.versionsPushed { print("  \(v)") }
         for s in r.stagesPushed { print("  stage \(s)") }
+        for d in r.deltaSets { print("  deltas \(d)") }
+        if !r.deltaSets.isEmpty { print("  \(Output.bytes(r.deltaBytes)) of delta records") }
     }
     return 0
 }
@@ -123,9 +143,11 @@ let pullCommand = Command(
       --seed DIR      reuse chunks from files in DIR (DIR/current is used automatically)
       --max-rate R    limit download rate, e.g. 10M (bytes per second, K/M/G suffixes)
       --memory-budget B   size transfer buffers and parallel requests to about B (e.g. 64M)
-      --json          bytes_downloaded, requests, chunks_fetched, ...
+      --no-delta      fetch full records only (by default a chunk comes as a delta record when
+                      the remote has one against a version this store holds and it is smaller)
+      --json          bytes_downloaded, requests, chunks_fetched, chunks_from_deltas, ...
     """,
-    spec: OptionSpec(values: ["--to", "--keep", "--seed", "--max-rate", "--parallel", "--endpoint", "--memory-budget"], repeatable: ["--seed"], flags: ["--json"])
+    spec: OptionSpec(values: ["--to", "--keep", "--seed", "--max-rate", "--parallel", "--endpoint", "--memory-budget"], repeatable: ["--seed"], flags: ["--json", "--no-delta"])
 ) { a, ctx in
     try requirePositionals(a, "pull", min: 2, max: 2, usage: "slmstore pull REMOTE REF")
     var options = PullOptions()
@@ -135,6 +157,7 @@ let pullCommand = Command(
         options.keep = n
     }
     options.seeds = a.all("--seed")
+    options.useDeltas = !a.has("--no-delta")
     if let b = a.value("--memory-budget") { options.applyMemoryBudget(try parseSize(b, option: "--memory-budget")) }
     if let p = a.value("--parallel") {
         guard let n = Int(p), (1...32).contains(n) else { throw SLMError.argument("pull: --parallel must be 1 to 32") }
@@ -158,12 +181,13 @@ let pullCommand = Command(
             "name": .string(r.name.value), "version": .string(r.version.description), "version_id": .string(r.versionID.hex),
             "bytes_downloaded": .int(r.bytesDownloaded), "requests": .int(r.requests), "chunks_fetched": .int(r.chunksFetched),
             "chunk_bytes": .int(r.chunkBytes), "range_bytes": .int(r.rangeBytes), "metadata_bytes": .int(r.metadataBytes),
-            "chunks_from_seeds": .int(r.chunksFromSeeds), "versions": .array(r.versions.map { .string($0) }),
+            "chunks_from_seeds": .int(r.chunksFromSeeds), "chunks_from_deltas": .int(r.chunksFromDeltas), "versions": .array(r.versions.map { .string($0) }),
             "installed": r.installedPath.map { .string($0) } ?? .null, "seconds": .double((r.seconds * 1000).rounded() / 1000),
         ]))
     } else {
         print("pulled \(r.name)@\(r.version) (\(r.versionID.hex.prefix(12))): \(r.chunksFetched) chunks fetched, \(Output.bytes(r.bytesDownloaded)) downloaded in \(r.requests) requests, \(Output.fixed(r.seconds, 2)) s (\(Output.rate(r.bytesDownloaded, r.seconds)))")
         if r.chunksFromSeeds > 0 { print("  \(r.chunksFromSeeds) chunks reused from files on disk") }
+        if r.chunksFromDeltas > 0 { print("  \(r.chunksFromDeltas) chunks rebuilt from deltas against a version already here") }
         if r.versions.count > 1 { print("  with dependencies: \(r.versions.dropFirst().joined(separator: ", "))") }
         if let p = r.installedPath { print("  installed at \(p); \(options.installDirectory!)/current -> \(r.version)") }
     }

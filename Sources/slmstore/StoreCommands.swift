@@ -33,16 +33,21 @@ let initCommand = Command(
 
 let addCommand = Command(
     name: "add", summary: "Store files or a directory as a new model version",
-    usage: "slmstore add NAME@VERSION PATH... [--card FILE] [--depends NAME@RANGE]... [--json]",
+    usage: "slmstore add NAME@VERSION PATH... [--card FILE] [--depends NAME@RANGE]... [--delta-base REF | --no-delta] [--json]",
     details: """
     A directory contributes every file below it (paths relative to it); a file contributes itself
     under its base name. *.safetensors files are validated and chunked tensor by tensor.
     Adding an existing NAME@VERSION with the same content does nothing; with different content it is refused.
+    New chunks of BF16/F16/F32 tensors whose name, dtype and shape match a tensor of the previous
+    version are also stored as deltas against it (what a device holding that version downloads).
       --card FILE            model card (model_card.yaml or .json): provenance stored inside the version
       --depends NAME@RANGE   a model this version needs (repeatable); must resolve in this store
-      --json                 print one JSON object (version_id, input_bytes, stored_bytes, new_chunks, reused_chunks, ...)
+      --delta-base REF       make deltas against this version instead of the previous one
+      --no-delta             store full records only
+      --json                 print one JSON object (version_id, input_bytes, stored_bytes, new_chunks, reused_chunks,
+                             delta_chunks, delta_stored_bytes, ...)
     """,
-    spec: OptionSpec(values: ["--card", "--depends"], repeatable: ["--depends"], flags: ["--json"])
+    spec: OptionSpec(values: ["--card", "--depends", "--delta-base"], repeatable: ["--depends"], flags: ["--json", "--no-delta"])
 ) { a, ctx in
     try requirePositionals(a, "add", min: 2, max: Int.max, usage: "slmstore add NAME@VERSION PATH...")
     guard case let .exact(name, version) = try VersionRef.parse(a.positionals[0]) else {
@@ -58,6 +63,11 @@ let addCommand = Command(
         let depName = try ModelName(String(d[..<at]))
         options.dependencies.append(Dependency(name: depName.value, range: String(d[d.index(after: at)...])))
     }
+    if a.has("--no-delta") {
+        guard a.value("--delta-base") == nil else { throw SLMError.argument("add: --delta-base and --no-delta contradict each other") }
+        options.deltas = false
+    }
+    if let b = a.value("--delta-base") { options.deltaBase = try VersionRef.parse(b) }
     let store = try ctx.openStore(create: true)
     let bar = ProgressBar("adding")
     options.progress = bar.callback
@@ -72,6 +82,8 @@ let addCommand = Command(
             "new_chunks": .int(r.newChunks), "reused_chunks": .int(r.reusedChunks), "reused_bytes": .int(r.reusedBytes),
             "dedup_ratio": .double((ratio * 10000).rounded() / 10000), "already_present": .bool(r.alreadyPresent),
             "seconds": .double((r.seconds * 1000).rounded() / 1000),
+            "delta_chunks": .int(r.deltas.chunks), "delta_stored_bytes": .int(r.deltas.storedBytes),
+            "delta_base": r.deltaBase.map(JSONValue.string) ?? .null,
         ]))
     } else if r.alreadyPresent {
         print("\(name)@\(version) is already stored with identical content (version \(r.versionID.hex.prefix(12))); nothing written")
@@ -79,6 +91,9 @@ let addCommand = Command(
         print("added \(name)@\(version)  version \(r.versionID.hex)")
         print("  \(r.files) files, \(Output.bytes(r.inputBytes)) in; \(Output.bytes(r.storedBytes)) new compressed bytes written")
         print("  chunks: \(r.newChunks) new, \(r.reusedChunks) reused (\(Output.fixed(ratio * 100, 1))% of input already stored)")
+        if r.deltas.chunks > 0, let base = r.deltaBase {
+            print("  deltas against \(base): \(r.deltas.chunks) chunks, \(Output.bytes(r.deltas.storedBytes)) (what a holder of \(base) downloads for them)")
+        }
         print("  \(Output.fixed(r.seconds, 2)) s, \(Output.rate(r.inputBytes, r.seconds))")
     }
     return 0
@@ -166,15 +181,31 @@ let showCommand = Command(
         return ("\(d.name)@\(d.range)", resolved.map { "\($0.name)@\($0.version)" } ?? "unresolved")
     }
     if a.has("--json") {
+        let deltas = try store.deltaRecords(target: r.id)
+        var baseLabels: [SHA256Digest: String] = [:]
+        for records in deltas.values {
+            for d in records where baseLabels[d.base] == nil {
+                baseLabels[d.base] = (try? store.readVersion(d.base)).map { "\($0.name)@\($0.version)" } ?? d.base.hex
+            }
+        }
         let files: [JSONValue] = tree.files.map { f in
             var o: [String: JSONValue] = [
                 "path": .string(f.path), "size": .int(f.size), "sha256": .string(f.sha256.hex),
                 "kind": .string(f.kind == .safetensors ? "safetensors" : "plain"),
                 "chunks": .array(f.chunks.map { c in
                     let loc = index.location(of: c.id)
+                    // How the chunk is stored: its full record, and any delta records (codec,
+                    // base version, base chunk ids and the offset into the first).
                     return .object(["id": .string(c.id.hex), "raw_length": .int(c.rawLength),
                                     "stored_length": loc.map { .int($0.storedLength) } ?? .null,
-                                    "codec": loc.map { .string($0.codec.name) } ?? .null])
+                                    "codec": loc.map { .string($0.codec.name) } ?? .null,
+                                    "full_stored_length": store.fullStoredLength(of: c.id, index: index).map { .int($0) } ?? .null,
+                                    "deltas": .array((deltas[c.id] ?? []).map { d in
+                                        .object(["codec": .string("delta"), "base_version": .string(baseLabels[d.base] ?? d.base.hex),
+                                                 "stored_length": .int(d.location.storedLength),
+                                                 "base_chunks": .array(d.header.bases.map { .string($0.id.hex) }),
+                                                 "base_offset": .int(d.header.baseOffset)])
+                                    })])
                 }),
             ]
             if let st = f.safetensors {

@@ -22,11 +22,12 @@ let syncCommand = Command(
                             exit or a timeout switches back and rejects the version for good
       --health-timeout T    default 60s
       --endpoint URL        S3-compatible endpoint for s3:// remotes
+      --no-delta            download full records only, never deltas against the installed version
       --once   one round; exit 0 when up to date, 1 if the round failed
     """,
     spec: OptionSpec(values: ["--to", "--follow", "--interval", "--keep", "--on-update", "--max-rate", "--log-format", "--max-backoff", "--endpoint",
                               "--device-id", "--health-check", "--health-timeout", "--config", "--memory-budget"],
-                     repeatable: ["--follow"], flags: ["--once"])
+                     repeatable: ["--follow"], flags: ["--once", "--no-delta"])
 ) { a0, ctx in
     // --config FILE: the same settings as "key = value" lines (remote, to, follow (repeatable),
     // interval, keep, on-update, health-check, health-timeout, max-rate, max-backoff, log-format,
@@ -48,6 +49,7 @@ let syncCommand = Command(
     var o = SyncOptions(remote: a.positionals[0], installRoot: to, follow: pairs)
     o.endpoint = a.value("--endpoint")
     o.deviceID = a.value("--device-id")
+    o.useDeltas = !a.has("--no-delta")
     if let b = a.value("--memory-budget") { o.memoryBudget = try parseSize(b, option: "--memory-budget") }
     o.healthCheck = a.value("--health-check")
     if let t = a.value("--health-timeout") { o.healthTimeout = try parseDuration(t, option: "--health-timeout") }

@@ -30,6 +30,28 @@ func fail(_ m: String) -> Never {
     print(JSONValue.object(["changed_tensor_bytes": .object(changed), "tensor_bytes": .int(base.totalTensorBytes)]).canonicalString())
 }
 
+/// The fine-tune derivations of the tensor-delta issue: every float tensor moved by noise of
+/// S × its standard deviation (S = 0.001, 0.01), a merged rank-8 LoRA, and F32 versions.
+@MainActor func genDelta(_ dir: String, size: Int) throws {
+    let base = SyntheticModel.llamaLike(targetBytes: size)
+    let f32 = base.asF32()
+    let sets: [(String, SyntheticModel)] = [
+        ("v1", base), ("ft001", base.fullFineTune(scale: 0.001)), ("ft01", base.fullFineTune(scale: 0.01)),
+        ("lora", base.mergedLoRA(rank: 8, scale: 0.01)),
+        // v3 of the chain v1 -> ft001 -> ft001b: a second fine-tune step on top of the first.
+        ("ft001b", base.fullFineTune(scale: 0.001).fullFineTune(scale: 0.001, seed: 99)),
+        ("f32v1", f32), ("f32ft001", f32.fullFineTune(scale: 0.001)),
+    ]
+    for (name, model) in sets {
+        let d = "\(dir)/\(name)"
+        try FileSystem.makeDirectories(d)
+        if !FileSystem.exists(d + "/model.safetensors") {
+            try model.write(to: d + "/model.safetensors")
+        }
+    }
+    print(JSONValue.object(["tensor_bytes": .int(base.totalTensorBytes)]).canonicalString())
+}
+
 /// Chunking throughput on one core over an in-memory buffer, best of `runs`.
 func chunkSpeed(_ bytes: [UInt8], runs: Int) -> Double {
     let cdc = FastCDC(.default)
@@ -56,6 +78,9 @@ switch args.first {
 case "gen":
     guard args.count >= 3, let size = Int(args[2]) else { fail("usage: slmstore-bench gen DIR BYTES") }
     do { try gen(args[1], size: size) } catch { fail("\(error)") }
+case "gen-delta":
+    guard args.count >= 3, let size = Int(args[2]) else { fail("usage: slmstore-bench gen-delta DIR BYTES") }
+    do { try genDelta(args[1], size: size) } catch { fail("\(error)") }
 case "chunk":
     let size = args.count > 1 ? Int(args[1]) ?? (256 << 20) : (256 << 20)
     var rng = SplitMix(1)

@@ -9,12 +9,15 @@ public enum ChunkCodec: UInt8, Sendable {
     case zstd = 1
     /// Float elements split into byte planes (exponents apart), each plane zstd or raw.
     case planes = 2
+    /// Float elements as differences against base chunks the record names (DeltaCodec.swift).
+    case delta = 3
 
     public var name: String {
         switch self {
         case .raw: return "raw"
         case .zstd: return "zstd"
         case .planes: return "planes"
+        case .delta: return "delta"
         }
     }
 }
@@ -41,6 +44,9 @@ public enum ChunkEncoder {
             try ZstdCodec.decode(payload, rawLength: rawLength, into: out, what: what)
         case .planes:
             try PlaneCodec.decode(payload, rawLength: rawLength, into: out, what: what)
+        case .delta:
+            // Needs its base bytes: ChunkVerifier.decodeRecord reads them through a BaseReader.
+            throw SLMError.damaged(path: what, problem: "delta record read without access to its base chunks")
         }
     }
 

@@ -27,6 +27,9 @@ public struct AddResult: Sendable {
     /// True when the same version with the same content already existed (nothing written).
     public var alreadyPresent: Bool
     public var seconds: Double
+    /// Delta records written against `deltaBase` (Format.md §5, codec 3).
+    public var deltas = DeltaStats()
+    public var deltaBase: String?
 }
 
 public struct AddOptions: Sendable {
@@ -36,6 +39,10 @@ public struct AddOptions: Sendable {
     public var progress: (@Sendable (UInt64, UInt64) -> Void)?
     /// Packs are closed once they reach this size.
     public var packTargetSize: UInt64 = 256 << 20
+    /// Write delta records against the parent version (or `deltaBase`) for float tensor chunks.
+    public var deltas = true
+    /// The version deltas are made against instead of the parent.
+    public var deltaBase: VersionRef?
 
     public init() {}
 }
@@ -123,6 +130,19 @@ public enum AddInputs {
 }
 
 extension Store {
+    /// `version`, or when its chunks are stored as deltas against another version, that one
+    /// (followed while it is itself a delta target, at most 64 steps).
+    func fullyStoredAncestor(of version: ResolvedVersion) throws -> ResolvedVersion {
+        var current = version
+        let sets = try deltaSets()
+        for _ in 0..<64 {
+            guard let set = sets.first(where: { $0.target == current.id }), hasObject(set.base),
+                  let object = try? readVersion(set.base), let name = try? ModelName(object.name) else { return current }
+            current = ResolvedVersion(name: name, version: object.version, id: set.base, object: object)
+        }
+        return current
+    }
+
     public func add(name: ModelName, version: SemVer, inputs: [AddInput], options: AddOptions = AddOptions()) throws -> AddResult {
         let started = Timestamp.monotonicSeconds()
         let dataLock = try self.dataLock(.shared)
@@ -132,14 +152,28 @@ extension Store {
         defer { work.remove() }
 
         let existing = try loadChunkIndex()
+        // The delta base: --delta-base, else the parent; a base itself stored as deltas is
+        // replaced by the version its deltas are against (a delta's base must be a full record).
+        var deltaBase: ResolvedVersion? = nil
+        if options.deltas {
+            if let ref = options.deltaBase {
+                deltaBase = try resolve(ref)
+            } else if let p = try versions(of: name).last(where: { $0.version < version }) {
+                deltaBase = try fullyStoredAncestor(of: ResolvedVersion(name: name, version: p.version, id: p.id, object: try readVersion(p.id)))
+            }
+        }
         let ingester = ChunkIngester(store: self, existing: existing, directory: work.path,
-                                     packTargetSize: options.packTargetSize, chunker: config.chunker)
+                                     packTargetSize: options.packTargetSize, chunker: config.chunker,
+                                     deltaBase: try deltaBase.map { try readTree($0.object.tree) })
         let total = inputs.reduce(0) { $0 + $1.size }
         var entries: [FileEntry] = []
         for input in inputs {
             entries.append(try ingester.ingest(input) { done in options.progress?(done, total) })
         }
-        let packs = try ingester.finish()
+        let (packs, deltaPacks) = try ingester.finish()
+        var deltaStats = DeltaStats()
+        deltaStats.chunks = ingester.deltaChunks
+        deltaStats.storedBytes = ingester.deltaStoredBytes
         let tree = TreeObject(files: entries)
         let treeBytes = tree.encoded()
         let treeID = SHA256Hasher.hash(treeBytes)
@@ -166,15 +200,23 @@ extension Store {
         // Commit order: packs (pack before index), objects, then the ref. A crash at any point
         // leaves either unreferenced data (collected by gc) or a complete version.
         CrashPoint.hit("add-before-commit")
-        try commitPacks(packs)
+        try commitPacks(packs + deltaPacks)
         CrashPoint.hit("add-after-packs")
         let objectBytes = object.encoded()
         let versionID = SHA256Hasher.hash(objectBytes)
         try Publication.publish([VersionRecord(name: name, version: version, id: versionID, versionObject: objectBytes, treeObject: treeBytes)],
                                 to: LocalVersionDestination(store: self))
         CrashPoint.hit("add-after-ref")
-        return AddResult(name: name, version: version, versionID: versionID, treeID: treeID, inputBytes: total,
-                         storedBytes: ingester.storedBytes, newChunks: ingester.newChunks, reusedChunks: ingester.reusedChunks,
-                         reusedBytes: ingester.reusedBytes, files: entries.count, alreadyPresent: false, seconds: Timestamp.monotonicSeconds() - started)
+        // Last: a crash before this leaves delta packs no set names; gc keeps what they hold
+        // for live chunks (Format.md §7.3) and drops the rest.
+        if let base = deltaBase, !deltaPacks.isEmpty, base.id != versionID {
+            try writeDeltaSet(DeltaSet(target: versionID, base: base.id, packs: deltaPacks.map(\.id)))
+        }
+        var result = AddResult(name: name, version: version, versionID: versionID, treeID: treeID, inputBytes: total,
+                               storedBytes: ingester.storedBytes, newChunks: ingester.newChunks, reusedChunks: ingester.reusedChunks,
+                               reusedBytes: ingester.reusedBytes, files: entries.count, alreadyPresent: false, seconds: Timestamp.monotonicSeconds() - started)
+        result.deltas = deltaStats
+        result.deltaBase = deltaBase.map { "\($0.name)@\($0.version)" }
+        return result
     }
 }

@@ -63,7 +63,8 @@ extension Store {
                     let item = items[k - extra]
                     do {
                         try self.readChunk(item.ref.id, at: item.loc,
-                                           into: UnsafeMutableRawBufferPointer(rebasing: out[item.offset..<item.offset + Int(item.ref.rawLength)]))
+                                           into: UnsafeMutableRawBufferPointer(rebasing: out[item.offset..<item.offset + Int(item.ref.rawLength)]),
+                                           index: index)
                     } catch let e as SLMError {
                         errs[k - extra] = e
                     } catch {

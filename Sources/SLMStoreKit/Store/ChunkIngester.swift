@@ -25,11 +25,18 @@ final class BlockCutter: @unchecked Sendable {
     let capacity: Int
     private let boundaries: [UInt64]
     private let tensors: [(range: Range<UInt64>, dtype: String)]
+    private let tensorInfos: [TensorInfo]
+    private let deltaTarget: DeltaTarget?
+    private let usableBase: (ChunkID) -> Bool
     private var position: UInt64 = 0
     private var nextBoundary = 1
     private var tensorCursor = 0
 
-    init(file: FileDescriptor, path: String, size: UInt64, cdc: FastCDC, header: SafetensorsHeader?, capacity: Int) {
+    init(file: FileDescriptor, path: String, size: UInt64, cdc: FastCDC, header: SafetensorsHeader?, capacity: Int,
+         deltaTarget: DeltaTarget? = nil, usableBase: @escaping (ChunkID) -> Bool = { _ in false }) {
+        self.deltaTarget = deltaTarget
+        self.usableBase = usableBase
+        tensorInfos = header?.tensors ?? []
         self.file = file
         self.path = path
         self.size = size
@@ -41,6 +48,12 @@ final class BlockCutter: @unchecked Sendable {
 
     private func layout(_ range: Range<UInt64>) -> FloatLayout? {
         CodecPolicy.floatLayout(for: range, in: tensors, cursor: &tensorCursor)
+    }
+
+    /// The base chunks a float chunk lines up with, when a delta against the base file is possible.
+    private func deltaBases(_ range: Range<UInt64>, layout: FloatLayout?) -> (bases: [ChunkRef], offset: UInt32)? {
+        guard let deltaTarget, let layout, range.count >= 4 * layout.elementSize, tensorCursor < tensors.count else { return nil }
+        return deltaTarget.bases(for: range, in: tensorInfos[tensorCursor], tensorStart: tensors[tensorCursor].range.lowerBound, usable: usableBase)
     }
 
     /// Fills `buffer` with the bytes `previous` did not consume and as much of the file as fits,
@@ -73,7 +86,9 @@ final class BlockCutter: @unchecked Sendable {
             if available < maxSize && end == bufferEnd && bufferEnd < size { break }
             let offset = Int(position - buffer.start)
             let n = cdc.cut(UnsafeRawBufferPointer(rebasing: buffer.memory[offset..<offset + available]))
-            batch.append(ChunkIngester.Pending(start: offset, length: n, layout: layout(position..<(position + UInt64(n)))))
+            let range = position..<(position + UInt64(n))
+            let l = layout(range)
+            batch.append(ChunkIngester.Pending(start: offset, length: n, layout: l, delta: deltaBases(range, layout: l)))
             position += UInt64(n)
         }
         return batch
@@ -91,22 +106,31 @@ final class ChunkIngester {
     let level: Int32
     /// When set, only these chunks are stored (seeding a pull from files already on disk).
     let wanted: Set<ChunkID>?
+    /// The version new float chunks are stored as deltas against, when that is smaller.
+    let deltaBase: TreeObject?
 
     private var sink: PackSink!
+    /// Delta records go to packs of their own: a delta set names them (Format.md §7.3).
+    private var deltaSink: PackSink!
     /// Sealed packs, committed by the caller once the whole operation is ready to commit.
     private var sealed = SealedPacks()
+    private var sealedDeltas = SealedPacks()
     /// Chunks written by this operation, so a repeat within it is stored once.
     private var written = Set<ChunkID>()
     private(set) var newChunks = 0
     private(set) var reusedChunks = 0
     private(set) var storedBytes: UInt64 = 0
     private(set) var reusedBytes: UInt64 = 0
+    /// Chunks stored as delta records, and their record bytes.
+    private(set) var deltaChunks = 0
+    private(set) var deltaStoredBytes: UInt64 = 0
     private var processedBefore: UInt64 = 0
 
     static let blockSize = 16 << 20
 
     init(store: Store, existing: ChunkIndex, directory: String, packTargetSize: UInt64,
-         chunker: ChunkerParameters, wanted: Set<ChunkID>? = nil) {
+         chunker: ChunkerParameters, wanted: Set<ChunkID>? = nil, deltaBase: TreeObject? = nil) {
+        self.deltaBase = deltaBase
         self.store = store
         self.existing = existing
         self.directory = directory
@@ -114,8 +138,9 @@ final class ChunkIngester {
         self.cdc = FastCDC(chunker)
         self.level = Int32(store.config.compressionLevel)
         self.wanted = wanted
-        let sealed = self.sealed
+        let sealed = self.sealed, sealedDeltas = self.sealedDeltas
         sink = PackSink(directory: directory, rolloverSize: packTargetSize) { sealed.packs += $0 }
+        deltaSink = PackSink(directory: directory, rolloverSize: packTargetSize) { sealedDeltas.packs += $0 }
     }
 
     final class SealedPacks { var packs: [PackWriter] = [] }
@@ -124,6 +149,8 @@ final class ChunkIngester {
         var start: Int  // offset in the buffer
         var length: Int
         var layout: FloatLayout?
+        /// Base chunks (full records in the store) at the same element positions, if any.
+        var delta: (bases: [ChunkRef], offset: UInt32)?
     }
 
     private struct Outcome {
@@ -136,8 +163,11 @@ final class ChunkIngester {
         posix_fadvise(file.fd, 0, 0, Int32(POSIX_FADV_SEQUENTIAL))
         let size = try file.size()
         guard size == input.size else { throw SLMError.input(path: input.sourcePath, problem: "file changed size while being added") }
+        let existing = self.existing
         let cutter = BlockCutter(file: file, path: input.sourcePath, size: size, cdc: cdc, header: input.safetensors,
-                                 capacity: ChunkIngester.blockSize + cdc.parameters.maxSize)
+                                 capacity: ChunkIngester.blockSize + cdc.parameters.maxSize,
+                                 deltaTarget: input.safetensors == nil ? nil : DeltaTarget(base: deltaBase?.file(input.treePath)),
+                                 usableBase: { existing.containsFull($0) })
         let sha = SHA256Hasher()
         var refs: [ChunkRef] = []
         // Two buffers: while one block's chunks are hashed and compressed, the next block is read
@@ -162,12 +192,19 @@ final class ChunkIngester {
                 guard let encoded = outcome.encoded else {
                     throw SLMError.failed("internal: chunk \(outcome.id.hex) of \(input.sourcePath) was not encoded")
                 }
-                try sink.append(id: outcome.id, rawLength: UInt32(pending.length), encoded: encoded)
+                if encoded.codec == .delta {
+                    try deltaSink.append(id: outcome.id, rawLength: UInt32(pending.length), encoded: encoded)
+                    deltaChunks += 1
+                    deltaStoredBytes += PackFormat.recordSize(UInt32(encoded.payload.count))
+                } else {
+                    try sink.append(id: outcome.id, rawLength: UInt32(pending.length), encoded: encoded)
+                }
                 written.insert(outcome.id)
                 newChunks += 1
                 storedBytes += UInt64(PackFormat.recordHeaderSize + encoded.payload.count)
             }
             try sink.sealIfFull()
+            try deltaSink.sealIfFull()
             progress(processedBefore + current.start + UInt64(range.upperBound))
             swap(&current, &spare)
             batch = nextBatch
@@ -178,8 +215,10 @@ final class ChunkIngester {
     }
 
     /// Hashes every chunk of the batch and compresses the ones the store lacks, in parallel with
-    /// two other jobs: iteration 0 prepares the next block, iteration 1 feeds the file digest
-    /// (which must see the bytes in order).
+    /// two other jobs: job 0 prepares the next block, job 1 feeds the file digest (which must see
+    /// the bytes in order). Chunks go in contiguous runs, so neighbours reuse decoded base chunks.
+    /// A chunk with base chunks is also encoded as a delta, kept when smaller than its full record;
+    /// a base that cannot be read just means no delta.
     private func process(_ batch: [Pending], buffer: UnsafeRawBufferPointer, hashing range: Range<Int>,
                          into sha: SHA256Hasher, prepareNext: () throws -> Void) throws -> [Outcome] {
         let results = UnsafeMutableBufferPointer<Outcome>.allocate(capacity: batch.count)
@@ -191,25 +230,40 @@ final class ChunkIngester {
         let written = self.written
         let wanted = self.wanted
         let level = self.level
+        let store = self.store
+        let runs = min(batch.count, 8)
         try withoutActuallyEscaping(prepareNext) { prepare in
             nonisolated(unsafe) let prepare = prepare
-            DispatchQueue.concurrentPerform(iterations: batch.count + 2) { i in
-                if i == 0 {
+            DispatchQueue.concurrentPerform(iterations: runs + 2) { job in
+                if job == 0 {
                     do { try prepare() } catch { prepareError = error }
                     return
                 }
-                if i == 1 {
+                if job == 1 {
                     sha.update(UnsafeRawBufferPointer(rebasing: buffer[range]))
                     return
                 }
-                let p = batch[i - 2]
-                let bytes = UnsafeRawBufferPointer(rebasing: buffer[p.start..<p.start + p.length])
-                let id = ChunkID(of: bytes)
-                var encoded: EncodedChunk? = nil
-                if !existing.contains(id) && !written.contains(id) && (wanted?.contains(id) ?? true) {
-                    encoded = ChunkEncoder.encode(bytes, level: level, layout: p.layout)
+                let run = job - 2
+                let cache = DecodedChunkCache()
+                for i in (batch.count * run / runs)..<(batch.count * (run + 1) / runs) {
+                    let p = batch[i]
+                    let bytes = UnsafeRawBufferPointer(rebasing: buffer[p.start..<p.start + p.length])
+                    let id = ChunkID(of: bytes)
+                    var encoded: EncodedChunk? = nil
+                    if !existing.contains(id) && !written.contains(id) && (wanted?.contains(id) ?? true) {
+                        let full = ChunkEncoder.encode(bytes, level: level, layout: p.layout)
+                        encoded = full
+                        if let d = p.delta, let layout = p.layout,
+                           let base = try? store.baseReader(index: existing, for: id, cache: cache)(d.bases, d.offset, p.length, "delta base of a new chunk") {
+                            let delta = base.withUnsafeBytes {
+                                DeltaCodec.encode(new: bytes, base: $0, layout: layout, bases: d.bases, baseOffset: d.offset,
+                                                  fullLength: UInt32(full.payload.count), level: level)
+                            }
+                            if delta.count < full.payload.count { encoded = EncodedChunk(codec: .delta, payload: delta) }
+                        }
+                    }
+                    (out.baseAddress! + i).initialize(to: Outcome(id: id, encoded: encoded))
                 }
-                (out.baseAddress! + (i - 2)).initialize(to: Outcome(id: id, encoded: encoded))
             }
             if let prepareError { throw prepareError }
         }
@@ -218,9 +272,11 @@ final class ChunkIngester {
         return array
     }
 
-    /// Seals the open pack; returns every non-empty pack written, durable in the working directory.
-    func finish() throws -> [PackWriter] {
+    /// Seals the open packs; returns every non-empty pack written (full records, delta records),
+    /// durable in the working directory.
+    func finish() throws -> (full: [PackWriter], deltas: [PackWriter]) {
         try sink.seal()
-        return sealed.packs
+        try deltaSink.seal()
+        return (sealed.packs, sealedDeltas.packs)
     }
 }

@@ -27,6 +27,10 @@ public struct VersionDiff: Sendable {
     public var chunksToFetch: Int
     /// Record bytes (28-byte header plus stored payload) of the chunks to fetch.
     public var bytesToFetch: UInt64
+    /// Chunks counted at the size of a delta record against the first version.
+    public var deltaChunks: Int
+    /// Record bytes a device holding nothing fetches: full records of every chunk of the second.
+    public var fullBytesToFetch: UInt64
     public var rawBytesToFetch: UInt64
     public var totalRawBytes: UInt64
     /// Raw bytes of the second version whose chunks the first already has.
@@ -34,7 +38,7 @@ public struct VersionDiff: Sendable {
 }
 
 extension Store {
-    public func diff(from old: TreeObject, to new: TreeObject, index: ChunkIndex) throws -> VersionDiff {
+    public func diff(from old: TreeObject, to new: TreeObject, index: ChunkIndex, deltas: [ChunkID: UInt32] = [:]) throws -> VersionDiff {
         var files: [VersionDiff.FileChange] = []
         let oldByPath = Dictionary(uniqueKeysWithValues: old.files.map { ($0.path, $0) })
         let newByPath = Dictionary(uniqueKeysWithValues: new.files.map { ($0.path, $0) })
@@ -58,22 +62,31 @@ extension Store {
             }
         }
         let have = Set(old.files.flatMap { $0.chunks.map(\.id) })
-        var fetch = Set<ChunkID>()
-        var bytes: UInt64 = 0, raw: UInt64 = 0, total: UInt64 = 0, present: UInt64 = 0
+        var fetch = Set<ChunkID>(), all = Set<ChunkID>()
+        var bytes: UInt64 = 0, raw: UInt64 = 0, total: UInt64 = 0, present: UInt64 = 0, full: UInt64 = 0
+        var deltaChunks = 0
         for f in new.files {
             for c in f.chunks {
                 total += UInt64(c.rawLength)
+                all.insert(c.id)
                 if have.contains(c.id) { present += UInt64(c.rawLength); continue }
                 guard fetch.insert(c.id).inserted else { continue }
                 raw += UInt64(c.rawLength)
-                guard let loc = index.location(of: c.id) else {
+                guard let fullLength = fullStoredLength(of: c.id, index: index) else {
                     throw SLMError.damaged(path: root, problem: "chunk \(c.id.hex) of file \(f.path) is missing from the store")
                 }
-                bytes += PackFormat.recordSize(loc.storedLength)
+                // The same choice pull makes: the delta when it is smaller than the full record.
+                if let d = deltas[c.id], d < fullLength {
+                    bytes += PackFormat.recordSize(d)
+                    deltaChunks += 1
+                } else {
+                    bytes += PackFormat.recordSize(fullLength)
+                }
             }
         }
-        return VersionDiff(files: files, chunksToFetch: fetch.count, bytesToFetch: bytes, rawBytesToFetch: raw,
-                           totalRawBytes: total, rawBytesPresent: present)
+        for id in all { if let l = fullStoredLength(of: id, index: index) { full += PackFormat.recordSize(l) } }
+        return VersionDiff(files: files, chunksToFetch: fetch.count, bytesToFetch: bytes, deltaChunks: deltaChunks, fullBytesToFetch: full,
+                           rawBytesToFetch: raw, totalRawBytes: total, rawBytesPresent: present)
     }
 
     /// Tensor-level comparison. A tensor whose bytes start a segment is compared by its chunk
@@ -141,7 +154,7 @@ extension Store {
                 throw SLMError.damaged(path: root, problem: "chunk \(c.id.hex) of \(f.path) is missing from the store")
             }
             var buf = [UInt8](repeating: 0, count: Int(c.length))
-            try buf.withUnsafeMutableBytes { try readChunk(c.id, at: loc, into: $0) }
+            try buf.withUnsafeMutableBytes { try readChunk(c.id, at: loc, into: $0, index: index) }
             let lo = max(range.lowerBound, c.start) - c.start
             let hi = min(range.upperBound, c.start + UInt64(c.length)) - c.start
             sha.update(Array(buf[Int(lo)..<Int(hi)]))

@@ -19,7 +19,10 @@ extension Store {
     /// because collecting without knowing what is live could delete data.
     /// Every ref file counts, whatever its name: one this release cannot parse as a model name
     /// or version (written by a later release, or by hand) still keeps its data alive.
-    public func liveChunks() throws -> Set<ChunkID> {
+    public func liveChunks() throws -> Set<ChunkID> { try liveSet().chunks }
+
+    /// Versions a ref reaches, and their chunks.
+    func liveSet() throws -> (versions: Set<SHA256Digest>, chunks: Set<ChunkID>) {
         var live = Set<ChunkID>()
         var versionIDs = Set<SHA256Digest>()
         for path in try refFiles() {
@@ -29,7 +32,7 @@ extension Store {
             let tree = try readTree(try readVersion(id).tree)
             for f in tree.files { for c in f.chunks { live.insert(c.id) } }
         }
-        return live
+        return (versionIDs, live)
     }
 
     public func gc(rewriteBelow threshold: Double = 0.5, progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> GCResult {
@@ -37,10 +40,41 @@ extension Store {
         let lock = try dataLock(.exclusive)
         defer { lock.unlock() }
         removeAbandonedWorkingDirectories()
-        let live = try liveChunks()
+        let (liveVersions, liveInVersions) = try liveSet()
+        var live = liveInVersions
+        // A live chunk stored only as a delta keeps one delta record (one whose bases all have
+        // full records), and its base chunks stay live with it: "keep the base" (§7.3).
+        let index = try loadChunkIndex()
+        struct RecordKey: Hashable { var pack: PackID; var offset: UInt64 }
+        var keptDeltas = Set<RecordKey>()
+        for id in liveInVersions where !index.containsFull(id) {
+            for loc in index.deltaLocations(of: id) {
+                guard let record = try? readRecord(at: loc),
+                      let h = try? ChunkVerifier.deltaHeader(record, rawLength: loc.rawLength, what: packPath(loc.pack)),
+                      h.bases.allSatisfy({ index.containsFull($0.id) }) else { continue }
+                keptDeltas.insert(RecordKey(pack: loc.pack, offset: loc.offset))
+                for b in h.bases { live.insert(b.id) }
+                break
+            }
+        }
         var freed: UInt64 = 0
         var deleted = 0, rewritten = 0
-        let packs = try packIDs()
+        var packs = try packIDs()
+
+        // Delta sets live while both their versions do, and their packs are kept whole. A dead
+        // set's file goes first, so a kill leaves packs no set names, which are then collected
+        // like any other pack: the delta records kept above survive, the others go.
+        var livePacks = Set<PackID>()
+        for set in try deltaSets() {
+            if liveVersions.contains(set.target) && liveVersions.contains(set.base) {
+                livePacks.formUnion(set.packs)
+            } else {
+                FileSystem.remove("\(deltasDirectory)/\(set.fileName)")
+                try FileSystem.syncDirectory(deltasDirectory)
+                CrashPoint.hit("gc-after-delta-set")
+            }
+        }
+        packs.removeAll { livePacks.contains($0) }
 
         // Orphan packs (no index): left by an interrupted write, never visible to readers.
         for name in try FileSystem.listDirectory(packsDirectory) where name.hasSuffix(".pack") {
@@ -53,9 +87,19 @@ extension Store {
         var kept = Set<ChunkID>()
         let work = try makeWorkingDirectory("gc")
         defer { work.remove() }
+        let chunkIndex = index
+        // Packs holding kept delta records first: rewriting one reads its bases through the
+        // index loaded above, before any pack those bases live in is rewritten or deleted.
+        let withDeltas = Set(keptDeltas.map(\.pack))
+        packs = packs.filter { withDeltas.contains($0) } + packs.filter { !withDeltas.contains($0) }
         for (n, pack) in packs.enumerated() {
             let index = try readPackIndex(pack)
-            let liveEntries = index.entries.filter { live.contains($0.id) && !kept.contains($0.id) }
+            // Full records of live chunks (one copy each); delta records only where one is the
+            // copy a live chunk is kept as.
+            let liveEntries = index.entries.filter {
+                $0.codec == .delta ? keptDeltas.contains(RecordKey(pack: pack, offset: $0.offset))
+                                   : live.contains($0.id) && !kept.contains($0.id)
+            }
             let liveBytes = liveEntries.reduce(UInt64(0)) { $0 + PackFormat.recordSize($1.storedLength) }
             let size = index.packSize
             if liveEntries.isEmpty {
@@ -66,7 +110,7 @@ extension Store {
                 // One new pack per rewritten pack: the old one goes only once the new one is committed.
                 let sink = packSink(in: work.path, rolloverSize: .max)
                 for e in liveEntries.sorted(by: { $0.offset < $1.offset }) {
-                    let record = try readVerifiedRecord(e.id, at: e.location(in: pack))
+                    let record = try readVerifiedRecord(e.id, at: e.location(in: pack), index: chunkIndex)
                     try sink.appendRecord(record, id: e.id, rawLength: e.rawLength, codec: e.codec)
                 }
                 try sink.seal()
@@ -75,10 +119,10 @@ extension Store {
                 freed += size - (UInt64(PackFormat.packHeaderSize) + sink.recordBytes)
                 rewritten += 1
             }
-            for e in liveEntries { kept.insert(e.id) }
+            for e in liveEntries where e.codec != .delta { kept.insert(e.id) }
             progress?(UInt64(n + 1), UInt64(packs.count))
         }
-        return GCResult(packsBefore: packs.count, packsDeleted: deleted, packsRewritten: rewritten, bytesFreed: freed,
+        return GCResult(packsBefore: packs.count + livePacks.count, packsDeleted: deleted, packsRewritten: rewritten, bytesFreed: freed,
                         liveChunks: live.count, seconds: Timestamp.monotonicSeconds() - started)
     }
 

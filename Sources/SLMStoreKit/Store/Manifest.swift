@@ -14,6 +14,13 @@ public struct Manifest: Sendable {
         public var dependencies: [Dependency]
         /// Packs that hold this version's chunks.
         public var packs: [PackID]
+        /// Delta sets that rebuild this version's chunks from another version's, by base id.
+        public var deltas: [DeltaEntry] = []
+    }
+
+    public struct DeltaEntry: Equatable, Sendable {
+        public var base: SHA256Digest
+        public var packs: [PackID]
     }
 
     public struct ModelEntry: Sendable {
@@ -48,7 +55,9 @@ public struct Manifest: Sendable {
                     "files": .array(v.files.map { .object(["path": .string($0.path), "sha256": .string($0.sha256), "size": .int($0.size)]) }),
                     "dependencies": .array(v.dependencies.map { .string("\($0.name)@\($0.range)") }),
                     "packs": .array(v.packs.map { .string($0.hex) }),
-                ])
+                ].merging(v.deltas.isEmpty ? [:] : ["deltas": .array(v.deltas.map {
+                    .object(["base": .string($0.base.hex), "packs": .array($0.packs.map { .string($0.hex) })])
+                })]) { a, _ in a })
             }
             var stages: [String: JSONValue] = [:]
             for (stage, version) in m.stages {
@@ -105,8 +114,16 @@ public struct Manifest: Sendable {
                     guard let s = d.stringValue, let at = s.firstIndex(of: "@") else { return nil }
                     return Dependency(name: String(s[..<at]), range: String(s[s.index(after: at)...]))
                 }
+                var deltas: [DeltaEntry] = []
+                for d in e["deltas"]?.arrayValue ?? [] {
+                    guard let base = d["base"]?.stringValue.flatMap(SHA256Digest.init(hex:)), base != id,
+                          let list = d["packs"]?.arrayValue, list.count <= DeltaSet.maxPacks else {
+                        throw bad("bad delta entry for \(name)@\(vs)")
+                    }
+                    deltas.append(DeltaEntry(base: base, packs: list.compactMap { $0.stringValue.flatMap(PackID.init(hex:)) }))
+                }
                 versions.append(VersionEntry(version: vs, id: id, tree: tree, created: e["created"]?.stringValue ?? "",
-                                             size: e["size"]?.uint64Value ?? 0, files: files, dependencies: deps, packs: packs))
+                                             size: e["size"]?.uint64Value ?? 0, files: files, dependencies: deps, packs: packs, deltas: deltas))
             }
             versions.sort { (try? SemVer($0.version)) ?? SemVer(major: 0, minor: 0, patch: 0) < (try? SemVer($1.version)) ?? SemVer(major: 0, minor: 0, patch: 0) }
             var stages: [String: String] = [:]

@@ -78,6 +78,7 @@ public enum RemoteLayout {
     public static func stageRefPath(_ name: ModelName, _ stage: String) -> String { "refs/\(name.value)/@stages/\(stage)" }
     public static func packPath(_ id: PackID) -> String { "packs/\(id.hex).pack" }
     public static func packIndexPath(_ id: PackID) -> String { "packs/\(id.hex).idx" }
+    public static func deltaSetPath(_ set: DeltaSet) -> String { "deltas/\(set.fileName)" }
     public static let manifest = "manifest.json"
     public static let config = "config"
 }

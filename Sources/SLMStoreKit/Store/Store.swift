@@ -221,22 +221,70 @@ public final class Store: Sendable {
         }
     }
 
-    /// Reads, decodes and verifies one chunk into `out` (at least `rawLength` bytes).
-    public func readChunk(_ id: ChunkID, at loc: ChunkLocation, into out: UnsafeMutableRawBufferPointer) throws {
-        let file = try packFile(loc.pack)
-        let what = "\(packPath(loc.pack)) chunk \(id.hex)"
-        let record = try file.pread(count: PackFormat.recordHeaderSize + Int(loc.storedLength), at: loc.offset)
-        try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: out, what: what)
+    /// Reads, decodes and verifies one chunk into `out` (at least `rawLength` bytes). A delta
+    /// record's bases are found in `index` (loaded when not given).
+    public func readChunk(_ id: ChunkID, at loc: ChunkLocation, into out: UnsafeMutableRawBufferPointer, index: ChunkIndex? = nil) throws {
+        let record = try readRecord(at: loc)
+        let base = loc.codec == .delta ? baseReader(index: try index ?? loadChunkIndex(), for: id) : nil
+        try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: out, what: "\(packPath(loc.pack)) chunk \(id.hex)", base: base)
+    }
+
+    /// A record's bytes as stored (header and payload), unchecked.
+    func readRecord(at loc: ChunkLocation) throws -> [UInt8] {
+        try packFile(loc.pack).pread(count: PackFormat.recordHeaderSize + Int(loc.storedLength), at: loc.offset)
     }
 
     /// The verified record (header and payload) of a chunk, for copying it to another pack
     /// without recompressing: decoded and hash-checked first, so damage is never propagated.
-    public func readVerifiedRecord(_ id: ChunkID, at loc: ChunkLocation) throws -> [UInt8] {
-        let record = try packFile(loc.pack).pread(count: PackFormat.recordHeaderSize + Int(loc.storedLength), at: loc.offset)
+    public func readVerifiedRecord(_ id: ChunkID, at loc: ChunkLocation, index: ChunkIndex? = nil) throws -> [UInt8] {
+        let record = try readRecord(at: loc)
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(loc.rawLength), alignment: 16)
         defer { scratch.deallocate() }
-        try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: scratch, what: "\(packPath(loc.pack)) chunk \(id.hex)")
+        let base = loc.codec == .delta ? baseReader(index: try index ?? loadChunkIndex(), for: id) : nil
+        try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: scratch, what: "\(packPath(loc.pack)) chunk \(id.hex)", base: base)
         return record
+    }
+
+    /// Reads the base bytes of a delta record of `chunk` from full records of this store (depth 1:
+    /// a stored delta never needs another delta). Computing a *new* delta may read its base
+    /// through a delta (`throughDeltas`): that costs one more read, and the record it produces
+    /// names the base chunks, not how they were read. Consecutive chunks of a tensor share base
+    /// chunks, so a caller working through them in order passes a `cache`.
+    public func baseReader(index: ChunkIndex, for chunk: ChunkID, cache: DecodedChunkCache? = nil, throughDeltas: Bool = false) -> BaseReader {
+        return { bases, offset, count, what in
+            var out = [UInt8](repeating: 0, count: count)
+            var skip = Int(offset), filled = 0
+            for b in bases where filled < count {
+                let len = Int(b.rawLength)
+                let take = min(len - skip, count - filled)
+                let decoded: [UInt8]
+                if let hit = cache?.get(b.id) {
+                    decoded = hit
+                } else {
+                    guard let loc = throughDeltas ? index.location(of: b.id) : index.fullLocation(of: b.id) else {
+                        let how = index.contains(b.id) ? "has no full record here (a delta's base must not be a delta)" : "is not stored here"
+                        throw SLMError.damaged(path: what, problem: "base chunk \(b.id.hex) of delta chunk \(chunk.hex) \(how)")
+                    }
+                    guard loc.rawLength == b.rawLength else {
+                        throw SLMError.damaged(path: what, problem: "base chunk \(b.id.hex) of delta chunk \(chunk.hex) is \(loc.rawLength) bytes, the delta says \(b.rawLength)")
+                    }
+                    var buf = [UInt8](repeating: 0, count: len)
+                    try buf.withUnsafeMutableBytes { try self.readChunk(b.id, at: loc, into: $0, index: index) }
+                    cache?.put(b.id, buf)
+                    decoded = buf
+                }
+                guard decoded.count == len else {
+                    throw SLMError.damaged(path: what, problem: "base chunk \(b.id.hex) of delta chunk \(chunk.hex) is \(decoded.count) bytes, the delta says \(len)")
+                }
+                out.withUnsafeMutableBytes { o in
+                    decoded.withUnsafeBytes { o.baseAddress!.advanced(by: filled).copyMemory(from: $0.baseAddress! + skip, byteCount: take) }
+                }
+                filled += take
+                skip = 0
+            }
+            guard filled == count else { throw SLMError.damaged(path: what, problem: "base chunks of delta chunk \(chunk.hex) cover \(filled) of \(count) bytes") }
+            return out
+        }
     }
 
     // MARK: Working directories
@@ -263,6 +311,22 @@ public final class Store: Sendable {
                 FileSystem.removeTree(dir)
             }
         }
+    }
+}
+
+/// The last few base chunks decoded (verified), for one thread working through delta records
+/// in order. Unchecked: a cache is never shared between threads.
+public final class DecodedChunkCache: @unchecked Sendable {
+    private var entries: [(ChunkID, [UInt8])] = []
+    private let capacity: Int
+
+    public init(capacity: Int = 4) { self.capacity = capacity }
+
+    func get(_ id: ChunkID) -> [UInt8]? { entries.first { $0.0 == id }?.1 }
+
+    func put(_ id: ChunkID, _ bytes: [UInt8]) {
+        if entries.count >= capacity { entries.removeFirst() }
+        entries.append((id, bytes))
     }
 }
 

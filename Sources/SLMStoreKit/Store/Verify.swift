@@ -58,6 +58,7 @@ extension Store {
         report.packs = packIndexes.count
         let totalBytes = packIndexes.reduce(UInt64(0)) { $0 + $1.1.packSize }
         var doneBytes: UInt64 = 0
+        let fullIndex = index
         for (pid, pi) in packIndexes {
             let entries = pi.entries.sorted { $0.offset < $1.offset }
             var k = 0
@@ -73,7 +74,7 @@ extension Store {
                     let loc = e.location(in: pid)
                     let out = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(e.rawLength), alignment: 16)
                     defer { out.deallocate() }
-                    do { try self.readChunk(e.id, at: loc, into: out) } catch { b[j] = "\(error)" }
+                    do { try self.readChunk(e.id, at: loc, into: out, index: fullIndex) } catch { b[j] = "\(error)" }
                 }
                 for (j, e) in batch.enumerated() {
                     report.chunks += 1

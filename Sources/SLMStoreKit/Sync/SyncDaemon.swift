@@ -26,6 +26,8 @@ public struct SyncOptions: Sendable {
     public var healthTimeout: Double = 60
     /// Bounds the memory a pull uses for buffers (0: the defaults).
     public var memoryBudget: UInt64 = 0
+    /// Download delta records against versions already held (off: full records only).
+    public var useDeltas = true
 
     public init(remote: String, installRoot: String, follow: [(ModelName, String)]) {
         self.remote = remote
@@ -330,6 +332,7 @@ public final class SyncDaemon {
                 var pull = PullOptions()
                 if FileSystem.isDirectory(dir.currentLink) { pull.seeds = [dir.currentLink] }
                 if options.memoryBudget > 0 { pull.applyMemoryBudget(options.memoryBudget) }
+                pull.useDeltas = options.useDeltas
                 let stop = self.stop
                 pull.isCancelled = { stop.isSet }
                 let r = try store.pull(from: remote, ref: .exact(name, target), options: pull)

@@ -43,11 +43,31 @@ enum ManifestBuilder {
             }
             return bytes
         }
+        // Delta sets, by target version id: created once and never changed, so a set the
+        // previous manifest lists is not read again.
+        var deltaNames: [SHA256Digest: [SHA256Digest]] = [:]
+        for path in try backend.list("deltas", recursive: false) {
+            if let (t, b) = DeltaSet.parseFileName(FileSystem.basename(path)) { deltaNames[t, default: []].append(b) }
+        }
+        func deltas(for id: SHA256Digest, known: [Manifest.DeltaEntry]) throws -> [Manifest.DeltaEntry] {
+            var out: [Manifest.DeltaEntry] = []
+            for base in (deltaNames[id] ?? []).sorted(by: { $0.hex < $1.hex }) {
+                if let k = known.first(where: { $0.base == base }) { out.append(k); continue }
+                let path = "deltas/\(id.hex).\(base.hex)"
+                guard let bytes = try backend.read(path, limit: DeltaSet.maxEncodedSize) else { continue }
+                let set = try DeltaSet.decode(bytes, source: "\(backend.location)/\(path)")
+                // A set whose packs are not all committed (a push still uploading, or killed) is not listed.
+                guard set.target == id, set.base == base, set.packs.allSatisfy({ indexes[$0] != nil }) else { continue }
+                out.append(.init(base: base, packs: set.packs))
+            }
+            return out
+        }
         var models: [String: Manifest.ModelEntry] = [:]
         for (model, refs) in versionRefs {
             var entries: [Manifest.VersionEntry] = []
             for (v, path) in refs.sorted(by: { $0.0 < $1.0 }) {
-                if let known = previous?.models[model]?.versions.first(where: { $0.version == v.description }) {
+                if var known = previous?.models[model]?.versions.first(where: { $0.version == v.description }) {
+                    known.deltas = try deltas(for: known.id, known: known.deltas)
                     entries.append(known)
                     continue
                 }
@@ -55,10 +75,10 @@ enum ManifestBuilder {
                 let obj = try VersionObject.decode(try object(id, limit: VersionObject.maxEncodedSize), source: RemoteLayout.objectPath(id))
                 let tree = try TreeObject.decode(try object(obj.tree, limit: TreeObject.maxEncodedSize), source: RemoteLayout.objectPath(obj.tree))
                 var packs = Set<PackID>()
-                for f in tree.files { for c in f.chunks { if let loc = chunkPacks.location(of: c.id) { packs.insert(loc.pack) } } }
+                for f in tree.files { for c in f.chunks { if let loc = chunkPacks.fullLocation(of: c.id) { packs.insert(loc.pack) } } }
                 entries.append(.init(version: v.description, id: id, tree: obj.tree, created: obj.created, size: tree.totalSize,
                                      files: tree.files.map { ($0.path, $0.sha256.hex, $0.size) },
-                                     dependencies: obj.dependencies, packs: packs.sorted()))
+                                     dependencies: obj.dependencies, packs: packs.sorted(), deltas: try deltas(for: id, known: [])))
             }
             var stages: [String: String] = [:]
             for (stage, path) in stageRefs[model] ?? [] {

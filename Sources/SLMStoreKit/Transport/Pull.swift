@@ -19,6 +19,8 @@ public struct PullOptions: Sendable {
     /// Downloaded chunks become durable (and survive a kill) at least this often.
     public var commitEvery: UInt64 = 8 << 20
     public var includeDependencies = true
+    /// Download delta records where the device holds their base version (smaller than full ones).
+    public var useDeltas = true
     public var progress: (@Sendable (UInt64, UInt64) -> Void)?
     public var log: (@Sendable (String) -> Void)?
     /// Checked between range requests; when it returns true the pull stops (what was already
@@ -54,6 +56,8 @@ public struct PullResult: Sendable {
     public var rangeBytes: UInt64
     public var metadataBytes: UInt64
     public var chunksFromSeeds: Int
+    /// Chunks rebuilt from delta records against a version this store holds.
+    public var chunksFromDeltas: Int = 0
     public var seconds: Double
     public var installedPath: String?
     public var installedNew: Bool
@@ -153,14 +157,19 @@ extension Store {
         if !needed.isEmpty {
             var rawLengths: [ChunkID: UInt32] = [:]
             for t in targets { for f in t.tree.files { for c in f.chunks { rawLengths[c.id] = c.rawLength } } }
-            located = try PullPlan.locate(needed, rawLengths: rawLengths, order: PullPlan.packOrder(targets, manifest: try reader.manifest()),
+            let manifest = try reader.manifest()
+            located = try PullPlan.locate(needed, rawLengths: rawLengths, order: PullPlan.packOrder(targets, manifest: manifest),
                                           location: remote.location, index: reader.packIndex)
+            if options.useDeltas {
+                located = try PullPlan.preferDeltas(located, deltaPacks: try usableDeltaPacks(targets, manifest: manifest, index: index),
+                                                    rawLengths: rawLengths, location: remote.location, index: reader.packIndex)
+            }
         }
         let plans = PullPlan.ranges(located, gapLimit: options.gapLimit, maxRange: options.maxRangeBytes)
         let chunkBytes = located.reduce(UInt64(0)) { $0 + PackFormat.recordSize($1.entry.storedLength) }
 
         // 4. Fetch, verify, store (committed as it goes, so a killed pull resumes).
-        let fetcher = try ChunkFetcher(store: self, remote: remote, plans: plans, commitEvery: options.commitEvery,
+        let fetcher = try ChunkFetcher(store: self, remote: remote, plans: plans, baseIndex: index, commitEvery: options.commitEvery,
                                        progressTotal: chunkBytes, progress: options.progress, isCancelled: options.isCancelled)
         try fetcher.run(parallel: options.parallelRequests)
         index = try loadChunkIndex()
@@ -188,9 +197,31 @@ extension Store {
         return PullResult(name: target.name, version: target.version, versionID: target.id, bytesDownloaded: traffic.bytesReceived,
                           requests: traffic.requests, chunksFetched: located.count, chunkBytes: chunkBytes,
                           rangeBytes: fetcher.rangeBytes, metadataBytes: reader.metadataBytes,
-                          chunksFromSeeds: fromSeeds, seconds: Timestamp.monotonicSeconds() - started,
+                          chunksFromSeeds: fromSeeds, chunksFromDeltas: fetcher.deltaChunks, seconds: Timestamp.monotonicSeconds() - started,
                           installedPath: installed, installedNew: installedNew,
                           versions: targets.map(\.label))
+    }
+
+    /// Packs of the delta sets the manifest lists for the targets whose base version this store
+    /// holds completely (its objects and every chunk), so every delta in them can be applied here.
+    func usableDeltaPacks(_ targets: [PullTarget], manifest: Manifest, index: ChunkIndex) throws -> [PackID] {
+        var out: [PackID] = []
+        var holds: [SHA256Digest: Bool] = [:]
+        for t in targets {
+            guard let entry = manifest.models[t.name.value]?.versions.first(where: { $0.id == t.id }) else { continue }
+            for d in entry.deltas {
+                if holds[d.base] == nil {
+                    var complete = false
+                    if hasObject(d.base), let v = try? readVersion(d.base), let tree = try? readTree(v.tree) {
+                        // Bases are read from full records (depth 1).
+                        complete = tree.files.allSatisfy { $0.chunks.allSatisfy { index.containsFull($0.id) } }
+                    }
+                    holds[d.base] = complete
+                }
+                if holds[d.base] == true { out += d.packs }
+            }
+        }
+        return out
     }
 
     /// Stores the `wanted` chunks found in files under the seed directories; returns how many.
@@ -213,7 +244,7 @@ extension Store {
                 }
             }
         }
-        try commitPacks(try ingester.finish())
+        try commitPacks(try ingester.finish().full)
         if ingester.newChunks > 0 { log?("reused \(ingester.newChunks) chunks from files on disk") }
         return ingester.newChunks
     }
@@ -226,6 +257,9 @@ final class ChunkFetcher: @unchecked Sendable {
     let store: Store
     let remote: StoreBackend
     let plans: [RangePlan]
+    /// Full records of this store, where delta records find their bases.
+    let baseIndex: ChunkIndex
+    let level: Int32
     let commitEvery: UInt64
     let progressTotal: UInt64
     let progress: (@Sendable (UInt64, UInt64) -> Void)?
@@ -238,9 +272,13 @@ final class ChunkFetcher: @unchecked Sendable {
     private let work: WorkingDirectory
     private var done: UInt64 = 0
     private(set) var rangeBytes: UInt64 = 0
+    /// Chunks rebuilt from delta records.
+    private(set) var deltaChunks = 0
 
-    init(store: Store, remote: StoreBackend, plans: [RangePlan], commitEvery: UInt64, progressTotal: UInt64,
+    init(store: Store, remote: StoreBackend, plans: [RangePlan], baseIndex: ChunkIndex = ChunkIndex(), commitEvery: UInt64, progressTotal: UInt64,
          progress: (@Sendable (UInt64, UInt64) -> Void)?, isCancelled: (@Sendable () -> Bool)? = nil) throws {
+        self.baseIndex = baseIndex
+        level = Int32(store.config.compressionLevel)
         self.isCancelled = isCancelled
         self.store = store
         self.remote = remote
@@ -295,7 +333,20 @@ final class ChunkFetcher: @unchecked Sendable {
         let path = "packs/\(plan.pack.hex).pack"
         let body = try remote.readRange(path, range: plan.range)
         var verified: [(ChunkID, PackIndexEntry, EncodedChunk)] = []
+        var verifiedBytes = 0
         var scratch = [UInt8](repeating: 0, count: 0)
+        let cache = DecodedChunkCache()
+        // Rebuilt deltas are several times their download: hand them to the sink in batches,
+        // so memory follows the batch, not the range.
+        func handOver() throws {
+            lock.lock()
+            defer { lock.unlock() }
+            for (id, e, encoded) in verified { try sink.append(id: id, rawLength: e.rawLength, encoded: encoded) }
+            deltaChunks += verified.filter { $0.1.codec == .delta }.count
+            done += verified.reduce(0) { $0 + PackFormat.recordSize($1.1.storedLength) }
+            verified.removeAll(keepingCapacity: true)
+            verifiedBytes = 0
+        }
         for item in plan.chunks {
             let (id, e) = (item.id, item.entry)
             let start = Int(e.offset - plan.range.lowerBound)
@@ -303,6 +354,29 @@ final class ChunkFetcher: @unchecked Sendable {
             let record = Array(body[start..<end])
             if scratch.count < Int(e.rawLength) { scratch = [UInt8](repeating: 0, count: Int(e.rawLength)) }
             let loc = e.location(in: plan.pack)
+            if e.codec == .delta {
+                // Rebuilt from local bases, checked against the chunk id, and stored as a full
+                // record: this store never depends on a delta. A bad delta is damage (exit 5).
+                let what = "\(remote.location)/\(path)"
+                let header: DeltaHeader
+                do {
+                    header = try ChunkVerifier.deltaHeader(record, rawLength: e.rawLength, what: what)
+                    try scratch.withUnsafeMutableBytes { out in
+                        try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: out, what: what,
+                                                       base: store.baseReader(index: baseIndex, for: id, cache: cache))
+                    }
+                } catch let SLMError.damaged(p, problem) {
+                    throw SLMError.damaged(path: p, problem: "served bad data: delta of chunk \(id.hex): \(problem)")
+                }
+                let layout = FloatLayout(elementSize: header.elementSize, transform: header.transform, phase: header.phase)
+                let encoded = scratch.withUnsafeBytes {
+                    ChunkEncoder.encode(UnsafeRawBufferPointer(rebasing: $0[0..<Int(e.rawLength)]), level: level, layout: layout)
+                }
+                verified.append((id, e, encoded))
+                verifiedBytes += encoded.payload.count
+                if verifiedBytes >= 4 << 20 { try handOver() }
+                continue
+            }
             do {
                 try scratch.withUnsafeMutableBytes { out in
                     try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: out, what: "\(remote.location)/\(path)")
@@ -312,12 +386,11 @@ final class ChunkFetcher: @unchecked Sendable {
             }
             verified.append((id, e, EncodedChunk(codec: e.codec, payload: Array(record[PackFormat.recordHeaderSize...]))))
         }
+        try handOver()
         lock.lock()
         defer { lock.unlock() }
-        for (id, e, encoded) in verified { try sink.append(id: id, rawLength: e.rawLength, encoded: encoded) }
         try sink.sealIfFull()
         rangeBytes += UInt64(body.count)
-        done += verified.reduce(0) { $0 + PackFormat.recordSize($1.1.storedLength) }
         progress?(done, progressTotal)
     }
 }

@@ -96,7 +96,7 @@ enum PullPlan {
         var remaining = Set(needed)
         var located: [LocatedChunk] = []
         for pack in order where !remaining.isEmpty {
-            for e in try index(pack).entries where remaining.contains(e.id) {
+            for e in try index(pack).entries where e.codec != .delta && remaining.contains(e.id) {
                 guard rawLengths[e.id] == e.rawLength else {
                     throw SLMError.remote(url: location, problem: "chunk \(e.id.hex) is \(e.rawLength) bytes in pack index \(pack.hex) but \(rawLengths[e.id] ?? 0) in the tree")
                 }
@@ -108,6 +108,25 @@ enum PullPlan {
             throw SLMError.remote(url: location, problem: "\(remaining.count) needed chunks are in no pack the remote lists (e.g. \(example.hex))")
         }
         return located
+    }
+
+    /// Replaces a located full record by a smaller delta record from `deltaPacks` (packs of delta
+    /// sets whose base version the device holds in full). Only deltas whose base chunks are all
+    /// stored locally are chosen, so a planned delta can always be applied.
+    static func preferDeltas(_ located: [LocatedChunk], deltaPacks: [PackID], rawLengths: [ChunkID: UInt32], location: String,
+                             index: (PackID) throws -> PackIndex) throws -> [LocatedChunk] {
+        guard !deltaPacks.isEmpty else { return located }
+        var best = Dictionary(uniqueKeysWithValues: located.map { ($0.id, $0) })
+        for pack in deltaPacks {
+            for e in try index(pack).entries where e.codec == .delta {
+                guard let current = best[e.id] else { continue }
+                guard rawLengths[e.id] == e.rawLength else {
+                    throw SLMError.remote(url: location, problem: "delta of chunk \(e.id.hex) is \(e.rawLength) bytes in pack index \(pack.hex) but \(rawLengths[e.id] ?? 0) in the tree")
+                }
+                if e.storedLength < current.entry.storedLength { best[e.id] = LocatedChunk(id: e.id, pack: pack, entry: e) }
+            }
+        }
+        return located.map { best[$0.id] ?? $0 }
     }
 
     /// Groups located chunks into range requests per pack: records in offset order, joined

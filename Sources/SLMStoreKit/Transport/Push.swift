@@ -11,6 +11,9 @@ public struct PushResult: Sendable {
     public var versionsPresent: [String]
     public var chunksCopied: Int
     public var bytesCopied: UInt64
+    /// Delta sets written ("name@version <- name@version") and their record bytes.
+    public var deltaSets: [String] = []
+    public var deltaBytes: UInt64 = 0
     public var stagesPushed: [String]
     /// Bytes this push sent to the remote and requests it made (reads included).
     public var bytesSent: UInt64
@@ -26,6 +29,11 @@ public struct PushOptions: Sendable {
     public var progress: (@Sendable (UInt64, UInt64) -> Void)?
     /// Write the registry pages of the pushed models into the remote's web/.
     public var web = true
+    /// Write delta sets for the versions pushed (against their parent, every version holding
+    /// a stage on the remote, and `deltaFrom`).
+    public var deltas = true
+    /// More versions to write delta sets against.
+    public var deltaFrom: [VersionRef] = []
     public init() {}
 }
 
@@ -76,7 +84,8 @@ extension Store {
             let tree = try TreeObject.decode(treeBytes, source: objectPath(r.object.tree))
             toPush.append((r, tree, treeBytes, try readObject(r.id, limit: VersionObject.maxEncodedSize)))
             for f in tree.files {
-                for c in f.chunks where !remoteIndex.contains(c.id) && missingSet.insert(c.id).inserted { missing.append(c.id) }
+                // A remote holds a full record of every chunk it lists (Format.md §9).
+                for c in f.chunks where !remoteIndex.containsFull(c.id) && missingSet.insert(c.id).inserted { missing.append(c.id) }
             }
         }
 
@@ -91,12 +100,23 @@ extension Store {
             guard let loc = localIndex.location(of: id) else {
                 throw SLMError.damaged(path: root, problem: "chunk \(id.hex) is missing from the local store; run `slmstore verify`")
             }
-            try sink.appendRecord(try readVerifiedRecord(id, at: loc), id: id, rawLength: loc.rawLength, codec: loc.codec)
+            if loc.codec == .delta {
+                // Stored here only as a delta: the remote gets the full record, re-encoded.
+                try sink.append(id: id, rawLength: loc.rawLength, encoded: try fullRecord(of: id, at: loc, index: localIndex))
+            } else {
+                try sink.appendRecord(try readVerifiedRecord(id, at: loc), id: id, rawLength: loc.rawLength, codec: loc.codec)
+            }
             try sink.sealIfFull()
             copied += UInt64(loc.storedLength)
             options.progress?(copied, total)
         }
         try sink.seal()
+        var deltaLabels: [String] = []
+        var deltaBytes: UInt64 = 0
+        if options.deltas {
+            (deltaLabels, deltaBytes) = try pushDeltaSets(toPush.map { ($0.0, $0.1) }, present: present, options: options,
+                                                          localIndex: localIndex, outgoing: outgoing, to: destination)
+        }
         CrashPoint.hit("push-before-refs")
 
         // Objects and version refs, dependencies first.
@@ -140,9 +160,89 @@ extension Store {
         }
         let traffic = destination.traffic.since(trafficBefore)
         return PushResult(versionsPushed: toPush.map { "\($0.0.name)@\($0.0.version)" }, versionsPresent: present,
-                          chunksCopied: missing.count, bytesCopied: copied, stagesPushed: stagesPushed,
+                          chunksCopied: missing.count, bytesCopied: copied, deltaSets: deltaLabels, deltaBytes: deltaBytes, stagesPushed: stagesPushed,
                           bytesSent: traffic.bytesSent, requests: traffic.requests, pagesWritten: pages,
                           seconds: Timestamp.monotonicSeconds() - started)
+    }
+
+    /// The full record of a chunk stored as a delta: decoded (base read, hash checked) and
+    /// encoded with the planes transform and phase the delta names.
+    func fullRecord(of id: ChunkID, at loc: ChunkLocation, index: ChunkIndex) throws -> EncodedChunk {
+        let record = try readRecord(at: loc)
+        let what = "\(packPath(loc.pack)) chunk \(id.hex)"
+        let header = try ChunkVerifier.deltaHeader(record, rawLength: loc.rawLength, what: what)
+        var raw = [UInt8](repeating: 0, count: Int(loc.rawLength))
+        try raw.withUnsafeMutableBytes {
+            try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: $0, what: what, base: baseReader(index: index, for: id))
+        }
+        let layout = FloatLayout(elementSize: header.elementSize, transform: header.transform, phase: header.phase)
+        return raw.withUnsafeBytes { ChunkEncoder.encode($0, level: Int32(config.compressionLevel), layout: layout) }
+    }
+
+    /// Delta sets for the versions pushed now, against: the parent, every version holding a
+    /// stage on the remote, and `options.deltaFrom` (for versions of the same model). A base
+    /// must be local and listed by the remote (or pushed now), so the remote can always serve
+    /// the full records a delta's bases need. A set this store already has is copied (each
+    /// record verified against its base); any other is computed now.
+    func pushDeltaSets(_ versions: [(ResolvedVersion, TreeObject)], present: [String], options: PushOptions,
+                       localIndex: ChunkIndex, outgoing: String, to destination: StoreBackend) throws -> ([String], UInt64) {
+        let extra = try options.deltaFrom.map { try resolve($0) }
+        let pushedNow = Set(versions.map(\.0.id))
+        var labels: [String] = []
+        var bytes: UInt64 = 0
+        var stageHolders: [ModelName: [SHA256Digest]] = [:]
+        for (r, tree) in versions {
+            if stageHolders[r.name] == nil {
+                var held: [SHA256Digest] = []
+                for path in try destination.list("refs/\(r.name.value)/@stages", recursive: false) {
+                    if let b = try destination.read(path, limit: 4096) { held.append(try Store.parseRefFile(b, source: "\(destination.location)/\(path)")) }
+                }
+                stageHolders[r.name] = held
+            }
+            var bases: [SHA256Digest] = []
+            if let p = r.object.parent { bases.append(p) }
+            bases += stageHolders[r.name] ?? []
+            bases += extra.filter { $0.name == r.name }.map(\.id)
+            var seen = Set<SHA256Digest>([r.id])
+            for baseID in bases where seen.insert(baseID).inserted {
+                guard hasObject(baseID), let base = try? readVersion(baseID), base.name == r.name.value else { continue }
+                let listed = try pushedNow.contains(baseID) || destination.exists(RemoteLayout.versionRefPath(r.name, base.version))
+                guard listed else { continue }
+                let path = "deltas/\(r.id.hex).\(baseID.hex)"
+                if try destination.exists(path) { continue }
+                final class Uploaded { var packs: [PackID] = [] }
+                let uploaded = Uploaded()
+                let sink = PackSink(directory: outgoing, rolloverSize: options.packTargetSize) { packs in
+                    for p in packs { try RemoteSetup.upload(p.id, from: outgoing, to: destination); uploaded.packs.append(p.id) }
+                }
+                if let local = try deltaSet(target: r.id, base: baseID) {
+                    for pack in local.packs {
+                        for e in try readPackIndex(pack).entries where e.codec == .delta {
+                            let record = try readVerifiedRecord(e.id, at: e.location(in: pack), index: localIndex)
+                            try sink.appendRecord(record, id: e.id, rawLength: e.rawLength, codec: .delta)
+                            try sink.sealIfFull()
+                            bytes += PackFormat.recordSize(e.storedLength)
+                        }
+                    }
+                } else {
+                    let candidates = DeltaPlanner.candidates(target: tree, base: try readTree(base.tree))
+                    let stats = try writeDeltas(candidates, index: localIndex, sink: sink, level: Int32(config.compressionLevel), target: { [self] c in
+                        guard let loc = localIndex.location(of: c.id) else { return nil }
+                        var out = [UInt8](repeating: 0, count: c.rawLength)
+                        try out.withUnsafeMutableBytes { try self.readChunk(c.id, at: loc, into: $0, index: localIndex) }
+                        return out
+                    }, fullStored: { [self] in fullStoredLength(of: $0, index: localIndex) })
+                    bytes += stats.storedBytes
+                }
+                try sink.seal()
+                guard !uploaded.packs.isEmpty else { continue }
+                let set = DeltaSet(target: r.id, base: baseID, packs: uploaded.packs)
+                // Created only if absent: a set file, once written, never changes.
+                _ = try destination.write(RemoteLayout.deltaSetPath(set), bytes: set.encoded(), ifMatching: nil)
+                labels.append("\(r.name)@\(r.version) <- \(r.name)@\(base.version)")
+            }
+        }
+        return (labels, bytes)
     }
 
     /// The requested versions (every version when none are named) and, transitively, the
@@ -218,7 +318,7 @@ extension Store {
 /// indexes, rebuilding its manifest.
 enum RemoteSetup {
     // "config" too: seen in a listing, it means another publisher is creating the store right now.
-    static let layout: Set<String> = ["config", "packs", "objects", "refs", "registry", "tmp", "locks", "web", "manifest.json"]
+    static let layout: Set<String> = ["config", "packs", "objects", "refs", "registry", "deltas", "tmp", "locks", "web", "manifest.json"]
 
     /// Makes `backend` a store if it is not one yet. A location holding anything but store
     /// files is refused; two publishers creating one store at once both succeed.
