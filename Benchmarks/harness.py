@@ -437,6 +437,130 @@ def s3_table(s, size):
         f"chunks of the one version asked for, verifies each and installs it."])
 
 
+HFXET_PAIR = r"""
+import hf_xet, json, sys
+endpoint, files = sys.argv[1], sys.argv[2:]
+s = hf_xet.XetSession()
+out = []
+for f in files:
+    c = s.new_upload_commit(endpoint="local://" + endpoint)
+    c.start_upload_file(f)
+    out.append(c.wait_to_finish().dedup_metrics.xorb_bytes_uploaded)
+print(json.dumps(out))
+"""
+
+
+def delta_pair(slm, py, name, v1, v2, work):
+    """One update v1 -> v2 measured every way the tensor-delta issue asks, beside the peers."""
+    size = os.path.getsize(v2)
+    pub, remote = fresh(os.path.join(work, "d-pub")), os.path.join(work, "d-remote")
+    shutil.rmtree(remote, ignore_errors=True)
+    t1, rss1, _ = timed([slm, "--store", pub, "add", "m@1.0.0", v1, "--json"])
+    t2, rss2, out = timed([slm, "--store", pub, "add", "m@1.1.0", v2, "--json"])
+    add2 = json.loads(out)
+    d = json.loads(run([slm, "--store", pub, "diff", "m@1.0.0", "m@1.1.0", "--json"])[2])
+    outdir = os.path.join(work, "d-co")
+    shutil.rmtree(outdir, ignore_errors=True)
+    tco, rssco, _ = timed([slm, "--store", pub, "checkout", "m@1.1.0", outdir])
+    shutil.rmtree(outdir, ignore_errors=True)
+    run([slm, "--store", pub, "push", remote])
+    server = Nginx(remote)
+    try:
+        url = f"http://127.0.0.1:{server.port}"
+        dev, empty = fresh(os.path.join(work, "d-dev")), fresh(os.path.join(work, "d-empty"))
+        run([slm, "--store", dev, "pull", url, "m@1.0.0"])
+        tp, rssp, out = timed([slm, "--store", dev, "pull", url, "m@1.1.0", "--json"])
+        upd = json.loads(out)
+        _, _, out = timed([slm, "--store", empty, "pull", url, "m@1.1.0", "--json"])
+        full = json.loads(out)
+    finally:
+        server.stop()
+    patch = os.path.join(work, "d.patch.zst")
+    run(["zstd", "-q", "-3", "-f", "--long=31", "--patch-from=" + v1, v2, "-o", patch])
+    cas = fresh(os.path.join(work, "d-casync"))
+    run(["casync", "make", "--store=" + cas, os.path.join(work, "d1.caibx"), v1])
+    before = du(cas)
+    run(["casync", "make", "--store=" + cas, os.path.join(work, "d2.caibx"), v2])
+    xet = json.loads(run([py, "-c", HFXET_PAIR, fresh(os.path.join(work, "d-xet")), v1, v2])[2])
+    return {
+        "case": name, "size": size,
+        "holder_download": upd["bytes_downloaded"] / size,
+        "holder_chunk_bytes": upd["chunk_bytes"], "diff_bytes_to_fetch": d["bytes_to_fetch"],
+        "pull_over_diff": upd["bytes_downloaded"] / d["bytes_to_fetch"],
+        "empty_over_full_records": full["bytes_downloaded"] / d["full_bytes_to_fetch"],
+        "stored_new": add2["stored_bytes"] / size,
+        "add_time_ratio": t2 / t1,
+        "pull_rebuild_mb_s": size / tp / 1e6, "checkout_mb_s": size / tco / 1e6,
+        "peak_rss_mib": max(rss1, rss2, rssco, rssp) / 1024,
+        "zstd_patch": os.path.getsize(patch) / size, "casync": (du(cas) - before) / size, "hfxet": xet[1] / size,
+    }
+
+
+def delta_chain(slm, v1, v2, v3, work):
+    """v1 holds production on the remote when v3 is pushed: a device on v1 skipping v2."""
+    pub, remote = fresh(os.path.join(work, "c-pub")), os.path.join(work, "c-remote")
+    shutil.rmtree(remote, ignore_errors=True)
+    run([slm, "--store", pub, "add", "m@1.0.0", v1])
+    run([slm, "--store", pub, "add", "m@1.1.0", v2])
+    run([slm, "--store", pub, "promote", "m@1.0.0", "production", "--skip-staging"])
+    run([slm, "--store", pub, "push", remote])
+    run([slm, "--store", pub, "add", "m@1.2.0", v3])
+    run([slm, "--store", pub, "push", remote, "m@1.2.0"])
+    on1, on2 = fresh(os.path.join(work, "c-dev1")), fresh(os.path.join(work, "c-dev2"))
+    run([slm, "--store", on1, "pull", remote, "m@1.0.0"])
+    run([slm, "--store", on2, "pull", remote, "m@1.1.0"])
+    b1 = json.loads(run([slm, "--store", on1, "pull", remote, "m@1.2.0", "--json"])[2])["chunk_bytes"]
+    b2 = json.loads(run([slm, "--store", on2, "pull", remote, "m@1.2.0", "--json"])[2])["chunk_bytes"]
+    return {"v1_to_v3": b1, "v2_to_v3": b2, "ratio": b1 / b2, "size": os.path.getsize(v3)}
+
+
+def measure_deltas(args, slm, bench, py):
+    data_dir = os.path.join(CACHE, f"delta-{args.size}")
+    log(f"generating the fine-tune derivations of a {args.size >> 20} MiB model in {data_dir}")
+    subprocess.run([bench, "gen-delta", data_dir, str(args.size)], check=True, capture_output=True, text=True)
+    f = lambda v: os.path.join(data_dir, v, "model.safetensors")
+    cases = [("synthetic bf16, full fine-tune S=0.001", f("v1"), f("ft001")),
+             ("synthetic bf16, full fine-tune S=0.01", f("v1"), f("ft01")),
+             ("synthetic bf16, merged LoRA rank 8, S=0.01", f("v1"), f("lora")),
+             ("synthetic f32, full fine-tune S=0.001", f("f32v1"), f("f32ft001"))]
+    if args.real:
+        real = real_model()
+        rd = os.path.join(CACHE, "real-derived")
+        os.makedirs(rd, exist_ok=True)
+        for out, scale, cast in [("bf16-v1", "0", "bf16"), ("bf16-ft001", "0.001", "bf16"), ("bf16-ft01", "0.01", "bf16"),
+                                 ("f32-ft001", "0.001", "f32")]:
+            path = os.path.join(rd, out + ".safetensors")
+            if not os.path.exists(path):
+                subprocess.run([bench, "derive", real, path, scale, cast], check=True)
+        r = lambda n: os.path.join(rd, n + ".safetensors")
+        cases += [("all-MiniLM-L6-v2 fp32, fine-tune S=0.001", real, r("f32-ft001")),
+                  ("all-MiniLM-L6-v2 bf16, fine-tune S=0.001", r("bf16-v1"), r("bf16-ft001")),
+                  ("all-MiniLM-L6-v2 bf16, fine-tune S=0.01", r("bf16-v1"), r("bf16-ft01"))]
+    work = tempfile.mkdtemp(prefix="slmstore-bench-delta-", dir=CACHE)
+    try:
+        rows = []
+        for name, v1, v2 in cases:
+            log(f"deltas: {name}")
+            rows.append(delta_pair(slm, py, name, v1, v2, work))
+        log("deltas: chain v1 -> v2 -> v3, device on v1 skipping v2")
+        chain = delta_chain(slm, f("v1"), f("ft001"), f("ft001b"), work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    stamp = time.strftime("%Y-%m-%d", time.gmtime())
+    lines = [f"Measured {stamp} on {os.cpu_count()} cores, {args.size >> 20} MiB synthetic models, one run. Update v1 -> v2; sizes as a share of v2's raw size.", "",
+             "| update | holder of v1 downloads (slmstore) | zstd --patch-from | casync | hf-xet | publisher stores | "
+             "pull ÷ diff | empty device ÷ full records | add v2 ÷ add v1 time | delta pull MB/s | checkout MB/s | peak RSS MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['case']} | **{r['holder_download']:.3f}** | {r['zstd_patch']:.3f} | {r['casync']:.3f} | {r['hfxet']:.3f} | "
+                     f"{r['stored_new']:.3f} | {r['pull_over_diff']:.3f} | {r['empty_over_full_records']:.3f} | "
+                     f"{r['add_time_ratio']:.2f} | {r['pull_rebuild_mb_s']:.0f} | {r['checkout_mb_s']:.0f} | {r['peak_rss_mib']:.0f} |")
+    lines += ["", f"Chain (synthetic bf16, v1 holds production when v3 is pushed): a device on v1 pulling v3 fetches "
+              f"{chain['v1_to_v3'] / 1048576:.1f} MiB of chunk records, a device on v2 {chain['v2_to_v3'] / 1048576:.1f} MiB "
+              f"({chain['ratio']:.2f}×).", ""]
+    write_results(args, "latest-deltas", "\n".join(lines), {"date": stamp, "size": args.size, "rows": rows, "chain": chain})
+
+
 def median_of(runs):
     keys = sorted({k for r in runs for k in r})
     return {k: statistics.median([r[k] for r in runs if k in r]) for k in keys}
@@ -518,6 +642,7 @@ def main():
     ap.add_argument("--out", default=RESULTS)
     ap.add_argument("--baseline", metavar="REV", help="also measure slmstore built at git revision REV, interleaved")
     ap.add_argument("--s3", action="store_true", help="only the native S3 figures (moto with authentication) beside aws s3 sync")
+    ap.add_argument("--deltas", action="store_true", help="only the tensor-delta figures (fine-tunes, LoRA, f32, a chain) beside the peers")
     args = ap.parse_args()
     if args.quick:
         args.size, args.runs = 48 << 20, 1
@@ -525,6 +650,9 @@ def main():
     py = ensure_tools()
     slm, bench = build()
     baseline = build_baseline(args.baseline) if args.baseline else None
+    if args.deltas:
+        measure_deltas(args, slm, bench, py)
+        return
     if args.s3:
         data_dir = os.path.join(CACHE, f"data-{args.size}")
         subprocess.run([bench, "gen", data_dir, str(args.size)], check=True, capture_output=True, text=True)

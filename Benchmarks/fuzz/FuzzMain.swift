@@ -39,6 +39,20 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         let out = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(header.rawLength), alignment: 16)
         defer { out.deallocate() }
         _ = try? ChunkVerifier.decodeRecord(bytes, expected: header.id, location: loc, into: out, what: "fuzz")
+    case "delta-record":
+        // A delta record as a remote serves it, applied to base bytes a reader would supply.
+        guard bytes.count >= PackFormat.recordHeaderSize,
+              let header = try? PackFormat.parseRecordHeader(bytes, source: "fuzz"),
+              header.codec == .delta, header.rawLength > 0, header.rawLength <= 1 << 20 else { return 0 }
+        let loc = ChunkLocation(pack: PackID(hex: String(repeating: "0", count: 32))!, offset: 16,
+                                storedLength: header.storedLength, rawLength: header.rawLength, codec: .delta)
+        let out = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(header.rawLength), alignment: 16)
+        defer { out.deallocate() }
+        _ = try? ChunkVerifier.decodeRecord(bytes, expected: header.id, location: loc, into: out, what: "fuzz") { _, _, count, _ in
+            [UInt8](repeating: 0x3c, count: count)
+        }
+    case "delta-set":
+        _ = try? DeltaSet.decode(bytes, source: "fuzz")
     default:
         fatalError("unknown SLMFUZZ_TARGET \(target)")
     }

@@ -211,7 +211,7 @@ public struct SyntheticModel: Sendable {
         return UInt16(truncatingIfNeeded: (bits &+ rounding) >> 16)
     }
 
-    static func float(_ b: UInt16) -> Float { Float(bitPattern: UInt32(b) << 16) }
+    public static func float(_ b: UInt16) -> Float { Float(bitPattern: UInt32(b) << 16) }
 }
 
 /// SplitMix64: a small, fast, reproducible generator (the same numbers on every machine).

@@ -30,13 +30,16 @@ let demoCommand = Command(
     print("slmstore demo in \(dir)")
     let v1 = SyntheticModel.llamaLike(targetBytes: sizeMiB << 20)
     let (v2, changed) = v1.fineTuned(fraction: 0.10)
-    for (sub, model) in [("intent-v1", v1), ("intent-v1.1", v2)] {
+    // A full fine-tune nudges every weight a little: no chunk repeats, so it is stored (and
+    // shipped) as tensor deltas against the previous version.
+    let v3 = v2.fullFineTune(scale: 0.001)
+    for (sub, model) in [("intent-v1", v1), ("intent-v1.1", v2), ("intent-v1.2", v3)] {
         try FileSystem.makeDirectories("\(dir)/\(sub)")
         try model.write(to: "\(dir)/\(sub)/model.safetensors")
         try FileSystem.writeAtomically(model.configJSON, to: "\(dir)/\(sub)/config.json")
         try FileSystem.writeAtomically(Array("{\"version\": \"1.0\", \"model\": {\"type\": \"BPE\"}}\n".utf8), to: "\(dir)/\(sub)/tokenizer.json")
     }
-    print("wrote \(dir)/intent-v1 (\(v1.tensors.count) bf16 tensors, \(v1.totalTensorBytes >> 20) MiB) and intent-v1.1 (\(changed >> 20) MiB of tensors fine-tuned)")
+    print("wrote \(dir)/intent-v1 (\(v1.tensors.count) bf16 tensors, \(v1.totalTensorBytes >> 20) MiB), intent-v1.1 (\(changed >> 20) MiB of tensors fine-tuned) and intent-v1.2 (every weight nudged by a full fine-tune)")
     let me = CommandLine.arguments[0]
     func run(_ args: [String]) throws {
         step("slmstore " + args.joined(separator: " "))
@@ -47,11 +50,14 @@ let demoCommand = Command(
     try run(["add", "demo/intent-classifier@1.0.0", "\(dir)/intent-v1"])
     try run(["add", "demo/intent-classifier@1.1.0", "\(dir)/intent-v1.1"])
     try run(["diff", "demo/intent-classifier@1.0.0", "demo/intent-classifier@1.1.0"])
+    try run(["add", "demo/intent-classifier@1.2.0", "\(dir)/intent-v1.2"])
+    try run(["diff", "demo/intent-classifier@1.1.0", "demo/intent-classifier@1.2.0"])
     try run(["ls"])
     try run(["log", "demo/intent-classifier"])
-    try run(["checkout", "demo/intent-classifier@1.1.0", "\(dir)/checkout"])
+    try run(["checkout", "demo/intent-classifier@1.2.0", "\(dir)/checkout"])
     try run(["verify"])
-    print("\nThe second version stored only its changed tensors' chunks. Store: \(storeDir)")
+    print("\nThe second version stored only its changed tensors' chunks; the third, whose every weight moved, stored")
+    print("element-wise deltas against the second. Store: \(storeDir)")
     return 0
 }
 

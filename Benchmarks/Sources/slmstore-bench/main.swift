@@ -34,7 +34,8 @@ func fail(_ m: String) -> Never {
 /// S × its standard deviation (S = 0.001, 0.01), a merged rank-8 LoRA, and F32 versions.
 @MainActor func genDelta(_ dir: String, size: Int) throws {
     let base = SyntheticModel.llamaLike(targetBytes: size)
-    let f32 = base.asF32()
+    // F32 at half the tensors, so both models have the same bytes (zstd --patch-from stops at 2 GB).
+    let f32 = SyntheticModel.llamaLike(targetBytes: size / 2).asF32()
     let sets: [(String, SyntheticModel)] = [
         ("v1", base), ("ft001", base.fullFineTune(scale: 0.001)), ("ft01", base.fullFineTune(scale: 0.01)),
         ("lora", base.mergedLoRA(rank: 8, scale: 0.01)),
@@ -50,6 +51,49 @@ func fail(_ m: String) -> Never {
         }
     }
     print(JSONValue.object(["tensor_bytes": .int(base.totalTensorBytes)]).canonicalString())
+}
+
+/// A realistic next version of real weights: every F32 tensor (or, with `bf16`, the model cast
+/// to BF16 first) moved by gaussian noise of `scale` × that tensor's standard deviation and
+/// rounded back to the output dtype; tensors of other dtypes are copied unchanged.
+func derive(_ input: String, _ output: String, scale: Float, bf16: Bool, seed: UInt64) throws {
+    let header = try SafetensorsHeader.read(path: input)
+    let file = try FileDescriptor.openForReading(input)
+    var entries: [String: JSONValue] = [:]
+    var offset = 0
+    var plan: [(TensorInfo, String)] = []
+    for t in header.tensors {
+        let outType = (t.dtype == "F32" && bf16) ? "BF16" : t.dtype
+        let bytes = outType == "BF16" && t.dtype == "F32" ? Int(t.byteCount) / 2 : Int(t.byteCount)
+        entries[t.name] = .object(["dtype": .string(outType), "shape": .array(t.shape.map { .int($0) }),
+                                   "data_offsets": .array([.int(offset), .int(offset + bytes)])])
+        offset += bytes
+        plan.append((t, outType))
+    }
+    if !header.metadata.isEmpty { entries["__metadata__"] = .object(header.metadata.mapValues { .string($0) }) }
+    var json = JSONValue.object(entries).canonicalBytes()
+    while (8 + json.count) % 8 != 0 { json.append(0x20) }
+    let out = try FileDescriptor(path: output, flags: O_WRONLY | O_CREAT | O_TRUNC)
+    try out.write((0..<8).map { UInt8(truncatingIfNeeded: UInt64(json.count) >> (8 * $0)) } + json)
+    for (t, outType) in plan {
+        let raw = try file.pread(count: Int(t.byteCount), at: header.dataStart + t.begin)
+        guard t.dtype == "F32" else { try out.write(raw); continue }
+        var values = raw.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        if bf16 { values = values.map { SyntheticModel.float(SyntheticModel.bf16($0)) } }
+        if scale > 0 && !values.isEmpty {
+            let mean = values.reduce(0, +) / Float(values.count)
+            let sd = (values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Float(values.count)).squareRoot()
+            var rng = SplitMix(seed ^ t.name.hashValueStable)
+            for i in values.indices { values[i] += scale * sd * rng.gaussian() }
+        }
+        if outType == "BF16" {
+            let half = values.map { SyntheticModel.bf16($0) }
+            try half.withUnsafeBytes { try out.write($0) }
+        } else {
+            try values.withUnsafeBytes { try out.write($0) }
+        }
+    }
+    try out.sync()
 }
 
 /// Chunking throughput on one core over an in-memory buffer, best of `runs`.
@@ -81,6 +125,12 @@ case "gen":
 case "gen-delta":
     guard args.count >= 3, let size = Int(args[2]) else { fail("usage: slmstore-bench gen-delta DIR BYTES") }
     do { try genDelta(args[1], size: size) } catch { fail("\(error)") }
+case "derive":
+    // derive IN OUT SCALE [bf16] [SEED]
+    guard args.count >= 4, let scale = Float(args[3]) else { fail("usage: slmstore-bench derive IN OUT SCALE [bf16|f32] [SEED]") }
+    let cast = args.count > 4 && args[4] == "bf16"
+    let seed = args.count > 5 ? UInt64(args[5]) ?? 1 : 1
+    do { try derive(args[1], args[2], scale: scale, bf16: cast, seed: seed) } catch { fail("\(error)") }
 case "chunk":
     let size = args.count > 1 ? Int(args[1]) ?? (256 << 20) : (256 << 20)
     var rng = SplitMix(1)

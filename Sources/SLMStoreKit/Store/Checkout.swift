@@ -53,22 +53,29 @@ extension Store {
             nonisolated(unsafe) var sinkError: Error? = nil
             let items = batch
             let extra = previous == nil ? 0 : 2
+            // Contiguous runs of chunks per job: neighbouring delta chunks share base chunks,
+            // which each run decodes once.
+            let runs = min(items.count, 8)
             try withoutActuallyEscaping(sink) { sink in
                 nonisolated(unsafe) let deliver = sink
-                DispatchQueue.concurrentPerform(iterations: items.count + extra) { k in
+                DispatchQueue.concurrentPerform(iterations: runs + extra) { k in
                     if k < extra {
                         if k == 0 { sha.update(previous!) } else { do { try deliver(previous!) } catch { sinkError = error } }
                         return
                     }
-                    let item = items[k - extra]
-                    do {
-                        try self.readChunk(item.ref.id, at: item.loc,
-                                           into: UnsafeMutableRawBufferPointer(rebasing: out[item.offset..<item.offset + Int(item.ref.rawLength)]),
-                                           index: index)
-                    } catch let e as SLMError {
-                        errs[k - extra] = e
-                    } catch {
-                        errs[k - extra] = .failed("\(error)")
+                    let run = k - extra
+                    let cache = DecodedChunkCache()
+                    for j in (items.count * run / runs)..<(items.count * (run + 1) / runs) {
+                        let item = items[j]
+                        do {
+                            try self.readChunk(item.ref.id, at: item.loc,
+                                               into: UnsafeMutableRawBufferPointer(rebasing: out[item.offset..<item.offset + Int(item.ref.rawLength)]),
+                                               index: index, cache: cache)
+                        } catch let e as SLMError {
+                            errs[j] = e
+                        } catch {
+                            errs[j] = .failed("\(error)")
+                        }
                     }
                 }
                 if let sinkError { throw sinkError }

@@ -223,9 +223,10 @@ public final class Store: Sendable {
 
     /// Reads, decodes and verifies one chunk into `out` (at least `rawLength` bytes). A delta
     /// record's bases are found in `index` (loaded when not given).
-    public func readChunk(_ id: ChunkID, at loc: ChunkLocation, into out: UnsafeMutableRawBufferPointer, index: ChunkIndex? = nil) throws {
+    public func readChunk(_ id: ChunkID, at loc: ChunkLocation, into out: UnsafeMutableRawBufferPointer, index: ChunkIndex? = nil,
+                          cache: DecodedChunkCache? = nil) throws {
         let record = try readRecord(at: loc)
-        let base = loc.codec == .delta ? baseReader(index: try index ?? loadChunkIndex(), for: id) : nil
+        let base = loc.codec == .delta ? baseReader(index: try index ?? loadChunkIndex(), for: id, cache: cache) : nil
         try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: out, what: "\(packPath(loc.pack)) chunk \(id.hex)", base: base)
     }
 
