@@ -90,6 +90,13 @@ final class DeltaTests: XCTestCase {
         XCTAssertLessThan(d["stored_length"]!.uint64Value!, withDelta[0]["full_stored_length"]!.uint64Value!)
     }
 
+    func testARenamedSingleWeightsFileIsLinedUpWithTheOldOne() throws {
+        _ = try add("m@1.0.0", v1 + "/model.safetensors")
+        try FileSystem.makeDirectories(dir + "/renamed")
+        try FileSystem.rename(v2 + "/model.safetensors", dir + "/renamed/model-ft.safetensors")
+        XCTAssertGreaterThan(try add("m@1.1.0", dir + "/renamed/model-ft.safetensors")["delta_chunks"]!.uint64Value!, 0)
+    }
+
     func testTensorsWhoseShapeOrDtypeChangedGetNoDelta() throws {
         let a = TestSupport.bf16Like(400_000, seed: 1), b = TestSupport.bf16Like(400_000, seed: 2)
         var a2 = a, b2 = b

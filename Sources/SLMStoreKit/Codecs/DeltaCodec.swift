@@ -65,7 +65,7 @@ enum DeltaCodec {
         for j in 0..<e {
             let plane = UnsafeRawBufferPointer(start: planes + j * count, count: count)
             if count > 0, PlaneCodec.entropy(plane, sample: 8192) < entropyLimit,
-               let frame = ZstdCodec.encode(plane, level: level), Double(frame.count) < Double(count) * 0.95 {
+               let frame = ZstdCodec.planeFrame(plane, level: level), Double(frame.count) < Double(count) * 0.95 {
                 flags |= 1 << UInt8(j)
                 frames.append(frame)
             } else {

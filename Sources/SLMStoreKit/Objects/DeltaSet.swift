@@ -83,7 +83,7 @@ extension Store {
             for pack in set.packs where FileSystem.exists(packIndexPath(pack)) {
                 for e in try readPackIndex(pack).entries where e.codec == .delta {
                     let loc = e.location(in: pack)
-                    let h = try ChunkVerifier.deltaHeader(try readRecord(at: loc), rawLength: e.rawLength, what: "\(packPath(pack)) chunk \(e.id.hex)")
+                    let h = try deltaHeader(at: loc)
                     out[e.id, default: []].append((set.base, loc, h))
                 }
             }

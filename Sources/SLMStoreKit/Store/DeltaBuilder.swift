@@ -26,6 +26,16 @@ struct DeltaCandidate {
     var baseOffset: UInt32
 }
 
+extension TreeObject {
+    /// The file of this (base) version a target file at `path` is lined up with: the file at the
+    /// same path, else the only safetensors file when there is just one (a renamed model file).
+    func deltaBaseFile(for path: String) -> FileEntry? {
+        if let f = file(path), f.safetensors != nil { return f }
+        let weights = files.filter { $0.safetensors != nil }
+        return weights.count == 1 ? weights[0] : nil
+    }
+}
+
 /// One file of the base version, prepared for lining chunks of the target's file up with it.
 struct DeltaTarget {
     let file: FileEntry
@@ -83,7 +93,7 @@ enum DeltaPlanner {
         var seen = Set<ChunkID>()
         var out: [DeltaCandidate] = []
         for (fi, f) in target.files.enumerated() {
-            guard let st = f.safetensors, let b = DeltaTarget(base: base.file(f.path)) else { continue }
+            guard let st = f.safetensors, let b = DeltaTarget(base: base.deltaBaseFile(for: f.path)) else { continue }
             var offset: UInt64 = 0
             var ti = 0
             for c in f.chunks {
@@ -178,8 +188,7 @@ extension Store {
     public func fullStoredLength(of id: ChunkID, index: ChunkIndex) -> UInt32? {
         if let loc = index.fullLocation(of: id) { return loc.storedLength }
         for loc in index.deltaLocations(of: id) {
-            if let record = try? readRecord(at: loc),
-               let h = try? ChunkVerifier.deltaHeader(record, rawLength: loc.rawLength, what: ""), h.fullLength > 0 { return h.fullLength }
+            if let h = try? deltaHeader(at: loc), h.fullLength > 0 { return h.fullLength }
         }
         return nil
     }

@@ -48,13 +48,15 @@ extension Store {
         struct RecordKey: Hashable { var pack: PackID; var offset: UInt64 }
         var keptDeltas = Set<RecordKey>()
         for id in liveInVersions where !index.containsFull(id) {
-            for loc in index.deltaLocations(of: id) {
-                guard let record = try? readRecord(at: loc),
-                      let h = try? ChunkVerifier.deltaHeader(record, rawLength: loc.rawLength, what: packPath(loc.pack)),
-                      h.bases.allSatisfy({ index.containsFull($0.id) }) else { continue }
+            let copies = index.deltaLocations(of: id)
+            if let (loc, h) = copies.lazy.compactMap({ loc in (try? self.deltaHeader(at: loc)).map { (loc, $0) } })
+                .first(where: { $0.1.bases.allSatisfy { index.containsFull($0.id) } }) {
                 keptDeltas.insert(RecordKey(pack: loc.pack, offset: loc.offset))
                 for b in h.bases { live.insert(b.id) }
-                break
+            } else {
+                // No copy that can be read (damage, which verify reports): keep them all; gc
+                // never deletes what it cannot account for.
+                for loc in copies { keptDeltas.insert(RecordKey(pack: loc.pack, offset: loc.offset)) }
             }
         }
         var freed: UInt64 = 0

@@ -235,6 +235,14 @@ public final class Store: Sendable {
         try packFile(loc.pack).pread(count: PackFormat.recordHeaderSize + Int(loc.storedLength), at: loc.offset)
     }
 
+    /// The header of a delta record (its bases, offset, full length), reading only the bytes it
+    /// occupies, checked.
+    public func deltaHeader(at loc: ChunkLocation) throws -> DeltaHeader {
+        let prefix = min(Int(loc.storedLength), DeltaCodec.fixedHeaderSize + DeltaHeader.maxBases * DeltaCodec.baseEntrySize)
+        let bytes = try packFile(loc.pack).pread(count: PackFormat.recordHeaderSize + prefix, at: loc.offset)
+        return try ChunkVerifier.deltaHeader(bytes, rawLength: loc.rawLength, what: packPath(loc.pack))
+    }
+
     /// The verified record (header and payload) of a chunk, for copying it to another pack
     /// without recompressing: decoded and hash-checked first, so damage is never propagated.
     public func readVerifiedRecord(_ id: ChunkID, at loc: ChunkLocation, index: ChunkIndex? = nil) throws -> [UInt8] {
