@@ -522,6 +522,32 @@ def delta_chain(slm, v1, v2, v3, work):
     return {"v1_to_v3": b1, "v2_to_v3": b2, "ratio": b1 / b2, "size": os.path.getsize(v3)}
 
 
+def delta_svg(rows, path):
+    """Per update: bytes a holder of v1 downloads, slmstore beside each peer (share of the model)."""
+    tools = [("holder_download", "slmstore", "#2a9d8f"), ("zstd_patch", "zstd --patch-from", "#e9c46a"),
+             ("casync", "casync", "#f4a261"), ("hfxet", "hf-xet", "#e76f51")]
+    width, left, bar_h, gap = 820, 300, 11, 10
+    height = 50 + len(rows) * (len(tools) * bar_h + gap)
+    scale = (width - left - 60) / 1.0
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
+           '<text x="10" y="18" font-size="14">Update download as a share of the model (lower is better)</text>']
+    for k, (_, label, color) in enumerate(tools):
+        out.append(f'<rect x="{left + k * 120}" y="26" width="10" height="10" fill="{color}"/>'
+                   f'<text x="{left + k * 120 + 14}" y="35">{label}</text>')
+    y = 46
+    for r in rows:
+        out.append(f'<text x="10" y="{y + 2 * bar_h}">{r["case"]}</text>')
+        for key, _, color in tools:
+            v = r.get(key) or 0
+            out.append(f'<rect x="{left}" y="{y}" width="{max(1, v * scale):.0f}" height="{bar_h - 2}" fill="{color}"/>'
+                       f'<text x="{left + v * scale + 4:.0f}" y="{y + bar_h - 3}">{v:.3f}</text>')
+            y += bar_h
+        y += gap
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
 def measure_deltas(args, slm, bench, py):
     data_dir = os.path.join(CACHE, f"delta-{args.size}")
     log(f"generating the fine-tune derivations of a {args.size >> 20} MiB model in {data_dir}")
@@ -573,7 +599,8 @@ def measure_deltas(args, slm, bench, py):
     lines += ["", f"Chain (synthetic bf16, v1 holds production when v3 is pushed): a device on v1 pulling v3 fetches "
               f"{chain['v1_to_v3'] / 1048576:.1f} MiB of chunk records, a device on v2 {chain['v2_to_v3'] / 1048576:.1f} MiB "
               f"({chain['ratio']:.2f}×).", ""]
-    write_results(args, "latest-deltas", "\n".join(lines), {"date": stamp, "size": args.size, "rows": rows, "chain": chain})
+    base = write_results(args, "latest-deltas", "\n".join(lines), {"date": stamp, "size": args.size, "rows": rows, "chain": chain})
+    delta_svg(rows, base + ".svg")
 
 
 def median_of(runs):

@@ -55,7 +55,7 @@ extension Store {
             let extra = previous == nil ? 0 : 2
             // Contiguous runs of chunks per job: neighbouring delta chunks share base chunks,
             // which each run decodes once.
-            let runs = min(items.count, 8)
+            let runs = (items.count + 7) / 8
             try withoutActuallyEscaping(sink) { sink in
                 nonisolated(unsafe) let deliver = sink
                 DispatchQueue.concurrentPerform(iterations: runs + extra) { k in

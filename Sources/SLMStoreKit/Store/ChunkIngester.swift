@@ -231,7 +231,8 @@ final class ChunkIngester {
         let wanted = self.wanted
         let level = self.level
         let store = self.store
-        let runs = min(batch.count, 8)
+        // Runs of about 8 chunks: small enough to keep both cores evenly busy.
+        let runs = max(1, (batch.count + 7) / 8)
         try withoutActuallyEscaping(prepareNext) { prepare in
             nonisolated(unsafe) let prepare = prepare
             DispatchQueue.concurrentPerform(iterations: runs + 2) { job in
