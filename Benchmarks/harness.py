@@ -46,6 +46,14 @@ def timed(cmd, **kw):
     return time.perf_counter() - t, rss, out
 
 
+def warm(paths):
+    """Reads the input files once, so whichever tool runs first does not pay for a cold cache."""
+    for p in paths:
+        with open(p, "rb") as f:
+            while f.read(16 << 20):
+                pass
+
+
 def du(path, suffixes=None):
     total = 0
     for d, _, files in os.walk(path):
@@ -729,13 +737,13 @@ def main():
             runs.update({"casync": [], "hf-xet": [], "zstd -3": []})
             for i in range(args.runs):
                 log(f"{name}: run {i + 1}/{args.runs}")
-                # Interleaved: every tool once per run, in the same conditions.
-                runs["slmstore"].append(measure_slmstore(slm, data, work, args.quick))
+                # Interleaved: every tool once per run, in the same conditions (inputs in the page cache).
+                warm(data.values()); runs["slmstore"].append(measure_slmstore(slm, data, work, args.quick))
                 if baseline:
-                    runs[baseline[0]].append(measure_slmstore(baseline[1], data, work, args.quick))
-                runs["casync"].append(measure_casync(data, work))
-                runs["hf-xet"].append(measure_hfxet(py, data, work))
-                runs["zstd -3"].append(measure_zstd(data, work))
+                    warm(data.values()); runs[baseline[0]].append(measure_slmstore(baseline[1], data, work, args.quick))
+                warm(data.values()); runs["casync"].append(measure_casync(data, work))
+                warm(data.values()); runs["hf-xet"].append(measure_hfxet(py, data, work))
+                warm(data.values()); runs["zstd -3"].append(measure_zstd(data, work))
             results[name] = {tool: median_of(r) for tool, r in runs.items()}
         log("chunking speed (one core, in memory)")
         chunk = json.loads(subprocess.run([bench, "chunk", str(64 << 20 if args.quick else 256 << 20)], check=True,

@@ -160,6 +160,25 @@ final class DeltaTests: XCTestCase {
         assertCheckout(onV1, "m@1.2.0", matches: v3)
     }
 
+    func testPushDeltaFromAddsBasesAndNoDeltaWritesNone() throws {
+        _ = try add("m@1.0.0", v1)
+        _ = try add("m@1.1.0", v2)
+        _ = try add("m@1.2.0", v3)
+        XCTAssertEqual(cli(["push", remote, "m@1.0.0", "m@1.1.0"]).status, 0)
+        let push = try TestSupport.json(cli(["push", remote, "m@1.2.0", "--delta-from", "m@1.0.0", "--json"]))
+        XCTAssertEqual(Set(push["delta_sets"]!.arrayValue!.compactMap(\.stringValue)), ["m@1.2.0 <- m@1.1.0", "m@1.2.0 <- m@1.0.0"])
+        let manifest = try JSONValue.parse(TestSupport.read(remote + "/manifest.json"))
+        XCTAssertEqual(manifest["models"]?["m"]?["versions"]?["1.2.0"]?["deltas"]?.arrayValue?.count, 2)
+        let other = dir + "/remote2"
+        let plain = try TestSupport.json(cli(["push", other, "--no-delta", "--json"]))
+        XCTAssertEqual(plain["delta_sets"]?.arrayValue?.count, 0)
+        XCTAssertFalse(FileSystem.exists(other + "/deltas"))
+        // Every chunk still has a full record there: a device holding nothing gets every version.
+        _ = try TestSupport.json(cli(["pull", other, "m@1.2.0", "--json"], store: dir + "/dev"))
+        assertCheckout(dir + "/dev", "m@1.2.0", matches: v3)
+        XCTAssertEqual(cli(["verify"], store: other).status, 0)
+    }
+
     func testUpdatePullFetchesWhatDiffPredictsAndNoDeltaFetchesFullRecords() throws {
         _ = try add("m@1.0.0", v1)
         _ = try add("m@1.1.0", v2)
