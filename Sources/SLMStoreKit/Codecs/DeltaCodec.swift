@@ -148,21 +148,7 @@ enum DeltaCodec {
         at += lead + tail
         let planes = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, count * e))
         defer { planes.deallocate() }
-        for j in 0..<e {
-            guard payload.count >= at + 4 else { throw bad("missing plane \(j)") }
-            let len = Int(payload.loadUnaligned(fromByteOffset: at, as: UInt32.self).littleEndian)
-            at += 4
-            guard payload.count - at >= len else { throw bad("plane \(j) runs past the payload") }
-            let plane = UnsafeRawBufferPointer(rebasing: payload[at..<at + len])
-            if h.flags & (1 << UInt8(j)) != 0 {
-                try ZstdCodec.decodePlane(plane, count: count, into: planes + j * count, what: what)
-            } else {
-                guard len == count else { throw bad("raw plane \(j) has \(len) bytes, expected \(count)") }
-                (planes + j * count).update(from: plane.baseAddress!.assumingMemoryBound(to: UInt8.self), count: count)
-            }
-            at += len
-        }
-        guard at == payload.count else { throw bad("\(payload.count - at) bytes after the last plane") }
+        try PlaneCodec.readPlanes(payload, from: at, elementSize: e, count: count, flags: h.flags, into: planes, what: what, bad: bad)
         let body = UnsafeMutableRawPointer(dst + lead)
         let bb = base.baseAddress! + lead
         if e == 2 {

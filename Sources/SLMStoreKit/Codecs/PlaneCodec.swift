@@ -82,6 +82,28 @@ enum PlaneCodec {
         }
     }
 
+    /// Reads E length-prefixed planes of `count` bytes (raw, or a zstd frame where `flags` says)
+    /// starting at `at`; the payload must end exactly after the last one. Codecs 2 and 3 share it.
+    static func readPlanes(_ payload: UnsafeRawBufferPointer, from start: Int, elementSize e: Int, count: Int, flags: UInt8,
+                           into planes: UnsafeMutablePointer<UInt8>, what: String, bad: (String) -> SLMError) throws {
+        var at = start
+        for j in 0..<e {
+            guard payload.count >= at + 4 else { throw bad("missing plane \(j)") }
+            let len = Int(payload.loadUnaligned(fromByteOffset: at, as: UInt32.self).littleEndian)
+            at += 4
+            guard payload.count - at >= len else { throw bad("plane \(j) runs past the payload") }
+            let src = UnsafeRawBufferPointer(rebasing: payload[at..<at + len])
+            if flags & (1 << UInt8(j)) != 0 {
+                try ZstdCodec.decodePlane(src, count: count, into: planes + j * count, what: what)
+            } else {
+                guard len == count else { throw bad("raw plane \(j) has \(len) bytes, expected \(count)") }
+                (planes + j * count).update(from: src.baseAddress!.assumingMemoryBound(to: UInt8.self), count: count)
+            }
+            at += len
+        }
+        guard at == payload.count else { throw bad("\(payload.count - at) bytes after the last plane") }
+    }
+
     /// Order-0 entropy in bits per byte of (a prefix of) `bytes`.
     static func entropy(_ bytes: UnsafeRawBufferPointer, sample: Int) -> Double {
         let n = min(bytes.count, sample)
@@ -119,21 +141,7 @@ enum PlaneCodec {
         at += lead + tail
         let planes = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, count * e))
         defer { planes.deallocate() }
-        for j in 0..<e {
-            guard payload.count >= at + 4 else { throw bad("missing plane \(j)") }
-            let len = Int(UInt32(payload[at]) | UInt32(payload[at + 1]) << 8 | UInt32(payload[at + 2]) << 16 | UInt32(payload[at + 3]) << 24)
-            at += 4
-            guard payload.count - at >= len else { throw bad("plane \(j) runs past the payload") }
-            let src = UnsafeRawBufferPointer(rebasing: payload[at..<at + len])
-            if flags & (1 << UInt8(j)) != 0 {
-                try ZstdCodec.decodePlane(src, count: count, into: planes + j * count, what: what)
-            } else {
-                guard len == count else { throw bad("raw plane \(j) has \(len) bytes, expected \(count)") }
-                (planes + j * count).update(from: src.baseAddress!.assumingMemoryBound(to: UInt8.self), count: count)
-            }
-            at += len
-        }
-        guard at == payload.count else { throw bad("\(payload.count - at) bytes after the last plane") }
+        try readPlanes(payload, from: at, elementSize: e, count: count, flags: flags, into: planes, what: what, bad: bad)
         let body = dst + lead
         switch (transform, e) {
         case (.exponentSplit, 2):
