@@ -125,6 +125,41 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(status["daemon_running"]?.boolValue, true)
     }
 
+    /// A full fine-tune reaches a device as deltas against the version it runs; with --no-delta
+    /// as full records. Both install the same bytes.
+    func testAFineTuneArrivesAsDeltasOrWithNoDeltaAsFullRecords() throws {
+        addVersion("2.1.0", size: 2_000_000, seed: 1)
+        publish(production: "2.1.0")
+        var new = TestSupport.read("\(dir)/src-2.1.0/model.safetensors")
+        let dataStart = 8 + Int(new[0]) + Int(new[1]) << 8
+        for i in stride(from: dataStart, to: new.count, by: 8) { new[i] ^= 1 }   // every 4th weight moves by one unit
+        TestSupport.write(new, to: "\(dir)/src-2.2.0/model.safetensors")
+        TestSupport.write(TestSupport.read("\(dir)/src-2.1.0/config.json"), to: "\(dir)/src-2.2.0/config.json")
+        expected["2.2.0"] = ["model.safetensors": SHA256Hasher.hash(new), "config.json": expected["2.1.0"]!["config.json"]!]
+        XCTAssertEqual(TestSupport.cli(["add", "intent@2.2.0", "\(dir)/src-2.2.0"], store: publisher).status, 0)
+        var results: [String: JSONValue] = [:]
+        for (device, extra) in [("with-deltas", [String]()), ("no-delta", ["--no-delta"])] {
+            let path = "\(dir)/\(device)"
+            let first = try daemon(path, extra: ["--once"] + extra)
+            first.process.waitUntilExit()
+            XCTAssertEqual(checkCurrent(path).version, "2.1.0")
+        }
+        publish(production: "2.2.0")
+        for (device, extra) in [("with-deltas", [String]()), ("no-delta", ["--no-delta"])] {
+            let path = "\(dir)/\(device)"
+            let round = try daemon(path, extra: ["--once"] + extra)
+            round.process.waitUntilExit()
+            XCTAssertEqual(round.process.terminationStatus, 0, device)
+            XCTAssertEqual(checkCurrent(path).version, "2.2.0", device)
+            XCTAssertTrue(checkCurrent(path).ok, device)
+            results[device] = round.events.last { $0["event"]?.stringValue == "update" }
+        }
+        let deltas = try XCTUnwrap(results["with-deltas"]), full = try XCTUnwrap(results["no-delta"])
+        XCTAssertGreaterThan(deltas["chunks_from_deltas"]!.uint64Value!, 0)
+        XCTAssertEqual(full["chunks_from_deltas"]?.uint64Value, 0)
+        XCTAssertLessThan(2 * deltas["chunk_bytes"]!.uint64Value!, full["chunk_bytes"]!.uint64Value!)
+    }
+
     func testSurvivesSIGKILLAtRandomMomentsDuringPulls() throws {
         let versions = ["1.0.0", "2.0.0", "3.0.0"]
         for (i, v) in versions.enumerated() { addVersion(v, size: 3_000_000, seed: UInt64(100 + i)) }

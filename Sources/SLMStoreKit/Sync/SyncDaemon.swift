@@ -342,6 +342,7 @@ public final class SyncDaemon {
                 try installDependencies(of: r)
                 fields["chunk_bytes"] = .int(r.chunkBytes)
                 fields["chunks_fetched"] = .int(r.chunksFetched)
+                fields["chunks_from_deltas"] = .int(r.chunksFromDeltas)
                 fields["bytes_downloaded"] = .int(r.bytesDownloaded)
                 fields["requests"] = .int(r.requests)
             }
