@@ -153,6 +153,31 @@ final class DeliveryTests: XCTestCase {
         assertInstalled(dir + "/device", matches: v2)
     }
 
+    /// A second remote serves another (valid) pack index under one of this remote's pack ids:
+    /// pulling from it fails, and pulls from this remote are unaffected, since cached indexes are
+    /// kept per remote. gc empties the cache.
+    func testAnotherRemotesIndexUnderTheSamePackIDCannotPoisonThisRemote() throws {
+        let forged = dir + "/forged"
+        try FileManager.default.copyItem(atPath: remote, toPath: forged)
+        let ids = try FileSystem.listDirectory(forged + "/packs").filter { $0.hasSuffix(".idx") }.sorted()
+        XCTAssertGreaterThanOrEqual(ids.count, 1)
+        // Swap in an index that is valid on its own but describes another pack.
+        let other = TestSupport.safetensors([("x", "BF16", [200_000], TestSupport.bf16Like(400_000, seed: 77))])
+        TestSupport.write(other, to: dir + "/other/x.safetensors")
+        let scratch = dir + "/scratch-store"
+        XCTAssertEqual(TestSupport.cli(["add", "x@1.0.0", dir + "/other"], store: scratch).status, 0)
+        let otherIdx = try XCTUnwrap(try FileSystem.listDirectory(scratch + "/packs").first { $0.hasSuffix(".idx") })
+        for id in ids { TestSupport.write(TestSupport.read(scratch + "/packs/" + otherIdx), to: forged + "/packs/" + id) }
+        XCTAssertNotEqual(TestSupport.cli(["pull", forged, "intent@2.1.0"], store: edge).status, 0)
+        let r = pull("intent@2.1.0")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(FileSystem.isDirectory(edge + "/cache/pack-indexes"))
+        XCTAssertEqual(TestSupport.cli(["gc"], store: edge).status, 0)
+        XCTAssertFalse(FileSystem.exists(edge + "/cache/pack-indexes"))
+        XCTAssertEqual(pull("intent@2.2.0").status, 0)
+        XCTAssertEqual(TestSupport.cli(["verify"], store: edge).status, 0)
+    }
+
     func testTreeWithEscapingPathOnTheRemoteIsRefused() throws {
         let store = try Store.open(at: remote)
         let entry = FileEntry(path: "../../escape.txt", size: 0, sha256: SHA256Hasher.hash([]), chunks: [], safetensors: nil)

@@ -40,6 +40,9 @@ extension Store {
         let lock = try dataLock(.exclusive)
         defer { lock.unlock() }
         removeAbandonedWorkingDirectories()
+        // Cached remote pack indexes are only a shortcut; gc empties the cache (a pull that
+        // finds an entry gone downloads the index again).
+        FileSystem.removeTree(remoteIndexCacheRoot)
         let (liveVersions, liveInVersions) = try liveSet()
         var live = liveInVersions
         // A live chunk stored only as a delta keeps one delta record (one whose bases all have

@@ -66,7 +66,13 @@ public struct PullResult: Sendable {
 }
 
 extension Store {
-    public var remoteIndexCache: String { root + "/cache/pack-indexes" }
+    public var remoteIndexCacheRoot: String { root + "/cache/pack-indexes" }
+
+    /// Verified pack indexes of one remote. Kept apart per remote: another remote (or a forged
+    /// answer from it) serving a different index under the same pack id cannot poison this one.
+    public func remoteIndexCache(for location: String) -> String {
+        "\(remoteIndexCacheRoot)/\(SHA256Hasher.hash(Array(location.utf8)).hex.prefix(16))"
+    }
 
     /// Resolves a reference against a remote: exact versions by their ref file, anything else
     /// (stages, ranges, `latest`, ids) through the manifest.
@@ -129,7 +135,7 @@ extension Store {
     public func pull(from remote: StoreBackend, ref: VersionRef, options: PullOptions = PullOptions()) throws -> PullResult {
         let started = Timestamp.monotonicSeconds()
         let trafficBefore = remote.traffic
-        let reader = RemoteReader(remote: remote, cacheDirectory: remoteIndexCache)
+        let reader = RemoteReader(remote: remote, cacheDirectory: remoteIndexCache(for: remote.location))
         let remoteConfig = try reader.config()
 
         // 1. Resolve: the version and its dependencies, objects fetched and verified.
