@@ -21,6 +21,9 @@ public struct DeltaHeader: Equatable, Sendable {
 
     /// Most base chunks one delta may name: reading a chunk stays a bounded number of reads.
     public static let maxBases = 16
+
+    /// The planes layout of the chunk's full record (codec 2), for re-encoding it once rebuilt.
+    public var fullLayout: FloatLayout { FloatLayout(elementSize: elementSize, transform: transform, phase: phase) }
 }
 
 enum DeltaCodec {

@@ -9,10 +9,6 @@ public struct DeltaStats: Sendable {
     public var chunks = 0
     /// Record bytes (header and payload) of those records.
     public var storedBytes: UInt64 = 0
-    /// Raw bytes they rebuild.
-    public var rawBytes: UInt64 = 0
-    /// Chunks that qualified but whose delta did not beat the full record.
-    public var notSmaller = 0
 }
 
 /// One chunk of the target lined up with the base bytes at the same element positions.
@@ -169,11 +165,10 @@ extension Store {
             defer { results.baseAddress!.deinitialize(count: batch.count) }
             for (i, c) in batch.enumerated() {
                 guard let payload = try results[i].get() else { continue }
-                if let full = fullStored(c.id), payload.count >= Int(full) { stats.notSmaller += 1; continue }
+                if let full = fullStored(c.id), payload.count >= Int(full) { continue }
                 try emit(c, payload)
                 stats.chunks += 1
                 stats.storedBytes += PackFormat.recordSize(UInt32(payload.count))
-                stats.rawBytes += UInt64(c.rawLength)
             }
             try endOfBatch()
             progress?(k)

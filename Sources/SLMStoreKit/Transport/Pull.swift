@@ -374,9 +374,8 @@ final class ChunkFetcher: @unchecked Sendable {
                 } catch let SLMError.damaged(p, problem) {
                     throw SLMError.damaged(path: p, problem: "served bad data: delta of chunk \(id.hex): \(problem)")
                 }
-                let layout = FloatLayout(elementSize: header.elementSize, transform: header.transform, phase: header.phase)
-                let encoded = scratch.withUnsafeBytes {
-                    ChunkEncoder.encode(UnsafeRawBufferPointer(rebasing: $0[0..<Int(e.rawLength)]), level: level, layout: layout)
+                        let encoded = scratch.withUnsafeBytes {
+                    ChunkEncoder.encode(UnsafeRawBufferPointer(rebasing: $0[0..<Int(e.rawLength)]), level: level, layout: header.fullLayout)
                 }
                 verified.append((id, e, encoded))
                 verifiedBytes += encoded.payload.count

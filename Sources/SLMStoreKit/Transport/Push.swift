@@ -175,8 +175,7 @@ extension Store {
         try raw.withUnsafeMutableBytes {
             try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: $0, what: what, base: baseReader(index: index, for: id))
         }
-        let layout = FloatLayout(elementSize: header.elementSize, transform: header.transform, phase: header.phase)
-        return raw.withUnsafeBytes { ChunkEncoder.encode($0, level: Int32(config.compressionLevel), layout: layout) }
+        return raw.withUnsafeBytes { ChunkEncoder.encode($0, level: Int32(config.compressionLevel), layout: header.fullLayout) }
     }
 
     /// Delta sets for the versions pushed now, against: the parent, every version holding a
