@@ -88,9 +88,15 @@ let pushCommand = Command(
       --delta-from REF also write deltas against this version (repeatable)
       --no-delta       write no delta sets
       --no-web         do not write the registry pages (web/index.html and a page per model and version)
+      --sign KEY       write signed release metadata (release.json): every version this store or
+                       the previous release vouches for, every stage, a serial one above the
+                       last, an expiry (repeatable: every key signs)
+      --expires D      how long the release is valid, e.g. 30d (default), 12h
+      --next-key PUB   key that signs from the next serial on (rotation; repeatable)
       --json           pushed, already_present, chunks_copied, bytes_copied, delta_sets, delta_bytes, bytes_sent, requests, pages
     """,
-    spec: OptionSpec(values: ["--endpoint", "--delta-from"], repeatable: ["--delta-from"], flags: ["--json", "--no-web", "--no-delta"])
+    spec: OptionSpec(values: ["--endpoint", "--delta-from", "--sign", "--expires", "--next-key"], repeatable: ["--delta-from", "--sign", "--next-key"],
+                     flags: ["--json", "--no-web", "--no-delta"])
 ) { a, ctx in
     try requirePositionals(a, "push", min: 1, max: Int.max, usage: "slmstore push REMOTE-DIR [REF...]")
     let dest = a.positionals[0]
@@ -111,6 +117,7 @@ let pushCommand = Command(
     options.deltas = !a.has("--no-delta")
     options.deltaFrom = try a.all("--delta-from").map { try VersionRef.parse($0) }
     if options.deltas == false && !options.deltaFrom.isEmpty { throw SLMError.argument("push: --delta-from and --no-delta contradict each other") }
+    options.signing = try signingOptions(a, command: "push")
     let r = try store.push(to: destination, refs: refs, options: options)
     bar.finish()
     if a.has("--json") {
@@ -118,14 +125,19 @@ let pushCommand = Command(
                              "chunks_copied": .int(r.chunksCopied), "bytes_copied": .int(r.bytesCopied),
                              "delta_sets": .array(r.deltaSets.map { .string($0) }), "delta_bytes": .int(r.deltaBytes),
                              "bytes_sent": .int(r.bytesSent), "requests": .int(r.requests), "pages": .int(r.pagesWritten),
-                             "stages": .array(r.stagesPushed.map { .string($0) }), "seconds": .double((r.seconds * 1000).rounded() / 1000)]))
+                             "stages": .array(r.stagesPushed.map { .string($0) }), "seconds": .double((r.seconds * 1000).rounded() / 1000),
+                             "release": r.release.map { .object(["serial": .int($0.serial), "expires": .string(Timestamp.format(time_t($0.expires))),
+                                                                 "versions": .int($0.versions), "unsigned": .array($0.unsigned.map { .string($0) })]) } ?? .null,
+                             "warnings": .array(r.warnings.map { .string($0) })]))
     } else {
         print("pushed \(r.versionsPushed.count) versions (\(r.versionsPresent.count) already there), \(r.chunksCopied) chunks, \(Output.bytes(r.bytesCopied)) to \(dest)")
         for v in r.versionsPushed { print("  \(v)") }
         for s in r.stagesPushed { print("  stage \(s)") }
         for d in r.deltaSets { print("  deltas \(d)") }
         if !r.deltaSets.isEmpty { print("  \(Output.bytes(r.deltaBytes)) of delta records") }
+        if let release = r.release { printRelease(release, json: false, remote: dest) }
     }
+    for w in r.warnings { Output.warning(w) }
     return 0
 }
 
@@ -145,9 +157,14 @@ let pullCommand = Command(
       --memory-budget B   size transfer buffers and parallel requests to about B (e.g. 64M)
       --no-delta      fetch full records only (by default a chunk comes as a delta record when
                       the remote has one against a version this store holds and it is smaller)
+      --trust PUB     install only versions that release metadata signed by this Ed25519 key
+                      lists (repeatable; also SLMSTORE_TRUST=FILE:FILE). Refuses a release that is
+                      expired, has a lower serial than one accepted before, or is unsigned once a
+                      signed one was accepted from this remote (exit 8).
       --json          bytes_downloaded, requests, chunks_fetched, chunks_from_deltas, ...
     """,
-    spec: OptionSpec(values: ["--to", "--keep", "--seed", "--max-rate", "--parallel", "--endpoint", "--memory-budget"], repeatable: ["--seed"], flags: ["--json", "--no-delta"])
+    spec: OptionSpec(values: ["--to", "--keep", "--seed", "--max-rate", "--parallel", "--endpoint", "--memory-budget", "--trust"],
+                     repeatable: ["--seed", "--trust"], flags: ["--json", "--no-delta"])
 ) { a, ctx in
     try requirePositionals(a, "pull", min: 2, max: 2, usage: "slmstore pull REMOTE REF")
     var options = PullOptions()
@@ -158,6 +175,7 @@ let pullCommand = Command(
     }
     options.seeds = a.all("--seed")
     options.useDeltas = !a.has("--no-delta")
+    options.trustedKeys = try trustedKeys(a)
     if let b = a.value("--memory-budget") { options.applyMemoryBudget(try parseSize(b, option: "--memory-budget")) }
     if let p = a.value("--parallel") {
         guard let n = Int(p), (1...32).contains(n) else { throw SLMError.argument("pull: --parallel must be 1 to 32") }

@@ -10,6 +10,11 @@ enum Output {
         fputs("slmstore: error: \(s)\n", stderr)
     }
 
+    static func warning(_ s: String) {
+        fflush(stdout)
+        fputs("slmstore: warning: \(s)\n", stderr)
+    }
+
     static func json(_ v: JSONValue) { Swift.print(v.prettyString()) }
 
     static func bytes(_ n: UInt64) -> String {

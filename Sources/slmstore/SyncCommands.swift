@@ -23,11 +23,13 @@ let syncCommand = Command(
       --health-timeout T    default 60s
       --endpoint URL        S3-compatible endpoint for s3:// remotes
       --no-delta            download full records only, never deltas against the installed version
+      --trust PUB           install only what release metadata signed by this key lists
+                            (repeatable; also SLMSTORE_TRUST=FILE:FILE). See `pull --help`.
       --once   one round; exit 0 when up to date, 1 if the round failed
     """,
     spec: OptionSpec(values: ["--to", "--follow", "--interval", "--keep", "--on-update", "--max-rate", "--log-format", "--max-backoff", "--endpoint",
-                              "--device-id", "--health-check", "--health-timeout", "--config", "--memory-budget"],
-                     repeatable: ["--follow"], flags: ["--once", "--no-delta"])
+                              "--device-id", "--health-check", "--health-timeout", "--config", "--memory-budget", "--trust"],
+                     repeatable: ["--follow", "--trust"], flags: ["--once", "--no-delta"])
 ) { a0, ctx in
     // --config FILE: the same settings as "key = value" lines (remote, to, follow (repeatable),
     // interval, keep, on-update, health-check, health-timeout, max-rate, max-backoff, log-format,
@@ -50,6 +52,7 @@ let syncCommand = Command(
     o.endpoint = a.value("--endpoint")
     o.deviceID = a.value("--device-id")
     o.useDeltas = !a.has("--no-delta")
+    o.trustedKeys = try trustedKeys(a)
     if let b = a.value("--memory-budget") { o.memoryBudget = try parseSize(b, option: "--memory-budget") }
     o.healthCheck = a.value("--health-check")
     if let t = a.value("--health-timeout") { o.healthTimeout = try parseDuration(t, option: "--health-timeout") }
@@ -131,7 +134,7 @@ let statusCommand = Command(
 
 /// "30s", "5m", "1h", "250ms" or plain seconds.
 func parseDuration(_ s: String, option: String) throws -> Double {
-    let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+    let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
     for (suffix, mult) in units where s.hasSuffix(suffix) {
         if let v = Double(s.dropLast(suffix.count)), v > 0 { return v * mult }
     }
@@ -143,7 +146,7 @@ func parseDuration(_ s: String, option: String) throws -> Double {
 /// /etc/slmstore/<instance>.conf): one `key = value` per line, `#` comments, `follow` repeatable.
 enum SyncConfigFile {
     static let keys: Set<String> = ["remote", "to", "follow", "interval", "keep", "on-update", "health-check", "health-timeout",
-                                    "max-rate", "max-backoff", "log-format", "endpoint", "device-id", "store", "memory-budget"]
+                                    "max-rate", "max-backoff", "log-format", "endpoint", "device-id", "store", "memory-budget", "trust"]
 
     static func merge(_ path: String, into a: ParsedArguments) throws -> ParsedArguments {
         let text: String

@@ -5,7 +5,7 @@ import SLMStoreKit
 import Glibc
 #endif
 
-let commands: [Command] = storeCommands + deliveryCommands + registryCommands + syncCommands + [demoCommand]
+let commands: [Command] = storeCommands + deliveryCommands + registryCommands + syncCommands + trustCommands + [demoCommand]
 
 func topLevelHelp() -> String {
     var s = "slmstore \(SLMStoreVersion.current): a content-addressed store for model weights\n\nusage: slmstore [--store DIR] COMMAND [ARGS...]\n\nCommands:\n"
@@ -73,6 +73,7 @@ func exitCode(for error: SLMError) -> Int32 {
     case .damaged: return 5
     case .remote, .remoteStatus, .transport: return 6
     case .unsupportedFormat: return 7
+    case .untrusted: return 8
     case .cancelled: return 130
     case .input, .notAStore, .io, .failed: return 1
     }

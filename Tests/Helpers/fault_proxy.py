@@ -5,7 +5,8 @@ usage: fault_proxy.py PORT UPSTREAM_PORT MODE [COUNT]
 MODE: drop (close mid-body), corrupt (flip a byte of range bodies), truncate (short body with
 full Content-Length, then close), ignore-range (answer 200 with the whole file), oversize
 (send more than the range asked for), redirect-loop, error500 (answer 500), trickle (send the
-range body one byte every 0.2 s). Request headers, Host included, pass through as sent, so a
+range body one byte every 0.2 s), freeze-manifest (answer every conditional GET of
+manifest.json with 304, as a server keeping a device on an old manifest would). Request headers, Host included, pass through as sent, so a
 signed request (S3 SigV4) stays valid behind the proxy.
 COUNT: how many range responses to spoil (default: all); metadata requests pass through.
 """
@@ -41,6 +42,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         is_range = "Range" in self.headers and ".pack" in self.path
+        conditional = "If-None-Match" in self.headers or "If-Modified-Since" in self.headers
+        if MODE == "freeze-manifest" and self.path.endswith("manifest.json") and conditional:
+            self.send_response(304)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if MODE == "redirect-loop" and is_range:
             self.send_response(302)
             self.send_header("Location", self.path)

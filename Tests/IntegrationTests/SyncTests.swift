@@ -12,6 +12,8 @@ final class SyncTests: XCTestCase {
     var nginx: NginxServer!
     /// version -> file -> SHA-256, for checking what a device has installed.
     var expected: [String: [String: SHA256Digest]] = [:]
+    /// When set, every push signs a release with this key and every daemon trusts its .pub.
+    var signingKey: String?
 
     override func setUpWithError() throws {
         dir = TestSupport.scratch()
@@ -36,7 +38,7 @@ final class SyncTests: XCTestCase {
     func publish(production v: String) {
         let r = TestSupport.cli(["promote", "intent@\(v)", "production", "--skip-staging", "--allow-breaking"], store: publisher)
         XCTAssertTrue(r.status == 0 || r.stderr.contains("already holds"), r.stderr)
-        XCTAssertEqual(TestSupport.cli(["push", remote], store: publisher).status, 0)
+        XCTAssertEqual(TestSupport.cli(["push", remote] + (signingKey.map { ["--sign", $0] } ?? []), store: publisher).status, 0)
     }
 
     final class Daemon {
@@ -63,7 +65,7 @@ final class SyncTests: XCTestCase {
 
     func daemon(_ device: String, extra: [String] = [], log: String? = nil) throws -> Daemon {
         try Daemon(["sync", nginx.url, "--to", device, "--follow", "intent@production", "--interval", "1s",
-                    "--max-backoff", "2s", "--log-format", "json"] + extra,
+                    "--max-backoff", "2s", "--log-format", "json"] + (signingKey.map { ["--trust", $0 + ".pub"] } ?? []) + extra,
                    log: log ?? "\(dir)/daemon-\(FileSystem.randomHex(3)).log")
     }
 
@@ -160,7 +162,10 @@ final class SyncTests: XCTestCase {
         XCTAssertLessThan(2 * deltas["chunk_bytes"]!.uint64Value!, full["chunk_bytes"]!.uint64Value!)
     }
 
+    /// With signed releases on, as a fleet that trusts its publisher runs.
     func testSurvivesSIGKILLAtRandomMomentsDuringPulls() throws {
+        signingKey = dir + "/release-key"
+        XCTAssertEqual(TestSupport.cli(["keygen", signingKey!]).status, 0)
         let versions = ["1.0.0", "2.0.0", "3.0.0"]
         for (i, v) in versions.enumerated() { addVersion(v, size: 3_000_000, seed: UInt64(100 + i)) }
         publish(production: "1.0.0")

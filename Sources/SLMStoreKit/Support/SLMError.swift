@@ -26,6 +26,8 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
     case transport(url: String, problem: String, transient: Bool)
     /// A remote answered, but with something unusable (bad data, a missing file it listed).
     case remote(url: String, problem: String)
+    /// Release metadata a device was told to check is missing, unsigned, replayed or expired.
+    case untrusted(source: String, problem: String)
     /// The operation was asked to stop (a signal, a caller's cancel); what was committed stays.
     case cancelled
     /// Anything else that stops the operation, worded for the user.
@@ -46,6 +48,7 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
         case let .remoteStatus(url, status, problem): return "\(url): HTTP \(status)\(problem.isEmpty ? "" : ": " + problem)"
         case let .transport(url, problem, _): return "\(url): \(problem)"
         case let .remote(url, problem): return "\(url): \(problem)"
+        case let .untrusted(source, problem): return "\(source): untrusted: \(problem)"
         case .cancelled: return "interrupted"
         case let .failed(message): return message
         }

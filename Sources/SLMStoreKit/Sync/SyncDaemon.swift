@@ -28,6 +28,8 @@ public struct SyncOptions: Sendable {
     public var memoryBudget: UInt64 = 0
     /// Download delta records against versions already held (off: full records only).
     public var useDeltas = true
+    /// Public keys whose signed release metadata the device requires (--trust).
+    public var trustedKeys: [Ed25519PublicKey] = []
 
     public init(remote: String, installRoot: String, follow: [(ModelName, String)]) {
         self.remote = remote
@@ -269,10 +271,29 @@ public final class SyncDaemon {
         }
     }
 
+    /// The manifest as far as the remote's signed release vouches for it (all of it when this
+    /// device does not check releases). A manifest the server keeps answering 304 for while the
+    /// release names versions it lacks is fetched again in full: a frozen manifest shows up as an
+    /// error, not as "up to date".
     private func manifest() throws -> Manifest {
+        let gate = store.releaseGate(for: remote.location, trusted: options.trustedKeys, installDirectory: options.installRoot)
+        guard gate.isActive else { return try manifest(conditional: true) }
+        let release = try gate.accept(try remote.read(SignedRelease.path, limit: SignedRelease.maxEncodedSize))!
+        var manifest = try self.manifest(conditional: true)
+        func lacksSigned(_ m: Manifest) -> Bool {
+            options.follow.contains { name, _ in
+                let listed = Set(m.models[name.value]?.versions.map(\.version) ?? [])
+                return release.models[name.value]?.stages.values.contains { !listed.contains($0) } ?? false
+            }
+        }
+        if lacksSigned(manifest) { manifest = try self.manifest(conditional: false) }
+        return release.restrict(manifest)
+    }
+
+    private func manifest(conditional: Bool) throws -> Manifest {
         let cache = options.installRoot + "/" + Self.manifestCacheName
         let haveCache = FileSystem.exists(cache)
-        switch try remote.readIfChanged(RemoteLayout.manifest, validator: haveCache ? state.manifestValidator : nil,
+        switch try remote.readIfChanged(RemoteLayout.manifest, validator: haveCache && conditional ? state.manifestValidator : nil,
                                         limit: Manifest.maxEncodedSize) {
         case let .changed(bytes, validator):
             let m = try Manifest.decode(bytes, source: "\(remote.location)/manifest.json")
@@ -333,6 +354,7 @@ public final class SyncDaemon {
                 if FileSystem.isDirectory(dir.currentLink) { pull.seeds = [dir.currentLink] }
                 if options.memoryBudget > 0 { pull.applyMemoryBudget(options.memoryBudget) }
                 pull.useDeltas = options.useDeltas
+                pull.trustedKeys = options.trustedKeys
                 let stop = self.stop
                 pull.isCancelled = { stop.isSet }
                 let r = try store.pull(from: remote, ref: .exact(name, target), options: pull)

@@ -26,6 +26,9 @@ public struct PullOptions: Sendable {
     /// Checked between range requests; when it returns true the pull stops (what was already
     /// verified and committed stays, so the next pull resumes).
     public var isCancelled: (@Sendable () -> Bool)?
+    /// Public keys whose signed release metadata this device requires (--trust). A remote it
+    /// accepted signed metadata from before is checked even when this is empty.
+    public var trustedKeys: [Ed25519PublicKey] = []
 
     public init() {}
 
@@ -67,6 +70,15 @@ public struct PullResult: Sendable {
 
 extension Store {
     public var remoteIndexCacheRoot: String { root + "/cache/pack-indexes" }
+
+    /// The release checks for one remote; its record is kept in this store and, when a version
+    /// is installed, beside it, so losing either does not reopen the door to a replay.
+    public func releaseGate(for location: String, trusted: [Ed25519PublicKey], installDirectory: String?) -> ReleaseGate {
+        let name = ReleaseGate.recordName(for: location)
+        var paths = ["\(root)/trust/\(name)"]
+        if let installDirectory { paths.append("\(installDirectory)/.slmstore-trust/\(name)") }
+        return ReleaseGate(trusted: trusted, location: location, recordPaths: paths)
+    }
 
     /// Verified pack indexes of one remote. Kept apart per remote: another remote (or a forged
     /// answer from it) serving a different index under the same pack id cannot poison this one.
@@ -117,6 +129,9 @@ extension Store {
             if seen.count > 256 { throw SLMError.remote(url: location, problem: "more than 256 versions in the dependency graph") }
             let versionBytes = try reader.objectBytes(id, limit: VersionObject.maxEncodedSize)
             let object = try VersionObject.decode(versionBytes, source: "\(location)/\(RemoteLayout.objectPath(id))")
+            if let release = reader.release, !release.lists(n, v, id) {
+                throw SLMError.untrusted(source: "\(location)/\(SignedRelease.path)", problem: "\(n)@\(v) (\(id.hex.prefix(12))) is not in the signed release (serial \(release.serial))")
+            }
             guard object.name == n.value, object.version == v else {
                 throw SLMError.remote(url: location, problem: "ref \(n)@\(v) points to a version object for \(object.name)@\(object.version)")
             }
@@ -135,7 +150,9 @@ extension Store {
     public func pull(from remote: StoreBackend, ref: VersionRef, options: PullOptions = PullOptions()) throws -> PullResult {
         let started = Timestamp.monotonicSeconds()
         let trafficBefore = remote.traffic
-        let reader = RemoteReader(remote: remote, cacheDirectory: remoteIndexCache(for: remote.location))
+        let gate = releaseGate(for: remote.location, trusted: options.trustedKeys, installDirectory: options.installDirectory)
+        let release = gate.isActive ? try gate.accept(try remote.read(SignedRelease.path, limit: SignedRelease.maxEncodedSize)) : nil
+        let reader = RemoteReader(remote: remote, cacheDirectory: remoteIndexCache(for: remote.location), release: release)
         let remoteConfig = try reader.config()
 
         // 1. Resolve: the version and its dependencies, objects fetched and verified.

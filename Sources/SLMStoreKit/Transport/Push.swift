@@ -21,6 +21,10 @@ public struct PushResult: Sendable {
     /// Registry pages written (0 with web off).
     public var pagesWritten: Int
     public var seconds: Double
+    /// The signed release written (with --sign).
+    public var release: ReleaseSigningResult? = nil
+    /// Things the publisher should know that did not stop the push.
+    public var warnings: [String] = []
 }
 
 public struct PushOptions: Sendable {
@@ -34,6 +38,8 @@ public struct PushOptions: Sendable {
     public var deltas = true
     /// More versions to write delta sets against.
     public var deltaFrom: [VersionRef] = []
+    /// Sign release metadata after the manifest (push --sign).
+    public var signing: ReleaseSigning?
     public init() {}
 }
 
@@ -144,6 +150,15 @@ extension Store {
         }
         let manifest = try RemoteSetup.replaceManifest(destination, knownIndexes: remoteIndexes,
                                                        refresh: Set(selected.map(\.name.value)))
+        // The release is signed after the manifest, so it never vouches for versions the remote
+        // does not list yet; a device that sees the old release meanwhile just stays where it is.
+        var release: ReleaseSigningResult? = nil
+        var warnings: [String] = []
+        if let signing = options.signing {
+            release = try signRelease(on: destination, signing: signing)
+        } else if try destination.exists(SignedRelease.path) {
+            warnings.append("\(destination.location) has signed release metadata that this push did not renew: devices that check it will not see the versions pushed now (push again with --sign KEY)")
+        }
         CrashPoint.hit("push-before-web")
         // The pages of the models pushed, linking only to versions the remote lists; the index
         // from the manifest just written, so it shows every publisher's models.
@@ -162,7 +177,7 @@ extension Store {
         return PushResult(versionsPushed: toPush.map { "\($0.0.name)@\($0.0.version)" }, versionsPresent: present,
                           chunksCopied: missing.count, bytesCopied: copied, deltaSets: deltaLabels, deltaBytes: deltaBytes, stagesPushed: stagesPushed,
                           bytesSent: traffic.bytesSent, requests: traffic.requests, pagesWritten: pages,
-                          seconds: Timestamp.monotonicSeconds() - started)
+                          seconds: Timestamp.monotonicSeconds() - started, release: release, warnings: warnings)
     }
 
     /// The full record of a chunk stored as a delta: decoded (base read, hash checked) and
@@ -317,7 +332,7 @@ extension Store {
 /// indexes, rebuilding its manifest.
 enum RemoteSetup {
     // "config" too: seen in a listing, it means another publisher is creating the store right now.
-    static let layout: Set<String> = ["config", "packs", "objects", "refs", "registry", "deltas", "tmp", "locks", "web", "manifest.json"]
+    static let layout: Set<String> = ["config", "packs", "objects", "refs", "registry", "deltas", "tmp", "locks", "web", "manifest.json", "release.json"]
 
     /// Makes `backend` a store if it is not one yet. A location holding anything but store
     /// files is refused; two publishers creating one store at once both succeed.

@@ -12,9 +12,13 @@ public final class RemoteReader: Sendable {
     /// Metadata bytes read so far (config, manifest, refs, objects, pack indexes).
     public var metadataBytes: UInt64 { received.withLock { $0 } }
 
-    public init(remote: StoreBackend, cacheDirectory: String?) {
+    /// The signed release a device accepted from this remote: when set, only what it lists exists.
+    public let release: SignedRelease?
+
+    public init(remote: StoreBackend, cacheDirectory: String?, release: SignedRelease? = nil) {
         self.remote = remote
         self.cacheDirectory = cacheDirectory
+        self.release = release
     }
 
     private func get(_ path: String, limit: Int) throws -> [UInt8]? {
@@ -36,13 +40,18 @@ public final class RemoteReader: Sendable {
         guard let bytes = try get("manifest.json", limit: Manifest.maxEncodedSize) else {
             throw SLMError.remote(url: where_("manifest.json"), problem: "no manifest.json (was the store published with `slmstore push`?)")
         }
-        return try Manifest.decode(bytes, source: where_("manifest.json"))
+        let manifest = try Manifest.decode(bytes, source: where_("manifest.json"))
+        return release?.restrict(manifest) ?? manifest
     }
 
     public func versionRef(_ name: ModelName, _ version: SemVer) throws -> SHA256Digest? {
         let path = "refs/\(name.value)/@versions/\(version.description)"
         guard let bytes = try get(path, limit: 4096) else { return nil }
-        return try Store.parseRefFile(bytes, source: where_(path))
+        let id = try Store.parseRefFile(bytes, source: where_(path))
+        if let release, !release.lists(name, version, id) {
+            throw SLMError.untrusted(source: where_(path), problem: "\(name)@\(version) (\(id.hex.prefix(12))) is not in the signed release (serial \(release.serial))")
+        }
+        return id
     }
 
     /// An object's exact bytes, checked against its id: stored as they are, never re-encoded.
