@@ -161,9 +161,13 @@ let pullCommand = Command(
                       lists (repeatable; also SLMSTORE_TRUST=FILE:FILE). Refuses a release that is
                       expired, has a lower serial than one accepted before, or is unsigned once a
                       signed one was accepted from this remote (exit 8).
+      --token-file F  private http(s) remote: send the token in F as Authorization: Bearer
+                      (also SLMSTORE_TOKEN); otherwise a user:password in the URL, else the
+                      host's entry in ~/.netrc (--netrc-file F). Never printed or stored.
       --json          bytes_downloaded, requests, chunks_fetched, chunks_from_deltas, ...
     """,
-    spec: OptionSpec(values: ["--to", "--keep", "--seed", "--max-rate", "--parallel", "--endpoint", "--memory-budget", "--trust"],
+    spec: OptionSpec(values: ["--to", "--keep", "--seed", "--max-rate", "--parallel", "--endpoint", "--memory-budget", "--trust",
+                              "--token-file", "--netrc-file"],
                      repeatable: ["--seed", "--trust"], flags: ["--json", "--no-delta"])
 ) { a, ctx in
     try requirePositionals(a, "pull", min: 2, max: 2, usage: "slmstore pull REMOTE REF")
@@ -185,6 +189,8 @@ let pullCommand = Command(
     var remoteOptions = Remotes.Options()
     remoteOptions.maxBytesPerSecond = rate
     remoteOptions.endpoint = a.value("--endpoint")
+    remoteOptions.credentials.tokenFile = a.value("--token-file")
+    remoteOptions.credentials.netrcFile = a.value("--netrc-file")
     let remote = try Remotes.open(a.positionals[0], options: remoteOptions)
     // Tests shrink the commit batch to exercise resume on small models.
     if let v = getenv("SLMSTORE_PULL_COMMIT_BYTES").map({ String(cString: $0) }), let n = UInt64(v), n > 0 { options.commitEvery = n }

@@ -25,10 +25,12 @@ let syncCommand = Command(
       --no-delta            download full records only, never deltas against the installed version
       --trust PUB           install only what release metadata signed by this key lists
                             (repeatable; also SLMSTORE_TRUST=FILE:FILE). See `pull --help`.
+      --token-file F        send its token as Authorization: Bearer (also SLMSTORE_TOKEN)
+      --netrc-file F        basic-auth credentials per host (default ~/.netrc)
       --once   one round; exit 0 when up to date, 1 if the round failed
     """,
     spec: OptionSpec(values: ["--to", "--follow", "--interval", "--keep", "--on-update", "--max-rate", "--log-format", "--max-backoff", "--endpoint",
-                              "--device-id", "--health-check", "--health-timeout", "--config", "--memory-budget", "--trust"],
+                              "--device-id", "--health-check", "--health-timeout", "--config", "--memory-budget", "--trust", "--token-file", "--netrc-file"],
                      repeatable: ["--follow", "--trust"], flags: ["--once", "--no-delta"])
 ) { a0, ctx in
     // --config FILE: the same settings as "key = value" lines (remote, to, follow (repeatable),
@@ -53,6 +55,8 @@ let syncCommand = Command(
     o.deviceID = a.value("--device-id")
     o.useDeltas = !a.has("--no-delta")
     o.trustedKeys = try trustedKeys(a)
+    o.credentials.tokenFile = a.value("--token-file")
+    o.credentials.netrcFile = a.value("--netrc-file")
     if let b = a.value("--memory-budget") { o.memoryBudget = try parseSize(b, option: "--memory-budget") }
     o.healthCheck = a.value("--health-check")
     if let t = a.value("--health-timeout") { o.healthTimeout = try parseDuration(t, option: "--health-timeout") }
@@ -146,7 +150,7 @@ func parseDuration(_ s: String, option: String) throws -> Double {
 /// /etc/slmstore/<instance>.conf): one `key = value` per line, `#` comments, `follow` repeatable.
 enum SyncConfigFile {
     static let keys: Set<String> = ["remote", "to", "follow", "interval", "keep", "on-update", "health-check", "health-timeout",
-                                    "max-rate", "max-backoff", "log-format", "endpoint", "device-id", "store", "memory-budget", "trust"]
+                                    "max-rate", "max-backoff", "log-format", "endpoint", "device-id", "store", "memory-budget", "trust", "token-file", "netrc-file"]
 
     static func merge(_ path: String, into a: ParsedArguments) throws -> ParsedArguments {
         let text: String

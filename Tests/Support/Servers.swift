@@ -15,11 +15,27 @@ public final class NginxServer {
 
     /// `limitRate` (nginx syntax, e.g. "500k") slows every response, so a test can stop the
     /// server while a transfer is really in flight.
-    public init(serving root: String, port fixedPort: Int? = nil, limitRate: String? = nil) throws {
+    /// A private remote: nginx's own basic auth (a user file) or a bearer token it compares.
+    public enum Auth {
+        case basic(user: String, password: String)
+        case bearer(String)
+    }
+
+    public init(serving root: String, port fixedPort: Int? = nil, limitRate: String? = nil, auth: Auth? = nil) throws {
         self.root = root
         self.port = fixedPort ?? freePort()
         prefix = TestSupport.scratch("nginx")
         try FileManager.default.createDirectory(atPath: prefix + "/tmp", withIntermediateDirectories: true)
+        var location = ""
+        switch auth {
+        case let .basic(user, password)?:
+            try "\(user):{PLAIN}\(password)\n".write(toFile: prefix + "/htpasswd", atomically: true, encoding: .utf8)
+            location = "auth_basic \"slmstore\"; auth_basic_user_file \(prefix)/htpasswd;"
+        case let .bearer(token)?:
+            location = "if ($http_authorization != \"Bearer \(token)\") { add_header WWW-Authenticate Bearer always; return 401; }"
+        case nil:
+            break
+        }
         let conf = """
         \(getuid() == 0 ? "user root;" : "")
         daemon off;
@@ -39,7 +55,7 @@ public final class NginxServer {
                 listen 127.0.0.1:\(port);
                 root \(root);
                 \(limitRate.map { "limit_rate \($0);" } ?? "")
-                location / { }
+                location / { \(location) }
             }
         }
         """

@@ -30,6 +30,8 @@ public struct SyncOptions: Sendable {
     public var useDeltas = true
     /// Public keys whose signed release metadata the device requires (--trust).
     public var trustedKeys: [Ed25519PublicKey] = []
+    /// Where an http(s) remote's credentials come from.
+    public var credentials = HTTPCredentials.Sources()
 
     public init(remote: String, installRoot: String, follow: [(ModelName, String)]) {
         self.remote = remote
@@ -149,6 +151,7 @@ public final class SyncDaemon {
         var remoteOptions = Remotes.Options()
         remoteOptions.maxBytesPerSecond = options.maxBytesPerSecond
         remoteOptions.endpoint = options.endpoint
+        remoteOptions.credentials = options.credentials
         let stop = self.stop
         remoteOptions.isCancelled = { stop.isSet }
         remote = try Remotes.open(options.remote, options: remoteOptions)
@@ -157,7 +160,7 @@ public final class SyncDaemon {
         }
         deviceID = try DeviceIdentity.resolve(root: options.installRoot, explicit: options.deviceID)
         state = SyncState.load(options.installRoot)
-        state.remote = options.remote
+        state.remote = remote.location
         state.pid = getpid()
         for (name, _) in options.follow {
             let dir = InstallDirectory(root: "\(options.installRoot)/\(name.value)")
@@ -197,7 +200,7 @@ public final class SyncDaemon {
     /// Runs rounds until stopped (or once). Returns true if the last round succeeded.
     @discardableResult
     public func run(once: Bool) -> Bool {
-        log("start", "following \(options.follow.map { "\($0.0)@\($0.1)" }.joined(separator: ", ")) from \(options.remote) into \(options.installRoot)",
+        log("start", "following \(options.follow.map { "\($0.0)@\($0.1)" }.joined(separator: ", ")) from \(remote.location) into \(options.installRoot)",
             ["pid": .int(getpid()), "device_id": .string(deviceID)])
         for p in pendingRecovered { log("health", "\(p): the health check was interrupted; back on the version that passed, checking again") }
         var ok = false

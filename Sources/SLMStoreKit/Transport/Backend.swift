@@ -236,6 +236,8 @@ public enum Remotes {
         /// Multipart part size for s3:// uploads (at least 5 MiB, S3's minimum).
         public var s3PartSize = 16 << 20
         public var environment: [String: String] = ProcessInfo.processInfo.environment
+        /// For http(s) remotes: where credentials come from (the environment above is used too).
+        public var credentials = HTTPCredentials.Sources()
         public init() {}
     }
 
@@ -245,13 +247,19 @@ public enum Remotes {
         var base: StoreBackend
         if location.hasPrefix("http://") || location.hasPrefix("https://") {
             guard let url = URL(string: location.hasSuffix("/") ? String(location.dropLast()) : location), url.host != nil else {
-                throw SLMError.argument("invalid remote URL \"\(location)\"")
+                throw SLMError.argument("invalid remote URL \"\(HTTPCredentials.redact(location))\"")
             }
-            base = HTTPBackend(base: url)
+            var sources = options.credentials
+            sources.environment = options.environment
+            var policy = HTTPClient.Policy()
+            policy.isCancelled = options.isCancelled
+            base = HTTPBackend(base: url, credentials: try HTTPCredentials.resolve(for: url, sources: sources), policy: policy)
         } else if location.hasPrefix("s3://") {
             let (bucket, prefix) = try S3Backend.parse(location)
+            var policy = HTTPClient.Policy()
+            policy.isCancelled = options.isCancelled
             base = S3Backend(bucket: bucket, prefix: prefix, config: try AWSConfig.resolve(endpoint: options.endpoint, environment: options.environment),
-                             partSize: options.s3PartSize)
+                             partSize: options.s3PartSize, policy: policy)
         } else if let scheme = location.range(of: "://").map({ String(location[..<$0.lowerBound]) }) {
             throw SLMError.argument("unsupported remote \"\(location)\": \(scheme):// is not a kind of remote slmstore knows; use a directory path, s3://, http:// or https://")
         } else {

@@ -8,16 +8,36 @@ import FoundationNetworking
 #endif
 
 public final class HTTPBackend: StoreBackend {
+    /// The remote's URL without credentials.
     public let base: URL
     let client: HTTPClient
+    let credentials: HTTPCredentials?
     private let counter = TrafficCounter()
 
-    public init(base: URL, policy: HTTPClient.Policy = HTTPClient.Policy()) {
-        self.base = base
+    /// A user:password in `base` is used as credentials unless `credentials` are given.
+    public init(base: URL, credentials: HTTPCredentials? = nil, policy: HTTPClient.Policy = HTTPClient.Policy()) {
+        self.base = URL(string: HTTPCredentials.redact(base.absoluteString)) ?? base
+        self.credentials = credentials ?? base.user.map {
+            HTTPCredentials.basic($0.removingPercentEncoding ?? $0, base.password.map { $0.removingPercentEncoding ?? $0 } ?? "",
+                                  source: "the user:password in the remote URL")
+        }
         client = HTTPClient(policy: policy)
     }
 
     public var location: String { base.absoluteString }
+
+    private func perform(_ u: URL, method: String = "GET", headers: [String: String] = [:], limit: Int) throws -> HTTPResponse {
+        var h = headers
+        if let credentials { h["Authorization"] = credentials.authorization }
+        let r = try client.perform(u, method: method, headers: h, limit: limit)
+        // A refusal of credentials is final: retrying with the same ones cannot help.
+        if r.status == 401 || (r.status == 403 && credentials != nil) {
+            let tried = credentials.map { "credentials from \($0.source) were refused" }
+                ?? "no credentials were sent (set SLMSTORE_TOKEN or --token-file, or add the host to ~/.netrc)"
+            throw SLMError.remoteStatus(url: u.absoluteString, status: r.status, problem: "authentication failed: \(tried)")
+        }
+        return r
+    }
     public var traffic: Traffic { counter.snapshot }
     public var isWritable: Bool { false }
 
@@ -25,7 +45,7 @@ public final class HTTPBackend: StoreBackend {
 
     private func get(_ path: String, headers: [String: String] = [:], limit: Int) throws -> (URL, HTTPResponse) {
         let u = url(path)
-        let r = try client.perform(u, headers: headers, limit: limit)
+        let r = try perform(u, headers: headers, limit: limit)
         counter.received(r.body.count)
         return (u, r)
     }
@@ -43,7 +63,7 @@ public final class HTTPBackend: StoreBackend {
 
     public func exists(_ path: String) throws -> Bool {
         let u = url(path)
-        let r = try client.perform(u, method: "HEAD", limit: 0)
+        let r = try perform(u, method: "HEAD", limit: 0)
         counter.received(0)
         if isAbsent(r.status, path) { return false }
         guard r.status == 200 else { throw SLMError.remoteStatus(url: u.absoluteString, status: r.status, problem: "") }
@@ -79,7 +99,7 @@ public final class HTTPBackend: StoreBackend {
         let u = url(path)
         let r: HTTPResponse
         do {
-            r = try client.perform(u, headers: ["Range": "bytes=\(span)"], limit: Int(range.count))
+            r = try perform(u, headers: ["Range": "bytes=\(span)"], limit: Int(range.count))
         } catch let SLMError.transport(url, problem, transient) {
             throw SLMError.transport(url: url, problem: "range \(span): \(problem)", transient: transient)
         }

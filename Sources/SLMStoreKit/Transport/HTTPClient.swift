@@ -1,7 +1,8 @@
 // A small synchronous HTTP client over URLSession (FoundationNetworking on Linux) that treats
 // every response as hostile: bodies are bounded while they arrive, redirects are limited, and
-// each request has an idle timeout and an overall deadline. One request, no retries: retry and
-// rate limits are backend wrappers (Backend.swift).
+// each request has an idle timeout, a minimum transfer rate and an overall deadline, and stops
+// within a quarter second of a cancel. One request, no retries: retry and rate limits are
+// backend wrappers (Backend.swift).
 
 import Foundation
 #if canImport(FoundationNetworking)
@@ -46,11 +47,17 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
         /// Longest a whole request may take, however steadily a server trickles.
         public var deadline: TimeInterval = 600
         public var maxRedirects = 5
+        /// A request that receives fewer than `minimumRate` bytes a second, averaged over
+        /// `rateWindow` seconds, is cut: a trickling server cannot hold it up to the deadline.
+        public var minimumRate: Double = 1024
+        public var rateWindow: TimeInterval = 30
+        /// Checked four times a second while waiting; true cancels the request (SIGTERM).
+        public var isCancelled: @Sendable () -> Bool = { false }
         public init() {}
     }
 
     private final class TaskState {
-        var data = Data()
+        var data: [UInt8] = []
         var limit: Int
         var response: HTTPURLResponse?
         var error: Error?
@@ -59,6 +66,14 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
         var expectsPartial = false
         var redirects = 0
         var overDeadline = false
+        var tooSlow = false
+        /// The server asked for credentials (a 401 challenge), which the caller's header did not satisfy.
+        var challenged = false
+        var cancelled = false
+        /// Bytes received so far; read by the waiting thread for the rate check.
+        var received = 0
+        /// Where `Authorization` may go: never to another host a redirect names.
+        var host: String?
         /// HEAD: Content-Length describes the file, not this (empty) body.
         var headOnly = false
         let done = DispatchSemaphore(value: 0)
@@ -106,17 +121,40 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
         lock.lock()
         states[task.taskIdentifier] = state
         lock.unlock()
+        state.host = url.host
         task.resume()
-        if state.done.wait(timeout: .now() + policy.deadline) == .timedOut {
-            state.overDeadline = true
+        let started = Timestamp.monotonicSeconds()
+        var samples: [(Double, Int)] = [(started, 0)]
+        while state.done.wait(timeout: .now() + 0.25) == .timedOut {
+            let now = Timestamp.monotonicSeconds()
+            lock.lock()
+            let received = state.received
+            lock.unlock()
+            samples.append((now, received))
+            while let first = samples.first, now - first.0 > policy.rateWindow { samples.removeFirst() }
+            if policy.isCancelled() {
+                state.cancelled = true
+            } else if now - started > policy.deadline {
+                state.overDeadline = true
+            } else if now - started >= policy.rateWindow, let first = samples.first,
+                      Double(received - first.1) < policy.minimumRate * (now - first.0) * 0.999 {
+                state.tooSlow = true
+            } else {
+                continue
+            }
             task.cancel()
             state.done.wait()
+            break
         }
         lock.lock()
         states[task.taskIdentifier] = nil
         lock.unlock()
+        if state.cancelled { throw SLMError.cancelled }
         if state.overDeadline {
             throw fail("no complete response within \(Int(policy.deadline)) s", transient: true)
+        }
+        if state.tooSlow {
+            throw fail("transfer slower than \(Int(policy.minimumRate)) bytes/s over \(Int(policy.rateWindow)) s", transient: true)
         }
         if state.ignoredRange {
             throw fail("server ignored the Range header (answered 200 with the whole file)", transient: false)
@@ -127,10 +165,17 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
         if state.redirects > policy.maxRedirects {
             throw fail("too many redirects (more than \(policy.maxRedirects))", transient: false)
         }
+        if state.challenged {
+            return HTTPResponse(status: state.response?.statusCode ?? 401, headers: [:], body: [])
+        }
         if let error = state.error {
             let ns = error as NSError
             if ns.domain == NSURLErrorDomain && ns.code == NSURLErrorHTTPTooManyRedirects {
                 throw fail("redirect loop", transient: false)
+            }
+            // A certificate the client does not accept stays unaccepted: no retry can fix it.
+            if ns.domain == NSURLErrorDomain && (NSURLErrorClientCertificateRequired...NSURLErrorSecureConnectionFailed).contains(ns.code) {
+                throw fail("TLS: \(ns.localizedDescription) (the server's certificate is not trusted by this system's CA bundle)", transient: false)
             }
             throw fail(ns.localizedDescription, transient: true)
         }
@@ -139,7 +184,7 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
         for (k, v) in response.allHeaderFields {
             if let k = k as? String, let v = v as? String { headers[k.lowercased()] = v }
         }
-        return HTTPResponse(status: response.statusCode, headers: headers, body: [UInt8](state.data))
+        return HTTPResponse(status: response.statusCode, headers: headers, body: state.data)
     }
 
     private func state(_ task: URLSessionTask) -> TaskState? {
@@ -164,6 +209,9 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
                 completionHandler(.cancel)
                 return
             }
+            // Room for the whole body at once (it is bounded by `limit` above), instead of
+            // doubling as pieces arrive.
+            if !s.headOnly, let length = s.response?.expectedContentLength, length > 0 { s.data.reserveCapacity(Int(length)) }
         }
         completionHandler(.allow)
     }
@@ -175,11 +223,27 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
             dataTask.cancel()
             return
         }
-        s.data.append(data)
+        s.data.append(contentsOf: data)
+        lock.lock()
+        s.received = s.data.count
+        lock.unlock()
+    }
+
+    /// Credentials are sent as headers the caller sets; a server's challenge is never answered
+    /// from here (answering "no" at once turns a 401 into a status the caller reports, instead of
+    /// a request that waits for credentials nobody will give).
+    public func urlSession(_ session: URLSession, task: URLSessionTask, didReceive challenge: URLAuthenticationChallenge,
+                           completionHandler: @escaping (URLSession.AuthChallengeDisposition, URLCredential?) -> Void) {
+        if let s = state(task) {
+            s.challenged = true
+            if let r = challenge.failureResponse as? HTTPURLResponse { s.response = r }
+        }
+        completionHandler(.cancelAuthenticationChallenge, nil)
     }
 
     public func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
                            newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void) {
+        var next = request
         if let s = state(task) {
             s.redirects += 1
             if s.redirects > policy.maxRedirects {
@@ -187,14 +251,16 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
                 task.cancel()
                 return
             }
+            // Credentials stay with the host they were given for.
+            if request.url?.host != s.host { next.setValue(nil, forHTTPHeaderField: "Authorization") }
         }
-        completionHandler(request)
+        completionHandler(next)
     }
 
     public func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: Error?) {
         guard let s = state(task) else { return }
         if s.response == nil, let r = task.response as? HTTPURLResponse { s.response = r }
-        s.error = s.oversize || s.ignoredRange || s.overDeadline || s.redirects > policy.maxRedirects ? nil : error
+        s.error = s.oversize || s.ignoredRange || s.overDeadline || s.tooSlow || s.cancelled || s.challenged || s.redirects > policy.maxRedirects ? nil : error
         s.done.signal()
     }
 }
