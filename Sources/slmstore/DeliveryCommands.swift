@@ -161,13 +161,17 @@ let pullCommand = Command(
                       lists (repeatable; also SLMSTORE_TRUST=FILE:FILE). Refuses a release that is
                       expired, has a lower serial than one accepted before, or is unsigned once a
                       signed one was accepted from this remote (exit 8).
+      --max-install-size S  refuse, before downloading, a version whose files (with its
+                      dependencies) add up to more than S, e.g. 8G. Whatever the size, a pull
+                      refuses to download or install what would leave less than 5% of the disk
+                      (at most 256 MiB) free.
       --token-file F  private http(s) remote: send the token in F as Authorization: Bearer
                       (also SLMSTORE_TOKEN); otherwise a user:password in the URL, else the
                       host's entry in ~/.netrc (--netrc-file F). Never printed or stored.
       --json          bytes_downloaded, requests, chunks_fetched, chunks_from_deltas, ...
     """,
     spec: OptionSpec(values: ["--to", "--keep", "--seed", "--max-rate", "--parallel", "--endpoint", "--memory-budget", "--trust",
-                              "--token-file", "--netrc-file"],
+                              "--token-file", "--netrc-file", "--max-install-size"],
                      repeatable: ["--seed", "--trust"], flags: ["--json", "--no-delta"])
 ) { a, ctx in
     try requirePositionals(a, "pull", min: 2, max: 2, usage: "slmstore pull REMOTE REF")
@@ -180,6 +184,7 @@ let pullCommand = Command(
     options.seeds = a.all("--seed")
     options.useDeltas = !a.has("--no-delta")
     options.trustedKeys = try trustedKeys(a)
+    if let m = a.value("--max-install-size") { options.maxInstallSize = try parseSize(m, option: "--max-install-size") }
     if let b = a.value("--memory-budget") { options.applyMemoryBudget(try parseSize(b, option: "--memory-budget")) }
     if let p = a.value("--parallel") {
         guard let n = Int(p), (1...32).contains(n) else { throw SLMError.argument("pull: --parallel must be 1 to 32") }

@@ -27,10 +27,11 @@ let syncCommand = Command(
                             (repeatable; also SLMSTORE_TRUST=FILE:FILE). See `pull --help`.
       --token-file F        send its token as Authorization: Bearer (also SLMSTORE_TOKEN)
       --netrc-file F        basic-auth credentials per host (default ~/.netrc)
+      --max-install-size S  refuse a version whose files add up to more than S (e.g. 8G)
       --once   one round; exit 0 when up to date, 1 if the round failed
     """,
     spec: OptionSpec(values: ["--to", "--follow", "--interval", "--keep", "--on-update", "--max-rate", "--log-format", "--max-backoff", "--endpoint",
-                              "--device-id", "--health-check", "--health-timeout", "--config", "--memory-budget", "--trust", "--token-file", "--netrc-file"],
+                              "--device-id", "--health-check", "--health-timeout", "--config", "--memory-budget", "--trust", "--token-file", "--netrc-file", "--max-install-size"],
                      repeatable: ["--follow", "--trust"], flags: ["--once", "--no-delta"])
 ) { a0, ctx in
     // --config FILE: the same settings as "key = value" lines (remote, to, follow (repeatable),
@@ -56,6 +57,7 @@ let syncCommand = Command(
     o.useDeltas = !a.has("--no-delta")
     o.trustedKeys = try trustedKeys(a)
     o.credentials.tokenFile = a.value("--token-file")
+    if let m = a.value("--max-install-size") { o.maxInstallSize = try parseSize(m, option: "--max-install-size") }
     o.credentials.netrcFile = a.value("--netrc-file")
     if let b = a.value("--memory-budget") { o.memoryBudget = try parseSize(b, option: "--memory-budget") }
     o.healthCheck = a.value("--health-check")
@@ -150,7 +152,7 @@ func parseDuration(_ s: String, option: String) throws -> Double {
 /// /etc/slmstore/<instance>.conf): one `key = value` per line, `#` comments, `follow` repeatable.
 enum SyncConfigFile {
     static let keys: Set<String> = ["remote", "to", "follow", "interval", "keep", "on-update", "health-check", "health-timeout",
-                                    "max-rate", "max-backoff", "log-format", "endpoint", "device-id", "store", "memory-budget", "trust", "token-file", "netrc-file"]
+                                    "max-rate", "max-backoff", "log-format", "endpoint", "device-id", "store", "memory-budget", "trust", "token-file", "netrc-file", "max-install-size"]
 
     static func merge(_ path: String, into a: ParsedArguments) throws -> ParsedArguments {
         let text: String

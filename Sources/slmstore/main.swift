@@ -70,7 +70,7 @@ func exitCode(for error: SLMError) -> Int32 {
     case .argument: return 2
     case .notFound: return 3
     case .conflict: return 4
-    case .damaged: return 5
+    case .damaged, .fileMismatch: return 5
     case .remote, .remoteStatus, .transport: return 6
     case .unsupportedFormat: return 7
     case .untrusted: return 8

@@ -178,6 +178,31 @@ final class DeliveryTests: XCTestCase {
         XCTAssertEqual(TestSupport.cli(["verify"], store: edge).status, 0)
     }
 
+    /// One forged answer for an index from this same remote (a man in the middle): the manifest
+    /// names each index's checksum, so the forged one is refused and never cached, and once the
+    /// real one is served the pull succeeds.
+    func testAForgedIndexFromTheSameRemoteIsRefusedByItsChecksumAndNotCached() throws {
+        let manifest = try Manifest.decode(TestSupport.read(remote + "/manifest.json"), source: "manifest")
+        XCTAssertEqual(Set(manifest.packIndexChecksums.keys), Set(manifest.packs))
+        let ids = try FileSystem.listDirectory(remote + "/packs").filter { $0.hasSuffix(".idx") }.sorted()
+        let other = TestSupport.safetensors([("x", "BF16", [200_000], TestSupport.bf16Like(400_000, seed: 78))])
+        TestSupport.write(other, to: dir + "/other/x.safetensors")
+        let scratch = dir + "/scratch-store"
+        XCTAssertEqual(TestSupport.cli(["add", "x@1.0.0", dir + "/other"], store: scratch).status, 0)
+        let otherIdx = try XCTUnwrap(try FileSystem.listDirectory(scratch + "/packs").first { $0.hasSuffix(".idx") })
+        var saved: [String: [UInt8]] = [:]
+        for id in ids {
+            saved[id] = TestSupport.read(remote + "/packs/" + id)
+            TestSupport.write(TestSupport.read(scratch + "/packs/" + otherIdx), to: remote + "/packs/" + id)
+        }
+        let forged = pull("intent@2.1.0")
+        XCTAssertEqual(forged.status, 6)
+        XCTAssertTrue(forged.stderr.contains("the manifest lists"), forged.stderr)
+        for (id, bytes) in saved { TestSupport.write(bytes, to: remote + "/packs/" + id) }
+        let r = pull("intent@2.1.0")
+        XCTAssertEqual(r.status, 0, r.stderr)
+    }
+
     func testTreeWithEscapingPathOnTheRemoteIsRefused() throws {
         let store = try Store.open(at: remote)
         let entry = FileEntry(path: "../../escape.txt", size: 0, sha256: SHA256Hasher.hash([]), chunks: [], safetensors: nil)

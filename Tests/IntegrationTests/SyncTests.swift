@@ -283,7 +283,7 @@ final class SyncTests: XCTestCase {
         let full = try daemon(tiny, extra: ["--once"])
         full.process.waitUntilExit()
         XCTAssertEqual(full.process.terminationStatus, 1)
-        XCTAssertTrue(full.events.contains { ($0["message"]?.stringValue ?? "").contains("No space left") }, full.events.map { $0.canonicalString() }.joined())
+        XCTAssertTrue(full.events.contains { ($0["message"]?.stringValue ?? "").contains("not enough disk space") }, full.events.map { $0.canonicalString() }.joined())
         XCTAssertEqual(checkCurrent(tiny).version, "1.0.0")
         XCTAssertTrue(checkCurrent(tiny).ok)
         // Space comes back (the old version is dropped by hand): the daemon recovers.

@@ -12,6 +12,23 @@ public final class InstallDirectory: Sendable {
 
     public init(root: String) { self.root = root }
 
+    /// The directory of model `name` under an install root holding one directory per model
+    /// (`sync --to ROOT`). A model name comes from a remote (a dependency), so it must not
+    /// address a version directory or `current` of another model's directory, nor lie inside one.
+    public static func forModel(_ name: ModelName, under installRoot: String) throws -> InstallDirectory {
+        let segments = name.value.split(separator: "/").map(String.init)
+        for (i, segment) in segments.enumerated() where i > 0 {
+            if segment == "current" || (try? SemVer(segment)) != nil {
+                throw SLMError.remote(url: name.value, problem: "model name \"\(name)\" would install into another model's directory (its segment \"\(segment)\" names a version or `current`); refused")
+            }
+            let ancestor = InstallDirectory(root: installRoot + "/" + segments[..<i].joined(separator: "/"))
+            if ancestor.current() != nil || FileSystem.exists(ancestor.root + "/" + historyName) {
+                throw SLMError.remote(url: name.value, problem: "model name \"\(name)\" lies inside the install directory of model \"\(segments[..<i].joined(separator: "/"))\"; refused")
+            }
+        }
+        return InstallDirectory(root: installRoot + "/" + name.value)
+    }
+
     public var currentLink: String { root + "/current" }
 
     public func path(of version: String) -> String { "\(root)/\(version)" }
@@ -47,6 +64,7 @@ public final class InstallDirectory: Sendable {
         try FileSystem.makeDirectories(root)
         removeIncomplete()
         if installedID(of: version) == id { return false }
+        try DiskSpace.require(tree.files.reduce(UInt64(0)) { $0 + $1.size }, at: root, for: "installing \(label)")
         let incoming = "\(root)/.incoming-\(version)-\(FileSystem.randomHex(4))"
         do {
             _ = try store.checkout(tree: tree, versionLabel: label, to: incoming, force: false, progress: progress)

@@ -23,7 +23,8 @@ public struct TreeObject: Equatable, Sendable {
     public static let magic: [UInt8] = Array("SLMTREE\0".utf8)
     public static let formatVersion: UInt32 = 1
     /// Bound on a tree object's size when read from disk or a remote.
-    public static let maxEncodedSize = 512 * 1024 * 1024
+    /// 64 MiB: 3 million chunks, a 200 GB model; in memory a tree costs about 4.5 times its size.
+    public static let maxEncodedSize = 64 << 20
 
     /// Sorted by path (UTF-8 byte order); paths are unique.
     public private(set) var files: [FileEntry]

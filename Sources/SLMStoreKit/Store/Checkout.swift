@@ -94,7 +94,8 @@ extension Store {
         }
         let digest = sha.finish()
         guard digest == entry.sha256 else {
-            throw SLMError.damaged(path: root, problem: "\(versionLabel) file \(entry.path) reassembles to SHA-256 \(digest.hex), expected \(entry.sha256.hex)")
+            throw SLMError.fileMismatch(path: root, problem: "\(versionLabel) file \(entry.path) reassembles to SHA-256 \(digest.hex), expected \(entry.sha256.hex)",
+                                        chunks: entry.chunks.map(\.id))
         }
     }
 

@@ -40,8 +40,13 @@ public struct Manifest: Sendable {
     public var lastUpdated: String
     public var models: [String: ModelEntry]
     public var packs: [PackID]
+    /// The SHA-256 trailer of each pack's index, so a reader can tell a cached or served index
+    /// from the one the publisher wrote.
+    public var packIndexChecksums: [PackID: SHA256Digest] = [:]
 
-    public static let maxEncodedSize = 256 * 1024 * 1024
+    /// 32 MiB: some 25,000 versions with their file lists. Parsing costs about ten times the
+    /// size, so this is what bounds a hostile manifest's cost on a device.
+    public static let maxEncodedSize = 32 << 20
 
     public var json: JSONValue {
         var models: [String: JSONValue] = [:]
@@ -78,10 +83,14 @@ public struct Manifest: Sendable {
             if let latest = Manifest.latest(m.versions) { entry["latest"] = .string(latest.version) }
             models[name] = .object(entry)
         }
-        return .object([
+        var top: [String: JSONValue] = [
             "format": .int(1), "project": .string(project), "last_updated": .string(lastUpdated),
             "models": .object(models), "packs": .array(packs.map { .string($0.hex) }),
-        ])
+        ]
+        if !packIndexChecksums.isEmpty {
+            top["pack_index_sha256"] = .object(Dictionary(uniqueKeysWithValues: packIndexChecksums.map { ($0.key.hex, .string($0.value.hex)) }))
+        }
+        return .object(top)
     }
 
     static func latest(_ versions: [VersionEntry]) -> VersionEntry? {
@@ -136,8 +145,15 @@ public struct Manifest: Sendable {
             models[name] = ModelEntry(versions: versions, stages: stages, rollouts: rollouts)
         }
         let packs = (v["packs"]?.arrayValue ?? []).compactMap { $0.stringValue.flatMap(PackID.init(hex:)) }
-        return Manifest(project: v["project"]?.stringValue ?? "", lastUpdated: v["last_updated"]?.stringValue ?? "",
-                        models: models, packs: packs)
+        var checksums: [PackID: SHA256Digest] = [:]
+        for (id, sum) in v["pack_index_sha256"]?.objectValue ?? [:] {
+            guard let p = PackID(hex: id), let d = sum.stringValue.flatMap(SHA256Digest.init(hex:)) else { throw bad("bad pack_index_sha256 entry \(id)") }
+            checksums[p] = d
+        }
+        var m = Manifest(project: v["project"]?.stringValue ?? "", lastUpdated: v["last_updated"]?.stringValue ?? "",
+                         models: models, packs: packs)
+        m.packIndexChecksums = checksums
+        return m
     }
 }
 

@@ -89,8 +89,12 @@ public struct PackIndexEntry: Equatable, Sendable {
 public struct PackIndex: Sendable {
     public var packSize: UInt64
     public var entries: [PackIndexEntry]
+    /// The SHA-256 trailer of the encoded index, when it was decoded (what manifests list).
+    public var checksum: SHA256Digest?
 
-    public static let maxEncodedSize = 1 << 30
+    /// 128 MiB: 3.7 million entries, far beyond any pack a writer makes (256 MiB packs of chunks
+    /// of 16 KiB and up), and small enough that a hostile index cannot exhaust a device's memory.
+    public static let maxEncodedSize = 128 << 20
 
     public init(packSize: UInt64, entries: [PackIndexEntry]) {
         self.packSize = packSize
@@ -128,7 +132,10 @@ public struct PackIndex: Sendable {
             throw bad("size \(b.count) does not match \(count) entries")
         }
         let body = b.count - 32
-        guard SHA256Hasher.hash(Array(b[0..<body])).bytes == Array(b[body...]) else { throw bad("checksum mismatch") }
+        let h = SHA256Hasher()
+        b.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[0..<body])) }
+        let checksum = h.finish()
+        guard checksum.bytes == Array(b[body...]) else { throw bad("checksum mismatch") }
         var entries: [PackIndexEntry] = []
         entries.reserveCapacity(count)
         var at = PackFormat.indexHeaderSize
@@ -149,7 +156,9 @@ public struct PackIndex: Sendable {
             entries.append(PackIndexEntry(id: id, offset: offset, storedLength: stored, rawLength: raw, codec: codec))
             at += PackFormat.indexEntrySize
         }
-        return PackIndex(packSize: packSize, entries: entries)
+        var index = PackIndex(packSize: packSize, entries: entries)
+        index.checksum = checksum
+        return index
     }
 }
 

@@ -18,6 +18,9 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
     case unsupportedFormat(path: String, what: String, found: UInt64, supported: UInt64)
     /// Bytes in the store (or from a remote) are not what they claim to be.
     case damaged(path: String, problem: String)
+    /// A file reassembled from chunks that each passed their XXH3 check does not have the
+    /// SHA-256 its tree names: one of `chunks` collides with another chunk's id.
+    case fileMismatch(path: String, problem: String, chunks: [ChunkID])
     /// An operating-system call failed; `errno` is the cause.
     case io(path: String, operation: String, errno: Int32)
     /// A remote answered with a status the operation cannot use.
@@ -43,6 +46,7 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
         case let .unsupportedFormat(path, what, found, supported):
             return "\(path): \(what) format \(found) is newer than this build of slmstore understands (\(supported)); upgrade slmstore"
         case let .damaged(path, problem): return "\(path): corrupt: \(problem)"
+        case let .fileMismatch(path, problem, _): return "\(path): corrupt: \(problem)"
         case let .io(path, operation, code):
             return "\(path): \(operation) failed: \(String(cString: strerror(code)))"
         case let .remoteStatus(url, status, problem): return "\(url): HTTP \(status)\(problem.isEmpty ? "" : ": " + problem)"

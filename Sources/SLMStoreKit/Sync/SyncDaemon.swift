@@ -30,6 +30,8 @@ public struct SyncOptions: Sendable {
     public var useDeltas = true
     /// Public keys whose signed release metadata the device requires (--trust).
     public var trustedKeys: [Ed25519PublicKey] = []
+    /// Refuse versions whose files add up to more than this (0: no limit).
+    public var maxInstallSize: UInt64 = 0
     /// Where an http(s) remote's credentials come from.
     public var credentials = HTTPCredentials.Sources()
 
@@ -317,7 +319,7 @@ public final class SyncDaemon {
         for (name, selector) in options.follow {
             if isStopping { break }
             var (target, targetID) = try RemoteSelection.select(name, selector, in: manifest, location: remote.location)
-            let dir = InstallDirectory(root: "\(options.installRoot)/\(name.value)")
+            let dir = try InstallDirectory.forModel(name, under: options.installRoot)
             var rejected = try RejectedVersions.load(dir)
             var rolloutReset: UInt64 = 0
             // A staged rollout on the followed stage: this device takes its version if it falls in
@@ -347,6 +349,7 @@ public final class SyncDaemon {
             let started = Timestamp.monotonicSeconds()
             var fields: [String: JSONValue] = ["model": .string(name.value), "old": current.map { .string($0) } ?? .null,
                                                "new": .string(target.description)]
+            var pulled: PullResult? = nil
             if dir.installedID(of: target.description) == targetID {
                 // Already on disk (a rollback): switch without downloading.
                 fields["chunk_bytes"] = .int(0)
@@ -358,9 +361,11 @@ public final class SyncDaemon {
                 if options.memoryBudget > 0 { pull.applyMemoryBudget(options.memoryBudget) }
                 pull.useDeltas = options.useDeltas
                 pull.trustedKeys = options.trustedKeys
+                pull.maxInstallSize = options.maxInstallSize
                 let stop = self.stop
                 pull.isCancelled = { stop.isSet }
                 let r = try store.pull(from: remote, ref: .exact(name, target), options: pull)
+                pulled = r
                 guard r.versionID == targetID else {
                     throw SLMError.remote(url: remote.location, problem: "\(name)@\(target) is \(r.versionID.hex.prefix(12)) but the manifest says \(targetID.hex.prefix(12))")
                 }
@@ -373,8 +378,17 @@ public final class SyncDaemon {
             }
             // Record the check before the flip, so a kill before the verdict is undone at restart.
             if options.healthCheck != nil { try PendingCheck(version: target.description, previous: current).save(dir) }
-            try dir.installAndActivate(store: store, tree: try store.readTree(try store.readVersion(targetID).tree),
-                                       version: target.description, id: targetID, label: "\(name)@\(target)", keep: options.keep)
+            do {
+                try dir.installAndActivate(store: store, tree: try store.readTree(try store.readVersion(targetID).tree),
+                                           version: target.description, id: targetID, label: "\(name)@\(target)", keep: options.keep)
+            } catch let SLMError.fileMismatch(path, problem, chunks) {
+                try? PendingCheck.clear(dir)
+                if let added = pulled?.addedChunks {
+                    try store.quarantine(chunks.filter(added.contains),
+                                         versions: [ResolvedVersion(name: name, version: target, id: targetID, object: try store.readVersion(targetID))])
+                }
+                throw SLMError.fileMismatch(path: path, problem: problem + "; its chunks were dropped from the device store", chunks: chunks)
+            }
             if let command = options.healthCheck {
                 CrashPoint.hit("sync-before-health-check")
                 let verdict = HealthCheck.run(command, environment: hookEnvironment(model: name.value, old: current, new: target.description),
@@ -415,7 +429,7 @@ public final class SyncDaemon {
         for label in r.versions.dropFirst() {
             let dep = try store.resolve(label)
             guard !followed.contains(dep.name.value) else { continue }
-            let dir = InstallDirectory(root: "\(options.installRoot)/\(dep.name.value)")
+            let dir = try InstallDirectory.forModel(dep.name, under: options.installRoot)
             if dir.current() == dep.version.description && dir.installedID(of: dep.version.description) == dep.id { continue }
             try dir.installAndActivate(store: store, tree: try store.readTree(dep.object.tree), version: dep.version.description,
                                        id: dep.id, label: label, keep: options.keep)

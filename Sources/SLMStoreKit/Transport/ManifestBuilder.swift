@@ -106,7 +106,9 @@ enum ManifestBuilder {
         let location = backend.location
         let project = location.contains("://") ? (URL(string: location)?.lastPathComponent ?? location)
                                                : FileSystem.basename(FileSystem.absolutePath(location))
-        return Manifest(project: project, lastUpdated: Timestamp.now(), models: models, packs: indexes.keys.sorted())
+        var manifest = Manifest(project: project, lastUpdated: Timestamp.now(), models: models, packs: indexes.keys.sorted())
+        manifest.packIndexChecksums = indexes.compactMapValues(\.checksum)
+        return manifest
     }
 }
 

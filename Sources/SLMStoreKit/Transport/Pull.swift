@@ -29,6 +29,9 @@ public struct PullOptions: Sendable {
     /// Public keys whose signed release metadata this device requires (--trust). A remote it
     /// accepted signed metadata from before is checked even when this is empty.
     public var trustedKeys: [Ed25519PublicKey] = []
+    /// Refuse a version (with its dependencies) whose files add up to more than this, before
+    /// downloading anything (0: no limit).
+    public var maxInstallSize: UInt64 = 0
 
     public init() {}
 
@@ -66,6 +69,8 @@ public struct PullResult: Sendable {
     public var installedNew: Bool
     /// Every version brought into the store (the target and its dependencies).
     public var versions: [String]
+    /// Chunks this pull added to the store: what `quarantine` may drop if an install fails.
+    public var addedChunks: Set<ChunkID> = []
 }
 
 extension Store {
@@ -158,12 +163,26 @@ extension Store {
         // 1. Resolve: the version and its dependencies, objects fetched and verified.
         let targets = try pullTargets(ref, reader: reader, includeDependencies: options.includeDependencies)
         let target = targets[0]
+        let totalSize = targets.reduce(UInt64(0)) { sum, t in t.tree.files.reduce(sum) { $0 + $1.size } }
+        if options.maxInstallSize > 0 && totalSize > options.maxInstallSize {
+            throw SLMError.failed("\(target.label) is \(totalSize) bytes with its dependencies, more than --max-install-size \(options.maxInstallSize); nothing was downloaded")
+        }
+        // The remote's own chunker never cuts a chunk longer than its max_size: a tree that says
+        // otherwise is inflating a few downloaded bytes into a large install.
+        for t in targets {
+            for f in t.tree.files where f.chunks.contains(where: { $0.rawLength > remoteConfig.chunker.maxSize }) {
+                throw SLMError.remote(url: "\(remote.location)/\(RemoteLayout.objectPath(t.object.tree))",
+                                      problem: "\(f.path) has a chunk longer than the store's max_size \(remoteConfig.chunker.maxSize)")
+            }
+        }
 
-        let dataLock = try self.dataLock(.shared)
-        defer { dataLock.unlock() }
+        var dataLock: FileLock? = try self.dataLock(.shared)
+        defer { dataLock?.unlock() }
         removeAbandonedWorkingDirectories()
         var index = try loadChunkIndex()
         var needed = PullPlan.missingChunks(targets, have: index.contains)
+        // Only what this pull adds may be dropped again: chunks the store held before are the user's.
+        let added = Set(needed)
 
         // 2. Seeds: files already on disk (explicit, or the installed current version).
         var seeds = options.seeds
@@ -190,6 +209,7 @@ extension Store {
         }
         let plans = PullPlan.ranges(located, gapLimit: options.gapLimit, maxRange: options.maxRangeBytes)
         let chunkBytes = located.reduce(UInt64(0)) { $0 + PackFormat.recordSize($1.entry.storedLength) }
+        try DiskSpace.require(chunkBytes, at: root, for: "downloading \(target.label)")
 
         // 4. Fetch, verify, store (committed as it goes, so a killed pull resumes).
         let fetcher = try ChunkFetcher(store: self, remote: remote, plans: plans, baseIndex: index, commitEvery: options.commitEvery,
@@ -201,6 +221,7 @@ extension Store {
         }
 
         // 5. Publish: objects and refs, dependencies first.
+        let newVersions = targets.filter { !hasObject($0.id) }
         do {
             let refs = try refsLock()
             defer { refs.unlock() }
@@ -212,8 +233,15 @@ extension Store {
         var installedNew = false
         if let dir = options.installDirectory {
             let install = InstallDirectory(root: dir)
-            installedNew = try install.installAndActivate(store: self, tree: target.tree, version: target.version.description,
-                                                          id: target.id, label: target.label, keep: options.keep)
+            do {
+                installedNew = try install.installAndActivate(store: self, tree: target.tree, version: target.version.description,
+                                                              id: target.id, label: target.label, keep: options.keep)
+            } catch let SLMError.fileMismatch(path, problem, chunks) {
+                dataLock?.unlock()
+                dataLock = nil
+                try quarantine(chunks.filter(added.contains), versions: newVersions.map { ResolvedVersion(name: $0.name, version: $0.version, id: $0.id, object: $0.object) })
+                throw SLMError.fileMismatch(path: path, problem: problem + "; its chunks were dropped from the store and \(target.label) removed", chunks: chunks)
+            }
             installed = install.path(of: target.version.description)
         }
         let traffic = remote.traffic.since(trafficBefore)
@@ -222,7 +250,27 @@ extension Store {
                           rangeBytes: fetcher.rangeBytes, metadataBytes: reader.metadataBytes,
                           chunksFromSeeds: fromSeeds, chunksFromDeltas: fetcher.deltaChunks, seconds: Timestamp.monotonicSeconds() - started,
                           installedPath: installed, installedNew: installedNew,
-                          versions: targets.map(\.label))
+                          versions: targets.map(\.label), addedChunks: added)
+    }
+
+    /// After a file failed its SHA-256 although every chunk passed its XXH3: a chunk id collides,
+    /// most likely planted by a remote. The file's chunks leave the store (their index entries are
+    /// dropped; gc reclaims the bytes) so no later version can be built from them, and `versions`
+    /// (brought by the failed pull, newest first) are removed again.
+    public func quarantine(_ chunks: [ChunkID], versions: [ResolvedVersion]) throws {
+        do {
+            let lock = try dataLock(.exclusive)
+            defer { lock.unlock() }
+            let drop = Set(chunks)
+            for pack in try packIDs() {
+                let index = try readPackIndex(pack)
+                let keep = index.entries.filter { !drop.contains($0.id) }
+                if keep.count < index.entries.count {
+                    try FileSystem.writeAtomically(PackIndex(packSize: index.packSize, entries: keep).encoded(), to: packIndexPath(pack))
+                }
+            }
+        }
+        for v in versions { try? removeVersion(v) }
     }
 
     /// Packs of the delta sets the manifest lists for the targets whose base version this store

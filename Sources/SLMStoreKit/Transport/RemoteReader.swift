@@ -9,6 +9,8 @@ public final class RemoteReader: Sendable {
     /// Where verified pack indexes are cached (they are immutable, so valid forever).
     let cacheDirectory: String?
     private let received = Mutex<UInt64>(0)
+    /// Index checksums from the last manifest read: which index is the publisher's.
+    private let indexChecksums = Mutex<[PackID: SHA256Digest]>([:])
     /// Metadata bytes read so far (config, manifest, refs, objects, pack indexes).
     public var metadataBytes: UInt64 { received.withLock { $0 } }
 
@@ -41,6 +43,7 @@ public final class RemoteReader: Sendable {
             throw SLMError.remote(url: where_("manifest.json"), problem: "no manifest.json (was the store published with `slmstore push`?)")
         }
         let manifest = try Manifest.decode(bytes, source: where_("manifest.json"))
+        indexChecksums.withLock { $0 = manifest.packIndexChecksums }
         return release?.restrict(manifest) ?? manifest
     }
 
@@ -76,10 +79,14 @@ public final class RemoteReader: Sendable {
     }
 
     public func packIndex(_ id: PackID) throws -> PackIndex {
+        // Cached under its checksum when the manifest names one: an index cached from a forged
+        // answer is never taken for the one the publisher's manifest lists.
+        let expected = indexChecksums.withLock { $0[id] }
+        let name = expected.map { "\(id.hex)-\($0.hex.prefix(16)).idx" } ?? "\(id.hex).idx"
         // A cache: an unreadable or damaged entry only costs a download, and a failed write
         // only a later one, so neither stops the pull.
-        if let dir = cacheDirectory, let cached = try? FileSystem.readFile("\(dir)/\(id.hex).idx", limit: PackIndex.maxEncodedSize),
-           let index = try? PackIndex.decode(cached, source: "\(dir)/\(id.hex).idx") {
+        if let dir = cacheDirectory, let cached = try? FileSystem.readFile("\(dir)/\(name)", limit: PackIndex.maxEncodedSize),
+           let index = try? PackIndex.decode(cached, source: "\(dir)/\(name)"), expected == nil || index.checksum == expected {
             return index
         }
         let path = "packs/\(id.hex).idx"
@@ -87,9 +94,12 @@ public final class RemoteReader: Sendable {
             throw SLMError.remote(url: where_(path), problem: "pack index listed in the manifest is missing")
         }
         let index = try PackIndex.decode(bytes, source: where_(path))
+        if let expected, index.checksum != expected {
+            throw SLMError.remote(url: where_(path), problem: "pack index checksum \(index.checksum?.hex.prefix(16) ?? "?") is not the \(expected.hex.prefix(16)) the manifest lists")
+        }
         if let dir = cacheDirectory {
             try? FileSystem.makeDirectories(dir)
-            try? FileSystem.writeAtomically(bytes, to: "\(dir)/\(id.hex).idx")
+            try? FileSystem.writeAtomically(bytes, to: "\(dir)/\(name)")
         }
         return index
     }

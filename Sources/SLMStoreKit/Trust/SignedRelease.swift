@@ -16,7 +16,7 @@ public struct SignedRelease: Sendable {
     }
 
     public static let path = "release.json"
-    public static let maxEncodedSize = 64 << 20
+    public static let maxEncodedSize = 16 << 20
     /// Signed bytes are this prefix and the payload, so a signature over a release can never be
     /// mistaken for one over anything else the key signs.
     static let domain = Array("slmstore-release-v1\n".utf8)

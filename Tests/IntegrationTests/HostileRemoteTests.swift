@@ -1,0 +1,144 @@
+import XCTest
+@testable import SLMStoreKit
+import SLMSynthetic
+import SLMTestSupport
+
+/// Remotes that serve what an attacker would: inflated trees, surprising but valid objects,
+/// manifests that contradict themselves, and model names aimed at other models' directories.
+/// Each must end in a clear error (or a correct install) with the device intact.
+final class HostileRemoteTests: XCTestCase {
+    var dir = ""
+    var publisher = ""
+    var remote = ""
+
+    override func setUpWithError() throws {
+        dir = TestSupport.scratch()
+        publisher = dir + "/publisher"
+        remote = dir + "/remote"
+    }
+
+    func add(_ ref: String, bytes: [UInt8], extra: [String] = []) {
+        let src = "\(dir)/src-\(ref)"
+        TestSupport.write(bytes, to: src + "/model.safetensors")
+        let r = TestSupport.cli(["add", ref, src] + extra, store: publisher)
+        XCTAssertEqual(r.status, 0, r.stderr)
+    }
+
+    func push() { XCTAssertEqual(TestSupport.cli(["push", remote], store: publisher).status, 0) }
+
+    func weights(_ seed: UInt64, _ n: Int = 200_000) -> [UInt8] {
+        TestSupport.safetensors([("w", "BF16", [n / 2], TestSupport.bf16Like(n, seed: seed))])
+    }
+
+    /// Finding 3: a few downloaded bytes that install as a large file (zeros dedup to one chunk).
+    func testAnInstallLargerThanTheDiskOrTheLimitIsRefusedBeforeItFillsTheDisk() throws {
+        add("big@1.0.0", bytes: TestSupport.safetensors([("w", "BF16", [40 << 20], [UInt8](repeating: 0, count: 80 << 20))]))
+        push()
+        let limited = TestSupport.cli(["pull", remote, "big@1.0.0", "--max-install-size", "10M", "--to", dir + "/dev"], store: dir + "/edge")
+        XCTAssertEqual(limited.status, 1)
+        XCTAssertTrue(limited.stderr.contains("more than --max-install-size") && limited.stderr.contains("nothing was downloaded"), limited.stderr)
+        XCTAssertFalse(FileSystem.exists(dir + "/dev"))
+        let small = dir + "/small"
+        try FileSystem.makeDirectories(small)
+        guard mountTmpfs(small, size: "48m") else { throw XCTSkip("cannot mount a tmpfs here (not root?)") }
+        defer { unmount(small) }
+        let r = TestSupport.cli(["pull", remote, "big@1.0.0", "--to", small + "/dev"], store: small + "/store")
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("not enough disk space") && r.stderr.contains("installing big@1.0.0"), r.stderr)
+        XCTAssertNil(InstallDirectory(root: small + "/dev").current())
+        // Refused before writing: the disk is still nearly empty.
+        XCTAssertLessThan(DiskSpace.stats(small)!.total - DiskSpace.stats(small)!.available, 8 << 20)
+    }
+
+    /// Finding 5: a version object with a key this release does not know is stored as its exact
+    /// bytes, under the id its ref names.
+    func testAVersionObjectWithAnUnknownKeyIsStoredAsItsExactBytes() throws {
+        add("m@1.0.0", bytes: weights(1))
+        push()
+        let store = try Store.open(at: remote)
+        let v = try store.resolve("m@1.0.0")
+        var json = try JSONValue.parse(try store.readObject(v.id, limit: 1 << 20)).objectValue!
+        json["x-future-field"] = .string("readers ignore this")
+        json["version"] = .string("1.1.0")
+        let own = JSONValue.object(json).canonicalBytes() + [0x0a]
+        let ownID = try store.writeObject(own)
+        try store.writeRef(at: store.versionRefPath(try ModelName("m"), try SemVer("1.1.0")), id: ownID)
+        let edge = dir + "/edge"
+        let r = TestSupport.cli(["pull", remote, "m@1.1.0", "--to", dir + "/dev"], store: edge)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertSameBytes(try Store.open(at: edge).readObject(ownID, limit: 1 << 20), own)
+        XCTAssertEqual(TestSupport.cli(["verify"], store: edge).status, 0)
+        XCTAssertEqual(TestSupport.cli(["ls"], store: edge).status, 0)
+        XCTAssertEqual(TestSupport.cli(["gc"], store: edge).status, 0)
+    }
+
+    /// Finding 6: a stage naming a version the manifest does not list is an error for pull and
+    /// for sync (never a crash, never "up to date").
+    func testAStageNamingAnUnlistedVersionIsAnErrorNotACrash() throws {
+        add("m@1.0.0", bytes: weights(1))
+        XCTAssertEqual(TestSupport.cli(["promote", "m@1.0.0", "production", "--skip-staging"], store: publisher).status, 0)
+        push()
+        var manifest = try JSONValue.parse(TestSupport.read(remote + "/manifest.json")).objectValue!
+        var models = manifest["models"]!.objectValue!
+        var m = models["m"]!.objectValue!
+        m["stages"] = .object(["production": .object(["version": .string("9.9.9"), "id": .string(String(repeating: "ab", count: 32))])])
+        models["m"] = .object(m)
+        manifest["models"] = .object(models)
+        TestSupport.write(Array(JSONValue.object(manifest).prettyString().utf8), to: remote + "/manifest.json")
+        let r = TestSupport.cli(["pull", remote, "m@production"], store: dir + "/edge")
+        XCTAssertEqual(r.status, 6, r.stderr)
+        XCTAssertTrue(r.stderr.contains("names version 9.9.9, which the manifest does not list"), r.stderr)
+        let s = TestSupport.cli(["sync", remote, "--to", dir + "/dev", "--follow", "m@production", "--once"])
+        XCTAssertEqual(s.status, 1, s.stdout + s.stderr)
+        XCTAssertTrue(s.stdout.contains("does not list"), s.stdout)
+    }
+
+    /// Finding 9: a dependency named "m/current" (or "m/1.0.0") would land inside model m's
+    /// install directory; the daemon refuses it and m's installed version is untouched.
+    func testADependencyNameCannotReachIntoAnotherModelsInstallDirectory() throws {
+        add("m@1.0.0", bytes: weights(1))
+        add("m/current@1.0.0", bytes: weights(2))
+        add("app@1.0.0", bytes: weights(3), extra: ["--depends", "m/current@^1"])
+        for ref in ["m@1.0.0", "app@1.0.0"] {
+            XCTAssertEqual(TestSupport.cli(["promote", ref, "production", "--skip-staging"], store: publisher).status, 0)
+        }
+        push()
+        let device = dir + "/dev"
+        let first = TestSupport.cli(["sync", remote, "--to", device, "--follow", "m@production", "--once"])
+        XCTAssertEqual(first.status, 0, first.stdout)
+        let before = TestSupport.snapshot(device + "/m")
+        let s = TestSupport.cli(["sync", remote, "--to", device, "--follow", "m@production", "--follow", "app@production", "--once"])
+        XCTAssertEqual(s.status, 1, s.stdout)
+        XCTAssertTrue(s.stdout.contains("model name \"m/current\" would install into another model's directory"), s.stdout)
+        XCTAssertEqual(TestSupport.snapshot(device + "/m"), before)
+        XCTAssertEqual(InstallDirectory(root: device + "/m").current(), "1.0.0")
+    }
+
+    /// A file whose chunks all pass their XXH3 but which does not reassemble to its SHA-256 (what
+    /// a planted chunk-id collision looks like): its chunks leave the store and the version with
+    /// them, so no later version is built from them.
+    func testAFileFailingItsSHA256AtInstallHasItsChunksDroppedFromTheStore() throws {
+        add("m@1.0.0", bytes: weights(1))
+        push()
+        let store = try Store.open(at: remote)
+        let honest = try store.resolve("m@1.0.0")
+        let original = try store.readTree(honest.object.tree)
+        var files = original.files
+        files[0].sha256 = SHA256Hasher.hash(Array("something else".utf8))
+        let tree = TreeObject(files: files)
+        let treeID = try store.writeObject(tree.encoded())
+        let v = VersionObject(name: "m", version: try SemVer("1.1.0"), tree: treeID, parent: nil, created: Timestamp.now(), addedBy: "x", tool: "x")
+        try store.writeRef(at: store.versionRefPath(try ModelName("m"), v.version), id: try store.writeObject(v.encoded()))
+        let edge = dir + "/edge"
+        let r = TestSupport.cli(["pull", remote, "m@1.1.0", "--to", dir + "/dev"], store: edge)
+        XCTAssertEqual(r.status, 5, r.stderr)
+        XCTAssertTrue(r.stderr.contains("reassembles to SHA-256") && r.stderr.contains("dropped from the store"), r.stderr)
+        let index = try Store.open(at: edge).loadChunkIndex()
+        XCTAssertFalse(tree.files[0].chunks.contains { index.contains($0.id) })
+        XCTAssertEqual(TestSupport.cli(["verify"], store: edge).status, 0)
+        XCTAssertFalse(TestSupport.cli(["ls"], store: edge).stdout.contains("1.1.0"))
+        let again = TestSupport.cli(["pull", remote, "m@1.0.0", "--to", dir + "/dev", "--json"], store: edge)
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertEqual(try TestSupport.json(again)["chunks_fetched"]?.uint64Value, UInt64(tree.files[0].chunks.count))
+    }
+}
