@@ -53,6 +53,13 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         }
     case "delta-set":
         _ = try? DeltaSet.decode(bytes, source: "fuzz")
+    case "release":
+        // Signed release metadata as a remote serves it: parsed, signatures checked, and used to
+        // filter a manifest, as a device with --trust does.
+        if let r = try? SignedRelease.decode(bytes, source: "fuzz") {
+            _ = r.signers(among: r.signatures.map(\.key))
+            _ = r.restrict(Manifest(project: "fuzz", lastUpdated: "", models: [:], packs: []))
+        }
     default:
         fatalError("unknown SLMFUZZ_TARGET \(target)")
     }
