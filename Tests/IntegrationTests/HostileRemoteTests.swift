@@ -141,4 +141,20 @@ final class HostileRemoteTests: XCTestCase {
         XCTAssertEqual(again.status, 0, again.stderr)
         XCTAssertEqual(try TestSupport.json(again)["chunks_fetched"]?.uint64Value, UInt64(tree.files[0].chunks.count))
     }
+
+    /// Finding 8: metadata larger than its bound is refused from its Content-Length, before a
+    /// byte of it is held (a 1 GiB index used to cost 3.3 GiB of memory).
+    func testOversizedMetadataIsRefusedBeforeItIsRead() throws {
+        add("m@1.0.0", bytes: weights(1))
+        push()
+        let idx = try XCTUnwrap(try FileSystem.listDirectory(remote + "/packs").first { $0.hasSuffix(".idx") })
+        XCTAssertEqual(truncate(remote + "/packs/" + idx, off_t(1) << 30), 0)  // sparse: 1 GiB on paper
+        let nginx = try NginxServer(serving: remote)
+        defer { nginx.stop() }
+        let start = Date()
+        let r = TestSupport.cli(["pull", nginx.url, "m@1.0.0"], store: dir + "/edge")
+        XCTAssertEqual(r.status, 6, r.stderr)
+        XCTAssertTrue(r.stderr.contains("larger than the \(PackIndex.maxEncodedSize) bytes expected"), r.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 10)
+    }
 }
