@@ -291,17 +291,31 @@ final class DeliveryTests: XCTestCase {
         XCTAssertTrue(r2.stderr.contains("newer than this build"), r2.stderr)
     }
 
-    func testARequestTricklingBytesIsCutAtItsDeadline() throws {
+    /// Reads 1000 bytes through a proxy that sends 5 a second (200 s in all; no pause ever
+    /// reaches the idle timeout) and expects `policy` to cut the request with `message` in time.
+    func assertTrickleIsCut(_ policy: HTTPClient.Policy, _ message: String, within seconds: Double,
+                            file: StaticString = #filePath, line: UInt = #line) throws {
         let proxy = try FaultProxy(upstream: nginx.port, mode: "trickle")
-        var policy = HTTPClient.Policy()
-        policy.deadline = 2
         let backend = HTTPBackend(base: URL(string: proxy.url)!, policy: policy)
         let pack = try FileSystem.listDirectory(remote + "/packs").first { $0.hasSuffix(".pack") }!
         let start = Date()
-        // 1000 bytes at 5 a second would take 200 s; no pause ever reaches the idle timeout.
-        XCTAssertThrowsError(try backend.readRange("packs/\(pack)", range: 0..<1000)) { error in
-            XCTAssertTrue("\(error)".contains("no complete response within 2 s"), "\(error)")
+        XCTAssertThrowsError(try backend.readRange("packs/\(pack)", range: 0..<1000), file: file, line: line) { error in
+            XCTAssertTrue("\(error)".contains(message), "\(error)", file: file, line: line)
         }
-        XCTAssertLessThan(Date().timeIntervalSince(start), 10)
+        XCTAssertLessThan(Date().timeIntervalSince(start), seconds, file: file, line: line)
+    }
+
+    func testARequestTricklingBytesIsCutAtItsDeadline() throws {
+        var policy = HTTPClient.Policy()
+        policy.deadline = 2
+        try assertTrickleIsCut(policy, "no complete response within 2 s", within: 10)
+    }
+
+    /// Finding 7: below the minimum rate a request ends long before its deadline.
+    func testATricklingServerIsCutByTheMinimumTransferRate() throws {
+        var policy = HTTPClient.Policy()
+        policy.rateWindow = 2
+        policy.minimumRate = 100
+        try assertTrickleIsCut(policy, "slower than 100 bytes/s", within: 6)
     }
 }

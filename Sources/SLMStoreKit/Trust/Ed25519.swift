@@ -32,12 +32,7 @@ public struct Ed25519PublicKey: Hashable, Sendable, CustomStringConvertible {
 
     /// A `PUBLIC KEY` PEM file as `keygen` (or `openssl pkey -pubout`) writes it.
     public static func read(file path: String) throws -> Ed25519PublicKey {
-        let bytes = try FileSystem.readFile(path, limit: 64 << 10)
-        guard let der = PEM.decode(bytes, label: "PUBLIC KEY"), der.count == 44, Array(der.prefix(12)) == spkiPrefix,
-              let key = Ed25519PublicKey(raw: Array(der.suffix(32))) else {
-            throw SLMError.input(path: path, problem: "not an Ed25519 public key (expected a PEM \"PUBLIC KEY\" as `slmstore keygen` writes)")
-        }
-        return key
+        try PEM.readKey(path, label: "PUBLIC KEY", prefix: spkiPrefix, what: "public") { Ed25519PublicKey(raw: $0) }
     }
 }
 
@@ -83,12 +78,7 @@ public struct Ed25519PrivateKey: Sendable {
     public var pem: String { PEM.encode(Self.pkcs8Prefix + seed, label: "PRIVATE KEY") }
 
     public static func read(file path: String) throws -> Ed25519PrivateKey {
-        let bytes = try FileSystem.readFile(path, limit: 64 << 10)
-        guard let der = PEM.decode(bytes, label: "PRIVATE KEY"), der.count == 48, Array(der.prefix(16)) == pkcs8Prefix,
-              let key = Ed25519PrivateKey(seed: Array(der.suffix(32))) else {
-            throw SLMError.input(path: path, problem: "not an Ed25519 private key (expected a PEM \"PRIVATE KEY\" as `slmstore keygen` writes)")
-        }
-        return key
+        try PEM.readKey(path, label: "PRIVATE KEY", prefix: pkcs8Prefix, what: "private") { Ed25519PrivateKey(seed: $0) }
     }
 }
 
@@ -96,6 +86,16 @@ enum PEM {
     static func encode(_ der: [UInt8], label: String) -> String {
         let b64 = Data(der).base64EncodedString(options: [.lineLength64Characters, .endLineWithLineFeed])
         return "-----BEGIN \(label)-----\n\(b64)\n-----END \(label)-----\n"
+    }
+
+    /// An Ed25519 key file: the fixed DER prefix of its kind, then the 32 key bytes.
+    static func readKey<K>(_ path: String, label: String, prefix: [UInt8], what: String, make: ([UInt8]) -> K?) throws -> K {
+        let bytes = try FileSystem.readFile(path, limit: 64 << 10)
+        guard let der = decode(bytes, label: label), der.count == prefix.count + 32, Array(der.prefix(prefix.count)) == prefix,
+              let key = make(Array(der.suffix(32))) else {
+            throw SLMError.input(path: path, problem: "not an Ed25519 \(what) key (expected a PEM \"\(label)\" as `slmstore keygen` writes)")
+        }
+        return key
     }
 
     static func decode(_ bytes: [UInt8], label: String) -> [UInt8]? {
