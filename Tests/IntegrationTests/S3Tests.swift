@@ -69,6 +69,24 @@ final class S3Tests: XCTestCase {
         XCTAssertEqual(cli(["verify"], store: dir + "/edge").status, 0)
     }
 
+    /// Signed releases on a bucket: push --sign and resign replace release.json with If-Match,
+    /// a trusting device installs from it, and a replayed older release.json is refused.
+    func testASignedReleaseOnABucketIsCheckedByTheDevice() throws {
+        XCTAssertEqual(TestSupport.cli(["keygen", dir + "/key"]).status, 0)
+        add("m@1.0.0", size: 1 << 20, seed: 1)
+        XCTAssertEqual(cli(["push", remote, "--sign", dir + "/key"]).status, 0)
+        let old = try moto.aws(["s3", "cp", remote + "/release.json", "-"])
+        let r = cli(["pull", remote, "m@1.0.0", "--trust", dir + "/key.pub"], store: dir + "/edge")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(cli(["resign", remote, "--sign", dir + "/key", "--expires", "1d"]).status, 0)
+        XCTAssertEqual(cli(["pull", remote, "m@1.0.0"], store: dir + "/edge").status, 0)
+        TestSupport.write(Array(old.utf8), to: dir + "/old-release.json")
+        _ = try moto.aws(["s3", "cp", dir + "/old-release.json", remote + "/release.json"])
+        let replay = cli(["pull", remote, "m@1.0.0"], store: dir + "/edge")
+        XCTAssertEqual(replay.status, 8, replay.stderr)
+        XCTAssertTrue(replay.stderr.contains("replayed"), replay.stderr)
+    }
+
     func testWrongCredentialsFailAtOnceWithExit6AndNoSecretInOutput() throws {
         add("m@1.0.0", size: 100_000, seed: 1)
         XCTAssertEqual(cli(["push", remote]).status, 0)
