@@ -10,6 +10,22 @@ public struct TensorInfo: Equatable, Sendable {
     public var end: UInt64
 
     public var byteCount: UInt64 { end - begin }
+
+    /// Data order: by begin, then end, then name as unsigned UTF-8 bytes (never Swift's
+    /// Unicode-aware String order, which would equate NFC and NFD spellings).
+    public static func sortInDataOrder(_ tensors: inout [TensorInfo]) {
+        tensors.sort { a, b in
+            if a.begin != b.begin { return a.begin < b.begin }
+            if a.end != b.end { return a.end < b.end }
+            return Array(a.name.utf8).lexicographicallyPrecedes(Array(b.name.utf8))
+        }
+    }
+}
+
+/// Which file format a tensor table was read from.
+public enum TensorFileFormat: Sendable {
+    case safetensors
+    case gguf
 }
 
 public struct SafetensorsHeader: Equatable, Sendable {
@@ -18,9 +34,25 @@ public struct SafetensorsHeader: Equatable, Sendable {
     /// Tensors in data order (by begin offset, then name).
     public var tensors: [TensorInfo]
     public var metadata: [String: String]
+    /// For GGUF, `headerLength` is the offset of the data section (everything before it is
+    /// header), tensor dtypes are ggml type names and shapes are GGUF's dims (ne0 first).
+    public var format: TensorFileFormat = .safetensors
+
+    public init(headerLength: UInt64, tensors: [TensorInfo], metadata: [String: String]) {
+        self.headerLength = headerLength
+        self.tensors = tensors
+        self.metadata = metadata
+    }
 
     /// Offset in the file where tensor data starts.
-    public var dataStart: UInt64 { 8 + headerLength }
+    public var dataStart: UInt64 { format == .gguf ? headerLength : 8 + headerLength }
+
+    /// A weights file's tensor table, by its suffix: safetensors or GGUF; nil for anything else.
+    public static func read(weightsFile path: String, treePath: String) throws -> SafetensorsHeader? {
+        if treePath.hasSuffix(".safetensors") { return try read(path: path) }
+        if GGUF.isGGUFPath(treePath) { return try GGUF.read(path: path) }
+        return nil
+    }
 
     /// Largest header accepted; the reference implementation uses the same bound.
     public static let maxHeaderLength: UInt64 = 100 * 1024 * 1024
@@ -94,7 +126,7 @@ public struct SafetensorsHeader: Equatable, Sendable {
             }
             tensors.append(TensorInfo(name: name, dtype: dtype, shape: shape, begin: begin, end: end))
         }
-        tensors.sort { ($0.begin, $0.end, $0.name) < ($1.begin, $1.end, $1.name) }
+        TensorInfo.sortInDataOrder(&tensors)
         let dataLength = fileSize - 8 - headerLength
         var expected: UInt64 = 0
         for t in tensors {

@@ -7,7 +7,7 @@ public struct ChunkRef: Equatable, Hashable, Sendable {
 }
 
 public struct FileEntry: Equatable, Sendable {
-    public enum Kind: UInt8, Sendable { case plain = 0, safetensors = 1 }
+    public enum Kind: UInt8, Sendable { case plain = 0, safetensors = 1, gguf = 2 }
 
     public var path: String
     public var size: UInt64
@@ -16,7 +16,10 @@ public struct FileEntry: Equatable, Sendable {
     /// Present for safetensors files.
     public var safetensors: SafetensorsHeader?
 
-    public var kind: Kind { safetensors == nil ? .plain : .safetensors }
+    public var kind: Kind {
+        guard let st = safetensors else { return .plain }
+        return st.format == .gguf ? .gguf : .safetensors
+    }
 }
 
 public struct TreeObject: Equatable, Sendable {
@@ -127,7 +130,7 @@ public struct TreeObject: Equatable, Sendable {
                     throw SLMError.damaged(path: source, problem: "chunks of \"\(path)\" add up to \(sum) bytes, but its size is \(size)")
                 }
                 var header: SafetensorsHeader? = nil
-                if kind == .safetensors {
+                if kind == .safetensors || kind == .gguf {
                     let headerLength = try r.u64("header length")
                     let tensorCount = try r.u32("tensor count")
                     guard Int(tensorCount) <= r.remaining / 20 else { throw ByteReaderError(message: "tensor count \(tensorCount) larger than the object") }
@@ -151,6 +154,7 @@ public struct TreeObject: Equatable, Sendable {
                         throw SLMError.damaged(path: source, problem: "header length \(headerLength) beyond the size of \"\(path)\"")
                     }
                     header = SafetensorsHeader(headerLength: headerLength, tensors: tensors, metadata: [:])
+                    if kind == .gguf { header?.format = .gguf }
                 }
                 files.append(FileEntry(path: path, size: size, sha256: digest, chunks: chunks, safetensors: header))
             }

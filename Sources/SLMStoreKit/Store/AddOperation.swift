@@ -66,8 +66,7 @@ public enum AddInputs {
             guard access(source, R_OK) == 0 else { throw SLMError.input(path: source, problem: "not readable (\(String(cString: strerror(errno))))") }
             let file = try FileDescriptor.openForReading(source)
             let size = try file.size()
-            var header: SafetensorsHeader? = nil
-            if treePath.hasSuffix(".safetensors") { header = try SafetensorsHeader.read(path: source) }
+            let header = try SafetensorsHeader.read(weightsFile: source, treePath: treePath)
             inputs.append(AddInput(treePath: treePath, sourcePath: source, size: size, safetensors: header))
         }
         for arg in arguments {
@@ -98,8 +97,8 @@ public enum AddInputs {
             guard TreePath.problem(rel) == nil, let file = try? FileDescriptor.openForReading(source),
                   let size = try? file.size() else { return }
             var header: SafetensorsHeader? = nil
-            if rel.hasSuffix(".safetensors") {
-                guard let h = try? SafetensorsHeader.read(path: source) else { return }
+            if rel.hasSuffix(".safetensors") || GGUF.isGGUFPath(rel) {
+                guard let h = try? SafetensorsHeader.read(weightsFile: source, treePath: rel) else { return }
                 header = h
             }
             out.append(AddInput(treePath: rel, sourcePath: source, size: size, safetensors: header))
