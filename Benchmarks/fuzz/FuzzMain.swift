@@ -53,6 +53,11 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         }
     case "delta-set":
         _ = try? DeltaSet.decode(bytes, source: "fuzz")
+    case "gguf":
+        // GGUF.read takes a path (it reads the header through a window): one scratch file.
+        let path = "\(NSTemporaryDirectory())/slmstore-fuzz-\(getpid()).gguf"
+        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        _ = try? GGUF.read(path: path)
     case "release":
         // Signed release metadata as a remote serves it: parsed, signatures checked, and used to
         // filter a manifest, as a device with --trust does.

@@ -42,7 +42,8 @@ final class YAMLSubsetTests: XCTestCase {
         XCTAssertEqual(v["training_code_commit"], .string("a1b2c3d"))
         XCTAssertEqual(v["hyperparameters"]?["learning_rate"], .number("3e-4"))
         XCTAssertEqual(v["hyperparameters"]?["epochs"], .number("3"))
-        XCTAssertEqual(v["hyperparameters"]?["warmup"], .number("0.1"))
+        // Not a JSON number: kept as the text the user wrote (Format.md's one rule).
+        XCTAssertEqual(v["hyperparameters"]?["warmup"], .string(".1"))
         XCTAssertEqual(v["hyperparameters"]?["use_lora"], .bool(true))
         XCTAssertEqual(v["hyperparameters"]?["seed"], .null)
         XCTAssertEqual(v["environment"]?["python"], .string("3.11"))

@@ -83,11 +83,10 @@ public struct SafetensorsHeader: Equatable, Sendable {
 
     public static func parse(headerJSON json: [UInt8], headerLength: UInt64, fileSize: UInt64, path: String) throws -> SafetensorsHeader {
         func bad(_ problem: String) -> SLMError { .input(path: path, problem: "invalid safetensors header: \(problem)") }
-        let value: JSONValue
-        do { value = try JSONValue.parse(json) } catch let e as JSONValue.ParseError {
-            throw bad("not valid JSON (\(e.message) at byte \(8 + e.offset))")
+        let entries: [(key: String, value: JSONValue)]
+        do { entries = try JSONValue.parseObjectEntries(json) } catch let e as JSONValue.ParseError {
+            throw bad(e.message == "expected an object" ? "the header is not a JSON object" : "not valid JSON (\(e.message) at byte \(8 + e.offset))")
         }
-        guard case let .object(entries) = value else { throw bad("the header is not a JSON object") }
         var tensors: [TensorInfo] = []
         var metadata: [String: String] = [:]
         for (name, entry) in entries {

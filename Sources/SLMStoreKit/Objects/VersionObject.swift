@@ -10,6 +10,16 @@ public struct Dependency: Equatable, Sendable {
         self.name = name
         self.range = range
     }
+
+    /// The one order a writer records (by name, as UTF-8 bytes), so the same dependencies given
+    /// in another order make the same version id; a model named twice is refused.
+    public static func canonical(_ deps: [Dependency]) throws -> [Dependency] {
+        var seen = Set<[UInt8]>()
+        for d in deps where !seen.insert(Array(d.name.utf8)).inserted {
+            throw SLMError.argument("dependency \(d.name) is given more than once; name each model once")
+        }
+        return deps.sorted { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }
+    }
 }
 
 public struct VersionObject: Equatable, Sendable {

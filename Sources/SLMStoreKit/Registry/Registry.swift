@@ -298,6 +298,8 @@ extension Store {
     /// dependency resolves without a cycle. Nothing is written when a check fails.
     public func addVersion(name: ModelName, version: SemVer, inputs: [AddInput], options: AddOptions) throws -> AddResult {
         if let card = options.card { try ModelCard.validate(card, required: try requiredCardKeys(), source: "model card") }
+        var options = options
+        options.dependencies = try Dependency.canonical(options.dependencies)
         try checkDependencies(of: name, options.dependencies)
         return try add(name: name, version: version, inputs: inputs, options: options)
     }

@@ -284,7 +284,9 @@ public enum YAMLSubset {
             return out
         }
 
-        /// YAML 1.2 core schema: null, booleans, numbers; everything else a string.
+        /// One rule (Format.md §7.2): null and booleans by their YAML 1.2 core spellings, a number
+        /// exactly when the text is a JSON number (kept as the user wrote it), else a string. So
+        /// `.5`, `+12`, `0x1F`, `1_000`, `.inf` and `yes` stay strings: nothing is converted.
         func plain(_ s: String) -> JSONValue {
             switch s {
             case "~", "null", "Null", "NULL": return .null
@@ -292,12 +294,8 @@ public enum YAMLSubset {
             case "false", "False", "FALSE": return .bool(false)
             default: break
             }
-            if (try? JSONValue.parse(s)).map({ if case .number = $0 { return true } else { return false } }) == true {
+            if s.range(of: #"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$"#, options: .regularExpression) != nil {
                 return .number(s)
-            }
-            let t = s.hasPrefix("+") ? String(s.dropFirst()) : s
-            if t.range(of: #"^-?(\.[0-9]+|[0-9]+\.[0-9]*)([eE][-+]?[0-9]+)?$"#, options: .regularExpression) != nil, let d = Double(t) {
-                return .double(d)
             }
             return .string(s)
         }
