@@ -42,4 +42,24 @@ final class FormatRulesTests: XCTestCase {
         XCTAssertEqual(deps.map(\.name), ["base", "tok"])
         XCTAssertThrowsError(try Dependency.canonical([.init(name: "tok", range: "^1"), .init(name: "tok", range: "^2")]))
     }
+
+    /// Format.md §11 byte for byte: the same two files give the same pack, index and tree.
+    func testTheWorkedExampleOfFormatMdIsReproduced() throws {
+        let dir = TestSupport.scratch()
+        TestSupport.write(Array("hello\n".utf8), to: dir + "/src/hello.txt")
+        TestSupport.write(Array(String(repeating: "ab", count: 40).utf8), to: dir + "/src/repeat.txt")
+        let store = try Store.create(at: dir + "/store")
+        _ = try store.addVersion(name: try ModelName("demo"), version: try SemVer("1.0.0"),
+                                     inputs: try AddInputs.collect([dir + "/src"]), options: AddOptions())
+        XCTAssertEqual(try store.resolve("demo@1.0.0").object.tree.hex, "f6ab8397e80223612958aa5e6f3d628a09cbbb82853331c79ef0969cc390cd8a")
+        let pack = try XCTUnwrap(try store.packIDs().first)
+        XCTAssertEqual(Hex.encode(TestSupport.read(store.packPath(pack))),
+                       "534c4d5041434b000100000000000000" + "6bba86c7e069f56d5a10b435f1c8e49c" + "000000000600000006000000" + "68656c6c6f0a"
+                       + "8a6b6a23cacdb5076ebdb7d7dfb415a4" + "010000005000000011000000" + "28b52ffd205045000010616201001beab0")
+        XCTAssertEqual(Hex.encode(TestSupport.read(store.packIndexPath(pack))),
+                       "534c4d49445800000100000002000000" + "5f00000000000000"
+                       + "6bba86c7e069f56d5a10b435f1c8e49c" + "1000000000000000" + "06000000" + "06000000" + "00000000"
+                       + "8a6b6a23cacdb5076ebdb7d7dfb415a4" + "3200000000000000" + "11000000" + "50000000" + "01000000"
+                       + "526c36399204fd1fe063816237326b4a1d92ef33fc826d90a2358d8ba045cb84")
+    }
 }
