@@ -225,13 +225,24 @@ let pullCommand = Command(
 
 let gcCommand = Command(
     name: "gc", summary: "Remove chunks no version needs; rewrite mostly-dead packs",
-    usage: "slmstore gc [--json]",
-    details: "Waits for running adds and pulls (it takes the store's data lock exclusively). Crash-safe at every step.",
-    spec: OptionSpec(flags: ["--json"])
+    usage: "slmstore gc [--rewrite-below F] [--json]",
+    details: """
+    Waits for running adds and pulls (it takes the store's data lock exclusively). Crash-safe at every step.
+      --rewrite-below F   rewrite a pack (copying its live chunks into a new one) when less than this
+                          share of its bytes is live: 0 never rewrites, 1 rewrites every pack holding
+                          any dead chunk (default 0.5; packs with nothing live are always deleted)
+      --json              bytes_freed, packs_before, packs_deleted, packs_rewritten, live_chunks
+    """,
+    spec: OptionSpec(values: ["--rewrite-below"], flags: ["--json"])
 ) { a, ctx in
     try requirePositionals(a, "gc", min: 0, max: 0, usage: "slmstore gc")
+    var threshold = 0.5
+    if let t = a.value("--rewrite-below") {
+        guard let v = Double(t), v >= 0, v <= 1 else { throw SLMError.argument("gc: --rewrite-below must be a number from 0 to 1, not \"\(t)\"") }
+        threshold = v
+    }
     let store = try ctx.openStore()
-    let r = try store.gc()
+    let r = try store.gc(rewriteBelow: threshold)
     if a.has("--json") {
         Output.json(.object(["bytes_freed": .int(r.bytesFreed), "packs_before": .int(r.packsBefore), "packs_deleted": .int(r.packsDeleted),
                              "packs_rewritten": .int(r.packsRewritten), "live_chunks": .int(r.liveChunks)]))

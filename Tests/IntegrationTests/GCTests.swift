@@ -43,6 +43,26 @@ final class GCTests: XCTestCase {
         XCTAssertEqual(again["bytes_freed"]?.uint64Value, 0)
     }
 
+    /// A pack 40% live is rewritten at the default threshold (0.5) but kept whole below 0.3.
+    func testRewriteBelowSetsTheLiveShareUnderWhichAPackIsRewritten() throws {
+        let shared = TestSupport.random(600_000, seed: 1)
+        let a = src("a", ["w.bin": shared + TestSupport.random(900_000, seed: 2)])
+        let b = src("b", ["w.bin": shared + TestSupport.random(900_000, seed: 3)])
+        XCTAssertEqual(cli(["add", "m@1.0.0", a]).status, 0)
+        XCTAssertEqual(cli(["add", "m@1.1.0", b]).status, 0)
+        XCTAssertEqual(cli(["rm", "m@1.0.0"]).status, 0)
+        let kept = try TestSupport.json(cli(["gc", "--rewrite-below", "0.3", "--json"]))
+        XCTAssertEqual(kept["packs_rewritten"]?.uint64Value, 0)
+        XCTAssertEqual(kept["bytes_freed"]?.uint64Value, 0)
+        let rewritten = try TestSupport.json(cli(["gc", "--json"]))
+        XCTAssertEqual(rewritten["packs_rewritten"]?.uint64Value, 1)
+        XCTAssertGreaterThan(rewritten["bytes_freed"]!.uint64Value!, 800_000)
+        assertAllVersionsRead(["m@1.1.0": b])
+        let bad = cli(["gc", "--rewrite-below", "2"])
+        XCTAssertEqual(bad.status, 2)
+        XCTAssertTrue(bad.stderr.contains("--rewrite-below"), bad.stderr)
+    }
+
     func testRemovingAVersionOthersDependOnIsRefused() throws {
         let a = src("a", ["w.bin": TestSupport.random(1000, seed: 1)])
         XCTAssertEqual(cli(["add", "base@1.0.0", a]).status, 0)
