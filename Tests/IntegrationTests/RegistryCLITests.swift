@@ -54,7 +54,9 @@ final class RegistryCLITests: XCTestCase {
         XCTAssertEqual(show["card"]?["dataset_hash"]?.stringValue, "sha256:abc123")
         XCTAssertEqual(show["card"]?["hyperparameters"]?["learning_rate"], .number("2e-5"))
         XCTAssertEqual(show["metrics"]?["accuracy"], .number("0.941"))
-        XCTAssertEqual(show["stages"], .array([.string("production"), .string("staging")]))
+        // Promoted on, a version leaves staging (it moves through the stages).
+        XCTAssertEqual(show["stages"], .array([.string("production")]))
+        XCTAssertNotEqual(cli(["resolve", "intent-classifier@staging"]).status, 0)
         XCTAssertEqual(show["dependencies"]?.arrayValue?.first?["resolves_to"]?.stringValue, "base-tokenizer@1.0.0")
         XCTAssertNotNil(show["parent"]?.stringValue)
 
@@ -62,7 +64,24 @@ final class RegistryCLITests: XCTestCase {
         XCTAssertEqual(rollback.status, 0, rollback.stderr)
         XCTAssertEqual(try TestSupport.json(cli(["resolve", "intent-classifier@production", "--json"]))["version"]?.stringValue, "2.1.0")
         let history = try TestSupport.json(cli(["history", "intent-classifier", "--json"]))
-        XCTAssertEqual(history["history"]?.arrayValue?.map { $0["action"]!.stringValue! }, ["promote", "promote", "promote", "promote", "rollback"])
+        XCTAssertEqual(history["history"]?.arrayValue?.map { $0["action"]!.stringValue! }, ["promote", "promote", "leave", "promote", "promote", "leave", "rollback"])
+    }
+
+    /// The seed article's lifecycle: a version moves through staging to production, so staging
+    /// is empty until the next candidate, on the remote too after a push.
+    func testPromotionMovesAVersionThroughStagingAndPushCarriesThatToTheRemote() throws {
+        XCTAssertEqual(cli(["add", "m@1.0.0", model("a", seed: 1)]).status, 0)
+        XCTAssertEqual(cli(["promote", "m@1.0.0", "staging"]).status, 0)
+        XCTAssertEqual(cli(["push", dir + "/remote"]).status, 0)
+        XCTAssertTrue(FileSystem.exists(dir + "/remote/refs/m/@stages/staging"))
+        XCTAssertEqual(cli(["promote", "m@1.0.0", "production"]).status, 0)
+        XCTAssertFalse(FileSystem.exists(store + "/refs/m/@stages/staging"))
+        let history = try TestSupport.json(cli(["history", "m", "--json"]))
+        XCTAssertEqual(history["history"]?.arrayValue?.last?["action"]?.stringValue, "leave")
+        XCTAssertEqual(cli(["push", dir + "/remote"]).status, 0)
+        XCTAssertFalse(FileSystem.exists(dir + "/remote/refs/m/@stages/staging"))
+        let manifest = try Manifest.decode(TestSupport.read(dir + "/remote/manifest.json"), source: "manifest")
+        XCTAssertEqual(manifest.models["m"]?.stages, ["production": "1.0.0"])
     }
 
     func testFailedGateSaysWhichGateAndChangesNothing() throws {

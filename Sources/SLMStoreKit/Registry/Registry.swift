@@ -261,6 +261,15 @@ extension Store {
         }
         try writeRef(at: stageRefPath(r.name, stage), id: r.id)
         try appendRecord(record.json, to: historyPath(r.name))
+        // A version moves through the stages (development, staging, production): promoted on,
+        // it leaves staging, which waits empty for the next candidate.
+        if stage != "staging", let held = try stageHolder(r.name, "staging"), held.1 == r.id {
+            FileSystem.remove(stageRefPath(r.name, "staging"))
+            try FileSystem.syncDirectory((stageRefPath(r.name, "staging") as NSString).deletingLastPathComponent)
+            let left = HistoryRecord(time: record.time, by: record.by, action: "leave", stage: "staging", from: r.version.description,
+                                     to: "", outcome: "ok", reason: "promoted to \(stage)")
+            try appendRecord(left.json, to: historyPath(r.name))
+        }
         return record
     }
 
@@ -272,7 +281,7 @@ extension Store {
         guard let (current, _) = try stageHolder(name, stage) else { throw SLMError.notFound("\(name) has no version in \(stage) to roll back") }
         // Replay the accepted moves as a stack: a promote pushes, a rollback pops.
         var stack: [String] = []
-        for m in try history(of: name) where m.stage == stage && m.outcome == "ok" {
+        for m in try history(of: name) where m.stage == stage && m.outcome == "ok" && m.action != "leave" {
             if m.action == "rollback" {
                 if !stack.isEmpty { stack.removeLast() }
             } else {

@@ -134,6 +134,16 @@ extension Store {
         // Stages (only those naming a version the remote has) and registry records.
         var stagesPushed: [String] = []
         for m in Set(selected.map(\.name)).sorted() {
+            // Staging left behind by a version that moved on (promoted to production or archived
+            // here) is removed there too, unless this store has a new staging candidate to write.
+            let local = Dictionary(try stageRefs(of: m), uniquingKeysWith: { a, _ in a })
+            let stagingPath = RemoteLayout.stageRefPath(m, "staging")
+            if local["staging"] == nil, let bytes = try destination.read(stagingPath, limit: 4096),
+               let remoteID = try? Store.parseRefFile(bytes, source: "\(destination.location)/\(stagingPath)"),
+               local["production"] == remoteID || local["archived"] == remoteID {
+                try destination.delete(stagingPath)
+                stagesPushed.append("\(m)@staging (left)")
+            }
             for (stage, id) in try stageRefs(of: m) {
                 let version = try readVersion(id).version
                 let refPath = RemoteLayout.versionRefPath(m, version)
