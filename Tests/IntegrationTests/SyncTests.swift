@@ -295,6 +295,25 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(TestSupport.cli(["verify"], store: tiny + "/.slmstore").status, 0)
     }
 
+    /// After the daemon prunes an old version and collects it, it holds no descriptor of a
+    /// deleted pack, so the blocks are really freed (an open descriptor would keep them on disk).
+    func testTheDaemonLetsGoOfPacksItsGcDeletes() throws {
+        addVersion("1.0.0", size: 2_000_000, seed: 1)
+        publish(production: "1.0.0")
+        let device = dir + "/device"
+        let d = try daemon(device, extra: ["--keep", "0"])
+        defer { d.stop() }
+        XCTAssertTrue(waitFor(20) { checkCurrent(device).version == "1.0.0" })
+        addVersion("2.0.0", size: 2_000_000, seed: 2)
+        publish(production: "2.0.0")
+        XCTAssertTrue(waitFor(20) { d.events.contains { $0["event"]?.stringValue == "gc" } }, d.events.map { $0.canonicalString() }.joined())
+        XCTAssertEqual(checkCurrent(device).version, "2.0.0")
+        let fdDir = "/proc/\(d.process.processIdentifier)/fd"
+        let open = try FileManager.default.contentsOfDirectory(atPath: fdDir).compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "\(fdDir)/\($0)") }
+        XCTAssertTrue(open.contains { $0.contains("/packs/") }, "the daemon reads packs through cached descriptors: \(open)")
+        XCTAssertEqual(open.filter { $0.contains("(deleted)") }, [])
+    }
+
     func testASecondDaemonOnTheSameDirectoryRefuses() throws {
         addVersion("1.0.0", size: 100_000, seed: 1)
         publish(production: "1.0.0")

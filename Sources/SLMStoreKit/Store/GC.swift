@@ -137,5 +137,6 @@ extension Store {
         try FileSystem.syncDirectory(packsDirectory)
         CrashPoint.hit("gc-between-index-and-pack")
         unlink(packPath(id))
+        forgetPackFile(id)
     }
 }

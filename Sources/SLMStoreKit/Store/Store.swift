@@ -208,8 +208,18 @@ public final class Store: Sendable {
 
     public func loadChunkIndex() throws -> ChunkIndex {
         var index = ChunkIndex()
-        for id in try packIDs() { index.add(pack: id, index: try readPackIndex(id)) }
+        let ids = try packIDs()
+        for id in ids { index.add(pack: id, index: try readPackIndex(id)) }
+        // A long-lived store (the sync daemon, a gateway) lets go of packs another process's gc
+        // removed: an open descriptor would keep their blocks on disk.
+        let listed = Set(ids)
+        packFiles.withLock { files in files = files.filter { listed.contains($0.key) } }
         return index
+    }
+
+    /// Closes the cached descriptor of a pack that is gone (once no reader still holds it).
+    func forgetPackFile(_ id: PackID) {
+        _ = packFiles.withLock { $0.removeValue(forKey: id) }
     }
 
     func packFile(_ id: PackID) throws -> FileDescriptor {
