@@ -611,6 +611,121 @@ def measure_deltas(args, slm, bench, py):
     delta_svg(rows, base + ".svg")
 
 
+GGUF_VENV = os.path.join(CACHE, "gguf-venv")
+
+
+def gguf_python():
+    """llama.cpp's own GGUF writer (the gguf package from PyPI) in a venv under Benchmarks/cache."""
+    py = os.path.join(GGUF_VENV, "bin", "python")
+    if not os.path.exists(py) or subprocess.run([py, "-c", "import gguf, numpy"], capture_output=True).returncode != 0:
+        log("installing gguf into a virtualenv under Benchmarks/cache")
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", GGUF_VENV], check=True)
+        subprocess.run([py, "-m", "pip", "install", "-q", "gguf"], check=True)
+    return py
+
+
+def stored_in_tensors(slm, store, ref, names=None):
+    """Stored bytes of a version's chunks that lie in its weights file's data section (or, with
+    names, inside those tensors), from `show --json`."""
+    f = next(f for f in json.loads(run([slm, "--store", store, "show", ref, "--json"])[2])["files"] if f.get("tensors"))
+    start = f["data_start"]
+    spans = [(start + t["begin"], start + t["end"]) for t in f["tensors"] if names is None or t["name"] in names]
+    total, offset = 0, 0
+    for c in f["chunks"]:
+        if (names is None and offset >= start) or (names is not None and any(b <= offset < e for b, e in spans)):
+            total += c["stored_length"]
+        offset += c["raw_length"]
+    return total
+
+
+def measure_gguf(args, slm, py):
+    """GGUF files from the reference writer: updates beside the peers, and storage beside the same
+    tensors in safetensors."""
+    gpy = gguf_python()
+    dim, layers = (256, 4) if args.quick else (1024, 24)
+    data_dir = os.path.join(CACHE, f"gguf-{dim}x{layers}")
+    maker = os.path.join(ROOT, "Tests", "Helpers", "make_gguf.py")
+    template = "{{ bos_token }}{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}<|end|>{% endfor %}"
+    variants = {"v1": [], "template": ["--template", template], "k3": ["--changed", "3"], "all": ["--changed", "100000"]}
+    paths = {}
+    for t in ["f16", "q8_0"]:
+        for v, extra in variants.items():
+            p = os.path.join(data_dir, f"{t}-{v}", "model.gguf")
+            if not os.path.exists(p):
+                os.makedirs(os.path.dirname(p), exist_ok=True)
+                subprocess.run([gpy, maker, p, t, "1", "--dim", str(dim), "--layers", str(layers)] + extra, check=True)
+            paths[(t, v)] = p
+    work = tempfile.mkdtemp(prefix="slmstore-bench-gguf-", dir=CACHE)
+    rows, storage = [], []
+    try:
+        cases = [("F16, new chat template", ("f16", "v1"), ("f16", "template"), None),
+                 ("F16, 3 tensors fine-tuned", ("f16", "v1"), ("f16", "k3"), 3),
+                 ("F16, every tensor fine-tuned", ("f16", "v1"), ("f16", "all"), None),
+                 ("Q8_0, new chat template", ("q8_0", "v1"), ("q8_0", "template"), None),
+                 ("Q8_0, 3 tensors fine-tuned", ("q8_0", "v1"), ("q8_0", "k3"), 3)]
+        for name, a, b, k in cases:
+            log(f"gguf: {name}")
+            r = delta_pair(slm, py, name, paths[a], paths[b], work)
+            # Full records only: what the changed tensors cost, against what they cost stored.
+            st = fresh(os.path.join(work, "g-full"))
+            run([slm, "--store", st, "add", "m@1.0.0", paths[a]])
+            new = json.loads(run([slm, "--store", st, "add", "m@1.1.0", paths[b], "--no-delta", "--json"])[2])["stored_bytes"]
+            r["new_bytes_full_records"] = new
+            if k:
+                names = {"token_embd.weight", "blk.0.attn_q.weight", "blk.0.attn_k.weight"}
+                r["changed_tensors_stored"] = stored_in_tensors(slm, st, "m@1.1.0", names)
+                r["new_over_changed"] = new / r["changed_tensors_stored"]
+            rows.append(r)
+        log("gguf: storage beside the same tensors in safetensors and zstd -3")
+        for t in ["f16", "q8_0"]:
+            src = paths[(t, "v1")]
+            st = os.path.join(work, f"{t}.safetensors")
+            subprocess.run([gpy, "-c", GGUF_TO_SAFETENSORS, src, st], check=True)
+            s1, s2 = fresh(os.path.join(work, "s-g")), fresh(os.path.join(work, "s-s"))
+            run([slm, "--store", s1, "add", "g@1.0.0", src])
+            run([slm, "--store", s2, "add", "s@1.0.0", st])
+            g, s = stored_in_tensors(slm, s1, "g@1.0.0"), stored_in_tensors(slm, s2, "s@1.0.0")
+            run(["zstd", "-q", "-3", "-f", src, "-o", os.path.join(work, "z.zst")])
+            storage.append({"type": t.upper(), "size": os.path.getsize(src), "gguf_tensors_stored": g, "safetensors_tensors_stored": s,
+                            "gguf_over_safetensors": g / s, "zstd_file": os.path.getsize(os.path.join(work, "z.zst"))})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    stamp = time.strftime("%Y-%m-%d", time.gmtime())
+    lines = [f"Measured {stamp} on {os.cpu_count()} cores: GGUF files written by gguf-py (llama.cpp's writer), "
+             f"{layers} blocks of {dim}x{dim} tensors, one run. Sizes as a share of the new file.", "",
+             "| update | holder of v1 downloads (slmstore) | zstd --patch-from | casync | hf-xet | publisher stores | "
+             "new bytes (full records) ÷ changed tensors' stored bytes | pull ÷ diff |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = f"{r['new_over_changed']:.3f}" if "new_over_changed" in r else f"{r['new_bytes_full_records'] / 1024:.1f} KiB new"
+        lines.append(f"| {r['case']} | **{r['holder_download']:.4f}** | {r['zstd_patch']:.4f} | {r['casync']:.4f} | {r['hfxet']:.4f} | "
+                     f"{r['stored_new']:.4f} | {ratio} | {r['pull_over_diff']:.3f} |")
+    lines += ["", "| weights | file | tensors stored from GGUF | same tensors from safetensors | GGUF ÷ safetensors | zstd -3 of the file |",
+              "|---|---|---|---|---|---|"]
+    for s in storage:
+        lines.append(f"| {s['type']} | {s['size'] / 1048576:.1f} MiB | {s['gguf_tensors_stored'] / 1048576:.2f} MiB | "
+                     f"{s['safetensors_tensors_stored'] / 1048576:.2f} MiB | {s['gguf_over_safetensors']:.3f} | {s['zstd_file'] / 1048576:.2f} MiB |")
+    write_results(args, "latest-gguf", "\n".join(lines), {"date": stamp, "dim": dim, "layers": layers, "rows": rows, "storage": storage})
+
+
+GGUF_TO_SAFETENSORS = r"""
+import json, struct, sys
+import gguf
+r = gguf.GGUFReader(sys.argv[1])
+header, blobs, offset = {}, [], 0
+for t in r.tensors:
+    data = bytes(t.data.tobytes())
+    dtype = {0: "F32", 1: "F16", 30: "BF16"}.get(int(t.tensor_type), "U8")
+    shape = [int(d) for d in reversed(t.shape.tolist())] if dtype != "U8" else [len(data)]
+    header[t.name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(data)]}
+    blobs.append(data)
+    offset += len(data)
+h = json.dumps(header, separators=(",", ":")).encode()
+with open(sys.argv[2], "wb") as f:
+    f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+"""
+
+
 def median_of(runs):
     keys = sorted({k for r in runs for k in r})
     return {k: statistics.median([r[k] for r in runs if k in r]) for k in keys}
@@ -693,6 +808,7 @@ def main():
     ap.add_argument("--baseline", metavar="REV", help="also measure slmstore built at git revision REV, interleaved")
     ap.add_argument("--s3", action="store_true", help="only the native S3 figures (moto with authentication) beside aws s3 sync")
     ap.add_argument("--deltas", action="store_true", help="only the tensor-delta figures (fine-tunes, LoRA, f32, a chain) beside the peers")
+    ap.add_argument("--gguf", action="store_true", help="only the GGUF figures (files from gguf-py) beside the peers and safetensors")
     args = ap.parse_args()
     if args.quick:
         args.size, args.runs = 48 << 20, 1
@@ -702,6 +818,9 @@ def main():
     baseline = build_baseline(args.baseline) if args.baseline else None
     if args.deltas:
         measure_deltas(args, slm, bench, py)
+        return
+    if args.gguf:
+        measure_gguf(args, slm, py)
         return
     if args.s3:
         data_dir = os.path.join(CACHE, f"data-{args.size}")

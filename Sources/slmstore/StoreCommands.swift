@@ -191,7 +191,7 @@ let showCommand = Command(
         let files: [JSONValue] = tree.files.map { f in
             var o: [String: JSONValue] = [
                 "path": .string(f.path), "size": .int(f.size), "sha256": .string(f.sha256.hex),
-                "kind": .string(f.kind == .safetensors ? "safetensors" : "plain"),
+                "kind": .string(["plain", "safetensors", "gguf"][Int(f.kind.rawValue)]),
                 "chunks": .array(f.chunks.map { c in
                     let loc = index.location(of: c.id)
                     // How the chunk is stored: its full record, and any delta records (codec,
@@ -210,6 +210,8 @@ let showCommand = Command(
             ]
             if let st = f.safetensors {
                 o["header_length"] = .int(st.headerLength)
+                // Where tensor offsets start counting: 8 + header_length for safetensors, the data section for GGUF.
+                o["data_start"] = .int(st.dataStart)
                 o["tensors"] = .array(st.tensors.map { t in
                     .object(["name": .string(t.name), "dtype": .string(t.dtype), "shape": .array(t.shape.map { .int($0) }),
                              "begin": .int(t.begin), "end": .int(t.end)])
