@@ -31,6 +31,19 @@ final class FormatRulesTests: XCTestCase {
         }
     }
 
+    /// Card keys too: both spellings are kept, ordered by bytes, and read back from the version
+    /// object's canonical JSON as two keys.
+    func testCardKeysAreNotUnicodeNormalized() throws {
+        let card = try YAMLSubset.parse("q\u{e9}: 1\nqe\u{301}: 2\nplain: x\n")
+        let bytes = card.canonicalBytes()
+        XCTAssertEqual(String(decoding: bytes, as: UTF8.self), "{\"plain\":\"x\",\"qe\u{301}\":2,\"q\u{e9}\":1}")
+        let back = try JSONValue.parse(bytes)
+        XCTAssertEqual(back.canonicalBytes(), bytes)
+        XCTAssertEqual(back["q\u{e9}"], .number("1"))
+        XCTAssertEqual(back["qe\u{301}"], .number("2"))
+        XCTAssertThrowsError(try YAMLSubset.parse("a: 1\na: 2\n")) { XCTAssertTrue("\($0)".contains("duplicate key")) }
+    }
+
     /// One rule for YAML plain scalars: a number exactly when the text is a JSON number.
     func testYAMLPlainScalarsBecomeNumbersOnlyWhenTheyAreJSONNumbers() throws {
         let card = try YAMLSubset.parse("a: 12\nb: -0.5e3\nc: .5\nd: 0x1F\ne: +12\nf: 1_000\ng: .inf\nh: yes\ni: ~\nj: true\nk: 007\n")

@@ -91,14 +91,14 @@ public struct SafetensorsHeader: Equatable, Sendable {
         var metadata: [String: String] = [:]
         for (name, entry) in entries {
             if name == "__metadata__" {
-                guard case let .object(m) = entry else { throw bad("__metadata__ is not an object") }
-                for (k, v) in m {
+                guard let m = entry.memberList else { throw bad("__metadata__ is not an object") }
+                for (k, v) in m.map({ ($0.key, $0.value) }) {
                     guard case let .string(s) = v else { throw bad("__metadata__ value for \"\(k)\" is not a string") }
                     metadata[k] = s
                 }
                 continue
             }
-            guard case let .object(t) = entry else { throw bad("tensor \"\(name)\" is not an object") }
+            guard let t = entry.objectValue else { throw bad("tensor \"\(name)\" is not an object") }
             guard name.utf8.count <= 65535 else { throw bad("a tensor name is longer than 65535 bytes") }
             guard let dtype = t["dtype"]?.stringValue else { throw bad("tensor \"\(name)\" has no dtype string") }
             guard let bits = dtypeBits[dtype] else { throw bad("tensor \"\(name)\" has unknown dtype \"\(dtype)\"") }

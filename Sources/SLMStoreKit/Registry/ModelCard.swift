@@ -20,7 +20,7 @@ public enum ModelCard {
                 throw SLMError.input(path: path, problem: "invalid model card: \(e)")
             }
         }
-        guard case .object = value else { throw SLMError.input(path: path, problem: "a model card must be a map of keys to values") }
+        guard value.memberList != nil else { throw SLMError.input(path: path, problem: "a model card must be a map of keys to values") }
         return value
     }
 

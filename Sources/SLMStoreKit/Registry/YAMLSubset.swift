@@ -98,21 +98,22 @@ public enum YAMLSubset {
         }
 
         mutating func map(indent: Int) throws -> JSONValue {
-            var out: [String: JSONValue] = [:]
+            // Keys are told apart by their bytes: "é" and "e" + U+0301 are two keys.
+            var out = JSONObjectBuilder()
             while true {
                 skipBlank()
                 guard i < lines.count, lines[i].indent == indent else { break }
                 let l = lines[i]
                 if l.text == "-" || l.text.hasPrefix("- ") { throw fail(l, indent + 1, "list item where a key was expected") }
                 let (key, rest) = try splitKey(l, l.text, column: indent + 1)
-                guard out[key] == nil else { throw fail(l, indent + 1, "duplicate key \"\(key)\"") }
+                guard !out.contains(key) else { throw fail(l, indent + 1, "duplicate key \"\(key)\"") }
                 i += 1
-                out[key] = try value(after: rest, line: l, parentIndent: indent, column: indent + key.count + 3)
+                out.add(key, try value(after: rest, line: l, parentIndent: indent, column: indent + key.count + 3))
             }
             if i < lines.count, lines[i].indent > indent {
                 throw fail(lines[i], lines[i].indent + 1, "unexpected indentation")
             }
-            return .object(out)
+            return out.value
         }
 
         mutating func list(indent: Int) throws -> JSONValue {
@@ -132,16 +133,17 @@ public enum YAMLSubset {
                     // "- key: value" starts a map whose keys sit at the item's column.
                     let (key, after) = try splitKey(l, rest, column: itemIndent + 1)
                     i += 1
-                    var obj: [String: JSONValue] = [key: try value(after: after, line: l, parentIndent: itemIndent, column: itemIndent + key.count + 3)]
+                    var obj = JSONObjectBuilder()
+                    obj.add(key, try value(after: after, line: l, parentIndent: itemIndent, column: itemIndent + key.count + 3))
                     skipBlank()
                     if i < lines.count, lines[i].indent == itemIndent {
-                        guard case let .object(more) = try map(indent: itemIndent) else { break }
-                        for (k, v) in more {
-                            guard obj[k] == nil else { throw fail(l, itemIndent + 1, "duplicate key \"\(k)\"") }
-                            obj[k] = v
+                        guard let more = try map(indent: itemIndent).memberList else { break }
+                        for m in more {
+                            guard !obj.contains(m.key) else { throw fail(l, itemIndent + 1, "duplicate key \"\(m.key)\"") }
+                            obj.add(m.key, m.value)
                         }
                     }
-                    out.append(.object(obj))
+                    out.append(obj.value)
                 } else {
                     i += 1
                     out.append(try scalar(rest, line: l, column: itemIndent + 1))

@@ -9,6 +9,11 @@ public enum JSONValue: Equatable, Sendable {
     case string(String)
     case array([JSONValue])
     case object([String: JSONValue])
+    /// An object holding keys that Swift's String equality would merge: spellings that differ
+    /// only in Unicode normalization ("é" precomposed and "e" + U+0301) are different UTF-8, so
+    /// different keys. Members in UTF-8 key order. `JSONObjectBuilder` picks this form only when
+    /// it is needed; everything else is `.object`.
+    case members([JSONMember])
 
     public static func int<T: BinaryInteger>(_ v: T) -> JSONValue { .number(String(v)) }
 
@@ -19,11 +24,30 @@ public enum JSONValue: Equatable, Sendable {
 
     public subscript(key: String) -> JSONValue? {
         if case let .object(o) = self { return o[key] }
+        if case let .members(m) = self {
+            let bytes = Array(key.utf8)
+            return m.first { Array($0.key.utf8) == bytes }?.value
+        }
         return nil
     }
 
+    /// An object's members in UTF-8 key order, whichever form holds it.
+    public var memberList: [JSONMember]? {
+        switch self {
+        case let .object(o): return JSONValue.sortedKeys(o).map { JSONMember(key: $0, value: o[$0]!) }
+        case let .members(m): return m
+        default: return nil
+        }
+    }
+
     public var stringValue: String? { if case let .string(s) = self { return s }; return nil }
-    public var objectValue: [String: JSONValue]? { if case let .object(o) = self { return o }; return nil }
+    /// The object as a dictionary. For `.members` two keys that differ only in normalization
+    /// become one (the first): callers that must see every key use `memberList`.
+    public var objectValue: [String: JSONValue]? {
+        if case let .object(o) = self { return o }
+        if case let .members(m) = self { return Dictionary(m.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a }) }
+        return nil
+    }
     public var arrayValue: [JSONValue]? { if case let .array(a) = self { return a }; return nil }
     public var boolValue: Bool? { if case let .bool(b) = self { return b }; return nil }
     public var doubleValue: Double? { if case let .number(n) = self { return Double(n) }; return nil }
@@ -80,17 +104,18 @@ public enum JSONValue: Equatable, Sendable {
             }
             if !a.isEmpty { newline(level) }
             out.append(UInt8(ascii: "]"))
-        case let .object(o):
+        case .object, .members:
+            let members = memberList!
             out.append(UInt8(ascii: "{"))
-            for (i, k) in JSONValue.sortedKeys(o).enumerated() {
+            for (i, m) in members.enumerated() {
                 if i > 0 { out.append(UInt8(ascii: ",")) }
                 newline(level + 1)
-                JSONValue.writeString(k, into: &out)
+                JSONValue.writeString(m.key, into: &out)
                 out.append(UInt8(ascii: ":"))
                 if indent != nil { out.append(0x20) }
-                o[k]!.write(into: &out, indent: indent, level: level + 1)
+                m.value.write(into: &out, indent: indent, level: level + 1)
             }
-            if !o.isEmpty { newline(level) }
+            if !members.isEmpty { newline(level) }
             out.append(UInt8(ascii: "}"))
         }
     }
@@ -214,9 +239,9 @@ public enum JSONValue: Equatable, Sendable {
 
         mutating func object(depth: Int) throws -> JSONValue {
             i += 1
-            var result: [String: JSONValue] = [:]
+            var result = JSONObjectBuilder()
             skipWhitespace()
-            if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(result) }
+            if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return result.value }
             while true {
                 skipWhitespace()
                 guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
@@ -225,12 +250,12 @@ public enum JSONValue: Equatable, Sendable {
                 guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':'") }
                 i += 1
                 skipWhitespace()
-                guard result[key] == nil else { throw fail("duplicate key \"\(key)\"") }
-                result[key] = try value(depth: depth + 1)
+                guard !result.contains(key) else { throw fail("duplicate key \"\(key)\"") }
+                result.add(key, try value(depth: depth + 1))
                 skipWhitespace()
                 guard i < bytes.count else { throw fail("unexpected end of input in object") }
                 if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-                if bytes[i] == UInt8(ascii: "}") { i += 1; return .object(result) }
+                if bytes[i] == UInt8(ascii: "}") { i += 1; return result.value }
                 throw fail("expected ',' or '}'")
             }
         }
@@ -332,5 +357,42 @@ public enum JSONValue: Equatable, Sendable {
             }
             return v
         }
+    }
+}
+
+/// One member of a `.members` object.
+public struct JSONMember: Equatable, Sendable {
+    public var key: String
+    public var value: JSONValue
+
+    public init(key: String, value: JSONValue) {
+        self.key = key
+        self.value = value
+    }
+}
+
+/// Builds an object with keys told apart by their UTF-8 bytes: `.object` when no two keys
+/// collide under Swift's String equality, `.members` when some do.
+public struct JSONObjectBuilder: Sendable {
+    private var dictionary: [String: JSONValue] = [:]
+    private var members: [JSONMember] = []
+    private var keys = Set<[UInt8]>()
+    private var merged = false
+
+    public init() {}
+
+    /// Whether this exact key (its bytes) is already there.
+    public func contains(_ key: String) -> Bool { keys.contains(Array(key.utf8)) }
+
+    /// Adds a member whose key is not there yet (check `contains` first).
+    public mutating func add(_ key: String, _ value: JSONValue) {
+        keys.insert(Array(key.utf8))
+        if dictionary[key] != nil { merged = true } else { dictionary[key] = value }
+        members.append(JSONMember(key: key, value: value))
+    }
+
+    public var value: JSONValue {
+        guard merged else { return .object(dictionary) }
+        return .members(members.sorted { Array($0.key.utf8).lexicographicallyPrecedes(Array($1.key.utf8)) })
     }
 }

@@ -98,8 +98,8 @@ enum HTML {
     /// A JSON value from a card as readable HTML: maps as definition lists, lists as lists.
     static func value(_ v: JSONValue) -> String {
         switch v {
-        case let .object(o):
-            return "<dl>" + o.keys.sorted().map { "<dt>\(escape($0))</dt><dd>\(value(o[$0]!))</dd>" }.joined() + "</dl>"
+        case .object, .members:
+            return "<dl>" + v.memberList!.map { "<dt>\(escape($0.key))</dt><dd>\(value($0.value))</dd>" }.joined() + "</dl>"
         case let .array(a):
             return "<ul>" + a.map { "<li>\(value($0))</li>" }.joined() + "</ul>"
         case let .string(s):

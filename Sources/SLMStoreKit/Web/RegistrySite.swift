@@ -119,7 +119,7 @@ public enum RegistrySite {
             body += "<p class=\"muted\">First version of this model: a device downloads \(HTML.bytes(v.storedBytes)).</p>"
         }
 
-        if let card = v.card, case let .object(sections) = card {
+        if let card = v.card, let sections = card.memberList {
             let provenance = provenanceFields(card)
             if !provenance.isEmpty {
                 body += "<h2>Provenance</h2><div class=\"card\"><dl>"
@@ -127,8 +127,8 @@ public enum RegistrySite {
                 body += "</dl></div>"
             }
             body += "<h2>Model card</h2>"
-            for key in sections.keys.sorted() {
-                body += "<div class=\"card\"><h3>\(HTML.escape(key))</h3>\(HTML.value(sections[key]!))</div>"
+            for s in sections {
+                body += "<div class=\"card\"><h3>\(HTML.escape(s.key))</h3>\(HTML.value(s.value))</div>"
             }
         }
         body += "<h2>Metrics</h2>"
@@ -168,14 +168,14 @@ public enum RegistrySite {
     static func provenanceFields(_ card: JSONValue) -> [(String, JSONValue)] {
         var out: [(String, JSONValue)] = []
         func walk(_ v: JSONValue, _ path: String) {
-            guard case let .object(o) = v else { return }
-            for k in o.keys.sorted() {
-                let p = path.isEmpty ? k : "\(path).\(k)"
-                let lower = k.lowercased()
+            guard let members = v.memberList else { return }
+            for m in members {
+                let p = path.isEmpty ? m.key : "\(path).\(m.key)"
+                let lower = m.key.lowercased()
                 if ["dataset", "commit", "hyperparam", "base_model", "source"].contains(where: { lower.contains($0) }) {
-                    out.append((p, o[k]!))
+                    out.append((p, m.value))
                 } else {
-                    walk(o[k]!, p)
+                    walk(m.value, p)
                 }
             }
         }
