@@ -29,13 +29,20 @@ final class GCTests: XCTestCase {
         }
     }
 
-    func testGcFreesChunksOfRemovedVersionsAndKeepsTheRest() throws {
+    /// m@1.0.0 and m@1.1.0 share their first 600 kB; 1.0.0 is removed, so its pack is 40% live.
+    /// Returns the source of 1.1.0.
+    func twoVersionsWithTheFirstRemoved() -> String {
         let shared = TestSupport.random(600_000, seed: 1)
         let a = src("a", ["w.bin": shared + TestSupport.random(900_000, seed: 2)])
         let b = src("b", ["w.bin": shared + TestSupport.random(900_000, seed: 3)])
         XCTAssertEqual(cli(["add", "m@1.0.0", a]).status, 0)
         XCTAssertEqual(cli(["add", "m@1.1.0", b]).status, 0)
         XCTAssertEqual(cli(["rm", "m@1.0.0"]).status, 0)
+        return b
+    }
+
+    func testGcFreesChunksOfRemovedVersionsAndKeepsTheRest() throws {
+        let b = twoVersionsWithTheFirstRemoved()
         let gc = try TestSupport.json(cli(["gc", "--json"]))
         XCTAssertGreaterThan(gc["bytes_freed"]!.uint64Value!, 800_000)
         assertAllVersionsRead(["m@1.1.0": b])
@@ -45,12 +52,7 @@ final class GCTests: XCTestCase {
 
     /// A pack 40% live is rewritten at the default threshold (0.5) but kept whole below 0.3.
     func testRewriteBelowSetsTheLiveShareUnderWhichAPackIsRewritten() throws {
-        let shared = TestSupport.random(600_000, seed: 1)
-        let a = src("a", ["w.bin": shared + TestSupport.random(900_000, seed: 2)])
-        let b = src("b", ["w.bin": shared + TestSupport.random(900_000, seed: 3)])
-        XCTAssertEqual(cli(["add", "m@1.0.0", a]).status, 0)
-        XCTAssertEqual(cli(["add", "m@1.1.0", b]).status, 0)
-        XCTAssertEqual(cli(["rm", "m@1.0.0"]).status, 0)
+        let b = twoVersionsWithTheFirstRemoved()
         let kept = try TestSupport.json(cli(["gc", "--rewrite-below", "0.3", "--json"]))
         XCTAssertEqual(kept["packs_rewritten"]?.uint64Value, 0)
         XCTAssertEqual(kept["bytes_freed"]?.uint64Value, 0)
