@@ -46,6 +46,20 @@ final class PrivateRemoteTests: XCTestCase {
         XCTAssertFalse(wrong.stderr.contains(token) || wrong.stdout.contains(token))
     }
 
+    /// A redirect to another host does not take the token along: the other host sees no
+    /// Authorization (it answers 401), while the same token sent to it directly works.
+    func testCredentialsAreNotForwardedToAnotherHostOnARedirect() throws {
+        let token = "tok-\(FileSystem.randomHex(8))"
+        let target = try NginxServer(serving: remote, auth: .bearer(token))
+        defer { target.stop() }
+        let redirector = try NginxServer(serving: remote, auth: .redirect(to: "http://localhost:\(target.port)"))
+        defer { redirector.stop() }
+        XCTAssertEqual(pull("http://localhost:\(target.port)", env: ["SLMSTORE_TOKEN": token]).0.status, 0)
+        let (r, _) = pull(redirector.url, env: ["SLMSTORE_TOKEN": token])
+        XCTAssertEqual(r.status, 6, r.stderr)
+        XCTAssertTrue(r.stderr.contains("HTTP 401"), r.stderr)
+    }
+
     /// Finding 7: a 401 with a Basic challenge used to hang a pull for 300 s.
     func testNetrcSuppliesBasicCredentialsPerHostAndARefusalFailsAtOnce() throws {
         let nginx = try NginxServer(serving: remote, auth: .basic(user: "device", password: "s3cret-pw"))

@@ -19,6 +19,8 @@ public final class NginxServer {
     public enum Auth {
         case basic(user: String, password: String)
         case bearer(String)
+        /// Not auth: every request is redirected to this base URL (same path).
+        case redirect(to: String)
     }
 
     public init(serving root: String, port fixedPort: Int? = nil, limitRate: String? = nil, auth: Auth? = nil) throws {
@@ -33,6 +35,8 @@ public final class NginxServer {
             location = "auth_basic \"slmstore\"; auth_basic_user_file \(prefix)/htpasswd;"
         case let .bearer(token)?:
             location = "if ($http_authorization != \"Bearer \(token)\") { add_header WWW-Authenticate Bearer always; return 401; }"
+        case let .redirect(to)?:
+            location = "return 302 \(to)$request_uri;"
         case nil:
             break
         }
