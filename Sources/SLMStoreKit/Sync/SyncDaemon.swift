@@ -282,8 +282,9 @@ public final class SyncDaemon {
     /// error, not as "up to date".
     private func manifest() throws -> Manifest {
         let gate = store.releaseGate(for: remote.location, trusted: options.trustedKeys, installDirectory: options.installRoot)
-        guard gate.isActive else { return try manifest(conditional: true) }
-        let release = try gate.accept(try remote.read(SignedRelease.path, limit: SignedRelease.maxEncodedSize))!
+        guard gate.isActive, let release = try gate.accept(try remote.read(SignedRelease.path, limit: SignedRelease.maxEncodedSize)) else {
+            return try manifest(conditional: true)
+        }
         var manifest = try self.manifest(conditional: true)
         func lacksSigned(_ m: Manifest) -> Bool {
             options.follow.contains { name, _ in
