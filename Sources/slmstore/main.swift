@@ -45,6 +45,8 @@ func runMain() -> Int32 {
         print("slmstore \(SLMStoreVersion.current) (store format \(StoreConfig.currentFormat), manifest format 1, commit \(buildCommit))")
         return 0
     }
+    // The device-side commands run beside the model: one malloc arena keeps their peak low.
+    if first == "pull" || first == "sync" { HeapRelease.limitArenas(1) }
     guard let command = commands.first(where: { $0.name == first }) else {
         Output.error("unknown command \"\(first)\" (run `slmstore --help` for the list)")
         return 2

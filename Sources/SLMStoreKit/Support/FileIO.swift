@@ -276,4 +276,16 @@ public enum HeapRelease {
     }()
 
     public static func now() { _ = trim?(0) }
+
+    private typealias MallOpt = @convention(c) (Int32, Int32) -> Int32
+    private static let mallopt: MallOpt? = {
+        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return nil }
+        return unsafeBitCast(sym, to: MallOpt.self)
+    }()
+
+    /// Caps glibc's malloc arenas (M_ARENA_MAX). By default every thread that allocates gets an
+    /// arena of its own, and each keeps what it freed: a pull's four transfer threads and
+    /// URLSession's then hold several copies of their peak. One arena measured 320 -> 193 MiB
+    /// peak RSS for a 1 GiB pull at the same speed. Call before threads start.
+    public static func limitArenas(_ n: Int32) { _ = mallopt?(-8, n) }
 }

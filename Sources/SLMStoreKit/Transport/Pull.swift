@@ -228,7 +228,9 @@ extension Store {
             try Publication.publish(targets.reversed().map(\.record), to: LocalVersionDestination(store: self))
         }
 
-        // 6. Install.
+        // 6. Install. The transfer buffers are gone: give their memory back before checkout
+        // allocates its own, so the peak is the larger of the two, not their sum.
+        HeapRelease.now()
         var installed: String? = nil
         var installedNew = false
         if let dir = options.installDirectory {
