@@ -35,9 +35,10 @@ public struct PullOptions: Sendable {
 
     public init() {}
 
-    /// Sizes the transfer buffers to fit `bytes`: each request in flight holds its range about
-    /// three times (as received, as bytes, as records), and a pack batch sits in memory before
-    /// it is written. What the process needs besides (about 25 MiB) is not counted.
+    /// Sizes the transfer buffers to fit `bytes`: each request in flight holds its range once
+    /// and up to 4 MiB of verified records waiting for the pack writer, which itself buffers up
+    /// to 8 MiB. The formula keeps a margin of about three ranges per request. What the process
+    /// needs besides (about 25 MiB at start, plus checkout's buffers for `--to`) is not counted.
     public mutating func applyMemoryBudget(_ bytes: UInt64) {
         let usable = max(bytes, 16 << 20) - min(bytes / 2, 8 << 20)
         parallelRequests = usable >= 256 << 20 ? 4 : (usable >= 64 << 20 ? 2 : 1)
@@ -409,8 +410,8 @@ final class ChunkFetcher: @unchecked Sendable {
         var verifiedBytes = 0
         var scratch = [UInt8](repeating: 0, count: 0)
         let cache = DecodedChunkCache()
-        // Rebuilt deltas are several times their download: hand them to the sink in batches,
-        // so memory follows the batch, not the range.
+        // Verified records go to the sink in batches of 4 MiB (rebuilt deltas are several times
+        // their download), so memory follows the batch, not the range.
         func handOver() throws {
             lock.lock()
             defer { lock.unlock() }
@@ -457,6 +458,10 @@ final class ChunkFetcher: @unchecked Sendable {
                 throw SLMError.remote(url: p, problem: "served bad data: \(problem)")
             }
             verified.append((id, e, EncodedChunk(codec: e.codec, payload: Array(record[PackFormat.recordHeaderSize...]))))
+            // Verified copies wait for the sink in batches too, so a worker holds its range and at
+            // most 4 MiB more, not the range twice.
+            verifiedBytes += Int(e.storedLength)
+            if verifiedBytes >= 4 << 20 { try handOver() }
         }
         try handOver()
         lock.lock()
