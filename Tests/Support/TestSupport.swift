@@ -5,7 +5,21 @@ import SLMSynthetic
 
 /// Shared helpers: scratch directories, the built `slmstore` binary, store snapshots.
 public enum TestSupport {
+    /// Scratch directories of earlier runs (over an hour old) go when the first one of this run is
+    /// made: a full suite writes gigabytes, and a machine that runs it often would fill its disk.
+    nonisolated(unsafe) private static let sweptOldScratch: Void = {
+        let root = NSTemporaryDirectory() + "slmstore-tests"
+        let cutoff = Date().addingTimeInterval(-3600)
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] {
+            let path = root + "/" + name
+            if let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date, modified < cutoff {
+                try? FileManager.default.removeItem(atPath: path)
+            }
+        }
+    }()
+
     public static func scratch(_ name: String = #function) -> String {
+        _ = sweptOldScratch
         let clean = name.filter { $0.isLetter || $0.isNumber }
         let dir = NSTemporaryDirectory() + "slmstore-tests/\(clean)-\(FileSystem.randomHex(4))"
         try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
