@@ -83,10 +83,13 @@ public struct SafetensorsHeader: Equatable, Sendable {
 
     public static func parse(headerJSON json: [UInt8], headerLength: UInt64, fileSize: UInt64, path: String) throws -> SafetensorsHeader {
         func bad(_ problem: String) -> SLMError { .input(path: path, problem: "invalid safetensors header: \(problem)") }
-        let entries: [(key: String, value: JSONValue)]
-        do { entries = try JSONValue.parseObjectEntries(json) } catch let e as JSONValue.ParseError {
-            throw bad(e.message == "expected an object" ? "the header is not a JSON object" : "not valid JSON (\(e.message) at byte \(8 + e.offset))")
+        let value: JSONValue
+        do { value = try JSONValue.parse(json) } catch let e as JSONValue.ParseError {
+            throw bad("not valid JSON (\(e.message) at byte \(8 + e.offset))")
         }
+        // Members, not a dictionary: tensor names that differ only in normalization are two tensors.
+        guard let members = value.memberList else { throw bad("the header is not a JSON object") }
+        let entries = members.map { (key: $0.key, value: $0.value) }
         var tensors: [TensorInfo] = []
         var metadata: [String: String] = [:]
         for (name, entry) in entries {

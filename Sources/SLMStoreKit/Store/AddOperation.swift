@@ -96,11 +96,8 @@ public enum AddInputs {
         try walk(dir, "", &visited) { source, rel in
             guard TreePath.problem(rel) == nil, let file = try? FileDescriptor.openForReading(source),
                   let size = try? file.size() else { return }
-            var header: SafetensorsHeader? = nil
-            if rel.hasSuffix(".safetensors") || GGUF.isGGUFPath(rel) {
-                guard let h = try? SafetensorsHeader.read(weightsFile: source, treePath: rel) else { return }
-                header = h
-            }
+            let header: SafetensorsHeader?
+            do { header = try SafetensorsHeader.read(weightsFile: source, treePath: rel) } catch { return }
             out.append(AddInput(treePath: rel, sourcePath: source, size: size, safetensors: header))
         }
         return out

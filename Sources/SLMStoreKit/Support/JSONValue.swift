@@ -164,42 +164,6 @@ public enum JSONValue: Equatable, Sendable {
 
     public static func parse(_ text: String) throws -> JSONValue { try parse(Array(text.utf8)) }
 
-    /// A document that must be an object, as its entries in file order. Keys are told apart by
-    /// their UTF-8 bytes: a dictionary of Swift strings would merge keys that differ only in
-    /// Unicode normalization (precomposed "é" and "e" + U+0301), which are different names.
-    public static func parseObjectEntries(_ bytes: [UInt8], maxDepth: Int = 64) throws -> [(key: String, value: JSONValue)] {
-        var p = Parser(bytes: bytes, maxDepth: maxDepth)
-        p.skipWhitespace()
-        guard p.i < bytes.count, bytes[p.i] == UInt8(ascii: "{") else { throw ParseError(offset: p.i, message: "expected an object") }
-        p.i += 1
-        var out: [(key: String, value: JSONValue)] = []
-        var seen = Set<[UInt8]>()
-        p.skipWhitespace()
-        if p.i < bytes.count, bytes[p.i] == UInt8(ascii: "}") {
-            p.i += 1
-        } else {
-            while true {
-                p.skipWhitespace()
-                guard p.i < bytes.count, bytes[p.i] == UInt8(ascii: "\"") else { throw p.fail("expected a string key") }
-                let key = try p.string()
-                p.skipWhitespace()
-                guard p.i < bytes.count, bytes[p.i] == UInt8(ascii: ":") else { throw p.fail("expected ':'") }
-                p.i += 1
-                p.skipWhitespace()
-                guard seen.insert(Array(key.utf8)).inserted else { throw p.fail("duplicate key \"\(key)\"") }
-                out.append((key, try p.value(depth: 1)))
-                p.skipWhitespace()
-                guard p.i < bytes.count else { throw p.fail("unexpected end of input in object") }
-                if bytes[p.i] == UInt8(ascii: ",") { p.i += 1; continue }
-                if bytes[p.i] == UInt8(ascii: "}") { p.i += 1; break }
-                throw p.fail("expected ',' or '}'")
-            }
-        }
-        p.skipWhitespace()
-        guard p.i == bytes.count else { throw ParseError(offset: p.i, message: "unexpected data after the document") }
-        return out
-    }
-
     private struct Parser {
         let bytes: [UInt8]
         let maxDepth: Int

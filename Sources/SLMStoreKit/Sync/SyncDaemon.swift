@@ -198,6 +198,8 @@ public final class SyncDaemon {
     }
 
     private var pendingRecovered: [String] = []
+    /// The signed release this round accepted (nil when the device does not check releases).
+    private var roundRelease: SignedRelease?
 
     /// Runs rounds until stopped (or once). Returns true if the last round succeeded.
     @discardableResult
@@ -281,10 +283,12 @@ public final class SyncDaemon {
     /// release names versions it lacks is fetched again in full: a frozen manifest shows up as an
     /// error, not as "up to date".
     private func manifest() throws -> Manifest {
+        roundRelease = nil
         let gate = store.releaseGate(for: remote.location, trusted: options.trustedKeys, installDirectory: options.installRoot)
         guard gate.isActive, let release = try gate.accept(try remote.read(SignedRelease.path, limit: SignedRelease.maxEncodedSize)) else {
             return try manifest(conditional: true)
         }
+        roundRelease = release
         var manifest = try self.manifest(conditional: true)
         func lacksSigned(_ m: Manifest) -> Bool {
             options.follow.contains { name, _ in
@@ -362,6 +366,7 @@ public final class SyncDaemon {
                 if options.memoryBudget > 0 { pull.applyMemoryBudget(options.memoryBudget) }
                 pull.useDeltas = options.useDeltas
                 pull.trustedKeys = options.trustedKeys
+                pull.acceptedRelease = roundRelease
                 pull.maxInstallSize = options.maxInstallSize
                 let stop = self.stop
                 pull.isCancelled = { stop.isSet }

@@ -17,10 +17,7 @@ public final class HTTPBackend: StoreBackend {
     /// A user:password in `base` is used as credentials unless `credentials` are given.
     public init(base: URL, credentials: HTTPCredentials? = nil, policy: HTTPClient.Policy = HTTPClient.Policy()) {
         self.base = URL(string: HTTPCredentials.redact(base.absoluteString)) ?? base
-        self.credentials = credentials ?? base.user.map {
-            HTTPCredentials.basic($0.removingPercentEncoding ?? $0, base.password.map { $0.removingPercentEncoding ?? $0 } ?? "",
-                                  source: "the user:password in the remote URL")
-        }
+        self.credentials = credentials ?? HTTPCredentials.userInfo(of: base)
         client = HTTPClient(policy: policy)
     }
 

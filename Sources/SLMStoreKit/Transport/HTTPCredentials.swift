@@ -32,10 +32,7 @@ public struct HTTPCredentials: Sendable {
         if let token = sources.token ?? sources.environment["SLMSTORE_TOKEN"], !token.isEmpty {
             return HTTPCredentials(authorization: "Bearer " + token, source: "SLMSTORE_TOKEN")
         }
-        if let user = url.user {
-            return basic(user.removingPercentEncoding ?? user, url.password.map { $0.removingPercentEncoding ?? $0 } ?? "",
-                         source: "the user:password in the remote URL")
-        }
+        if let fromURL = userInfo(of: url) { return fromURL }
         let home = sources.environment["HOME"] ?? NSHomeDirectory()
         let netrc = sources.netrcFile ?? "\(home)/.netrc"
         if sources.netrcFile != nil || FileSystem.exists(netrc), let host = url.host {
@@ -46,6 +43,12 @@ public struct HTTPCredentials: Sendable {
             }
         }
         return nil
+    }
+
+    /// The user:password written in the URL itself, if any.
+    static func userInfo(of url: URL) -> HTTPCredentials? {
+        url.user.map { basic($0.removingPercentEncoding ?? $0, url.password.map { $0.removingPercentEncoding ?? $0 } ?? "",
+                             source: "the user:password in the remote URL") }
     }
 
     static func basic(_ user: String, _ password: String, source: String) -> HTTPCredentials {

@@ -32,6 +32,9 @@ public struct PullOptions: Sendable {
     /// Refuse a version (with its dependencies) whose files add up to more than this, before
     /// downloading anything (0: no limit).
     public var maxInstallSize: UInt64 = 0
+    /// A release the caller accepted for this remote moments ago (the sync daemon's round): used
+    /// as is instead of fetching and checking release.json again.
+    public var acceptedRelease: SignedRelease?
 
     public init() {}
 
@@ -135,9 +138,6 @@ extension Store {
             if seen.count > 256 { throw SLMError.remote(url: location, problem: "more than 256 versions in the dependency graph") }
             let versionBytes = try reader.objectBytes(id, limit: VersionObject.maxEncodedSize)
             let object = try VersionObject.decode(versionBytes, source: "\(location)/\(RemoteLayout.objectPath(id))")
-            if let release = reader.release, !release.lists(n, v, id) {
-                throw SLMError.untrusted(source: "\(location)/\(SignedRelease.path)", problem: "\(n)@\(v) (\(id.hex.prefix(12))) is not in the signed release (serial \(release.serial))")
-            }
             guard object.name == n.value, object.version == v else {
                 throw SLMError.remote(url: location, problem: "ref \(n)@\(v) points to a version object for \(object.name)@\(object.version)")
             }
@@ -157,7 +157,8 @@ extension Store {
         let started = Timestamp.monotonicSeconds()
         let trafficBefore = remote.traffic
         let gate = releaseGate(for: remote.location, trusted: options.trustedKeys, installDirectory: options.installDirectory)
-        let release = gate.isActive ? try gate.accept(try remote.read(SignedRelease.path, limit: SignedRelease.maxEncodedSize)) : nil
+        let release = try options.acceptedRelease
+            ?? (gate.isActive ? gate.accept(try remote.read(SignedRelease.path, limit: SignedRelease.maxEncodedSize)) : nil)
         let reader = RemoteReader(remote: remote, cacheDirectory: remoteIndexCache(for: remote.location), release: release)
         let remoteConfig = try reader.config()
 
