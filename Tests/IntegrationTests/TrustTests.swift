@@ -152,6 +152,27 @@ final class TrustTests: XCTestCase {
         XCTAssertEqual(current(device), "1.0.0")
     }
 
+    /// release.json cut short, or larger than its bound: refused, nothing installed or moved.
+    func testATruncatedOrOversizedReleaseIsRefusedAndTheInstalledVersionStays() throws {
+        let device = dir + "/device"
+        XCTAssertEqual(pull("intent@production", device: device).status, 0)
+        promote("1.1.0")
+        push(["--sign", key])
+        let good = TestSupport.read(remote + "/release.json")
+        TestSupport.write(Array(good.prefix(good.count / 2)), to: remote + "/release.json")
+        let truncated = pull("intent@production", device: device)
+        XCTAssertEqual(truncated.status, 5, truncated.stderr)
+        XCTAssertTrue(truncated.stderr.contains("release.json"), truncated.stderr)
+        XCTAssertEqual(truncate(remote + "/release.json", off_t(SignedRelease.maxEncodedSize + 1)), 0)
+        let oversized = pull("intent@production", device: device)
+        XCTAssertEqual(oversized.status, 6, oversized.stderr)
+        XCTAssertTrue(oversized.stderr.contains("larger than"), oversized.stderr)
+        XCTAssertEqual(current(device), "1.0.0")
+        TestSupport.write(good, to: remote + "/release.json")
+        XCTAssertEqual(pull("intent@production", device: device).status, 0)
+        XCTAssertEqual(current(device), "1.1.0")
+    }
+
     func testOnceSignedMetadataWasAcceptedUnsignedIsRefusedEvenWithoutTrust() throws {
         let device = dir + "/device"
         XCTAssertEqual(pull("intent@production", device: device).status, 0)
