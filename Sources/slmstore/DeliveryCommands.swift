@@ -1,11 +1,11 @@
-// Commands that ship versions: diff, push, pull, gc.
+// Commands that ship versions and keep the store lean: diff, push, pull, rm, gc, maintenance.
 
 import SLMStoreKit
 #if canImport(Glibc)
 import Glibc
 #endif
 
-let deliveryCommands: [Command] = [diffCommand, pushCommand, pullCommand, rmCommand, gcCommand]
+let deliveryCommands: [Command] = [diffCommand, pushCommand, pullCommand, rmCommand, gcCommand, maintenanceCommand]
 
 let diffCommand = Command(
     name: "diff", summary: "What changed between two versions and what the update costs to ship",
@@ -248,6 +248,32 @@ let gcCommand = Command(
                              "packs_rewritten": .int(r.packsRewritten), "live_chunks": .int(r.liveChunks)]))
     } else {
         print("freed \(Output.bytes(r.bytesFreed)): \(r.packsDeleted) packs deleted, \(r.packsRewritten) rewritten of \(r.packsBefore); \(r.liveChunks) live chunks")
+    }
+    return 0
+}
+
+let maintenanceCommand = Command(
+    name: "maintenance", summary: "Rewrite the multi-pack index so lookups stay fast in a large store",
+    usage: "slmstore maintenance [--json]",
+    details: """
+    Merges every pack index into packs/multi-pack-index (Format.md §6.1), which commands search
+    with one small read per lookup instead of reading each pack index into memory. add, pull and gc do this
+    on their own once \(Store.uncoveredPackLimit) packs are outside it; run it by hand after copying packs in.
+    Runs beside adds and pulls (their new packs are covered next time).
+      --json   packs, entries, bytes, packs_outside_before, seconds
+    """,
+    spec: OptionSpec(values: [], flags: ["--json"])
+) { a, ctx in
+    try requirePositionals(a, "maintenance", min: 0, max: 0, usage: "slmstore maintenance")
+    let store = try ctx.openStore()
+    let r = try store.maintenance()
+    if a.has("--json") {
+        Output.json(.object(["packs": .int(r.packs), "entries": .int(r.entries), "bytes": .int(r.bytes),
+                             "packs_outside_before": .int(r.uncoveredBefore), "seconds": .double(r.seconds)]))
+    } else if r.packs == 0 {
+        print("no packs: nothing to index")
+    } else {
+        print("multi-pack index: \(r.entries) chunk records in \(r.packs) packs (\(Output.bytes(r.bytes))), \(r.uncoveredBefore) packs were outside it; \(String(format: "%.2f", r.seconds)) s")
     }
     return 0
 }

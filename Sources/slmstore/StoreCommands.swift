@@ -107,7 +107,13 @@ let lsCommand = Command(
 ) { a, ctx in
     try requirePositionals(a, "ls", min: 0, max: 1, usage: "slmstore ls [NAME]")
     let store = try ctx.openStore()
-    let index = try store.loadChunkIndex()
+    // Figures come from the store's cache; the chunk index is loaded only to compute a missing one.
+    var loaded: ChunkIndex? = nil
+    let index = { () throws -> ChunkIndex in
+        if let loaded { return loaded }
+        loaded = try store.loadChunkIndex()
+        return loaded!
+    }
     var models = try store.models()
     if let only = a.positionals.first {
         let n = try ModelName(only)
@@ -118,31 +124,29 @@ let lsCommand = Command(
     var rows: [[String]] = [["MODEL", "VERSION", "ID", "STAGES", "SIZE", "STORED", "NEW", "CREATED"]]
     var json: [JSONValue] = []
     for m in models {
-        var modelChunks = Set<ChunkID>()
+        var modelVersions: [SHA256Digest] = []
         var versionsJSON: [JSONValue] = []
         let stages = try store.stageRefs(of: m)
         let rollouts = try store.rollouts(of: m).filter { $0.value.state == .active }
-        for (v, id) in try store.versions(of: m) {
+        let versions = try store.versions(of: m)
+        // NEW is what a version cost beyond its parent: the bytes a holder of the parent lacks.
+        let listings = try store.cachedListings(m, versions: versions.map(\.id), index: index)
+        for ((v, id), listing) in zip(versions, listings) {
             var held = stages.filter { $0.1 == id }.map(\.0).sorted()
             // A version in a staged rollout shows the share of devices it holds the stage for.
             for (stage, r) in rollouts.sorted(by: { $0.key < $1.key }) where r.id == id { held.append("\(stage) \(RolloutFormat.percent(r.percent))%") }
             if let only = stageFilter, !held.contains(only) { continue }
-            let obj = try store.readVersion(id)
-            let tree = try store.readTree(obj.tree)
-            // What this version cost beyond its parent: the bytes a holder of the parent lacks.
-            let parentTree = obj.parent.flatMap { try? store.readVersion($0) }.flatMap { try? store.readTree($0.tree) }
-            let s = store.stats(of: tree, parentTree: parentTree, index: index)
-            for f in tree.files { for c in f.chunks { modelChunks.insert(c.id) } }
+            let s = listing.stats
+            modelVersions.append(id)
             rows.append([m.value, v.description, String(id.hex.prefix(12)), held.isEmpty ? "-" : held.joined(separator: ","),
-                         Output.bytes(s.rawBytes), Output.bytes(s.storedBytes), Output.bytes(s.newStoredBytes), obj.created])
+                         Output.bytes(s.rawBytes), Output.bytes(s.storedBytes), Output.bytes(s.newStoredBytes), listing.created])
             versionsJSON.append(.object(["version": .string(v.description), "version_id": .string(id.hex), "size": .int(s.rawBytes),
                                          "stages": .array(held.map { .string($0) }), "new_stored_bytes": .int(s.newStoredBytes),
-                                         "stored_bytes": .int(s.storedBytes), "created": .string(obj.created)]))
-        }
-        let modelStored = modelChunks.reduce(UInt64(0)) { acc, id in
-            acc + (index.location(of: id).map { PackFormat.recordSize($0.storedLength) } ?? 0)
+                                         "stored_bytes": .int(s.storedBytes), "created": .string(listing.created)]))
         }
         if stageFilter != nil && versionsJSON.isEmpty { continue }
+        guard a.has("--json") else { continue }
+        let modelStored = try store.cachedModelStoredBytes(m, versions: modelVersions, index: index)
         json.append(.object(["name": .string(m.value), "versions": .array(versionsJSON), "stored_bytes": .int(modelStored),
                              "rollouts": .object(rollouts.mapValues { .object(["version": .string($0.version), "percent": .double($0.percent)]) })]))
     }

@@ -4,6 +4,11 @@
 public struct ChunkRef: Equatable, Hashable, Sendable {
     public var id: ChunkID
     public var rawLength: UInt32
+
+    public init(id: ChunkID, rawLength: UInt32) {
+        self.id = id
+        self.rawLength = rawLength
+    }
 }
 
 public struct FileEntry: Equatable, Sendable {
@@ -15,6 +20,14 @@ public struct FileEntry: Equatable, Sendable {
     public var chunks: [ChunkRef]
     /// Present for safetensors files.
     public var safetensors: SafetensorsHeader?
+
+    public init(path: String, size: UInt64, sha256: SHA256Digest, chunks: [ChunkRef], safetensors: SafetensorsHeader?) {
+        self.path = path
+        self.size = size
+        self.sha256 = sha256
+        self.chunks = chunks
+        self.safetensors = safetensors
+    }
 
     public var kind: Kind {
         guard let st = safetensors else { return .plain }

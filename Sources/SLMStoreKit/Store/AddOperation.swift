@@ -208,6 +208,9 @@ extension Store {
         if let base = deltaBase, !deltaPacks.isEmpty, base.id != versionID {
             try writeDeltaSet(DeltaSet(target: versionID, base: base.id, packs: deltaPacks.map(\.id)))
         }
+        refreshMultiPackIndexIfBehind()
+        // `ls` then finds this version's figures without reading its tree again.
+        _ = try? cachedListing(of: versionID, index: { try loadChunkIndex() })
         var result = AddResult(name: name, version: version, versionID: versionID, treeID: treeID, inputBytes: total,
                                storedBytes: ingester.storedBytes, newChunks: ingester.newChunks, reusedChunks: ingester.reusedChunks,
                                reusedBytes: ingester.reusedBytes, files: entries.count, alreadyPresent: false, seconds: Timestamp.monotonicSeconds() - started)

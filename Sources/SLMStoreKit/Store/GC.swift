@@ -19,11 +19,11 @@ extension Store {
     /// because collecting without knowing what is live could delete data.
     /// Every ref file counts, whatever its name: one this release cannot parse as a model name
     /// or version (written by a later release, or by hand) still keeps its data alive.
-    public func liveChunks() throws -> Set<ChunkID> { try liveSet().chunks }
+    public func liveChunks() throws -> ChunkIDSet { try liveSet().chunks }
 
     /// Versions a ref reaches, and their chunks.
-    func liveSet() throws -> (versions: Set<SHA256Digest>, chunks: Set<ChunkID>) {
-        var live = Set<ChunkID>()
+    func liveSet() throws -> (versions: Set<SHA256Digest>, chunks: ChunkIDSet) {
+        var live = ChunkIDSet.Builder()
         var versionIDs = Set<SHA256Digest>()
         for path in try refFiles() {
             versionIDs.insert(try Store.parseRefFile(try FileSystem.readFile(path, limit: 4096), source: path))
@@ -32,7 +32,7 @@ extension Store {
             let tree = try readTree(try readVersion(id).tree)
             for f in tree.files { for c in f.chunks { live.insert(c.id) } }
         }
-        return (versionIDs, live)
+        return (versionIDs, live.build())
     }
 
     public func gc(rewriteBelow threshold: Double = 0.5, progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> GCResult {
@@ -43,25 +43,27 @@ extension Store {
         // Cached remote pack indexes are only a shortcut; gc empties the cache (a pull that
         // finds an entry gone downloads the index again).
         FileSystem.removeTree(remoteIndexCacheRoot)
+        clearStatsCache()
         let (liveVersions, liveInVersions) = try liveSet()
-        var live = liveInVersions
+        var bases = ChunkIDSet.Builder()
         // A live chunk stored only as a delta keeps one delta record (one whose bases all have
         // full records), and its base chunks stay live with it: "keep the base" (§7.3).
         let index = try loadChunkIndex()
         struct RecordKey: Hashable { var pack: PackID; var offset: UInt64 }
         var keptDeltas = Set<RecordKey>()
-        for id in liveInVersions where !index.containsFull(id) {
+        for id in liveInVersions.members where !index.containsFull(id) {
             let copies = index.deltaLocations(of: id)
             if let (loc, h) = copies.lazy.compactMap({ loc in (try? self.deltaHeader(at: loc)).map { (loc, $0) } })
                 .first(where: { $0.1.bases.allSatisfy { index.containsFull($0.id) } }) {
                 keptDeltas.insert(RecordKey(pack: loc.pack, offset: loc.offset))
-                for b in h.bases { live.insert(b.id) }
+                for b in h.bases { bases.insert(b.id) }
             } else {
                 // No copy that can be read (damage, which verify reports): keep them all; gc
                 // never deletes what it cannot account for.
                 for loc in copies { keptDeltas.insert(RecordKey(pack: loc.pack, offset: loc.offset)) }
             }
         }
+        let live = liveInVersions.union(bases.build())
         var freed: UInt64 = 0
         var deleted = 0, rewritten = 0
         var packs = try packIDs()
@@ -88,8 +90,8 @@ extension Store {
                 FileSystem.remove(packPath(id))
             }
         }
-        // A chunk stored in several packs needs to survive in only one of them.
-        var kept = Set<ChunkID>()
+        // A chunk stored in several packs survives in one: the full record the index loaded
+        // above finds first (its pack is kept or rewritten, never deleted, while it holds it).
         let work = try makeWorkingDirectory("gc")
         defer { work.remove() }
         let chunkIndex = index
@@ -103,7 +105,7 @@ extension Store {
             // copy a live chunk is kept as.
             let liveEntries = index.entries.filter {
                 $0.codec == .delta ? keptDeltas.contains(RecordKey(pack: pack, offset: $0.offset))
-                                   : live.contains($0.id) && !kept.contains($0.id)
+                                   : live.contains($0.id) && chunkIndex.fullLocation(of: $0.id) == $0.location(in: pack)
             }
             let liveBytes = liveEntries.reduce(UInt64(0)) { $0 + PackFormat.recordSize($1.storedLength) }
             let size = index.packSize
@@ -124,9 +126,10 @@ extension Store {
                 freed += size - (UInt64(PackFormat.packHeaderSize) + sink.recordBytes)
                 rewritten += 1
             }
-            for e in liveEntries where e.codec != .delta { kept.insert(e.id) }
             progress?(UInt64(n + 1), UInt64(packs.count))
         }
+        // Entries of the packs just deleted or rewritten still sit in the multi-pack index.
+        if try FileSystem.exists(multiPackIndexPath) || packIDs().count >= Store.uncoveredPackLimit { _ = try writeMultiPackIndex() }
         return GCResult(packsBefore: packs.count + livePacks.count, packsDeleted: deleted, packsRewritten: rewritten, bytesFreed: freed,
                         liveChunks: live.count, seconds: Timestamp.monotonicSeconds() - started)
     }

@@ -79,6 +79,14 @@ public struct PackIndexEntry: Equatable, Sendable {
     public var rawLength: UInt32
     public var codec: ChunkCodec
 
+    public init(id: ChunkID, offset: UInt64, storedLength: UInt32, rawLength: UInt32, codec: ChunkCodec) {
+        self.id = id
+        self.offset = offset
+        self.storedLength = storedLength
+        self.rawLength = rawLength
+        self.codec = codec
+    }
+
     public var recordRange: Range<UInt64> { offset..<(offset + PackFormat.recordSize(storedLength)) }
     public func location(in pack: PackID) -> ChunkLocation {
         ChunkLocation(pack: pack, offset: offset, storedLength: storedLength, rawLength: rawLength, codec: codec)

@@ -137,8 +137,13 @@ public final class Store: Sendable {
     }
 
     public func readRef(at path: String) throws -> SHA256Digest? {
-        guard FileSystem.exists(path) else { return nil }
-        return try Store.parseRefFile(try FileSystem.readFile(path, limit: 4096), source: path)
+        let bytes: [UInt8]
+        do {
+            bytes = try FileSystem.readFile(path, limit: 4096)
+        } catch SLMError.io(_, "open", ENOENT) {
+            return nil
+        }
+        return try Store.parseRefFile(bytes, source: path)
     }
 
     public func writeRef(at path: String, id: SHA256Digest) throws {
@@ -192,6 +197,7 @@ public final class Store: Sendable {
 
     public func packPath(_ id: PackID) -> String { "\(packsDirectory)/\(id.hex).pack" }
     public func packIndexPath(_ id: PackID) -> String { "\(packsDirectory)/\(id.hex).idx" }
+    public var multiPackIndexPath: String { "\(packsDirectory)/\(MultiPackFormat.fileName)" }
 
     /// Packs that are committed, i.e. whose index exists.
     public func packIDs() throws -> [PackID] {
@@ -206,13 +212,21 @@ public final class Store: Sendable {
         return try PackIndex.decode(try FileSystem.readFile(path, limit: PackIndex.maxEncodedSize), source: path)
     }
 
-    public func loadChunkIndex() throws -> ChunkIndex {
+    /// Where every committed chunk is: packs the multi-pack index covers are searched in it
+    /// (a damaged one is passed over: pack indexes are the truth), the rest read into memory.
+    /// With `skippingDamaged`, a pack whose index cannot be read is left out (verify reports it).
+    public func loadChunkIndex(skippingDamaged: Bool = false) throws -> ChunkIndex {
         var index = ChunkIndex()
         let ids = try packIDs()
-        for id in ids { index.add(pack: id, index: try readPackIndex(id)) }
+        let listed = Set(ids)
+        if let multiPack = try? MultiPackIndex.open(multiPackIndexPath) { index.attach(multiPack, present: listed) }
+        for id in ids where !index.covers(id) {
+            do {
+                index.add(pack: id, index: try readPackIndex(id))
+            } catch where skippingDamaged && error is SLMError {}
+        }
         // A long-lived store (the sync daemon, a gateway) lets go of packs another process's gc
         // removed: an open descriptor would keep their blocks on disk.
-        let listed = Set(ids)
         packFiles.withLock { files in files = files.filter { listed.contains($0.key) } }
         return index
     }

@@ -30,36 +30,37 @@ public struct VerifyReport: Sendable {
 extension Store {
     public func verify(progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> VerifyReport {
         var report = VerifyReport()
-        var index = ChunkIndex()
         var damaged = Set<ChunkID>()
-        var packIndexes: [(PackID, PackIndex)] = []
-        for id in try packIDs() {
-            do {
-                let pi = try readPackIndex(id)
-                let size = FileSystem.fileSize(packPath(id))
-                guard size == pi.packSize else {
-                    report.problems.append(.init(path: packPath(id), message: "pack is \(size.map(String.init) ?? "missing"), index says \(pi.packSize) bytes"))
-                    for e in pi.entries { damaged.insert(e.id) }
-                    index.add(pack: id, index: pi)
-                    continue
-                }
-                packIndexes.append((id, pi))
-                index.add(pack: id, index: pi)
-            } catch let e as SLMError {
-                report.problems.append(.init(path: packIndexPath(id), message: e.description))
-            }
-        }
+        // One pack index in memory at a time; lookups (delta bases, the version pass) go through
+        // the store's index, mapped where a multi-pack index covers the packs.
+        let index = try loadChunkIndex(skippingDamaged: true)
+        let packs = try packIDs().sorted()
         for name in try FileSystem.listDirectory(packsDirectory) where name.hasSuffix(".pack") {
             let hex = String(name.dropLast(5))
             if let pid = PackID(hex: hex), !FileSystem.exists(packIndexPath(pid)) {
                 report.notes.append("\(packsDirectory)/\(name): pack without index (left by an interrupted write; ignored, removed by gc)")
             }
         }
-        report.packs = packIndexes.count
-        let totalBytes = packIndexes.reduce(UInt64(0)) { $0 + $1.1.packSize }
+        let multiPack = try checkMultiPackIndex()
+        report.problems += multiPack.problems.map { .init(path: multiPackIndexPath, message: $0) }
+        report.notes += multiPack.notes
+        let totalBytes = packs.reduce(UInt64(0)) { $0 + (FileSystem.fileSize(packPath($1)) ?? 0) }
         var doneBytes: UInt64 = 0
-        let fullIndex = index
-        for (pid, pi) in packIndexes {
+        for pid in packs {
+            let pi: PackIndex
+            do {
+                pi = try readPackIndex(pid)
+            } catch let e as SLMError {
+                report.problems.append(.init(path: packIndexPath(pid), message: e.description))
+                continue
+            }
+            let size = FileSystem.fileSize(packPath(pid))
+            guard size == pi.packSize else {
+                report.problems.append(.init(path: packPath(pid), message: "pack is \(size.map(String.init) ?? "missing"), index says \(pi.packSize) bytes"))
+                for e in pi.entries { damaged.insert(e.id) }
+                continue
+            }
+            report.packs += 1
             let entries = pi.entries.sorted { $0.offset < $1.offset }
             var k = 0
             while k < entries.count {
@@ -74,7 +75,7 @@ extension Store {
                     let loc = e.location(in: pid)
                     let out = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(e.rawLength), alignment: 16)
                     defer { out.deallocate() }
-                    do { try self.readChunk(e.id, at: loc, into: out, index: fullIndex) } catch { b[j] = "\(error)" }
+                    do { try self.readChunk(e.id, at: loc, into: out, index: index) } catch { b[j] = "\(error)" }
                 }
                 for (j, e) in batch.enumerated() {
                     report.chunks += 1

@@ -229,6 +229,7 @@ extension Store {
             defer { refs.unlock() }
             try Publication.publish(targets.reversed().map(\.record), to: LocalVersionDestination(store: self))
         }
+        refreshMultiPackIndexIfBehind()
 
         // 6. Install. The transfer buffers are gone: give their memory back before checkout
         // allocates its own, so the peak is the larger of the two, not their sum.
@@ -273,6 +274,8 @@ extension Store {
                     try FileSystem.writeAtomically(PackIndex(packSize: index.packSize, entries: keep).encoded(), to: packIndexPath(pack))
                 }
             }
+            // The multi-pack index still lists the dropped entries: write it again from the new indexes.
+            if FileSystem.exists(multiPackIndexPath) { _ = try writeMultiPackIndex() }
         }
         for v in versions { try? removeVersion(v) }
     }

@@ -1,0 +1,108 @@
+// `maintenance`: rewrites the multi-pack index over every pack, so that looking chunks up stops
+// reading pack indexes into memory. `add`, `pull` and `gc` run it when enough packs are outside.
+
+import Foundation
+
+public struct MaintenanceResult: Sendable {
+    /// Packs and chunk records the new multi-pack index covers (0 and 0 when there are no packs).
+    public var packs: Int
+    public var entries: UInt64
+    /// Packs the previous multi-pack index did not cover.
+    public var uncoveredBefore: Int
+    public var bytes: UInt64
+    public var seconds: Double
+}
+
+extension Store {
+    /// How many packs may sit outside the multi-pack index before `add` and `pull` rewrite it:
+    /// each is read into memory by every command, while a rewrite costs a pass over all indexes.
+    public static let uncoveredPackLimit = 16
+
+    public func maintenance() throws -> MaintenanceResult {
+        let lock = try dataLock(.shared)
+        defer { lock.unlock() }
+        return try writeMultiPackIndex()
+    }
+
+    /// Packs with an index that the current multi-pack index does not list.
+    public func packsOutsideMultiPackIndex() throws -> [PackID] {
+        let covered = Set(((try? MultiPackIndex.open(multiPackIndexPath)) ?? nil)?.packs ?? [])
+        return try packIDs().filter { !covered.contains($0) }
+    }
+
+    /// Writes the multi-pack index in a working directory and renames it into place. The caller
+    /// holds the data lock: packs only appear under it, and only gc (exclusive) removes them.
+    func writeMultiPackIndex() throws -> MaintenanceResult {
+        let started = Timestamp.monotonicSeconds()
+        let uncovered = try packsOutsideMultiPackIndex().count
+        let ids = try packIDs().sorted()
+        guard !ids.isEmpty else {
+            if FileSystem.exists(multiPackIndexPath) {
+                FileSystem.remove(multiPackIndexPath)
+                try FileSystem.syncDirectory(packsDirectory)
+            }
+            return MaintenanceResult(packs: 0, entries: 0, uncoveredBefore: uncovered, bytes: 0, seconds: Timestamp.monotonicSeconds() - started)
+        }
+        let work = try makeWorkingDirectory("maintenance")
+        defer { work.remove() }
+        let staged = "\(work.path)/\(MultiPackFormat.fileName)"
+        let file = try FileDescriptor(path: staged, flags: O_WRONLY | O_CREAT | O_EXCL)
+        let result = try MultiPackIndexWriter.write(packs: ids.map { ($0, packIndexPath($0)) }, to: file)
+        try file.sync()
+        try FileSystem.rename(staged, multiPackIndexPath)
+        try FileSystem.syncDirectory(packsDirectory)
+        return MaintenanceResult(packs: result.packs, entries: result.entries, uncoveredBefore: uncovered,
+                                 bytes: UInt64(MultiPackFormat.fileSize(packs: result.packs, entries: Int(result.entries))),
+                                 seconds: Timestamp.monotonicSeconds() - started)
+    }
+
+    /// After `add` or `pull` committed: rewrite the multi-pack index when many packs are outside
+    /// it. A failure is left for `verify` to report (a damaged pack index): the work is done.
+    func refreshMultiPackIndexIfBehind() {
+        guard let outside = try? packsOutsideMultiPackIndex(), outside.count >= Store.uncoveredPackLimit else { return }
+        _ = try? writeMultiPackIndex()
+    }
+
+    /// Checks the multi-pack index against the pack indexes it was built from: its checksum,
+    /// and that merging those indexes again gives the same bytes. Problems are returned as text.
+    func checkMultiPackIndex() throws -> (problems: [String], notes: [String]) {
+        let path = multiPackIndexPath
+        let index: MultiPackIndex
+        do {
+            guard let opened = try MultiPackIndex.open(path) else { return ([], []) }
+            index = opened
+        } catch let e as SLMError {
+            return (["\(e) (pack indexes are used instead; `slmstore maintenance` rewrites it)"], [])
+        }
+        let file = try FileDescriptor.openForReading(path)
+        let size = try file.size()
+        let hasher = SHA256Hasher()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        var at: UInt64 = 0
+        while at < size - 32 {
+            let n = Int(min(UInt64(buffer.count), size - 32 - at))
+            try file.pread(into: buffer, count: n, at: at)
+            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            at += UInt64(n)
+        }
+        guard hasher.finish() == index.storedChecksum else {
+            return (["\(path): multi-pack index: checksum mismatch (pack indexes are used instead; `slmstore maintenance` rewrites it)"], [])
+        }
+        let listed = Set(try packIDs())
+        let gone = index.packs.filter { !listed.contains($0) }
+        guard gone.isEmpty else {
+            return ([], ["\(path): lists \(gone.count) pack(s) since removed (their entries are skipped; `slmstore maintenance` rewrites it)"])
+        }
+        let rebuilt: MultiPackIndexWriter.Result
+        do {
+            rebuilt = try MultiPackIndexWriter.write(packs: index.packs.map { ($0, packIndexPath($0)) }, to: nil)
+        } catch let e as SLMError {
+            return (["\(path): cannot be checked against the pack indexes it lists: \(e)"], [])
+        }
+        guard rebuilt.checksum == index.storedChecksum else {
+            return (["\(path): multi-pack index does not match the pack indexes it lists (`slmstore maintenance` rewrites it)"], [])
+        }
+        return ([], [])
+    }
+}

@@ -1,0 +1,113 @@
+// Figures `ls` shows for every version (size, stored and new bytes) and for every model, kept in
+// `cache/` so that listing a registry of thousands of versions reads no tree and no pack index.
+// Derived data: a missing or unreadable entry is computed again; gc empties the cache.
+
+import Foundation
+
+extension Store {
+    var versionStatsCacheRoot: String { root + "/cache/version-stats" }
+    var modelStatsCacheRoot: String { root + "/cache/model-stored" }
+    var modelListingCacheRoot: String { root + "/cache/model-listing" }
+
+    /// What `ls` shows of a version: its figures and creation time, from the cache, else
+    /// computed (and cached) from its objects and `index`, which is loaded only then.
+    public func cachedListing(of id: SHA256Digest, index: () throws -> ChunkIndex) throws -> VersionListing {
+        let path = "\(versionStatsCacheRoot)/\(id.hex)"
+        if let bytes = try? FileSystem.readFile(path, limit: 4096), let s = VersionListing(cacheLine: bytes) { return s }
+        let object = try readVersion(id)
+        let tree = try readTree(object.tree)
+        let parentTree = object.parent.flatMap { try? readVersion($0) }.flatMap { try? readTree($0.tree) }
+        let s = VersionListing(stats: stats(of: tree, parentTree: parentTree, index: try index()), created: object.created)
+        FileSystem.writeCacheFile(s.cacheLine, to: path)
+        return s
+    }
+
+    /// `cachedListing` for every version of a model, through one cache file per set of
+    /// versions (so `ls` of a large registry opens one file per model, not one per version).
+    public func cachedListings(_ name: ModelName, versions ids: [SHA256Digest], index: () throws -> ChunkIndex) throws -> [VersionListing] {
+        let path = "\(modelListingCacheRoot)/\(cacheKey(name, ids))"
+        if let bytes = try? FileSystem.readFile(path, limit: 16 << 20) {
+            var found: [SHA256Digest: VersionListing] = [:]
+            for line in bytes.split(separator: 0x0a) where line.count > 65 {
+                if let id = SHA256Digest(hex: String(decoding: line.prefix(64), as: UTF8.self)),
+                   let l = VersionListing(cacheLine: Array(line.dropFirst(65)) + [0x0a]) { found[id] = l }
+            }
+            let all = ids.compactMap { found[$0] }
+            if all.count == ids.count { return all }
+        }
+        let all = try ids.map { try cachedListing(of: $0, index: index) }
+        FileSystem.writeCacheFile(zip(ids, all).flatMap { Array(($0.hex + " ").utf8) + $1.cacheLine }, to: path)
+        return all
+    }
+
+    private func cacheKey(_ name: ModelName, _ ids: [SHA256Digest]) -> String {
+        SHA256Hasher.hash(Array((name.value + "\n" + ids.map(\.hex).sorted().joined(separator: "\n")).utf8)).hex
+    }
+
+    /// Stored bytes of the distinct chunks of all of a model's versions, cached under a key made
+    /// of their ids (a new or removed version makes a new key).
+    public func cachedModelStoredBytes(_ name: ModelName, versions: [SHA256Digest], index: () throws -> ChunkIndex) throws -> UInt64 {
+        let path = "\(modelStatsCacheRoot)/\(cacheKey(name, versions))"
+        if let bytes = try? FileSystem.readFile(path, limit: 64), let text = String(bytes: bytes, encoding: .utf8),
+           let v = UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+            return v
+        }
+        var chunks = ChunkIDSet.Builder()
+        for id in versions {
+            for f in try readTree(try readVersion(id).tree).files { for c in f.chunks { chunks.insert(c.id) } }
+        }
+        let index = try index()
+        let total = chunks.build().members.reduce(UInt64(0)) { acc, id in
+            acc + (index.location(of: id).map { PackFormat.recordSize($0.storedLength) } ?? 0)
+        }
+        FileSystem.writeCacheFile(Array("\(total)\n".utf8), to: path)
+        return total
+    }
+
+    /// Drops the cached figures (gc changes what is stored).
+    func clearStatsCache() {
+        FileSystem.removeTree(versionStatsCacheRoot)
+        FileSystem.removeTree(modelStatsCacheRoot)
+        FileSystem.removeTree(modelListingCacheRoot)
+    }
+}
+
+public struct VersionListing: Sendable {
+    public var stats: VersionStats
+    /// The version object's `created` (RFC 3339, no spaces).
+    public var created: String
+
+    /// "files rawBytes chunks uniqueChunks storedBytes sharedWithParent newStoredBytes created\n"
+    var cacheLine: [UInt8] {
+        let s = stats
+        return Array("\(s.files) \(s.rawBytes) \(s.chunks) \(s.uniqueChunks) \(s.storedBytes) \(s.sharedWithParent) \(s.newStoredBytes) \(created)\n".utf8)
+    }
+
+    init(stats: VersionStats, created: String) {
+        self.stats = stats
+        self.created = created
+    }
+
+    init?(cacheLine bytes: [UInt8]) {
+        guard bytes.last == 0x0a else { return nil }
+        let fields = String(decoding: bytes.dropLast(), as: UTF8.self).split(separator: " ", omittingEmptySubsequences: false)
+        guard fields.count == 8 else { return nil }
+        let n = fields.prefix(7).compactMap { UInt64($0) }
+        guard n.count == 7, n.allSatisfy({ $0 <= UInt64(Int.max) }) else { return nil }
+        stats = VersionStats(files: Int(n[0]), rawBytes: n[1], chunks: Int(n[2]), uniqueChunks: Int(n[3]),
+                             storedBytes: n[4], sharedWithParent: Int(n[5]), newStoredBytes: n[6])
+        created = String(fields[7])
+    }
+}
+
+extension FileSystem {
+    /// Replaces a cache file by rename, without fsync: after a crash it is either whole, absent,
+    /// or fails to parse and is computed again.
+    static func writeCacheFile(_ bytes: [UInt8], to path: String) {
+        let dir = dirname(path)
+        if !isDirectory(dir) { try? makeDirectories(dir) }
+        let tmp = "\(dir)/.tmp-\(randomHex(8))"
+        guard let file = try? FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL) else { return }
+        if (try? file.write(bytes)) == nil || (try? rename(tmp, path)) == nil { unlink(tmp) }
+    }
+}
