@@ -98,6 +98,34 @@ final class GCTests: XCTestCase {
         assertAllVersionsRead(expected)
     }
 
+    func testKillDuringGcOrMaintenanceWithAMultiPackIndexLeavesAVerifiableStore() throws {
+        var expected: [String: String] = [:]
+        for i in 0..<3 {
+            let s = src("v\(i)", ["w.bin": TestSupport.random(700_000, seed: UInt64(20 + i))])
+            XCTAssertEqual(cli(["add", "m@1.0.\(i)", s]).status, 0)
+            expected["m@1.0.\(i)"] = s
+        }
+        let m = try TestSupport.json(cli(["maintenance", "--json"]))
+        XCTAssertEqual(m["packs"]?.uint64Value, 3)
+        XCTAssertEqual(m["packs_outside_before"]?.uint64Value, 3)
+        XCTAssertEqual(cli(["rm", "m@1.0.0"]).status, 0)
+        expected["m@1.0.0"] = nil
+        // gc deletes a pack the multi-pack index lists, then is killed before or while writing it again.
+        for point in ["gc-between-index-and-pack", "multi-pack-index-before-rename"] {
+            let r = cli(["gc"], env: ["SLMSTORE_CRASH_AT": point])
+            XCTAssertEqual(r.status, 9, "\(point): \(r.stderr)")
+            assertAllVersionsRead(expected)
+        }
+        let r = cli(["maintenance"], env: ["SLMSTORE_CRASH_AT": "multi-pack-index-before-rename"])
+        XCTAssertEqual(r.status, 9, r.stderr)
+        assertAllVersionsRead(expected)
+        let again = try TestSupport.json(cli(["maintenance", "--json"]))
+        XCTAssertEqual(again["packs"]?.uint64Value, 2)
+        let verify = try TestSupport.json(cli(["verify", "--json"]))
+        XCTAssertEqual(verify["ok"], .bool(true))
+        XCTAssertEqual(try FileSystem.listDirectory(store + "/tmp").filter { !$0.hasPrefix(".") }, [], "the killed writers' working directories are gone")
+    }
+
     func testGcBesideAConcurrentAddNeverCollectsItsChunks() throws {
         let big = src("big", ["w.bin": TestSupport.bf16Like(10_000_000, seed: 9)])
         let small = src("small", ["w.bin": TestSupport.random(200_000, seed: 8)])

@@ -21,6 +21,7 @@ extension Store {
     public func maintenance() throws -> MaintenanceResult {
         let lock = try dataLock(.shared)
         defer { lock.unlock() }
+        removeAbandonedWorkingDirectories()
         return try writeMultiPackIndex()
     }
 
@@ -49,6 +50,7 @@ extension Store {
         let file = try FileDescriptor(path: staged, flags: O_WRONLY | O_CREAT | O_EXCL)
         let result = try MultiPackIndexWriter.write(packs: ids.map { ($0, packIndexPath($0)) }, to: file)
         try file.sync()
+        CrashPoint.hit("multi-pack-index-before-rename")
         try FileSystem.rename(staged, multiPackIndexPath)
         try FileSystem.syncDirectory(packsDirectory)
         return MaintenanceResult(packs: result.packs, entries: result.entries, uncoveredBefore: uncovered,
