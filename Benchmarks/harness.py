@@ -726,6 +726,122 @@ with open(sys.argv[2], "wb") as f:
 """
 
 
+LARGE_POINTS = [10_000, 100_000, 1_000_000, 10_000_000, 20_000_000]
+
+
+def measure_large(args, slm, bench):
+    """Large stores built synthetically (slmstore-bench large-store: real 16-byte chunk records in
+    packs of 4096, trees covering every chunk, a registry of many small models), each command
+    beside the same command on an empty store in the same run."""
+    points = [10_000, 100_000] if args.quick else LARGE_POINTS
+    models, per_model = (20, 5) if args.quick else (1000, 50)
+    size = 48 << 20 if args.quick else 1 << 30
+    data_dir = os.path.join(CACHE, f"data-{size}")
+    subprocess.run([bench, "gen", data_dir, str(size)], check=True, capture_output=True, text=True)
+    model = os.path.join(data_dir, "v1", "model.safetensors")
+    work = tempfile.mkdtemp(prefix="slmstore-bench-large-", dir=CACHE)
+    files = os.path.join(work, "files")
+    os.makedirs(files)
+    for name, seed in [("one.bin", 1), ("two.bin", 2), ("three.bin", 3)]:
+        with open(os.path.join(files, name), "wb") as f:
+            f.write(os.urandom(1 << 20))
+    with open(os.path.join(files, "config.json"), "w") as f:
+        f.write('{"hidden_size": 384}\n')
+    one, two, three, config = (os.path.join(files, n) for n in ["one.bin", "two.bin", "three.bin", "config.json"])
+    rows = []
+    try:
+        for n in [0] + points:
+            store = os.path.join(work, f"store-{n}")
+            row = {"chunks": n}
+            if n:
+                log(f"large store: writing {n:,} chunks and {models * per_model:,} registry versions")
+                t = time.perf_counter()
+                meta = json.loads(subprocess.run([bench, "large-store", store, str(n), str(models), str(per_model)],
+                                                 check=True, capture_output=True, text=True).stdout)
+                row.update({"generate_s": time.perf_counter() - t, "packs": meta["packs"],
+                            "versions": meta["registry_versions"] + meta["bulk_versions"]})
+                row["maintenance_s"], row["maintenance_rss_kib"], _ = timed([slm, "--store", store, "maintenance"])
+            else:
+                row.update({"packs": 0, "versions": 0})
+            cli = lambda *a: timed([slm, "--store", store] + list(a))
+            cli("add", "real/m@1.0.0", one, config)
+            row["add_s"], row["add_rss_kib"], _ = cli("add", "real/m@1.0.1", two, config)
+            row["show_s"], row["show_rss_kib"], _ = cli("show", "real/m@1.0.1")
+            row["cat_s"], row["cat_rss_kib"], _ = cli("cat", "real/m@1.0.1", "config.json")
+            row["diff_s"], row["diff_rss_kib"], _ = cli("diff", "real/m@1.0.0", "real/m@1.0.1")
+            row["ls_cold_s"], row["ls_cold_rss_kib"], _ = cli("ls")
+            row["ls_s"], row["ls_rss_kib"], _ = cli("ls")
+            warm([model])
+            t, row["add_model_rss_kib"], _ = cli("add", "big/m@1.0.0", model)
+            row["add_model_mb_s"] = size / t / 1e6
+            row["verify_s"], row["verify_rss_kib"], _ = cli("verify")
+            cli("rm", "big/m@1.0.0")
+            row["gc_s"], row["gc_rss_kib"], _ = cli("gc")
+            # After gc: one more small add, so a store gc rewrote is measured too.
+            row["add_after_gc_s"], _, _ = cli("add", "real/m@1.0.2", three, config)
+            rows.append(row)
+            log(f"large store {n:,}: add {row['add_s']:.3f} s, ls {row['ls_s']:.2f} s, gc {row['gc_rss_kib'] >> 10} MiB")
+            shutil.rmtree(store, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows, size, models * per_model
+
+
+def large_table(rows, size, registry, quick):
+    empty = rows[0]
+    stamp = time.strftime("%Y-%m-%d", time.gmtime())
+    lines = [f"Measured {stamp} on {os.cpu_count()} cores; stores written by `slmstore-bench large-store` "
+             f"(16-byte chunk records, 4096 per pack, {registry:,} registry versions){' (quick mode)' if quick else ''}. "
+             f"Times are wall seconds of one run; RSS is peak (GNU time). The model is a {size >> 20} MiB bf16 safetensors file.", "",
+             "| chunks in store | packs | add 1 MiB | show | cat | diff | ls (cached) | ls (first) | add model MB/s | verify | gc |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        def c(k):
+            return f"{r[k]:.3f} s, {r[k.replace('_s', '_rss_kib')] >> 10} MiB"
+        lines.append(f"| {r['chunks']:,} | {r['packs']:,} | {c('add_s')} | {c('show_s')} | {c('cat_s')} | {c('diff_s')} | "
+                     f"{r['ls_s']:.2f} s | {r['ls_cold_s']:.2f} s | {r['add_model_mb_s']:.0f} | "
+                     f"{r['verify_s']:.1f} s, {r['verify_rss_kib'] >> 10} MiB | {r['gc_s']:.1f} s, {r['gc_rss_kib'] >> 10} MiB |")
+    big = rows[-1]
+    lines += ["", f"At {big['chunks']:,} chunks against the empty store: add {big['add_s'] / empty['add_s']:.1f}×, "
+              f"show {big['show_s'] / empty['show_s']:.1f}×, cat {big['cat_s'] / empty['cat_s']:.1f}×, "
+              f"diff {big['diff_s'] / empty['diff_s']:.1f}× the time; model add throughput "
+              f"{big['add_model_mb_s'] / empty['add_model_mb_s']:.2f}× the empty store's. "
+              f"`maintenance` (the multi-pack index over every pack) took {big['maintenance_s']:.1f} s at "
+              f"{big['maintenance_rss_kib'] >> 10} MiB."]
+    return "\n".join(lines)
+
+
+def large_svg(rows, path):
+    """Seconds of each small command against the chunk count (log scale), empty store at the left."""
+    import math
+    keys = [("add_s", "add 1 MiB", "#264653"), ("show_s", "show", "#2a9d8f"), ("cat_s", "cat", "#e9c46a"),
+            ("diff_s", "diff", "#f4a261"), ("ls_s", "ls (cached)", "#e76f51")]
+    width, height, left, bottom, top = 760, 360, 60, 50, 40
+    xs = [max(r["chunks"], 1000) for r in rows]
+    lo, hi = math.log10(min(xs)), math.log10(max(xs))
+    ymax = max(0.25, max(r[k] for r in rows for k, _, _ in keys) * 1.1)
+    X = lambda v: left + (math.log10(v) - lo) / max(hi - lo, 1e-9) * (width - left - 150)
+    Y = lambda v: height - bottom - v / ymax * (height - bottom - top)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+           '<text x="10" y="20" font-size="14">seconds per command against chunks in the store (left: empty store)</text>',
+           f'<line x1="{left}" y1="{Y(0):.0f}" x2="{width - 150}" y2="{Y(0):.0f}" stroke="#888"/>',
+           f'<line x1="{left}" y1="{Y(0):.0f}" x2="{left}" y2="{top}" stroke="#888"/>']
+    for t in [0.1, 0.2, 0.5, 1.0, 2.0]:
+        if t <= ymax:
+            out.append(f'<text x="10" y="{Y(t) + 4:.0f}">{t:g} s</text>')
+            out.append(f'<line x1="{left}" y1="{Y(t):.0f}" x2="{width - 150}" y2="{Y(t):.0f}" stroke="#ddd"/>')
+    for r, x in zip(rows, xs):
+        label = "empty" if r["chunks"] == 0 else f"{r['chunks']:.0e}".replace("e+0", "e")
+        out.append(f'<text x="{X(x) - 14:.0f}" y="{height - bottom + 18}">{label}</text>')
+    for i, (k, name, color) in enumerate(keys):
+        pts = " ".join(f"{X(x):.0f},{Y(r[k]):.0f}" for r, x in zip(rows, xs))
+        out.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="2"/>')
+        out.append(f'<text x="{width - 140}" y="{top + 18 * i + 10}" fill="{color}">{name}</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
 def median_of(runs):
     keys = sorted({k for r in runs for k in r})
     return {k: statistics.median([r[k] for r in runs if k in r]) for k in keys}
@@ -808,6 +924,7 @@ def main():
     ap.add_argument("--baseline", metavar="REV", help="also measure slmstore built at git revision REV, interleaved")
     ap.add_argument("--s3", action="store_true", help="only the native S3 figures (moto with authentication) beside aws s3 sync")
     ap.add_argument("--deltas", action="store_true", help="only the tensor-delta figures (fine-tunes, LoRA, f32, a chain) beside the peers")
+    ap.add_argument("--large", action="store_true", help="only the large-store figures (10^4 to 2*10^7 chunks) beside an empty store")
     ap.add_argument("--gguf", action="store_true", help="only the GGUF figures (files from gguf-py) beside the peers and safetensors")
     args = ap.parse_args()
     if args.quick:
@@ -821,6 +938,11 @@ def main():
         return
     if args.gguf:
         measure_gguf(args, slm, py)
+        return
+    if args.large:
+        rows, size, registry = measure_large(args, slm, bench)
+        base = write_results(args, "latest-large", large_table(rows, size, registry, args.quick), {"rows": rows, "model_bytes": size})
+        large_svg(rows, base + ".svg")
         return
     if args.s3:
         data_dir = os.path.join(CACHE, f"data-{args.size}")

@@ -131,6 +131,15 @@ case "derive":
     let cast = args.count > 4 && args[4] == "bf16"
     let seed = args.count > 5 ? UInt64(args[5]) ?? 1 : 1
     do { try derive(args[1], args[2], scale: scale, bf16: cast, seed: seed) } catch { fail("\(error)") }
+case "large-store":
+    // large-store DIR CHUNKS [MODELS VERSIONS_PER_MODEL]
+    guard args.count >= 3, let chunks = Int(args[2]) else { fail("usage: slmstore-bench large-store DIR CHUNKS [MODELS VERSIONS]") }
+    var spec = LargeStoreSpec(chunks: chunks)
+    if args.count >= 5, let m = Int(args[3]), let v = Int(args[4]) { spec.models = m; spec.versionsPerModel = v }
+    do {
+        let r = try makeLargeStore(at: args[1], spec)
+        print(String(decoding: try JSONSerialization.data(withJSONObject: r, options: [.sortedKeys]), as: UTF8.self))
+    } catch { fail("\(error)") }
 case "chunk":
     let size = args.count > 1 ? Int(args[1]) ?? (256 << 20) : (256 << 20)
     var rng = SplitMix(1)
