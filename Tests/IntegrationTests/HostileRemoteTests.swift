@@ -142,6 +142,34 @@ final class HostileRemoteTests: XCTestCase {
         XCTAssertEqual(try TestSupport.json(again)["chunks_fetched"]?.uint64Value, UInt64(tree.files[0].chunks.count))
     }
 
+    /// The same with a multi-pack index: the pull writes one (16 packs are outside it) before it
+    /// installs, so dropping the chunks must write it again, or they would still be found there.
+    func testChunksDroppedAfterACollisionLeaveTheMultiPackIndexToo() throws {
+        add("m@1.0.0", bytes: weights(1))
+        push()
+        let store = try Store.open(at: remote)
+        var files = try store.readTree(try store.resolve("m@1.0.0").object.tree).files
+        files[0].sha256 = SHA256Hasher.hash(Array("something else".utf8))
+        let tree = TreeObject(files: files)
+        let v = VersionObject(name: "m", version: try SemVer("1.1.0"), tree: try store.writeObject(tree.encoded()), parent: nil,
+                              created: Timestamp.now(), addedBy: "x", tool: "x")
+        try store.writeRef(at: store.versionRefPath(try ModelName("m"), v.version), id: try store.writeObject(v.encoded()))
+        let edge = dir + "/edge"
+        for i in 0..<(Store.uncoveredPackLimit - 1) {
+            TestSupport.write(TestSupport.random(1000, seed: UInt64(100 + i)), to: "\(dir)/small-\(i)/f.bin")
+            XCTAssertEqual(TestSupport.cli(["add", "local@1.0.\(i)", "\(dir)/small-\(i)"], store: edge).status, 0)
+        }
+        XCTAssertFalse(FileSystem.exists(edge + "/packs/multi-pack-index"))
+        let r = TestSupport.cli(["pull", remote, "m@1.1.0", "--to", dir + "/dev"], store: edge)
+        XCTAssertEqual(r.status, 5, r.stderr)
+        XCTAssertTrue(FileSystem.exists(edge + "/packs/multi-pack-index"))
+        let index = try Store.open(at: edge).loadChunkIndex()
+        XCTAssertNotNil(index.multiPackIndex)
+        XCTAssertFalse(tree.files[0].chunks.contains { index.contains($0.id) })
+        let verify = TestSupport.cli(["verify"], store: edge)
+        XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
+    }
+
     /// Finding 8: metadata larger than its bound is refused from its Content-Length, before a
     /// byte of it is held (a 1 GiB index used to cost 3.3 GiB of memory).
     func testOversizedMetadataIsRefusedBeforeItIsRead() throws {

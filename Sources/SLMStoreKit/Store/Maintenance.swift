@@ -66,15 +66,16 @@ extension Store {
     }
 
     /// Checks the multi-pack index against the pack indexes it was built from: its checksum,
-    /// and that merging those indexes again gives the same bytes. Problems are returned as text.
+    /// and that merging those indexes again gives the same bytes. Problems (about this file) and
+    /// notes (naming it) are returned as text.
     func checkMultiPackIndex() throws -> (problems: [String], notes: [String]) {
         let path = multiPackIndexPath
         let index: MultiPackIndex
         do {
             guard let opened = try MultiPackIndex.open(path) else { return ([], []) }
             index = opened
-        } catch let e as SLMError {
-            return (["\(e) (pack indexes are used instead; `slmstore maintenance` rewrites it)"], [])
+        } catch SLMError.damaged(_, let problem) {
+            return (["\(problem) (pack indexes are used instead; `slmstore maintenance` rewrites it)"], [])
         }
         let file = try FileDescriptor.openForReading(path)
         let size = try file.size()
@@ -89,7 +90,7 @@ extension Store {
             at += UInt64(n)
         }
         guard hasher.finish() == index.storedChecksum else {
-            return (["\(path): multi-pack index: checksum mismatch (pack indexes are used instead; `slmstore maintenance` rewrites it)"], [])
+            return (["multi-pack index: checksum mismatch (pack indexes are used instead; `slmstore maintenance` rewrites it)"], [])
         }
         let listed = Set(try packIDs())
         let gone = index.packs.filter { !listed.contains($0) }
@@ -100,10 +101,10 @@ extension Store {
         do {
             rebuilt = try MultiPackIndexWriter.write(packs: index.packs.map { ($0, packIndexPath($0)) }, to: nil)
         } catch let e as SLMError {
-            return (["\(path): cannot be checked against the pack indexes it lists: \(e)"], [])
+            return (["multi-pack index cannot be checked against the pack indexes it lists: \(e)"], [])
         }
         guard rebuilt.checksum == index.storedChecksum else {
-            return (["\(path): multi-pack index does not match the pack indexes it lists (`slmstore maintenance` rewrites it)"], [])
+            return (["multi-pack index does not match the pack indexes it lists (`slmstore maintenance` rewrites it)"], [])
         }
         return ([], [])
     }
