@@ -119,11 +119,9 @@ public final class MultiPackIndex: Sendable {
         let stored = UInt32(littleEndian: b.loadUnaligned(fromByteOffset: offset + 24, as: UInt32.self))
         let raw = UInt32(littleEndian: b.loadUnaligned(fromByteOffset: offset + 28, as: UInt32.self))
         let pack = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: offset + 32, as: UInt32.self)))
-        guard let codec = ChunkCodec(rawValue: b[offset + 36]), pack < packs.count,
-              raw > 0, raw <= PackFormat.maxChunkLength, stored <= PackFormat.maxChunkLength + 1024,
-              off >= UInt64(PackFormat.packHeaderSize), off <= packSizes[pack],
-              PackFormat.recordSize(stored) <= packSizes[pack] - off else { return nil }
-        return MultiPackEntry(pack: pack, offset: off, storedLength: stored, rawLength: raw, codec: codec)
+        guard pack < packs.count, case let .success(e) = PackIndexEntry.checked(id: Self.id(in: b, at: offset), offset: off, storedLength: stored,
+                                                                                rawLength: raw, codecByte: b[offset + 36], packSize: packSizes[pack]) else { return nil }
+        return MultiPackEntry(pack: pack, offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, codec: e.codec)
     }
 
     /// Calls `body` with each sound entry for `id`, in pack order, until it returns true.
@@ -297,15 +295,13 @@ private final class PackIndexCursor {
         let offset = b.readLE(UInt64.self, at: at + 16)
         let stored = b.readLE(UInt32.self, at: at + 24)
         let raw = b.readLE(UInt32.self, at: at + 28)
-        guard let codec = ChunkCodec(rawValue: b[at + 32]) else { throw bad("unknown codec \(b[at + 32]) for chunk \(id)") }
-        guard raw > 0, raw <= PackFormat.maxChunkLength, stored <= PackFormat.maxChunkLength + 1024 else {
-            throw bad("chunk \(id) has implausible lengths raw=\(raw) stored=\(stored)")
-        }
-        guard offset >= UInt64(PackFormat.packHeaderSize), offset + PackFormat.recordSize(stored) <= packSize else {
-            throw bad("chunk \(id) lies outside the pack")
+        let entry: PackIndexEntry
+        switch PackIndexEntry.checked(id: id, offset: offset, storedLength: stored, rawLength: raw, codecByte: b[at + 32], packSize: packSize) {
+        case let .success(e): entry = e
+        case let .failure(p): throw bad(p.message)
         }
         if nextEntry > 0 && !(current.id < id) { throw bad("entries not sorted and unique at \(id)") }
-        current = PackIndexEntry(id: id, offset: offset, storedLength: stored, rawLength: raw, codec: codec)
+        current = entry
         bufferAt += PackFormat.indexEntrySize
         nextEntry += 1
         return true

@@ -91,6 +91,25 @@ public struct PackIndexEntry: Equatable, Sendable {
     public func location(in pack: PackID) -> ChunkLocation {
         ChunkLocation(pack: pack, offset: offset, storedLength: storedLength, rawLength: rawLength, codec: codec)
     }
+
+    /// The entry these fields make, or why they cannot describe a record of a pack of
+    /// `packSize` bytes (Format.md §6): the one check for pack and multi-pack index entries.
+    static func checked(id: ChunkID, offset: UInt64, storedLength: UInt32, rawLength: UInt32, codecByte: UInt8,
+                        packSize: UInt64) -> Result<PackIndexEntry, PackIndexEntryProblem> {
+        guard let codec = ChunkCodec(rawValue: codecByte) else { return .failure(.init("unknown codec \(codecByte) for chunk \(id)")) }
+        guard rawLength > 0, rawLength <= PackFormat.maxChunkLength, storedLength <= PackFormat.maxChunkLength + 1024 else {
+            return .failure(.init("chunk \(id) has implausible lengths raw=\(rawLength) stored=\(storedLength)"))
+        }
+        guard offset >= UInt64(PackFormat.packHeaderSize), offset <= packSize, PackFormat.recordSize(storedLength) <= packSize - offset else {
+            return .failure(.init("chunk \(id) lies outside the pack"))
+        }
+        return .success(PackIndexEntry(id: id, offset: offset, storedLength: storedLength, rawLength: rawLength, codec: codec))
+    }
+}
+
+struct PackIndexEntryProblem: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
 }
 
 /// The index of one pack: entries sorted by chunk id, plus the pack's total size.
@@ -152,16 +171,13 @@ public struct PackIndex: Sendable {
             let offset = b.readLE(UInt64.self, at: at + 16)
             let stored = b.readLE(UInt32.self, at: at + 24)
             let raw = b.readLE(UInt32.self, at: at + 28)
-            guard let codec = ChunkCodec(rawValue: b[at + 32]) else { throw bad("unknown codec \(b[at + 32]) for chunk \(id)") }
-            guard raw > 0, raw <= PackFormat.maxChunkLength, stored <= PackFormat.maxChunkLength + 1024 else {
-                throw bad("chunk \(id) has implausible lengths raw=\(raw) stored=\(stored)")
-            }
-            guard offset >= UInt64(PackFormat.packHeaderSize),
-                  offset + PackFormat.recordSize(stored) <= packSize else {
-                throw bad("chunk \(id) lies outside the pack")
+            let entry: PackIndexEntry
+            switch PackIndexEntry.checked(id: id, offset: offset, storedLength: stored, rawLength: raw, codecByte: b[at + 32], packSize: packSize) {
+            case let .success(e): entry = e
+            case let .failure(p): throw bad(p.message)
             }
             if let last = entries.last, !(last.id < id) { throw bad("entries not sorted and unique at \(id)") }
-            entries.append(PackIndexEntry(id: id, offset: offset, storedLength: stored, rawLength: raw, codec: codec))
+            entries.append(entry)
             at += PackFormat.indexEntrySize
         }
         var index = PackIndex(packSize: packSize, entries: entries)

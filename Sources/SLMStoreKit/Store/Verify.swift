@@ -32,7 +32,7 @@ extension Store {
         var report = VerifyReport()
         var damaged = Set<ChunkID>()
         // One pack index in memory at a time; lookups (delta bases, the version pass) go through
-        // the store's index, mapped where a multi-pack index covers the packs.
+        // the store's index, which searches the multi-pack index on disk for the packs it covers.
         let index = try loadChunkIndex(skippingDamaged: true)
         let packs = try packIDs().sorted()
         for name in try FileSystem.listDirectory(packsDirectory) where name.hasSuffix(".pack") {
