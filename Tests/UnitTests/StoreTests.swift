@@ -165,6 +165,16 @@ final class StoreTests: XCTestCase {
         XCTAssertFalse(FileSystem.exists(out + "/a.bin"))
     }
 
+    /// A hostile index (its checksum is easy to recompute) whose offset plus record length passes
+    /// 2^64 used to trap on the overflow; it is refused like any entry outside its pack.
+    func testPackIndexEntryWhoseEndOverflowsIsRefusedNotATrap() throws {
+        let entry = PackIndexEntry(id: ChunkID(high: 1, low: 2), offset: UInt64.max - 3, storedLength: 100, rawLength: 100, codec: .raw)
+        let bytes = PackIndex(packSize: 1 << 20, entries: [entry]).encoded()
+        XCTAssertThrowsError(try PackIndex.decode(bytes, source: "hostile.idx")) { error in
+            XCTAssertTrue("\(error)".contains("lies outside the pack"), "\(error)")
+        }
+    }
+
     func testObjectsHashToTheirIds() throws {
         let r = try addFiles("m@1.0.0", ["a.bin": TestSupport.random(1000, seed: 1)])
         let version = try store.readVersion(r.versionID)
