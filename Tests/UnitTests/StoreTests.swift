@@ -175,6 +175,24 @@ final class StoreTests: XCTestCase {
         }
     }
 
+    func testCheckoutInSmallBatchesGivesTheSameBytes() throws {
+        let files = ["w.bin": TestSupport.bf16Like(5_000_000, seed: 41), "r.bin": TestSupport.random(3_000_000, seed: 42)]
+        _ = try addFiles("m@1.0.0", files)
+        let tree = try store.readTree(try store.resolve("m@1.0.0").object.tree)
+        let out = dir + "/small-batches"
+        _ = try store.checkout(tree: tree, versionLabel: "m@1.0.0", to: out, force: false, batchBytes: 1 << 20)
+        for (name, bytes) in files { XCTAssertSameBytes(TestSupport.read("\(out)/\(name)"), bytes, name) }
+    }
+
+    func testMemoryBudgetSizesTheInstallBatchesToo() {
+        for (budget, batch) in [(UInt64(16) << 20, 1 << 20), (64 << 20, 7 << 20), (1 << 30, 16 << 20)] {
+            var o = PullOptions()
+            o.applyMemoryBudget(budget)
+            XCTAssertEqual(o.checkoutBatchBytes, batch, "budget \(budget >> 20) MiB")
+        }
+        XCTAssertEqual(PullOptions().checkoutBatchBytes, Store.checkoutBatchBytes)
+    }
+
     func testObjectsHashToTheirIds() throws {
         let r = try addFiles("m@1.0.0", ["a.bin": TestSupport.random(1000, seed: 1)])
         let version = try store.readVersion(r.versionID)

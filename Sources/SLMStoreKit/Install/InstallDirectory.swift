@@ -60,6 +60,7 @@ public final class InstallDirectory: Sendable {
     /// Returns true if files were written.
     @discardableResult
     public func install(store: Store, tree: TreeObject, version: String, id: SHA256Digest, label: String,
+                        batchBytes: Int = Store.checkoutBatchBytes,
                         progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> Bool {
         try FileSystem.makeDirectories(root)
         removeIncomplete()
@@ -67,7 +68,7 @@ public final class InstallDirectory: Sendable {
         try DiskSpace.require(tree.files.reduce(UInt64(0)) { $0 + $1.size }, at: root, for: "installing \(label)")
         let incoming = "\(root)/.incoming-\(version)-\(FileSystem.randomHex(4))"
         do {
-            _ = try store.checkout(tree: tree, versionLabel: label, to: incoming, force: false, progress: progress)
+            _ = try store.checkout(tree: tree, versionLabel: label, to: incoming, force: false, batchBytes: batchBytes, progress: progress)
             try FileSystem.writeAtomically(Array((id.hex + "\n").utf8), to: "\(incoming)/\(Self.markerName)")
             let final = path(of: version)
             if FileSystem.exists(final) {
@@ -89,8 +90,9 @@ public final class InstallDirectory: Sendable {
     /// it, then prune to `keep` older versions. Returns true if files were written.
     @discardableResult
     public func installAndActivate(store: Store, tree: TreeObject, version: String, id: SHA256Digest, label: String, keep: Int,
+                                   batchBytes: Int = Store.checkoutBatchBytes,
                                    progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> Bool {
-        let wrote = try install(store: store, tree: tree, version: version, id: id, label: label, progress: progress)
+        let wrote = try install(store: store, tree: tree, version: version, id: id, label: label, batchBytes: batchBytes, progress: progress)
         try switchCurrent(to: version)
         prune(keep: keep)
         return wrote

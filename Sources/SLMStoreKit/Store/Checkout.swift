@@ -11,15 +11,17 @@ public struct CheckoutResult: Sendable {
 }
 
 extension Store {
+    /// Bytes decoded per batch when reading files back (two batches are in memory at once).
+    public static let checkoutBatchBytes = 16 << 20
+
     /// Streams the verified content of `entry` to `sink`, in order. Throws before the last bytes
     /// are delivered if the file's SHA-256 does not match the tree. Batches are double-buffered:
     /// while the chunks of one batch are read and decoded, the previous batch is hashed and
-    /// delivered, so both cores stay busy.
-    public func streamFile(_ entry: FileEntry, index: ChunkIndex, versionLabel: String,
+    /// delivered, so both cores stay busy. The two buffers hold `batchBytes` (plus one chunk) each.
+    public func streamFile(_ entry: FileEntry, index: ChunkIndex, versionLabel: String, batchBytes: Int = Store.checkoutBatchBytes,
                            progress: ((UInt64) -> Void)? = nil,
                            sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         let sha = SHA256Hasher()
-        let batchBytes = 16 << 20
         let largest = Int(entry.chunks.map(\.rawLength).max() ?? 0)
         let capacity = batchBytes + largest
         let buffers = [UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 64),
@@ -102,6 +104,7 @@ extension Store {
     /// Writes every file of `tree` below `target`. Each file goes to a temporary name, is
     /// verified and fsynced, then renamed; a file that fails verification is never left behind.
     public func checkout(tree: TreeObject, versionLabel: String, to target: String, force: Bool,
+                         batchBytes: Int = Store.checkoutBatchBytes,
                          progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> CheckoutResult {
         let started = Timestamp.monotonicSeconds()
         for f in tree.files { try TreePath.validate(f.path, source: "tree of \(versionLabel)") }
@@ -122,7 +125,7 @@ extension Store {
             do {
                 let base = before
                 var written: UInt64 = 0
-                try streamFile(entry, index: index, versionLabel: versionLabel,
+                try streamFile(entry, index: index, versionLabel: versionLabel, batchBytes: batchBytes,
                                progress: { progress?(base + $0, total) }) { bytes in
                     try file.write(bytes)
                     file.startWriteback(offset: written, count: bytes.count)

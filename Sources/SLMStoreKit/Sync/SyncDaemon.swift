@@ -386,7 +386,8 @@ public final class SyncDaemon {
             if options.healthCheck != nil { try PendingCheck(version: target.description, previous: current).save(dir) }
             do {
                 try dir.installAndActivate(store: store, tree: try store.readTree(try store.readVersion(targetID).tree),
-                                           version: target.description, id: targetID, label: "\(name)@\(target)", keep: options.keep)
+                                           version: target.description, id: targetID, label: "\(name)@\(target)", keep: options.keep,
+                                           batchBytes: checkoutBatchBytes)
             } catch let SLMError.fileMismatch(path, problem, chunks) {
                 try? PendingCheck.clear(dir)
                 if let added = pulled?.addedChunks {
@@ -428,6 +429,13 @@ public final class SyncDaemon {
         return updates
     }
 
+    /// The install's decode batches, sized by the memory budget as the pull's buffers are.
+    private var checkoutBatchBytes: Int {
+        var pull = PullOptions()
+        if options.memoryBudget > 0 { pull.applyMemoryBudget(options.memoryBudget) }
+        return pull.checkoutBatchBytes
+    }
+
     /// Dependencies a pull brought along are installed beside the model (`<to>/<dependency>/`),
     /// unless that model is followed on its own.
     private func installDependencies(of r: PullResult) throws {
@@ -438,7 +446,7 @@ public final class SyncDaemon {
             let dir = try InstallDirectory.forModel(dep.name, under: options.installRoot)
             if dir.current() == dep.version.description && dir.installedID(of: dep.version.description) == dep.id { continue }
             try dir.installAndActivate(store: store, tree: try store.readTree(dep.object.tree), version: dep.version.description,
-                                       id: dep.id, label: label, keep: options.keep)
+                                       id: dep.id, label: label, keep: options.keep, batchBytes: checkoutBatchBytes)
             log("update", "dependency \(dep.name): -> \(dep.version)", ["model": .string(dep.name.value), "new": .string(dep.version.description)])
         }
     }

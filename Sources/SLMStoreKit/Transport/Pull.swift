@@ -18,6 +18,8 @@ public struct PullOptions: Sendable {
     public var maxRangeBytes: UInt64 = 16 << 20
     /// Downloaded chunks become durable (and survive a kill) at least this often.
     public var commitEvery: UInt64 = 8 << 20
+    /// Bytes decoded per batch when the version is installed (two batches in memory at once).
+    public var checkoutBatchBytes = Store.checkoutBatchBytes
     public var includeDependencies = true
     /// Download delta records where the device holds their base version (smaller than full ones).
     public var useDeltas = true
@@ -40,14 +42,16 @@ public struct PullOptions: Sendable {
 
     /// Sizes the transfer buffers to fit `bytes`: each request in flight holds its range once
     /// and up to 4 MiB of verified records waiting for the pack writer, which itself buffers up
-    /// to 8 MiB. The formula keeps a margin of about three ranges per request. What the process
-    /// needs besides (about 25 MiB at start, plus checkout's buffers for `--to`) is not counted.
+    /// to 8 MiB. The formula keeps a margin of about three ranges per request. The install's two
+    /// decode batches get an eighth of it each (16 MiB at most). What the process needs besides
+    /// (about 25 MiB at start) is not counted.
     public mutating func applyMemoryBudget(_ bytes: UInt64) {
         let usable = max(bytes, 16 << 20) - min(bytes / 2, 8 << 20)
         parallelRequests = usable >= 256 << 20 ? 4 : (usable >= 64 << 20 ? 2 : 1)
         maxRangeBytes = max(1 << 20, min(16 << 20, usable / UInt64(4 * parallelRequests)))
         gapLimit = min(gapLimit, maxRangeBytes / 8)
         commitEvery = max(1 << 20, min(commitEvery, usable / 4))
+        checkoutBatchBytes = Int(max(1 << 20, min(UInt64(Store.checkoutBatchBytes), usable / 8)))
     }
 }
 
@@ -240,7 +244,8 @@ extension Store {
             let install = InstallDirectory(root: dir)
             do {
                 installedNew = try install.installAndActivate(store: self, tree: target.tree, version: target.version.description,
-                                                              id: target.id, label: target.label, keep: options.keep)
+                                                              id: target.id, label: target.label, keep: options.keep,
+                                                              batchBytes: options.checkoutBatchBytes)
             } catch let SLMError.fileMismatch(path, problem, chunks) {
                 dataLock?.unlock()
                 dataLock = nil
