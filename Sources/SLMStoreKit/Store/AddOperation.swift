@@ -210,7 +210,7 @@ extension Store {
         }
         refreshMultiPackIndexIfBehind()
         // `ls` then finds this version's figures without reading its tree again.
-        _ = try? cachedListing(of: versionID, index: { try loadChunkIndex() })
+        _ = try? cacheListing(of: versionID, object: object, tree: tree, index: try loadChunkIndex())
         var result = AddResult(name: name, version: version, versionID: versionID, treeID: treeID, inputBytes: total,
                                storedBytes: ingester.storedBytes, newChunks: ingester.newChunks, reusedChunks: ingester.reusedChunks,
                                reusedBytes: ingester.reusedBytes, files: entries.count, alreadyPresent: false, seconds: Timestamp.monotonicSeconds() - started)

@@ -53,15 +53,23 @@ public struct ChunkIndex: Sendable {
         ChunkLocation(pack: packs[Int(s.pack)], offset: s.offset, storedLength: s.storedLength, rawLength: s.rawLength, codec: s.codec)
     }
 
+    /// Where a multi-pack index entry points, or nil when its pack is gone.
+    private func location(_ e: MultiPackEntry) -> ChunkLocation? {
+        multiPackSlots[e.pack].map { ChunkLocation(pack: packs[Int($0)], offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, codec: e.codec) }
+    }
+
+    /// Bytes the chunk's record takes in its pack (header included), 0 when it is not here.
+    public func recordBytes(of id: ChunkID) -> UInt64 { location(of: id).map { PackFormat.recordSize($0.storedLength) } ?? 0 }
+
     /// The first multi-pack index entry for `id` in a pack still present: a full record (`full` true), a
     /// delta record (false) or either (nil).
     private func mapped(_ id: ChunkID, full: Bool?) -> ChunkLocation? {
         guard let multiPack else { return nil }
         var found: ChunkLocation?
         multiPack.forEachEntry(of: id) { e in
-            guard let slot = multiPackSlots[e.pack], full.map({ $0 == (e.codec != .delta) }) ?? true else { return false }
-            found = ChunkLocation(pack: packs[Int(slot)], offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, codec: e.codec)
-            return true
+            guard full.map({ $0 == (e.codec != .delta) }) ?? true else { return false }
+            found = location(e)
+            return found != nil
         }
         return found
     }
@@ -70,9 +78,7 @@ public struct ChunkIndex: Sendable {
     public func deltaLocations(of id: ChunkID) -> [ChunkLocation] {
         var out = (deltaSlots[id] ?? []).map(location)
         multiPack?.forEachEntry(of: id) { e in
-            if e.codec == .delta, let slot = multiPackSlots[e.pack] {
-                out.append(ChunkLocation(pack: packs[Int(slot)], offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, codec: e.codec))
-            }
+            if e.codec == .delta, let loc = location(e) { out.append(loc) }
             return false
         }
         return out

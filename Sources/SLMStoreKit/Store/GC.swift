@@ -129,7 +129,8 @@ extension Store {
             progress?(UInt64(n + 1), UInt64(packs.count))
         }
         // Entries of the packs just deleted or rewritten still sit in the multi-pack index.
-        if try FileSystem.exists(multiPackIndexPath) || packIDs().count >= Store.uncoveredPackLimit { _ = try writeMultiPackIndex() }
+        let remaining = try packIDs()
+        if FileSystem.exists(multiPackIndexPath) || remaining.count >= Store.uncoveredPackLimit { _ = try writeMultiPackIndex(packs: remaining) }
         return GCResult(packsBefore: packs.count + livePacks.count, packsDeleted: deleted, packsRewritten: rewritten, bytesFreed: freed,
                         liveChunks: live.count, seconds: Timestamp.monotonicSeconds() - started)
     }

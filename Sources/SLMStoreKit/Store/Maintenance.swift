@@ -26,17 +26,20 @@ extension Store {
     }
 
     /// Packs with an index that the current multi-pack index does not list.
-    public func packsOutsideMultiPackIndex() throws -> [PackID] {
+    public func packsOutsideMultiPackIndex() throws -> [PackID] { try packsOutsideMultiPackIndex(among: try packIDs()) }
+
+    private func packsOutsideMultiPackIndex(among ids: [PackID]) -> [PackID] {
         let covered = Set(((try? MultiPackIndex.open(multiPackIndexPath)) ?? nil)?.packs ?? [])
-        return try packIDs().filter { !covered.contains($0) }
+        return ids.filter { !covered.contains($0) }
     }
 
     /// Writes the multi-pack index in a working directory and renames it into place. The caller
     /// holds the data lock: packs only appear under it, and only gc (exclusive) removes them.
-    func writeMultiPackIndex() throws -> MaintenanceResult {
+    /// `packs`: the committed packs, when the caller has just listed them.
+    func writeMultiPackIndex(packs listed: [PackID]? = nil) throws -> MaintenanceResult {
         let started = Timestamp.monotonicSeconds()
-        let uncovered = try packsOutsideMultiPackIndex().count
-        let ids = try packIDs().sorted()
+        let ids = try (listed ?? packIDs()).sorted()
+        let uncovered = packsOutsideMultiPackIndex(among: ids).count
         guard !ids.isEmpty else {
             if FileSystem.exists(multiPackIndexPath) {
                 FileSystem.remove(multiPackIndexPath)
@@ -61,8 +64,8 @@ extension Store {
     /// After `add` or `pull` committed: rewrite the multi-pack index when many packs are outside
     /// it. A failure is left for `verify` to report (a damaged pack index): the work is done.
     func refreshMultiPackIndexIfBehind() {
-        guard let outside = try? packsOutsideMultiPackIndex(), outside.count >= Store.uncoveredPackLimit else { return }
-        _ = try? writeMultiPackIndex()
+        guard let ids = try? packIDs(), packsOutsideMultiPackIndex(among: ids).count >= Store.uncoveredPackLimit else { return }
+        _ = try? writeMultiPackIndex(packs: ids)
     }
 
     /// Checks the multi-pack index against the pack indexes it was built from: its checksum,
@@ -78,17 +81,8 @@ extension Store {
             return (["\(problem) (pack indexes are used instead; `slmstore maintenance` rewrites it)"], [])
         }
         let file = try FileDescriptor.openForReading(path)
-        let size = try file.size()
         let hasher = SHA256Hasher()
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-        defer { buffer.deallocate() }
-        var at: UInt64 = 0
-        while at < size - 32 {
-            let n = Int(min(UInt64(buffer.count), size - 32 - at))
-            try file.pread(into: buffer, count: n, at: at)
-            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-            at += UInt64(n)
-        }
+        try file.readBlocks(count: try file.size() - 32) { hasher.update($0) }
         guard hasher.finish() == index.storedChecksum else {
             return (["multi-pack index: checksum mismatch (pack indexes are used instead; `slmstore maintenance` rewrites it)"], [])
         }

@@ -63,7 +63,7 @@ extension Store {
         let parentChunks = Set(parentTree?.files.flatMap { $0.chunks.map(\.id) } ?? [])
         var stored: UInt64 = 0, newStored: UInt64 = 0, shared = 0
         for id in unique {
-            let size = index.location(of: id).map { PackFormat.recordSize($0.storedLength) } ?? 0
+            let size = index.recordBytes(of: id)
             stored += size
             if parentChunks.contains(id) { shared += 1 } else { newStored += size }
         }

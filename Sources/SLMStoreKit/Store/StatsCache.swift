@@ -15,10 +15,15 @@ extension Store {
         let path = "\(versionStatsCacheRoot)/\(id.hex)"
         if let bytes = try? FileSystem.readFile(path, limit: 4096), let s = VersionListing(cacheLine: bytes) { return s }
         let object = try readVersion(id)
-        let tree = try readTree(object.tree)
+        return try cacheListing(of: id, object: object, tree: try readTree(object.tree), index: try index())
+    }
+
+    /// Computes and caches a version's listing from objects already in hand (`add` has them).
+    @discardableResult
+    func cacheListing(of id: SHA256Digest, object: VersionObject, tree: TreeObject, index: ChunkIndex) throws -> VersionListing {
         let parentTree = object.parent.flatMap { try? readVersion($0) }.flatMap { try? readTree($0.tree) }
-        let s = VersionListing(stats: stats(of: tree, parentTree: parentTree, index: try index()), created: object.created)
-        FileSystem.writeCacheFile(s.cacheLine, to: path)
+        let s = VersionListing(stats: stats(of: tree, parentTree: parentTree, index: index), created: object.created)
+        FileSystem.writeCacheFile(s.cacheLine, to: "\(versionStatsCacheRoot)/\(id.hex)")
         return s
     }
 
@@ -57,9 +62,7 @@ extension Store {
             for f in try readTree(try readVersion(id).tree).files { for c in f.chunks { chunks.insert(c.id) } }
         }
         let index = try index()
-        let total = chunks.build().members.reduce(UInt64(0)) { acc, id in
-            acc + (index.location(of: id).map { PackFormat.recordSize($0.storedLength) } ?? 0)
-        }
+        let total = chunks.build().members.reduce(UInt64(0)) { $0 + index.recordBytes(of: $1) }
         FileSystem.writeCacheFile(Array("\(total)\n".utf8), to: path)
         return total
     }

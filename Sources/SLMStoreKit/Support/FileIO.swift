@@ -47,6 +47,20 @@ public final class FileDescriptor: Sendable {
         }
     }
 
+    /// Hands the first `count` bytes to `body` in order, a fixed 4 MiB buffer at a time.
+    public func readBlocks(count: UInt64, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let size = 4 << 20
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 64)
+        defer { buffer.deallocate() }
+        var at: UInt64 = 0
+        while at < count {
+            let n = Int(min(UInt64(size), count - at))
+            try pread(into: buffer, count: n, at: at)
+            try body(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            at += UInt64(n)
+        }
+    }
+
     public func pread(count: Int, at offset: UInt64) throws -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)
         try out.withUnsafeMutableBytes { try pread(into: $0, count: count, at: offset) }
@@ -186,16 +200,7 @@ public enum FileSystem {
 
     /// Copies `count` bytes from the start of `source` to `target` through a fixed 4 MiB buffer.
     public static func copy(from source: FileDescriptor, to target: FileDescriptor, count: UInt64, what: String) throws {
-        let size = 4 << 20
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 64)
-        defer { buffer.deallocate() }
-        var at: UInt64 = 0
-        while at < count {
-            let n = Int(min(UInt64(size), count - at))
-            try source.pread(into: buffer, count: n, at: at)
-            try target.write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-            at += UInt64(n)
-        }
+        try source.readBlocks(count: count) { try target.write($0) }
     }
 
     public static func dirname(_ path: String) -> String {
