@@ -65,6 +65,16 @@ final class BackendTests: XCTestCase {
         XCTAssertThrowsError(try backend.readRange("f", range: 90..<110), "a short file is an error, not a short answer")
     }
 
+    func testHTTPDatesParseOnlyInTheFormServersMustSend() {
+        XCTAssertEqual(Timestamp.parseHTTPDate("Sun, 06 Nov 1994 08:49:37 GMT"), 784111777)
+        XCTAssertEqual(Timestamp.parseHTTPDate("Sun, 29 Nov 2026 19:09:34 GMT").map { Timestamp.format($0) }, "2026-11-29T19:09:34Z")
+        for obsolete in ["Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "Sun, 06 Nov 1994 08:49:37 UTC",
+                         "Sun, 32 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 1994 25:49:37 GMT", "", "Sun, 06 Nov 1994 08:49 GMT"] {
+            XCTAssertNil(Timestamp.parseHTTPDate(obsolete), obsolete)
+        }
+        XCTAssertEqual(Timestamp.compact(784111777), "19941106T084937Z")
+    }
+
     // MARK: Wrappers
 
     /// A backend whose reads fail a set number of times first: the wrapper under test cannot be

@@ -14,6 +14,19 @@ public enum Timestamp {
     public static func now() -> String { format(time(nil)) }
 
     public static func format(_ t: time_t) -> String {
+        let (date, clock) = fields(t)
+        return "\(date[0])-\(date[1])-\(date[2])T\(clock[0]):\(clock[1]):\(clock[2])Z"
+    }
+
+    /// SigV4's basic ISO 8601 form in UTC, e.g. 20261129T040550Z.
+    public static func compact(_ t: time_t) -> String {
+        let (date, clock) = fields(t)
+        return date.joined() + "T" + clock.joined() + "Z"
+    }
+
+    /// Zero-padded year, month, day and hour, minute, second in UTC. Formatting here rather
+    /// than with DateFormatter keeps ICU's tables (megabytes of pages) out of a daemon's memory.
+    private static func fields(_ t: time_t) -> ([String], [String]) {
         var tv = t
         var tmv = tm()
         gmtime_r(&tv, &tmv)
@@ -21,7 +34,30 @@ public enum Timestamp {
             let s = String(v)
             return String(repeating: "0", count: max(0, w - s.count)) + s
         }
-        return "\(pad(tmv.tm_year + 1900, 4))-\(pad(tmv.tm_mon + 1, 2))-\(pad(tmv.tm_mday, 2))T\(pad(tmv.tm_hour, 2)):\(pad(tmv.tm_min, 2)):\(pad(tmv.tm_sec, 2))Z"
+        return ([pad(tmv.tm_year + 1900, 4), pad(tmv.tm_mon + 1, 2), pad(tmv.tm_mday, 2)],
+                [pad(tmv.tm_hour, 2), pad(tmv.tm_min, 2), pad(tmv.tm_sec, 2)])
+    }
+
+    /// An HTTP date in the IMF-fixdate form servers must send ("Sun, 06 Nov 1994 08:49:37 GMT");
+    /// nil for anything else, including the obsolete forms.
+    public static func parseHTTPDate(_ s: String) -> time_t? {
+        let parts = s.split(separator: " ")
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        guard parts.count == 6, parts[0].count == 4, parts[0].hasSuffix(","), parts[5] == "GMT",
+              parts[1].count == 2, let day = Int32(parts[1]), (1...31).contains(day),
+              let month = months.firstIndex(of: String(parts[2])),
+              parts[3].count == 4, let year = Int32(parts[3]), year >= 1970 else { return nil }
+        let clock = parts[4].split(separator: ":", omittingEmptySubsequences: false)
+        guard parts[4].count == 8, clock.count == 3, let h = Int32(clock[0]), let m = Int32(clock[1]), let sec = Int32(clock[2]),
+              (0...23).contains(h), (0...59).contains(m), (0...60).contains(sec) else { return nil }
+        var tmv = tm()
+        tmv.tm_year = year - 1900
+        tmv.tm_mon = Int32(month)
+        tmv.tm_mday = day
+        tmv.tm_hour = h
+        tmv.tm_min = m
+        tmv.tm_sec = sec
+        return timegm(&tmv)
     }
 
     public static func monotonicSeconds() -> Double {

@@ -82,8 +82,8 @@ public final class HTTPBackend: StoreBackend {
         // Servers like nginx derive validators from a one-second mtime: a manifest replaced again
         // within the second it was served would look unchanged. Only trust a validator for a file
         // that was already at least two seconds old when it was served.
-        if let lm = r.headers["last-modified"].flatMap(Self.httpDate), let now = r.headers["date"].flatMap(Self.httpDate),
-           now.timeIntervalSince(lm) < 2 {
+        if let lm = r.headers["last-modified"].flatMap(Timestamp.parseHTTPDate), let now = r.headers["date"].flatMap(Timestamp.parseHTTPDate),
+           now - lm < 2 {
             v = nil
         } else if r.headers["last-modified"] == nil || r.headers["date"] == nil, !(r.headers["etag"]?.hasPrefix("\"") ?? false) {
             v = nil
@@ -117,12 +117,4 @@ public final class HTTPBackend: StoreBackend {
     }
     public func delete(_ path: String) throws { throw readOnly() }
     public func publishLease() throws -> AnyObject? { nil }
-
-    static func httpDate(_ s: String) -> Date? {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "GMT")
-        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-        return f.date(from: s)
-    }
 }

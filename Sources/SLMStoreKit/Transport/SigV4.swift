@@ -41,11 +41,7 @@ public struct SigV4Signer: Sendable {
     /// Authorization. `path` is already encoded (as sent); `query` pairs are raw.
     func sign(method: String, host: String, path: String, query: [(String, String)], headers: [String: String],
               payloadHash: String, date: Date = Date()) -> [String: String] {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        let amzDate = f.string(from: date)
+        let amzDate = Timestamp.compact(time_t(date.timeIntervalSince1970))
         let day = String(amzDate.prefix(8))
         var signed = headers.reduce(into: [String: String]()) { $0[$1.key.lowercased()] = $1.value.trimmingCharacters(in: .whitespaces) }
         signed["host"] = host
