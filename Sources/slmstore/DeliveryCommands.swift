@@ -154,7 +154,10 @@ let pullCommand = Command(
       --keep N        installed versions to keep besides the current one (default 1)
       --seed DIR      reuse chunks from files in DIR (DIR/current is used automatically)
       --max-rate R    limit download rate, e.g. 10M (bytes per second, K/M/G suffixes)
-      --memory-budget B   size transfer buffers and parallel requests to about B (e.g. 64M)
+      --memory-budget B   the peak memory to size buffers and parallel requests for
+                      (default 64M; at least 32M). More buys larger ranges and install
+                      batches; less, fewer requests in flight.
+      --parallel N    range requests in flight (1-32; default from the memory budget, 4)
       --no-delta      fetch full records only (by default a chunk comes as a delta record when
                       the remote has one against a version this store holds and it is smaller)
       --trust PUB     install only versions that release metadata signed by this Ed25519 key

@@ -6,11 +6,15 @@ MODE: drop (close mid-body), corrupt (flip a byte of range bodies), truncate (sh
 full Content-Length, then close), ignore-range (answer 200 with the whole file), oversize
 (send more than the range asked for), redirect-loop, error500 (answer 500), trickle (send the
 range body one byte every 0.2 s), freeze-manifest (answer every conditional GET of
-manifest.json with 304, as a server keeping a device on an old manifest would). Request headers, Host included, pass through as sent, so a
-signed request (S3 SigV4) stays valid behind the proxy.
+manifest.json with 304, as a server keeping a device on an old manifest would), shift-range
+(answer a range request with the range one byte further on, Content-Range and all). Request
+headers, Host included, pass through as sent, so a signed request (S3 SigV4) stays valid behind
+the proxy. With FAULT_PROXY_LOG set, each range request's path and Range header are appended
+to that file, one line each.
 COUNT: how many range responses to spoil (default: all); metadata requests pass through.
 """
 import http.client
+import os
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import threading
@@ -54,12 +58,19 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        if is_range and os.environ.get("FAULT_PROXY_LOG"):
+            with lock, open(os.environ["FAULT_PROXY_LOG"], "a") as log:
+                log.write(f"{self.path} {self.headers['Range']}\n")
         drop_range = MODE == "ignore-range" and is_range and take()
+        shift_range = MODE == "shift-range" and is_range and take()
         conn = http.client.HTTPConnection("127.0.0.1", UPSTREAM, timeout=30)
         conn.putrequest("GET", self.path, skip_host=True, skip_accept_encoding=True)
         for k, v in self.headers.items():
             if k.lower() in HOP_BY_HOP or (drop_range and k.lower() == "range"):
                 continue
+            if shift_range and k.lower() == "range":
+                start, end = v.split("=")[1].split("-")
+                v = f"bytes={int(start) + 1}-{int(end) + 1}"
             conn.putheader(k, v)
         conn.endheaders()
         resp = conn.getresponse()

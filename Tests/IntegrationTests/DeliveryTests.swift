@@ -136,10 +136,31 @@ final class DeliveryTests: XCTestCase {
         }
     }
 
+    /// Range bodies are verified as they stream in, so a connection cut halfway leaves the
+    /// records before the cut verified; the retry asks for the rest of that range only.
+    func testARangeCutMidwayIsResumedFromTheCutNotFromItsStart() throws {
+        let log = dir + "/ranges.log"
+        let proxy = try FaultProxy(upstream: nginx.port, mode: "drop", count: 1, log: log)
+        let r = TestSupport.cli(["pull", proxy.url, "intent@2.1.0", "--to", dir + "/device"], store: edge)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        assertInstalled(dir + "/device", matches: v1)
+        // (path, first byte, last byte) of each range request, in the order they were made.
+        let requests = String(decoding: TestSupport.read(log), as: UTF8.self).split(separator: "\n").map { line in
+            let parts = line.split(separator: " ")
+            let span = parts[1].dropFirst("bytes=".count).split(separator: "-").map { UInt64($0)! }
+            return (String(parts[0]), span[0], span[1])
+        }
+        let resumed = requests.indices.contains { i in
+            requests[(i + 1)...].contains { $0.0 == requests[i].0 && $0.2 == requests[i].2 && $0.1 > requests[i].1 }
+        }
+        XCTAssertTrue(resumed, "a later request asks for the tail of the cut range only: \(requests)")
+        XCTAssertEqual(Set(requests.map { "\($0.0) \($0.1)" }).count, requests.count, "no range is asked for twice from its start: \(requests)")
+    }
+
     func testHostileAnswersAreRefusedAndLeaveTheInstalledVersionIntact() throws {
         XCTAssertEqual(pull("intent@2.1.0", to: dir + "/device").status, 0)
         for (mode, message) in [("corrupt", "served bad data"), ("ignore-range", "ignored the Range header"),
-                                ("oversize", "larger than"), ("redirect-loop", "redirect")] {
+                                ("oversize", "larger than"), ("redirect-loop", "redirect"), ("shift-range", "Content-Range")] {
             let proxy = try FaultProxy(upstream: nginx.port, mode: mode)
             let r = TestSupport.cli(["pull", proxy.url, "intent@2.2.0", "--to", dir + "/device"], store: edge)
             XCTAssertNotEqual(r.status, 0, mode)

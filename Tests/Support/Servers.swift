@@ -97,12 +97,14 @@ public final class FaultProxy {
     private let process = Process()
     public var url: String { "http://127.0.0.1:\(port)" }
 
-    public init(upstream: Int, mode: String, count: Int? = nil) throws {
+    /// With `log`, the path and Range header of each range request are appended to that file.
+    public init(upstream: Int, mode: String, count: Int? = nil, log: String? = nil) throws {
         port = freePort()
         var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         dir.appendPathComponent("Helpers/fault_proxy.py")
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", dir.path, String(port), String(upstream), mode] + (count.map { [String($0)] } ?? [])
+        if let log { process.environment = ProcessInfo.processInfo.environment.merging(["FAULT_PROXY_LOG": log]) { $1 } }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()

@@ -62,6 +62,13 @@ final class BackendTests: XCTestCase {
     func testRangesReadExactlyTheBytesAsked() throws {
         try backend.write("f", bytes: Array(0..<100))
         XCTAssertEqual(try backend.readRange("f", range: 10..<20), Array(10..<20))
+        let big = TestSupport.random(3 << 20, seed: 5)
+        try backend.write("big", bytes: big)
+        var pieces = 0
+        var got: [UInt8] = []
+        try backend.readRange("big", range: 100..<UInt64(big.count - 7)) { got.append(contentsOf: $0); pieces += 1 }
+        XCTAssertSameBytes(got, Array(big[100..<(big.count - 7)]))
+        XCTAssertGreaterThan(pieces, 1, "a long range is handed over in pieces, not held whole")
         XCTAssertThrowsError(try backend.readRange("f", range: 90..<110), "a short file is an error, not a short answer")
     }
 
@@ -92,7 +99,16 @@ final class BackendTests: XCTestCase {
             if failures > 0 { failures -= 1; throw error }
             return [42]
         }
-        func readRange(_ path: String, range: Range<UInt64>) throws -> [UInt8] { [] }
+        /// Ranges asked for; a failing range read delivers the first half of what was asked first.
+        var ranges: [Range<UInt64>] = []
+        func readRange(_ path: String, range: Range<UInt64>, into consume: (UnsafeRawBufferPointer) throws -> Void) throws {
+            calls += 1
+            ranges.append(range)
+            let bytes = range.map { UInt8(truncatingIfNeeded: $0) }
+            let cut = failures > 0 ? bytes.count / 2 : bytes.count
+            try bytes[..<cut].withUnsafeBytes { try consume($0) }
+            if failures > 0 { failures -= 1; throw error }
+        }
         func readIfChanged(_ path: String, validator: String?, limit: Int) throws -> ConditionalRead { .absent }
         func exists(_ path: String) throws -> Bool { false }
         func write(_ path: String, bytes: [UInt8]) throws {}
@@ -114,6 +130,14 @@ final class BackendTests: XCTestCase {
         let flaky = Flaky(failures: 2, error: .remoteStatus(url: "u", status: 503, problem: ""))
         XCTAssertEqual(try RetryingBackend(flaky, policy: fastPolicy()).read("x", limit: 10), [42])
         XCTAssertEqual(flaky.calls, 3)
+    }
+
+    func testARetriedRangeAsksOnlyForWhatTheFailedAttemptDidNotDeliver() throws {
+        let flaky = Flaky(failures: 2, error: .transport(url: "u", problem: "reset", transient: true))
+        var got: [UInt8] = []
+        try RetryingBackend(flaky, policy: fastPolicy()).readRange("p", range: 1000..<1400) { got.append(contentsOf: $0) }
+        XCTAssertEqual(got, (1000..<1400).map { UInt8(truncatingIfNeeded: $0) }, "each byte once, in order")
+        XCTAssertEqual(flaky.ranges, [1000..<1400, 1200..<1400, 1300..<1400])
     }
 
     func testPermanentFailuresAreNotRetried() {

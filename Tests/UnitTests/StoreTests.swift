@@ -184,13 +184,42 @@ final class StoreTests: XCTestCase {
         for (name, bytes) in files { XCTAssertSameBytes(TestSupport.read("\(out)/\(name)"), bytes, name) }
     }
 
-    func testMemoryBudgetSizesTheInstallBatchesToo() {
-        for (budget, batch) in [(UInt64(16) << 20, 1 << 20), (64 << 20, 7 << 20), (1 << 30, 16 << 20)] {
+    func testTheDefaultMemoryBudgetIs64MiB() {
+        var sized = PullOptions()
+        sized.applyMemoryBudget(64 << 20)
+        let d = PullOptions()
+        XCTAssertEqual([d.parallelRequests, Int(d.maxRangeBytes), d.checkoutBatchBytes, d.writeBatchBytes, d.verifiedBatchBytes],
+                       [sized.parallelRequests, Int(sized.maxRangeBytes), sized.checkoutBatchBytes, sized.writeBatchBytes, sized.verifiedBatchBytes])
+    }
+
+    /// What the buffers can hold at once (ranges in flight, verified batches, write batches; or
+    /// the two install batches) stays within the budget less the process itself, at any budget.
+    func testEveryBufferFitsTheMemoryBudget() {
+        for mib in [1, 16, 32, 48, 64, 100, 128, 256, 1024, 8192] {
             var o = PullOptions()
-            o.applyMemoryBudget(budget)
-            XCTAssertEqual(o.checkoutBatchBytes, batch, "budget \(budget >> 20) MiB")
+            o.applyMemoryBudget(UInt64(mib) << 20)
+            let usable = max(UInt64(mib) << 20, PullOptions.smallestMemoryBudget) - (24 << 20)
+            let fetch = UInt64(o.parallelRequests) * (o.maxRangeBytes + UInt64(o.verifiedBatchBytes)) + 3 * UInt64(o.writeBatchBytes)
+            XCTAssertLessThanOrEqual(fetch, usable, "\(mib) MiB: fetch buffers")
+            XCTAssertLessThanOrEqual(UInt64(2 * o.checkoutBatchBytes), usable, "\(mib) MiB: install batches")
+            XCTAssertGreaterThanOrEqual(o.maxRangeBytes, 1 << 20, "\(mib) MiB")
+            XCTAssertLessThanOrEqual(o.gapLimit, o.maxRangeBytes / 8, "\(mib) MiB")
         }
-        XCTAssertEqual(PullOptions().checkoutBatchBytes, Store.checkoutBatchBytes)
+    }
+
+    func testALargerMemoryBudgetNeverBuysLessParallelismOrSmallerBuffers() {
+        var last = PullOptions()
+        last.applyMemoryBudget(0)
+        for mib in stride(from: 32, through: 2048, by: 16) {
+            var o = PullOptions()
+            o.applyMemoryBudget(UInt64(mib) << 20)
+            XCTAssertGreaterThanOrEqual(o.parallelRequests, last.parallelRequests, "\(mib) MiB")
+            XCTAssertGreaterThanOrEqual(o.checkoutBatchBytes, last.checkoutBatchBytes, "\(mib) MiB")
+            if o.parallelRequests == last.parallelRequests { XCTAssertGreaterThanOrEqual(o.maxRangeBytes, last.maxRangeBytes, "\(mib) MiB") }
+            last = o
+        }
+        XCTAssertEqual(last.checkoutBatchBytes, Store.checkoutBatchBytes, "a generous budget installs in the full-size batches")
+        XCTAssertEqual(last.maxRangeBytes, 16 << 20)
     }
 
     func testObjectsHashToTheirIds() throws {

@@ -198,12 +198,17 @@ final class PackWriter: @unchecked Sendable {
     private(set) var size: UInt64
     private(set) var entries: [PackIndexEntry] = []
     private var pending: [UInt8] = []
+    /// Bytes gathered per write: one syscall per batch rather than per chunk. At most three
+    /// batches are held (one filling, two being written).
+    public static let defaultWriteBatchBytes = 4 << 20
+    let writeBatchBytes: Int
     private let writes = DispatchQueue(label: "slmstore.pack-writer")
     private let inFlight = DispatchSemaphore(value: 2)
     private let errorLock = NSLock()
     private var writeError: Error?
 
-    init(directory: String) throws {
+    init(directory: String, writeBatchBytes: Int = PackWriter.defaultWriteBatchBytes) throws {
+        self.writeBatchBytes = writeBatchBytes
         id = PackID.random()
         packPath = "\(directory)/\(id.hex).pack"
         indexPath = "\(directory)/\(id.hex).idx"
@@ -226,8 +231,7 @@ final class PackWriter: @unchecked Sendable {
         pending.append(contentsOf: header)
         pending.append(contentsOf: encoded.payload)
         size += UInt64(header.count + encoded.payload.count)
-        // Batch writes: one syscall per few MiB rather than per chunk.
-        if pending.count >= 4 << 20 { try flush() }
+        if pending.count >= writeBatchBytes { try flush() }
     }
 
     func flush() throws {
@@ -236,7 +240,8 @@ final class PackWriter: @unchecked Sendable {
         let chunk = pending
         let offset = size - UInt64(chunk.count)
         pending = []
-        pending.reserveCapacity(chunk.count + (1 << 20))
+        // A batch ends at the first record past the limit: room for that one without doubling.
+        pending.reserveCapacity(writeBatchBytes + Int(PackFormat.recordSize(UInt32(ChunkerParameters.default.maxSize))))
         inFlight.wait()
         writes.async { [self] in
             defer { inFlight.signal() }

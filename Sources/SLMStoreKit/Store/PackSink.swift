@@ -7,6 +7,7 @@ import Foundation
 final class PackSink {
     let directory: String
     let rolloverSize: UInt64
+    let writeBatchBytes: Int
     private let commit: ([PackWriter]) throws -> Void
     private var writer: PackWriter?
     /// Record bytes appended so far (headers and payloads), over every pack.
@@ -14,9 +15,11 @@ final class PackSink {
 
     /// `commit` receives each sealed, non-empty pack, in order. A seal costs fsyncs, so packs are
     /// sealed only where the caller says a batch ends (`sealIfFull`), never inside one.
-    init(directory: String, rolloverSize: UInt64, commit: @escaping ([PackWriter]) throws -> Void) {
+    init(directory: String, rolloverSize: UInt64, writeBatchBytes: Int = PackWriter.defaultWriteBatchBytes,
+         commit: @escaping ([PackWriter]) throws -> Void) {
         self.directory = directory
         self.rolloverSize = rolloverSize
+        self.writeBatchBytes = writeBatchBytes
         self.commit = commit
     }
 
@@ -24,7 +27,7 @@ final class PackSink {
     var openSize: UInt64 { writer?.size ?? 0 }
 
     func append(id: ChunkID, rawLength: UInt32, encoded: EncodedChunk) throws {
-        if writer == nil { writer = try PackWriter(directory: directory) }
+        if writer == nil { writer = try PackWriter(directory: directory, writeBatchBytes: writeBatchBytes) }
         try writer!.append(id: id, rawLength: rawLength, encoded: encoded)
         recordBytes += PackFormat.recordSize(UInt32(encoded.payload.count))
     }
@@ -63,8 +66,9 @@ extension Store {
     }
 
     /// A sink whose packs land in this store's packs/ as soon as they are sealed.
-    func packSink(in directory: String, rolloverSize: UInt64, afterCommit: @escaping () -> Void = {}) -> PackSink {
-        PackSink(directory: directory, rolloverSize: rolloverSize) { [self] packs in
+    func packSink(in directory: String, rolloverSize: UInt64, writeBatchBytes: Int = PackWriter.defaultWriteBatchBytes,
+                  afterCommit: @escaping () -> Void = {}) -> PackSink {
+        PackSink(directory: directory, rolloverSize: rolloverSize, writeBatchBytes: writeBatchBytes) { [self] packs in
             try commitPacks(packs)
             afterCommit()
         }

@@ -43,8 +43,10 @@ public protocol StoreBackend: AnyObject, Sendable {
     /// The whole file at `path` (relative to the store root), or nil when there is none.
     /// A file larger than `limit` is an error, found before it is read whole.
     func read(_ path: String, limit: Int) throws -> [UInt8]?
-    /// Exactly the bytes `range` of the file at `path`; anything else is an error.
-    func readRange(_ path: String, range: Range<UInt64>) throws -> [UInt8]
+    /// Exactly the bytes `range` of the file at `path`, handed to `consume` in order, in pieces
+    /// of any size as they arrive (so a caller holds what it has not consumed yet, not the
+    /// range); anything else is an error. After an error `consume` has seen a prefix of the range.
+    func readRange(_ path: String, range: Range<UInt64>, into consume: (UnsafeRawBufferPointer) throws -> Void) throws
     /// A read that answers `.unchanged` cheaply when the file still has `validator`.
     func readIfChanged(_ path: String, validator: String?, limit: Int) throws -> ConditionalRead
     func exists(_ path: String) throws -> Bool
@@ -64,6 +66,16 @@ public protocol StoreBackend: AnyObject, Sendable {
     /// on the same store never takes the publisher's new packs for dead ones (nil: the backend
     /// has no such collector).
     func publishLease() throws -> AnyObject?
+}
+
+extension StoreBackend {
+    /// Exactly the bytes `range` of the file at `path`, whole.
+    public func readRange(_ path: String, range: Range<UInt64>) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(Int(range.count))
+        try readRange(path, range: range) { bytes.append(contentsOf: $0) }
+        return bytes
+    }
 }
 
 /// Counts traffic; shared by the backend kinds.
@@ -129,7 +141,18 @@ public final class RetryingBackend: StoreBackend {
     }
 
     public func read(_ path: String, limit: Int) throws -> [UInt8]? { try attempt { try inner.read(path, limit: limit) } }
-    public func readRange(_ path: String, range: Range<UInt64>) throws -> [UInt8] { try attempt { try inner.readRange(path, range: range) } }
+    /// A retry asks only for what the failed attempt did not deliver, so `consume` sees each
+    /// byte of the range once, in order.
+    public func readRange(_ path: String, range: Range<UInt64>, into consume: (UnsafeRawBufferPointer) throws -> Void) throws {
+        var at = range.lowerBound
+        try attempt {
+            guard at < range.upperBound else { return }
+            try inner.readRange(path, range: at..<range.upperBound) { piece in
+                try consume(piece)
+                at += UInt64(piece.count)
+            }
+        }
+    }
     public func readIfChanged(_ path: String, validator: String?, limit: Int) throws -> ConditionalRead {
         try attempt { try inner.readIfChanged(path, validator: validator, limit: limit) }
     }
@@ -183,24 +206,16 @@ public final class RateLimitedBackend: StoreBackend {
         try pace(b?.count ?? 0)
         return b
     }
-    public func readRange(_ path: String, range: Range<UInt64>) throws -> [UInt8] {
+    public func readRange(_ path: String, range: Range<UInt64>, into consume: (UnsafeRawBufferPointer) throws -> Void) throws {
         // Large ranges are paced in slices so the rate holds within one request too.
         let slice: UInt64 = max(64 << 10, UInt64(bytesPerSecond / 4))
-        guard bytesPerSecond > 0, UInt64(range.count) > slice else {
-            let b = try inner.readRange(path, range: range)
-            try pace(b.count)
-            return b
-        }
-        var out: [UInt8] = []
-        out.reserveCapacity(range.count)
         var at = range.lowerBound
         while at < range.upperBound {
-            let end = min(range.upperBound, at + slice)
-            out += try inner.readRange(path, range: at..<end)
+            let end = bytesPerSecond > 0 ? min(range.upperBound, at + slice) : range.upperBound
+            try inner.readRange(path, range: at..<end, into: consume)
             try pace(Int(end - at))
             at = end
         }
-        return out
     }
     public func readIfChanged(_ path: String, validator: String?, limit: Int) throws -> ConditionalRead {
         let r = try inner.readIfChanged(path, validator: validator, limit: limit)

@@ -23,10 +23,11 @@ public final class HTTPBackend: StoreBackend {
 
     public var location: String { base.absoluteString }
 
-    private func perform(_ u: URL, method: String = "GET", headers: [String: String] = [:], limit: Int) throws -> HTTPResponse {
+    private func perform(_ u: URL, method: String = "GET", headers: [String: String] = [:], limit: Int,
+                         stream: HTTPClient.BodyStream? = nil) throws -> HTTPResponse {
         var h = headers
         if let credentials { h["Authorization"] = credentials.authorization }
-        let r = try client.perform(u, method: method, headers: h, limit: limit)
+        let r = try client.perform(u, method: method, headers: h, limit: limit, stream: stream)
         // A refusal of credentials is final: retrying with the same ones cannot help.
         if r.status == 401 || (r.status == 403 && credentials != nil) {
             let tried = credentials.map { "credentials from \($0.source) were refused" }
@@ -91,18 +92,22 @@ public final class HTTPBackend: StoreBackend {
         return .changed(bytes: r.body, validator: v)
     }
 
-    public func readRange(_ path: String, range: Range<UInt64>) throws -> [UInt8] {
+    public func readRange(_ path: String, range: Range<UInt64>, into consume: (UnsafeRawBufferPointer) throws -> Void) throws {
         let span = "\(range.lowerBound)-\(range.upperBound - 1)"
         let u = url(path)
+        let what = u.absoluteString
+        let failure = { (r: HTTPResponse) in SLMError.remoteStatus(url: what, status: r.status, problem: "for a range request") }
         let r: HTTPResponse
         do {
-            r = try perform(u, headers: ["Range": "bytes=\(span)"], limit: Int(range.count))
+            r = try withoutActuallyEscaping(consume) { consume in
+                try perform(u, headers: ["Range": "bytes=\(span)"], limit: Int(range.count),
+                            stream: HTTPClient.BodyStream(head: { try $0.checkRangeHead(range, what, failure: failure) }, body: consume))
+            }
         } catch let SLMError.transport(url, problem, transient) {
             throw SLMError.transport(url: url, problem: "range \(span): \(problem)", transient: transient)
         }
-        counter.received(r.body.count)
-        try r.checkRange(range, u.absoluteString) { SLMError.remoteStatus(url: u.absoluteString, status: $0.status, problem: "for a range request") }
-        return r.body
+        counter.received(r.body.count + r.streamed)
+        try r.checkRange(range, what, failure: failure)
     }
 
     private func readOnly() -> SLMError {

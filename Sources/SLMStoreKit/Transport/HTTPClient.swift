@@ -13,6 +13,8 @@ public struct HTTPResponse: Sendable {
     public var status: Int
     public var headers: [String: String]  // lowercased names
     public var body: [UInt8]
+    /// Body bytes handed to a `BodyStream` instead of kept in `body`.
+    public var streamed = 0
 
     /// A whole body is as long as the server said (a short one is retried).
     func checkComplete(_ what: String) throws {
@@ -24,13 +26,19 @@ public struct HTTPResponse: Sendable {
     /// A range answer is exactly the bytes asked for: 206, the length of the range, and a
     /// Content-Range naming it. `failure` describes any other status.
     func checkRange(_ range: Range<UInt64>, _ what: String, failure: (HTTPResponse) -> SLMError) throws {
+        try checkRangeHead(range, what, failure: failure)
+        let got = body.count + streamed
+        guard got == range.count else {
+            throw SLMError.transport(url: what, problem: "range \(range.lowerBound)-\(range.upperBound - 1): got \(got) bytes, expected \(range.count)", transient: true)
+        }
+    }
+
+    /// The part of `checkRange` the status line and headers can answer, before any body byte is used.
+    func checkRangeHead(_ range: Range<UInt64>, _ what: String, failure: (HTTPResponse) -> SLMError) throws {
         let span = "\(range.lowerBound)-\(range.upperBound - 1)"
         guard status == 206 else {
             if status == 200 { throw SLMError.remote(url: what, problem: "server ignored the Range header (answered 200 with the whole file)") }
             throw failure(self)
-        }
-        guard body.count == range.count else {
-            throw SLMError.transport(url: what, problem: "range \(span): got \(body.count) bytes, expected \(range.count)", transient: true)
         }
         if let cr = headers["content-range"], !cr.hasPrefix("bytes \(span)/") {
             throw SLMError.remote(url: what, problem: "Content-Range \"\(cr)\" does not match the request")
@@ -77,6 +85,15 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
         /// HEAD: Content-Length describes the file, not this (empty) body.
         var headOnly = false
         let done = DispatchSemaphore(value: 0)
+        /// Signalled when body bytes arrive for the waiting thread (streaming) and at completion.
+        let wake = DispatchSemaphore(value: 0)
+        /// Set under `lock` at completion, after the last piece.
+        var finished = false
+        /// The caller consumes the body as it arrives (decided per request)...
+        var streaming = false
+        /// ...when the answer is a 2xx; pieces wait here, under `lock`, until it takes them.
+        var streamBody = false
+        var pending: [UInt8] = []
         init(limit: Int) { self.limit = limit }
     }
 
@@ -101,10 +118,25 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
 
     deinit { session.invalidateAndCancel() }
 
+    /// Where a streamed body goes: `head` sees the status and headers once, before the first
+    /// piece, and may refuse them by throwing; `body` then gets the pieces in order. Only a 2xx
+    /// answer is streamed; any other body is kept whole (it is an error text) in the response.
+    public struct BodyStream {
+        public var head: (HTTPResponse) throws -> Void
+        public var body: (UnsafeRawBufferPointer) throws -> Void
+        public init(head: @escaping (HTTPResponse) throws -> Void, body: @escaping (UnsafeRawBufferPointer) throws -> Void) {
+            self.head = head
+            self.body = body
+        }
+    }
+
     /// One request. `limit` bounds the body; more is an error. Failures are
-    /// `SLMError.transport`, transient when trying again may help.
+    /// `SLMError.transport`, transient when trying again may help. With `stream`, a 2xx body
+    /// is handed over in pieces on this thread as it arrives instead of being returned, so what
+    /// is held is what arrived faster than it was consumed (URLSession cannot pause a transfer:
+    /// `limit` stays the bound), and the returned response's `streamed` counts it.
     public func perform(_ url: URL, method: String = "GET", headers: [String: String] = [:], body: [UInt8]? = nil,
-                        limit: Int) throws -> HTTPResponse {
+                        limit: Int, stream: BodyStream? = nil) throws -> HTTPResponse {
         func fail(_ problem: String, transient: Bool) -> SLMError {
             .transport(url: url.absoluteString, problem: problem, transient: transient)
         }
@@ -117,6 +149,7 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
         let state = TaskState(limit: limit)
         state.expectsPartial = headers["Range"] != nil
         state.headOnly = method == "HEAD"
+        state.streaming = stream != nil
         let task = session.dataTask(with: request)
         lock.lock()
         states[task.taskIdentifier] = state
@@ -125,11 +158,33 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
         task.resume()
         let started = Timestamp.monotonicSeconds()
         var samples: [(Double, Int)] = [(started, 0)]
-        while state.done.wait(timeout: .now() + 0.25) == .timedOut {
-            let now = Timestamp.monotonicSeconds()
+        var lastCheck = started
+        var streamed = 0
+        var consumerError: Error?
+        while true {
+            _ = state.wake.wait(timeout: .now() + 0.25)
             lock.lock()
+            let finished = state.finished
+            var piece: [UInt8] = []
+            swap(&piece, &state.pending)
             let received = state.received
             lock.unlock()
+            if let stream, !piece.isEmpty {
+                do {
+                    if streamed == 0, let r = state.response { try stream.head(HTTPResponse(status: r.statusCode, headers: Self.headers(of: r), body: [])) }
+                    streamed += piece.count
+                    try piece.withUnsafeBytes { try stream.body($0) }
+                } catch {
+                    consumerError = error
+                    task.cancel()
+                    state.done.wait()
+                    break
+                }
+            }
+            if finished { break }
+            let now = Timestamp.monotonicSeconds()
+            guard now - lastCheck >= 0.25 else { continue }
+            lastCheck = now
             samples.append((now, received))
             while let first = samples.first, now - first.0 > policy.rateWindow { samples.removeFirst() }
             if policy.isCancelled() {
@@ -149,6 +204,7 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
         lock.lock()
         states[task.taskIdentifier] = nil
         lock.unlock()
+        if let consumerError { throw consumerError }
         if state.cancelled { throw SLMError.cancelled }
         if state.overDeadline {
             throw fail("no complete response within \(Int(policy.deadline)) s", transient: true)
@@ -180,11 +236,17 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
             throw fail(ns.localizedDescription, transient: true)
         }
         guard let response = state.response else { throw fail("no response", transient: true) }
+        var r = HTTPResponse(status: response.statusCode, headers: Self.headers(of: response), body: state.data)
+        r.streamed = streamed
+        return r
+    }
+
+    private static func headers(of response: HTTPURLResponse) -> [String: String] {
         var headers: [String: String] = [:]
         for (k, v) in response.allHeaderFields {
             if let k = k as? String, let v = v as? String { headers[k.lowercased()] = v }
         }
-        return HTTPResponse(status: response.statusCode, headers: headers, body: state.data)
+        return headers
     }
 
     private func state(_ task: URLSessionTask) -> TaskState? {
@@ -209,18 +271,32 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
                 completionHandler(.cancel)
                 return
             }
-            // Room for the whole body at once (it is bounded by `limit` above), instead of
-            // doubling as pieces arrive.
-            if !s.headOnly, let length = s.response?.expectedContentLength, length > 0 { s.data.reserveCapacity(Int(length)) }
+            let status = s.response?.statusCode ?? 0
+            if s.streaming && (200..<300).contains(status) {
+                s.streamBody = true
+            } else if !s.headOnly, let length = s.response?.expectedContentLength, length > 0 {
+                // Room for the whole body at once (it is bounded by `limit` above), instead of
+                // doubling as pieces arrive.
+                s.data.reserveCapacity(Int(length))
+            }
         }
         completionHandler(.allow)
     }
 
     public func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
         guard let s = state(dataTask) else { return }
-        if s.data.count + data.count > s.limit {
+        // `received` is only written here, on the delegate queue.
+        if s.received + data.count > s.limit {
             s.oversize = true
             dataTask.cancel()
+            return
+        }
+        if s.streamBody {
+            lock.lock()
+            s.pending.append(contentsOf: data)
+            s.received += data.count
+            lock.unlock()
+            s.wake.signal()
             return
         }
         s.data.append(contentsOf: data)
@@ -261,6 +337,10 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
         guard let s = state(task) else { return }
         if s.response == nil, let r = task.response as? HTTPURLResponse { s.response = r }
         s.error = s.oversize || s.ignoredRange || s.overDeadline || s.tooSlow || s.cancelled || s.challenged || s.redirects > policy.maxRedirects ? nil : error
+        lock.lock()
+        s.finished = true
+        lock.unlock()
         s.done.signal()
+        s.wake.signal()
     }
 }

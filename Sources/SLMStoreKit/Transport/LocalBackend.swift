@@ -24,11 +24,19 @@ public final class LocalBackend: StoreBackend {
         return bytes
     }
 
-    public func readRange(_ path: String, range: Range<UInt64>) throws -> [UInt8] {
+    public func readRange(_ path: String, range: Range<UInt64>, into consume: (UnsafeRawBufferPointer) throws -> Void) throws {
         let file = try FileDescriptor.openForReading(full(path))
-        let bytes = try file.pread(count: Int(range.count), at: range.lowerBound)
-        counter.received(bytes.count)
-        return bytes
+        var buffer = [UInt8](repeating: 0, count: Int(min(UInt64(range.count), 1 << 20)))
+        var at = range.lowerBound
+        try buffer.withUnsafeMutableBytes { buffer in
+            while at < range.upperBound {
+                let n = Int(min(range.upperBound - at, UInt64(buffer.count)))
+                try file.pread(into: buffer, count: n, at: at)
+                try consume(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                at += UInt64(n)
+            }
+        }
+        counter.received(Int(range.count))
     }
 
     /// Size, modification time and inode: an atomic replace (a rename) always changes the inode.

@@ -15,9 +15,16 @@ public struct PullOptions: Sendable {
     public var parallelRequests = 4
     /// Gaps between needed records smaller than this are read through rather than split.
     public var gapLimit: UInt64 = 256 << 10
+    /// The largest range one request asks for. Bodies stream, but URLSession cannot pause a
+    /// transfer, so this times `parallelRequests` is what a consumer slower than the network
+    /// may have to hold.
     public var maxRangeBytes: UInt64 = 16 << 20
     /// Downloaded chunks become durable (and survive a kill) at least this often.
     public var commitEvery: UInt64 = 8 << 20
+    /// Verified records a request collects before handing them to the pack writer.
+    public var verifiedBatchBytes = 4 << 20
+    /// Bytes the pack writer gathers per write (it holds up to three such batches).
+    public var writeBatchBytes = PackWriter.defaultWriteBatchBytes
     /// Bytes decoded per batch when the version is installed (two batches in memory at once).
     public var checkoutBatchBytes = Store.checkoutBatchBytes
     public var includeDependencies = true
@@ -38,20 +45,33 @@ public struct PullOptions: Sendable {
     /// as is instead of fetching and checking release.json again.
     public var acceptedRelease: SignedRelease?
 
-    public init() {}
+    /// The peak resident memory a pull or sync is sized for unless told otherwise: small enough
+    /// to run beside a model on a device.
+    public static let defaultMemoryBudget: UInt64 = 64 << 20
+    /// Budgets below this are raised to it: the process alone needs most of it.
+    public static let smallestMemoryBudget: UInt64 = 32 << 20
+    /// What the process holds before it buffers anything (runtime, libraries, code): about
+    /// 20 MiB for the static build, 25 MiB linked against the toolchain.
+    static let processBaseline: UInt64 = 24 << 20
 
-    /// Sizes the transfer buffers to fit `bytes`: each request in flight holds its range once
-    /// and up to 4 MiB of verified records waiting for the pack writer, which itself buffers up
-    /// to 8 MiB. The formula keeps a margin of about three ranges per request. The install's two
-    /// decode batches get an eighth of it each (16 MiB at most). What the process needs besides
-    /// (about 25 MiB at start) is not counted.
+    public init() { applyMemoryBudget(Self.defaultMemoryBudget) }
+
+    /// Sizes every buffer so the process peaks near `bytes` (resident memory, the process
+    /// included). What is left after `processBaseline` pays for: the install's two decode
+    /// batches (a tenth each), the pack writer's three write batches and one batch of verified
+    /// records per request (a fortieth each), and, from the rest, a range per request with three
+    /// times as much again as margin: a body can arrive while the last one is being taken
+    /// over, and the allocator keeps what threads free. Fetching and installing never overlap.
     public mutating func applyMemoryBudget(_ bytes: UInt64) {
-        let usable = max(bytes, 16 << 20) - min(bytes / 2, 8 << 20)
-        parallelRequests = usable >= 256 << 20 ? 4 : (usable >= 64 << 20 ? 2 : 1)
-        maxRangeBytes = max(1 << 20, min(16 << 20, usable / UInt64(4 * parallelRequests)))
-        gapLimit = min(gapLimit, maxRangeBytes / 8)
-        commitEvery = max(1 << 20, min(commitEvery, usable / 4))
-        checkoutBatchBytes = Int(max(1 << 20, min(UInt64(Store.checkoutBatchBytes), usable / 8)))
+        let usable = max(bytes, Self.smallestMemoryBudget) - Self.processBaseline
+        func clamp(_ v: UInt64, _ lo: UInt64, _ hi: UInt64) -> UInt64 { max(lo, min(hi, v)) }
+        parallelRequests = usable >= 32 << 20 ? 4 : (usable >= 16 << 20 ? 2 : 1)
+        checkoutBatchBytes = Int(clamp(usable / 10, 1 << 20, UInt64(Store.checkoutBatchBytes)))
+        writeBatchBytes = Int(clamp(usable / 40, 512 << 10, UInt64(PackWriter.defaultWriteBatchBytes)))
+        verifiedBatchBytes = Int(clamp(usable / 40, 256 << 10, 4 << 20))
+        let fixed = UInt64(3 * writeBatchBytes + parallelRequests * verifiedBatchBytes)
+        maxRangeBytes = clamp(usable > fixed ? (usable - fixed) / UInt64(4 * parallelRequests) : 0, 1 << 20, 16 << 20)
+        gapLimit = min(256 << 10, maxRangeBytes / 8)
     }
 }
 
@@ -219,6 +239,7 @@ extension Store {
 
         // 4. Fetch, verify, store (committed as it goes, so a killed pull resumes).
         let fetcher = try ChunkFetcher(store: self, remote: remote, plans: plans, baseIndex: index, commitEvery: options.commitEvery,
+                                       verifiedBatchBytes: options.verifiedBatchBytes, writeBatchBytes: options.writeBatchBytes,
                                        progressTotal: chunkBytes, progress: options.progress, isCancelled: options.isCancelled)
         try fetcher.run(parallel: options.parallelRequests)
         index = try loadChunkIndex()
@@ -344,6 +365,8 @@ final class ChunkFetcher: @unchecked Sendable {
     let baseIndex: ChunkIndex
     let level: Int32
     let commitEvery: UInt64
+    /// Verified records a worker collects before taking the sink's lock.
+    let verifiedBatchBytes: Int
     let progressTotal: UInt64
     let progress: (@Sendable (UInt64, UInt64) -> Void)?
     let isCancelled: (@Sendable () -> Bool)?
@@ -358,7 +381,8 @@ final class ChunkFetcher: @unchecked Sendable {
     /// Chunks rebuilt from delta records.
     private(set) var deltaChunks = 0
 
-    init(store: Store, remote: StoreBackend, plans: [RangePlan], baseIndex: ChunkIndex = ChunkIndex(), commitEvery: UInt64, progressTotal: UInt64,
+    init(store: Store, remote: StoreBackend, plans: [RangePlan], baseIndex: ChunkIndex = ChunkIndex(), commitEvery: UInt64,
+         verifiedBatchBytes: Int, writeBatchBytes: Int, progressTotal: UInt64,
          progress: (@Sendable (UInt64, UInt64) -> Void)?, isCancelled: (@Sendable () -> Bool)? = nil) throws {
         self.baseIndex = baseIndex
         level = Int32(store.config.compressionLevel)
@@ -367,10 +391,11 @@ final class ChunkFetcher: @unchecked Sendable {
         self.remote = remote
         self.plans = plans
         self.commitEvery = commitEvery
+        self.verifiedBatchBytes = verifiedBatchBytes
         self.progressTotal = progressTotal
         self.progress = progress
         work = try store.makeWorkingDirectory("pull")
-        sink = store.packSink(in: work.path, rolloverSize: commitEvery) { CrashPoint.hit("pull-after-commit") }
+        sink = store.packSink(in: work.path, rolloverSize: commitEvery, writeBatchBytes: writeBatchBytes) { CrashPoint.hit("pull-after-commit") }
     }
 
     func run(parallel: Int) throws {
@@ -414,13 +439,12 @@ final class ChunkFetcher: @unchecked Sendable {
 
     private func fetch(_ plan: RangePlan) throws {
         let path = "packs/\(plan.pack.hex).pack"
-        let body = try remote.readRange(path, range: plan.range)
         var verified: [(ChunkID, PackIndexEntry, EncodedChunk)] = []
         var verifiedBytes = 0
         var scratch = [UInt8](repeating: 0, count: 0)
         let cache = DecodedChunkCache()
-        // Verified records go to the sink in batches of 4 MiB (rebuilt deltas are several times
-        // their download), so memory follows the batch, not the range.
+        // Verified records go to the sink in batches (rebuilt deltas are several times their
+        // download), so memory follows the batch, not the range.
         func handOver() throws {
             lock.lock()
             defer { lock.unlock() }
@@ -430,11 +454,7 @@ final class ChunkFetcher: @unchecked Sendable {
             verified.removeAll(keepingCapacity: true)
             verifiedBytes = 0
         }
-        for item in plan.chunks {
-            let (id, e) = (item.id, item.entry)
-            let start = Int(e.offset - plan.range.lowerBound)
-            let end = start + PackFormat.recordHeaderSize + Int(e.storedLength)
-            let record = Array(body[start..<end])
+        func verify(_ record: [UInt8], _ id: ChunkID, _ e: PackIndexEntry) throws {
             if scratch.count < Int(e.rawLength) { scratch = [UInt8](repeating: 0, count: Int(e.rawLength)) }
             let loc = e.location(in: plan.pack)
             if e.codec == .delta {
@@ -451,32 +471,65 @@ final class ChunkFetcher: @unchecked Sendable {
                 } catch let SLMError.damaged(p, problem) {
                     throw SLMError.damaged(path: p, problem: "served bad data: delta of chunk \(id.hex): \(problem)")
                 }
-                        let encoded = scratch.withUnsafeBytes {
+                let encoded = scratch.withUnsafeBytes {
                     ChunkEncoder.encode(UnsafeRawBufferPointer(rebasing: $0[0..<Int(e.rawLength)]), level: level, layout: header.fullLayout)
                 }
                 verified.append((id, e, encoded))
                 verifiedBytes += encoded.payload.count
-                if verifiedBytes >= 4 << 20 { try handOver() }
-                continue
-            }
-            do {
-                try scratch.withUnsafeMutableBytes { out in
-                    try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: out, what: "\(remote.location)/\(path)")
+            } else {
+                do {
+                    try scratch.withUnsafeMutableBytes { out in
+                        try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: out, what: "\(remote.location)/\(path)")
+                    }
+                } catch let SLMError.damaged(p, problem) {
+                    throw SLMError.remote(url: p, problem: "served bad data: \(problem)")
                 }
-            } catch let SLMError.damaged(p, problem) {
-                throw SLMError.remote(url: p, problem: "served bad data: \(problem)")
+                verified.append((id, e, EncodedChunk(codec: e.codec, payload: Array(record[PackFormat.recordHeaderSize...]))))
+                verifiedBytes += Int(e.storedLength)
             }
-            verified.append((id, e, EncodedChunk(codec: e.codec, payload: Array(record[PackFormat.recordHeaderSize...]))))
-            // Verified copies wait for the sink in batches too, so a worker holds its range and at
-            // most 4 MiB more, not the range twice.
-            verifiedBytes += Int(e.storedLength)
-            if verifiedBytes >= 4 << 20 { try handOver() }
+            if verifiedBytes >= verifiedBatchBytes { try handOver() }
+        }
+        // The range arrives in pieces: each record is verified as soon as its last byte is in,
+        // straight from the piece, and only a record cut by the piece's end is kept (`window`),
+        // so a worker holds about one record beyond what the network delivered ahead of it.
+        var window: [UInt8] = []
+        var windowStart = plan.range.lowerBound
+        var next = 0
+        try remote.readRange(path, range: plan.range) { piece in
+            let pieceStart = windowStart + UInt64(window.count)
+            let end = pieceStart + UInt64(piece.count)
+            guard end <= plan.range.upperBound else {
+                throw SLMError.remote(url: "\(remote.location)/\(path)", problem: "sent more than the \(plan.range.count) bytes of the range")
+            }
+            func bytes(_ r: Range<UInt64>) -> UnsafeRawBufferPointer {
+                UnsafeRawBufferPointer(rebasing: piece[Int(r.lowerBound - pieceStart)..<Int(r.upperBound - pieceStart)])
+            }
+            while next < plan.chunks.count, plan.chunks[next].entry.recordRange.upperBound <= end {
+                let item = plan.chunks[next]
+                let r = item.entry.recordRange
+                let record = r.lowerBound >= pieceStart ? Array(bytes(r))
+                    : Array(window[Int(r.lowerBound - windowStart)...]) + Array(bytes(pieceStart..<r.upperBound))
+                try verify(record, item.id, item.entry)
+                next += 1
+            }
+            let keepFrom = min(next < plan.chunks.count ? plan.chunks[next].entry.recordRange.lowerBound : end, end)
+            if keepFrom >= pieceStart {
+                window.removeAll(keepingCapacity: true)
+                window.append(contentsOf: bytes(keepFrom..<end))
+            } else {
+                window.removeFirst(Int(keepFrom - windowStart))
+                window.append(contentsOf: piece)
+            }
+            windowStart = keepFrom
+        }
+        guard next == plan.chunks.count else {
+            throw SLMError.remote(url: "\(remote.location)/\(path)", problem: "range ended before record \(next + 1) of \(plan.chunks.count)")
         }
         try handOver()
         lock.lock()
         defer { lock.unlock() }
         try sink.sealIfFull()
-        rangeBytes += UInt64(body.count)
+        rangeBytes += UInt64(plan.range.count)
         progress?(done, progressTotal)
     }
 }

@@ -78,14 +78,14 @@ public final class S3Backend: StoreBackend {
     private let rawPaths = Mutex(false)
 
     private func send(_ method: String, key: String?, query: [(String, String)] = [], headers: [String: String] = [:],
-                      body: [UInt8]? = nil, limit: Int) throws -> HTTPResponse {
+                      body: [UInt8]? = nil, limit: Int, stream: HTTPClient.BodyStream? = nil) throws -> HTTPResponse {
         let differs = key.map { $0.contains("@") || $0.contains("+") } ?? false
         let raw = differs && rawPaths.withLock { $0 }
-        let r = try send(method, key: key, raw: raw, query: query, headers: headers, body: body, limit: limit)
+        let r = try send(method, key: key, raw: raw, query: query, headers: headers, body: body, limit: limit, stream: stream)
         // A HEAD answer has no body to say why, so any 403 to it counts.
         if differs, !raw, r.status == 403,
            method == "HEAD" || String(decoding: r.body.prefix(2048), as: UTF8.self).contains("SignatureDoesNotMatch") {
-            let again = try send(method, key: key, raw: true, query: query, headers: headers, body: body, limit: limit)
+            let again = try send(method, key: key, raw: true, query: query, headers: headers, body: body, limit: limit, stream: stream)
             if again.status != 403 { rawPaths.withLock { $0 = true } }
             return again
         }
@@ -93,7 +93,7 @@ public final class S3Backend: StoreBackend {
     }
 
     private func send(_ method: String, key: String?, raw: Bool, query: [(String, String)], headers: [String: String],
-                      body: [UInt8]?, limit: Int) throws -> HTTPResponse {
+                      body: [UInt8]?, limit: Int, stream: HTTPClient.BodyStream? = nil) throws -> HTTPResponse {
         let (base, host, path) = address(key, raw: raw)
         let queryString = query.map { "\(SigV4Signer.encode($0.0, keepSlash: false))=\(SigV4Signer.encode($0.1, keepSlash: false))" }
             .joined(separator: "&")
@@ -112,13 +112,13 @@ public final class S3Backend: StoreBackend {
         }
         let r: HTTPResponse
         do {
-            r = try client.perform(url, method: method, headers: all, body: body, limit: limit)
+            r = try client.perform(url, method: method, headers: all, body: body, limit: limit, stream: stream)
         } catch let SLMError.transport(_, problem, transient) {
             // Name the object, never the signed URL.
             throw SLMError.transport(url: "\(location)/\(key.map { String($0.dropFirst(prefix.isEmpty ? 0 : prefix.count + 1)) } ?? "")",
                                      problem: problem, transient: transient)
         }
-        if let body { counter.sent(UInt64(body.count)) } else { counter.received(r.body.count) }
+        if let body { counter.sent(UInt64(body.count)) } else { counter.received(r.body.count + r.streamed) }
         return r
     }
 
@@ -148,11 +148,16 @@ public final class S3Backend: StoreBackend {
         return r.body
     }
 
-    public func readRange(_ path: String, range: Range<UInt64>) throws -> [UInt8] {
-        let r = try send("GET", key: key(path), headers: ["Range": "bytes=\(range.lowerBound)-\(range.upperBound - 1)"],
-                         limit: max(Int(range.count), 64 << 10))
-        try r.checkRange(range, "\(location)/\(path)") { failure($0, path) }
-        return r.body
+    public func readRange(_ path: String, range: Range<UInt64>, into consume: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let what = "\(location)/\(path)"
+        let fail = { (r: HTTPResponse) in self.failure(r, path) }
+        // The limit leaves room for an error document; a 2xx longer than the range fails the count check.
+        let r = try withoutActuallyEscaping(consume) { consume in
+            try send("GET", key: key(path), headers: ["Range": "bytes=\(range.lowerBound)-\(range.upperBound - 1)"],
+                     limit: max(Int(range.count), 64 << 10),
+                     stream: HTTPClient.BodyStream(head: { try $0.checkRangeHead(range, what, failure: fail) }, body: consume))
+        }
+        try r.checkRange(range, what, failure: fail)
     }
 
     public func readIfChanged(_ path: String, validator: String?, limit: Int) throws -> ConditionalRead {
