@@ -28,6 +28,9 @@ let syncCommand = Command(
       --token-file F        send its token as Authorization: Bearer (also SLMSTORE_TOKEN)
       --netrc-file F        basic-auth credentials per host (default ~/.netrc)
       --max-install-size S  refuse a version whose files add up to more than S (e.g. 8G)
+      --memory-budget B     the peak memory a round's pull and install are sized for (default
+                            64M; see `pull --help`). Between rounds the daemon returns its heap
+                            and the code pages the round ran to the system.
       --once   one round; exit 0 when up to date, 1 if the round failed
     """,
     spec: OptionSpec(values: ["--to", "--follow", "--interval", "--keep", "--on-update", "--max-rate", "--log-format", "--max-backoff", "--endpoint",

@@ -232,9 +232,13 @@ public final class SyncDaemon {
     /// One round; never throws: failures are logged, counted and backed off.
     @discardableResult
     public func round() -> Bool {
-        // Between rounds the daemon holds almost nothing: hand the heap a pull grew back to the
-        // system, so an idle device keeps its memory for the model.
-        defer { HeapRelease.now() }
+        // Between rounds the daemon holds almost nothing: hand the heap a pull grew, and the
+        // code pages the round ran, back to the system, so an idle device keeps its memory for
+        // the model.
+        defer {
+            HeapRelease.now()
+            HeapRelease.releaseCodePages()
+        }
         state.rounds += 1
         state.lastRound = Timestamp.now()
         do {
