@@ -184,6 +184,20 @@ final class StoreTests: XCTestCase {
         for (name, bytes) in files { XCTAssertSameBytes(TestSupport.read("\(out)/\(name)"), bytes, name) }
     }
 
+    /// A device seeds from its installed files in blocks sized by its memory budget; chunk
+    /// boundaries do not depend on the block size, so it finds every chunk a publisher cut.
+    func testSeedingInSmallBlocksFindsEveryChunk() throws {
+        let files = ["w.bin": TestSupport.bf16Like(5_000_000, seed: 43)]
+        let r = try addFiles("m@1.0.0", files)
+        let wanted = Set(try store.readTree(r.treeID).files.flatMap { $0.chunks.map(\.id) })
+        let seed = dir + "/seed"
+        TestSupport.write(files["w.bin"]!, to: seed + "/w.bin")
+        let device = try Store.create(at: dir + "/device")
+        let found = try device.ingestSeeds([seed], wanted: wanted, existing: ChunkIndex(), chunker: store.config.chunker,
+                                           blockSize: 1 << 20, writeBatchBytes: 512 << 10, log: nil)
+        XCTAssertEqual(found, wanted.count)
+    }
+
     func testTheDefaultMemoryBudgetIs64MiB() {
         var sized = PullOptions()
         sized.applyMemoryBudget(64 << 20)

@@ -127,9 +127,15 @@ final class ChunkIngester {
     private var processedBefore: UInt64 = 0
 
     static let blockSize = 16 << 20
+    /// Bytes read per block; two blocks are in memory at once. Chunk boundaries do not depend on
+    /// it (a block's uncut tail moves to the next), so a device seeding under a small memory
+    /// budget finds the same chunks.
+    let blockSize: Int
 
     init(store: Store, existing: ChunkIndex, directory: String, packTargetSize: UInt64,
-         chunker: ChunkerParameters, wanted: Set<ChunkID>? = nil, deltaBase: TreeObject? = nil) {
+         chunker: ChunkerParameters, wanted: Set<ChunkID>? = nil, deltaBase: TreeObject? = nil,
+         blockSize: Int = ChunkIngester.blockSize, writeBatchBytes: Int = PackWriter.defaultWriteBatchBytes) {
+        self.blockSize = blockSize
         self.deltaBase = deltaBase
         self.store = store
         self.existing = existing
@@ -139,8 +145,8 @@ final class ChunkIngester {
         self.level = Int32(store.config.compressionLevel)
         self.wanted = wanted
         let sealed = self.sealed, sealedDeltas = self.sealedDeltas
-        sink = PackSink(directory: directory, rolloverSize: packTargetSize) { sealed.packs += $0 }
-        deltaSink = PackSink(directory: directory, rolloverSize: packTargetSize) { sealedDeltas.packs += $0 }
+        sink = PackSink(directory: directory, rolloverSize: packTargetSize, writeBatchBytes: writeBatchBytes) { sealed.packs += $0 }
+        deltaSink = PackSink(directory: directory, rolloverSize: packTargetSize, writeBatchBytes: writeBatchBytes) { sealedDeltas.packs += $0 }
     }
 
     final class SealedPacks { var packs: [PackWriter] = [] }
@@ -165,7 +171,7 @@ final class ChunkIngester {
         guard size == input.size else { throw SLMError.input(path: input.sourcePath, problem: "file changed size while being added") }
         let existing = self.existing
         let cutter = BlockCutter(file: file, path: input.sourcePath, size: size, cdc: cdc, header: input.safetensors,
-                                 capacity: ChunkIngester.blockSize + cdc.parameters.maxSize,
+                                 capacity: blockSize + cdc.parameters.maxSize,
                                  deltaTarget: input.safetensors == nil ? nil : DeltaTarget(base: deltaBase?.deltaBaseFile(for: input.treePath)),
                                  usableBase: { existing.containsFull($0) })
         let sha = SHA256Hasher()

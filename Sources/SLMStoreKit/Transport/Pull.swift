@@ -12,6 +12,7 @@ public struct PullOptions: Sendable {
     public var keep = 1
     /// Directories whose files may already hold needed chunks.
     public var seeds: [String] = []
+    // The transfer and install sizes below are set by `init` from `defaultMemoryBudget`.
     public var parallelRequests = 4
     /// Gaps between needed records smaller than this are read through rather than split.
     public var gapLimit: UInt64 = 256 << 10
@@ -215,7 +216,8 @@ extension Store {
         if let dir = options.installDirectory, FileSystem.isDirectory(dir + "/current") { seeds.append(dir + "/current") }
         var fromSeeds = 0
         if !needed.isEmpty && !seeds.isEmpty {
-            fromSeeds = try ingestSeeds(seeds, wanted: Set(needed), existing: index, chunker: remoteConfig.chunker, log: options.log)
+            fromSeeds = try ingestSeeds(seeds, wanted: Set(needed), existing: index, chunker: remoteConfig.chunker,
+                                        blockSize: options.checkoutBatchBytes, writeBatchBytes: options.writeBatchBytes, log: options.log)
             index = try loadChunkIndex()
             needed = needed.filter { !index.contains($0) }
         }
@@ -330,12 +332,13 @@ extension Store {
 
     /// Stores the `wanted` chunks found in files under the seed directories; returns how many.
     /// A seed file that cannot be read is skipped (it is only a shortcut), with the reason logged.
+    /// Files are read in blocks of `blockSize` (the install batch size: the same memory).
     func ingestSeeds(_ seeds: [String], wanted: Set<ChunkID>, existing: ChunkIndex, chunker: ChunkerParameters,
-                     log: (@Sendable (String) -> Void)?) throws -> Int {
+                     blockSize: Int, writeBatchBytes: Int, log: (@Sendable (String) -> Void)?) throws -> Int {
         let work = try makeWorkingDirectory("seed")
         defer { work.remove() }
         let ingester = ChunkIngester(store: self, existing: existing, directory: work.path, packTargetSize: 256 << 20,
-                                     chunker: chunker, wanted: wanted)
+                                     chunker: chunker, wanted: wanted, blockSize: blockSize, writeBatchBytes: writeBatchBytes)
         for seed in seeds where FileSystem.isDirectory(seed) {
             let inputs: [AddInput]
             do { inputs = try AddInputs.collectLenient(seed) } catch {
