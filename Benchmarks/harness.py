@@ -842,6 +842,152 @@ def large_svg(rows, path):
         f.write("\n".join(out) + "\n")
 
 
+def build_static():
+    """The device binary: Packaging/build-deb's static-stdlib build, stripped, as the package ships it."""
+    out = os.path.join(CACHE, "deb")
+    log("building the static (device) binary with Packaging/build-deb")
+    subprocess.run([os.path.join(ROOT, "Packaging", "build-deb"), out], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return os.path.join(out, "root", "usr", "bin", "slmstore")
+
+
+def proc_status(pid):
+    """VmHWM (peak), VmRSS, RssAnon and RssFile of a live process, in KiB."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
+                out[k] = int(v.split()[0])
+    return out
+
+
+def measure_sync(slm, url, work):
+    """A daemon following the model: wall time to its first update, peak RSS over that round,
+    and resident memory 3 s after it (idle) and 3 s after its next, up-to-date round."""
+    dev = fresh(os.path.join(work, "sync-dev"))
+    t = time.perf_counter()
+    p = subprocess.Popen([slm, "sync", url, "--to", dev, "--follow", "m@latest", "--interval", "4s"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    res = {}
+    try:
+        for line in p.stdout:
+            if " update: " in line:
+                res["sync_update_s"] = time.perf_counter() - t
+                break
+            if " error" in line or " failed" in line:
+                raise RuntimeError(f"sync failed: {line.strip()}")
+        time.sleep(3)
+        st = proc_status(p.pid)
+        res.update(sync_peak_mib=st["VmHWM"] / 1024, sync_idle_mib=st["VmRSS"] / 1024,
+                   sync_idle_anon_mib=st["RssAnon"] / 1024, sync_idle_file_mib=st["RssFile"] / 1024)
+        for line in p.stdout:
+            if "up to date" in line:
+                break
+        time.sleep(3)
+        res["sync_idle_after_round_mib"] = proc_status(p.pid)["VmRSS"] / 1024
+    finally:
+        p.terminate()
+        p.wait()
+    return res
+
+
+def measure_footprint(args, slm, bench, baseline):
+    """Peak memory and speed of a device's update (pull --to, and a sync daemon) over nginx on
+    loopback, for the device binary (static), the toolchain-linked build and, with --baseline,
+    the build before; beside casync extracting the same file from an HTTP chunk store. The
+    daemon follows m@latest, so it installs the fine-tune (the same size) into an empty device."""
+    sizes = [48 << 20] if args.quick else [1 << 30, 2 << 30]
+    device = None if args.quick else build_static()
+    binaries = [("slmstore (device build)", device)] if device else []
+    binaries.append(("slmstore", slm))
+    if baseline:
+        binaries.append(baseline)
+    work = tempfile.mkdtemp(prefix="slmstore-bench-footprint-", dir=CACHE)
+    rows = []
+    try:
+        for size in sizes:
+            data_dir = os.path.join(CACHE, f"data-{size}")
+            subprocess.run([bench, "gen", data_dir, str(size)], check=True, capture_output=True, text=True)
+            model = os.path.join(data_dir, "v1", "model.safetensors")
+            publisher, remote = fresh(os.path.join(work, "pub")), fresh(os.path.join(work, "remote"))
+            run([slm, "--store", publisher, "add", "m@1.0.0", model])
+            # The update: a 10% fine-tune, which reaches a device holding 1.0.0 as tensor deltas.
+            run([slm, "--store", publisher, "add", "m@1.1.0", os.path.join(data_dir, "finetune", "model.safetensors")])
+            run([slm, "--store", publisher, "push", remote])
+            cas = fresh(os.path.join(work, "remote", "castr"))
+            caidx = os.path.join(work, "m.caibx")
+            run(["casync", "make", "--store=" + cas, caidx, model])
+            server = Nginx(remote)
+            url = f"http://127.0.0.1:{server.port}"
+            cases = [(name, b, []) for name, b in binaries]
+            top = binaries[0][1]
+            cases += [(f"{binaries[0][0]} --memory-budget 32M", top, ["--memory-budget", "32M"]),
+                      (f"{binaries[0][0]} --memory-budget 128M", top, ["--memory-budget", "128M"])]
+            runs = {name: [] for name, _, _ in cases}
+            runs["casync extract"] = []
+            try:
+                for i in range(args.runs):
+                    log(f"footprint: {size >> 20} MiB model, run {i + 1}/{args.runs}")
+                    for name, b, extra in cases:
+                        warm([model])
+                        edge, dev = fresh(os.path.join(work, "edge")), os.path.join(work, "dev")
+                        shutil.rmtree(dev, ignore_errors=True)
+                        t, rss, _ = timed([b, "--store", edge, "pull", url, "m@1.0.0", "--to", dev] + extra)
+                        r = {"pull_s": t, "pull_mib_s": size / t / 1048576, "pull_peak_mib": rss / 1024}
+                        t, rss, _ = timed([b, "--store", edge, "pull", url, "m@1.1.0", "--to", dev] + extra)
+                        r.update(update_s=t, update_peak_mib=rss / 1024)
+                        if not extra:
+                            shutil.rmtree(edge, ignore_errors=True)
+                            r.update(measure_sync(b, url, work))
+                        runs[name].append(r)
+                    out = os.path.join(work, "casync-out.bin")
+                    if os.path.exists(out):
+                        os.remove(out)
+                    t, rss, _ = timed(["casync", "extract", "--store=" + url + "/castr", caidx, out])
+                    runs["casync extract"].append({"pull_s": t, "pull_mib_s": size / t / 1048576, "pull_peak_mib": rss / 1024})
+            finally:
+                server.stop()
+            for name, r in runs.items():
+                row = {"size": size, "tool": name, **median_of(r)}
+                row["pull_peak_mib_max"] = max(x["pull_peak_mib"] for x in r)
+                if "update_peak_mib" in row:
+                    row["update_peak_mib_max"] = max(x["update_peak_mib"] for x in r)
+                if "sync_peak_mib" in row:
+                    row["sync_peak_mib_max"] = max(x["sync_peak_mib"] for x in r)
+                    row["sync_idle_mib_max"] = max(max(x["sync_idle_mib"], x["sync_idle_after_round_mib"]) for x in r)
+                rows.append(row)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def footprint_table(rows, runs, quick):
+    stamp = time.strftime("%Y-%m-%d", time.gmtime())
+    lines = [f"Measured {stamp} on {os.cpu_count()} cores; a synthetic bf16 model pulled over nginx on loopback into an empty "
+             f"device; median of {runs} interleaved runs (peaks: the highest of the runs){' (quick mode)' if quick else ''}. "
+             "Peak RSS by GNU time for `pull --to`, VmHWM for the daemon; idle: VmRSS 3 s after its update and after its "
+             "next up-to-date round, whichever is higher.", "",
+             "| model | tool | pull --to | peak RSS | update to a 10% fine-tune: time, peak RSS | sync: install | sync: peak RSS | sync: idle RSS (anon + file) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        sync = ("-", "-", "-")
+        if "sync_peak_mib" in r:
+            sync = (f"{r['sync_update_s']:.2f} s", f"{r['sync_peak_mib_max']:.0f} MiB",
+                    f"{r['sync_idle_mib_max']:.1f} MiB ({r['sync_idle_anon_mib']:.1f} + {r['sync_idle_file_mib']:.1f})")
+        upd = f"{r['update_s']:.2f} s, {r['update_peak_mib_max']:.0f} MiB" if "update_s" in r else "-"
+        lines.append(f"| {r['size'] >> 20} MiB | {r['tool']} | {r['pull_s']:.2f} s ({r['pull_mib_s']:.0f} MiB/s) | "
+                     f"{r['pull_peak_mib_max']:.0f} MiB | {upd} | " + " | ".join(sync) + " |")
+    by = {(r["size"], r["tool"]): r for r in rows}
+    base = [t for (_, t) in by if t.startswith("slmstore@")]
+    if base:
+        lines.append("")
+        for size in sorted({r["size"] for r in rows}):
+            for tool in [t for (sz, t) in by if sz == size and t in ("slmstore", "slmstore (device build)")]:
+                ratio = by[(size, base[0])]["pull_s"] / by[(size, tool)]["pull_s"]
+                lines.append(f"{size >> 20} MiB: {tool} pulls at {ratio:.2f}× the speed of {base[0]}.")
+    return "\n".join(lines)
+
+
 def median_of(runs):
     keys = sorted({k for r in runs for k in r})
     return {k: statistics.median([r[k] for r in runs if k in r]) for k in keys}
@@ -926,6 +1072,8 @@ def main():
     ap.add_argument("--deltas", action="store_true", help="only the tensor-delta figures (fine-tunes, LoRA, f32, a chain) beside the peers")
     ap.add_argument("--large", action="store_true", help="only the large-store figures (10^4 to 2*10^7 chunks) beside an empty store")
     ap.add_argument("--gguf", action="store_true", help="only the GGUF figures (files from gguf-py) beside the peers and safetensors")
+    ap.add_argument("--footprint", action="store_true", help="only a device's update: pull --to and a sync daemon, peak and idle memory "
+                    "(device build, toolchain build, --baseline) beside casync")
     args = ap.parse_args()
     if args.quick:
         args.size, args.runs = 48 << 20, 1
@@ -938,6 +1086,10 @@ def main():
         return
     if args.gguf:
         measure_gguf(args, slm, py)
+        return
+    if args.footprint:
+        rows = measure_footprint(args, slm, bench, baseline)
+        write_results(args, "latest-footprint", footprint_table(rows, args.runs, args.quick), {"rows": rows, "runs": args.runs})
         return
     if args.large:
         rows, size, registry = measure_large(args, slm, bench)
