@@ -183,6 +183,23 @@ final class S3Tests: XCTestCase {
         XCTAssertSameBytes(TestSupport.read(dir + "/device-ok/current/weights.bin"), TestSupport.random(3 << 20, seed: 1))
     }
 
+    /// S3 answers get room for an error document beyond a small range; a 2xx body longer than
+    /// the range is refused before the extra bytes reach the caller, and no retry hides it.
+    func testAnS3AnswerLongerThanASmallRangeIsRefused() throws {
+        add("m@1.0.0", size: 20_000, seed: 3)
+        XCTAssertEqual(cli(["push", remote, "--no-web"]).status, 0)
+        let proxy = try FaultProxy(upstream: moto.port, mode: "oversize")
+        var options = Remotes.Options()
+        options.environment = moto.clientEnvironment.merging(ProcessInfo.processInfo.environment) { a, _ in a }
+        options.endpoint = proxy.url
+        options.retry.initialBackoff = 0.01
+        let backend = try Remotes.open(remote, options: options)
+        let pack = try XCTUnwrap(try backend.list("packs", recursive: false).first { $0.hasSuffix(".pack") })
+        XCTAssertThrowsError(try backend.readRange(pack, range: 0..<1000)) { error in
+            XCTAssertTrue("\(error)".contains("more than the 1000 bytes"), "\(error)")
+        }
+    }
+
     func testTheBucketHoldsTheLayoutFormatMdDescribes() throws {
         add("m@1.0.0", size: 100_000, seed: 1)
         XCTAssertEqual(cli(["push", remote]).status, 0)

@@ -151,11 +151,19 @@ public final class S3Backend: StoreBackend {
     public func readRange(_ path: String, range: Range<UInt64>, into consume: (UnsafeRawBufferPointer) throws -> Void) throws {
         let what = "\(location)/\(path)"
         let fail = { (r: HTTPResponse) in self.failure(r, path) }
-        // The limit leaves room for an error document; a 2xx longer than the range fails the count check.
+        // The limit leaves room for an error document, so a 2xx body is held to the range here,
+        // before a byte past it reaches the caller.
+        var delivered = 0
         let r = try withoutActuallyEscaping(consume) { consume in
             try send("GET", key: key(path), headers: ["Range": "bytes=\(range.lowerBound)-\(range.upperBound - 1)"],
                      limit: max(Int(range.count), 64 << 10),
-                     stream: HTTPClient.BodyStream(head: { try $0.checkRangeHead(range, what, failure: fail) }, body: consume))
+                     stream: HTTPClient.BodyStream(head: { try $0.checkRangeHead(range, what, failure: fail) }, body: { piece in
+                         delivered += piece.count
+                         guard delivered <= range.count else {
+                             throw SLMError.remote(url: what, problem: "sent more than the \(range.count) bytes of range \(range.lowerBound)-\(range.upperBound - 1)")
+                         }
+                         try consume(piece)
+                     }))
         }
         try r.checkRange(range, what, failure: fail)
     }
