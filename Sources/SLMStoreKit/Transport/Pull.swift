@@ -222,27 +222,34 @@ extension Store {
             needed = needed.filter { !index.contains($0) }
         }
 
-        // 3. Locate the missing chunks in the remote's pack indexes and plan range requests.
-        var located: [LocatedChunk] = []
-        if !needed.isEmpty {
-            var rawLengths: [ChunkID: UInt32] = [:]
-            for t in targets { for f in t.tree.files { for c in f.chunks { rawLengths[c.id] = c.rawLength } } }
-            let manifest = try reader.manifest()
-            located = try PullPlan.locate(needed, rawLengths: rawLengths, order: PullPlan.packOrder(targets, manifest: manifest),
-                                          location: remote.location, index: reader.packIndex)
-            if options.useDeltas {
-                located = try PullPlan.preferDeltas(located, deltaPacks: try usableDeltaPacks(targets, manifest: manifest, index: index),
-                                                    rawLengths: rawLengths, location: remote.location, index: reader.packIndex)
+        // 3. Locate the missing chunks in the remote's pack indexes and plan range requests. The
+        // per-chunk lists (lengths, locations) go out of scope here: only the plan is held while
+        // fetching, since every list costs memory in proportion to the model.
+        var planned = try { () throws -> (plans: [RangePlan], bytes: UInt64, chunks: Int) in
+            var located: [LocatedChunk] = []
+            if !needed.isEmpty {
+                var rawLengths: [ChunkID: UInt32] = [:]
+                for t in targets { for f in t.tree.files { for c in f.chunks { rawLengths[c.id] = c.rawLength } } }
+                let manifest = try reader.manifest()
+                located = try PullPlan.locate(needed, rawLengths: rawLengths, order: PullPlan.packOrder(targets, manifest: manifest),
+                                              location: remote.location, index: reader.packIndex)
+                if options.useDeltas {
+                    located = try PullPlan.preferDeltas(located, deltaPacks: try usableDeltaPacks(targets, manifest: manifest, index: index),
+                                                        rawLengths: rawLengths, location: remote.location, index: reader.packIndex)
+                }
             }
-        }
-        let plans = PullPlan.ranges(located, gapLimit: options.gapLimit, maxRange: options.maxRangeBytes)
-        let chunkBytes = located.reduce(UInt64(0)) { $0 + PackFormat.recordSize($1.entry.storedLength) }
+            return (PullPlan.ranges(located, gapLimit: options.gapLimit, maxRange: options.maxRangeBytes),
+                    located.reduce(UInt64(0)) { $0 + PackFormat.recordSize($1.entry.storedLength) }, located.count)
+        }()
+        let (chunkBytes, chunksFetched) = (planned.bytes, planned.chunks)
+        needed = []
         try DiskSpace.require(chunkBytes, at: root, for: "downloading \(target.label)")
 
         // 4. Fetch, verify, store (committed as it goes, so a killed pull resumes).
-        let fetcher = try ChunkFetcher(store: self, remote: remote, plans: plans, baseIndex: index, commitEvery: options.commitEvery,
+        let fetcher = try ChunkFetcher(store: self, remote: remote, plans: planned.plans, baseIndex: index, commitEvery: options.commitEvery,
                                        verifiedBatchBytes: options.verifiedBatchBytes, writeBatchBytes: options.writeBatchBytes,
                                        progressTotal: chunkBytes, progress: options.progress, isCancelled: options.isCancelled)
+        planned.plans = []  // the fetcher's copy is the only one, and it lets go when done
         try fetcher.run(parallel: options.parallelRequests)
         index = try loadChunkIndex()
         if let stillMissing = PullPlan.missingChunks(targets, have: index.contains).first {
@@ -279,7 +286,7 @@ extension Store {
         }
         let traffic = remote.traffic.since(trafficBefore)
         return PullResult(name: target.name, version: target.version, versionID: target.id, bytesDownloaded: traffic.bytesReceived,
-                          requests: traffic.requests, chunksFetched: located.count, chunkBytes: chunkBytes,
+                          requests: traffic.requests, chunksFetched: chunksFetched, chunkBytes: chunkBytes,
                           rangeBytes: fetcher.rangeBytes, metadataBytes: reader.metadataBytes,
                           chunksFromSeeds: fromSeeds, chunksFromDeltas: fetcher.deltaChunks, seconds: Timestamp.monotonicSeconds() - started,
                           installedPath: installed, installedNew: installedNew,
@@ -363,7 +370,8 @@ extension Store {
 final class ChunkFetcher: @unchecked Sendable {
     let store: Store
     let remote: StoreBackend
-    let plans: [RangePlan]
+    /// Emptied once the fetch is over: the plan is as long as the chunk list.
+    private var plans: [RangePlan]
     /// Full records of this store, where delta records find their bases.
     let baseIndex: ChunkIndex
     let level: Int32
@@ -402,7 +410,10 @@ final class ChunkFetcher: @unchecked Sendable {
     }
 
     func run(parallel: Int) throws {
-        defer { work.remove() }
+        defer {
+            work.remove()
+            plans = []
+        }
         guard !plans.isEmpty else { return }
         let group = DispatchGroup()
         for _ in 0..<max(1, min(parallel, plans.count)) {
