@@ -49,12 +49,17 @@ public final class FileDescriptor: Sendable {
 
     /// Hands the first `count` bytes to `body` in order, a fixed 4 MiB buffer at a time.
     public func readBlocks(count: UInt64, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let size = 4 << 20
+        try readBlocks(0..<count, blockSize: 4 << 20, body)
+    }
+
+    /// Hands the bytes `range` to `body` in order, one reused buffer of at most `blockSize` at a time.
+    public func readBlocks(_ range: Range<UInt64>, blockSize: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let size = Int(min(UInt64(blockSize), UInt64(range.count)))
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 64)
         defer { buffer.deallocate() }
-        var at: UInt64 = 0
-        while at < count {
-            let n = Int(min(UInt64(size), count - at))
+        var at = range.lowerBound
+        while at < range.upperBound {
+            let n = Int(min(UInt64(size), range.upperBound - at))
             try pread(into: buffer, count: n, at: at)
             try body(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             at += UInt64(n)

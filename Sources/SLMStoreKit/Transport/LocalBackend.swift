@@ -26,16 +26,7 @@ public final class LocalBackend: StoreBackend {
 
     public func readRange(_ path: String, range: Range<UInt64>, into consume: (UnsafeRawBufferPointer) throws -> Void) throws {
         let file = try FileDescriptor.openForReading(full(path))
-        var buffer = [UInt8](repeating: 0, count: Int(min(UInt64(range.count), 1 << 20)))
-        var at = range.lowerBound
-        try buffer.withUnsafeMutableBytes { buffer in
-            while at < range.upperBound {
-                let n = Int(min(range.upperBound - at, UInt64(buffer.count)))
-                try file.pread(into: buffer, count: n, at: at)
-                try consume(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-                at += UInt64(n)
-            }
-        }
+        try file.readBlocks(range, blockSize: 1 << 20, consume)
         counter.received(Int(range.count))
     }
 
