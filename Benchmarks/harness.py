@@ -956,8 +956,51 @@ def measure_footprint(args, slm, bench, baseline):
                     row["sync_peak_mib_max"] = max(x["sync_peak_mib"] for x in r)
                     row["sync_idle_mib_max"] = max(max(x["sync_idle_mib"], x["sync_idle_after_round_mib"]) for x in r)
                 rows.append(row)
+        if not args.quick:
+            rows += measure_chunk_counts(args, slm, bench, binaries, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def measure_chunk_counts(args, slm, bench, binaries, work):
+    """`pull --to` peak memory against the number of chunks, model size held at 1 GiB: the
+    publisher cuts smaller chunks (16 and 4 KiB on average instead of 64), which gives the model
+    the chunk count of one 4 and 16 times larger. What grows with the chunk count is what grows
+    with the model."""
+    size = 1 << 30
+    data_dir = os.path.join(CACHE, f"data-{size}")
+    subprocess.run([bench, "gen", data_dir, str(size)], check=True, capture_output=True, text=True)
+    model = os.path.join(data_dir, "v1", "model.safetensors")
+    rows = []
+    for avg in (16384, 4096):
+        publisher, remote = fresh(os.path.join(work, "pub")), fresh(os.path.join(work, "remote"))
+        run([slm, "init", publisher])
+        config = os.path.join(publisher, "config")
+        with open(config) as f:
+            c = json.load(f)
+        c["chunker"].update(min_size=avg // 4, avg_size=avg, max_size=avg * 4)
+        with open(config, "w") as f:
+            f.write(json.dumps(c, sort_keys=True, separators=(",", ":")))
+        _, _, out = run([slm, "--store", publisher, "add", "m@1.0.0", model, "--json"])
+        chunks = json.loads(out)["new_chunks"]
+        run([slm, "--store", publisher, "push", remote])
+        server = Nginx(remote)
+        url = f"http://127.0.0.1:{server.port}"
+        runs = {name: [] for name, _ in binaries}
+        try:
+            for i in range(args.runs):
+                log(f"footprint: 1 GiB model in {chunks} chunks, run {i + 1}/{args.runs}")
+                for name, b in binaries:
+                    edge, dev = fresh(os.path.join(work, "edge")), os.path.join(work, "dev")
+                    shutil.rmtree(dev, ignore_errors=True)
+                    t, rss, _ = timed([b, "--store", edge, "pull", url, "m@1.0.0", "--to", dev])
+                    runs[name].append({"pull_s": t, "pull_peak_mib": rss / 1024})
+        finally:
+            server.stop()
+        for name, r in runs.items():
+            rows.append({"size": size, "chunks": chunks, "avg_chunk": avg, "tool": name, **median_of(r),
+                         "pull_peak_mib_max": max(x["pull_peak_mib"] for x in r)})
     return rows
 
 
@@ -969,6 +1012,8 @@ def footprint_table(rows, runs, quick):
              "next up-to-date round, whichever is higher.", "",
              "| model | tool | pull --to | peak RSS | update to a 10% fine-tune: time, peak RSS | sync: install | sync: peak RSS | sync: idle RSS (anon + file) |",
              "|---|---|---|---|---|---|---|---|"]
+    counts = [r for r in rows if "chunks" in r]
+    rows = [r for r in rows if "chunks" not in r]
     for r in rows:
         sync = ("-", "-", "-")
         if "sync_peak_mib" in r:
@@ -985,6 +1030,13 @@ def footprint_table(rows, runs, quick):
             for tool in [t for (sz, t) in by if sz == size and t in ("slmstore", "slmstore (device build)")]:
                 ratio = by[(size, base[0])]["pull_s"] / by[(size, tool)]["pull_s"]
                 lines.append(f"{size >> 20} MiB: {tool} pulls at {ratio:.2f}× the speed of {base[0]}.")
+    if counts:
+        lines += ["", "Peak RSS of `pull --to` against the chunk count: the same 1 GiB model cut by the publisher into smaller "
+                  "chunks, so it has the chunk count of a model 4 and 16 times larger (at the default 64 KiB average).", "",
+                  "| chunks (average size) | as many as a model of | tool | pull --to | peak RSS |", "|---|---|---|---|---|"]
+        for r in counts:
+            lines.append(f"| {r['chunks']:,} ({r['avg_chunk'] >> 10} KiB) | {(65536 // r['avg_chunk'])} GiB | {r['tool']} | "
+                         f"{r['pull_s']:.2f} s | {r['pull_peak_mib_max']:.0f} MiB |")
     return "\n".join(lines)
 
 

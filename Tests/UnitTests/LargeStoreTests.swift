@@ -32,6 +32,22 @@ final class LargeStoreTests: XCTestCase {
         return TestSupport.read("\(out)/\(tree.files[0].path)")
     }
 
+    /// A large pull lands in few packs: their records, not only their number, call for the
+    /// multi-pack index, or every later command would read them all into memory.
+    func testManyRecordsInFewPacksOutsideTheMultiPackIndexGetItRewritten() throws {
+        let r = try add("m@1.0.0", ["a.bin": TestSupport.random(3_000_000, seed: 7)])
+        let packs = try store.packsOutsideMultiPackIndex().count
+        XCTAssertLessThan(packs, Store.uncoveredPackLimit)
+        XCTAssertGreaterThan(r.newChunks, 20)
+        store.refreshMultiPackIndexIfBehind(recordLimit: r.newChunks + 1)
+        XCTAssertFalse(FileSystem.exists(store.multiPackIndexPath), "fewer records than the limit: left alone")
+        store.refreshMultiPackIndexIfBehind(recordLimit: r.newChunks)
+        XCTAssertTrue(FileSystem.exists(store.multiPackIndexPath))
+        XCTAssertEqual(try store.packsOutsideMultiPackIndex(), [])
+        XCTAssertEqual(try store.loadChunkIndex().inMemoryRecords, 0)
+        XCTAssertEqual(try checkout("m@1.0.0"), TestSupport.random(3_000_000, seed: 7))
+    }
+
     func testMultiPackIndexLocatesEveryEntryOfEveryPackAsItsPackIndexDoes() throws {
         for n in 0..<9 { try add("m@1.\(n).0", ["a.bin": TestSupport.random(400_000, seed: UInt64(n))]) }
         let r = try store.maintenance()

@@ -61,6 +61,36 @@ final class PullPlanTests: XCTestCase {
         XCTAssertEqual(read, [packA], "packB's index is never fetched")
     }
 
+    func target(_ files: [[UInt8]]) throws -> PullTarget {
+        let entries = files.enumerated().map { i, ids in
+            FileEntry(path: "f\(i)", size: UInt64(ids.count * 100), sha256: SHA256Hasher.hash([]),
+                      chunks: ids.map { ChunkRef(id: chunk($0), rawLength: 100 + UInt32($0)) }, safetensors: nil)
+        }
+        let tree = TreeObject(files: entries)
+        let object = VersionObject(name: "m", version: try SemVer("1.0.0"), tree: SHA256Hasher.hash(tree.encoded()), parent: nil,
+                                   created: "2026-01-01T00:00:00Z", addedBy: "t", tool: "t")
+        return PullTarget(name: try ModelName("m"), version: try SemVer("1.0.0"), id: SHA256Hasher.hash([1]), object: object, tree: tree,
+                          versionBytes: [], treeBytes: [])
+    }
+
+    func testWindowsHandOverEachMissingChunkOnceInFirstUseOrderAtMostSizeAtATime() throws {
+        let t = try target([[5, 1, 5, 2, 9], [3, 1, 7, 4, 6]])
+        let missing = PullPlan.missingChunks([t], have: { $0 == self.chunk(9) })
+        var windows: [[ChunkID]] = []
+        try PullPlan.windows([t], missing: missing, stillNeeded: { $0 != self.chunk(4) }, size: 3) { ids, lengths in
+            windows.append(ids)
+            for id in ids { XCTAssertEqual(lengths[id], 100 + UInt32(id == self.chunk(5) ? 5 : [1, 2, 3, 7, 6].first { self.chunk($0) == id }!)) }
+        }
+        XCTAssertEqual(windows, [[chunk(5), chunk(1), chunk(2)], [chunk(3), chunk(7), chunk(6)]],
+                       "9 is stored, 4 was stored since (seeded), repeats come once")
+    }
+
+    func testFirstMissingFindsTheFirstUnstoredChunkInTreeOrder() throws {
+        let t = try target([[1, 2], [3]])
+        XCTAssertEqual(PullPlan.firstMissing([t], have: { $0 != self.chunk(2) && $0 != self.chunk(3) }), chunk(2))
+        XCTAssertNil(PullPlan.firstMissing([t], have: { _ in true }))
+    }
+
     func testAChunkInNoListedPackIsARemoteError() {
         XCTAssertThrowsError(try PullPlan.locate([chunk(9)], rawLengths: [chunk(9): 100], order: [packA], location: "r") { _ in
             PackIndex(packSize: 100, entries: [])

@@ -189,13 +189,40 @@ final class StoreTests: XCTestCase {
     func testSeedingInSmallBlocksFindsEveryChunk() throws {
         let files = ["w.bin": TestSupport.bf16Like(5_000_000, seed: 43)]
         let r = try addFiles("m@1.0.0", files)
-        let wanted = Set(try store.readTree(r.treeID).files.flatMap { $0.chunks.map(\.id) })
+        let wanted = ChunkIDSet(try store.readTree(r.treeID).files.flatMap { $0.chunks.map(\.id) })
         let seed = dir + "/seed"
         TestSupport.write(files["w.bin"]!, to: seed + "/w.bin")
         let device = try Store.create(at: dir + "/device")
         let found = try device.ingestSeeds([seed], wanted: wanted, existing: ChunkIndex(), chunker: store.config.chunker,
                                            blockSize: 1 << 20, writeBatchBytes: 512 << 10, log: nil)
         XCTAssertEqual(found, wanted.count)
+    }
+
+    /// A pull plans a window of chunks at a time so its plan does not grow with the model: in
+    /// tiny windows it fetches exactly the chunks and bytes one whole-version plan does (a chunk
+    /// repeated in a later window included once), at a cost of at most a split range per window.
+    func testAPullPlannedInSmallWindowsFetchesWhatOneWholePlanDoes() throws {
+        let weights = TestSupport.bf16Like(3_000_000, seed: 5)
+        let files = ["a.bin": weights, "b.bin": weights, "c.bin": TestSupport.random(1_000_000, seed: 6)]
+        _ = try addFiles("m@1.0.0", files)
+        _ = try store.push(to: LocalBackend(root: dir + "/remote"), refs: [])
+        func pull(window: Int) throws -> (PullResult, Store) {
+            let device = try Store.create(at: dir + "/device-\(window)")
+            var o = PullOptions()
+            o.planWindowChunks = window
+            o.installDirectory = dir + "/install-\(window)"
+            return (try device.pull(from: LocalBackend(root: dir + "/remote"), ref: try VersionRef.parse("m@1.0.0"), options: o), device)
+        }
+        let (whole, _) = try pull(window: 1 << 20)
+        let (small, device) = try pull(window: 4)
+        let windows = (small.chunksFetched + 3) / 4
+        XCTAssertGreaterThan(windows, 5)
+        XCTAssertEqual(small.chunksFetched, whole.chunksFetched)
+        XCTAssertEqual(small.chunkBytes, whole.chunkBytes)
+        XCTAssertEqual(small.addedChunks.count, whole.chunksFetched)
+        XCTAssertLessThanOrEqual(small.requests, whole.requests + windows)
+        XCTAssertTrue(try device.verify().ok)
+        for (name, bytes) in files { XCTAssertEqual(TestSupport.read(dir + "/install-4/current/" + name), bytes, name) }
     }
 
     func testTheDefaultMemoryBudgetIs64MiB() {

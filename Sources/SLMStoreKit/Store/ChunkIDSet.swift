@@ -10,15 +10,31 @@ public struct ChunkIDSet: @unchecked Sendable {
     /// Never mutated once built, so sharing it between threads is safe.
     private let storage: IDBuffer
 
-    public var count: Int { storage.count }
+    /// The empty set.
+    public init() { storage = IDBuffer() }
 
-    public func contains(_ id: ChunkID) -> Bool {
+    private init(storage: IDBuffer) { self.storage = storage }
+
+    public init(_ ids: some Sequence<ChunkID>) {
+        var b = Builder()
+        for id in ids { b.insert(id) }
+        self = b.build()
+    }
+
+    public var count: Int { storage.count }
+    public var isEmpty: Bool { storage.count == 0 }
+
+    public func contains(_ id: ChunkID) -> Bool { position(of: id) != nil }
+
+    /// Where `id` sits among the members in ascending order (0..<count), if it is one: lets a
+    /// caller keep one bit per member beside the set.
+    public func position(of id: ChunkID) -> Int? {
         var lo = 0, hi = storage.count
         while lo < hi {
             let mid = (lo + hi) / 2
             if storage.base[mid] < id { lo = mid + 1 } else { hi = mid }
         }
-        return lo < storage.count && storage.base[lo] == id
+        return lo < storage.count && storage.base[lo] == id ? lo : nil
     }
 
     /// The ids in ascending order.

@@ -28,6 +28,9 @@ public struct PullOptions: Sendable {
     public var writeBatchBytes = PackWriter.defaultWriteBatchBytes
     /// Bytes decoded per batch when the version is installed (two batches in memory at once).
     public var checkoutBatchBytes = Store.checkoutBatchBytes
+    /// Missing chunks planned at a time: the plan for one window (about 100 bytes a chunk) is
+    /// all a pull holds of it, whatever the model's size.
+    public var planWindowChunks = 8192
     public var includeDependencies = true
     /// Download delta records where the device holds their base version (smaller than full ones).
     public var useDeltas = true
@@ -99,7 +102,7 @@ public struct PullResult: Sendable {
     /// Every version brought into the store (the target and its dependencies).
     public var versions: [String]
     /// Chunks this pull added to the store: what `quarantine` may drop if an install fails.
-    public var addedChunks: Set<ChunkID> = []
+    public var addedChunks = ChunkIDSet()
 }
 
 extension Store {
@@ -188,8 +191,8 @@ extension Store {
         let remoteConfig = try reader.config()
 
         // 1. Resolve: the version and its dependencies, objects fetched and verified.
-        let targets = try pullTargets(ref, reader: reader, includeDependencies: options.includeDependencies)
-        let target = targets[0]
+        var targets = try pullTargets(ref, reader: reader, includeDependencies: options.includeDependencies)
+        var target = targets[0]
         let totalSize = targets.reduce(UInt64(0)) { sum, t in t.tree.files.reduce(sum) { $0 + $1.size } }
         if options.maxInstallSize > 0 && totalSize > options.maxInstallSize {
             throw SLMError.failed("\(target.label) is \(totalSize) bytes with its dependencies, more than --max-install-size \(options.maxInstallSize); nothing was downloaded")
@@ -206,64 +209,97 @@ extension Store {
         var dataLock: FileLock? = try self.dataLock(.shared)
         defer { dataLock?.unlock() }
         removeAbandonedWorkingDirectories()
+        // A tree object's bytes are as long as the model's chunk list: they wait in a working
+        // directory (gone with the pull, whatever its outcome) rather than in memory through the
+        // fetch, and are read back, checked against their id, when the version is published.
+        let spilledTrees = try makeWorkingDirectory("pull-trees")
+        defer { spilledTrees.remove() }
+        for i in targets.indices {
+            try FileSystem.writeAtomically(targets[i].treeBytes, to: "\(spilledTrees.path)/\(targets[i].object.tree.hex)")
+            targets[i].treeBytes = []
+        }
+        target = targets[0]  // its copy held the bytes too
         var index = try loadChunkIndex()
-        var needed = PullPlan.missingChunks(targets, have: index.contains)
         // Only what this pull adds may be dropped again: chunks the store held before are the user's.
-        let added = Set(needed)
+        let added = PullPlan.missingChunks(targets, have: index.contains)
 
         // 2. Seeds: files already on disk (explicit, or the installed current version).
         var seeds = options.seeds
         if let dir = options.installDirectory, FileSystem.isDirectory(dir + "/current") { seeds.append(dir + "/current") }
         var fromSeeds = 0
-        if !needed.isEmpty && !seeds.isEmpty {
-            fromSeeds = try ingestSeeds(seeds, wanted: Set(needed), existing: index, chunker: remoteConfig.chunker,
+        if !added.isEmpty && !seeds.isEmpty {
+            fromSeeds = try ingestSeeds(seeds, wanted: added, existing: index, chunker: remoteConfig.chunker,
                                         blockSize: options.checkoutBatchBytes, writeBatchBytes: options.writeBatchBytes, log: options.log)
             index = try loadChunkIndex()
-            needed = needed.filter { !index.contains($0) }
         }
 
-        // 3. Locate the missing chunks in the remote's pack indexes and plan range requests. The
-        // per-chunk lists (lengths, locations) go out of scope here: only the plan is held while
-        // fetching, since every list costs memory in proportion to the model.
-        var planned = try { () throws -> (plans: [RangePlan], bytes: UInt64, chunks: Int) in
-            var located: [LocatedChunk] = []
-            if !needed.isEmpty {
-                var rawLengths: [ChunkID: UInt32] = [:]
-                for t in targets { for f in t.tree.files { for c in f.chunks { rawLengths[c.id] = c.rawLength } } }
-                let manifest = try reader.manifest()
-                located = try PullPlan.locate(needed, rawLengths: rawLengths, order: PullPlan.packOrder(targets, manifest: manifest),
-                                              location: remote.location, index: reader.packIndex)
-                if options.useDeltas {
-                    located = try PullPlan.preferDeltas(located, deltaPacks: try usableDeltaPacks(targets, manifest: manifest, index: index),
-                                                        rawLengths: rawLengths, location: remote.location, index: reader.packIndex)
-                }
+        // 3. Locate the missing chunks in the remote's pack indexes and plan range requests, one
+        // window of chunks at a time: this pass only counts, so the disk check and the progress
+        // total come before any download, and a remote that lacks a chunk is caught here.
+        var manifest: Manifest? = nil
+        var deltaPacks: [PackID] = []
+        func planWindows(_ body: (_ plans: [RangePlan], _ bytes: UInt64, _ chunks: Int) throws -> Void) throws {
+            guard !added.isEmpty else { return }
+            if manifest == nil {
+                manifest = try reader.manifest()
+                if options.useDeltas { deltaPacks = try usableDeltaPacks(targets, manifest: manifest!, index: index) }
             }
-            return (PullPlan.ranges(located, gapLimit: options.gapLimit, maxRange: options.maxRangeBytes),
-                    located.reduce(UInt64(0)) { $0 + PackFormat.recordSize($1.entry.storedLength) }, located.count)
-        }()
-        let (chunkBytes, chunksFetched) = (planned.bytes, planned.chunks)
-        needed = []
+            let order = PullPlan.packOrder(targets, manifest: manifest!)
+            // A window's chunks mostly follow the last one's in the same pack: its search starts
+            // there (and wraps around), so each window reads about one pack index, not all before it.
+            var start = 0
+            try PullPlan.windows(targets, missing: added, stillNeeded: { !index.contains($0) }, size: options.planWindowChunks) { ids, rawLengths in
+                var located = try PullPlan.locate(ids, rawLengths: rawLengths, order: Array(order[start...] + order[..<start]),
+                                                  location: remote.location, index: reader.packIndex)
+                if let last = located.last?.pack, let i = order.firstIndex(of: last) { start = i }
+                located = try PullPlan.preferDeltas(located, deltaPacks: deltaPacks, rawLengths: rawLengths, location: remote.location,
+                                                    index: reader.packIndex)
+                try body(PullPlan.ranges(located, gapLimit: options.gapLimit, maxRange: options.maxRangeBytes),
+                         located.reduce(UInt64(0)) { $0 + PackFormat.recordSize($1.entry.storedLength) }, located.count)
+            }
+        }
+        var chunkBytes: UInt64 = 0
+        var chunksFetched = 0
+        try planWindows { _, bytes, chunks in
+            chunkBytes += bytes
+            chunksFetched += chunks
+        }
         try DiskSpace.require(chunkBytes, at: root, for: "downloading \(target.label)")
 
-        // 4. Fetch, verify, store (committed as it goes, so a killed pull resumes).
-        let fetcher = try ChunkFetcher(store: self, remote: remote, plans: planned.plans, baseIndex: index, commitEvery: options.commitEvery,
+        // 4. Fetch, verify, store (committed as it goes, so a killed pull resumes), planning each
+        // window again as its turn comes.
+        let fetcher = try ChunkFetcher(store: self, remote: remote, baseIndex: index, commitEvery: options.commitEvery,
                                        verifiedBatchBytes: options.verifiedBatchBytes, writeBatchBytes: options.writeBatchBytes,
                                        progressTotal: chunkBytes, progress: options.progress, isCancelled: options.isCancelled)
-        planned.plans = []  // the fetcher's copy is the only one, and it lets go when done
-        try fetcher.run(parallel: options.parallelRequests)
+        try fetcher.run(parallel: options.parallelRequests) { fetch in
+            try planWindows { plans, _, _ in try fetch(plans) }
+        }
+        // Checked against a fresh view: the fetched packs are in it now, through the multi-pack
+        // index when they hold many records (read into memory they would cost more than the
+        // fetch did).
+        refreshMultiPackIndexIfBehind()
         index = try loadChunkIndex()
-        if let stillMissing = PullPlan.missingChunks(targets, have: index.contains).first {
+        if let stillMissing = PullPlan.firstMissing(targets, have: index.contains) {
             throw SLMError.failed("chunk \(stillMissing.hex) of \(target.label) is still missing after the pull")
         }
+        index = ChunkIndex()
 
         // 5. Publish: objects and refs, dependencies first.
         let newVersions = targets.filter { !hasObject($0.id) }
         do {
             let refs = try refsLock()
             defer { refs.unlock() }
-            try Publication.publish(targets.reversed().map(\.record), to: LocalVersionDestination(store: self))
+            let records = try targets.reversed().map { t in
+                var r = t.record
+                let path = "\(spilledTrees.path)/\(t.object.tree.hex)"
+                r.treeObject = try FileSystem.readFile(path, limit: TreeObject.maxEncodedSize)
+                guard SHA256Hasher.hash(r.treeObject) == t.object.tree else {
+                    throw SLMError.damaged(path: path, problem: "content does not hash to its id \(t.object.tree.hex)")
+                }
+                return r
+            }
+            try Publication.publish(records, to: LocalVersionDestination(store: self))
         }
-        refreshMultiPackIndexIfBehind()
 
         // 6. Install. The transfer buffers are gone: give their memory back before checkout
         // allocates its own, so the peak is the larger of the two, not their sum.
@@ -340,7 +376,7 @@ extension Store {
     /// Stores the `wanted` chunks found in files under the seed directories; returns how many.
     /// A seed file that cannot be read is skipped (it is only a shortcut), with the reason logged.
     /// Files are read in blocks of `blockSize` (the install batch size: the same memory).
-    func ingestSeeds(_ seeds: [String], wanted: Set<ChunkID>, existing: ChunkIndex, chunker: ChunkerParameters,
+    func ingestSeeds(_ seeds: [String], wanted: ChunkIDSet, existing: ChunkIndex, chunker: ChunkerParameters,
                      blockSize: Int, writeBatchBytes: Int, log: (@Sendable (String) -> Void)?) throws -> Int {
         let work = try makeWorkingDirectory("seed")
         defer { work.remove() }
@@ -364,14 +400,15 @@ extension Store {
     }
 }
 
-/// Runs the planned range requests on several threads, verifies every record, and appends the
-/// verified chunks to packs that are committed as they fill, so an interrupted pull resumes.
+/// Runs planned range requests on several threads, a batch of plans at a time, verifies every
+/// record, and appends the verified chunks to packs that are committed as they fill, so an
+/// interrupted pull resumes.
 /// Unchecked: every mutable field (next plan, failure, sink, counters) is used under `lock`.
 final class ChunkFetcher: @unchecked Sendable {
     let store: Store
     let remote: StoreBackend
-    /// Emptied once the fetch is over: the plan is as long as the chunk list.
-    private var plans: [RangePlan]
+    /// The batch being fetched (one planning window), emptied when it is done.
+    private var plans: [RangePlan] = []
     /// Full records of this store, where delta records find their bases.
     let baseIndex: ChunkIndex
     let level: Int32
@@ -392,7 +429,7 @@ final class ChunkFetcher: @unchecked Sendable {
     /// Chunks rebuilt from delta records.
     private(set) var deltaChunks = 0
 
-    init(store: Store, remote: StoreBackend, plans: [RangePlan], baseIndex: ChunkIndex = ChunkIndex(), commitEvery: UInt64,
+    init(store: Store, remote: StoreBackend, baseIndex: ChunkIndex = ChunkIndex(), commitEvery: UInt64,
          verifiedBatchBytes: Int, writeBatchBytes: Int, progressTotal: UInt64,
          progress: (@Sendable (UInt64, UInt64) -> Void)?, isCancelled: (@Sendable () -> Bool)? = nil) throws {
         self.baseIndex = baseIndex
@@ -400,7 +437,6 @@ final class ChunkFetcher: @unchecked Sendable {
         self.isCancelled = isCancelled
         self.store = store
         self.remote = remote
-        self.plans = plans
         self.commitEvery = commitEvery
         self.verifiedBatchBytes = verifiedBatchBytes
         self.progressTotal = progressTotal
@@ -409,14 +445,27 @@ final class ChunkFetcher: @unchecked Sendable {
         sink = store.packSink(in: work.path, rolloverSize: commitEvery, writeBatchBytes: writeBatchBytes) { CrashPoint.hit("pull-after-commit") }
     }
 
-    func run(parallel: Int) throws {
-        defer {
-            work.remove()
-            plans = []
-        }
-        guard !plans.isEmpty else { return }
+    /// Fetches every batch of plans `source` hands over, then commits what is left in the pack
+    /// being written. Verified chunks are committed even when a batch or the planning fails, so
+    /// the next attempt resumes.
+    func run(parallel: Int, source: (_ fetch: ([RangePlan]) throws -> Void) throws -> Void) throws {
+        defer { work.remove() }
+        let outcome = Result { try source { try fetchBatch($0, parallel: parallel) } }
+        lock.lock()
+        defer { lock.unlock() }
+        let committed = Result { try sink.seal() }
+        try outcome.get()
+        try committed.get()
+    }
+
+    private func fetchBatch(_ batch: [RangePlan], parallel: Int) throws {
+        guard !batch.isEmpty else { return }
+        lock.lock()
+        plans = batch
+        next = 0
+        lock.unlock()
         let group = DispatchGroup()
-        for _ in 0..<max(1, min(parallel, plans.count)) {
+        for _ in 0..<max(1, min(parallel, batch.count)) {
             group.enter()
             Thread.detachNewThread { [self] in
                 defer { group.leave() }
@@ -426,10 +475,8 @@ final class ChunkFetcher: @unchecked Sendable {
         group.wait()
         lock.lock()
         defer { lock.unlock() }
-        // Verified chunks are kept even when the pull fails, so the next attempt resumes.
-        let committed = Result { try sink.seal() }
+        plans = []
         if let failure { throw failure }
-        try committed.get()
     }
 
     private func worker() {
@@ -518,15 +565,15 @@ final class ChunkFetcher: @unchecked Sendable {
             func bytes(_ r: Range<UInt64>) -> UnsafeRawBufferPointer {
                 UnsafeRawBufferPointer(rebasing: piece[Int(r.lowerBound - pieceStart)..<Int(r.upperBound - pieceStart)])
             }
-            while next < plan.chunks.count, plan.chunks[next].entry.recordRange.upperBound <= end {
-                let item = plan.chunks[next]
-                let r = item.entry.recordRange
+            while next < plan.chunks.count, plan.chunks[next].recordRange.upperBound <= end {
+                let entry = plan.chunks[next]
+                let r = entry.recordRange
                 let record = r.lowerBound >= pieceStart ? Array(bytes(r))
                     : Array(window[Int(r.lowerBound - windowStart)...]) + Array(bytes(pieceStart..<r.upperBound))
-                try verify(record, item.id, item.entry)
+                try verify(record, entry.id, entry)
                 next += 1
             }
-            let keepFrom = min(next < plan.chunks.count ? plan.chunks[next].entry.recordRange.lowerBound : end, end)
+            let keepFrom = min(next < plan.chunks.count ? plan.chunks[next].recordRange.lowerBound : end, end)
             if keepFrom >= pieceStart {
                 window.removeAll(keepingCapacity: true)
                 window.append(contentsOf: bytes(keepFrom..<end))

@@ -52,15 +52,12 @@ public struct PullTarget: Sendable {
     var record: VersionRecord { VersionRecord(name: name, version: version, id: id, versionObject: versionBytes, treeObject: treeBytes) }
 }
 
-/// A planned range request: records of needed chunks in one pack, with small gaps read through.
+/// A planned range request: records of needed chunks in one pack (their index entries, which
+/// name the chunk), with small gaps read through.
 struct RangePlan: Equatable {
-    struct Item: Equatable {
-        var id: ChunkID
-        var entry: PackIndexEntry
-    }
     var pack: PackID
     var range: Range<UInt64>
-    var chunks: [Item]
+    var chunks: [PackIndexEntry]
 }
 
 /// A chunk found on the remote: which pack, and its index entry there.
@@ -71,12 +68,47 @@ struct LocatedChunk: Equatable {
 }
 
 enum PullPlan {
-    /// Chunks the targets need that `have` says are not stored yet, in first-use order.
-    static func missingChunks(_ targets: [PullTarget], have: (ChunkID) -> Bool) -> [ChunkID] {
-        var out: [ChunkID] = []
-        var seen = Set<ChunkID>()
-        for t in targets { for f in t.tree.files { for c in f.chunks where !have(c.id) && seen.insert(c.id).inserted { out.append(c.id) } } }
-        return out
+    /// Chunks the targets need that `have` says are not stored yet: 16 bytes each, the only
+    /// per-chunk list a pull keeps from start to end.
+    static func missingChunks(_ targets: [PullTarget], have: (ChunkID) -> Bool) -> ChunkIDSet {
+        var missing = ChunkIDSet.Builder()
+        for t in targets { for f in t.tree.files { for c in f.chunks where !have(c.id) { missing.insert(c.id) } } }
+        return missing.build()
+    }
+
+    /// The first chunk of the targets `have` says is not stored, if any.
+    static func firstMissing(_ targets: [PullTarget], have: (ChunkID) -> Bool) -> ChunkID? {
+        for t in targets { for f in t.tree.files { for c in f.chunks where !have(c.id) { return c.id } } }
+        return nil
+    }
+
+    /// Hands `body` the chunks of `missing` that `stillNeeded` confirms, in first-use order, each
+    /// once, at most `size` at a time, with their lengths from the tree. A pull plans and fetches
+    /// one window before it looks at the next, so what its planning holds is bounded by the
+    /// window rather than the model; first-use order keeps a window's records close together
+    /// in the remote's packs, so ranges coalesce as they would over the whole version.
+    static func windows(_ targets: [PullTarget], missing: ChunkIDSet, stillNeeded: (ChunkID) -> Bool, size: Int,
+                        _ body: (_ ids: [ChunkID], _ rawLengths: [ChunkID: UInt32]) throws -> Void) throws {
+        var taken = [UInt64](repeating: 0, count: (missing.count + 63) / 64)
+        var ids: [ChunkID] = []
+        var rawLengths: [ChunkID: UInt32] = [:]
+        for t in targets {
+            for f in t.tree.files {
+                for c in f.chunks {
+                    guard let i = missing.position(of: c.id), taken[i >> 6] & (1 << UInt64(i & 63)) == 0 else { continue }
+                    taken[i >> 6] |= 1 << UInt64(i & 63)
+                    guard stillNeeded(c.id) else { continue }
+                    ids.append(c.id)
+                    rawLengths[c.id] = c.rawLength
+                    if ids.count >= max(1, size) {
+                        try body(ids, rawLengths)
+                        ids.removeAll(keepingCapacity: true)
+                        rawLengths.removeAll(keepingCapacity: true)
+                    }
+                }
+            }
+        }
+        if !ids.isEmpty { try body(ids, rawLengths) }
     }
 
     /// The packs to search, most likely first: those the manifest says hold the targets, then
@@ -142,11 +174,11 @@ enum PullPlan {
                 if var p = current, r.lowerBound >= p.range.upperBound, r.lowerBound - p.range.upperBound <= gapLimit,
                    r.upperBound - p.range.lowerBound <= maxRange {
                     p.range = p.range.lowerBound..<r.upperBound
-                    p.chunks.append(.init(id: c.id, entry: c.entry))
+                    p.chunks.append(c.entry)
                     current = p
                 } else {
                     if let p = current { plans.append(p) }
-                    current = RangePlan(pack: pack, range: r, chunks: [.init(id: c.id, entry: c.entry)])
+                    current = RangePlan(pack: pack, range: r, chunks: [c.entry])
                 }
             }
             if let p = current { plans.append(p) }
