@@ -93,7 +93,8 @@ let pushCommand = Command(
                        last, an expiry (repeatable: every key signs)
       --expires D      how long the release is valid, e.g. 30d (default), 12h
       --next-key PUB   key that signs from the next serial on (rotation; repeatable)
-      --json           pushed, already_present, chunks_copied, bytes_copied, delta_sets, delta_bytes, bytes_sent, requests, pages
+      --json           pushed, already_present, chunks_copied, bytes_copied, delta_sets, delta_bytes, bytes_sent, requests, pages,
+                       pack_indexes_searched
     """,
     spec: OptionSpec(values: ["--endpoint", "--delta-from", "--sign", "--expires", "--next-key"], repeatable: ["--delta-from", "--sign", "--next-key"],
                      flags: ["--json", "--no-web", "--no-delta"])
@@ -125,6 +126,7 @@ let pushCommand = Command(
                              "chunks_copied": .int(r.chunksCopied), "bytes_copied": .int(r.bytesCopied),
                              "delta_sets": .array(r.deltaSets.map { .string($0) }), "delta_bytes": .int(r.deltaBytes),
                              "bytes_sent": .int(r.bytesSent), "requests": .int(r.requests), "pages": .int(r.pagesWritten),
+                             "pack_indexes_searched": .int(r.packIndexesSearched),
                              "stages": .array(r.stagesPushed.map { .string($0) }), "seconds": .double((r.seconds * 1000).rounded() / 1000),
                              "release": r.release.map { .object(["serial": .int($0.serial), "expires": .string(Timestamp.format(time_t($0.expires))),
                                                                  "versions": .int($0.versions), "unsigned": .array($0.unsigned.map { .string($0) })]) } ?? .null,

@@ -11,10 +11,24 @@ enum ManifestBuilder {
     /// refs, which move, are always read.
     /// Rollout records are read for the models in `refresh` (those being pushed) and for models
     /// the previous manifest does not know; the others keep the rollouts it lists.
-    static func build(from backend: StoreBackend, indexes: [PackID: PackIndex], previous: Manifest? = nil,
+    /// `packs`: the committed packs with their index checksums. Which packs hold a new version's
+    /// chunks comes from `versionPacks` (a push knows it for what it pushed); only for another
+    /// new version (a concurrent publisher's, or every version when there is no manifest to
+    /// build on) are all pack indexes read, through `index`.
+    static func build(from backend: StoreBackend, packs: [PackID: SHA256Digest], index: (PackID) throws -> PackIndex,
+                      versionPacks: [SHA256Digest: [PackID]] = [:], previous: Manifest? = nil,
                       refresh: Set<String> = []) throws -> Manifest {
-        var chunkPacks = ChunkIndex()
-        for (id, index) in indexes.sorted(by: { $0.key < $1.key }) { chunkPacks.add(pack: id, index: index) }
+        var chunkPacks: ChunkIndex? = nil
+        func packsHolding(_ tree: TreeObject) throws -> [PackID] {
+            if chunkPacks == nil {
+                var all = ChunkIndex()
+                for id in packs.keys.sorted() { all.add(pack: id, index: try index(id)) }
+                chunkPacks = all
+            }
+            var out = Set<PackID>()
+            for f in tree.files { for c in f.chunks { if let loc = chunkPacks!.fullLocation(of: c.id) { out.insert(loc.pack) } } }
+            return out.sorted()
+        }
         var versionRefs: [String: [(SemVer, String)]] = [:]
         var stageRefs: [String: [(String, String)]] = [:]
         for path in try backend.list("refs", recursive: true) {
@@ -57,7 +71,7 @@ enum ManifestBuilder {
                 guard let bytes = try backend.read(path, limit: DeltaSet.maxEncodedSize) else { continue }
                 let set = try DeltaSet.decode(bytes, source: "\(backend.location)/\(path)")
                 // A set whose packs are not all committed (a push still uploading, or killed) is not listed.
-                guard set.target == id, set.base == base, set.packs.allSatisfy({ indexes[$0] != nil }) else { continue }
+                guard set.target == id, set.base == base, set.packs.allSatisfy({ packs[$0] != nil }) else { continue }
                 out.append(.init(base: base, packs: set.packs))
             }
             return out
@@ -74,11 +88,10 @@ enum ManifestBuilder {
                 let id = try ref(path)
                 let obj = try VersionObject.decode(try object(id, limit: VersionObject.maxEncodedSize), source: RemoteLayout.objectPath(id))
                 let tree = try TreeObject.decode(try object(obj.tree, limit: TreeObject.maxEncodedSize), source: RemoteLayout.objectPath(obj.tree))
-                var packs = Set<PackID>()
-                for f in tree.files { for c in f.chunks { if let loc = chunkPacks.fullLocation(of: c.id) { packs.insert(loc.pack) } } }
+                let holding = try versionPacks[id].map { $0.filter { packs[$0] != nil }.sorted() } ?? packsHolding(tree)
                 entries.append(.init(version: v.description, id: id, tree: obj.tree, created: obj.created, size: tree.totalSize,
                                      files: tree.files.map { ($0.path, $0.sha256.hex, $0.size) },
-                                     dependencies: obj.dependencies, packs: packs.sorted(), deltas: try deltas(for: id, known: [])))
+                                     dependencies: obj.dependencies, packs: holding, deltas: try deltas(for: id, known: [])))
             }
             var stages: [String: String] = [:]
             for (stage, path) in stageRefs[model] ?? [] {
@@ -106,8 +119,8 @@ enum ManifestBuilder {
         let location = backend.location
         let project = location.contains("://") ? (URL(string: location)?.lastPathComponent ?? location)
                                                : FileSystem.basename(FileSystem.absolutePath(location))
-        var manifest = Manifest(project: project, lastUpdated: Timestamp.now(), models: models, packs: indexes.keys.sorted())
-        manifest.packIndexChecksums = indexes.compactMapValues(\.checksum)
+        var manifest = Manifest(project: project, lastUpdated: Timestamp.now(), models: models, packs: packs.keys.sorted())
+        manifest.packIndexChecksums = packs
         return manifest
     }
 }

@@ -20,6 +20,8 @@ public struct PushResult: Sendable {
     public var requests: Int
     /// Registry pages written (0 with web off).
     public var pagesWritten: Int
+    /// Remote pack indexes searched for the chunks pushed (read from the local cache when seen before).
+    public var packIndexesSearched: Int = 0
     public var seconds: Double
     /// The signed release written (with --sign).
     public var release: ReleaseSigningResult? = nil
@@ -40,6 +42,8 @@ public struct PushOptions: Sendable {
     public var deltaFrom: [VersionRef] = []
     /// Sign release metadata after the manifest (push --sign).
     public var signing: ReleaseSigning?
+    /// Remotes with more packs are searched only where the manifest puts the models pushed.
+    var wholeSearchLimit = RemoteSetup.wholeSearchLimit
     public init() {}
 }
 
@@ -65,17 +69,19 @@ extension Store {
         try FileSystem.makeDirectories(outgoing)
         let outgoingLock = try FileLock(path: outgoing + "/.lock", mode: .exclusive)
         defer { outgoingLock.unlock() }
-        try RemoteSetup.uploadLeftovers(in: outgoing, to: destination)
-        let remoteIndexes = try RemoteSetup.packIndexes(destination)
-        var remoteIndex = ChunkIndex()
-        for (id, index) in remoteIndexes.sorted(by: { $0.key < $1.key }) { remoteIndex.add(pack: id, index: index) }
+        // Remote pack indexes are read through a cache (checked against the checksums the
+        // manifest lists), and only those of packs where this push's chunks may be.
+        let indexCache = remoteIndexCache(for: destination.location)
+        let checksums = RemoteSetup.PackChecksums()
+        try RemoteSetup.uploadLeftovers(in: outgoing, to: destination, cache: indexCache, checksums: checksums)
+        let reader = RemoteReader(remote: destination, cacheDirectory: indexCache)
+        // One this release cannot read is rebuilt from the refs alone, as before.
+        let previousManifest = try? reader.manifest()
         let localIndex = try loadChunkIndex()
 
         // What the remote lacks: versions (a version already there must be the same one) and chunks.
         var present: [String] = []
         var toPush: [(ResolvedVersion, TreeObject, treeBytes: [UInt8], versionBytes: [UInt8])] = []
-        var missing: [ChunkID] = []
-        var missingSet = Set<ChunkID>()
         for r in selected {
             let refPath = RemoteLayout.versionRefPath(r.name, r.version)
             if let bytes = try destination.read(refPath, limit: 4096) {
@@ -89,15 +95,36 @@ extension Store {
             let treeBytes = try readObject(r.object.tree, limit: TreeObject.maxEncodedSize)
             let tree = try TreeObject.decode(treeBytes, source: objectPath(r.object.tree))
             toPush.append((r, tree, treeBytes, try readObject(r.id, limit: VersionObject.maxEncodedSize)))
-            for f in tree.files {
-                // A remote holds a full record of every chunk it lists (Format.md §9).
-                for c in f.chunks where !remoteIndex.containsFull(c.id) && missingSet.insert(c.id).inserted { missing.append(c.id) }
-            }
         }
+        // Which of their chunks the remote holds: searched in the packs of the same models'
+        // versions first (where a new version's unchanged chunks are), one index at a time.
+        // A remote holds a full record of every chunk it lists (Format.md §9).
+        var remaining = Set<ChunkID>()
+        for t in toPush { for f in t.1.files { for c in f.chunks { remaining.insert(c.id) } } }
+        var models = Set(toPush.map { $0.0.name.value })
+        for t in toPush { for d in t.0.object.dependencies { models.insert(d.name) } }
+        var foundIn: [ChunkID: PackID] = [:]
+        var indexesRead = 0
+        let order = RemoteSetup.searchOrder(models: models, manifest: previousManifest, listed: try RemoteSetup.committedPacks(destination),
+                                            wholeSearchLimit: options.wholeSearchLimit)
+        for pack in order where !remaining.isEmpty {
+            indexesRead += 1
+            for e in try reader.packIndex(pack).entries where e.codec != .delta && remaining.remove(e.id) != nil { foundIn[e.id] = pack }
+        }
+        var missing: [ChunkID] = []
+        var missingSet = Set<ChunkID>()
+        for t in toPush {
+            for f in t.1.files { for c in f.chunks where remaining.contains(c.id) && missingSet.insert(c.id).inserted { missing.append(c.id) } }
+        }
+        remaining = []
 
         // Missing chunks, verified, into new packs; each is uploaded pack first, index last.
+        var newPackOf: [ChunkID: PackID] = [:]
         let sink = PackSink(directory: outgoing, rolloverSize: options.packTargetSize) { packs in
-            for p in packs { try RemoteSetup.upload(p.id, from: outgoing, to: destination) }
+            for p in packs {
+                try RemoteSetup.upload(p.id, from: outgoing, to: destination, cache: indexCache, checksums: checksums)
+                for e in p.entries { newPackOf[e.id] = p.id }
+            }
         }
         var copied: UInt64 = 0
         var total: UInt64 = 0
@@ -117,11 +144,20 @@ extension Store {
             options.progress?(copied, total)
         }
         try sink.seal()
+        var versionPacks: [SHA256Digest: [PackID]] = [:]
+        for t in toPush {
+            var packs = Set<PackID>()
+            for f in t.1.files { for c in f.chunks { if let p = foundIn[c.id] ?? newPackOf[c.id] { packs.insert(p) } } }
+            versionPacks[t.0.id] = packs.sorted()
+        }
+        foundIn = [:]
+        newPackOf = [:]
         var deltaLabels: [String] = []
         var deltaBytes: UInt64 = 0
         if options.deltas {
             (deltaLabels, deltaBytes) = try pushDeltaSets(toPush.map { ($0.0, $0.1) }, present: present, options: options,
-                                                          localIndex: localIndex, outgoing: outgoing, to: destination)
+                                                          localIndex: localIndex, outgoing: outgoing, to: destination,
+                                                          cache: indexCache, checksums: checksums)
         }
         CrashPoint.hit("push-before-refs")
 
@@ -158,7 +194,7 @@ extension Store {
             }
             try copyRegistryRecords(of: m, to: destination)
         }
-        let manifest = try RemoteSetup.replaceManifest(destination, knownIndexes: remoteIndexes,
+        let manifest = try RemoteSetup.replaceManifest(destination, reader: reader, known: checksums, versionPacks: versionPacks,
                                                        refresh: Set(selected.map(\.name.value)))
         // The release is signed after the manifest, so it never vouches for versions the remote
         // does not list yet; a device that sees the old release meanwhile just stays where it is.
@@ -186,7 +222,7 @@ extension Store {
         let traffic = destination.traffic.since(trafficBefore)
         return PushResult(versionsPushed: toPush.map { "\($0.0.name)@\($0.0.version)" }, versionsPresent: present,
                           chunksCopied: missing.count, bytesCopied: copied, deltaSets: deltaLabels, deltaBytes: deltaBytes, stagesPushed: stagesPushed,
-                          bytesSent: traffic.bytesSent, requests: traffic.requests, pagesWritten: pages,
+                          bytesSent: traffic.bytesSent, requests: traffic.requests, pagesWritten: pages, packIndexesSearched: indexesRead,
                           seconds: Timestamp.monotonicSeconds() - started, release: release, warnings: warnings)
     }
 
@@ -209,7 +245,8 @@ extension Store {
     /// the full records a delta's bases need. A set this store already has is copied (each
     /// record verified against its base); any other is computed now.
     func pushDeltaSets(_ versions: [(ResolvedVersion, TreeObject)], present: [String], options: PushOptions,
-                       localIndex: ChunkIndex, outgoing: String, to destination: StoreBackend) throws -> ([String], UInt64) {
+                       localIndex: ChunkIndex, outgoing: String, to destination: StoreBackend,
+                       cache: String, checksums: RemoteSetup.PackChecksums) throws -> ([String], UInt64) {
         let extra = try options.deltaFrom.map { try resolve($0) }
         let pushedNow = Set(versions.map(\.0.id))
         var labels: [String] = []
@@ -237,7 +274,10 @@ extension Store {
                 final class Uploaded { var packs: [PackID] = [] }
                 let uploaded = Uploaded()
                 let sink = PackSink(directory: outgoing, rolloverSize: options.packTargetSize) { packs in
-                    for p in packs { try RemoteSetup.upload(p.id, from: outgoing, to: destination); uploaded.packs.append(p.id) }
+                    for p in packs {
+                        try RemoteSetup.upload(p.id, from: outgoing, to: destination, cache: cache, checksums: checksums)
+                        uploaded.packs.append(p.id)
+                    }
                 }
                 if let local = try deltaSet(target: r.id, base: baseID) {
                     for pack in local.packs {
@@ -362,17 +402,30 @@ enum RemoteSetup {
         throw SLMError.conflict("\(backend.location): its config kept changing while being created; push again")
     }
 
+    /// Index checksums of the packs a push uploaded: the manifest lists them without reading
+    /// the indexes back. Reference type: filled from the pack sinks' callbacks.
+    final class PackChecksums { var byPack: [PackID: SHA256Digest] = [:] }
+
     /// Uploads one sealed pack (pack first: its index is what makes it visible), then forgets it.
-    static func upload(_ id: PackID, from directory: String, to backend: StoreBackend) throws {
+    /// Its index goes into the remote's index cache under its checksum, as a pull would cache it.
+    static func upload(_ id: PackID, from directory: String, to backend: StoreBackend, cache: String, checksums: PackChecksums) throws {
         let pack = "\(directory)/\(id.hex).pack", index = "\(directory)/\(id.hex).idx"
+        let indexBytes = try FileSystem.readFile(index, limit: PackIndex.maxEncodedSize)
+        let checksum = try PackIndex.decode(indexBytes, source: index).checksum
         try backend.upload(RemoteLayout.packPath(id), fromFile: pack)
         try backend.upload(RemoteLayout.packIndexPath(id), fromFile: index)
+        if let checksum {
+            checksums.byPack[id] = checksum
+            // Only a cache: a failed write costs a download later.
+            try? FileSystem.makeDirectories(cache)
+            try? FileSystem.writeAtomically(indexBytes, to: "\(cache)/\(id.hex)-\(checksum.hex.prefix(16)).idx")
+        }
         for path in [pack, index, pack + ".upload.json", index + ".upload.json"] { FileSystem.remove(path) }
     }
 
     /// Packs a killed push sealed but did not finish uploading. A pack whose index is missing or
     /// does not describe it was never sealed: it is dropped (its chunks are still local).
-    static func uploadLeftovers(in directory: String, to backend: StoreBackend) throws {
+    static func uploadLeftovers(in directory: String, to backend: StoreBackend, cache: String, checksums: PackChecksums) throws {
         for name in try FileSystem.listDirectory(directory) where name.hasSuffix(".pack") {
             guard let id = PackID(hex: String(name.dropLast(5))) else { continue }
             let pack = "\(directory)/\(name)", index = "\(directory)/\(id.hex).idx"
@@ -384,31 +437,44 @@ enum RemoteSetup {
                 sealed = false
             }
             if sealed {
-                try upload(id, from: directory, to: backend)
+                try upload(id, from: directory, to: backend, cache: cache, checksums: checksums)
             } else {
                 for path in [pack, index, pack + ".upload.json", index + ".upload.json"] { FileSystem.remove(path) }
             }
         }
     }
 
-    /// Every committed pack's index on the remote, verified.
-    static func packIndexes(_ backend: StoreBackend, reuse known: [PackID: PackIndex] = [:]) throws -> [PackID: PackIndex] {
-        var out: [PackID: PackIndex] = [:]
-        for path in try backend.list("packs", recursive: false) where path.hasSuffix(".idx") {
-            let name = FileSystem.basename(path)
-            guard let id = PackID(hex: String(name.dropLast(4))) else { continue }
-            if let k = known[id] { out[id] = k; continue }
-            guard let bytes = try backend.read(path, limit: PackIndex.maxEncodedSize) else { continue }
-            out[id] = try PackIndex.decode(bytes, source: "\(backend.location)/\(path)")
-        }
-        return out
+    /// The remote's committed packs: those whose index is uploaded (a pack's index goes last).
+    static func committedPacks(_ backend: StoreBackend) throws -> [PackID] {
+        try backend.list("packs", recursive: false).compactMap { path in
+            path.hasSuffix(".idx") ? PackID(hex: String(FileSystem.basename(path).dropLast(4))) : nil
+        }.sorted()
+    }
+
+    /// A remote with more packs than this is searched only in the packs its manifest lists for
+    /// the models concerned; a smaller one is searched whole, which costs little.
+    static let wholeSearchLimit = 256
+
+    /// The packs a push searches for chunks the remote may already hold: those the manifest lists
+    /// for versions of `models` (a new version's unchanged chunks, a dependency's), then, on a
+    /// remote of at most `wholeSearchLimit` packs or one without a readable manifest, every
+    /// other. A chunk held only elsewhere on a large remote is uploaded again: a duplicate
+    /// record, never a missing one.
+    static func searchOrder(models: Set<String>, manifest: Manifest?, listed: [PackID], wholeSearchLimit: Int = wholeSearchLimit) -> [PackID] {
+        let committed = Set(listed)
+        var related = Set<PackID>()
+        for m in models { for v in manifest?.models[m]?.versions ?? [] { related.formUnion(v.packs) } }
+        related.formIntersection(committed)
+        guard manifest == nil || committed.count <= wholeSearchLimit else { return related.sorted() }
+        return related.sorted() + committed.subtracting(related).sorted()
     }
 
     /// Rebuilds manifest.json from the remote's refs and replaces it only if nobody else did
     /// meanwhile; on a conflict the rebuild sees the other publisher's refs too.
     @discardableResult
-    static func replaceManifest(_ backend: StoreBackend, knownIndexes: [PackID: PackIndex], refresh: Set<String> = []) throws -> Manifest {
-        var known = knownIndexes
+    static func replaceManifest(_ backend: StoreBackend, reader: RemoteReader, known: PackChecksums,
+                                versionPacks: [SHA256Digest: [PackID]] = [:], refresh: Set<String> = [],
+                                sizeLimit: Int = Manifest.maxEncodedSize) throws -> Manifest {
         for _ in 0..<20 {
             let expected: String?
             var previous: Manifest? = nil
@@ -421,9 +487,26 @@ enum RemoteSetup {
                 previous = try? Manifest.decode(bytes, source: "\(backend.location)/manifest.json")
             case .unchanged: continue
             }
-            known = try packIndexes(backend, reuse: known)
-            let manifest = try ManifestBuilder.build(from: backend, indexes: known, previous: previous, refresh: refresh)
-            if try backend.write(RemoteLayout.manifest, bytes: manifest.encoded(), ifMatching: expected) { return manifest }
+            // Checksums of committed packs: uploaded now, listed by the manifest being replaced,
+            // or (a concurrent publisher's pack) read from its index.
+            var packs: [PackID: SHA256Digest] = [:]
+            for id in try committedPacks(backend) {
+                if let c = known.byPack[id] ?? previous?.packIndexChecksums[id] {
+                    packs[id] = c
+                } else if let c = try reader.packIndex(id).checksum {
+                    packs[id] = c
+                    known.byPack[id] = c
+                }
+            }
+            let manifest = try ManifestBuilder.build(from: backend, packs: packs, index: reader.packIndex, versionPacks: versionPacks,
+                                                     previous: previous, refresh: refresh)
+            let bytes = manifest.encoded()
+            // Readers refuse a larger one: better no new listing than one no device can read.
+            guard bytes.count <= sizeLimit else {
+                let versions = manifest.models.values.reduce(0) { $0 + $1.versions.count }
+                throw SLMError.failed("\(backend.location)/manifest.json would be \(bytes.count) bytes (\(versions) versions), more than the \(sizeLimit) a reader accepts; the versions pushed are stored but not listed")
+            }
+            if try backend.write(RemoteLayout.manifest, bytes: bytes, ifMatching: expected) { return manifest }
         }
         throw SLMError.conflict("\(backend.location)/manifest.json kept changing while being replaced; push again")
     }
