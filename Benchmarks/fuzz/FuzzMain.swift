@@ -58,6 +58,26 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         let path = "\(NSTemporaryDirectory())/slmstore-fuzz-\(getpid()).gguf"
         FileManager.default.createFile(atPath: path, contents: Data(bytes))
         _ = try? GGUF.read(path: path)
+    case "multi-pack-index":
+        // Read with pread from a file, as a store opens it: one scratch file, opened, then
+        // searched (through a chunk index, as every command does) for the ids its entries name
+        // and for ids outside them.
+        let path = "\(NSTemporaryDirectory())/slmstore-fuzz-\(getpid()).midx"
+        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        guard let midx = try? MultiPackIndex.open(path) else { return 0 }
+        var index = ChunkIndex()
+        index.attach(midx, present: Set(midx.packs))
+        var probes = [ChunkID(high: 0, low: 0), ChunkID(high: .max, low: .max), ChunkID(high: 1 << 63, low: 7)]
+        let entries = MultiPackFormat.headerSize + midx.packs.count * (MultiPackFormat.packIDSize + 8)
+        for i in 0..<min(midx.entryCount, 8) {
+            let at = entries + i * MultiPackFormat.entrySize
+            probes.append(ChunkID(high: bytes.readLE(UInt64.self, at: at).byteSwapped, low: bytes.readLE(UInt64.self, at: at + 8).byteSwapped))
+        }
+        for id in probes {
+            _ = index.location(of: id)
+            _ = index.fullLocation(of: id)
+            _ = index.deltaLocations(of: id)
+        }
     case "release":
         // Signed release metadata as a remote serves it: parsed, signatures checked, and used to
         // filter a manifest, as a device with --trust does.
