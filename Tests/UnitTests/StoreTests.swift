@@ -248,6 +248,30 @@ final class StoreTests: XCTestCase {
         }
     }
 
+    /// A version's chunk list and added set cost memory too: a version of many chunks gets
+    /// buffers sized for the budget less that, never a higher peak; a small one barely changes.
+    func testAVersionOfManyChunksGetsBuffersSizedForWhatItsChunksLeave() {
+        let d = PullOptions()
+        var small = d
+        small.fitBudget(toChunks: 1_000)
+        XCTAssertGreaterThan(small.maxRangeBytes, d.maxRangeBytes / 100 * 98)
+        XCTAssertGreaterThan(small.checkoutBatchBytes, d.checkoutBatchBytes / 100 * 98)
+        var large = d
+        large.fitBudget(toChunks: 200_000)
+        var reduced = PullOptions()
+        reduced.applyMemoryBudget(d.memoryBudget - 200_000 * PullOptions.bytesPerChunk)
+        XCTAssertLessThan(large.maxRangeBytes, d.maxRangeBytes)
+        XCTAssertLessThanOrEqual(UInt64(large.parallelRequests) * large.maxRangeBytes,
+                                 max(UInt64(reduced.parallelRequests) * reduced.maxRangeBytes, UInt64(large.parallelRequests) << 20))
+        XCTAssertLessThanOrEqual(large.checkoutBatchBytes, reduced.checkoutBatchBytes)
+        XCTAssertEqual(large.memoryBudget, d.memoryBudget, "the budget asked for stays what it was")
+        var explicit = d
+        explicit.parallelRequests = 8
+        explicit.fitBudget(toChunks: 200_000)
+        XCTAssertEqual(explicit.parallelRequests, 8, "an explicit --parallel stands")
+        XCTAssertGreaterThanOrEqual(explicit.maxRangeBytes, 1 << 20)
+    }
+
     func testALargerMemoryBudgetNeverBuysLessParallelismOrSmallerBuffers() {
         var last = PullOptions()
         last.applyMemoryBudget(0)

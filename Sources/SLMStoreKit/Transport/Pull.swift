@@ -58,7 +58,30 @@ public struct PullOptions: Sendable {
     /// 20 MiB for the static build, 25 MiB linked against the toolchain.
     static let processBaseline: UInt64 = 24 << 20
 
+    /// The peak this pull is sized for (`applyMemoryBudget`).
+    public private(set) var memoryBudget: UInt64 = 0
+    /// What a pull holds for each chunk of the version besides its buffers: the decoded chunk
+    /// list, the set of chunks it adds and the allocator's slack around them (about 115 bytes
+    /// measured by `Benchmarks/run --footprint`).
+    static let bytesPerChunk: UInt64 = 128
+
     public init() { applyMemoryBudget(Self.defaultMemoryBudget) }
+
+    /// Shrinks the transfer and install buffers by what a version of `chunks` chunks costs on
+    /// its own, so a model with many chunks gets smaller buffers rather than a higher peak. It
+    /// never enlarges anything, so explicit settings (`--parallel`) stand: the bytes in flight
+    /// are what the smaller budget allows, spread over the requests there are.
+    mutating func fitBudget(toChunks chunks: Int) {
+        let metadata = UInt64(chunks) * Self.bytesPerChunk
+        var fitted = self
+        fitted.applyMemoryBudget(memoryBudget > metadata ? memoryBudget - metadata : 0)
+        let inFlight = UInt64(fitted.parallelRequests) * fitted.maxRangeBytes
+        maxRangeBytes = min(maxRangeBytes, max(1 << 20, inFlight / UInt64(max(1, parallelRequests))))
+        gapLimit = min(gapLimit, maxRangeBytes / 8)
+        verifiedBatchBytes = min(verifiedBatchBytes, fitted.verifiedBatchBytes)
+        writeBatchBytes = min(writeBatchBytes, fitted.writeBatchBytes)
+        checkoutBatchBytes = min(checkoutBatchBytes, fitted.checkoutBatchBytes)
+    }
 
     /// Sizes every buffer so the process peaks near `bytes` (resident memory, the process
     /// included). What is left after `processBaseline` pays for: the install's two decode
@@ -67,6 +90,7 @@ public struct PullOptions: Sendable {
     /// times as much again as margin: a body can arrive while the last one is being taken
     /// over, and the allocator keeps what threads free. Fetching and installing never overlap.
     public mutating func applyMemoryBudget(_ bytes: UInt64) {
+        memoryBudget = max(bytes, Self.smallestMemoryBudget)
         let usable = max(bytes, Self.smallestMemoryBudget) - Self.processBaseline
         func clamp(_ v: UInt64, _ lo: UInt64, _ hi: UInt64) -> UInt64 { max(lo, min(hi, v)) }
         parallelRequests = usable >= 32 << 20 ? 4 : (usable >= 16 << 20 ? 2 : 1)
@@ -182,6 +206,7 @@ extension Store {
     }
 
     public func pull(from remote: StoreBackend, ref: VersionRef, options: PullOptions = PullOptions()) throws -> PullResult {
+        var options = options
         let started = Timestamp.monotonicSeconds()
         let trafficBefore = remote.traffic
         let gate = releaseGate(for: remote.location, trusted: options.trustedKeys, installDirectory: options.installDirectory)
@@ -192,6 +217,7 @@ extension Store {
 
         // 1. Resolve: the version and its dependencies, objects fetched and verified.
         var targets = try pullTargets(ref, reader: reader, includeDependencies: options.includeDependencies)
+        options.fitBudget(toChunks: targets.reduce(0) { n, t in t.tree.files.reduce(n) { $0 + $1.chunks.count } })
         var target = targets[0]
         let totalSize = targets.reduce(UInt64(0)) { sum, t in t.tree.files.reduce(sum) { $0 + $1.size } }
         if options.maxInstallSize > 0 && totalSize > options.maxInstallSize {
