@@ -965,15 +965,15 @@ def measure_footprint(args, slm, bench, baseline):
 
 def measure_chunk_counts(args, slm, bench, binaries, work):
     """`pull --to` peak memory against the number of chunks, model size held at 1 GiB: the
-    publisher cuts smaller chunks (16 and 4 KiB on average instead of 64), which gives the model
-    the chunk count of one 4 and 16 times larger. What grows with the chunk count is what grows
+    publisher cuts smaller chunks (16, 4 and 2 KiB on average instead of 64), which gives the
+    model the chunk count of one 4, 16 and 32 times larger. What grows with the chunk count is what grows
     with the model."""
     size = 1 << 30
     data_dir = os.path.join(CACHE, f"data-{size}")
     subprocess.run([bench, "gen", data_dir, str(size)], check=True, capture_output=True, text=True)
     model = os.path.join(data_dir, "v1", "model.safetensors")
     rows = []
-    for avg in (16384, 4096):
+    for avg in (16384, 4096, 2048):
         publisher, remote = fresh(os.path.join(work, "pub")), fresh(os.path.join(work, "remote"))
         run([slm, "init", publisher])
         config = os.path.join(publisher, "config")
@@ -1032,7 +1032,7 @@ def footprint_table(rows, runs, quick):
                 lines.append(f"{size >> 20} MiB: {tool} pulls at {ratio:.2f}× the speed of {base[0]}.")
     if counts:
         lines += ["", "Peak RSS of `pull --to` against the chunk count: the same 1 GiB model cut by the publisher into smaller "
-                  "chunks, so it has the chunk count of a model 4 and 16 times larger (at the default 64 KiB average).", "",
+                  "chunks, so it has the chunk count of a model 4, 16 and 32 times larger (at the default 64 KiB average).", "",
                   "| chunks (average size) | as many as a model of | tool | pull --to | peak RSS |", "|---|---|---|---|---|"]
         for r in counts:
             lines.append(f"| {r['chunks']:,} ({r['avg_chunk'] >> 10} KiB) | {(65536 // r['avg_chunk'])} GiB | {r['tool']} | "

@@ -142,6 +142,42 @@ final class HostileRemoteTests: XCTestCase {
         XCTAssertEqual(try TestSupport.json(again)["chunks_fetched"]?.uint64Value, UInt64(tree.files[0].chunks.count))
     }
 
+    /// Only what the failed pull brought is dropped: chunks the device held before (here its own
+    /// version of the same weights' first half) stay, and that version still checks out.
+    func testAFailedInstallDropsOnlyTheChunksThePullBrought() throws {
+        let bytes = weights(1)
+        add("m@1.0.0", bytes: bytes)
+        push()
+        let store = try Store.open(at: remote)
+        var files = try store.readTree(try store.resolve("m@1.0.0").object.tree).files
+        files[0].sha256 = SHA256Hasher.hash(Array("something else".utf8))
+        let tree = TreeObject(files: files)
+        let v = VersionObject(name: "m", version: try SemVer("1.1.0"), tree: try store.writeObject(tree.encoded()), parent: nil,
+                              created: Timestamp.now(), addedBy: "x", tool: "x")
+        try store.writeRef(at: store.versionRefPath(try ModelName("m"), v.version), id: try store.writeObject(v.encoded()))
+        let edge = dir + "/edge"
+        // The same tensor, its second half changed: the first half's chunks are shared.
+        let values = TestSupport.bf16Like(200_000, seed: 1)
+        let mine = TestSupport.safetensors([("w", "BF16", [100_000], Array(values[..<100_000]) + TestSupport.bf16Like(100_000, seed: 9))])
+        XCTAssertEqual(bytes, TestSupport.safetensors([("w", "BF16", [100_000], values)]))
+        TestSupport.write(mine, to: dir + "/own/model.safetensors")
+        XCTAssertEqual(TestSupport.cli(["add", "own@1.0.0", dir + "/own"], store: edge).status, 0)
+        let own = try Store.open(at: edge).readTree(try Store.open(at: edge).resolve("own@1.0.0").object.tree).files[0].chunks.map(\.id)
+        let shared = Set(own).intersection(tree.files[0].chunks.map(\.id))
+        XCTAssertGreaterThan(shared.count, 0, "the device holds part of the version before the pull")
+        XCTAssertLessThan(shared.count, Set(tree.files[0].chunks.map(\.id)).count)
+
+        let r = TestSupport.cli(["pull", remote, "m@1.1.0", "--to", dir + "/dev"], store: edge)
+        XCTAssertEqual(r.status, 5, r.stderr)
+        let index = try Store.open(at: edge).loadChunkIndex()
+        XCTAssertTrue(own.allSatisfy(index.contains), "the device's own chunks stay")
+        XCTAssertFalse(tree.files[0].chunks.contains { !shared.contains($0.id) && index.contains($0.id) }, "the pulled ones are gone")
+        XCTAssertEqual(TestSupport.cli(["verify"], store: edge).status, 0)
+        let out = TestSupport.cli(["checkout", "own@1.0.0", dir + "/out"], store: edge)
+        XCTAssertEqual(out.status, 0, out.stderr)
+        XCTAssertEqual(TestSupport.read(dir + "/out/model.safetensors"), mine)
+    }
+
     /// The same with a multi-pack index: the pull writes one (16 packs are outside it) before it
     /// installs, so dropping the chunks must write it again, or they would still be found there.
     func testChunksDroppedAfterACollisionLeaveTheMultiPackIndexToo() throws {

@@ -53,12 +53,15 @@ final class PullPlanTests: XCTestCase {
             packB: PackIndex(packSize: 1000, entries: [PackIndexEntry(id: chunk(2), offset: 16, storedLength: 10, rawLength: 100, codec: .raw)]),
         ]
         var read: [PackID] = []
-        let found = try PullPlan.locate([chunk(1)], rawLengths: [chunk(1): 100], order: [packA, packB], location: "r") {
-            read.append($0)
-            return indexes[$0]!
-        }
+        let found = try PullPlan.locate([chunk(1)], rawLengths: [chunk(1): 100], order: [packA, packB], location: "r",
+                                        entries: entries { read.append($0); return indexes[$0]! })
         XCTAssertEqual(found.map(\.pack), [packA])
         XCTAssertEqual(read, [packA], "packB's index is never fetched")
+    }
+
+    /// Index entries as planning reads them, from whole indexes.
+    func entries(_ index: @escaping (PackID) -> PackIndex) -> PullPlan.IndexEntries {
+        { pack, body in for e in index(pack).entries { try body(e) } }
     }
 
     func target(_ files: [[UInt8]]) throws -> PullTarget {
@@ -92,18 +95,18 @@ final class PullPlanTests: XCTestCase {
     }
 
     func testAChunkInNoListedPackIsARemoteError() {
-        XCTAssertThrowsError(try PullPlan.locate([chunk(9)], rawLengths: [chunk(9): 100], order: [packA], location: "r") { _ in
+        XCTAssertThrowsError(try PullPlan.locate([chunk(9)], rawLengths: [chunk(9): 100], order: [packA], location: "r", entries: entries { _ in
             PackIndex(packSize: 100, entries: [])
-        }) { error in
+        })) { error in
             guard case SLMError.remote(_, let problem) = error else { return XCTFail("\(error)") }
             XCTAssertTrue(problem.contains("in no pack"), problem)
         }
     }
 
     func testAnIndexEntryDisagreeingWithTheTreeIsRefused() {
-        XCTAssertThrowsError(try PullPlan.locate([chunk(1)], rawLengths: [chunk(1): 99], order: [packA], location: "r") { _ in
+        XCTAssertThrowsError(try PullPlan.locate([chunk(1)], rawLengths: [chunk(1): 99], order: [packA], location: "r", entries: entries { _ in
             PackIndex(packSize: 1000, entries: [PackIndexEntry(id: self.chunk(1), offset: 16, storedLength: 10, rawLength: 100, codec: .raw)])
-        }) { error in
+        })) { error in
             guard case SLMError.remote = error else { return XCTFail("\(error)") }
         }
     }

@@ -195,7 +195,8 @@ final class StoreTests: XCTestCase {
         let device = try Store.create(at: dir + "/device")
         let found = try device.ingestSeeds([seed], wanted: wanted, existing: ChunkIndex(), chunker: store.config.chunker,
                                            blockSize: 1 << 20, writeBatchBytes: 512 << 10, log: nil)
-        XCTAssertEqual(found, wanted.count)
+        XCTAssertEqual(found.chunks, wanted.count)
+        XCTAssertEqual(Set(found.packs), Set(try device.packIDs()), "the packs the seeds went to are reported")
     }
 
     /// A pull plans a window of chunks at a time so its plan does not grow with the model: in
@@ -219,7 +220,7 @@ final class StoreTests: XCTestCase {
         XCTAssertGreaterThan(windows, 5)
         XCTAssertEqual(small.chunksFetched, whole.chunksFetched)
         XCTAssertEqual(small.chunkBytes, whole.chunkBytes)
-        XCTAssertEqual(small.addedChunks.count, whole.chunksFetched)
+        XCTAssertEqual(Set(try device.packIDs()), small.addedPacks, "every pack the pull wrote, and only those")
         XCTAssertLessThanOrEqual(small.requests, whole.requests + windows)
         XCTAssertTrue(try device.verify().ok)
         for (name, bytes) in files { XCTAssertEqual(TestSupport.read(dir + "/install-4/current/" + name), bytes, name) }

@@ -128,6 +128,13 @@ public struct PackIndex: Sendable {
         self.entries = entries.sorted { $0.id < $1.id }
     }
 
+    /// For entries already checked to be in id order: no sorted copy (an index of small chunks
+    /// holds a hundred thousand entries, read once per planning window).
+    private init(packSize: UInt64, sortedEntries: [PackIndexEntry]) {
+        self.packSize = packSize
+        entries = sortedEntries
+    }
+
     public func encoded() -> [UInt8] {
         var w = ByteWriter(capacity: PackFormat.indexHeaderSize + entries.count * PackFormat.indexEntrySize + 32)
         w.raw(PackFormat.indexMagic)
@@ -180,9 +187,89 @@ public struct PackIndex: Sendable {
             entries.append(entry)
             at += PackFormat.indexEntrySize
         }
-        var index = PackIndex(packSize: packSize, entries: entries)
+        var index = PackIndex(packSize: packSize, sortedEntries: entries)
         index.checksum = checksum
         return index
+    }
+}
+
+/// Reads one pack index entry by entry through an 8 KiB buffer, checking it as it goes.
+final class PackIndexCursor {
+    let path: String
+    let packNumber: Int
+    let count: Int
+    let packSize: UInt64
+    private(set) var current = PackIndexEntry(id: ChunkID(high: 0, low: 0), offset: 0, storedLength: 0, rawLength: 0, codec: .raw)
+    private let file: FileDescriptor
+    private let hasher = SHA256Hasher()
+    private var buffer: [UInt8] = []
+    private var bufferAt = 0
+    private var nextEntry = 0
+    private var fileOffset = UInt64(PackFormat.indexHeaderSize)
+    private let bufferEntries: Int
+
+    /// The trailer, once `advance` has returned false (and checked it).
+    private(set) var checksum: SHA256Digest?
+
+    /// `bufferBytes`: 8 KiB by default, since a multi-pack index write opens one per pack.
+    init(path: String, packNumber: Int = 0, bufferBytes: Int = 8192) throws {
+        bufferEntries = max(1, bufferBytes / PackFormat.indexEntrySize)
+        self.path = path
+        self.packNumber = packNumber
+        file = try FileDescriptor.openForReading(path)
+        let header = try file.pread(count: PackFormat.indexHeaderSize, at: 0)
+        func bad(_ p: String) -> SLMError { .damaged(path: path, problem: "pack index: \(p)") }
+        guard Array(header[0..<8]) == PackFormat.indexMagic else { throw bad("bad magic") }
+        guard header.readLE(UInt32.self, at: 8) == PackFormat.version else { throw bad("format version is not supported") }
+        count = Int(header.readLE(UInt32.self, at: 12))
+        packSize = header.readLE(UInt64.self, at: 16)
+        let size = try file.size()
+        guard size == UInt64(PackFormat.indexHeaderSize + count * PackFormat.indexEntrySize + 32) else {
+            throw bad("size \(size) does not match \(count) entries")
+        }
+        hasher.update(header)
+    }
+
+    /// Moves to the next entry; false (after checking the checksum) when there is none.
+    func advance() throws -> Bool {
+        func bad(_ p: String) -> SLMError { .damaged(path: path, problem: "pack index: \(p)") }
+        if checksum != nil { return false }
+        if nextEntry == count {
+            let trailer = try file.pread(count: 32, at: fileOffset)
+            guard hasher.finish().bytes == trailer else { throw bad("checksum mismatch") }
+            checksum = SHA256Digest(bytes: trailer)
+            return false
+        }
+        if bufferAt == buffer.count {
+            let n = min(bufferEntries, count - nextEntry) * PackFormat.indexEntrySize
+            buffer = try file.pread(count: n, at: fileOffset)
+            hasher.update(buffer)
+            fileOffset += UInt64(n)
+            bufferAt = 0
+        }
+        let b = buffer, at = bufferAt
+        let id = ChunkID(canonical: b[at..<at + 16])!
+        let offset = b.readLE(UInt64.self, at: at + 16)
+        let stored = b.readLE(UInt32.self, at: at + 24)
+        let raw = b.readLE(UInt32.self, at: at + 28)
+        let entry: PackIndexEntry
+        switch PackIndexEntry.checked(id: id, offset: offset, storedLength: stored, rawLength: raw, codecByte: b[at + 32], packSize: packSize) {
+        case let .success(e): entry = e
+        case let .failure(p): throw bad(p.message)
+        }
+        if nextEntry > 0 && !(current.id < id) { throw bad("entries not sorted and unique at \(id)") }
+        current = entry
+        bufferAt += PackFormat.indexEntrySize
+        nextEntry += 1
+        return true
+    }
+
+    /// Checks a whole index file (structure, order, entries, trailer) entry by entry, without
+    /// holding it: its checksum.
+    static func check(_ path: String, bufferBytes: Int = 8192) throws -> SHA256Digest {
+        let cursor = try PackIndexCursor(path: path, bufferBytes: bufferBytes)
+        while try cursor.advance() {}
+        return cursor.checksum!
     }
 }
 

@@ -394,8 +394,8 @@ public final class SyncDaemon {
                                            batchBytes: checkoutBatchBytes)
             } catch let SLMError.fileMismatch(path, problem, chunks) {
                 try? PendingCheck.clear(dir)
-                if let added = pulled?.addedChunks {
-                    try store.quarantine(chunks.filter(added.contains),
+                if let added = pulled?.addedPacks {
+                    try store.quarantine(chunks, from: added,
                                          versions: [ResolvedVersion(name: name, version: target, id: targetID, object: try store.readVersion(targetID))])
                 }
                 throw SLMError.fileMismatch(path: path, problem: problem + "; its chunks were dropped from the device store", chunks: chunks)

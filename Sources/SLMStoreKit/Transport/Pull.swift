@@ -61,8 +61,9 @@ public struct PullOptions: Sendable {
     /// The peak this pull is sized for (`applyMemoryBudget`).
     public private(set) var memoryBudget: UInt64 = 0
     /// What a pull holds for each chunk of the version besides its buffers: the decoded chunk
-    /// list, the set of chunks it adds and the allocator's slack around them (about 115 bytes
-    /// measured by `Benchmarks/run --footprint`).
+    /// list (24 bytes), the set of missing chunks (16, until the fetch ends) and the allocator's
+    /// slack around them and around a long fetch's many small records (`PullFootprintTests`
+    /// measures about 115 bytes in all).
     static let bytesPerChunk: UInt64 = 128
 
     public init() { applyMemoryBudget(Self.defaultMemoryBudget) }
@@ -125,8 +126,9 @@ public struct PullResult: Sendable {
     public var installedNew: Bool
     /// Every version brought into the store (the target and its dependencies).
     public var versions: [String]
-    /// Chunks this pull added to the store: what `quarantine` may drop if an install fails.
-    public var addedChunks = ChunkIDSet()
+    /// Packs this pull wrote: what `quarantine` may drop entries from if an install fails (the
+    /// chunks it added are there, and nowhere the user's own chunks are).
+    public var addedPacks: Set<PackID> = []
 }
 
 extension Store {
@@ -246,16 +248,21 @@ extension Store {
         }
         target = targets[0]  // its copy held the bytes too
         var index = try loadChunkIndex()
-        // Only what this pull adds may be dropped again: chunks the store held before are the user's.
-        let added = PullPlan.missingChunks(targets, have: index.contains)
+        // Only what this pull adds may be dropped again (chunks the store held before are the
+        // user's): the packs it writes are kept for that, so the set of missing chunks is gone
+        // before the install, which holds its own buffers.
+        var addedPacks = Set<PackID>()
+        var missing = PullPlan.missingChunks(targets, have: index.contains)
 
         // 2. Seeds: files already on disk (explicit, or the installed current version).
         var seeds = options.seeds
         if let dir = options.installDirectory, FileSystem.isDirectory(dir + "/current") { seeds.append(dir + "/current") }
         var fromSeeds = 0
-        if !added.isEmpty && !seeds.isEmpty {
-            fromSeeds = try ingestSeeds(seeds, wanted: added, existing: index, chunker: remoteConfig.chunker,
+        if !missing.isEmpty && !seeds.isEmpty {
+            let found = try ingestSeeds(seeds, wanted: missing, existing: index, chunker: remoteConfig.chunker,
                                         blockSize: options.checkoutBatchBytes, writeBatchBytes: options.writeBatchBytes, log: options.log)
+            fromSeeds = found.chunks
+            addedPacks.formUnion(found.packs)
             index = try loadChunkIndex()
         }
 
@@ -265,7 +272,7 @@ extension Store {
         var manifest: Manifest? = nil
         var deltaPacks: [PackID] = []
         func planWindows(_ body: (_ plans: [RangePlan], _ bytes: UInt64, _ chunks: Int) throws -> Void) throws {
-            guard !added.isEmpty else { return }
+            guard !missing.isEmpty else { return }
             if manifest == nil {
                 manifest = try reader.manifest()
                 if options.useDeltas { deltaPacks = try usableDeltaPacks(targets, manifest: manifest!, index: index) }
@@ -274,12 +281,12 @@ extension Store {
             // A window's chunks mostly follow the last one's in the same pack: its search starts
             // there (and wraps around), so each window reads about one pack index, not all before it.
             var start = 0
-            try PullPlan.windows(targets, missing: added, stillNeeded: { !index.contains($0) }, size: options.planWindowChunks) { ids, rawLengths in
+            try PullPlan.windows(targets, missing: missing, stillNeeded: { !index.contains($0) }, size: options.planWindowChunks) { ids, rawLengths in
                 var located = try PullPlan.locate(ids, rawLengths: rawLengths, order: Array(order[start...] + order[..<start]),
-                                                  location: remote.location, index: reader.packIndex)
+                                                  location: remote.location, entries: reader.forEachIndexEntry)
                 if let last = located.last?.pack, let i = order.firstIndex(of: last) { start = i }
                 located = try PullPlan.preferDeltas(located, deltaPacks: deltaPacks, rawLengths: rawLengths, location: remote.location,
-                                                    index: reader.packIndex)
+                                                    entries: reader.forEachIndexEntry)
                 try body(PullPlan.ranges(located, gapLimit: options.gapLimit, maxRange: options.maxRangeBytes),
                          located.reduce(UInt64(0)) { $0 + PackFormat.recordSize($1.entry.storedLength) }, located.count)
             }
@@ -300,6 +307,7 @@ extension Store {
         try fetcher.run(parallel: options.parallelRequests) { fetch in
             try planWindows { plans, _, _ in try fetch(plans) }
         }
+        missing = ChunkIDSet()
         // Checked against a fresh view: the fetched packs are in it now, through the multi-pack
         // index when they hold many records (read into memory they would cost more than the
         // fetch did).
@@ -341,7 +349,7 @@ extension Store {
             } catch let SLMError.fileMismatch(path, problem, chunks) {
                 dataLock?.unlock()
                 dataLock = nil
-                try quarantine(chunks.filter(added.contains), versions: newVersions.map { ResolvedVersion(name: $0.name, version: $0.version, id: $0.id, object: $0.object) })
+                try quarantine(chunks, from: addedPacks.union(fetcher.writtenPacks), versions: newVersions.map { ResolvedVersion(name: $0.name, version: $0.version, id: $0.id, object: $0.object) })
                 throw SLMError.fileMismatch(path: path, problem: problem + "; its chunks were dropped from the store and \(target.label) removed", chunks: chunks)
             }
             installed = install.path(of: target.version.description)
@@ -352,19 +360,20 @@ extension Store {
                           rangeBytes: fetcher.rangeBytes, metadataBytes: reader.metadataBytes,
                           chunksFromSeeds: fromSeeds, chunksFromDeltas: fetcher.deltaChunks, seconds: Timestamp.monotonicSeconds() - started,
                           installedPath: installed, installedNew: installedNew,
-                          versions: targets.map(\.label), addedChunks: added)
+                          versions: targets.map(\.label), addedPacks: addedPacks.union(fetcher.writtenPacks))
     }
 
     /// After a file failed its SHA-256 although every chunk passed its XXH3: a chunk id collides,
-    /// most likely planted by a remote. The file's chunks leave the store (their index entries are
-    /// dropped; gc reclaims the bytes) so no later version can be built from them, and `versions`
-    /// (brought by the failed pull, newest first) are removed again.
-    public func quarantine(_ chunks: [ChunkID], versions: [ResolvedVersion]) throws {
+    /// most likely planted by a remote. The file's chunks leave `packs` (the packs the failed pull
+    /// wrote: their index entries are dropped, gc reclaims the bytes) so no later version can be
+    /// built from them, and `versions` (brought by that pull, newest first) are removed again.
+    /// Entries in other packs stay: those chunks were the user's before the pull.
+    public func quarantine(_ chunks: [ChunkID], from packs: Set<PackID>, versions: [ResolvedVersion]) throws {
         do {
             let lock = try dataLock(.exclusive)
             defer { lock.unlock() }
             let drop = Set(chunks)
-            for pack in try packIDs() {
+            for pack in try packIDs() where packs.contains(pack) {
                 let index = try readPackIndex(pack)
                 let keep = index.entries.filter { !drop.contains($0.id) }
                 if keep.count < index.entries.count {
@@ -403,7 +412,7 @@ extension Store {
     /// A seed file that cannot be read is skipped (it is only a shortcut), with the reason logged.
     /// Files are read in blocks of `blockSize` (the install batch size: the same memory).
     func ingestSeeds(_ seeds: [String], wanted: ChunkIDSet, existing: ChunkIndex, chunker: ChunkerParameters,
-                     blockSize: Int, writeBatchBytes: Int, log: (@Sendable (String) -> Void)?) throws -> Int {
+                     blockSize: Int, writeBatchBytes: Int, log: (@Sendable (String) -> Void)?) throws -> (chunks: Int, packs: [PackID]) {
         let work = try makeWorkingDirectory("seed")
         defer { work.remove() }
         let ingester = ChunkIngester(store: self, existing: existing, directory: work.path, packTargetSize: 256 << 20,
@@ -420,9 +429,10 @@ extension Store {
                 }
             }
         }
-        try commitPacks(try ingester.finish().full)
+        let packs = try ingester.finish().full
+        try commitPacks(packs)
         if ingester.newChunks > 0 { log?("reused \(ingester.newChunks) chunks from files on disk") }
-        return ingester.newChunks
+        return (ingester.newChunks, packs.map(\.id))
     }
 }
 
@@ -449,6 +459,9 @@ final class ChunkFetcher: @unchecked Sendable {
     private var next = 0
     private var failure: Error?
     private var sink: PackSink!
+    private let written = PackList()
+    /// Packs committed to the store so far.
+    var writtenPacks: Set<PackID> { written.ids }
     private let work: WorkingDirectory
     private var done: UInt64 = 0
     private(set) var rangeBytes: UInt64 = 0
@@ -468,7 +481,12 @@ final class ChunkFetcher: @unchecked Sendable {
         self.progressTotal = progressTotal
         self.progress = progress
         work = try store.makeWorkingDirectory("pull")
-        sink = store.packSink(in: work.path, rolloverSize: commitEvery, writeBatchBytes: writeBatchBytes) { CrashPoint.hit("pull-after-commit") }
+        sink = PackSink(directory: work.path, rolloverSize: commitEvery, writeBatchBytes: writeBatchBytes) {
+            [store, written] packs in
+            try store.commitPacks(packs)
+            written.add(packs.map(\.id))
+            CrashPoint.hit("pull-after-commit")
+        }
     }
 
     /// Fetches every batch of plans `source` hands over, then commits what is left in the pack
@@ -619,4 +637,12 @@ final class ChunkFetcher: @unchecked Sendable {
         rangeBytes += UInt64(plan.range.count)
         progress?(done, progressTotal)
     }
+}
+
+/// The packs a fetch committed, shared with its sink's commit step.
+private final class PackList: @unchecked Sendable {
+    private let lock = NSLock()
+    private var packs = Set<PackID>()
+    var ids: Set<PackID> { lock.withLock { packs } }
+    func add(_ new: [PackID]) { lock.withLock { packs.formUnion(new) } }
 }

@@ -121,14 +121,19 @@ enum PullPlan {
         return preferred.sorted() + Set(manifest.packs).subtracting(preferred).sorted()
     }
 
+    /// Hands a pack index's entries to a closure (`RemoteReader.forEachIndexEntry`), so an index
+    /// is looked through without being held.
+    typealias IndexEntries = (PackID, (PackIndexEntry) throws -> Void) throws -> Void
+
     /// Finds each needed chunk in the first pack index (in `order`) that has it, reading indexes
     /// only while chunks remain unfound; checks every entry against the tree's chunk length.
     static func locate(_ needed: [ChunkID], rawLengths: [ChunkID: UInt32], order: [PackID], location: String,
-                       index: (PackID) throws -> PackIndex) throws -> [LocatedChunk] {
+                       entries: IndexEntries) throws -> [LocatedChunk] {
         var remaining = Set(needed)
         var located: [LocatedChunk] = []
         for pack in order where !remaining.isEmpty {
-            for e in try index(pack).entries where e.codec != .delta && remaining.contains(e.id) {
+            try entries(pack) { e in
+                guard e.codec != .delta && remaining.contains(e.id) else { return }
                 guard rawLengths[e.id] == e.rawLength else {
                     throw SLMError.remote(url: location, problem: "chunk \(e.id.hex) is \(e.rawLength) bytes in pack index \(pack.hex) but \(rawLengths[e.id] ?? 0) in the tree")
                 }
@@ -146,12 +151,12 @@ enum PullPlan {
     /// sets whose base version the device holds in full). Only deltas whose base chunks are all
     /// stored locally are chosen, so a planned delta can always be applied.
     static func preferDeltas(_ located: [LocatedChunk], deltaPacks: [PackID], rawLengths: [ChunkID: UInt32], location: String,
-                             index: (PackID) throws -> PackIndex) throws -> [LocatedChunk] {
+                             entries: IndexEntries) throws -> [LocatedChunk] {
         guard !deltaPacks.isEmpty else { return located }
         var best = Dictionary(uniqueKeysWithValues: located.map { ($0.id, $0) })
         for pack in deltaPacks {
-            for e in try index(pack).entries where e.codec == .delta {
-                guard let current = best[e.id] else { continue }
+            try entries(pack) { e in
+                guard e.codec == .delta, let current = best[e.id] else { return }
                 guard rawLengths[e.id] == e.rawLength else {
                     throw SLMError.remote(url: location, problem: "delta of chunk \(e.id.hex) is \(e.rawLength) bytes in pack index \(pack.hex) but \(rawLengths[e.id] ?? 0) in the tree")
                 }

@@ -11,6 +11,9 @@ public final class RemoteReader: Sendable {
     private let received = Mutex<UInt64>(0)
     /// Index checksums from the last manifest read: which index is the publisher's.
     private let indexChecksums = Mutex<[PackID: SHA256Digest]>([:])
+    /// Cache files checked whole by this reader: planning reads one again for each window, and
+    /// checking it once per pull is enough (the cursor still checks its trailer every time).
+    private let checkedCacheFiles = Mutex<Set<String>>([])
     /// Metadata bytes read so far (config, manifest, refs, objects, pack indexes).
     public var metadataBytes: UInt64 { received.withLock { $0 } }
 
@@ -78,15 +81,20 @@ public final class RemoteReader: Sendable {
         try TreeObject.decode(try objectBytes(id, limit: TreeObject.maxEncodedSize), source: where_("objects/\(id.hex)"))
     }
 
-    public func packIndex(_ id: PackID) throws -> PackIndex {
-        // Cached under its checksum when the manifest names one: an index cached from a forged
-        // answer is never taken for the one the publisher's manifest lists.
+    /// Cached under its checksum when the manifest names one: an index cached from a forged
+    /// answer is never taken for the one the publisher's manifest lists.
+    private func cachePath(_ id: PackID) -> (path: String?, expected: SHA256Digest?) {
         let expected = indexChecksums.withLock { $0[id] }
         let name = expected.map { "\(id.hex)-\($0.hex.prefix(16)).idx" } ?? "\(id.hex).idx"
+        return (cacheDirectory.map { "\($0)/\(name)" }, expected)
+    }
+
+    public func packIndex(_ id: PackID) throws -> PackIndex {
+        let (cached, expected) = cachePath(id)
         // A cache: an unreadable or damaged entry only costs a download, and a failed write
         // only a later one, so neither stops the pull.
-        if let dir = cacheDirectory, let cached = try? FileSystem.readFile("\(dir)/\(name)", limit: PackIndex.maxEncodedSize),
-           let index = try? PackIndex.decode(cached, source: "\(dir)/\(name)"), expected == nil || index.checksum == expected {
+        if let cached, let bytes = try? FileSystem.readFile(cached, limit: PackIndex.maxEncodedSize),
+           let index = try? PackIndex.decode(bytes, source: cached), expected == nil || index.checksum == expected {
             return index
         }
         let path = "packs/\(id.hex).idx"
@@ -97,10 +105,38 @@ public final class RemoteReader: Sendable {
         if let expected, index.checksum != expected {
             throw SLMError.remote(url: where_(path), problem: "pack index checksum \(index.checksum?.hex.prefix(16) ?? "?") is not the \(expected.hex.prefix(16)) the manifest lists")
         }
-        if let dir = cacheDirectory {
-            try? FileSystem.makeDirectories(dir)
-            try? FileSystem.writeAtomically(bytes, to: "\(dir)/\(name)")
+        if let cached {
+            try? FileSystem.makeDirectories(FileSystem.dirname(cached))
+            try? FileSystem.writeAtomically(bytes, to: cached)
         }
         return index
+    }
+
+    /// Hands `body` every entry of a pack index in id order, read from the cache file through a
+    /// small buffer once the whole file has been checked (structure, trailer, the manifest's
+    /// checksum): a pull looks through an index per planning window, and an index of small
+    /// chunks in a large pack holds a hundred thousand entries, which decoded each time cost
+    /// more memory than the rest of the pull. Without a usable cache the index is decoded.
+    public func forEachIndexEntry(_ id: PackID, _ body: (PackIndexEntry) throws -> Void) throws {
+        let (cached, expected) = cachePath(id)
+        func intact(_ path: String) -> Bool {
+            if checkedCacheFiles.withLock({ $0.contains(path) }) { return true }
+            guard let checksum = try? PackIndexCursor.check(path, bufferBytes: 64 << 10), expected == nil || checksum == expected else { return false }
+            checkedCacheFiles.withLock { _ = $0.insert(path) }
+            return true
+        }
+        guard let cached else {
+            for e in try packIndex(id).entries { try body(e) }
+            return
+        }
+        if !intact(cached) {
+            let index = try packIndex(id)  // downloaded, checked and (normally) cached
+            guard intact(cached) else {
+                for e in index.entries { try body(e) }
+                return
+            }
+        }
+        let cursor = try PackIndexCursor(path: cached, bufferBytes: 64 << 10)
+        while try cursor.advance() { try body(cursor.current) }
     }
 }
