@@ -204,6 +204,8 @@ let pullCommand = Command(
     let remote = try Remotes.open(a.positionals[0], options: remoteOptions)
     // Tests shrink the commit batch to exercise resume on small models.
     if let v = getenv("SLMSTORE_PULL_COMMIT_BYTES").map({ String(cString: $0) }), let n = UInt64(v), n > 0 { options.commitEvery = n }
+    // And the planning window, to kill a pull between windows.
+    if let v = getenv("SLMSTORE_PULL_WINDOW_CHUNKS").map({ String(cString: $0) }), let n = Int(v), n > 0 { options.planWindowChunks = n }
     let ref = try VersionRef.parse(a.positionals[1])
     let store = try ctx.openStore(create: true)
     let bar = ProgressBar("pull")

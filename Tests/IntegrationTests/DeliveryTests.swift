@@ -126,6 +126,24 @@ final class DeliveryTests: XCTestCase {
         assertInstalled(dir + "/device", matches: v1)
     }
 
+    /// A pull planned in windows keeps what earlier windows stored when it dies between two:
+    /// the next pull plans only the rest.
+    func testAPullKilledBetweenPlanningWindowsResumesWithTheRest() throws {
+        let killed = TestSupport.cli(["pull", nginx.url, "intent@2.1.0", "--to", dir + "/device", "--parallel", "1"], store: edge,
+                                     environment: ["SLMSTORE_CRASH_AT": "pull-after-window", "SLMSTORE_PULL_WINDOW_CHUNKS": "24",
+                                                   "SLMSTORE_PULL_COMMIT_BYTES": "262144"])
+        XCTAssertEqual(killed.status, 9, killed.stderr)
+        XCTAssertEqual(TestSupport.cli(["verify"], store: edge).status, 0)
+        XCTAssertFalse(FileSystem.exists(dir + "/device/current"), "nothing is installed by a killed pull")
+        let r = pull("intent@2.1.0", to: dir + "/device")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let j = try TestSupport.json(r)
+        XCTAssertGreaterThan(j["chunks_fetched"]!.uint64Value!, 0)
+        XCTAssertLessThan(j["chunk_bytes"]!.uint64Value!, try versionCompressedBytes("intent@2.1.0"),
+                          "the first window's chunks were kept")
+        assertInstalled(dir + "/device", matches: v1)
+    }
+
     func testTransientFaultsAreRetried() throws {
         for mode in ["drop", "error500", "truncate"] {
             let proxy = try FaultProxy(upstream: nginx.port, mode: mode, count: 2)

@@ -243,7 +243,9 @@ extension Store {
         let spilledTrees = try makeWorkingDirectory("pull-trees")
         defer { spilledTrees.remove() }
         for i in targets.indices {
-            try FileSystem.writeAtomically(targets[i].treeBytes, to: "\(spilledTrees.path)/\(targets[i].object.tree.hex)")
+            // Not fsynced: the file lives only as long as the pull, and is checked when read back.
+            let file = try FileDescriptor(path: "\(spilledTrees.path)/\(targets[i].object.tree.hex)", flags: O_WRONLY | O_CREAT | O_TRUNC)
+            try file.write(targets[i].treeBytes)
             targets[i].treeBytes = []
         }
         target = targets[0]  // its copy held the bytes too
@@ -305,7 +307,10 @@ extension Store {
                                        verifiedBatchBytes: options.verifiedBatchBytes, writeBatchBytes: options.writeBatchBytes,
                                        progressTotal: chunkBytes, progress: options.progress, isCancelled: options.isCancelled)
         try fetcher.run(parallel: options.parallelRequests) { fetch in
-            try planWindows { plans, _, _ in try fetch(plans) }
+            try planWindows { plans, _, _ in
+                try fetch(plans)
+                CrashPoint.hit("pull-after-window")
+            }
         }
         missing = ChunkIDSet()
         // Checked against a fresh view: the fetched packs are in it now, through the multi-pack
