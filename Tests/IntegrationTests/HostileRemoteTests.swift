@@ -30,6 +30,20 @@ final class HostileRemoteTests: XCTestCase {
         TestSupport.safetensors([("w", "BF16", [n / 2], TestSupport.bf16Like(n, seed: seed))])
     }
 
+    /// Publishes m@1.1.0 on the remote: m@1.0.0's tree with its file's SHA-256 replaced, so every
+    /// chunk passes its check and the file fails (what a planted chunk-id collision looks like).
+    @discardableResult
+    func publishVersionWithAWrongFileDigest() throws -> TreeObject {
+        let store = try Store.open(at: remote)
+        var files = try store.readTree(try store.resolve("m@1.0.0").object.tree).files
+        files[0].sha256 = SHA256Hasher.hash(Array("something else".utf8))
+        let tree = TreeObject(files: files)
+        let v = VersionObject(name: "m", version: try SemVer("1.1.0"), tree: try store.writeObject(tree.encoded()), parent: nil,
+                              created: Timestamp.now(), addedBy: "x", tool: "x")
+        try store.writeRef(at: store.versionRefPath(try ModelName("m"), v.version), id: try store.writeObject(v.encoded()))
+        return tree
+    }
+
     /// Finding 3: a few downloaded bytes that install as a large file (zeros dedup to one chunk).
     func testAnInstallLargerThanTheDiskOrTheLimitIsRefusedBeforeItFillsTheDisk() throws {
         add("big@1.0.0", bytes: TestSupport.safetensors([("w", "BF16", [40 << 20], [UInt8](repeating: 0, count: 80 << 20))]))
@@ -120,15 +134,7 @@ final class HostileRemoteTests: XCTestCase {
     func testAFileFailingItsSHA256AtInstallHasItsChunksDroppedFromTheStore() throws {
         add("m@1.0.0", bytes: weights(1))
         push()
-        let store = try Store.open(at: remote)
-        let honest = try store.resolve("m@1.0.0")
-        let original = try store.readTree(honest.object.tree)
-        var files = original.files
-        files[0].sha256 = SHA256Hasher.hash(Array("something else".utf8))
-        let tree = TreeObject(files: files)
-        let treeID = try store.writeObject(tree.encoded())
-        let v = VersionObject(name: "m", version: try SemVer("1.1.0"), tree: treeID, parent: nil, created: Timestamp.now(), addedBy: "x", tool: "x")
-        try store.writeRef(at: store.versionRefPath(try ModelName("m"), v.version), id: try store.writeObject(v.encoded()))
+        let tree = try publishVersionWithAWrongFileDigest()
         let edge = dir + "/edge"
         let r = TestSupport.cli(["pull", remote, "m@1.1.0", "--to", dir + "/dev"], store: edge)
         XCTAssertEqual(r.status, 5, r.stderr)
@@ -148,13 +154,7 @@ final class HostileRemoteTests: XCTestCase {
         let bytes = weights(1)
         add("m@1.0.0", bytes: bytes)
         push()
-        let store = try Store.open(at: remote)
-        var files = try store.readTree(try store.resolve("m@1.0.0").object.tree).files
-        files[0].sha256 = SHA256Hasher.hash(Array("something else".utf8))
-        let tree = TreeObject(files: files)
-        let v = VersionObject(name: "m", version: try SemVer("1.1.0"), tree: try store.writeObject(tree.encoded()), parent: nil,
-                              created: Timestamp.now(), addedBy: "x", tool: "x")
-        try store.writeRef(at: store.versionRefPath(try ModelName("m"), v.version), id: try store.writeObject(v.encoded()))
+        let tree = try publishVersionWithAWrongFileDigest()
         let edge = dir + "/edge"
         // The same tensor, its second half changed: the first half's chunks are shared.
         let values = TestSupport.bf16Like(200_000, seed: 1)
@@ -183,13 +183,7 @@ final class HostileRemoteTests: XCTestCase {
     func testChunksDroppedAfterACollisionLeaveTheMultiPackIndexToo() throws {
         add("m@1.0.0", bytes: weights(1))
         push()
-        let store = try Store.open(at: remote)
-        var files = try store.readTree(try store.resolve("m@1.0.0").object.tree).files
-        files[0].sha256 = SHA256Hasher.hash(Array("something else".utf8))
-        let tree = TreeObject(files: files)
-        let v = VersionObject(name: "m", version: try SemVer("1.1.0"), tree: try store.writeObject(tree.encoded()), parent: nil,
-                              created: Timestamp.now(), addedBy: "x", tool: "x")
-        try store.writeRef(at: store.versionRefPath(try ModelName("m"), v.version), id: try store.writeObject(v.encoded()))
+        let tree = try publishVersionWithAWrongFileDigest()
         let edge = dir + "/edge"
         for i in 0..<(Store.uncoveredPackLimit - 1) {
             TestSupport.write(TestSupport.random(1000, seed: UInt64(100 + i)), to: "\(dir)/small-\(i)/f.bin")

@@ -92,6 +92,13 @@ public struct PackIndexEntry: Equatable, Sendable {
         ChunkLocation(pack: pack, offset: offset, storedLength: storedLength, rawLength: rawLength, codec: codec)
     }
 
+    /// The entry encoded at `at` in a pack index's bytes (Format.md §6), checked.
+    static func parse(_ b: [UInt8], at: Int, packSize: UInt64) -> Result<PackIndexEntry, PackIndexEntryProblem> {
+        checked(id: ChunkID(canonical: b[at..<at + 16])!, offset: b.readLE(UInt64.self, at: at + 16),
+                storedLength: b.readLE(UInt32.self, at: at + 24), rawLength: b.readLE(UInt32.self, at: at + 28),
+                codecByte: b[at + 32], packSize: packSize)
+    }
+
     /// The entry these fields make, or why they cannot describe a record of a pack of
     /// `packSize` bytes (Format.md §6): the one check for pack and multi-pack index entries.
     static func checked(id: ChunkID, offset: UInt64, storedLength: UInt32, rawLength: UInt32, codecByte: UInt8,
@@ -174,16 +181,12 @@ public struct PackIndex: Sendable {
         entries.reserveCapacity(count)
         var at = PackFormat.indexHeaderSize
         for _ in 0..<count {
-            let id = ChunkID(canonical: b[at..<at + 16])!
-            let offset = b.readLE(UInt64.self, at: at + 16)
-            let stored = b.readLE(UInt32.self, at: at + 24)
-            let raw = b.readLE(UInt32.self, at: at + 28)
             let entry: PackIndexEntry
-            switch PackIndexEntry.checked(id: id, offset: offset, storedLength: stored, rawLength: raw, codecByte: b[at + 32], packSize: packSize) {
+            switch PackIndexEntry.parse(b, at: at, packSize: packSize) {
             case let .success(e): entry = e
             case let .failure(p): throw bad(p.message)
             }
-            if let last = entries.last, !(last.id < id) { throw bad("entries not sorted and unique at \(id)") }
+            if let last = entries.last, !(last.id < entry.id) { throw bad("entries not sorted and unique at \(entry.id)") }
             entries.append(entry)
             at += PackFormat.indexEntrySize
         }
@@ -247,17 +250,12 @@ final class PackIndexCursor {
             fileOffset += UInt64(n)
             bufferAt = 0
         }
-        let b = buffer, at = bufferAt
-        let id = ChunkID(canonical: b[at..<at + 16])!
-        let offset = b.readLE(UInt64.self, at: at + 16)
-        let stored = b.readLE(UInt32.self, at: at + 24)
-        let raw = b.readLE(UInt32.self, at: at + 28)
         let entry: PackIndexEntry
-        switch PackIndexEntry.checked(id: id, offset: offset, storedLength: stored, rawLength: raw, codecByte: b[at + 32], packSize: packSize) {
+        switch PackIndexEntry.parse(buffer, at: bufferAt, packSize: packSize) {
         case let .success(e): entry = e
         case let .failure(p): throw bad(p.message)
         }
-        if nextEntry > 0 && !(current.id < id) { throw bad("entries not sorted and unique at \(id)") }
+        if nextEntry > 0 && !(current.id < entry.id) { throw bad("entries not sorted and unique at \(entry.id)") }
         current = entry
         bufferAt += PackFormat.indexEntrySize
         nextEntry += 1
