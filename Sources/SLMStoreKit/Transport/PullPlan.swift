@@ -68,8 +68,9 @@ struct LocatedChunk: Equatable {
 }
 
 enum PullPlan {
-    /// Chunks the targets need that `have` says are not stored yet: 16 bytes each, the only
-    /// per-chunk list a pull keeps from start to end.
+    /// Chunks the targets need that `have` says are not stored yet (16 bytes each): what seeding
+    /// looks for and what keeps planning windows from taking a chunk twice; a pull lets go of it
+    /// when its fetch ends.
     static func missingChunks(_ targets: [PullTarget], have: (ChunkID) -> Bool) -> ChunkIDSet {
         var missing = ChunkIDSet.Builder()
         for t in targets { for f in t.tree.files { for c in f.chunks where !have(c.id) { missing.insert(c.id) } } }

@@ -418,7 +418,7 @@ enum RemoteSetup {
             checksums.byPack[id] = checksum
             // Only a cache: a failed write costs a download later.
             try? FileSystem.makeDirectories(cache)
-            try? FileSystem.writeAtomically(indexBytes, to: "\(cache)/\(id.hex)-\(checksum.hex.prefix(16)).idx")
+            try? FileSystem.writeAtomically(indexBytes, to: "\(cache)/\(RemoteReader.cacheFileName(id, checksum: checksum))")
         }
         for path in [pack, index, pack + ".upload.json", index + ".upload.json"] { FileSystem.remove(path) }
     }

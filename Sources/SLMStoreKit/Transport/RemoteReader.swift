@@ -85,8 +85,13 @@ public final class RemoteReader: Sendable {
     /// answer is never taken for the one the publisher's manifest lists.
     private func cachePath(_ id: PackID) -> (path: String?, expected: SHA256Digest?) {
         let expected = indexChecksums.withLock { $0[id] }
-        let name = expected.map { "\(id.hex)-\($0.hex.prefix(16)).idx" } ?? "\(id.hex).idx"
-        return (cacheDirectory.map { "\($0)/\(name)" }, expected)
+        return (cacheDirectory.map { "\($0)/\(Self.cacheFileName(id, checksum: expected))" }, expected)
+    }
+
+    /// The name a pack's index is cached under in a remote's cache directory (push, which
+    /// uploads indexes, caches them under the same name).
+    static func cacheFileName(_ id: PackID, checksum: SHA256Digest?) -> String {
+        checksum.map { "\(id.hex)-\($0.hex.prefix(16)).idx" } ?? "\(id.hex).idx"
     }
 
     public func packIndex(_ id: PackID) throws -> PackIndex {
@@ -107,7 +112,8 @@ public final class RemoteReader: Sendable {
         }
         if let cached {
             try? FileSystem.makeDirectories(FileSystem.dirname(cached))
-            try? FileSystem.writeAtomically(bytes, to: cached)
+            // Checked just now (decoded, and against the manifest): streaming it needs no second check.
+            if (try? FileSystem.writeAtomically(bytes, to: cached)) != nil { checkedCacheFiles.withLock { _ = $0.insert(cached) } }
         }
         return index
     }
