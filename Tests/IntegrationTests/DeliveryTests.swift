@@ -221,7 +221,7 @@ final class DeliveryTests: XCTestCase {
     /// names each index's checksum, so the forged one is refused and never cached, and once the
     /// real one is served the pull succeeds.
     func testAForgedIndexFromTheSameRemoteIsRefusedByItsChecksumAndNotCached() throws {
-        let manifest = try Manifest.decode(TestSupport.read(remote + "/manifest.json"), source: "manifest")
+        let manifest = try TestSupport.publishedManifest(remote)
         XCTAssertEqual(Set(manifest.packIndexChecksums.keys), Set(manifest.packs))
         let ids = try FileSystem.listDirectory(remote + "/packs").filter { $0.hasSuffix(".idx") }.sorted()
         let other = TestSupport.safetensors([("x", "BF16", [200_000], TestSupport.bf16Like(400_000, seed: 78))])
@@ -300,7 +300,7 @@ final class DeliveryTests: XCTestCase {
             procs.append(try TestSupport.spawn(["push", target, ref], store: publisher))
         }
         for p in procs { p.waitUntilExit(); XCTAssertEqual(p.terminationStatus, 0) }
-        let manifest = try Manifest.decode(TestSupport.read(target + "/manifest.json"), source: "m")
+        let manifest = try TestSupport.publishedManifest(target)
         XCTAssertEqual(manifest.models["intent"]?.versions.map(\.version), ["2.1.0", "2.2.0"])
         XCTAssertEqual(TestSupport.cli(["verify"], store: target).status, 0)
     }

@@ -167,8 +167,8 @@ final class DeltaTests: XCTestCase {
         XCTAssertEqual(cli(["push", remote, "m@1.0.0", "m@1.1.0"]).status, 0)
         let push = try TestSupport.json(cli(["push", remote, "m@1.2.0", "--delta-from", "m@1.0.0", "--json"]))
         XCTAssertEqual(Set(push["delta_sets"]!.arrayValue!.compactMap(\.stringValue)), ["m@1.2.0 <- m@1.1.0", "m@1.2.0 <- m@1.0.0"])
-        let manifest = try JSONValue.parse(TestSupport.read(remote + "/manifest.json"))
-        XCTAssertEqual(manifest["models"]?["m"]?["versions"]?["1.2.0"]?["deltas"]?.arrayValue?.count, 2)
+        let manifest = try TestSupport.publishedManifest(remote)
+        XCTAssertEqual(manifest.models["m"]?.versions.first { $0.version == "1.2.0" }?.deltas.count, 2)
         let other = dir + "/remote2"
         let plain = try TestSupport.json(cli(["push", other, "--no-delta", "--json"]))
         XCTAssertEqual(plain["delta_sets"]?.arrayValue?.count, 0)

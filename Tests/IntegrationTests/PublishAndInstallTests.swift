@@ -26,7 +26,7 @@ final class PublishAndInstallTests: XCTestCase {
     }
 
     func manifestVersions(_ model: String) throws -> Set<String> {
-        let m = try Manifest.decode(TestSupport.read(remote + "/manifest.json"), source: "manifest")
+        let m = try TestSupport.publishedManifest(remote)
         return Set(m.models[model]?.versions.map(\.version) ?? [])
     }
 
@@ -91,8 +91,9 @@ final class PublishAndInstallTests: XCTestCase {
         let bytes = JSONValue.object(fields).canonicalBytes()
         let newID = try store.writeObject(bytes)
         TestSupport.write(Array((newID.hex + "\n").utf8), to: refPath)
-        let manifest = String(decoding: TestSupport.read(remote + "/manifest.json"), as: UTF8.self)
-        TestSupport.write(Array(manifest.replacingOccurrences(of: oldID.hex, with: newID.hex).utf8), to: remote + "/manifest.json")
+        try TestSupport.rewriteManifest(remote) { m in
+            for i in m.models["m"]!.versions.indices where m.models["m"]!.versions[i].id == oldID { m.models["m"]!.versions[i].id = newID }
+        }
 
         let edge = dir + "/edge"
         let r = TestSupport.cli(["pull", remote, "m@1.0.0", "--to", dir + "/device"], store: edge)
@@ -131,7 +132,7 @@ final class PublishAndInstallTests: XCTestCase {
         XCTAssertEqual(TestSupport.cli(["sync", remote, "--to", device, "--follow", "m@latest", "--once"]).status, 0)
         let path = remote + "/manifest.json"
         guard case var .object(top) = try JSONValue.parse(TestSupport.read(path)) else { return XCTFail() }
-        top["format"] = .int(2)
+        top["format"] = .int(Manifest.currentFormat + 1)
         TestSupport.write(JSONValue.object(top).canonicalBytes(), to: path)
         let start = Date()
         // Not --once: a daemon that retried forever would never return.

@@ -80,7 +80,7 @@ final class RegistryCLITests: XCTestCase {
         XCTAssertEqual(history["history"]?.arrayValue?.last?["action"]?.stringValue, "leave")
         XCTAssertEqual(cli(["push", dir + "/remote"]).status, 0)
         XCTAssertFalse(FileSystem.exists(dir + "/remote/refs/m/@stages/staging"))
-        let manifest = try Manifest.decode(TestSupport.read(dir + "/remote/manifest.json"), source: "manifest")
+        let manifest = try TestSupport.publishedManifest(dir + "/remote")
         XCTAssertEqual(manifest.models["m"]?.stages, ["production": "1.0.0"])
     }
 
@@ -160,7 +160,7 @@ final class RegistryCLITests: XCTestCase {
         XCTAssertEqual(cli(["add", "m@1.0.0", model("a", seed: 1)]).status, 0)
         XCTAssertEqual(cli(["promote", "m@1.0.0", "production", "--skip-staging"]).status, 0)
         XCTAssertEqual(cli(["push", dir + "/remote"]).status, 0)
-        let manifest = try Manifest.decode(TestSupport.read(dir + "/remote/manifest.json"), source: "m")
+        let manifest = try TestSupport.publishedManifest(dir + "/remote")
         XCTAssertEqual(manifest.models["m"]?.stages["production"], "1.0.0")
         let r = TestSupport.cli(["pull", dir + "/remote", "m@production", "--json"], store: dir + "/edge")
         XCTAssertEqual(try TestSupport.json(r)["version"]?.stringValue, "1.0.0")

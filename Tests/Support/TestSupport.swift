@@ -113,6 +113,37 @@ public enum TestSupport {
         _ = b.withUnsafeBytes { pwrite(f.fd, $0.baseAddress, 1, off_t(offset)) }
     }
 
+    /// The manifest a path remote publishes, with every model's entries file loaded and checked.
+    public static func publishedManifest(_ remote: String) throws -> Manifest {
+        try RemoteReader(remote: LocalBackend(root: remote), cacheDirectory: nil).manifest(models: nil)
+    }
+
+    /// Rewrites a path remote's manifest as a publisher (or a hostile remote) would: every entries
+    /// file loaded, changed by `change`, written again with a manifest.json naming the new files.
+    public static func rewriteManifest(_ remote: String, _ change: (inout Manifest) throws -> Void) throws {
+        var m = try publishedManifest(remote)
+        try change(&m)
+        let (top, entries) = m.encodedFiles()
+        for (path, bytes) in entries { write(bytes, to: remote + "/" + path) }
+        write(top, to: remote + "/manifest.json")
+    }
+
+    /// A path remote's manifest written again in format 1 (one file), as an older publisher wrote it.
+    public static func downgradeManifestToFormatOne(_ remote: String) throws {
+        guard case var .object(top) = try JSONValue.parse(read(remote + "/manifest.json")),
+              case var .object(models) = top["models"]! else { throw SLMError.failed("manifest") }
+        for (name, entry) in models {
+            guard case var .object(e) = entry, let path = e["entries"]?["path"]?.stringValue else { continue }
+            e["versions"] = try JSONValue.parse(read(remote + "/" + path))["versions"]
+            e["entries"] = nil
+            e["version_names"] = nil
+            models[name] = .object(e)
+        }
+        top["models"] = .object(models)
+        top["format"] = .int(1)
+        write(Array(JSONValue.object(top).prettyString().utf8) + [0x0a], to: remote + "/manifest.json")
+    }
+
     public static func read(_ path: String) -> [UInt8] {
         Array((try? Data(contentsOf: URL(fileURLWithPath: path))) ?? Data())
     }

@@ -29,7 +29,7 @@ final class PushSearchTests: XCTestCase {
     }
 
     func manifest() throws -> Manifest {
-        try Manifest.decode(TestSupport.read(dir + "/remote/manifest.json"), source: "manifest.json")
+        try TestSupport.publishedManifest(dir + "/remote")
     }
 
     func testOnALargeRemoteAPushSearchesOnlyThePacksOfTheModelsItPushes() throws {

@@ -20,13 +20,13 @@ final class RemoteIndexReadTests: XCTestCase {
     }
 
     func manifest() throws -> Manifest {
-        try Manifest.decode(TestSupport.read(dir + "/remote/manifest.json"), source: "manifest.json")
+        try TestSupport.publishedManifest(dir + "/remote")
     }
 
     /// A reader that has read the manifest, as a pull's has.
     func reader() throws -> RemoteReader {
         let r = RemoteReader(remote: LocalBackend(root: dir + "/remote"), cacheDirectory: cache)
-        _ = try r.manifest()
+        _ = try r.manifest(models: nil)
         return r
     }
 

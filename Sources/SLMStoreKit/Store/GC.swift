@@ -40,6 +40,7 @@ extension Store {
         let lock = try dataLock(.exclusive)
         defer { lock.unlock() }
         removeAbandonedWorkingDirectories()
+        removeReplacedManifestEntries()
         // Cached remote pack indexes are only a shortcut; gc empties the cache (a pull that
         // finds an entry gone downloads the index again).
         FileSystem.removeTree(remoteIndexCacheRoot)
@@ -142,5 +143,21 @@ extension Store {
         CrashPoint.hit("gc-between-index-and-pack")
         unlink(packPath(id))
         forgetPackFile(id)
+    }
+
+    /// In a published store: entries files (`manifests/`) that manifest.json no longer names
+    /// and that are more than an hour old, so a reader that read the manifest before it was
+    /// replaced can still fetch them. Nothing is removed while the manifest cannot be read.
+    func removeReplacedManifestEntries(olderThan seconds: Int = 3600) {
+        let dir = "\(root)/manifests"
+        guard FileSystem.isDirectory(dir),
+              let bytes = try? FileSystem.readFile("\(root)/\(RemoteLayout.manifest)", limit: Manifest.maxEncodedSize),
+              let manifest = try? Manifest.decode(bytes, source: RemoteLayout.manifest) else { return }
+        let named = Set(manifest.models.values.compactMap { $0.entriesFile.map { "\($0.sha256.hex).json" } })
+        let now = time(nil)
+        for name in (try? FileSystem.listDirectory(dir)) ?? [] where name.hasSuffix(".json") && !named.contains(name) {
+            var st = stat()
+            if lstat("\(dir)/\(name)", &st) == 0, now - st.st_mtim.tv_sec > seconds { FileSystem.remove("\(dir)/\(name)") }
+        }
     }
 }

@@ -123,6 +123,7 @@ public final class SyncDaemon {
     public static let stateName = ".slmstore-sync.json"
     public static let lockName = ".slmstore-sync.lock"
     static let manifestCacheName = ".slmstore-sync-manifest.json"
+    private let entriesCache = ManifestEntriesCache()
 
     let options: SyncOptions
     let store: Store
@@ -304,21 +305,26 @@ public final class SyncDaemon {
         return release.restrict(manifest)
     }
 
+    /// manifest.json with the versions of the followed models loaded: their entries files are
+    /// read once each (they are named by their hash) and kept while the manifest names them.
     private func manifest(conditional: Bool) throws -> Manifest {
         let cache = options.installRoot + "/" + Self.manifestCacheName
         let haveCache = FileSystem.exists(cache)
+        var m: Manifest
         switch try remote.readIfChanged(RemoteLayout.manifest, validator: haveCache && conditional ? state.manifestValidator : nil,
                                         limit: Manifest.maxEncodedSize) {
         case let .changed(bytes, validator):
-            let m = try Manifest.decode(bytes, source: "\(remote.location)/manifest.json")
+            m = try Manifest.decode(bytes, source: "\(remote.location)/manifest.json")
             try FileSystem.writeAtomically(bytes, to: cache)
             state.manifestValidator = validator
-            return m
         case .unchanged:
-            return try Manifest.decode(try FileSystem.readFile(cache, limit: Manifest.maxEncodedSize), source: cache)
+            m = try Manifest.decode(try FileSystem.readFile(cache, limit: Manifest.maxEncodedSize), source: cache)
         case .absent:
             throw SLMError.remote(url: "\(remote.location)/manifest.json", problem: "not found (was the store published with `slmstore push`?)")
         }
+        try m.loadVersions(of: Set(options.follow.map(\.0.value)), location: remote.location, cache: entriesCache, read: remote.read)
+        entriesCache.keep(m)
+        return m
     }
 
     /// Brings every followed model to its target; returns the number of models switched.

@@ -8,7 +8,8 @@ import Foundation
 enum ManifestBuilder {
     /// Entries of `previous` (the manifest being replaced) are reused for versions it lists:
     /// version refs are created once and never change, so only new versions cost reads. Stage
-    /// refs, which move, are always read.
+    /// refs, which move, are always read. A model whose refs did not change and that is not in
+    /// `refresh` keeps its entry as `previous` lists it, without its entries file being read.
     /// Rollout records are read for the models in `refresh` (those being pushed) and for models
     /// the previous manifest does not know; the others keep the rollouts it lists.
     /// `packs`: the committed packs with their index checksums. Which packs hold a new version's
@@ -76,8 +77,25 @@ enum ManifestBuilder {
             }
             return out
         }
+        var previous = previous
         var models: [String: Manifest.ModelEntry] = [:]
         for (model, refs) in versionRefs {
+            var stageIDs: [String: SHA256Digest] = [:]
+            for (stage, path) in stageRefs[model] ?? [] { stageIDs[stage] = try ref(path) }
+            // A model nobody pushes now, whose version and stage refs are the ones the previous
+            // manifest lists, keeps its entry (and entries file) without being read again.
+            if let known = previous?.models[model], !known.versionsLoaded, !refresh.contains(model),
+               Set(known.versionNames) == Set(refs.map(\.0.description)), known.versionNames.count == refs.count,
+               known.stageIDs == stageIDs {
+                models[model] = known
+                continue
+            }
+            if previous?.models[model]?.versionsLoaded == false {
+                // One that cannot be read is rebuilt from the refs, as if it were not listed.
+                do { try previous!.loadVersions(of: [model], location: backend.location, read: backend.read) } catch {
+                    previous!.models[model] = nil
+                }
+            }
             var entries: [Manifest.VersionEntry] = []
             for (v, path) in refs.sorted(by: { $0.0 < $1.0 }) {
                 if var known = previous?.models[model]?.versions.first(where: { $0.version == v.description }) {
@@ -94,8 +112,7 @@ enum ManifestBuilder {
                                      dependencies: obj.dependencies, packs: holding, deltas: try deltas(for: id, known: [])))
             }
             var stages: [String: String] = [:]
-            for (stage, path) in stageRefs[model] ?? [] {
-                let id = try ref(path)
+            for (stage, id) in stageIDs {
                 if let e = entries.first(where: { $0.id == id }) { stages[stage] = e.version }
             }
             var rollouts: [String: RolloutRecord] = [:]
@@ -114,7 +131,7 @@ enum ManifestBuilder {
                     if record.state == .active, entries.contains(where: { $0.id == record.id }) { rollouts[stage] = record }
                 }
             }
-            models[model] = .init(versions: entries, stages: stages, rollouts: rollouts)
+            models[model] = Manifest.ModelEntry(versions: entries, stages: stages, rollouts: rollouts)
         }
         let location = backend.location
         let project = location.contains("://") ? (URL(string: location)?.lastPathComponent ?? location)

@@ -157,16 +157,16 @@ extension Store {
         case let .exact(name, version):
             if let id = try reader.versionRef(name, version) { return (name, version, id) }
             var known: [String] = []
-            do { known = try reader.manifest().models[name.value]?.versions.map(\.version) ?? [] } catch {
+            do { known = try reader.manifest(models: []).models[name.value]?.versionNames ?? [] } catch {
                 // Only for the message: the version is missing whatever the manifest says.
             }
             throw SLMError.notFound("\(location) has no \(name)@\(version)\(known.isEmpty ? "" : "; versions there: " + known.joined(separator: ", "))")
         case let .selector(name, selector):
-            let (v, id) = try RemoteSelection.select(name, selector, in: try reader.manifest(), location: location)
+            let (v, id) = try RemoteSelection.select(name, selector, in: try reader.manifest(models: [name.value]), location: location)
             return (name, v, id)
         case let .id(prefix):
             var hits: [(ModelName, SemVer, SHA256Digest)] = []
-            for (name, m) in try reader.manifest().models {
+            for (name, m) in try reader.manifest(models: nil).models {
                 for v in m.versions where v.id.hex.hasPrefix(prefix) {
                     hits.append((try ModelName(name), try SemVer(v.version), v.id))
                 }
@@ -276,7 +276,7 @@ extension Store {
         func planWindows(_ body: (_ plans: [RangePlan], _ bytes: UInt64, _ chunks: Int) throws -> Void) throws {
             guard !missing.isEmpty else { return }
             if manifest == nil {
-                manifest = try reader.manifest()
+                manifest = try reader.manifest(models: Set(targets.map(\.name.value)))
                 if options.useDeltas { deltaPacks = try usableDeltaPacks(targets, manifest: manifest!, index: index) }
             }
             let order = PullPlan.packOrder(targets, manifest: manifest!)

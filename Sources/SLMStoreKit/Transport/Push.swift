@@ -75,8 +75,6 @@ extension Store {
         let checksums = RemoteSetup.PackChecksums()
         try RemoteSetup.uploadLeftovers(in: outgoing, to: destination, cache: indexCache, checksums: checksums)
         let reader = RemoteReader(remote: destination, cacheDirectory: indexCache)
-        // One this release cannot read is rebuilt from the refs alone, as before.
-        let previousManifest = try? reader.manifest()
         let localIndex = try loadChunkIndex()
 
         // What the remote lacks: versions (a version already there must be the same one) and chunks.
@@ -105,6 +103,8 @@ extension Store {
         for t in toPush { for d in t.0.object.dependencies { models.insert(d.name) } }
         var foundIn: [ChunkID: PackID] = [:]
         var indexesRead = 0
+        // One this release cannot read is rebuilt from the refs alone, as before.
+        let previousManifest = try? reader.manifest(models: models)
         let order = RemoteSetup.searchOrder(models: models, manifest: previousManifest, listed: try RemoteSetup.committedPacks(destination),
                                             wholeSearchLimit: options.wholeSearchLimit)
         for pack in order where !remaining.isEmpty {
@@ -210,7 +210,7 @@ extension Store {
         // from the manifest just written, so it shows every publisher's models.
         var pages = 0
         if options.web {
-            let listed = Set(manifest.models.flatMap { m in m.value.versions.map { "\(m.key)@\($0.version)" } })
+            let listed = Set(manifest.models.flatMap { m in m.value.versionNames.map { "\(m.key)@\($0)" } })
             // Version pages of versions pushed now, and of any whose page the remote lacks.
             let pushedNow = Set(toPush.map { "\($0.0.name)@\($0.0.version)" })
             pages = try writeSite(models: Set(selected.map(\.name)).sorted(), published: { listed.contains("\($0)@\($1)") },
@@ -382,7 +382,7 @@ extension Store {
 /// indexes, rebuilding its manifest.
 enum RemoteSetup {
     // "config" too: seen in a listing, it means another publisher is creating the store right now.
-    static let layout: Set<String> = ["config", "packs", "objects", "refs", "registry", "deltas", "tmp", "locks", "web", "manifest.json", "release.json"]
+    static let layout: Set<String> = ["config", "packs", "objects", "refs", "registry", "deltas", "manifests", "tmp", "locks", "web", "manifest.json", "release.json"]
 
     /// Makes `backend` a store if it is not one yet. A location holding anything but store
     /// files is refused; two publishers creating one store at once both succeed.
@@ -500,11 +500,19 @@ enum RemoteSetup {
             }
             let manifest = try ManifestBuilder.build(from: backend, packs: packs, index: reader.packIndex, versionPacks: versionPacks,
                                                      previous: previous, refresh: refresh)
-            let bytes = manifest.encoded()
-            // Readers refuse a larger one: better no new listing than one no device can read.
+            let (bytes, entries) = manifest.encodedFiles()
+            // Readers refuse larger files: better no new listing than one no device can read.
+            for (path, e) in entries where e.count > sizeLimit {
+                throw SLMError.failed("\(backend.location)/\(path) would be \(e.count) bytes, more than the \(sizeLimit) a reader accepts; the versions pushed are stored but not listed")
+            }
             guard bytes.count <= sizeLimit else {
-                let versions = manifest.models.values.reduce(0) { $0 + $1.versions.count }
-                throw SLMError.failed("\(backend.location)/manifest.json would be \(bytes.count) bytes (\(versions) versions), more than the \(sizeLimit) a reader accepts; the versions pushed are stored but not listed")
+                throw SLMError.failed("\(backend.location)/manifest.json would be \(bytes.count) bytes (\(manifest.models.count) models), more than the \(sizeLimit) a reader accepts; the versions pushed are stored but not listed")
+            }
+            // Entries files first, each created once (its name is its hash): manifest.json never
+            // names one that is not there.
+            for (path, e) in entries where try !backend.write(path, bytes: e, ifMatching: nil) {
+                // Already there: it should be these bytes, but one damaged by hand is replaced.
+                if try backend.read(path, limit: e.count + 1) != e { try backend.write(path, bytes: e) }
             }
             if try backend.write(RemoteLayout.manifest, bytes: bytes, ifMatching: expected) { return manifest }
         }

@@ -59,7 +59,8 @@ extension Store {
                 guard let bytes = try backend.read(RemoteLayout.manifest, limit: Manifest.maxEncodedSize) else {
                     throw SLMError.remote(url: "\(backend.location)/manifest.json", problem: "missing; nothing to sign")
                 }
-                let manifest = try Manifest.decode(bytes, source: "\(backend.location)/manifest.json")
+                var manifest = try Manifest.decode(bytes, source: "\(backend.location)/manifest.json")
+                try manifest.loadVersions(of: nil, location: backend.location, read: backend.read)
                 release = SignedRelease(manifest: manifest, serial: serial, issued: now,
                                         expires: now + signing.validity, nextKeys: signing.nextKeys)
                 for (name, m) in release.models {

@@ -14,6 +14,8 @@ public final class RemoteReader: Sendable {
     /// Cache files checked whole by this reader: planning reads one again for each window, and
     /// checking it once per pull is enough (the cursor still checks its trailer every time).
     private let checkedCacheFiles = Mutex<Set<String>>([])
+    /// Entries files read through this reader (named by their hash, so never stale).
+    private let entriesCache = ManifestEntriesCache()
     /// Metadata bytes read so far (config, manifest, refs, objects, pack indexes).
     public var metadataBytes: UInt64 { received.withLock { $0 } }
 
@@ -41,12 +43,15 @@ public final class RemoteReader: Sendable {
         return try StoreConfig.decode(bytes, source: where_("config"))
     }
 
-    public func manifest() throws -> Manifest {
+    /// The manifest with the versions of `models` loaded (of every model when nil): a format 2
+    /// manifest keeps each model's versions in a file of its own, read only when needed.
+    public func manifest(models: Set<String>?) throws -> Manifest {
         guard let bytes = try get("manifest.json", limit: Manifest.maxEncodedSize) else {
             throw SLMError.remote(url: where_("manifest.json"), problem: "no manifest.json (was the store published with `slmstore push`?)")
         }
-        let manifest = try Manifest.decode(bytes, source: where_("manifest.json"))
+        var manifest = try Manifest.decode(bytes, source: where_("manifest.json"))
         indexChecksums.withLock { $0 = manifest.packIndexChecksums }
+        try manifest.loadVersions(of: models, location: remote.location, cache: entriesCache, read: get)
         return release?.restrict(manifest) ?? manifest
     }
 

@@ -163,7 +163,13 @@ public struct SignedRelease: Sendable {
                     rollouts[stage] = r
                 }
             }
-            kept[name] = Manifest.ModelEntry(versions: versions, stages: signed.stages, rollouts: rollouts)
+            var entry = Manifest.ModelEntry(versions: versions, stages: signed.stages, rollouts: rollouts)
+            // A model whose entries are not loaded keeps only the names the release signs.
+            entry.versionsLoaded = m.versionsLoaded
+            entry.entriesFile = m.entriesFile
+            entry.listedNames = m.listedNames.filter { signed.versions[$0] != nil }
+            entry.stageIDs = m.stageIDs.filter { signed.stages[$0.key] != nil }
+            kept[name] = entry
         }
         out.models = kept
         return out

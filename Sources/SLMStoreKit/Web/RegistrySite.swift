@@ -30,6 +30,11 @@ extension Manifest {
     public var siteIndexRows: [SiteIndexRow] {
         models.keys.sorted().map { name in
             let m = models[name]!
+            if !m.versionsLoaded, let s = m.summary {
+                // The figures manifest.json carries for a model whose entries were not read.
+                return SiteIndexRow(name: name, versions: m.versionNames.count, stages: m.stages, latest: s["latest"]?.stringValue,
+                                    latestSize: s["latest_size"]?.uint64Value ?? 0, lastChange: s["last_created"]?.stringValue ?? "")
+            }
             let latest = Manifest.latest(m.versions)
             return SiteIndexRow(name: name, versions: m.versions.count, stages: m.stages, latest: latest?.version,
                                 latestSize: latest?.size ?? 0, lastChange: m.versions.map(\.created).max() ?? "")
