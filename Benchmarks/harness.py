@@ -842,6 +842,85 @@ def large_svg(rows, path):
         f.write("\n".join(out) + "\n")
 
 
+MANIFEST_POINTS = [(100, 50), (1000, 20), (1000, 50)]
+
+
+def measure_manifest(args, slm, bench, baseline):
+    """A remote whose registry lists many versions (slmstore-bench manifest-remote: refs, a stage
+    per model and the manifest; the listed versions' data is never read): one model's push, pull
+    and sync --once, by this build against a format 2 manifest and by --baseline against the
+    format 1 manifest it writes, in the same run."""
+    points = [(20, 10), (100, 20)] if args.quick else MANIFEST_POINTS
+    work = tempfile.mkdtemp(prefix="slmstore-bench-manifest-", dir=CACHE)
+    files = os.path.join(work, "files")
+    os.makedirs(files)
+    for n in ["one.bin", "two.bin"]:
+        with open(os.path.join(files, n), "wb") as f:
+            f.write(os.urandom(1 << 20))
+    one, two = os.path.join(files, "one.bin"), os.path.join(files, "two.bin")
+    # This build also on a format 1 remote: it reads it, and its first push rewrites it as format 2.
+    tools = [("slmstore", slm, 2), ("slmstore", slm, 1)]
+    if baseline:
+        tools.append((baseline[0], baseline[1], 1))
+    rows = []
+
+    def attempt(cmd):
+        try:
+            t, rss, out = timed(cmd)
+            return {"s": t, "rss_kib": rss, "ok": True, "out": out}
+        except RuntimeError as e:
+            return {"ok": False, "error": str(e).splitlines()[-1][-160:]}
+
+    try:
+        for models, versions in points:
+            for label, binary, fmt in tools:
+                remote = os.path.join(work, "remote")
+                shutil.rmtree(remote, ignore_errors=True)
+                log(f"manifest: {models} models x {versions} versions, format {fmt}, {label}")
+                meta = json.loads(subprocess.run([bench, "manifest-remote", remote, str(models), str(versions), str(fmt)],
+                                                 check=True, capture_output=True, text=True).stdout)
+                row = {"tool": label, "format": fmt, "models": models, "versions": models * versions, **meta}
+                pub, dev = fresh(os.path.join(work, "pub")), os.path.join(work, "dev")
+                shutil.rmtree(dev, ignore_errors=True)
+                sync_dir = os.path.join(work, "sync")
+                shutil.rmtree(sync_dir, ignore_errors=True)
+                run([binary, "--store", pub, "add", "real/m@1.0.0", one])
+                run([binary, "--store", pub, "add", "real/m@1.0.1", two])
+                row["push_first"] = attempt([binary, "--store", pub, "push", remote, "real/m@1.0.0", "--json"])
+                row["push"] = attempt([binary, "--store", pub, "push", remote, "real/m@1.0.1", "--json"])
+                row["pull"] = attempt([binary, "--store", dev, "pull", remote, "real/m@latest", "--json"])
+                if row["pull"]["ok"]:
+                    row["pull"]["metadata_bytes"] = json.loads(row["pull"]["out"])["metadata_bytes"]
+                row["sync"] = attempt([binary, "sync", remote, "--to", sync_dir, "--follow", "real/m@latest", "--once"])
+                row["manifest_after_bytes"] = os.path.getsize(os.path.join(remote, "manifest.json"))
+                for k in ["push_first", "push", "pull", "sync"]:
+                    row[k].pop("out", None)
+                rows.append(row)
+                log(f"  push {row['push'].get('s', -1):.2f} s, pull {row['pull'].get('s', -1):.2f} s, sync {row['sync'].get('s', -1):.2f} s")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def manifest_table(rows, quick):
+    stamp = time.strftime("%Y-%m-%d", time.gmtime())
+    lines = [f"Measured {stamp} on {os.cpu_count()} cores{' (quick mode)' if quick else ''}; remotes written by "
+             "`slmstore-bench manifest-remote` (fleet/model-NNNN, every version with two files and a production stage per "
+             "model), a path remote on local disk. One 1 MiB model version is pushed into it, then pulled as `@latest` into "
+             "an empty store and synced with `--once`. Times are wall seconds of one run; RSS is peak (GNU time).", "",
+             "| versions listed | build | manifest format | manifest.json | largest entries file | first push | push | pull @latest | pull metadata read | sync --once |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def c(r):
+        return f"{r['s']:.2f} s, {r['rss_kib'] >> 10} MiB" if r["ok"] else f"fails: {r['error']}"
+    for r in rows:
+        meta = f"{r['pull']['metadata_bytes'] / 1e6:.1f} MB" if r["pull"]["ok"] else "-"
+        entries = f"{r['largest_entries_bytes'] / 1e3:.0f} kB" if r["largest_entries_bytes"] else "-"
+        lines.append(f"| {r['versions']:,} ({r['models']:,} models) | {r['tool']} | {r['format']} | {r['manifest_bytes'] / 1e6:.1f} MB | "
+                     f"{entries} | {c(r['push_first'])} | {c(r['push'])} | {c(r['pull'])} | {meta} | {c(r['sync'])} |")
+    return "\n".join(lines)
+
+
 def build_static():
     """The device binary: Packaging/build-deb's static-stdlib build, stripped, as the package ships it."""
     out = os.path.join(CACHE, "deb")
@@ -1124,6 +1203,8 @@ def main():
     ap.add_argument("--deltas", action="store_true", help="only the tensor-delta figures (fine-tunes, LoRA, f32, a chain) beside the peers")
     ap.add_argument("--large", action="store_true", help="only the large-store figures (10^4 to 2*10^7 chunks) beside an empty store")
     ap.add_argument("--gguf", action="store_true", help="only the GGUF figures (files from gguf-py) beside the peers and safetensors")
+    ap.add_argument("--manifest", action="store_true", help="only push, pull and sync against remotes listing 5,000 to 50,000 "
+                    "versions (this build, and --baseline on the manifest format it writes)")
     ap.add_argument("--footprint", action="store_true", help="only a device's update: pull --to and a sync daemon, peak and idle memory "
                     "(device build, toolchain build, --baseline) beside casync")
     args = ap.parse_args()
@@ -1138,6 +1219,10 @@ def main():
         return
     if args.gguf:
         measure_gguf(args, slm, py)
+        return
+    if args.manifest:
+        rows = measure_manifest(args, slm, bench, baseline)
+        write_results(args, "latest-manifest", manifest_table(rows, args.quick), {"rows": rows})
         return
     if args.footprint:
         rows = measure_footprint(args, slm, bench, baseline)

@@ -140,6 +140,15 @@ case "large-store":
         let r = try makeLargeStore(at: args[1], spec)
         print(String(decoding: try JSONSerialization.data(withJSONObject: r, options: [.sortedKeys]), as: UTF8.self))
     } catch { fail("\(error)") }
+case "manifest-remote":
+    // manifest-remote DIR MODELS VERSIONS_PER_MODEL FORMAT
+    guard args.count >= 5, let m = Int(args[2]), let v = Int(args[3]), let f = Int(args[4]), f == 1 || f == 2 else {
+        fail("usage: slmstore-bench manifest-remote DIR MODELS VERSIONS 1|2")
+    }
+    do {
+        let r = try makeManifestRemote(at: args[1], models: m, versions: v, format: f)
+        print(String(decoding: try JSONSerialization.data(withJSONObject: r, options: [.sortedKeys]), as: UTF8.self))
+    } catch { fail("\(error)") }
 case "chunk":
     let size = args.count > 1 ? Int(args[1]) ?? (256 << 20) : (256 << 20)
     var rng = SplitMix(1)

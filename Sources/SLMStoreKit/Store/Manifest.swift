@@ -18,6 +18,13 @@ public struct Manifest: Sendable {
         public var packs: [PackID]
         /// Delta sets that rebuild this version's chunks from another version's, by base id.
         public var deltas: [DeltaEntry] = []
+
+        public init(version: String, id: SHA256Digest, tree: SHA256Digest, created: String, size: UInt64,
+                    files: [(path: String, sha256: String, size: UInt64)], dependencies: [Dependency], packs: [PackID],
+                    deltas: [DeltaEntry] = []) {
+            (self.version, self.id, self.tree, self.created, self.size) = (version, id, tree, created, size)
+            (self.files, self.dependencies, self.packs, self.deltas) = (files, dependencies, packs, deltas)
+        }
     }
 
     public struct DeltaEntry: Equatable, Sendable {
@@ -68,6 +75,10 @@ public struct Manifest: Sendable {
     /// The SHA-256 trailer of each pack's index, so a reader can tell a cached or served index
     /// from the one the publisher wrote.
     public var packIndexChecksums: [PackID: SHA256Digest] = [:]
+
+    public init(project: String, lastUpdated: String, models: [String: ModelEntry], packs: [PackID]) {
+        (self.project, self.lastUpdated, self.models, self.packs) = (project, lastUpdated, models, packs)
+    }
 
     /// The format this release writes; it reads 1 too.
     public static let currentFormat: UInt64 = 2

@@ -16,6 +16,7 @@ public final class RemoteReader: Sendable {
     private let checkedCacheFiles = Mutex<Set<String>>([])
     /// Entries files read through this reader (named by their hash, so never stale).
     private let entriesCache = ManifestEntriesCache()
+    private let topManifest = Mutex<Manifest?>(nil)
     /// Metadata bytes read so far (config, manifest, refs, objects, pack indexes).
     public var metadataBytes: UInt64 { received.withLock { $0 } }
 
@@ -45,12 +46,20 @@ public final class RemoteReader: Sendable {
 
     /// The manifest with the versions of `models` loaded (of every model when nil): a format 2
     /// manifest keeps each model's versions in a file of its own, read only when needed.
+    /// manifest.json is read once per reader (a reader lives for one pull or push), so every
+    /// step of a pull sees the same listing and a large one is not downloaded twice.
     public func manifest(models: Set<String>?) throws -> Manifest {
-        guard let bytes = try get("manifest.json", limit: Manifest.maxEncodedSize) else {
-            throw SLMError.remote(url: where_("manifest.json"), problem: "no manifest.json (was the store published with `slmstore push`?)")
+        var manifest: Manifest
+        if let read = topManifest.withLock({ $0 }) {
+            manifest = read
+        } else {
+            guard let bytes = try get("manifest.json", limit: Manifest.maxEncodedSize) else {
+                throw SLMError.remote(url: where_("manifest.json"), problem: "no manifest.json (was the store published with `slmstore push`?)")
+            }
+            manifest = try Manifest.decode(bytes, source: where_("manifest.json"))
+            indexChecksums.withLock { $0 = manifest.packIndexChecksums }
+            topManifest.withLock { $0 = manifest }
         }
-        var manifest = try Manifest.decode(bytes, source: where_("manifest.json"))
-        indexChecksums.withLock { $0 = manifest.packIndexChecksums }
         try manifest.loadVersions(of: models, location: remote.location, cache: entriesCache, read: get)
         return release?.restrict(manifest) ?? manifest
     }
