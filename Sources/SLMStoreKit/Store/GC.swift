@@ -44,7 +44,12 @@ extension Store {
         // Cached remote pack indexes are only a shortcut; gc empties the cache (a pull that
         // finds an entry gone downloads the index again).
         FileSystem.removeTree(remoteIndexCacheRoot)
-        clearStatsCache()
+        // The `ls` figures count, for each chunk, the record the index finds first. gc keeps that
+        // record byte for byte, so the figures still hold unless a chunk has another copy that
+        // could be found first afterwards, or keeps another delta record. They are set aside
+        // while gc works (a killed gc leaves none to trust) and put back only then.
+        stashStatsCache()
+        var figuresHold = true
         let (liveVersions, liveInVersions) = try liveSet()
         var bases = ChunkIDSet.Builder()
         // A live chunk stored only as a delta keeps one delta record (one whose bases all have
@@ -57,6 +62,7 @@ extension Store {
             if let (loc, h) = copies.lazy.compactMap({ loc in (try? self.deltaHeader(at: loc)).map { (loc, $0) } })
                 .first(where: { $0.1.bases.allSatisfy { index.containsFull($0.id) } }) {
                 keptDeltas.insert(RecordKey(pack: loc.pack, offset: loc.offset))
+                if loc != index.location(of: id) { figuresHold = false }
                 for b in h.bases { bases.insert(b.id) }
             } else {
                 // No copy that can be read (damage, which verify reports): keep them all; gc
@@ -105,8 +111,11 @@ extension Store {
             // Full records of live chunks (one copy each); delta records only where one is the
             // copy a live chunk is kept as.
             let liveEntries = index.entries.filter {
-                $0.codec == .delta ? keptDeltas.contains(RecordKey(pack: pack, offset: $0.offset))
-                                   : live.contains($0.id) && chunkIndex.fullLocation(of: $0.id) == $0.location(in: pack)
+                guard $0.codec != .delta else { return keptDeltas.contains(RecordKey(pack: pack, offset: $0.offset)) }
+                guard live.contains($0.id) else { return false }
+                if chunkIndex.fullLocation(of: $0.id) == $0.location(in: pack) { return true }
+                figuresHold = false  // a second full copy of a live chunk
+                return false
             }
             let liveBytes = liveEntries.reduce(UInt64(0)) { $0 + PackFormat.recordSize($1.storedLength) }
             let size = index.packSize
@@ -132,6 +141,7 @@ extension Store {
         // Entries of the packs just deleted or rewritten still sit in the multi-pack index.
         let remaining = try packIDs()
         if FileSystem.exists(multiPackIndexPath) || remaining.count >= Store.uncoveredPackLimit { _ = try writeMultiPackIndex(packs: remaining) }
+        if figuresHold { restoreStatsCache(keeping: liveVersions) } else { FileSystem.removeTree(statsStashRoot) }
         return GCResult(packsBefore: packs.count + livePacks.count, packsDeleted: deleted, packsRewritten: rewritten, bytesFreed: freed,
                         liveChunks: live.count, seconds: Timestamp.monotonicSeconds() - started)
     }

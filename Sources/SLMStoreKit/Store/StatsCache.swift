@@ -1,6 +1,6 @@
 // Figures `ls` shows for every version (size, stored and new bytes) and for every model, kept in
 // `cache/` so that listing a registry of thousands of versions reads no tree and no pack index.
-// Derived data: a missing or unreadable entry is computed again; gc empties the cache.
+// Derived data: a missing or unreadable entry is computed again; gc keeps what it did not change.
 
 import Foundation
 
@@ -67,11 +67,37 @@ extension Store {
         return total
     }
 
-    /// Drops the cached figures (gc changes what is stored).
-    func clearStatsCache() {
-        FileSystem.removeTree(versionStatsCacheRoot)
-        FileSystem.removeTree(modelStatsCacheRoot)
-        FileSystem.removeTree(modelListingCacheRoot)
+    /// Where gc keeps the figures while it works; whatever is found there at gc's start was left
+    /// by a gc that did not finish, and is dropped.
+    var statsStashRoot: String { root + "/cache/.gc-stash" }
+
+    private var statsCacheDirectories: [(live: String, stashed: String)] {
+        [versionStatsCacheRoot, modelStatsCacheRoot, modelListingCacheRoot].map { ($0, "\(statsStashRoot)/\(FileSystem.basename($0))") }
+    }
+
+    /// Moves the figures out of readers' way (an `ls` meanwhile computes its own).
+    func stashStatsCache() {
+        FileSystem.removeTree(statsStashRoot)
+        try? FileSystem.makeDirectories(statsStashRoot)
+        for (live, stashed) in statsCacheDirectories where FileSystem.isDirectory(live) {
+            if (try? FileSystem.rename(live, stashed)) == nil { FileSystem.removeTree(live) }
+        }
+    }
+
+    /// Puts the stashed figures back, without those of versions gc found unreachable and those
+    /// of version sets no model has any more.
+    func restoreStatsCache(keeping liveVersions: Set<SHA256Digest>) {
+        defer { FileSystem.removeTree(statsStashRoot) }
+        var keys = Set<String>()
+        do {
+            for model in try models() { keys.insert(cacheKey(model, try versions(of: model).map(\.id))) }
+        } catch { return }
+        for (live, stashed) in statsCacheDirectories where FileSystem.isDirectory(stashed) && !FileSystem.exists(live) {
+            let keep: (String) -> Bool = live == versionStatsCacheRoot
+                ? { SHA256Digest(hex: $0).map(liveVersions.contains) ?? false } : { keys.contains($0) }
+            for name in (try? FileSystem.listDirectory(stashed)) ?? [] where !keep(name) { FileSystem.remove("\(stashed)/\(name)") }
+            try? FileSystem.rename(stashed, live)
+        }
     }
 }
 
