@@ -5,6 +5,7 @@ raw JSON and an SVG chart of ratios against the best peer under Benchmarks/resul
 
 import argparse
 import json
+import re
 import os
 import platform
 import shutil
@@ -34,7 +35,7 @@ def run(cmd, env=None, cwd=None, check=True):
         full = ["/usr/bin/time", "-f", "%e %M", "-o", tf.name] + cmd
         p = subprocess.run(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd, text=True)
         if check and p.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.strip()[-2000:]}")
+            raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}): {(p.stderr.strip() or p.stdout.strip())[-2000:]}")
         parts = tf.read().strip().split()[-2:]
         return float(parts[0]), int(parts[1]), p.stdout
 
@@ -914,7 +915,11 @@ def manifest_table(rows, quick):
              "|---|---|---|---|---|---|---|---|---|---|"]
 
     def c(r):
-        return f"{r['s']:.2f} s, {r['rss_kib'] >> 10} MiB" if r["ok"] else f"fails: {r['error']}"
+        if r["ok"]:
+            return f"{r['s']:.2f} s, {r['rss_kib'] >> 10} MiB"
+        # The error's own words, without the scratch paths.
+        words = re.sub(r"\S*/(\S+)", r"\1", r["error"].split("error: ")[-1])
+        return f"fails: {words.strip()}" if words.strip() else "fails"
     for r in rows:
         meta = f"{r['pull']['metadata_bytes'] / 1e6:.1f} MB" if r["pull"]["ok"] else "-"
         entries = f"{r['largest_entries_bytes'] / 1e3:.0f} kB" if r["largest_entries_bytes"] else "-"
