@@ -846,11 +846,13 @@ def large_svg(rows, path):
 
 
 MANIFEST_POINTS = [(100, 50), (1000, 20), (1000, 50)]
+MANIFEST_PACKS = 2000
 
 
 def measure_manifest(args, slm, bench, baseline):
     """A remote whose registry lists many versions (slmstore-bench manifest-remote: refs, a stage
-    per model and the manifest; the listed versions' data is never read): one model's push, pull
+    per model, 2,000 small packs with valid indexes and the manifest; the listed versions' data
+    is never read): one model's push, pull
     and sync --once, by this build against a format 2 manifest and by --baseline against the
     format 1 manifest it writes, in the same run."""
     points = [(20, 10), (100, 20)] if args.quick else MANIFEST_POINTS
@@ -872,7 +874,9 @@ def measure_manifest(args, slm, bench, baseline):
             t, rss, out = timed(cmd)
             return {"s": t, "rss_kib": rss, "ok": True, "out": out}
         except RuntimeError as e:
-            return {"ok": False, "error": str(e).splitlines()[-1][-160:]}
+            lines = str(e).splitlines()
+            # A daemon logs to stdout and ends with its stop line: the error is the line naming one.
+            return {"ok": False, "error": next((l for l in reversed(lines) if "error" in l), lines[-1])[-160:]}
 
     try:
         for models, versions in points:
@@ -880,7 +884,8 @@ def measure_manifest(args, slm, bench, baseline):
                 remote = os.path.join(work, "remote")
                 shutil.rmtree(remote, ignore_errors=True)
                 log(f"manifest: {models} models x {versions} versions, format {fmt}, {label}")
-                meta = json.loads(subprocess.run([bench, "manifest-remote", remote, str(models), str(versions), str(fmt)],
+                meta = json.loads(subprocess.run([bench, "manifest-remote", remote, str(models), str(versions), str(fmt),
+                                                  str(100 if args.quick else MANIFEST_PACKS)],
                                                  check=True, capture_output=True, text=True).stdout)
                 row = {"tool": label, "format": fmt, "models": models, "versions": models * versions, **meta}
                 pub, dev = fresh(os.path.join(work, "pub")), os.path.join(work, "dev")
@@ -891,6 +896,8 @@ def measure_manifest(args, slm, bench, baseline):
                 run([binary, "--store", pub, "add", "real/m@1.0.1", two])
                 row["push_first"] = attempt([binary, "--store", pub, "push", remote, "real/m@1.0.0", "--json"])
                 row["push"] = attempt([binary, "--store", pub, "push", remote, "real/m@1.0.1", "--json"])
+                if row["push"]["ok"]:
+                    row["push"]["pack_indexes_searched"] = json.loads(row["push"]["out"]).get("pack_indexes_searched")
                 row["pull"] = attempt([binary, "--store", dev, "pull", remote, "real/m@latest", "--json"])
                 if row["pull"]["ok"]:
                     row["pull"]["metadata_bytes"] = json.loads(row["pull"]["out"])["metadata_bytes"]
@@ -909,10 +916,10 @@ def manifest_table(rows, quick):
     stamp = time.strftime("%Y-%m-%d", time.gmtime())
     lines = [f"Measured {stamp} on {os.cpu_count()} cores{' (quick mode)' if quick else ''}; remotes written by "
              "`slmstore-bench manifest-remote` (fleet/model-NNNN, every version with two files and a production stage per "
-             "model), a path remote on local disk. One 1 MiB model version is pushed into it, then pulled as `@latest` into "
+             "model, and packs with valid indexes that the versions name), a path remote on local disk. One 1 MiB model version is pushed into it, then pulled as `@latest` into "
              "an empty store and synced with `--once`. Times are wall seconds of one run; RSS is peak (GNU time).", "",
-             "| versions listed | build | manifest format | manifest.json | largest entries file | first push | push | pull @latest | pull metadata read | sync --once |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| versions listed | packs | build | manifest format | manifest.json | largest entries file | first push | push | indexes searched | pull @latest | pull metadata read | sync --once |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def c(r):
         if r["ok"]:
@@ -923,8 +930,9 @@ def manifest_table(rows, quick):
     for r in rows:
         meta = f"{r['pull']['metadata_bytes'] / 1e6:.1f} MB" if r["pull"]["ok"] else "-"
         entries = f"{r['largest_entries_bytes'] / 1e3:.0f} kB" if r["largest_entries_bytes"] else "-"
-        lines.append(f"| {r['versions']:,} ({r['models']:,} models) | {r['tool']} | {r['format']} | {r['manifest_bytes'] / 1e6:.1f} MB | "
-                     f"{entries} | {c(r['push_first'])} | {c(r['push'])} | {c(r['pull'])} | {meta} | {c(r['sync'])} |")
+        searched = r["push"].get("pack_indexes_searched", "-") if r["push"]["ok"] else "-"
+        lines.append(f"| {r['versions']:,} ({r['models']:,} models) | {r.get('packs', 1):,} | {r['tool']} | {r['format']} | {r['manifest_bytes'] / 1e6:.1f} MB | "
+                     f"{entries} | {c(r['push_first'])} | {c(r['push'])} | {searched} | {c(r['pull'])} | {meta} | {c(r['sync'])} |")
     return "\n".join(lines)
 
 

@@ -120,6 +120,13 @@ final class ManifestEntriesTests: XCTestCase {
             XCTAssertTrue(problem.contains("size or SHA-256"), problem)
         }
         XCTAssertEqual(try Store.open(at: dir + "/device").versions(of: try ModelName("a")).count, 0)
+        // A truncated one, too.
+        let own = TestSupport.read(try entriesPath("b"))
+        TestSupport.write(Array(own.prefix(own.count / 2)), to: try entriesPath("b"))
+        XCTAssertThrowsError(try pull("b@latest")) { error in
+            guard case SLMError.remote(_, let problem) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(problem.contains("size or SHA-256"), problem)
+        }
     }
 
     func testAnEntriesFileNamingAnotherModelOrOtherVersionsIsRefusedEvenWithAMatchingHash() throws {

@@ -141,12 +141,12 @@ case "large-store":
         print(String(decoding: try JSONSerialization.data(withJSONObject: r, options: [.sortedKeys]), as: UTF8.self))
     } catch { fail("\(error)") }
 case "manifest-remote":
-    // manifest-remote DIR MODELS VERSIONS_PER_MODEL FORMAT
+    // manifest-remote DIR MODELS VERSIONS_PER_MODEL FORMAT [PACKS]
     guard args.count >= 5, let m = Int(args[2]), let v = Int(args[3]), let f = Int(args[4]), f == 1 || f == 2 else {
-        fail("usage: slmstore-bench manifest-remote DIR MODELS VERSIONS 1|2")
+        fail("usage: slmstore-bench manifest-remote DIR MODELS VERSIONS 1|2 [PACKS]")
     }
     do {
-        let r = try makeManifestRemote(at: args[1], models: m, versions: v, format: f)
+        let r = try makeManifestRemote(at: args[1], models: m, versions: v, format: f, packs: args.count > 5 ? Int(args[5]) ?? 1 : 1)
         print(String(decoding: try JSONSerialization.data(withJSONObject: r, options: [.sortedKeys]), as: UTF8.self))
     } catch { fail("\(error)") }
 case "chunk":
