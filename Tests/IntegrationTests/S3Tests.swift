@@ -39,8 +39,9 @@ final class S3Tests: XCTestCase {
 
     func manifestVersions() throws -> Set<String> {
         let text = try moto.aws(["s3", "cp", remote + "/manifest.json", "-"])
-        let m = try Manifest.decode(Array(text.utf8), source: "manifest")
-        return Set(m.models["m"]?.versionNames ?? [])
+        var m = try Manifest.decode(Array(text.utf8), source: "manifest")
+        try m.loadVersions(of: ["m"], location: remote) { path, _ in Array(try moto.aws(["s3", "cp", remote + "/" + path, "-"]).utf8) }
+        return Set(m.models["m"]?.versions.map(\.version) ?? [])
     }
 
     func testPushPullAndSyncRoundTripThroughAPrivateBucket() throws {

@@ -68,9 +68,7 @@ func makeManifestRemote(at root: String, models: Int, versions: Int, format: Int
         guard case var .object(entry) = e, let path = entry["entries"]?["path"]?.stringValue else { continue }
         entry["versions"] = try JSONValue.parse(byPath[path]!)["versions"]
         entry["entries"] = nil
-        entry["version_names"] = nil
-        entry["latest_size"] = nil
-        entry["last_created"] = nil
+        for key in ["version_count", "versions_sha256", "latest_size", "last_created"] { entry[key] = nil }
         ms[name] = JSONValue.object(entry)
     }
     o["models"] = JSONValue.object(ms)

@@ -42,7 +42,7 @@ public struct Manifest: Sendable {
 
     public struct ModelEntry: Sendable {
         /// SemVer order. Read from a format 2 manifest, empty until the entries file is loaded
-        /// (`versionsLoaded`); `versionNames` lists them meanwhile.
+        /// (`versionsLoaded`); `versionCount` and `versionsDigest` describe them meanwhile.
         public var versions: [VersionEntry]
         public var stages: [String: String]          // stage -> version string
         /// Active staged rollouts, by stage: a version some devices take before the stage moves.
@@ -50,9 +50,11 @@ public struct Manifest: Sendable {
         /// Stage -> the id it names, as listed.
         public var stageIDs: [String: SHA256Digest]
         public var versionsLoaded = true
-        /// Where the version entries are (format 2), and the names the manifest lists for them.
+        /// Where the version entries are (format 2), and how many versions, with which names
+        /// (`Manifest.versionsDigest`), the manifest says the file lists.
         public var entriesFile: EntriesFile? = nil
-        var listedNames: [String] = []
+        var listedCount = 0
+        var listedDigest: SHA256Digest? = nil
         /// The manifest's entry for this model as read: written again unchanged by a publisher
         /// that did not load (and so did not change) the versions.
         var summary: JSONValue? = nil
@@ -65,7 +67,8 @@ public struct Manifest: Sendable {
             for (stage, v) in stages { if let e = versions.first(where: { $0.version == v }) { stageIDs[stage] = e.id } }
         }
 
-        public var versionNames: [String] { versionsLoaded ? versions.map(\.version) : listedNames }
+        public var versionCount: Int { versionsLoaded ? versions.count : listedCount }
+        public var versionsDigest: SHA256Digest { versionsLoaded ? Manifest.versionsDigest(versions.map(\.version)) : listedDigest! }
     }
 
     public var project: String
@@ -119,7 +122,8 @@ public struct Manifest: Sendable {
         }
         var entry: [String: JSONValue] = [
             "stages": .object(stages),
-            "version_names": .array(m.versions.map { .string($0.version) }),
+            "version_count": .int(m.versions.count),
+            "versions_sha256": .string(versionsDigest(m.versions.map(\.version)).hex),
             "entries": .object(["path": .string(file.path), "sha256": .string(file.sha256.hex), "size": .int(file.size)]),
         ]
         if !m.rollouts.isEmpty { entry["rollouts"] = .object(m.rollouts.mapValues(\.json)) }
@@ -138,6 +142,12 @@ public struct Manifest: Sendable {
         }
         if let last = m.versions.map(\.created).max() { entry["last_created"] = .string(last) }
         return .object(entry)
+    }
+
+    /// SHA-256 of a model's version names sorted by their bytes, each followed by "\n": lets a
+    /// manifest say which versions an entries file lists without listing them.
+    public static func versionsDigest(_ names: [String]) -> SHA256Digest {
+        SHA256Hasher.hash(names.map { Array($0.utf8) }.sorted { $0.lexicographicallyPrecedes($1) }.flatMap { $0 + [0x0a] })
     }
 
     static func latest(_ versions: [VersionEntry]) -> VersionEntry? {
@@ -233,13 +243,15 @@ public struct Manifest: Sendable {
             } else {
                 guard let file = m["entries"], let sha = file["sha256"]?.stringValue.flatMap(SHA256Digest.init(hex:)),
                       let size = file["size"]?.uint64Value, size <= UInt64(maxEncodedSize),
-                      let names = m["version_names"]?.arrayValue?.map(\.stringValue), !names.contains(nil) else {
+                      let count = m["version_count"]?.uint64Value, count <= size,
+                      let digest = m["versions_sha256"]?.stringValue.flatMap(SHA256Digest.init(hex:)) else {
                     throw bad("bad entries file reference for \(name)")
                 }
                 entry = ModelEntry(versions: [], stages: stages, rollouts: rollouts)
                 entry.versionsLoaded = false
                 entry.entriesFile = EntriesFile(sha256: sha, size: size)
-                entry.listedNames = names.map { $0! }
+                entry.listedCount = Int(count)
+                entry.listedDigest = digest
                 entry.summary = m
             }
             entry.stageIDs = stageIDs
@@ -284,7 +296,7 @@ public struct Manifest: Sendable {
                 versions = try Manifest.decodeVersions(name, v["versions"]?.objectValue ?? [:], bad: bad)
                 cache?.remember(file.sha256, versions)
             }
-            guard versions.count == m.listedNames.count, Set(versions.map(\.version)) == Set(m.listedNames) else {
+            guard versions.count == m.listedCount, Manifest.versionsDigest(versions.map(\.version)) == m.listedDigest else {
                 throw SLMError.remote(url: source, problem: "lists other versions of \(name) than manifest.json")
             }
             models[name]!.versions = versions

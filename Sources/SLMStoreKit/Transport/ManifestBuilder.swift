@@ -85,7 +85,7 @@ enum ManifestBuilder {
             // A model nobody pushes now, whose version and stage refs are the ones the previous
             // manifest lists, keeps its entry (and entries file) without being read again.
             if let known = previous?.models[model], !known.versionsLoaded, !refresh.contains(model),
-               Set(known.versionNames) == Set(refs.map(\.0.description)), known.versionNames.count == refs.count,
+               known.versionCount == refs.count, known.versionsDigest == Manifest.versionsDigest(refs.map(\.0.description)),
                known.stageIDs == stageIDs {
                 models[model] = known
                 continue

@@ -157,7 +157,7 @@ extension Store {
         case let .exact(name, version):
             if let id = try reader.versionRef(name, version) { return (name, version, id) }
             var known: [String] = []
-            do { known = try reader.manifest(models: []).models[name.value]?.versionNames ?? [] } catch {
+            do { known = try reader.manifest(models: [name.value]).models[name.value]?.versions.map(\.version) ?? [] } catch {
                 // Only for the message: the version is missing whatever the manifest says.
             }
             throw SLMError.notFound("\(location) has no \(name)@\(version)\(known.isEmpty ? "" : "; versions there: " + known.joined(separator: ", "))")

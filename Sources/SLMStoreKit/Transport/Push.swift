@@ -210,7 +210,8 @@ extension Store {
         // from the manifest just written, so it shows every publisher's models.
         var pages = 0
         if options.web {
-            let listed = Set(manifest.models.flatMap { m in m.value.versionNames.map { "\(m.key)@\($0)" } })
+            // Models this push did not rebuild are not loaded: links to them are left out.
+            let listed = Set(manifest.models.flatMap { m in m.value.versions.map { "\(m.key)@\($0.version)" } })
             // Version pages of versions pushed now, and of any whose page the remote lacks.
             let pushedNow = Set(toPush.map { "\($0.0.name)@\($0.0.version)" })
             pages = try writeSite(models: Set(selected.map(\.name)).sorted(), published: { listed.contains("\($0)@\($1)") },

@@ -164,10 +164,9 @@ public struct SignedRelease: Sendable {
                 }
             }
             var entry = Manifest.ModelEntry(versions: versions, stages: signed.stages, rollouts: rollouts)
-            // A model whose entries are not loaded keeps only the names the release signs.
+            // A model whose entries are not loaded stays so: a reader loads before restricting.
             entry.versionsLoaded = m.versionsLoaded
             entry.entriesFile = m.entriesFile
-            entry.listedNames = m.listedNames.filter { signed.versions[$0] != nil }
             entry.stageIDs = m.stageIDs.filter { signed.stages[$0.key] != nil }
             kept[name] = entry
         }

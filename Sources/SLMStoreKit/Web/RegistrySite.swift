@@ -32,7 +32,7 @@ extension Manifest {
             let m = models[name]!
             if !m.versionsLoaded, let s = m.summary {
                 // The figures manifest.json carries for a model whose entries were not read.
-                return SiteIndexRow(name: name, versions: m.versionNames.count, stages: m.stages, latest: s["latest"]?.stringValue,
+                return SiteIndexRow(name: name, versions: m.versionCount, stages: m.stages, latest: s["latest"]?.stringValue,
                                     latestSize: s["latest_size"]?.uint64Value ?? 0, lastChange: s["last_created"]?.stringValue ?? "")
             }
             let latest = Manifest.latest(m.versions)
