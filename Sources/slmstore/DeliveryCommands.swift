@@ -75,8 +75,8 @@ let pushCommand = Command(
     REMOTE is a directory or s3://BUCKET/PREFIX. Copies what the destination lacks (packs, trees,
     versions), then creates version refs, writes the pushed models' manifest entries files
     (manifests/) and replaces manifest.json last, with compare-and-swap writes, so concurrent
-    publishers all end up listed. Without REFs every version is pushed;
-    dependencies come along. Stage refs and registry records of the pushed models are published
+    publishers all end up listed. Without REFs every version is pushed; dependencies come
+    along. Stage refs and registry records of the pushed models are published
     too. A directory can then be served by any static web server.
     S3 credentials and settings come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
     AWS_SESSION_TOKEN, AWS_PROFILE with ~/.aws/credentials and ~/.aws/config, AWS_REGION; large

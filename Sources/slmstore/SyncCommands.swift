@@ -10,8 +10,9 @@ let syncCommand = Command(
     usage: "slmstore sync REMOTE --to DIR --follow NAME@SELECTOR... [--interval 30s] [--keep N] [--on-update CMD] [--once] [--max-rate R] [--log-format human|json]",
     details: """
     Each round fetches manifest.json with a conditional GET (and the entries file of each followed
-    model, once per change of that model); for every followed model whose selected version (stage, range, latest) differs from DIR/<model>/current it pulls only the
-    missing chunks, installs DIR/<model>/<version>/, flips DIR/<model>/current, runs --on-update
+    model, once per change of that model); for every followed model whose selected version
+    (stage, range, latest) differs from DIR/<model>/current it pulls only the missing chunks,
+    installs DIR/<model>/<version>/, flips DIR/<model>/current, runs --on-update
     (SLMSTORE_MODEL, SLMSTORE_OLD_VERSION, SLMSTORE_NEW_VERSION, SLMSTORE_INSTALL_DIR in its
     environment) and prunes to --keep old versions. Failures never touch installed versions: the
     daemon logs one line, backs off exponentially with jitter, and retries. One daemon per DIR.

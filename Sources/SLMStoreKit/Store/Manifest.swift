@@ -68,7 +68,9 @@ public struct Manifest: Sendable {
         }
 
         public var versionCount: Int { versionsLoaded ? versions.count : listedCount }
-        public var versionsDigest: SHA256Digest { versionsLoaded ? Manifest.versionsDigest(versions.map(\.version)) : listedDigest! }
+        public var versionsDigest: SHA256Digest {
+            versionsLoaded || listedDigest == nil ? Manifest.versionsDigest(versions.map(\.version)) : listedDigest!
+        }
     }
 
     public var project: String

@@ -164,9 +164,11 @@ public struct SignedRelease: Sendable {
                 }
             }
             var entry = Manifest.ModelEntry(versions: versions, stages: signed.stages, rollouts: rollouts)
-            // A model whose entries are not loaded stays so: a reader loads before restricting.
+            // A model whose entries are not loaded stays so (what the manifest says of its entries
+            // file is kept as it is): a reader loads the models it needs before restricting.
             entry.versionsLoaded = m.versionsLoaded
             entry.entriesFile = m.entriesFile
+            (entry.listedCount, entry.listedDigest, entry.summary) = (m.listedCount, m.listedDigest, m.summary)
             entry.stageIDs = m.stageIDs.filter { signed.stages[$0.key] != nil }
             kept[name] = entry
         }
