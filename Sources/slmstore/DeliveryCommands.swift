@@ -250,7 +250,10 @@ let gcCommand = Command(
         threshold = v
     }
     let store = try ctx.openStore()
-    let r = try store.gc(rewriteBelow: threshold)
+    // Test knob: a tiny budget splits even a small store's live set into ranges.
+    var budget = Store.gcLiveSetBudget
+    if let v = getenv("SLMSTORE_GC_LIVE_BUDGET").map({ String(cString: $0) }), let n = Int(v), n > 0 { budget = n }
+    let r = try store.gc(rewriteBelow: threshold, liveSetBudget: budget)
     if a.has("--json") {
         Output.json(.object(["bytes_freed": .int(r.bytesFreed), "packs_before": .int(r.packsBefore), "packs_deleted": .int(r.packsDeleted),
                              "packs_rewritten": .int(r.packsRewritten), "live_chunks": .int(r.liveChunks)]))

@@ -212,6 +212,27 @@ final class DeltaTests: XCTestCase {
         assertCheckout(dir + "/dev", "m@1.1.0", matches: v2)
     }
 
+    /// The same with gc's live set split into 64 id ranges: the delta records the dependent
+    /// version needs and their bases are kept across ranges, and exactly as much is freed.
+    func testGcWithASplitLiveSetKeepsDeltasAndTheirBasesLikeAWholeOne() throws {
+        _ = try add("m@1.0.0", v1)
+        _ = try add("m@1.1.0", v2)
+        XCTAssertEqual(cli(["rm", "m@1.0.0"]).status, 0)
+        let copy = dir + "/copy"
+        let cp = Process()
+        cp.executableURL = URL(fileURLWithPath: "/bin/cp")
+        cp.arguments = ["-a", publisher, copy]
+        try cp.run()
+        cp.waitUntilExit()
+        let whole = try TestSupport.json(cli(["gc", "--json"]))
+        let split = try TestSupport.json(cli(["gc", "--json"], store: copy, env: ["SLMSTORE_GC_LIVE_BUDGET": "1"]))
+        for key in ["bytes_freed", "packs_deleted", "packs_rewritten", "live_chunks"] {
+            XCTAssertEqual(whole[key]?.uint64Value, split[key]?.uint64Value, key)
+        }
+        XCTAssertEqual(cli(["verify"], store: copy).status, 0)
+        assertCheckout(copy, "m@1.1.0", matches: v2)
+    }
+
     func testKillDuringGcOfADeltaSetLeavesAVerifiableStore() throws {
         _ = try add("m@1.0.0", v1)
         _ = try add("m@1.1.0", v2)

@@ -1,6 +1,7 @@
 import XCTest
 @testable import SLMStoreKit
 import SLMTestSupport
+import SLMSynthetic
 
 /// The multi-pack index (Format.md §6.1), the bounded live set and the listing cache: what keeps
 /// every command's cost to what it touches in a store of millions of chunks.
@@ -235,5 +236,26 @@ final class LargeStoreTests: XCTestCase {
         XCTAssertEqual(loads, 1)
         XCTAssertEqual(again.stats.storedBytes, computed.stats.storedBytes)
         XCTAssertEqual(again.created, try store.readVersion(id).created)
+    }
+
+    func testASpilledLiveSetGivesBackEveryIdOnceInTheRangeItsTopBitsName() throws {
+        let spill = try ChunkIDSpill(directory: TestSupport.scratch(), bits: 3)
+        var all = Set<ChunkID>()
+        var rng = SplitMix(7)
+        for i in 0..<20_000 {
+            let id = ChunkID(high: rng.next(), low: rng.next())
+            all.insert(id)
+            try spill.append(id)
+            if i % 3 == 0 { try spill.append(id) }  // trees repeat ids
+        }
+        try spill.finish()
+        var back: [ChunkID] = []
+        for r in 0..<spill.ranges {
+            try spill.forEachID(in: r) { id in
+                XCTAssertEqual(spill.range(of: id), r)
+                back.append(id)
+            }
+        }
+        XCTAssertEqual(back, all.sorted())
     }
 }

@@ -37,8 +37,14 @@ public struct ChunkIDSet: @unchecked Sendable {
         return lo < storage.count && storage.base[lo] == id ? lo : nil
     }
 
-    /// The ids in ascending order.
+    /// The ids in ascending order. The pointer is valid only while the set is alive: a caller
+    /// that holds the set in nothing else uses `forEachMember`.
     public var members: UnsafeBufferPointer<ChunkID> { UnsafeBufferPointer(start: storage.base, count: storage.count) }
+
+    /// Hands the ids to `body` in ascending order, keeping the buffer alive meanwhile.
+    public func forEachMember(_ body: (ChunkID) throws -> Void) rethrows {
+        try withExtendedLifetime(storage) { for id in members { try body(id) } }
+    }
 
     /// This set with `other`'s ids, merged into this set's own buffer rather than a second copy
     /// (consuming: the receiver is gone afterwards, and must not share its buffer).

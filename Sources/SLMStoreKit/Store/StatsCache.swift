@@ -62,7 +62,8 @@ extension Store {
             for f in try readTree(try readVersion(id).tree).files { for c in f.chunks { chunks.insert(c.id) } }
         }
         let index = try index()
-        let total = chunks.build().members.reduce(UInt64(0)) { $0 + index.recordBytes(of: $1) }
+        var total: UInt64 = 0
+        chunks.build().forEachMember { total += index.recordBytes(of: $0) }
         FileSystem.writeCacheFile(Array("\(total)\n".utf8), to: path)
         return total
     }
