@@ -770,6 +770,8 @@ def measure_large(args, slm, bench):
             row["show_s"], row["show_rss_kib"], _ = cli("show", "real/m@1.0.1")
             row["cat_s"], row["cat_rss_kib"], _ = cli("cat", "real/m@1.0.1", "config.json")
             row["diff_s"], row["diff_rss_kib"], _ = cli("diff", "real/m@1.0.0", "real/m@1.0.1")
+            # log of one registry model's 50 versions (the empty store's only model otherwise).
+            row["log_s"], _, _ = cli("log", "fleet/model-0" if n else "real/m")
             row["ls_cold_s"], row["ls_cold_rss_kib"], _ = cli("ls")
             row["ls_s"], row["ls_rss_kib"], _ = cli("ls")
             warm([model])
@@ -796,13 +798,13 @@ def large_table(rows, size, registry, quick):
     lines = [f"Measured {stamp} on {os.cpu_count()} cores; stores written by `slmstore-bench large-store` "
              f"(16-byte chunk records, 4096 per pack, {registry:,} registry versions){' (quick mode)' if quick else ''}. "
              f"Times are wall seconds of one run; RSS is peak (GNU time). The model is a {size >> 20} MiB bf16 safetensors file.", "",
-             "| chunks in store | packs | add 1 MiB | show | cat | diff | ls (cached) | ls (first) | ls (after gc) | add model MB/s | verify | gc |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| chunks in store | packs | add 1 MiB | show | cat | diff | log | ls (cached) | ls (first) | ls (after gc) | add model MB/s | verify | gc |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         def c(k):
             return f"{r[k]:.3f} s, {r[k.replace('_s', '_rss_kib')] >> 10} MiB"
         lines.append(f"| {r['chunks']:,} | {r['packs']:,} | {c('add_s')} | {c('show_s')} | {c('cat_s')} | {c('diff_s')} | "
-                     f"{r['ls_s']:.2f} s | {r['ls_cold_s']:.2f} s | {r['ls_after_gc_s']:.2f} s | {r['add_model_mb_s']:.0f} | "
+                     f"{r['log_s']:.3f} s | {r['ls_s']:.2f} s | {r['ls_cold_s']:.2f} s | {r['ls_after_gc_s']:.2f} s | {r['add_model_mb_s']:.0f} | "
                      f"{r['verify_s']:.1f} s, {r['verify_rss_kib'] >> 10} MiB | {r['gc_s']:.1f} s, {r['gc_rss_kib'] >> 10} MiB |")
     big = rows[-1]
     lines += ["", f"At {big['chunks']:,} chunks against the empty store: add {big['add_s'] / empty['add_s']:.1f}×, "
