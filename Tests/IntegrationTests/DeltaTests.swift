@@ -219,11 +219,7 @@ final class DeltaTests: XCTestCase {
         _ = try add("m@1.1.0", v2)
         XCTAssertEqual(cli(["rm", "m@1.0.0"]).status, 0)
         let copy = dir + "/copy"
-        let cp = Process()
-        cp.executableURL = URL(fileURLWithPath: "/bin/cp")
-        cp.arguments = ["-a", publisher, copy]
-        try cp.run()
-        cp.waitUntilExit()
+        TestSupport.copyTree(publisher, to: copy)
         let whole = try TestSupport.json(cli(["gc", "--json"]))
         let split = try TestSupport.json(cli(["gc", "--json"], store: copy, env: ["SLMSTORE_GC_LIVE_BUDGET": "1"]))
         for key in ["bytes_freed", "packs_deleted", "packs_rewritten", "live_chunks"] {

@@ -54,11 +54,7 @@ final class GCTests: XCTestCase {
     /// ranges (a budget of one byte) free and keep exactly the same.
     func assertSplitLiveSetCollectsTheSame(_ checks: [String: String], file: StaticString = #filePath, line: UInt = #line) throws {
         let split = dir + "/split-store"
-        let cp = Process()
-        cp.executableURL = URL(fileURLWithPath: "/bin/cp")
-        cp.arguments = ["-a", store, split]
-        try cp.run()
-        cp.waitUntilExit()
+        TestSupport.copyTree(store, to: split)
         let whole = try TestSupport.json(cli(["gc", "--json"]))
         let ranged = try TestSupport.json(TestSupport.cli(["gc", "--json"], store: split, environment: ["SLMSTORE_GC_LIVE_BUDGET": "1"]))
         for key in ["bytes_freed", "packs_before", "packs_deleted", "packs_rewritten", "live_chunks"] {
@@ -145,41 +141,32 @@ final class GCTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("lora@0.1.0 depends on base@^1.0"), r.stderr)
     }
 
-    func testKillDuringGcLeavesAVerifiableStore() throws {
+    /// Three versions in one pack each; removing one makes its pack dead. gc is killed at each
+    /// crash point, then run to the end; every remaining version reads back after each step.
+    func assertKilledGcLeavesAVerifiableStore(seed: UInt64, removing removed: Int, env: [String: String] = [:]) {
         var expected: [String: String] = [:]
         for i in 0..<3 {
-            let s = src("v\(i)", ["w.bin": TestSupport.random(700_000, seed: UInt64(10 + i))])
+            let s = src("v\(i)", ["w.bin": TestSupport.random(700_000, seed: seed + UInt64(i))])
             XCTAssertEqual(cli(["add", "m@1.0.\(i)", s]).status, 0)
             expected["m@1.0.\(i)"] = s
         }
-        // Three versions in one pack each; removing one makes its pack dead.
-        XCTAssertEqual(cli(["rm", "m@1.0.0"]).status, 0)
-        expected["m@1.0.0"] = nil
+        XCTAssertEqual(cli(["rm", "m@1.0.\(removed)"]).status, 0)
+        expected["m@1.0.\(removed)"] = nil
         for point in ["gc-between-index-and-pack", "gc-after-rewrite"] {
-            let r = cli(["gc"], env: ["SLMSTORE_CRASH_AT": point])
+            let r = cli(["gc"], env: env.merging(["SLMSTORE_CRASH_AT": point]) { a, _ in a })
             XCTAssertTrue(r.status == 9 || r.status == 0, "\(point): \(r.stderr)")
             assertAllVersionsRead(expected)
         }
-        XCTAssertEqual(cli(["gc"]).status, 0)
+        XCTAssertEqual(cli(["gc"], env: env).status, 0)
         assertAllVersionsRead(expected)
     }
 
+    func testKillDuringGcLeavesAVerifiableStore() throws {
+        assertKilledGcLeavesAVerifiableStore(seed: 10, removing: 0)
+    }
+
     func testKillDuringGcWithASplitLiveSetLeavesAVerifiableStore() throws {
-        var expected: [String: String] = [:]
-        for i in 0..<3 {
-            let s = src("v\(i)", ["w.bin": TestSupport.random(700_000, seed: UInt64(20 + i))])
-            XCTAssertEqual(cli(["add", "m@1.0.\(i)", s]).status, 0)
-            expected["m@1.0.\(i)"] = s
-        }
-        XCTAssertEqual(cli(["rm", "m@1.0.1"]).status, 0)
-        expected["m@1.0.1"] = nil
-        for point in ["gc-between-index-and-pack", "gc-after-rewrite"] {
-            let r = cli(["gc"], env: ["SLMSTORE_CRASH_AT": point, "SLMSTORE_GC_LIVE_BUDGET": "1"])
-            XCTAssertTrue(r.status == 9 || r.status == 0, "\(point): \(r.stderr)")
-            assertAllVersionsRead(expected)
-        }
-        XCTAssertEqual(cli(["gc"], env: ["SLMSTORE_GC_LIVE_BUDGET": "1"]).status, 0)
-        assertAllVersionsRead(expected)
+        assertKilledGcLeavesAVerifiableStore(seed: 20, removing: 1, env: ["SLMSTORE_GC_LIVE_BUDGET": "1"])
     }
 
     func testKillDuringGcOrMaintenanceWithAMultiPackIndexLeavesAVerifiableStore() throws {

@@ -144,6 +144,16 @@ public enum TestSupport {
         write(Array(JSONValue.object(top).prettyString().utf8) + [0x0a], to: remote + "/manifest.json")
     }
 
+    /// Copies a directory tree with `cp -a` (modes and times kept), as a second store to compare.
+    public static func copyTree(_ source: String, to target: String) {
+        let cp = Process()
+        cp.executableURL = URL(fileURLWithPath: "/bin/cp")
+        cp.arguments = ["-a", source, target]
+        try! cp.run()
+        cp.waitUntilExit()
+        precondition(cp.terminationStatus == 0, "cp -a \(source) \(target) failed")
+    }
+
     public static func read(_ path: String) -> [UInt8] {
         Array((try? Data(contentsOf: URL(fileURLWithPath: path))) ?? Data())
     }

@@ -96,14 +96,7 @@ final class ManifestEntriesTests: XCTestCase {
         TestSupport.write(TestSupport.random(200_000, seed: 9), to: dir + "/src-b2/w.bin")
         _ = try other.add(name: try ModelName("b"), version: try SemVer("1.1.0"), inputs: try AddInputs.collect([dir + "/src-b2"]))
         _ = try other.push(to: LocalBackend(root: dir + "/staging-remote"), refs: [try VersionRef.parse("b@1.1.0")], options: PushOptions())
-        for sub in ["packs", "objects", "refs"] {
-            let cp = Process()
-            cp.executableURL = URL(fileURLWithPath: "/bin/cp")
-            cp.arguments = ["-r", "\(dir)/staging-remote/\(sub)/.", "\(remotePath)/\(sub)/"]
-            try cp.run()
-            cp.waitUntilExit()
-            XCTAssertEqual(cp.terminationStatus, 0)
-        }
+        for sub in ["packs", "objects", "refs"] { TestSupport.copyTree("\(dir)/staging-remote/\(sub)/.", to: "\(remotePath)/\(sub)/") }
         try add("a@1.1.0", seed: 3)
         try push("a@1.1.0")
         XCTAssertEqual(try TestSupport.publishedManifest(remotePath).models["b"]?.versions.map(\.version), ["1.0.0", "1.1.0"])
