@@ -29,6 +29,59 @@ final class StoreTests: XCTestCase {
         return result
     }
 
+    /// A tree of `chunks` chunk refs in three files (a safetensors table in the middle one).
+    func largeTree(chunks: Int) -> TreeObject {
+        var files: [FileEntry] = []
+        for (i, n) in [chunks / 4, chunks / 2, chunks - chunks / 4 - chunks / 2].enumerated() {
+            let refs = (0..<n).map { ChunkRef(id: ChunkID(high: UInt64(i), low: UInt64($0)), rawLength: 16 + UInt32($0 % 7)) }
+            let size = refs.reduce(UInt64(0)) { $0 + UInt64($1.rawLength) }
+            let header = i == 1 ? SafetensorsHeader(headerLength: 8, tensors: [TensorInfo(name: "w", dtype: "F32", shape: [2], begin: 8, end: 16)], metadata: [:]) : nil
+            files.append(FileEntry(path: "dir/f\(i)", size: size, sha256: SHA256Hasher.hash([UInt8(i)]), chunks: refs, safetensors: header))
+        }
+        return TreeObject(files: files)
+    }
+
+    func testATreeReadFromItsFileEqualsTheTreeHeldInMemory() throws {
+        let tree = largeTree(chunks: 30_001)
+        let path = dir + "/tree"
+        TestSupport.write(tree.encoded(), to: path)
+        let fromFile = try TreeObject.decode(file: try FileDescriptor.openForReading(path), id: tree.id, source: path)
+        XCTAssertTrue(fromFile.files.allSatisfy { $0.chunks.isFileBacked })
+        XCTAssertEqual(fromFile, tree)
+        XCTAssertEqual(fromFile.encoded(), tree.encoded())
+        // Indexed out of order too (the cache holds one block; the middle file's list starts
+        // at an offset that is not a multiple of 20 from the first's).
+        for i in [15_000, 3, 14_999, 7_000, 0, 14_999].map({ $0 % fromFile.files[1].chunks.count }) {
+            XCTAssertEqual(fromFile.files[1].chunks[i], tree.files[1].chunks[i])
+            XCTAssertEqual(fromFile.files[0].chunks[i % 7_500], tree.files[0].chunks[i % 7_500])
+        }
+    }
+
+    func testATreeFileIsCheckedAgainstItsIdAndItsStructure() throws {
+        let tree = largeTree(chunks: 1000)
+        var bytes = tree.encoded()
+        let path = dir + "/tree"
+        bytes[bytes.count / 2] ^= 1
+        TestSupport.write(bytes, to: path)
+        XCTAssertThrowsError(try TreeObject.decode(file: try FileDescriptor.openForReading(path), id: tree.id, source: path)) {
+            XCTAssertTrue("\($0)".contains("does not hash to its id") || "\($0)".contains("add up to"), "\($0)")
+        }
+        TestSupport.write(Array(tree.encoded().dropLast(30)), to: path)
+        XCTAssertThrowsError(try TreeObject.decode(file: try FileDescriptor.openForReading(path), id: tree.id, source: path)) {
+            XCTAssertTrue("\($0)".contains("truncated") || "\($0)".contains("larger than the object"), "\($0)")
+        }
+    }
+
+    func testALargeTreeIsReadFromItsObjectFileNotHeld() throws {
+        let tree = largeTree(chunks: TreeObject.inMemoryLimit / 20 + 10)
+        let id = try store.writeObject(tree.encoded())
+        let read = try store.readTree(id)
+        XCTAssertTrue(read.files.allSatisfy { $0.chunks.isFileBacked })
+        XCTAssertEqual(read, tree)
+        let small = try store.writeObject(largeTree(chunks: 100).encoded())
+        XCTAssertFalse(try store.readTree(small).files[0].chunks.isFileBacked)
+    }
+
     func testRoundTripIsBitExactAtEveryBoundarySize() throws {
         let p = store.config.chunker
         let sizes = [0, 1, p.minSize - 1, p.minSize, p.maxSize, p.maxSize + 1]

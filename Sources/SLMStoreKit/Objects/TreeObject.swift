@@ -17,11 +17,15 @@ public struct FileEntry: Equatable, Sendable {
     public var path: String
     public var size: UInt64
     public var sha256: SHA256Digest
-    public var chunks: [ChunkRef]
+    public var chunks: ChunkList
     /// Present for safetensors files.
     public var safetensors: SafetensorsHeader?
 
     public init(path: String, size: UInt64, sha256: SHA256Digest, chunks: [ChunkRef], safetensors: SafetensorsHeader?) {
+        self.init(path: path, size: size, sha256: sha256, chunks: ChunkList(chunks), safetensors: safetensors)
+    }
+
+    public init(path: String, size: UInt64, sha256: SHA256Digest, chunks: ChunkList, safetensors: SafetensorsHeader?) {
         self.path = path
         self.size = size
         self.sha256 = sha256
@@ -41,6 +45,9 @@ public struct TreeObject: Equatable, Sendable {
     /// Bound on a tree object's size when read from disk or a remote.
     /// 64 MiB: 3 million chunks, a 200 GB model; in memory a tree costs about 4.5 times its size.
     public static let maxEncodedSize = 64 << 20
+    /// Trees larger than this are read from their file on demand (`decode(file:)`) rather than
+    /// held: about 100,000 chunks, a 6 GB model at the default chunk size.
+    public static let inMemoryLimit = 2 << 20
 
     /// Sorted by path (UTF-8 byte order); paths are unique.
     public private(set) var files: [FileEntry]
@@ -55,6 +62,11 @@ public struct TreeObject: Equatable, Sendable {
 
     public func encoded() -> [UInt8] {
         var w = ByteWriter(capacity: 64 + files.reduce(0) { $0 + 64 + $1.chunks.count * 20 })
+        encode(into: &w)
+        return w.bytes
+    }
+
+    func encode(into w: inout ByteWriter) {
         w.raw(Self.magic)
         w.u32(Self.formatVersion)
         w.u32(UInt32(files.count))
@@ -87,7 +99,6 @@ public struct TreeObject: Equatable, Sendable {
                 }
             }
         }
-        return w.bytes
     }
 
     public var id: SHA256Digest { SHA256Hasher.hash(encoded()) }
@@ -96,6 +107,28 @@ public struct TreeObject: Equatable, Sendable {
     /// sorted unique paths. `source` names the file or URL in errors.
     public static func decode(_ bytes: [UInt8], source: String) throws -> TreeObject {
         var r = ByteReader(bytes)
+        return try decode(&r, chunkFile: nil, source: source)
+    }
+
+    /// Decodes and checks the tree object in `file` in one pass through a small buffer, and
+    /// checks that its bytes hash to `id`. Its chunk lists stay in the file, read on demand
+    /// through the open descriptor: the tree costs the same memory whatever the model's size.
+    public static func decode(file: FileDescriptor, id: SHA256Digest, source: String) throws -> TreeObject {
+        let size = try file.size()
+        guard size <= UInt64(maxEncodedSize) else {
+            throw SLMError.damaged(path: source, problem: "tree object is \(size) bytes, more than the \(maxEncodedSize) a tree may have")
+        }
+        var r = try FileByteReader(file, hashing: true)
+        let tree = try decode(&r, chunkFile: ChunkListFile(file), source: source)
+        guard r.hasher!.finish() == id else {
+            throw SLMError.damaged(path: source, problem: "content does not hash to its id \(id.hex)")
+        }
+        return tree
+    }
+
+    /// The decoder for both: with `chunkFile`, chunk lists are checked as they pass and then
+    /// left in that file; without, they are held.
+    static func decode<R: ByteSource>(_ r: inout R, chunkFile: ChunkListFile?, source: String) throws -> TreeObject {
         var files: [FileEntry] = []
         do {
             try r.expect(magic, "tree magic")
@@ -126,18 +159,18 @@ public struct TreeObject: Equatable, Sendable {
                 let chunkCount = try r.u32("chunk count")
                 guard Int(chunkCount) <= r.remaining / 20 else { throw ByteReaderError(message: "chunk count \(chunkCount) larger than the object") }
                 var chunks: [ChunkRef] = []
-                chunks.reserveCapacity(Int(chunkCount))
+                if chunkFile == nil { chunks.reserveCapacity(Int(chunkCount)) }
+                let chunksOffset = UInt64(r.offset)
                 var sum: UInt64 = 0
                 for _ in 0..<chunkCount {
                     try r.need(20, "chunk")
-                    let id = ChunkID(canonical: r.bytes[r.offset..<r.offset + 16])!
-                    _ = try r.raw(16, "chunk id")
+                    let id = try r.chunkID("chunk id")
                     let len = try r.u32("chunk length")
                     guard len > 0, len <= 64 << 20 else {
                         throw SLMError.damaged(path: source, problem: "chunk of \(len) bytes in \"\(path)\" (must be 1 byte to 64 MiB)")
                     }
                     sum += UInt64(len)
-                    chunks.append(ChunkRef(id: id, rawLength: len))
+                    if chunkFile == nil { chunks.append(ChunkRef(id: id, rawLength: len)) }
                 }
                 guard sum == size else {
                     throw SLMError.damaged(path: source, problem: "chunks of \"\(path)\" add up to \(sum) bytes, but its size is \(size)")
@@ -169,7 +202,8 @@ public struct TreeObject: Equatable, Sendable {
                     header = SafetensorsHeader(headerLength: headerLength, tensors: tensors, metadata: [:])
                     if kind == .gguf { header?.format = .gguf }
                 }
-                files.append(FileEntry(path: path, size: size, sha256: digest, chunks: chunks, safetensors: header))
+                let list = chunkFile.map { ChunkList(file: $0, offset: chunksOffset, count: Int(chunkCount)) } ?? ChunkList(chunks)
+                files.append(FileEntry(path: path, size: size, sha256: digest, chunks: list, safetensors: header))
             }
             guard r.atEnd else { throw ByteReaderError(message: "\(r.remaining) unexpected bytes after the last file") }
         } catch let e as ByteReaderError {

@@ -22,7 +22,7 @@ extension Store {
                            progress: ((UInt64) -> Void)? = nil,
                            sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         let sha = SHA256Hasher()
-        let largest = Int(entry.chunks.map(\.rawLength).max() ?? 0)
+        let largest = Int(entry.chunks.reduce(0) { max($0, $1.rawLength) })
         let capacity = batchBytes + largest
         let buffers = [UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 64),
                        UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 64)]

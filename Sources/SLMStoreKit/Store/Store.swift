@@ -107,8 +107,23 @@ public final class Store: Sendable {
         return id
     }
 
+    /// Stores the object held in `file`, already checked to hash to `id`, copying it through a
+    /// fixed buffer (a large tree is never held whole).
+    public func writeObject(file: FileDescriptor, id: SHA256Digest) throws {
+        let path = objectPath(id)
+        if FileSystem.exists(path) { return }
+        try FileSystem.makeDirectories(FileSystem.dirname(path))
+        try FileSystem.copyAtomically(from: file, to: path, mode: 0o444)
+    }
+
+    /// A tree of this store, checked against its id. A large one keeps its chunk lists in its
+    /// object file, read on demand, so checkout and sync of a large model hold no chunk list.
     public func readTree(_ id: SHA256Digest) throws -> TreeObject {
-        try TreeObject.decode(try readObject(id, limit: TreeObject.maxEncodedSize), source: objectPath(id))
+        let path = objectPath(id)
+        guard let size = FileSystem.fileSize(path), size > UInt64(TreeObject.inMemoryLimit) else {
+            return try TreeObject.decode(try readObject(id, limit: TreeObject.maxEncodedSize), source: path)
+        }
+        return try TreeObject.decode(file: try FileDescriptor.openForReading(path), id: id, source: path)
     }
 
     public func readVersion(_ id: SHA256Digest) throws -> VersionObject {

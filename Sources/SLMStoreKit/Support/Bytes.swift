@@ -22,7 +22,24 @@ struct ByteWriter {
 /// callers turn it into an `SLMError.damaged` naming the file.
 struct ByteReaderError: Error { let message: String }
 
-struct ByteReader {
+/// What a decoder of a binary format reads from: bytes in memory (`ByteReader`) or a file read
+/// a block at a time (`FileByteReader`), so one decoder serves both.
+protocol ByteSource {
+    var offset: Int { get }
+    var remaining: Int { get }
+    var atEnd: Bool { get }
+    mutating func need(_ n: Int, _ what: String) throws
+    mutating func u8(_ what: String) throws -> UInt8
+    mutating func u16(_ what: String) throws -> UInt16
+    mutating func u32(_ what: String) throws -> UInt32
+    mutating func u64(_ what: String) throws -> UInt64
+    mutating func raw(_ n: Int, _ what: String) throws -> [UInt8]
+    mutating func expect(_ magic: [UInt8], _ what: String) throws
+    /// A 16-byte chunk id in canonical byte order, without an intermediate array.
+    mutating func chunkID(_ what: String) throws -> ChunkID
+}
+
+struct ByteReader: ByteSource {
     let bytes: [UInt8]
     private(set) var offset: Int
 
@@ -60,6 +77,12 @@ struct ByteReader {
         guard got == magic else { throw ByteReaderError(message: "bad magic for \(what)") }
     }
 
+    mutating func chunkID(_ what: String) throws -> ChunkID {
+        try need(16, what)
+        defer { offset += 16 }
+        return ChunkID(canonical: bytes[offset..<offset + 16])!
+    }
+
     private mutating func le<T: FixedWidthInteger>(_ what: String) throws -> T {
         let size = MemoryLayout<T>.size
         try need(size, what)
@@ -74,6 +97,79 @@ extension Array where Element == UInt8 {
     func readLE<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
         var v: T = 0
         for i in 0..<MemoryLayout<T>.size { v |= T(self[offset + i]) << (8 * i) }
+        return v
+    }
+}
+
+/// Reads a file front to back through one fixed buffer, hashing every byte it loads when asked
+/// to, so a large object is decoded and checked against its id in one pass without being held.
+struct FileByteReader: ByteSource {
+    let file: FileDescriptor
+    let size: Int
+    let hasher: SHA256Hasher?
+    private var buffer: [UInt8] = []
+    private var bufferStart = 0
+    private var position = 0
+    private let blockSize: Int
+
+    init(_ file: FileDescriptor, hashing: Bool, blockSize: Int = 1 << 20) throws {
+        self.file = file
+        size = Int(try file.size())
+        hasher = hashing ? SHA256Hasher() : nil
+        self.blockSize = blockSize
+    }
+
+    var offset: Int { bufferStart + position }
+    var remaining: Int { size - offset }
+    var atEnd: Bool { offset == size }
+
+    mutating func need(_ n: Int, _ what: String) throws {
+        guard n >= 0, remaining >= n else { throw ByteReaderError(message: "truncated while reading \(what) at byte \(offset)") }
+        guard buffer.count - position < n else { return }
+        // Keep the unread tail and load the next block behind it (never a byte twice, so the
+        // hash sees the file exactly once, in order).
+        let loadedEnd = bufferStart + buffer.count
+        let tail = Array(buffer[position...])
+        let more = min(max(blockSize, n), size - loadedEnd)
+        var next = [UInt8](repeating: 0, count: more)
+        try next.withUnsafeMutableBytes { try file.pread(into: $0, count: more, at: UInt64(loadedEnd)) }
+        next.withUnsafeBytes { hasher?.update($0) }
+        bufferStart += position
+        buffer = tail + next
+        position = 0
+    }
+
+    mutating func u8(_ what: String) throws -> UInt8 {
+        try need(1, what)
+        defer { position += 1 }
+        return buffer[position]
+    }
+    mutating func u16(_ what: String) throws -> UInt16 { try le(what) }
+    mutating func u32(_ what: String) throws -> UInt32 { try le(what) }
+    mutating func u64(_ what: String) throws -> UInt64 { try le(what) }
+
+    mutating func raw(_ n: Int, _ what: String) throws -> [UInt8] {
+        try need(n, what)
+        defer { position += n }
+        return Array(buffer[position..<position + n])
+    }
+
+    mutating func expect(_ magic: [UInt8], _ what: String) throws {
+        guard try raw(magic.count, what) == magic else { throw ByteReaderError(message: "bad magic for \(what)") }
+    }
+
+    mutating func chunkID(_ what: String) throws -> ChunkID {
+        try need(16, what)
+        defer { position += 16 }
+        return ChunkID(canonical: buffer[position..<position + 16])!
+    }
+
+    private mutating func le<T: FixedWidthInteger>(_ what: String) throws -> T {
+        let n = MemoryLayout<T>.size
+        try need(n, what)
+        var v: T = 0
+        for i in 0..<n { v |= T(buffer[position + i]) << (8 * i) }
+        position += n
         return v
     }
 }

@@ -203,6 +203,22 @@ public enum FileSystem {
         try syncDirectory(dir)
     }
 
+    /// Like `writeAtomically`, with the bytes of an open file, copied through a fixed buffer.
+    public static func copyAtomically(from source: FileDescriptor, to path: String, mode: mode_t = 0o644) throws {
+        let dir = dirname(path)
+        let tmp = "\(dir)/.tmp-\(randomHex(8))-\(basename(path))"
+        do {
+            let file = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: mode)
+            try copy(from: source, to: file, count: try source.size(), what: source.path)
+            try file.sync()
+            try rename(tmp, path)
+        } catch {
+            unlink(tmp)
+            throw error
+        }
+        try syncDirectory(dir)
+    }
+
     /// Copies `count` bytes from the start of `source` to `target` through a fixed 4 MiB buffer.
     public static func copy(from source: FileDescriptor, to target: FileDescriptor, count: UInt64, what: String) throws {
         try source.readBlocks(count: count) { try target.write($0) }
