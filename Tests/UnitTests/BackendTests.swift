@@ -109,6 +109,16 @@ final class BackendTests: XCTestCase {
             try bytes[..<cut].withUnsafeBytes { try consume($0) }
             if failures > 0 { failures -= 1; throw error }
         }
+        /// A failing whole-file read delivers a third of the file first, in two pieces.
+        func readStream(_ path: String, limit: Int, into consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
+            calls += 1
+            let bytes = (0..<300).map { UInt8(truncatingIfNeeded: $0 * 7) }
+            let cut = failures > 0 ? 100 : 300
+            try bytes[..<(cut / 2)].withUnsafeBytes { try consume($0) }
+            try bytes[(cut / 2)..<cut].withUnsafeBytes { try consume($0) }
+            if failures > 0 { failures -= 1; throw error }
+            return true
+        }
         func readIfChanged(_ path: String, validator: String?, limit: Int) throws -> ConditionalRead { .absent }
         func exists(_ path: String) throws -> Bool { false }
         func write(_ path: String, bytes: [UInt8]) throws {}
@@ -138,6 +148,29 @@ final class BackendTests: XCTestCase {
         try RetryingBackend(flaky, policy: fastPolicy()).readRange("p", range: 1000..<1400) { got.append(contentsOf: $0) }
         XCTAssertEqual(got, (1000..<1400).map { UInt8(truncatingIfNeeded: $0) }, "each byte once, in order")
         XCTAssertEqual(flaky.ranges, [1000..<1400, 1200..<1400, 1300..<1400])
+    }
+
+    func testARetriedWholeFileStreamHandsOverEachByteOnce() throws {
+        let flaky = Flaky(failures: 2, error: .transport(url: "u", problem: "reset", transient: true))
+        var got: [UInt8] = []
+        XCTAssertTrue(try RetryingBackend(flaky, policy: fastPolicy()).readStream("p", limit: 1000) { got.append(contentsOf: $0) })
+        XCTAssertEqual(got, (0..<300).map { UInt8(truncatingIfNeeded: $0 * 7) }, "each byte once, in order")
+        XCTAssertEqual(flaky.calls, 3)
+    }
+
+    func testALocalWholeFileStreamIsBoundedAndAnswersAbsence() throws {
+        let dir = TestSupport.scratch()
+        TestSupport.write(TestSupport.random(3 << 20, seed: 4), to: dir + "/objects/ab/cd")
+        let backend = LocalBackend(root: dir)
+        var got: [UInt8] = []
+        var pieces = 0
+        XCTAssertTrue(try backend.readStream("objects/ab/cd", limit: 3 << 20) { got.append(contentsOf: $0); pieces += 1 })
+        XCTAssertEqual(got, TestSupport.random(3 << 20, seed: 4))
+        XCTAssertGreaterThan(pieces, 1, "streamed in pieces, not whole")
+        XCTAssertFalse(try backend.readStream("objects/ab/none", limit: 10) { _ in XCTFail("nothing to consume") })
+        XCTAssertThrowsError(try backend.readStream("objects/ab/cd", limit: (3 << 20) - 1) { _ in XCTFail("refused before reading") }) {
+            XCTAssertTrue("\($0)".contains("more than the"), "\($0)")
+        }
     }
 
     func testPermanentFailuresAreNotRetried() {

@@ -47,6 +47,10 @@ public protocol StoreBackend: AnyObject, Sendable {
     /// of any size as they arrive (so a caller holds what it has not consumed yet, not the
     /// range); anything else is an error. After an error `consume` has seen a prefix of the range.
     func readRange(_ path: String, range: Range<UInt64>, into consume: (UnsafeRawBufferPointer) throws -> Void) throws
+    /// The whole file at `path`, handed to `consume` in order in pieces as it arrives (false,
+    /// and nothing consumed, when there is none). More than `limit` bytes is an error, raised
+    /// before a byte past the limit reaches `consume`. After an error `consume` has seen a prefix.
+    func readStream(_ path: String, limit: Int, into consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool
     /// A read that answers `.unchanged` cheaply when the file still has `validator`.
     func readIfChanged(_ path: String, validator: String?, limit: Int) throws -> ConditionalRead
     func exists(_ path: String) throws -> Bool
@@ -69,6 +73,13 @@ public protocol StoreBackend: AnyObject, Sendable {
 }
 
 extension StoreBackend {
+    /// For backends that cannot stream a whole file: read it whole, then hand it over.
+    public func readStream(_ path: String, limit: Int, into consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
+        guard let bytes = try read(path, limit: limit) else { return false }
+        try bytes.withUnsafeBytes { try consume($0) }
+        return true
+    }
+
     /// Exactly the bytes `range` of the file at `path`, whole.
     public func readRange(_ path: String, range: Range<UInt64>) throws -> [UInt8] {
         var bytes: [UInt8] = []
@@ -153,6 +164,22 @@ public final class RetryingBackend: StoreBackend {
             }
         }
     }
+    /// A retried attempt starts the file again: the bytes an earlier one already handed over
+    /// are skipped, so `consume` sees the file once (callers check what they stream by hash).
+    public func readStream(_ path: String, limit: Int, into consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
+        var delivered = 0
+        return try attempt {
+            var seen = 0
+            return try inner.readStream(path, limit: limit) { piece in
+                let skip = min(piece.count, max(0, delivered - seen))
+                seen += piece.count
+                guard skip < piece.count else { return }
+                try consume(UnsafeRawBufferPointer(rebasing: piece[skip...]))
+                delivered += piece.count - skip
+            }
+        }
+    }
+
     public func readIfChanged(_ path: String, validator: String?, limit: Int) throws -> ConditionalRead {
         try attempt { try inner.readIfChanged(path, validator: validator, limit: limit) }
     }
@@ -215,6 +242,12 @@ public final class RateLimitedBackend: StoreBackend {
             try inner.readRange(path, range: at..<end, into: consume)
             try pace(Int(end - at))
             at = end
+        }
+    }
+    public func readStream(_ path: String, limit: Int, into consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
+        try inner.readStream(path, limit: limit) { piece in
+            try consume(piece)
+            try pace(piece.count)
         }
     }
     public func readIfChanged(_ path: String, validator: String?, limit: Int) throws -> ConditionalRead {

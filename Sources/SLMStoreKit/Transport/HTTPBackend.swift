@@ -59,6 +59,25 @@ public final class HTTPBackend: StoreBackend {
         return r.body
     }
 
+    public func readStream(_ path: String, limit: Int, into consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
+        let u = url(path)
+        let what = u.absoluteString
+        let r = try withoutActuallyEscaping(consume) { consume in
+            try perform(u, limit: limit, stream: HTTPClient.BodyStream(head: { r in
+                guard r.status == 200 else { throw SLMError.remoteStatus(url: what, status: r.status, problem: "") }
+            }, body: consume))
+        }
+        counter.received(r.body.count + r.streamed)
+        if isAbsent(r.status, path) { return false }
+        guard r.status == 200 else { throw SLMError.remoteStatus(url: what, status: r.status, problem: "") }
+        if let length = r.headers["content-length"], Int(length) != r.body.count + r.streamed {
+            throw SLMError.transport(url: what, problem: "short body: \(r.body.count + r.streamed) of \(length) bytes", transient: true)
+        }
+        // A 200 with an empty body never reaches the stream's head; one read whole is handed over here.
+        if !r.body.isEmpty { try r.body.withUnsafeBytes { try consume($0) } }
+        return true
+    }
+
     public func exists(_ path: String) throws -> Bool {
         let u = url(path)
         let r = try perform(u, method: "HEAD", limit: 0)

@@ -30,6 +30,18 @@ public final class LocalBackend: StoreBackend {
         counter.received(Int(range.count))
     }
 
+    public func readStream(_ path: String, limit: Int, into consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
+        let file: FileDescriptor
+        do { file = try FileDescriptor.openForReading(full(path)) } catch SLMError.io(_, "open", ENOENT) { return false }
+        let size = try file.size()
+        guard size <= UInt64(limit) else {
+            throw SLMError.remote(url: "\(location)/\(path)", problem: "\(size) bytes, more than the \(limit) allowed")
+        }
+        try file.readBlocks(0..<size, blockSize: 1 << 20, consume)
+        counter.received(Int(size))
+        return true
+    }
+
     /// Size, modification time and inode: an atomic replace (a rename) always changes the inode.
     func validator(of path: String) -> String? {
         var st = stat()

@@ -87,6 +87,29 @@ public final class RemoteReader: Sendable {
         return bytes
     }
 
+    /// An object streamed into a new file at `path` (not fsynced: the caller decides whether it
+    /// is kept), checked against its id, and opened for reading: large objects (trees of large
+    /// models) are never held whole.
+    func objectFile(_ id: SHA256Digest, limit: Int, to path: String) throws -> FileDescriptor {
+        let hex = id.hex
+        let remotePath = "objects/\(hex.prefix(2))/\(hex.dropFirst(2))"
+        let out = try FileDescriptor(path: path, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o444)
+        let hasher = SHA256Hasher()
+        var size = 0
+        let found = try remote.readStream(remotePath, limit: limit) { piece in
+            size += piece.count
+            guard size <= limit else { throw SLMError.remote(url: where_(remotePath), problem: "object is more than the \(limit) bytes allowed") }
+            hasher.update(piece)
+            try out.write(piece)
+        }
+        received.withLock { $0 += UInt64(size) }
+        guard found else { throw SLMError.remote(url: where_(remotePath), problem: "object \(hex) is missing on the remote") }
+        guard hasher.finish() == id else {
+            throw SLMError.remote(url: where_(remotePath), problem: "object content does not hash to its id \(hex)")
+        }
+        return try FileDescriptor.openForReading(path)
+    }
+
     public func version(_ id: SHA256Digest) throws -> VersionObject {
         try VersionObject.decode(try objectBytes(id, limit: VersionObject.maxEncodedSize), source: where_("objects/\(id.hex)"))
     }

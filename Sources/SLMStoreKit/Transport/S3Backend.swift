@@ -148,6 +148,34 @@ public final class S3Backend: StoreBackend {
         return r.body
     }
 
+    public func readStream(_ path: String, limit: Int, into consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
+        let what = "\(location)/\(path)"
+        var delivered = 0
+        // The request's limit leaves room for an error document; a 2xx body is held to `limit` here.
+        let r = try withoutActuallyEscaping(consume) { consume in
+            try send("GET", key: key(path), limit: max(limit, 64 << 10),
+                     stream: HTTPClient.BodyStream(head: { r in
+                         guard r.status == 200 else { throw self.failure(r, path) }
+                     }, body: { piece in
+                         delivered += piece.count
+                         guard delivered <= limit else {
+                             throw SLMError.remote(url: what, problem: "more than the \(limit) bytes allowed")
+                         }
+                         try consume(piece)
+                     }))
+        }
+        if r.status == 404 { return false }
+        guard r.status == 200 else { throw failure(r, path) }
+        guard r.body.count + r.streamed <= limit else {
+            throw SLMError.remote(url: what, problem: "\(r.body.count + r.streamed) bytes, more than the \(limit) allowed")
+        }
+        if let length = r.headers["content-length"], Int(length) != r.body.count + r.streamed {
+            throw SLMError.transport(url: what, problem: "short body: \(r.body.count + r.streamed) of \(length) bytes", transient: true)
+        }
+        if !r.body.isEmpty { try r.body.withUnsafeBytes { try consume($0) } }
+        return true
+    }
+
     public func readRange(_ path: String, range: Range<UInt64>, into consume: (UnsafeRawBufferPointer) throws -> Void) throws {
         let what = "\(location)/\(path)"
         let fail = { (r: HTTPResponse) in self.failure(r, path) }
