@@ -215,4 +215,46 @@ final class HostileRemoteTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("larger than the \(PackIndex.maxEncodedSize) bytes expected"), r.stderr)
         XCTAssertLessThan(Date().timeIntervalSince(start), 10)
     }
+
+    /// The tree object of the remote's m@1.0.0.
+    func remoteTreePath() throws -> String {
+        let store = try Store.open(at: remote)
+        return store.objectPath(try store.resolve("m@1.0.0").object.tree)
+    }
+
+    func testAnOversizedTreeObjectIsRefusedBeforeItIsRead() throws {
+        add("m@1.0.0", bytes: weights(1))
+        push()
+        let tree = try remoteTreePath()
+        XCTAssertEqual(chmod(tree, 0o644), 0)
+        XCTAssertEqual(truncate(tree, off_t(1) << 30), 0)  // sparse: 1 GiB on paper
+        let nginx = try NginxServer(serving: remote)
+        defer { nginx.stop() }
+        let start = Date()
+        let r = TestSupport.cli(["pull", nginx.url, "m@1.0.0", "--to", dir + "/dev"], store: dir + "/edge")
+        XCTAssertEqual(r.status, 6, r.stderr)
+        XCTAssertTrue(r.stderr.contains("larger than the \(TreeObject.maxEncodedSize) bytes expected"), r.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 10)
+        XCTAssertEqual(try FileSystem.listDirectory(dir + "/edge/tmp"), [], "the streamed tree went with the pull")
+        XCTAssertFalse(FileSystem.exists(dir + "/dev/current"))
+    }
+
+    func testATreeObjectThatDoesNotHashToItsIdIsRefusedWhileItStreams() throws {
+        add("m@1.0.0", bytes: weights(1))
+        push()
+        let tree = try remoteTreePath()
+        var bytes = TestSupport.read(tree)
+        bytes[bytes.count - 1] ^= 0xff
+        XCTAssertEqual(chmod(tree, 0o644), 0)
+        TestSupport.write(bytes, to: tree)
+        let nginx = try NginxServer(serving: remote)
+        defer { nginx.stop() }
+        let r = TestSupport.cli(["pull", nginx.url, "m@1.0.0", "--to", dir + "/dev"], store: dir + "/edge")
+        XCTAssertEqual(r.status, 6, r.stderr)
+        XCTAssertTrue(r.stderr.contains("does not hash to its id"), r.stderr)
+        let edge = try Store.open(at: dir + "/edge")
+        XCTAssertEqual(try edge.models(), [])
+        XCTAssertFalse(edge.hasObject(SHA256Hasher.hash(bytes)))
+        XCTAssertEqual(try FileSystem.listDirectory(dir + "/edge/tmp"), [])
+    }
 }

@@ -73,7 +73,7 @@ final class PullPlanTests: XCTestCase {
         let object = VersionObject(name: "m", version: try SemVer("1.0.0"), tree: SHA256Hasher.hash(tree.encoded()), parent: nil,
                                    created: "2026-01-01T00:00:00Z", addedBy: "t", tool: "t")
         return PullTarget(name: try ModelName("m"), version: try SemVer("1.0.0"), id: SHA256Hasher.hash([1]), object: object, tree: tree,
-                          versionBytes: [], treeBytes: [])
+                          versionBytes: [], treeFile: nil)
     }
 
     func testWindowsHandOverEachMissingChunkOnceInFirstUseOrderAtMostSizeAtATime() throws {
@@ -86,6 +86,26 @@ final class PullPlanTests: XCTestCase {
         }
         XCTAssertEqual(windows, [[chunk(5), chunk(1), chunk(2)], [chunk(3), chunk(7), chunk(6)]],
                        "9 is stored, 4 was stored since (seeded), repeats come once")
+    }
+
+    func testMissingChunksFoundOneIdRangeAtATimeMarkTheSamePositionsAsOnePass() throws {
+        let ids = (0..<3000).map { _ in UInt8.random(in: 0...200) }
+        let t = try target([Array(ids[..<1500]), Array(ids[1500...])])
+        let whole = PullPlan.missingChunks([t], have: { $0 == self.chunk(7) })
+        let split = PullPlan.missingChunks([t], have: { $0 == self.chunk(7) }, budget: 400)  // 256 ranges of a few ids
+        XCTAssertEqual(split.bits, whole.bits)
+        XCTAssertEqual(split.count, whole.count)
+        XCTAssertEqual(whole.count, Set(ids.filter { $0 != 7 }).count, "one bit per missing id")
+    }
+
+    func testTheSeedFilterAnswersMaybeForEveryMissingChunkAndRarelyForOthers() throws {
+        let t = try target([Array(0..<100)])
+        let filter = PullPlan.seedFilter([t], missing: PullPlan.missingChunks([t], have: { _ in false }))
+        for i in 0..<100 { XCTAssertTrue(filter.contains(chunk(UInt8(i)))) }
+        var big = ChunkIDFilter(capacity: 20_000)
+        for i in 0..<20_000 { big.insert(ChunkID(of: Array("in \(i)".utf8))) }
+        let falseMaybes = (0..<100_000).filter { big.contains(ChunkID(of: Array("out \($0)".utf8))) }.count
+        XCTAssertLessThan(falseMaybes, 1000, "about 0.3% at 12 bits an id")
     }
 
     func testFirstMissingFindsTheFirstUnstoredChunkInTreeOrder() throws {

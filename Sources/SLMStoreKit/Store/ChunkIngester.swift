@@ -105,7 +105,7 @@ final class ChunkIngester {
     let cdc: FastCDC
     let level: Int32
     /// When set, only these chunks are stored (seeding a pull from files already on disk).
-    let wanted: ChunkIDSet?
+    let wanted: (any ChunkIDMembership)?
     /// The version new float chunks are stored as deltas against, when that is smaller.
     let deltaBase: TreeObject?
 
@@ -133,7 +133,7 @@ final class ChunkIngester {
     let blockSize: Int
 
     init(store: Store, existing: ChunkIndex, directory: String, packTargetSize: UInt64,
-         chunker: ChunkerParameters, wanted: ChunkIDSet? = nil, deltaBase: TreeObject? = nil,
+         chunker: ChunkerParameters, wanted: (any ChunkIDMembership)? = nil, deltaBase: TreeObject? = nil,
          blockSize: Int = ChunkIngester.blockSize, writeBatchBytes: Int = PackWriter.defaultWriteBatchBytes) {
         self.blockSize = blockSize
         self.deltaBase = deltaBase

@@ -11,6 +11,9 @@ public struct VersionRecord: Sendable {
     public var id: SHA256Digest
     public var versionObject: [UInt8]
     public var treeObject: [UInt8]
+    /// Where the tree object is held instead of `treeObject`, when it is too large to hold
+    /// (already checked to hash to the id the version object names).
+    var treeFile: (file: FileDescriptor, id: SHA256Digest)? = nil
 
     public var label: String { "\(name)@\(version)" }
 }
@@ -21,6 +24,8 @@ protocol VersionDestination {
     var label: String { get }
     /// Stores an object under the id its bytes hash to; storing one twice is harmless.
     func putObject(_ bytes: [UInt8]) throws
+    /// The same for an object held in a file, already checked to hash to `id`.
+    func putObject(file: FileDescriptor, id: SHA256Digest) throws
     /// Creates the version ref when there is none, atomically; otherwise returns the id the
     /// existing ref names (and changes nothing).
     func createVersionRef(_ name: ModelName, _ version: SemVer, id: SHA256Digest) throws -> SHA256Digest?
@@ -34,7 +39,11 @@ enum Publication {
     @discardableResult
     static func publish(_ records: [VersionRecord], to destination: VersionDestination) throws -> [Bool] {
         for r in records {
-            try destination.putObject(r.treeObject)
+            if let tree = r.treeFile {
+                try destination.putObject(file: tree.file, id: tree.id)
+            } else {
+                try destination.putObject(r.treeObject)
+            }
             try destination.putObject(r.versionObject)
         }
         CrashPoint.hit("publish-before-refs")
@@ -59,6 +68,7 @@ struct LocalVersionDestination: VersionDestination {
     var label: String { store.root }
 
     func putObject(_ bytes: [UInt8]) throws { try store.writeObject(bytes) }
+    func putObject(file: FileDescriptor, id: SHA256Digest) throws { try store.writeObject(file: file, id: id) }
 
     func createVersionRef(_ name: ModelName, _ version: SemVer, id: SHA256Digest) throws -> SHA256Digest? {
         let path = store.versionRefPath(name, version)

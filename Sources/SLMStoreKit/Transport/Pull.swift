@@ -60,11 +60,10 @@ public struct PullOptions: Sendable {
 
     /// The peak this pull is sized for (`applyMemoryBudget`).
     public private(set) var memoryBudget: UInt64 = 0
-    /// What a pull holds for each chunk of the version besides its buffers: the decoded chunk
-    /// list (24 bytes), the set of missing chunks (16, until the fetch ends) and the allocator's
-    /// slack around them and around a long fetch's many small records (`PullFootprintTests`
-    /// measures about 115 bytes in all).
-    static let bytesPerChunk: UInt64 = 128
+    /// What a pull holds for each chunk of the version besides its buffers: chunk lists are
+    /// read from the tree object's file, so only a bit marking the chunks it fetches and, when
+    /// it seeds from files on disk, 12 bits of filter (`PullFootprintTests` measures it).
+    static let bytesPerChunk: UInt64 = 4
 
     public init() { applyMemoryBudget(Self.defaultMemoryBudget) }
 
@@ -180,12 +179,15 @@ extension Store {
     }
 
     /// The requested version and, transitively, its dependencies, each checked against its ref.
-    func pullTargets(_ ref: VersionRef, reader: RemoteReader, includeDependencies: Bool) throws -> [PullTarget] {
+    /// Tree objects are streamed into files in `treeDirectory` and read from there: a tree is
+    /// as long as its model's chunk list, and is never held whole.
+    func pullTargets(_ ref: VersionRef, reader: RemoteReader, includeDependencies: Bool, treeDirectory: String) throws -> [PullTarget] {
         let location = reader.remote.location
         let (name, version, versionID) = try resolveRemote(ref, reader: reader)
         var targets: [PullTarget] = []
         var queue = [(name, version, versionID)]
         var seen = Set<SHA256Digest>()
+        var trees: [SHA256Digest: (FileDescriptor, TreeObject)] = [:]
         while !queue.isEmpty {
             let (n, v, id) = queue.removeFirst()
             guard seen.insert(id).inserted else { continue }
@@ -195,9 +197,13 @@ extension Store {
             guard object.name == n.value, object.version == v else {
                 throw SLMError.remote(url: location, problem: "ref \(n)@\(v) points to a version object for \(object.name)@\(object.version)")
             }
-            let treeBytes = try reader.objectBytes(object.tree, limit: TreeObject.maxEncodedSize)
-            let tree = try TreeObject.decode(treeBytes, source: "\(location)/\(RemoteLayout.objectPath(object.tree))")
-            targets.append(PullTarget(name: n, version: v, id: id, object: object, tree: tree, versionBytes: versionBytes, treeBytes: treeBytes))
+            if trees[object.tree] == nil {
+                let file = try reader.objectFile(object.tree, limit: TreeObject.maxEncodedSize, to: "\(treeDirectory)/\(object.tree.hex)")
+                let tree = try TreeObject.decode(file: file, id: object.tree, source: "\(location)/\(RemoteLayout.objectPath(object.tree))")
+                trees[object.tree] = (file, tree)
+            }
+            let (file, tree) = trees[object.tree]!
+            targets.append(PullTarget(name: n, version: v, id: id, object: object, tree: tree, versionBytes: versionBytes, treeFile: file))
             guard includeDependencies else { continue }
             for dep in object.dependencies {
                 let (dn, dv, did) = try resolveRemote(.selector(try ModelName(dep.name), dep.range), reader: reader)
@@ -217,10 +223,14 @@ extension Store {
         let reader = RemoteReader(remote: remote, cacheDirectory: remoteIndexCache(for: remote.location), release: release)
         let remoteConfig = try reader.config()
 
-        // 1. Resolve: the version and its dependencies, objects fetched and verified.
-        var targets = try pullTargets(ref, reader: reader, includeDependencies: options.includeDependencies)
+        // 1. Resolve: the version and its dependencies, objects fetched and verified. Tree objects
+        // wait in a working directory (gone with the pull, whatever its outcome) and are read
+        // from there through the fetch and the install, then copied into the store.
+        let spilledTrees = try makeWorkingDirectory("pull-trees")
+        defer { spilledTrees.remove() }
+        let targets = try pullTargets(ref, reader: reader, includeDependencies: options.includeDependencies, treeDirectory: spilledTrees.path)
         options.fitBudget(toChunks: targets.reduce(0) { n, t in t.tree.files.reduce(n) { $0 + $1.chunks.count } })
-        var target = targets[0]
+        let target = targets[0]
         let totalSize = targets.reduce(UInt64(0)) { sum, t in t.tree.files.reduce(sum) { $0 + $1.size } }
         if options.maxInstallSize > 0 && totalSize > options.maxInstallSize {
             throw SLMError.failed("\(target.label) is \(totalSize) bytes with its dependencies, more than --max-install-size \(options.maxInstallSize); nothing was downloaded")
@@ -237,18 +247,6 @@ extension Store {
         var dataLock: FileLock? = try self.dataLock(.shared)
         defer { dataLock?.unlock() }
         removeAbandonedWorkingDirectories()
-        // A tree object's bytes are as long as the model's chunk list: they wait in a working
-        // directory (gone with the pull, whatever its outcome) rather than in memory through the
-        // fetch, and are read back, checked against their id, when the version is published.
-        let spilledTrees = try makeWorkingDirectory("pull-trees")
-        defer { spilledTrees.remove() }
-        for i in targets.indices {
-            // Not fsynced: the file lives only as long as the pull, and is checked when read back.
-            let file = try FileDescriptor(path: "\(spilledTrees.path)/\(targets[i].object.tree.hex)", flags: O_WRONLY | O_CREAT | O_TRUNC)
-            try file.write(targets[i].treeBytes)
-            targets[i].treeBytes = []
-        }
-        target = targets[0]  // its copy held the bytes too
         var index = try loadChunkIndex()
         // Only what this pull adds may be dropped again (chunks the store held before are the
         // user's): the packs it writes are kept for that, so the set of missing chunks is gone
@@ -261,7 +259,7 @@ extension Store {
         if let dir = options.installDirectory, FileSystem.isDirectory(dir + "/current") { seeds.append(dir + "/current") }
         var fromSeeds = 0
         if !missing.isEmpty && !seeds.isEmpty {
-            let found = try ingestSeeds(seeds, wanted: missing, existing: index, chunker: remoteConfig.chunker,
+            let found = try ingestSeeds(seeds, wanted: PullPlan.seedFilter(targets, missing: missing), existing: index, chunker: remoteConfig.chunker,
                                         blockSize: options.checkoutBatchBytes, writeBatchBytes: options.writeBatchBytes, log: options.log)
             fromSeeds = found.chunks
             addedPacks.formUnion(found.packs)
@@ -312,7 +310,7 @@ extension Store {
                 CrashPoint.hit("pull-after-window")
             }
         }
-        missing = ChunkIDSet()
+        missing = MissingChunks(bits: [], count: 0)
         // Checked against a fresh view: the fetched packs are in it now, through the multi-pack
         // index when they hold many records (read into memory they would cost more than the
         // fetch did).
@@ -328,16 +326,7 @@ extension Store {
         do {
             let refs = try refsLock()
             defer { refs.unlock() }
-            let records = try targets.reversed().map { t in
-                var r = t.record
-                let path = "\(spilledTrees.path)/\(t.object.tree.hex)"
-                r.treeObject = try FileSystem.readFile(path, limit: TreeObject.maxEncodedSize)
-                guard SHA256Hasher.hash(r.treeObject) == t.object.tree else {
-                    throw SLMError.damaged(path: path, problem: "content does not hash to its id \(t.object.tree.hex)")
-                }
-                return r
-            }
-            try Publication.publish(records, to: LocalVersionDestination(store: self))
+            try Publication.publish(targets.reversed().map(\.record), to: LocalVersionDestination(store: self))
         }
 
         // 6. Install. The transfer buffers are gone: give their memory back before checkout
@@ -416,7 +405,7 @@ extension Store {
     /// Stores the `wanted` chunks found in files under the seed directories; returns how many.
     /// A seed file that cannot be read is skipped (it is only a shortcut), with the reason logged.
     /// Files are read in blocks of `blockSize` (the install batch size: the same memory).
-    func ingestSeeds(_ seeds: [String], wanted: ChunkIDSet, existing: ChunkIndex, chunker: ChunkerParameters,
+    func ingestSeeds(_ seeds: [String], wanted: any ChunkIDMembership, existing: ChunkIndex, chunker: ChunkerParameters,
                      blockSize: Int, writeBatchBytes: Int, log: (@Sendable (String) -> Void)?) throws -> (chunks: Int, packs: [PackID]) {
         let work = try makeWorkingDirectory("seed")
         defer { work.remove() }

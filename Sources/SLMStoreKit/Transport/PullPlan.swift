@@ -38,7 +38,8 @@ public enum RemoteSelection {
     }
 }
 
-/// One version a pull brings, with the exact object bytes its ids were checked against.
+/// One version a pull brings, with the exact object bytes its ids were checked against: the
+/// version object held, the tree object in a file its chunk lists are read from.
 public struct PullTarget: Sendable {
     public var name: ModelName
     public var version: SemVer
@@ -46,10 +47,15 @@ public struct PullTarget: Sendable {
     public var object: VersionObject
     public var tree: TreeObject
     var versionBytes: [UInt8]
-    var treeBytes: [UInt8]
+    /// The tree object's file (nil for a tree built in memory, as tests do).
+    var treeFile: FileDescriptor?
 
     public var label: String { "\(name)@\(version)" }
-    var record: VersionRecord { VersionRecord(name: name, version: version, id: id, versionObject: versionBytes, treeObject: treeBytes) }
+    var record: VersionRecord {
+        var r = VersionRecord(name: name, version: version, id: id, versionObject: versionBytes, treeObject: treeFile == nil ? tree.encoded() : [])
+        r.treeFile = treeFile.map { ($0, object.tree) }
+        return r
+    }
 }
 
 /// A planned range request: records of needed chunks in one pack (their index entries, which
@@ -67,14 +73,60 @@ struct LocatedChunk: Equatable {
     var entry: PackIndexEntry
 }
 
+/// The chunks a pull fetches: one bit per chunk position of its targets (`PullPlan.missingChunks`).
+struct MissingChunks {
+    var bits: [UInt64]
+    var count: Int
+    var isEmpty: Bool { count == 0 }
+}
+
 enum PullPlan {
-    /// Chunks the targets need that `have` says are not stored yet (16 bytes each): what seeding
-    /// looks for and what keeps planning windows from taking a chunk twice; a pull lets go of it
-    /// when its fetch ends.
-    static func missingChunks(_ targets: [PullTarget], have: (ChunkID) -> Bool) -> ChunkIDSet {
-        var missing = ChunkIDSet.Builder()
-        for t in targets { for f in t.tree.files { for c in f.chunks where !have(c.id) { missing.insert(c.id) } } }
-        return missing.build()
+    /// The chunks the targets need that `have` says are not stored, as one bit per chunk
+    /// position of the targets (in tree order), set at the first position of each such id.
+    /// Duplicates are found one id range at a time, with a set of at most about `budget` bytes
+    /// per range, so what this holds is a bit a chunk, not the 16 bytes of an id: a large model
+    /// costs more passes over its chunk lists instead of more memory.
+    static func missingChunks(_ targets: [PullTarget], have: (ChunkID) -> Bool, budget: Int = 4 << 20) -> MissingChunks {
+        let total = targets.reduce(0) { n, t in t.tree.files.reduce(n) { $0 + $1.chunks.count } }
+        // A Set<ChunkID> costs about 40 bytes an entry with its spare capacity.
+        let ranges = max(1, min(256, (total * 40 + budget - 1) / max(1, budget)))
+        var missing = MissingChunks(bits: [UInt64](repeating: 0, count: (total + 63) / 64), count: 0)
+        for range in 0..<ranges {
+            var seen = Set<ChunkID>()
+            var position = 0
+            for t in targets {
+                for f in t.tree.files {
+                    for c in f.chunks {
+                        defer { position += 1 }
+                        guard ranges == 1 || Int(c.id.high >> 56) * ranges / 256 == range else { continue }
+                        guard !have(c.id), seen.insert(c.id).inserted else { continue }
+                        missing.bits[position >> 6] |= 1 << UInt64(position & 63)
+                        missing.count += 1
+                    }
+                }
+            }
+        }
+        return missing
+    }
+
+    /// The missing chunks as a filter for seeding: a false "maybe" only stores a chunk more.
+    static func seedFilter(_ targets: [PullTarget], missing: MissingChunks) -> ChunkIDFilter {
+        var filter = ChunkIDFilter(capacity: missing.count)
+        forEachMissing(targets, missing) { filter.insert($0.id) }
+        return filter
+    }
+
+    /// Hands `body` each missing chunk once, in first-use order.
+    static func forEachMissing(_ targets: [PullTarget], _ missing: MissingChunks, _ body: (ChunkRef) throws -> Void) rethrows {
+        var position = 0
+        for t in targets {
+            for f in t.tree.files {
+                for c in f.chunks {
+                    defer { position += 1 }
+                    if missing.bits[position >> 6] & (1 << UInt64(position & 63)) != 0 { try body(c) }
+                }
+            }
+        }
     }
 
     /// The first chunk of the targets `have` says is not stored, if any.
@@ -88,25 +140,18 @@ enum PullPlan {
     /// one window before it looks at the next, so what its planning holds is bounded by the
     /// window rather than the model; first-use order keeps a window's records close together
     /// in the remote's packs, so ranges coalesce as they would over the whole version.
-    static func windows(_ targets: [PullTarget], missing: ChunkIDSet, stillNeeded: (ChunkID) -> Bool, size: Int,
+    static func windows(_ targets: [PullTarget], missing: MissingChunks, stillNeeded: (ChunkID) -> Bool, size: Int,
                         _ body: (_ ids: [ChunkID], _ rawLengths: [ChunkID: UInt32]) throws -> Void) throws {
-        var taken = [UInt64](repeating: 0, count: (missing.count + 63) / 64)
         var ids: [ChunkID] = []
         var rawLengths: [ChunkID: UInt32] = [:]
-        for t in targets {
-            for f in t.tree.files {
-                for c in f.chunks {
-                    guard let i = missing.position(of: c.id), taken[i >> 6] & (1 << UInt64(i & 63)) == 0 else { continue }
-                    taken[i >> 6] |= 1 << UInt64(i & 63)
-                    guard stillNeeded(c.id) else { continue }
-                    ids.append(c.id)
-                    rawLengths[c.id] = c.rawLength
-                    if ids.count >= max(1, size) {
-                        try body(ids, rawLengths)
-                        ids.removeAll(keepingCapacity: true)
-                        rawLengths.removeAll(keepingCapacity: true)
-                    }
-                }
+        try forEachMissing(targets, missing) { c in
+            guard stillNeeded(c.id) else { return }
+            ids.append(c.id)
+            rawLengths[c.id] = c.rawLength
+            if ids.count >= max(1, size) {
+                try body(ids, rawLengths)
+                ids.removeAll(keepingCapacity: true)
+                rawLengths.removeAll(keepingCapacity: true)
             }
         }
         if !ids.isEmpty { try body(ids, rawLengths) }

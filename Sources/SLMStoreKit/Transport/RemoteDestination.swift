@@ -14,6 +14,12 @@ struct RemoteVersionDestination: VersionDestination {
         try backend.write(path, bytes: bytes)
     }
 
+    func putObject(file: FileDescriptor, id: SHA256Digest) throws {
+        let path = RemoteLayout.objectPath(id)
+        if try backend.exists(path) { return }
+        try backend.upload(path, fromFile: file.path)
+    }
+
     func createVersionRef(_ name: ModelName, _ version: SemVer, id: SHA256Digest) throws -> SHA256Digest? {
         let path = RemoteLayout.versionRefPath(name, version)
         if try backend.write(path, bytes: Array((id.hex + "\n").utf8), ifMatching: nil) { return nil }
