@@ -957,9 +957,9 @@ def proc_status(pid):
     return out
 
 
-def measure_sync(slm, url, work):
+def measure_sync(slm, url, work, idle=True):
     """A daemon following the model: wall time to its first update, peak RSS over that round,
-    and resident memory 3 s after it (idle) and 3 s after its next, up-to-date round."""
+    and (with `idle`) resident memory 3 s after it and 3 s after its next, up-to-date round."""
     dev = fresh(os.path.join(work, "sync-dev"))
     t = time.perf_counter()
     p = subprocess.Popen([slm, "sync", url, "--to", dev, "--follow", "m@latest", "--interval", "4s"],
@@ -972,6 +972,9 @@ def measure_sync(slm, url, work):
                 break
             if " error" in line or " failed" in line:
                 raise RuntimeError(f"sync failed: {line.strip()}")
+        if not idle:
+            res["sync_peak_mib"] = proc_status(p.pid)["VmHWM"] / 1024
+            return res
         time.sleep(3)
         st = proc_status(p.pid)
         res.update(sync_peak_mib=st["VmHWM"] / 1024, sync_idle_mib=st["VmRSS"] / 1024,
@@ -1060,16 +1063,17 @@ def measure_footprint(args, slm, bench, baseline):
 
 
 def measure_chunk_counts(args, slm, bench, binaries, work):
-    """`pull --to` peak memory against the number of chunks, model size held at 1 GiB: the
-    publisher cuts smaller chunks (16, 4 and 2 KiB on average instead of 64), which gives the
-    model the chunk count of one 4, 16 and 32 times larger. What grows with the chunk count is what grows
+    """`pull --to` and sync peak memory against the number of chunks, model size held at 1 GiB:
+    the publisher cuts smaller chunks (16, 4, 2 KiB and 512 bytes on average instead of 64),
+    which gives the model the chunk count of one 4, 16, 32 and 128 times larger (the last is
+    near the most chunks a tree object may list). What grows with the chunk count is what grows
     with the model."""
     size = 1 << 30
     data_dir = os.path.join(CACHE, f"data-{size}")
     subprocess.run([bench, "gen", data_dir, str(size)], check=True, capture_output=True, text=True)
     model = os.path.join(data_dir, "v1", "model.safetensors")
     rows = []
-    for avg in (16384, 4096, 2048):
+    for avg in (16384, 4096, 2048, 512):
         publisher, remote = fresh(os.path.join(work, "pub")), fresh(os.path.join(work, "remote"))
         run([slm, "init", publisher])
         config = os.path.join(publisher, "config")
@@ -1091,12 +1095,16 @@ def measure_chunk_counts(args, slm, bench, binaries, work):
                     edge, dev = fresh(os.path.join(work, "edge")), os.path.join(work, "dev")
                     shutil.rmtree(dev, ignore_errors=True)
                     t, rss, _ = timed([b, "--store", edge, "pull", url, "m@1.0.0", "--to", dev])
-                    runs[name].append({"pull_s": t, "pull_peak_mib": rss / 1024})
+                    r = {"pull_s": t, "pull_peak_mib": rss / 1024}
+                    shutil.rmtree(edge, ignore_errors=True)
+                    r.update(measure_sync(b, url, work, idle=False))
+                    runs[name].append(r)
         finally:
             server.stop()
         for name, r in runs.items():
             rows.append({"size": size, "chunks": chunks, "avg_chunk": avg, "tool": name, **median_of(r),
-                         "pull_peak_mib_max": max(x["pull_peak_mib"] for x in r)})
+                         "pull_peak_mib_max": max(x["pull_peak_mib"] for x in r),
+                         "sync_peak_mib_max": max(x["sync_peak_mib"] for x in r)})
     return rows
 
 
@@ -1127,12 +1135,16 @@ def footprint_table(rows, runs, quick):
                 ratio = by[(size, base[0])]["pull_s"] / by[(size, tool)]["pull_s"]
                 lines.append(f"{size >> 20} MiB: {tool} pulls at {ratio:.2f}× the speed of {base[0]}.")
     if counts:
-        lines += ["", "Peak RSS of `pull --to` against the chunk count: the same 1 GiB model cut by the publisher into smaller "
-                  "chunks, so it has the chunk count of a model 4, 16 and 32 times larger (at the default 64 KiB average).", "",
-                  "| chunks (average size) | as many as a model of | tool | pull --to | peak RSS |", "|---|---|---|---|---|"]
+        lines += ["", "Peak RSS of `pull --to` and of a sync daemon's install against the chunk count: the same 1 GiB model "
+                  "cut by the publisher into smaller chunks, so it has the chunk count of a model 4, 16, 32 and 128 times larger "
+                  "(at the default 64 KiB average).", "",
+                  "| chunks (average size) | as many as a model of | tool | pull --to | peak RSS | sync: install | sync: peak RSS |",
+                  "|---|---|---|---|---|---|---|"]
         for r in counts:
-            lines.append(f"| {r['chunks']:,} ({r['avg_chunk'] >> 10} KiB) | {(65536 // r['avg_chunk'])} GiB | {r['tool']} | "
-                         f"{r['pull_s']:.2f} s | {r['pull_peak_mib_max']:.0f} MiB |")
+            avg = f"{r['avg_chunk'] >> 10} KiB" if r['avg_chunk'] >= 1024 else f"{r['avg_chunk']} B"
+            sync = (f"{r['sync_update_s']:.2f} s | {r['sync_peak_mib_max']:.0f} MiB" if "sync_peak_mib_max" in r else "- | -")
+            lines.append(f"| {r['chunks']:,} ({avg}) | {(65536 // r['avg_chunk'])} GiB | {r['tool']} | "
+                         f"{r['pull_s']:.2f} s | {r['pull_peak_mib_max']:.0f} MiB | {sync} |")
     return "\n".join(lines)
 
 
