@@ -23,20 +23,39 @@ struct ByteWriter {
 struct ByteReaderError: Error { let message: String }
 
 /// What a decoder of a binary format reads from: bytes in memory (`ByteReader`) or a file read
-/// a block at a time (`FileByteReader`), so one decoder serves both.
+/// a block at a time (`FileByteReader`), so one decoder serves both. Every read is checked.
 protocol ByteSource {
     var offset: Int { get }
     var remaining: Int { get }
-    var atEnd: Bool { get }
     mutating func need(_ n: Int, _ what: String) throws
-    mutating func u8(_ what: String) throws -> UInt8
-    mutating func u16(_ what: String) throws -> UInt16
-    mutating func u32(_ what: String) throws -> UInt32
-    mutating func u64(_ what: String) throws -> UInt64
-    mutating func raw(_ n: Int, _ what: String) throws -> [UInt8]
-    mutating func expect(_ magic: [UInt8], _ what: String) throws
+    /// Hands the next `n` bytes to `body` and moves past them.
+    mutating func take<T>(_ n: Int, _ what: String, _ body: (ArraySlice<UInt8>) -> T) throws -> T
+}
+
+extension ByteSource {
+    var atEnd: Bool { remaining == 0 }
+
+    mutating func u8(_ what: String = "u8") throws -> UInt8 { try take(1, what) { $0[$0.startIndex] } }
+    mutating func u16(_ what: String = "u16") throws -> UInt16 { try le(what) }
+    mutating func u32(_ what: String = "u32") throws -> UInt32 { try le(what) }
+    mutating func u64(_ what: String = "u64") throws -> UInt64 { try le(what) }
+
+    mutating func raw(_ n: Int, _ what: String) throws -> [UInt8] { try take(n, what) { Array($0) } }
+
+    mutating func expect(_ magic: [UInt8], _ what: String) throws {
+        guard try raw(magic.count, what) == magic else { throw ByteReaderError(message: "bad magic for \(what)") }
+    }
+
     /// A 16-byte chunk id in canonical byte order, without an intermediate array.
-    mutating func chunkID(_ what: String) throws -> ChunkID
+    mutating func chunkID(_ what: String) throws -> ChunkID { try take(16, what) { ChunkID(canonical: $0)! } }
+
+    private mutating func le<T: FixedWidthInteger>(_ what: String) throws -> T {
+        try take(MemoryLayout<T>.size, what) { b in
+            var v: T = 0
+            for i in 0..<MemoryLayout<T>.size { v |= T(b[b.startIndex + i]) << (8 * i) }
+            return v
+        }
+    }
 }
 
 struct ByteReader: ByteSource {
@@ -49,7 +68,6 @@ struct ByteReader: ByteSource {
     }
 
     var remaining: Int { bytes.count - offset }
-    var atEnd: Bool { offset == bytes.count }
 
     mutating func need(_ n: Int, _ what: String) throws {
         guard n >= 0, remaining >= n else {
@@ -57,39 +75,10 @@ struct ByteReader: ByteSource {
         }
     }
 
-    mutating func u8(_ what: String = "u8") throws -> UInt8 {
-        try need(1, what)
-        defer { offset += 1 }
-        return bytes[offset]
-    }
-    mutating func u16(_ what: String = "u16") throws -> UInt16 { try le(what) }
-    mutating func u32(_ what: String = "u32") throws -> UInt32 { try le(what) }
-    mutating func u64(_ what: String = "u64") throws -> UInt64 { try le(what) }
-
-    mutating func raw(_ n: Int, _ what: String) throws -> [UInt8] {
+    mutating func take<T>(_ n: Int, _ what: String, _ body: (ArraySlice<UInt8>) -> T) throws -> T {
         try need(n, what)
         defer { offset += n }
-        return Array(bytes[offset..<offset + n])
-    }
-
-    mutating func expect(_ magic: [UInt8], _ what: String) throws {
-        let got = try raw(magic.count, what)
-        guard got == magic else { throw ByteReaderError(message: "bad magic for \(what)") }
-    }
-
-    mutating func chunkID(_ what: String) throws -> ChunkID {
-        try need(16, what)
-        defer { offset += 16 }
-        return ChunkID(canonical: bytes[offset..<offset + 16])!
-    }
-
-    private mutating func le<T: FixedWidthInteger>(_ what: String) throws -> T {
-        let size = MemoryLayout<T>.size
-        try need(size, what)
-        var v: T = 0
-        for i in 0..<size { v |= T(bytes[offset + i]) << (8 * i) }
-        offset += size
-        return v
+        return body(bytes[offset..<offset + n])
     }
 }
 
@@ -121,7 +110,6 @@ struct FileByteReader: ByteSource {
 
     var offset: Int { bufferStart + position }
     var remaining: Int { size - offset }
-    var atEnd: Bool { offset == size }
 
     mutating func need(_ n: Int, _ what: String) throws {
         guard n >= 0, remaining >= n else { throw ByteReaderError(message: "truncated while reading \(what) at byte \(offset)") }
@@ -129,47 +117,18 @@ struct FileByteReader: ByteSource {
         // Keep the unread tail and load the next block behind it (never a byte twice, so the
         // hash sees the file exactly once, in order).
         let loadedEnd = bufferStart + buffer.count
-        let tail = Array(buffer[position...])
         let more = min(max(blockSize, n), size - loadedEnd)
         var next = [UInt8](repeating: 0, count: more)
         try next.withUnsafeMutableBytes { try file.pread(into: $0, count: more, at: UInt64(loadedEnd)) }
         next.withUnsafeBytes { hasher?.update($0) }
+        buffer = Array(buffer[position...]) + next
         bufferStart += position
-        buffer = tail + next
         position = 0
     }
 
-    mutating func u8(_ what: String) throws -> UInt8 {
-        try need(1, what)
-        defer { position += 1 }
-        return buffer[position]
-    }
-    mutating func u16(_ what: String) throws -> UInt16 { try le(what) }
-    mutating func u32(_ what: String) throws -> UInt32 { try le(what) }
-    mutating func u64(_ what: String) throws -> UInt64 { try le(what) }
-
-    mutating func raw(_ n: Int, _ what: String) throws -> [UInt8] {
+    mutating func take<T>(_ n: Int, _ what: String, _ body: (ArraySlice<UInt8>) -> T) throws -> T {
         try need(n, what)
         defer { position += n }
-        return Array(buffer[position..<position + n])
-    }
-
-    mutating func expect(_ magic: [UInt8], _ what: String) throws {
-        guard try raw(magic.count, what) == magic else { throw ByteReaderError(message: "bad magic for \(what)") }
-    }
-
-    mutating func chunkID(_ what: String) throws -> ChunkID {
-        try need(16, what)
-        defer { position += 16 }
-        return ChunkID(canonical: buffer[position..<position + 16])!
-    }
-
-    private mutating func le<T: FixedWidthInteger>(_ what: String) throws -> T {
-        let n = MemoryLayout<T>.size
-        try need(n, what)
-        var v: T = 0
-        for i in 0..<n { v |= T(buffer[position + i]) << (8 * i) }
-        position += n
-        return v
+        return body(buffer[position..<position + n])
     }
 }

@@ -189,27 +189,20 @@ public enum FileSystem {
     /// Writes `bytes` to `path` so that a reader sees the old file or the new one, never a part:
     /// temporary file beside it, fsync, rename, fsync of the directory.
     public static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws {
-        let dir = dirname(path)
-        let tmp = "\(dir)/.tmp-\(randomHex(8))-\(basename(path))"
-        do {
-            let file = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: mode)
-            try file.write(bytes)
-            try file.sync()
-            try rename(tmp, path)
-        } catch {
-            unlink(tmp)
-            throw error
-        }
-        try syncDirectory(dir)
+        try replaceAtomically(path, mode: mode) { try $0.write(bytes) }
     }
 
     /// Like `writeAtomically`, with the bytes of an open file, copied through a fixed buffer.
     public static func copyAtomically(from source: FileDescriptor, to path: String, mode: mode_t = 0o644) throws {
+        try replaceAtomically(path, mode: mode) { try copy(from: source, to: $0, count: try source.size(), what: source.path) }
+    }
+
+    private static func replaceAtomically(_ path: String, mode: mode_t, fill: (FileDescriptor) throws -> Void) throws {
         let dir = dirname(path)
         let tmp = "\(dir)/.tmp-\(randomHex(8))-\(basename(path))"
         do {
             let file = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: mode)
-            try copy(from: source, to: file, count: try source.size(), what: source.path)
+            try fill(file)
             try file.sync()
             try rename(tmp, path)
         } catch {
