@@ -72,6 +72,19 @@ final class StoreTests: XCTestCase {
         }
     }
 
+    func testAnObjectCopiedFromAFileIsCheckedAgainstItsIdBeforeItIsStored() throws {
+        let bytes = Array("an object".utf8)
+        TestSupport.write(bytes, to: dir + "/object")
+        let wrong = SHA256Hasher.hash(Array("another object".utf8))
+        XCTAssertThrowsError(try store.writeObject(file: try FileDescriptor.openForReading(dir + "/object"), id: wrong)) {
+            XCTAssertTrue("\($0)".contains("does not hash to its id"), "\($0)")
+        }
+        XCTAssertFalse(store.hasObject(wrong))
+        XCTAssertEqual(try FileSystem.listDirectory(FileSystem.dirname(store.objectPath(wrong))), [], "no temporary file left")
+        try store.writeObject(file: try FileDescriptor.openForReading(dir + "/object"), id: SHA256Hasher.hash(bytes))
+        XCTAssertEqual(try store.readObject(SHA256Hasher.hash(bytes), limit: 100), bytes)
+    }
+
     func testALargeTreeIsReadFromItsObjectFileNotHeld() throws {
         let tree = largeTree(chunks: TreeObject.inMemoryLimit / 20 + 10)
         let id = try store.writeObject(tree.encoded())

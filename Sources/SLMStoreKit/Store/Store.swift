@@ -107,13 +107,13 @@ public final class Store: Sendable {
         return id
     }
 
-    /// Stores the object held in `file`, already checked to hash to `id`, copying it through a
-    /// fixed buffer (a large tree is never held whole).
+    /// Stores the object held in `file` under `id`, copying it through a fixed buffer (a large
+    /// tree is never held whole) and checking the copy against `id` before it is put in place.
     public func writeObject(file: FileDescriptor, id: SHA256Digest) throws {
         let path = objectPath(id)
         if FileSystem.exists(path) { return }
         try FileSystem.makeDirectories(FileSystem.dirname(path))
-        try FileSystem.copyAtomically(from: file, to: path, mode: 0o444)
+        try FileSystem.copyAtomically(from: file, to: path, mode: 0o444, sha256: id)
     }
 
     /// A tree of this store, checked against its id. A large one keeps its chunk lists in its

@@ -192,9 +192,19 @@ public enum FileSystem {
         try replaceAtomically(path, mode: mode) { try $0.write(bytes) }
     }
 
-    /// Like `writeAtomically`, with the bytes of an open file, copied through a fixed buffer.
-    public static func copyAtomically(from source: FileDescriptor, to path: String, mode: mode_t = 0o644) throws {
-        try replaceAtomically(path, mode: mode) { try copy(from: source, to: $0, count: try source.size(), what: source.path) }
+    /// Like `writeAtomically`, with the bytes of an open file, copied through a fixed buffer;
+    /// with `sha256`, nothing is put in place unless the copied bytes hash to it.
+    public static func copyAtomically(from source: FileDescriptor, to path: String, mode: mode_t = 0o644, sha256: SHA256Digest? = nil) throws {
+        try replaceAtomically(path, mode: mode) { target in
+            let hasher = SHA256Hasher()
+            try source.readBlocks(count: try source.size()) { block in
+                hasher.update(block)
+                try target.write(block)
+            }
+            if let sha256, hasher.finish() != sha256 {
+                throw SLMError.damaged(path: source.path, problem: "content does not hash to its id \(sha256.hex)")
+            }
+        }
     }
 
     private static func replaceAtomically(_ path: String, mode: mode_t, fill: (FileDescriptor) throws -> Void) throws {
