@@ -43,7 +43,8 @@ public struct TreeObject: Equatable, Sendable {
     public static let magic: [UInt8] = Array("SLMTREE\0".utf8)
     public static let formatVersion: UInt32 = 1
     /// Bound on a tree object's size when read from disk or a remote.
-    /// 64 MiB: 3 million chunks, a 200 GB model; in memory a tree costs about 4.5 times its size.
+    /// 64 MiB: 3 million chunks, a 200 GB model. Held in memory a tree costs about 4.5 times its
+    /// size, which is why trees above `inMemoryLimit` are read from their file instead.
     public static let maxEncodedSize = 64 << 20
     /// Trees larger than this are read from their file on demand (`decode(file:)`) rather than
     /// held: about 100,000 chunks, a 6 GB model at the default chunk size.

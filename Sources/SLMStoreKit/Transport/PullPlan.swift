@@ -92,7 +92,9 @@ enum PullPlan {
         let ranges = max(1, min(256, (total * 40 + budget - 1) / max(1, budget)))
         var missing = MissingChunks(bits: [UInt64](repeating: 0, count: (total + 63) / 64), count: 0)
         for range in 0..<ranges {
-            var seen = Set<ChunkID>()
+            // Sized once: ids spread evenly over the ranges, and a set that never grows never
+            // holds its old and new tables at once.
+            var seen = Set<ChunkID>(minimumCapacity: total / ranges + total / ranges / 8)
             var position = 0
             for t in targets {
                 for f in t.tree.files {

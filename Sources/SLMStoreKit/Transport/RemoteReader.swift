@@ -155,11 +155,55 @@ public final class RemoteReader: Sendable {
         return index
     }
 
+    private struct CacheWriteFailed: Error {}
+
+    /// Streams a pack index into the cache file and checks it there entry by entry (structure,
+    /// order, trailer, the manifest's checksum) before it takes the cache name, so an index is
+    /// never held whole: one of small chunks in a large pack is tens of MiB. False when the
+    /// cache cannot be written (the caller decodes the index in memory instead).
+    private func fetchIndex(_ id: PackID, into cached: String, expected: SHA256Digest?) throws -> Bool {
+        let path = "packs/\(id.hex).idx"
+        let tmp = "\(cached).tmp-\(FileSystem.randomHex(6))"
+        let out: FileDescriptor
+        do {
+            try FileSystem.makeDirectories(FileSystem.dirname(cached))
+            out = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL)
+        } catch {
+            return false
+        }
+        defer { FileSystem.remove(tmp) }
+        var size = 0
+        let found: Bool
+        do {
+            found = try remote.readStream(path, limit: PackIndex.maxEncodedSize) { piece in
+                size += piece.count
+                do { try out.write(piece) } catch { throw CacheWriteFailed() }
+            }
+        } catch is CacheWriteFailed {
+            return false
+        }
+        received.withLock { $0 += UInt64(size) }
+        guard found else { throw SLMError.remote(url: where_(path), problem: "pack index listed in the manifest is missing") }
+        let checksum: SHA256Digest
+        do {
+            checksum = try PackIndexCursor.check(tmp, bufferBytes: 64 << 10)
+        } catch let SLMError.damaged(_, problem) {
+            throw SLMError.damaged(path: where_(path), problem: problem)
+        }
+        if let expected, checksum != expected {
+            throw SLMError.remote(url: where_(path), problem: "pack index checksum \(checksum.hex.prefix(16)) is not the \(expected.hex.prefix(16)) the manifest lists")
+        }
+        do { try FileSystem.rename(tmp, cached) } catch { return false }
+        checkedCacheFiles.withLock { _ = $0.insert(cached) }
+        return true
+    }
+
     /// Hands `body` every entry of a pack index in id order, read from the cache file through a
     /// small buffer once the whole file has been checked (structure, trailer, the manifest's
     /// checksum): a pull looks through an index per planning window, and an index of small
     /// chunks in a large pack holds a hundred thousand entries, which decoded each time cost
-    /// more memory than the rest of the pull. Without a usable cache the index is decoded.
+    /// more memory than the rest of the pull. One not cached yet is streamed into the cache.
+    /// Without a usable cache the index is decoded.
     public func forEachIndexEntry(_ id: PackID, _ body: (PackIndexEntry) throws -> Void) throws {
         let (cached, expected) = cachePath(id)
         func intact(_ path: String) -> Bool {
@@ -168,16 +212,9 @@ public final class RemoteReader: Sendable {
             checkedCacheFiles.withLock { _ = $0.insert(path) }
             return true
         }
-        guard let cached else {
+        guard let cached, try intact(cached) || fetchIndex(id, into: cached, expected: expected) else {
             for e in try packIndex(id).entries { try body(e) }
             return
-        }
-        if !intact(cached) {
-            let index = try packIndex(id)  // downloaded, checked and (normally) cached
-            guard intact(cached) else {
-                for e in index.entries { try body(e) }
-                return
-            }
         }
         let cursor = try PackIndexCursor(path: cached, bufferBytes: 64 << 10)
         while try cursor.advance() { try body(cursor.current) }
