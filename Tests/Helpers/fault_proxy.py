@@ -11,6 +11,8 @@ manifest.json with 304, as a server keeping a device on an old manifest would), 
 headers, Host included, pass through as sent, so a signed request (S3 SigV4) stays valid behind
 the proxy. With FAULT_PROXY_LOG set, each range request's path and Range header are appended
 to that file, one line each.
+A MODE prefixed "tree-" or "index-" (tree-corrupt, index-truncate, ...) spoils whole-file
+answers instead of range bodies: those holding a tree object (by its magic) or a pack index.
 COUNT: how many range responses to spoil (default: all); metadata requests pass through.
 """
 import http.client
@@ -21,6 +23,8 @@ import threading
 import time
 
 PORT, UPSTREAM, MODE = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+# What a spoiling mode aims at: range bodies of packs, or whole tree objects or pack indexes.
+TARGET, _, BASE = MODE.partition("-") if MODE.split("-")[0] in ("tree", "index") else ("range", "", MODE)
 COUNT = int(sys.argv[4]) if len(sys.argv) > 4 else 1 << 30
 lock = threading.Lock()
 spoiled = 0
@@ -78,18 +82,20 @@ class Handler(BaseHTTPRequestHandler):
         status = resp.status
         out_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in ("content-length", "connection", "transfer-encoding")]
         conn.close()
-        spoil = is_range and MODE in ("drop", "corrupt", "truncate", "oversize", "error500", "trickle") and take()
-        if spoil and MODE == "error500":
+        whole = "Range" not in self.headers and status == 200
+        aimed = {"range": is_range, "tree": whole and body.startswith(b"SLMTREE\0"), "index": whole and self.path.endswith(".idx")}[TARGET]
+        spoil = aimed and BASE in ("drop", "corrupt", "truncate", "oversize", "error500", "trickle") and take()
+        if spoil and BASE == "error500":
             self.send_response(500)
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        if spoil and MODE == "corrupt" and len(body) > 40:
+        if spoil and BASE == "corrupt" and len(body) > 40:
             b = bytearray(body)
             b[len(b) // 2] ^= 0x55
             body = bytes(b)
         declared = len(body)
-        if spoil and MODE == "oversize":
+        if spoil and BASE == "oversize":
             body = body + b"\0" * 1024
             declared = len(body)
         self.send_response(status)
@@ -97,7 +103,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.send_header("Content-Length", str(declared))
         self.end_headers()
-        if spoil and MODE in ("drop", "truncate"):
+        if spoil and BASE in ("drop", "truncate"):
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
             self.close_connection = True
@@ -106,7 +112,7 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
-        if spoil and MODE == "trickle":
+        if spoil and BASE == "trickle":
             for i in range(len(body)):
                 self.wfile.write(body[i:i + 1])
                 self.wfile.flush()

@@ -257,4 +257,42 @@ final class HostileRemoteTests: XCTestCase {
         XCTAssertFalse(edge.hasObject(SHA256Hasher.hash(bytes)))
         XCTAssertEqual(try FileSystem.listDirectory(dir + "/edge/tmp"), [])
     }
+
+    /// What a failed pull may leave in an edge store: no working file, and only checked pack
+    /// indexes in the remote's cache.
+    func assertNothingUncheckedLeft(in edge: String, _ what: String) throws {
+        XCTAssertEqual(try FileSystem.listDirectory(edge + "/tmp"), [], what)
+        let cache = edge + "/cache/pack-indexes"
+        for remote in (try? FileSystem.listDirectory(cache)) ?? [] {
+            for file in try FileSystem.listDirectory("\(cache)/\(remote)") {
+                XCTAssertNoThrow(try PackIndexCursor.check("\(cache)/\(remote)/\(file)"), "\(what): \(file)")
+            }
+        }
+    }
+
+    /// Tree objects and pack indexes stream into files as they arrive; a spoiled answer is
+    /// refused, nothing is installed, and neither the store nor the index cache keeps it.
+    func testSpoiledTreeObjectsAndPackIndexesAreRefusedWhileTheyStream() throws {
+        add("m@1.0.0", bytes: weights(1))
+        push()
+        let nginx = try NginxServer(serving: remote)
+        defer { nginx.stop() }
+        for (mode, message) in [("tree-corrupt", "does not hash to its id"), ("tree-oversize", "does not hash to its id"),
+                                ("tree-truncate", ""), ("tree-drop", ""),
+                                ("index-corrupt", "pack index"), ("index-oversize", "pack index"), ("index-truncate", "")] {
+            let proxy = try FaultProxy(upstream: nginx.port, mode: mode)
+            let edge = dir + "/edge-\(mode)"
+            let r = TestSupport.cli(["pull", proxy.url, "m@1.0.0", "--to", dir + "/dev-\(mode)"], store: edge)
+            XCTAssertNotEqual(r.status, 0, mode)
+            XCTAssertTrue(message.isEmpty || r.stderr.contains(message), "\(mode): \(r.stderr)")
+            XCTAssertNil(InstallDirectory(root: dir + "/dev-\(mode)").current(), "\(mode): nothing is installed")
+            XCTAssertEqual(TestSupport.cli(["verify"], store: edge).status, 0, "\(mode): the edge store stays sound")
+            try assertNothingUncheckedLeft(in: edge, mode)
+        }
+        // Server errors on the streamed tree are ridden out by retries.
+        let proxy = try FaultProxy(upstream: nginx.port, mode: "tree-error500", count: 2)
+        let r = TestSupport.cli(["pull", proxy.url, "m@1.0.0", "--to", dir + "/dev-ok"], store: dir + "/edge-ok")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertSameBytes(TestSupport.read(dir + "/dev-ok/current/model.safetensors"), weights(1))
+    }
 }

@@ -184,6 +184,26 @@ final class S3Tests: XCTestCase {
         XCTAssertSameBytes(TestSupport.read(dir + "/device-ok/current/weights.bin"), TestSupport.random(3 << 20, seed: 1))
     }
 
+    /// The streamed whole-file reads (tree objects, pack indexes) behind a spoiling proxy: each
+    /// bad answer is refused and nothing is installed; server errors are retried.
+    func testSpoiledWholeFileAnswersFromAnS3EndpointAreRefused() throws {
+        add("m@1.0.0", size: 3 << 20, seed: 1)
+        XCTAssertEqual(cli(["push", remote, "--no-web"]).status, 0)
+        for (mode, message) in [("tree-corrupt", "does not hash to its id"), ("tree-truncate", ""), ("index-oversize", "pack index")] {
+            let proxy = try FaultProxy(upstream: moto.port, mode: mode)
+            let edge = dir + "/edge-\(mode)"
+            let r = cli(["pull", remote, "m@1.0.0", "--to", dir + "/device-\(mode)", "--endpoint", proxy.url], store: edge)
+            XCTAssertNotEqual(r.status, 0, mode)
+            XCTAssertTrue(message.isEmpty || r.stderr.contains(message), "\(mode): \(r.stderr)")
+            XCTAssertNil(InstallDirectory(root: dir + "/device-\(mode)").current(), "\(mode): nothing is installed")
+            XCTAssertEqual(cli(["verify"], store: edge).status, 0, "\(mode): the edge store stays sound")
+        }
+        let proxy = try FaultProxy(upstream: moto.port, mode: "index-error500", count: 2)
+        let r = cli(["pull", remote, "m@1.0.0", "--to", dir + "/device-ok", "--endpoint", proxy.url], store: dir + "/edge-ok")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertSameBytes(TestSupport.read(dir + "/device-ok/current/weights.bin"), TestSupport.random(3 << 20, seed: 1))
+    }
+
     /// S3 answers get room for an error document beyond a small range; a 2xx body longer than
     /// the range is refused before the extra bytes reach the caller, and no retry hides it.
     func testAnS3AnswerLongerThanASmallRangeIsRefused() throws {
