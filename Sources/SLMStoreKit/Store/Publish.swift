@@ -11,8 +11,8 @@ public struct VersionRecord: Sendable {
     public var id: SHA256Digest
     public var versionObject: [UInt8]
     public var treeObject: [UInt8]
-    /// Where the tree object is held instead of `treeObject`, when it is too large to hold
-    /// (already checked to hash to the id the version object names).
+    /// Where the tree object is held instead of `treeObject`, when it is too large to hold, with
+    /// the id the version object names (a destination checks the bytes against it as it copies).
     var treeFile: (file: FileDescriptor, id: SHA256Digest)? = nil
 
     public var label: String { "\(name)@\(version)" }
@@ -24,7 +24,7 @@ protocol VersionDestination {
     var label: String { get }
     /// Stores an object under the id its bytes hash to; storing one twice is harmless.
     func putObject(_ bytes: [UInt8]) throws
-    /// The same for an object held in a file, already checked to hash to `id`.
+    /// The same for an object held in a file, which must hash to `id`.
     func putObject(file: FileDescriptor, id: SHA256Digest) throws
     /// Creates the version ref when there is none, atomically; otherwise returns the id the
     /// existing ref names (and changes nothing).

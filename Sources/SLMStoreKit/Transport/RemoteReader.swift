@@ -92,7 +92,7 @@ public final class RemoteReader: Sendable {
     /// models) are never held whole.
     func objectFile(_ id: SHA256Digest, limit: Int, to path: String) throws -> FileDescriptor {
         let hex = id.hex
-        let remotePath = "objects/\(hex.prefix(2))/\(hex.dropFirst(2))"
+        let remotePath = RemoteLayout.objectPath(id)
         let out = try FileDescriptor(path: path, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o444)
         let hasher = SHA256Hasher()
         var size = 0
