@@ -163,12 +163,14 @@ final class S3Tests: XCTestCase {
         return p
     }
 
-    func testHostileAnswersFromAnS3EndpointNeverInstallBadBytes() throws {
+    /// Publishes a 3 MiB version, then pulls it through a proxy in front of the endpoint that
+    /// spoils answers (signed requests pass through): each spoiling mode must end in an error
+    /// naming `message` (when not empty) with nothing installed and the edge store sound, and
+    /// `retried` (two server errors) must be ridden out.
+    func assertSpoiledAnswersAreRefused(_ modes: [(String, String)], retried: String) throws {
         add("m@1.0.0", size: 3 << 20, seed: 1)
         XCTAssertEqual(cli(["push", remote, "--no-web"]).status, 0)
-        // A man in the middle of the endpoint: signed requests pass through, answers are spoiled.
-        for (mode, message) in [("corrupt", "served bad data"), ("ignore-range", "ignored the Range header"),
-                                ("oversize", ""), ("truncate", ""), ("drop", "")] {
+        for (mode, message) in modes {
             let proxy = try FaultProxy(upstream: moto.port, mode: mode)
             let edge = dir + "/edge-\(mode)"
             let r = cli(["pull", remote, "m@1.0.0", "--to", dir + "/device-\(mode)", "--endpoint", proxy.url], store: edge)
@@ -177,31 +179,21 @@ final class S3Tests: XCTestCase {
             XCTAssertNil(InstallDirectory(root: dir + "/device-\(mode)").current(), "\(mode): nothing is installed")
             XCTAssertEqual(cli(["verify"], store: edge).status, 0, "\(mode): the edge store stays sound")
         }
-        // Two server errors are ridden out by retries.
-        let proxy = try FaultProxy(upstream: moto.port, mode: "error500", count: 2)
+        let proxy = try FaultProxy(upstream: moto.port, mode: retried, count: 2)
         let r = cli(["pull", remote, "m@1.0.0", "--to", dir + "/device-ok", "--endpoint", proxy.url], store: dir + "/edge-ok")
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertSameBytes(TestSupport.read(dir + "/device-ok/current/weights.bin"), TestSupport.random(3 << 20, seed: 1))
     }
 
-    /// The streamed whole-file reads (tree objects, pack indexes) behind a spoiling proxy: each
-    /// bad answer is refused and nothing is installed; server errors are retried.
+    func testHostileAnswersFromAnS3EndpointNeverInstallBadBytes() throws {
+        try assertSpoiledAnswersAreRefused([("corrupt", "served bad data"), ("ignore-range", "ignored the Range header"),
+                                            ("oversize", ""), ("truncate", ""), ("drop", "")], retried: "error500")
+    }
+
+    /// The streamed whole-file reads (tree objects, pack indexes) behind a spoiling proxy.
     func testSpoiledWholeFileAnswersFromAnS3EndpointAreRefused() throws {
-        add("m@1.0.0", size: 3 << 20, seed: 1)
-        XCTAssertEqual(cli(["push", remote, "--no-web"]).status, 0)
-        for (mode, message) in [("tree-corrupt", "does not hash to its id"), ("tree-truncate", ""), ("index-oversize", "pack index")] {
-            let proxy = try FaultProxy(upstream: moto.port, mode: mode)
-            let edge = dir + "/edge-\(mode)"
-            let r = cli(["pull", remote, "m@1.0.0", "--to", dir + "/device-\(mode)", "--endpoint", proxy.url], store: edge)
-            XCTAssertNotEqual(r.status, 0, mode)
-            XCTAssertTrue(message.isEmpty || r.stderr.contains(message), "\(mode): \(r.stderr)")
-            XCTAssertNil(InstallDirectory(root: dir + "/device-\(mode)").current(), "\(mode): nothing is installed")
-            XCTAssertEqual(cli(["verify"], store: edge).status, 0, "\(mode): the edge store stays sound")
-        }
-        let proxy = try FaultProxy(upstream: moto.port, mode: "index-error500", count: 2)
-        let r = cli(["pull", remote, "m@1.0.0", "--to", dir + "/device-ok", "--endpoint", proxy.url], store: dir + "/edge-ok")
-        XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertSameBytes(TestSupport.read(dir + "/device-ok/current/weights.bin"), TestSupport.random(3 << 20, seed: 1))
+        try assertSpoiledAnswersAreRefused([("tree-corrupt", "does not hash to its id"), ("tree-truncate", ""),
+                                            ("index-oversize", "pack index")], retried: "index-error500")
     }
 
     /// S3 answers get room for an error document beyond a small range; a 2xx body longer than

@@ -63,11 +63,6 @@ public struct TreeObject: Equatable, Sendable {
 
     public func encoded() -> [UInt8] {
         var w = ByteWriter(capacity: 64 + files.reduce(0) { $0 + 64 + $1.chunks.count * 20 })
-        encode(into: &w)
-        return w.bytes
-    }
-
-    func encode(into w: inout ByteWriter) {
         w.raw(Self.magic)
         w.u32(Self.formatVersion)
         w.u32(UInt32(files.count))
@@ -100,6 +95,7 @@ public struct TreeObject: Equatable, Sendable {
                 }
             }
         }
+        return w.bytes
     }
 
     public var id: SHA256Digest { SHA256Hasher.hash(encoded()) }
