@@ -94,11 +94,18 @@ let pushCommand = Command(
                        last, an expiry (repeatable: every key signs)
       --expires D      how long the release is valid, e.g. 30d (default), 12h
       --next-key PUB   key that signs from the next serial on (rotation; repeatable)
+      --previous-key PUB  a key whose signature on the remote's current release.json is trusted too
+                       (the key rotated away from, when another machine signed last)
+      --from-scratch   ignore the remote's release.json (unreadable or not signed by these keys):
+                       sign only versions this store holds, with a serial above this store's record
+      --remote-id ID   the id a remote that has none is given (default: random); releases name it
+                       and devices pin it, so a release copied to another remote is refused
       --json           pushed, already_present, chunks_copied, bytes_copied, delta_sets, delta_bytes, bytes_sent, requests, pages,
                        pack_indexes_searched
     """,
-    spec: OptionSpec(values: ["--endpoint", "--delta-from", "--sign", "--expires", "--next-key"], repeatable: ["--delta-from", "--sign", "--next-key"],
-                     flags: ["--json", "--no-web", "--no-delta"])
+    spec: OptionSpec(values: ["--endpoint", "--delta-from", "--sign", "--expires", "--next-key", "--previous-key", "--remote-id"],
+                     repeatable: ["--delta-from", "--sign", "--next-key", "--previous-key"],
+                     flags: ["--json", "--no-web", "--no-delta", "--from-scratch"])
 ) { a, ctx in
     try requirePositionals(a, "push", min: 1, max: Int.max, usage: "slmstore push REMOTE-DIR [REF...]")
     let dest = a.positionals[0]
@@ -120,6 +127,10 @@ let pushCommand = Command(
     options.deltaFrom = try a.all("--delta-from").map { try VersionRef.parse($0) }
     if options.deltas == false && !options.deltaFrom.isEmpty { throw SLMError.argument("push: --delta-from and --no-delta contradict each other") }
     options.signing = try signingOptions(a, command: "push")
+    if let id = a.value("--remote-id") {
+        guard SignedRelease.isValidRemoteID(id) else { throw SLMError.argument("push: --remote-id \"\(id)\" must be 1 to 64 characters of A-Z a-z 0-9 . _ -") }
+        options.remoteID = id
+    }
     let r = try store.push(to: destination, refs: refs, options: options)
     bar.finish()
     if a.has("--json") {
@@ -130,7 +141,7 @@ let pushCommand = Command(
                              "pack_indexes_searched": .int(r.packIndexesSearched),
                              "stages": .array(r.stagesPushed.map { .string($0) }), "seconds": .double((r.seconds * 1000).rounded() / 1000),
                              "release": r.release.map { .object(["serial": .int($0.serial), "expires": .string(Timestamp.format(time_t($0.expires))),
-                                                                 "versions": .int($0.versions), "unsigned": .array($0.unsigned.map { .string($0) })]) } ?? .null,
+                                                                 "versions": .int($0.versions), "remote": .string($0.remote), "unsigned": .array($0.unsigned.map { .string($0) })]) } ?? .null,
                              "warnings": .array(r.warnings.map { .string($0) })]))
     } else {
         print("pushed \(r.versionsPushed.count) versions (\(r.versionsPresent.count) already there), \(r.chunksCopied) chunks, \(Output.bytes(r.bytesCopied)) to \(dest)")

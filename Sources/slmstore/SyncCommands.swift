@@ -145,10 +145,15 @@ let statusCommand = Command(
 /// "30s", "5m", "1h", "250ms" or plain seconds.
 func parseDuration(_ s: String, option: String) throws -> Double {
     let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
-    for (suffix, mult) in units where s.hasSuffix(suffix) {
-        if let v = Double(s.dropLast(suffix.count)), v > 0 { return v * mult }
+    // A century at most, and finite: callers turn seconds into integers, which must not trap.
+    func bounded(_ v: Double) throws -> Double {
+        guard v.isFinite, v <= 100 * 365 * 86400 else { throw SLMError.argument("\(option): \"\(s)\" is longer than a century") }
+        return v
     }
-    if let v = Double(s), v > 0 { return v }
+    for (suffix, mult) in units where s.hasSuffix(suffix) {
+        if let v = Double(s.dropLast(suffix.count)), v > 0 { return try bounded(v * mult) }
+    }
+    if let v = Double(s), v > 0 { return try bounded(v) }
     throw SLMError.argument("\(option): \"\(s)\" is not a duration like 30s, 5m or 250ms")
 }
 

@@ -39,16 +39,22 @@ let keygenCommand = Command(
 
 let resignCommand = Command(
     name: "resign", summary: "Renew a remote's signed release: a new serial and expiry, same content",
-    usage: "slmstore resign REMOTE --sign KEY [--expires 7d] [--next-key PUB]... [--json]",
+    usage: "slmstore resign REMOTE --sign KEY [--expires 7d] [--next-key PUB]... [--previous-key PUB]... [--json]",
     details: """
     For a publisher's cron job: devices refuse a release once it expires, so renew it before then
     without publishing anything new. Versions and stages stay as the last signed release has them.
       --sign KEY       private key file (repeatable: every key signs)
       --expires D      validity from now, e.g. 7d, 12h (default 30d)
       --next-key PUB   public key that signs from the next serial on (key rotation; repeatable)
-      --json           serial, expires, versions
+      --previous-key PUB  a key whose signature on the current release.json is trusted too (repeatable)
+    The current release.json is renewed only if these keys (or --previous-key) signed it, or it is
+    the release this store signed last. Otherwise resign stops and names the file: a remote that
+    someone else can write may hold a forged release, and renewing it would vouch for it. Recover
+    with `slmstore push REMOTE --sign KEY --from-scratch`, which signs only this store's versions.
+      --json           serial, expires, versions, remote
     """,
-    spec: OptionSpec(values: ["--sign", "--expires", "--next-key", "--endpoint"], repeatable: ["--sign", "--next-key"], flags: ["--json"])
+    spec: OptionSpec(values: ["--sign", "--expires", "--next-key", "--previous-key", "--endpoint"], repeatable: ["--sign", "--next-key", "--previous-key"],
+                     flags: ["--json", "--from-scratch"])
 ) { a, ctx in
     try requirePositionals(a, "resign", min: 1, max: 1, usage: "slmstore resign REMOTE --sign KEY")
     guard let signing = try signingOptions(a, command: "resign") else { throw SLMError.argument("resign: --sign KEY is required") }
@@ -65,10 +71,10 @@ let resignCommand = Command(
 func printRelease(_ r: ReleaseSigningResult, json: Bool, remote: String) {
     let expires = Timestamp.format(time_t(r.expires))
     if json {
-        Output.json(.object(["serial": .int(r.serial), "expires": .string(expires), "versions": .int(r.versions),
+        Output.json(.object(["serial": .int(r.serial), "expires": .string(expires), "versions": .int(r.versions), "remote": .string(r.remote),
                              "unsigned": .array(r.unsigned.map { .string($0) })]))
     } else {
-        print("signed release serial \(r.serial) of \(remote): \(r.versions) versions, expires \(expires)")
+        print("signed release serial \(r.serial) of \(remote) (remote id \(r.remote)): \(r.versions) versions, expires \(expires)")
         if !r.unsigned.isEmpty {
             print("  not signed (neither in this store nor in the previous release): \(r.unsigned.joined(separator: ", "))")
         }
@@ -79,17 +85,24 @@ func printRelease(_ r: ReleaseSigningResult, json: Bool, remote: String) {
 func signingOptions(_ a: ParsedArguments, command: String) throws -> ReleaseSigning? {
     let paths = a.all("--sign")
     if paths.isEmpty {
-        for o in ["--expires", "--next-key"] where a.values[o] != nil { throw SLMError.argument("\(command): \(o) needs --sign KEY") }
+        for o in ["--expires", "--next-key", "--previous-key", "--from-scratch"] where a.values[o] != nil || a.has(o) {
+            throw SLMError.argument("\(command): \(o) needs --sign KEY")
+        }
         return nil
     }
     var s = ReleaseSigning(keys: try paths.map { try Ed25519PrivateKey.read(file: $0) })
     if let e = a.value("--expires") {
         let seconds = try parseDuration(e, option: "--expires")
         guard seconds >= 60 else { throw SLMError.argument("\(command): --expires \(e) is shorter than a minute") }
+        guard seconds <= Double(SignedRelease.maxValidity) else {
+            throw SLMError.argument("\(command): --expires \(e) is longer than the \(SignedRelease.maxValidity / 86400) days a release may be valid")
+        }
         s.validity = Int64(seconds)
     }
     let next = try a.all("--next-key").map { try Ed25519PublicKey.read(file: $0) }
     if !next.isEmpty { s.nextKeys = next }
+    s.previousKeys = try a.all("--previous-key").map { try Ed25519PublicKey.read(file: $0) }
+    s.fromScratch = a.has("--from-scratch")
     return s
 }
 

@@ -250,6 +250,112 @@ final class TrustTests: XCTestCase {
         XCTAssertNil(try release().models["intent"]?.versions["1.2.0"])
     }
 
+    /// An attacker who can write the remote replaces release.json with one listing a forged
+    /// version and naming the attacker's key for the next serial (signed by the attacker, or by
+    /// nobody). Before the fix the publisher's next `push --sign` or `resign` re-signed it.
+    func plantForgedRelease(signedBy attackerKey: Ed25519PrivateKey?, serial: UInt64 = 5) throws -> Ed25519PrivateKey {
+        let attacker = dir + "/attacker"
+        addVersion("1.2.0", seed: 66, to: attacker)
+        push([], store: attacker)
+        let forgedID = try Store.open(at: attacker).resolve(try VersionRef.parse("intent@1.2.0")).id
+        let attackerKey = try attackerKey ?? Ed25519PrivateKey.generate()
+        var models = try release().models
+        models["intent"]?.versions["1.2.0"] = forgedID
+        models["intent"]?.stages["production"] = "1.2.0"
+        let forged = SignedRelease(serial: serial, remote: try release().remote, issued: 0, expires: Int64(Date().timeIntervalSince1970) + 86400,
+                                   models: models, nextKeys: [attackerKey.publicKey])
+        TestSupport.write(try forged.signed(by: [attackerKey]), to: remote + "/release.json")
+        return attackerKey
+    }
+
+    /// Finding 1 (critical): neither `push --sign` nor `resign` reuses a release its keys did not sign.
+    func testThePublisherRefusesToResignAForgedReleaseAndFromScratchRecovers() throws {
+        let device = dir + "/device"
+        XCTAssertEqual(pull("intent@production", device: device).status, 0)
+        _ = try plantForgedRelease(signedBy: nil)
+        let planted = TestSupport.read(remote + "/release.json")
+        for args in [["push", remote, "--sign", key], ["resign", remote, "--sign", key]] {
+            let r = TestSupport.cli(args, store: publisher)
+            XCTAssertNotEqual(r.status, 0, "\(args): \(r.stdout)")
+            XCTAssertTrue(r.stderr.contains("release.json") && r.stderr.contains("not signed by the signing keys") && r.stderr.contains("--from-scratch"), r.stderr)
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+            XCTAssertEqual(TestSupport.read(remote + "/release.json"), planted, "\(args) must leave release.json alone")
+        }
+        XCTAssertEqual(pull("intent@production", device: device).status, 8)
+        XCTAssertEqual(current(device), "1.0.0")
+        // The way back: sign only what this store holds, over the planted file.
+        let fixed = TestSupport.cli(["push", remote, "--sign", key, "--from-scratch", "--json"], store: publisher)
+        XCTAssertEqual(fixed.status, 0, fixed.stderr)
+        let r = try release()
+        XCTAssertNil(r.models["intent"]?.versions["1.2.0"])
+        XCTAssertNil(r.nextKeys)
+        XCTAssertEqual(r.models["intent"]?.stages["production"], "1.0.0")
+        XCTAssertEqual(try TestSupport.json(fixed)["release"]?["unsigned"]?.arrayValue?.compactMap(\.stringValue), ["intent@1.2.0"])
+        XCTAssertEqual(pull("intent@production", device: device).status, 0)
+        XCTAssertEqual(current(device), "1.0.0")
+        // Trust did not move to the attacker's key: the device still follows the publisher's.
+        XCTAssertEqual(TestSupport.cli(["resign", remote, "--sign", key], store: publisher).status, 0)
+        XCTAssertEqual(pull("intent@production", device: device).status, 0)
+    }
+
+    /// Finding 2: a planted serial near 2^64 neither crashes the publisher nor freezes the fleet.
+    func testAPlantedHugeSerialIsNotAdoptedAndAHugeExpiryIsAClearError() throws {
+        for serial in [UInt64.max, UInt64.max - 2] {
+            _ = try plantForgedRelease(signedBy: nil, serial: serial)
+            let r = TestSupport.cli(["push", remote, "--sign", key], store: publisher)
+            XCTAssertEqual(r.status, 8, r.stderr)  // refused, not a trap (SIGILL was 132)
+            XCTAssertTrue(r.stderr.contains("release.json"), r.stderr)
+            XCTAssertEqual(TestSupport.cli(["push", remote, "--sign", key, "--from-scratch"], store: publisher).status, 0)
+            XCTAssertLessThan(try release().serial, SignedRelease.maxSerial)
+        }
+        for expires in ["106751991167300d", "3651d", "infd"] {
+            let r = TestSupport.cli(["resign", remote, "--sign", key, "--expires", expires], store: publisher)
+            XCTAssertEqual(r.status, 2, "\(expires): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("--expires"), r.stderr)
+        }
+        XCTAssertEqual(pull("intent@production", device: dir + "/device").status, 0)
+    }
+
+    /// Finding 3: a release signed for remote A, copied with A's manifest onto remote B (same
+    /// key), does not move B's devices.
+    func testAReleaseCopiedFromAnotherRemoteIsRefused() throws {
+        let device = dir + "/device"
+        XCTAssertEqual(pull("intent@production", device: device).status, 0)
+        let other = dir + "/remote-a"
+        addVersion("1.2.0", seed: 9, to: publisher)
+        promote("1.2.0")
+        XCTAssertEqual(TestSupport.cli(["push", other, "--sign", key, "--remote-id", "site-a"], store: publisher).status, 0)
+        XCTAssertEqual(try SignedRelease.decode(TestSupport.read(other + "/release.json"), source: "a").remote, "site-a")
+        let b = try release().remote
+        XCTAssertNotNil(b)
+        XCTAssertNotEqual(b, "site-a")
+        let copy = Process()
+        copy.executableURL = URL(fileURLWithPath: "/bin/cp")
+        copy.arguments = ["-a", other + "/.", remote + "/"]
+        try copy.run()
+        copy.waitUntilExit()
+        let r = pull("intent@production", device: device)
+        XCTAssertEqual(r.status, 8, r.stderr)
+        XCTAssertTrue(r.stderr.contains("is for remote site-a"), r.stderr)
+        XCTAssertEqual(current(device), "1.0.0")
+        // A remote keeps its id: a push naming another is refused.
+        let rename = TestSupport.cli(["push", other, "--remote-id", "site-z"], store: publisher)
+        XCTAssertNotEqual(rename.status, 0)
+        XCTAssertTrue(rename.stderr.contains("site-a"), rename.stderr)
+    }
+
+    /// Finding 4 (device side, through the CLI): a damaged trust record stops the pull.
+    func testADamagedTrustRecordStopsThePullInsteadOfDroppingTheFloor() throws {
+        let device = dir + "/device"
+        XCTAssertEqual(pull("intent@production", device: device).status, 0)
+        let files = try FileSystem.listDirectory(device + "/store/trust")
+        TestSupport.write(Array("{\"serial\":".utf8), to: device + "/store/trust/" + files[0])
+        let r = pull("intent@1.1.0", device: device)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("trust record") && r.stderr.contains(files[0]), r.stderr)
+        XCTAssertEqual(current(device), "1.0.0")
+    }
+
     func sync(_ device: String, url: String? = nil, extra: [String] = []) -> TestSupport.Run {
         TestSupport.cli(["sync", url ?? nginx.url, "--to", device, "--follow", "intent@production", "--once", "--trust", pub,
                          "--log-format", "json"] + extra)

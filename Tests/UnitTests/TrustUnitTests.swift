@@ -6,8 +6,8 @@ import SLMTestSupport
 /// payload bytes, and a device's record decides replay and rotation.
 final class TrustUnitTests: XCTestCase {
     func release(serial: UInt64, expires: Int64 = Int64(Date().timeIntervalSince1970) + 3600, version: String = "1.0.0",
-                 nextKeys: [Ed25519PublicKey]? = nil) -> SignedRelease {
-        SignedRelease(serial: serial, issued: 0, expires: expires,
+                 nextKeys: [Ed25519PublicKey]? = nil, remote: String? = nil) -> SignedRelease {
+        SignedRelease(serial: serial, remote: remote, issued: 0, expires: expires,
                       models: ["m": .init(versions: [version: SHA256Hasher.hash(Array(version.utf8))], stages: ["production": version], rollouts: [:])],
                       nextKeys: nextKeys)
     }
@@ -60,9 +60,50 @@ final class TrustUnitTests: XCTestCase {
         let key = try Ed25519PrivateKey.generate()
         XCTAssertNotNil(try gate(dir, trusting: [key.publicKey]).accept(try release(serial: 7).signed(by: [key])))
         try FileManager.default.removeItem(atPath: dir + "/a.json")
-        XCTAssertEqual(gate(dir, trusting: []).record?.serial, 7)
-        XCTAssertTrue(gate(dir, trusting: []).isActive)
+        XCTAssertEqual(try gate(dir, trusting: []).record()?.serial, 7)
+        XCTAssertTrue(try gate(dir, trusting: []).isActive())
         XCTAssertThrowsError(try gate(dir, trusting: []).accept(nil)) { XCTAssertTrue("\($0)".contains("refusing unsigned")) }
+    }
+
+    /// Finding 4: a damaged record is an error, never "no record" (which would drop the floor).
+    func testADamagedTrustRecordIsAnErrorAndKeepsTheFloor() throws {
+        let dir = TestSupport.scratch()
+        let key = try Ed25519PrivateKey.generate()
+        XCTAssertNotNil(try gate(dir, trusting: [key.publicKey]).accept(try release(serial: 7).signed(by: [key])))
+        for damage in [Array("{\"serial\": 7, \"payl".utf8), Array("{}".utf8), Array("not json".utf8)] {
+            TestSupport.write(damage, to: dir + "/b/c.json")
+            XCTAssertThrowsError(try gate(dir, trusting: [key.publicKey]).accept(try release(serial: 3).signed(by: [key]))) {
+                XCTAssertTrue("\($0)".contains("c.json") && "\($0)".contains("corrupt"), "\($0)")
+            }
+            XCTAssertThrowsError(try gate(dir, trusting: []).isActive())
+        }
+    }
+
+    /// Finding 3: the first release with a remote id pins it; a release for another remote, or
+    /// one naming none, is refused afterwards.
+    func testTheFirstAcceptedRemoteIDIsPinnedAndAnotherRemotesReleaseIsRefused() throws {
+        let dir = TestSupport.scratch()
+        let key = try Ed25519PrivateKey.generate()
+        let g = gate(dir, trusting: [key.publicKey])
+        XCTAssertNotNil(try g.accept(try release(serial: 1, remote: "remote-b").signed(by: [key])))
+        XCTAssertEqual(try g.record()?.remote, "remote-b")
+        XCTAssertThrowsError(try g.accept(try release(serial: 2, remote: "remote-a").signed(by: [key]))) {
+            XCTAssertTrue("\($0)".contains("is for remote remote-a") && "\($0)".contains("follows remote remote-b"), "\($0)")
+        }
+        XCTAssertThrowsError(try g.accept(try release(serial: 3).signed(by: [key]))) { XCTAssertTrue("\($0)".contains("names no remote"), "\($0)") }
+        XCTAssertNotNil(try g.accept(try release(serial: 4, remote: "remote-b").signed(by: [key])))
+        XCTAssertEqual(try g.record()?.serial, 4)
+    }
+
+    /// Finding 2: a serial above 2^53 is damaged metadata, on the device and for the publisher.
+    func testASerialAboveTwoToThe53IsRefused() throws {
+        let key = try Ed25519PrivateKey.generate()
+        for serial in [UInt64.max, UInt64.max - 2, SignedRelease.maxSerial + 1] {
+            XCTAssertThrowsError(try SignedRelease.decode(try release(serial: serial).signed(by: [key]), source: "r")) {
+                XCTAssertTrue("\($0)".contains("2^53"), "\($0)")
+            }
+        }
+        XCTAssertEqual(try SignedRelease.decode(try release(serial: SignedRelease.maxSerial).signed(by: [key]), source: "r").serial, SignedRelease.maxSerial)
     }
 
     func testRotationMovesTrustToTheNextKeys() throws {
@@ -70,7 +111,7 @@ final class TrustUnitTests: XCTestCase {
         let old = try Ed25519PrivateKey.generate(), new = try Ed25519PrivateKey.generate()
         let g = gate(dir, trusting: [old.publicKey])
         XCTAssertNotNil(try g.accept(try release(serial: 1, nextKeys: [new.publicKey]).signed(by: [old])))
-        XCTAssertEqual(g.record?.keys, [new.publicKey])
+        XCTAssertEqual(try g.record()?.keys, [new.publicKey])
         XCTAssertNotNil(try g.accept(try release(serial: 2).signed(by: [new])))
         XCTAssertThrowsError(try g.accept(try release(serial: 3).signed(by: [old])))
     }

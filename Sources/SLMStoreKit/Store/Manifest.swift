@@ -80,6 +80,9 @@ public struct Manifest: Sendable {
     /// The SHA-256 trailer of each pack's index, so a reader can tell a cached or served index
     /// from the one the publisher wrote.
     public var packIndexChecksums: [PackID: SHA256Digest] = [:]
+    /// The remote's id, chosen once by its first publisher and kept by every push; signed
+    /// releases name it (Format.md §7.4) so a device can tell one remote's release from another's.
+    public var remoteID: String? = nil
 
     public init(project: String, lastUpdated: String, models: [String: ModelEntry], packs: [PackID]) {
         (self.project, self.lastUpdated, self.models, self.packs) = (project, lastUpdated, models, packs)
@@ -176,6 +179,7 @@ public struct Manifest: Sendable {
             "format": .int(Manifest.currentFormat), "project": .string(project), "last_updated": .string(lastUpdated),
             "models": .object(models), "packs": .array(packs.map { .string($0.hex) }),
         ]
+        if let remoteID { top["remote_id"] = .string(remoteID) }
         if !packIndexChecksums.isEmpty {
             top["pack_index_sha256"] = .object(Dictionary(uniqueKeysWithValues: packIndexChecksums.map { ($0.key.hex, .string($0.value.hex)) }))
         }
@@ -268,6 +272,10 @@ public struct Manifest: Sendable {
         var m = Manifest(project: v["project"]?.stringValue ?? "", lastUpdated: v["last_updated"]?.stringValue ?? "",
                          models: models, packs: packs)
         m.packIndexChecksums = checksums
+        if let r = v["remote_id"] {
+            guard let id = r.stringValue, SignedRelease.isValidRemoteID(id) else { throw bad("remote_id must be 1 to 64 characters of A-Z a-z 0-9 . _ -") }
+            m.remoteID = id
+        }
         return m
     }
 

@@ -34,11 +34,21 @@ struct PendingCheck {
     var version: String
     var previous: String?
 
-    static func load(_ dir: InstallDirectory) -> PendingCheck? {
-        // Unreadable means a kill mid-write, before the flip: nothing to undo.
-        guard let bytes = try? FileSystem.readFile(dir.root + "/" + fileName, limit: 4096), let v = try? JSONValue.parse(bytes),
-              let version = v["version"]?.stringValue else { return nil }
-        return PendingCheck(version: version, previous: v["previous"]?.stringValue)
+    /// Nil when there is none. The file is replaced atomically, so a kill mid-write leaves the
+    /// old one or none; one that exists and does not parse is damaged, an error, never "no
+    /// check pending" (which would keep an unchecked version active).
+    static func load(_ dir: InstallDirectory) throws -> PendingCheck? {
+        let path = dir.root + "/" + fileName
+        guard FileSystem.exists(path) else { return nil }
+        let bytes = try FileSystem.readFile(path, limit: 4096)
+        let v: JSONValue
+        do { v = try JSONValue.parse(bytes) } catch { throw SLMError.damaged(path: path, problem: "pending health check: \(error)") }
+        guard let version = v["version"]?.stringValue, (try? SemVer(version)) != nil else {
+            throw SLMError.damaged(path: path, problem: "pending health check names no valid version")
+        }
+        let previous = v["previous"]?.stringValue
+        if let previous, (try? SemVer(previous)) == nil { throw SLMError.damaged(path: path, problem: "pending health check names an invalid previous version") }
+        return PendingCheck(version: version, previous: previous)
     }
 
     func save(_ dir: InstallDirectory) throws {
@@ -67,9 +77,13 @@ struct RejectedVersions {
         do { value = try JSONValue.parse(try FileSystem.readFile(path, limit: 1 << 20)) } catch {
             throw SLMError.damaged(path: path, problem: "rejected versions: \(error)")
         }
+        guard let object = value.objectValue else { throw SLMError.damaged(path: path, problem: "rejected versions: not a JSON object") }
         var r = RejectedVersions()
-        for (id, e) in value.objectValue ?? [:] {
-            r.entries[id] = (e["version"]?.stringValue ?? "", e["reset"]?.uint64Value ?? 0, e["time"]?.stringValue ?? "")
+        for (id, e) in object {
+            guard SHA256Digest(hex: id) != nil, let version = e["version"]?.stringValue, let reset = e["reset"]?.uint64Value else {
+                throw SLMError.damaged(path: path, problem: "rejected versions: malformed entry \(id.prefix(64))")
+            }
+            r.entries[id] = (version, reset, e["time"]?.stringValue ?? "")
         }
         return r
     }

@@ -170,7 +170,7 @@ public final class SyncDaemon {
             dir.removeIncomplete()
             // A check that never gave its verdict (the daemon was killed): return to the version
             // that passed; the next round tries again.
-            if let pending = PendingCheck.load(dir) {
+            if let pending = try PendingCheck.load(dir) {
                 if let previous = pending.previous, dir.installedID(of: previous) != nil, dir.current() != previous {
                     try dir.switchCurrent(to: previous)
                 }
@@ -290,7 +290,7 @@ public final class SyncDaemon {
     private func manifest() throws -> Manifest {
         roundRelease = nil
         let gate = store.releaseGate(for: remote.location, trusted: options.trustedKeys, installDirectory: options.installRoot)
-        guard gate.isActive, let release = try gate.accept(try remote.read(SignedRelease.path, limit: SignedRelease.maxEncodedSize)) else {
+        guard try gate.isActive(), let release = try gate.accept(try remote.read(SignedRelease.path, limit: SignedRelease.maxEncodedSize)) else {
             return try manifest(conditional: true)
         }
         roundRelease = release

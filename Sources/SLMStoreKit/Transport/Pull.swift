@@ -219,7 +219,7 @@ extension Store {
         let trafficBefore = remote.traffic
         let gate = releaseGate(for: remote.location, trusted: options.trustedKeys, installDirectory: options.installDirectory)
         let release = try options.acceptedRelease
-            ?? (gate.isActive ? gate.accept(try remote.read(SignedRelease.path, limit: SignedRelease.maxEncodedSize)) : nil)
+            ?? (try gate.isActive() ? gate.accept(try remote.read(SignedRelease.path, limit: SignedRelease.maxEncodedSize)) : nil)
         let reader = RemoteReader(remote: remote, cacheDirectory: remoteIndexCache(for: remote.location), release: release)
         let remoteConfig = try reader.config()
 

@@ -42,6 +42,9 @@ public struct PushOptions: Sendable {
     public var deltaFrom: [VersionRef] = []
     /// Sign release metadata after the manifest (push --sign).
     public var signing: ReleaseSigning?
+    /// The remote's id for a remote that has none yet (push --remote-id); a random one otherwise.
+    /// A remote keeps the id it has: naming another one is an error.
+    public var remoteID: String?
     /// Remotes with more packs are searched only where the manifest puts the models pushed.
     var wholeSearchLimit = RemoteSetup.wholeSearchLimit
     public init() {}
@@ -195,7 +198,7 @@ extension Store {
             try copyRegistryRecords(of: m, to: destination)
         }
         let manifest = try RemoteSetup.replaceManifest(destination, reader: reader, known: checksums, versionPacks: versionPacks,
-                                                       refresh: Set(selected.map(\.name.value)))
+                                                       refresh: Set(selected.map(\.name.value)), remoteID: options.remoteID)
         // The release is signed after the manifest, so it never vouches for versions the remote
         // does not list yet; a device that sees the old release meanwhile just stays where it is.
         var release: ReleaseSigningResult? = nil
@@ -475,7 +478,7 @@ enum RemoteSetup {
     @discardableResult
     static func replaceManifest(_ backend: StoreBackend, reader: RemoteReader, known: PackChecksums,
                                 versionPacks: [SHA256Digest: [PackID]] = [:], refresh: Set<String> = [],
-                                sizeLimit: Int = Manifest.maxEncodedSize) throws -> Manifest {
+                                remoteID: String? = nil, sizeLimit: Int = Manifest.maxEncodedSize) throws -> Manifest {
         for _ in 0..<20 {
             let expected: String?
             var previous: Manifest? = nil
@@ -499,8 +502,12 @@ enum RemoteSetup {
                     known.byPack[id] = c
                 }
             }
-            let manifest = try ManifestBuilder.build(from: backend, packs: packs, index: reader.packIndex, versionPacks: versionPacks,
+            var manifest = try ManifestBuilder.build(from: backend, packs: packs, index: reader.packIndex, versionPacks: versionPacks,
                                                      previous: previous, refresh: refresh)
+            if let kept = previous?.remoteID, let asked = remoteID, kept != asked {
+                throw SLMError.conflict("\(backend.location) is remote \(kept), not \(asked): a remote keeps the id it was first given")
+            }
+            manifest.remoteID = previous?.remoteID ?? remoteID ?? FileSystem.randomHex(16)
             let (bytes, entries) = manifest.encodedFiles()
             // Readers refuse larger files: better no new listing than one no device can read.
             for (path, e) in entries where e.count > sizeLimit {

@@ -16,18 +16,41 @@ public struct TrustRecord: Sendable, Equatable {
     /// Keys that may sign the next release (after rotation, not necessarily those given by --trust).
     public var keys: [Ed25519PublicKey]
 
+    /// The remote id pinned at first trust (from the first format 2 release accepted).
+    public var remote: String? = nil
+
     var json: JSONValue {
-        .object(["format": .int(1), "serial": .int(serial), "payload_sha256": .string(payload.hex),
-                 "expires": .number(String(expires)), "keys": .array(keys.map { .string($0.hex) })])
+        var o: [String: JSONValue] = ["format": .int(1), "serial": .int(serial), "payload_sha256": .string(payload.hex),
+                                      "expires": .number(String(expires)), "keys": .array(keys.map { .string($0.hex) })]
+        if let remote { o["remote"] = .string(remote) }
+        return .object(o)
     }
 
-    static func load(_ path: String) -> TrustRecord? {
-        guard let bytes = try? FileSystem.readFile(path, limit: 1 << 20), let v = try? JSONValue.parse(bytes),
-              let serial = v["serial"]?.uint64Value, let payload = v["payload_sha256"]?.stringValue.flatMap(SHA256Digest.init(hex:)),
-              let expires = v["expires"]?.int64Value, let list = v["keys"]?.arrayValue else { return nil }
-        let keys = list.compactMap { $0.stringValue.flatMap(Hex.decode).flatMap(Ed25519PublicKey.init(raw:)) }
-        guard !keys.isEmpty else { return nil }
-        return TrustRecord(serial: serial, payload: payload, expires: expires, keys: keys)
+    /// Nil when the file does not exist. A record that exists but cannot be read is an error:
+    /// taking it for absent would drop the device's replay floor and pinned keys.
+    static func load(_ path: String) throws -> TrustRecord? {
+        guard FileSystem.exists(path) else { return nil }
+        func damaged(_ p: String) -> SLMError {
+            .damaged(path: path, problem: "release trust record: \(p); restore it from the other copy or re-provision the device")
+        }
+        let bytes = try FileSystem.readFile(path, limit: 1 << 20)
+        let v: JSONValue
+        do { v = try JSONValue.parse(bytes) } catch { throw damaged("\(error)") }
+        guard let serial = v["serial"]?.uint64Value, serial <= SignedRelease.maxSerial,
+              let payload = v["payload_sha256"]?.stringValue.flatMap(SHA256Digest.init(hex:)),
+              let expires = v["expires"]?.int64Value, let list = v["keys"]?.arrayValue, !list.isEmpty, list.count <= 16 else {
+            throw damaged("needs serial, payload_sha256, expires and 1 to 16 keys")
+        }
+        let keys = try list.map {
+            guard let k = $0.stringValue.flatMap(Hex.decode).flatMap(Ed25519PublicKey.init(raw:)) else { throw damaged("malformed key") }
+            return k
+        }
+        var r = TrustRecord(serial: serial, payload: payload, expires: expires, keys: keys)
+        if let remote = v["remote"] {
+            guard let id = remote.stringValue, SignedRelease.isValidRemoteID(id) else { throw damaged("malformed remote id") }
+            r.remote = id
+        }
+        return r
     }
 }
 
@@ -56,17 +79,18 @@ public struct ReleaseGate: Sendable {
         return "release-" + SHA256Hasher.hash(Array(key.utf8)).hex.prefix(16) + ".json"
     }
 
-    public var record: TrustRecord? {
-        recordPaths.compactMap(TrustRecord.load).max { $0.serial < $1.serial }
+    /// The highest-serial record among the copies; any damaged copy is an error.
+    public func record() throws -> TrustRecord? {
+        try recordPaths.compactMap(TrustRecord.load).max { $0.serial < $1.serial }
     }
 
     /// Whether releases are checked at all: keys were given, or one was accepted before.
-    public var isActive: Bool { !trusted.isEmpty || record != nil }
+    public func isActive() throws -> Bool { try !trusted.isEmpty || record() != nil }
 
     /// Checks the remote's release.json (nil: the remote has none). Returns the release to
     /// restrict the manifest with, or nil when this device does not check releases.
     public func accept(_ bytes: [UInt8]?) throws -> SignedRelease? {
-        let last = record
+        let last = try record()
         guard !trusted.isEmpty || last != nil else { return nil }
         let source = "\(location)/\(SignedRelease.path)"
         func refuse(_ problem: String) -> SLMError { .untrusted(source: source, problem: problem) }
@@ -80,6 +104,10 @@ public struct ReleaseGate: Sendable {
             throw refuse("not signed by a trusted key (trusted: \(keys.map { String($0.hex.prefix(16)) }.joined(separator: ", ")))")
         }
         if let last {
+            if let pinned = last.remote, release.remote != pinned {
+                throw refuse(release.remote.map { "is for remote \($0), but this device follows remote \(pinned) (a release copied from another remote)" }
+                             ?? "names no remote, but this device follows remote \(pinned)")
+            }
             if release.serial < last.serial {
                 throw refuse("serial \(release.serial) is older than serial \(last.serial) this device already accepted (a replayed release)")
             }
@@ -91,8 +119,9 @@ public struct ReleaseGate: Sendable {
         if release.expires <= now {
             throw refuse("expired at \(Timestamp.format(time_t(release.expires))) (serial \(release.serial)); the publisher must run `slmstore resign`")
         }
-        let next = TrustRecord(serial: release.serial, payload: release.payloadDigest, expires: release.expires,
+        var next = TrustRecord(serial: release.serial, payload: release.payloadDigest, expires: release.expires,
                                keys: release.nextKeys ?? keys)
+        next.remote = last?.remote ?? release.remote
         if next != last {
             for path in recordPaths {
                 try FileSystem.makeDirectories((path as NSString).deletingLastPathComponent)

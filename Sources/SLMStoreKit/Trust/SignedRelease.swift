@@ -17,11 +17,21 @@ public struct SignedRelease: Sendable {
 
     public static let path = "release.json"
     public static let maxEncodedSize = 16 << 20
+    /// Serials stay below 2^53 so every JSON reader holds them exactly, and `serial + 1` can
+    /// never overflow: a release naming a larger one is damaged, not adopted.
+    public static let maxSerial: UInt64 = 1 << 53
+    /// The longest validity a publisher may sign (ten years): a typo such as `--expires 100000d`
+    /// would otherwise pin devices to one release for good.
+    public static let maxValidity: Int64 = 3650 * 86400
     /// Signed bytes are this prefix and the payload, so a signature over a release can never be
     /// mistaken for one over anything else the key signs.
     static let domain = Array("slmstore-release-v1\n".utf8)
 
     public var serial: UInt64
+    /// The publisher-chosen id of the remote this release is for (payload format 2). A device
+    /// pins it at first trust and refuses a release for another remote, so a release copied
+    /// from one remote to another (same key) moves nobody. Nil only in format 1 payloads.
+    public var remote: String?
     /// Unix seconds.
     public var issued: Int64
     public var expires: Int64
@@ -32,8 +42,9 @@ public struct SignedRelease: Sendable {
     public private(set) var payload: [UInt8] = []
     public private(set) var signatures: [(key: Ed25519PublicKey, signature: [UInt8])] = []
 
-    public init(serial: UInt64, issued: Int64, expires: Int64, models: [String: Model], nextKeys: [Ed25519PublicKey]?) {
+    public init(serial: UInt64, remote: String? = nil, issued: Int64, expires: Int64, models: [String: Model], nextKeys: [Ed25519PublicKey]?) {
         self.serial = serial
+        self.remote = remote
         self.issued = issued
         self.expires = expires
         self.models = models
@@ -41,7 +52,7 @@ public struct SignedRelease: Sendable {
     }
 
     /// What the publisher states about a manifest it has just written.
-    public init(manifest: Manifest, serial: UInt64, issued: Int64, expires: Int64, nextKeys: [Ed25519PublicKey]?) {
+    public init(manifest: Manifest, serial: UInt64, remote: String?, issued: Int64, expires: Int64, nextKeys: [Ed25519PublicKey]?) {
         var models: [String: Model] = [:]
         for (name, m) in manifest.models {
             var versions: [String: SHA256Digest] = [:]
@@ -49,7 +60,14 @@ public struct SignedRelease: Sendable {
             models[name] = Model(versions: versions, stages: m.stages.filter { versions[$0.value] != nil },
                                  rollouts: m.rollouts.mapValues(\.json))
         }
-        self.init(serial: serial, issued: issued, expires: expires, models: models, nextKeys: nextKeys)
+        self.init(serial: serial, remote: remote, issued: issued, expires: expires, models: models, nextKeys: nextKeys)
+    }
+
+    /// A remote id: 1 to 64 characters of [A-Za-z0-9._-], so it prints and compares plainly.
+    public static func isValidRemoteID(_ s: String) -> Bool {
+        !s.isEmpty && s.utf8.count <= 64 && s.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2e || c == 0x5f || c == 0x2d
+        }
     }
 
     public var payloadJSON: JSONValue {
@@ -63,9 +81,10 @@ public struct SignedRelease: Sendable {
             models[name] = .object(o)
         }
         var o: [String: JSONValue] = [
-            "type": .string("slmstore-release"), "format": .int(1), "serial": .int(serial),
+            "type": .string("slmstore-release"), "format": .int(remote == nil ? 1 : 2), "serial": .int(serial),
             "issued": .number(String(issued)), "expires": .number(String(expires)), "models": .object(models),
         ]
+        if let remote { o["remote"] = .string(remote) }
         if let nextKeys { o["next_keys"] = .array(nextKeys.map { .string($0.hex) }.sorted { $0.stringValue! < $1.stringValue! }) }
         return .object(o)
     }
@@ -113,10 +132,23 @@ public struct SignedRelease: Sendable {
         let payload = Array(text.utf8)
         let p: JSONValue
         do { p = try JSONValue.parse(payload) } catch { throw bad("payload: \(error)") }
-        guard p["type"]?.stringValue == "slmstore-release", p["format"]?.uint64Value == 1,
-              let serial = p["serial"]?.uint64Value, let issued = p["issued"]?.int64Value, let expires = p["expires"]?.int64Value,
+        guard p["type"]?.stringValue == "slmstore-release", let payloadFormat = p["format"]?.uint64Value else {
+            throw bad("payload needs type \"slmstore-release\" and a format")
+        }
+        guard payloadFormat <= 2 else {
+            throw SLMError.unsupportedFormat(path: source, what: "release payload", found: payloadFormat, supported: 2)
+        }
+        guard payloadFormat >= 1, let serial = p["serial"]?.uint64Value, let issued = p["issued"]?.int64Value, let expires = p["expires"]?.int64Value,
               let modelList = p["models"]?.objectValue else {
-            throw bad("payload needs type \"slmstore-release\", format 1, serial, issued, expires and models")
+            throw bad("payload needs serial, issued, expires and models")
+        }
+        guard serial <= maxSerial else { throw bad("serial \(serial) is above the largest serial a release may carry (2^53)") }
+        var remote: String? = nil
+        if payloadFormat == 2 {
+            guard let r = p["remote"]?.stringValue, isValidRemoteID(r) else {
+                throw bad("payload format 2 needs \"remote\": 1 to 64 characters of A-Z a-z 0-9 . _ -")
+            }
+            remote = r
         }
         var models: [String: Model] = [:]
         for (name, m) in modelList {
@@ -143,7 +175,7 @@ public struct SignedRelease: Sendable {
                 return k
             }
         }
-        var r = SignedRelease(serial: serial, issued: issued, expires: expires, models: models, nextKeys: next)
+        var r = SignedRelease(serial: serial, remote: remote, issued: issued, expires: expires, models: models, nextKeys: next)
         r.payload = payload
         r.signatures = sigs
         return r
