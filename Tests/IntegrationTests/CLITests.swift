@@ -203,3 +203,33 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(FileSystem.exists(dir + "/o/model.safetensors"))
     }
 }
+
+/// Finding 9 of #28: names that come from files and remotes reach the terminal escaped.
+final class TerminalEscapeTests: XCTestCase {
+    func testControlCharactersInFileAndTensorNamesAreEscapedInHumanOutputButExactInJSON() throws {
+        let dir = TestSupport.scratch()
+        let store = dir + "/store"
+        let evilFile = "clear\u{1b}[2J\u{1b}]0;owned\u{07}.bin"
+        let evilTensor = "w\u{1b}[31m\u{9b}2J"
+        for (v, seed) in [("1.0.0", UInt64(1)), ("1.1.0", UInt64(2))] {
+            TestSupport.write(TestSupport.safetensors([(evilTensor, "BF16", [100_000], TestSupport.bf16Like(200_000, seed: seed))]),
+                              to: "\(dir)/src-\(v)/model.safetensors")
+            TestSupport.write(TestSupport.random(4096, seed: seed), to: "\(dir)/src-\(v)/\(evilFile)")
+            XCTAssertEqual(TestSupport.cli(["add", "m@\(v)", "\(dir)/src-\(v)"], store: store).status, 0)
+        }
+        for args in [["show", "m@1.1.0"], ["diff", "m@1.0.0", "m@1.1.0"], ["ls", "m"]] {
+            let r = TestSupport.cli(args, store: store)
+            let all = r.stdout + r.stderr
+            XCTAssertFalse(all.unicodeScalars.contains { $0 == "\u{1b}" || $0 == "\u{07}" || $0 == "\u{9b}" }, "\(args): \(all.debugDescription)")
+        }
+        let shown = TestSupport.cli(["show", "m@1.1.0"], store: store)
+        XCTAssertTrue(shown.stdout.contains("clear\\x1b[2J\\x1b]0;owned\\x07.bin"), shown.stdout)
+        // An error that names the file is one escaped line too.
+        let missing = TestSupport.cli(["cat", "m@1.1.0", "x\u{1b}[2Jy"], store: store)
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertFalse(missing.stderr.unicodeScalars.contains("\u{1b}"), missing.stderr.debugDescription)
+        XCTAssertTrue(missing.stderr.contains("x\\x1b[2Jy"), missing.stderr)
+        let json = try TestSupport.json(TestSupport.cli(["show", "m@1.1.0", "--json"], store: store))
+        XCTAssertTrue("\(json)".contains(evilFile) || (json["files"]?.arrayValue?.contains { $0["path"]?.stringValue == evilFile } ?? false), "\(json)")
+    }
+}
