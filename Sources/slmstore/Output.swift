@@ -5,14 +5,41 @@ import SLMStoreKit
 import Glibc
 #endif
 
+/// Human output goes through this `print`, never the standard library's: file paths, tensor
+/// names and messages come from remotes and files, and a raw ESC sequence in one would clear the
+/// screen or retitle the window. JSON output (`Output.json`) keeps exact strings; JSON escapes them.
+func print(_ items: Any..., separator: String = " ", terminator: String = "\n") {
+    let text = items.map { "\($0)" }.joined(separator: separator)
+    Swift.print(Output.terminalSafe(text, keepNewlines: true), terminator: terminator)
+}
+
 enum Output {
     static func error(_ s: String) {
-        fputs("slmstore: error: \(s)\n", stderr)
+        fputs("slmstore: error: \(terminalSafe(s, keepNewlines: false))\n", stderr)
     }
 
     static func warning(_ s: String) {
         fflush(stdout)
-        fputs("slmstore: warning: \(s)\n", stderr)
+        fputs("slmstore: warning: \(terminalSafe(s, keepNewlines: false))\n", stderr)
+    }
+
+    /// Control characters (C0 but tab, DEL, C1) written as escapes, the way git quotes paths:
+    /// ESC becomes `\x1b`, CR `\r`; newlines too unless `keepNewlines` (a block of lines).
+    static func terminalSafe(_ s: String, keepNewlines: Bool) -> String {
+        func isControl(_ v: UInt32) -> Bool { v < 0x20 || (v >= 0x7f && v <= 0x9f) }
+        guard s.unicodeScalars.contains(where: { isControl($0.value) && $0 != "\t" && !(keepNewlines && $0 == "\n") }) else { return s }
+        var out = String.UnicodeScalarView()
+        for u in s.unicodeScalars {
+            if !isControl(u.value) || u == "\t" || (keepNewlines && u == "\n") { out.append(u); continue }
+            let escaped: String
+            switch u {
+            case "\n": escaped = "\\n"
+            case "\r": escaped = "\\r"
+            default: escaped = "\\x" + String(u.value, radix: 16).leftPadded(to: 2)
+            }
+            out.append(contentsOf: escaped.unicodeScalars)
+        }
+        return String(out)
     }
 
     static func json(_ v: JSONValue) { Swift.print(v.prettyString()) }
@@ -85,4 +112,8 @@ final class ProgressBar: @unchecked Sendable {
     }
 
     var callback: @Sendable (UInt64, UInt64) -> Void { { [self] in self.update($0, $1) } }
+}
+
+private extension String {
+    func leftPadded(to n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
 }
