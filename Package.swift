@@ -14,7 +14,9 @@ let package = Package(
                        providers: [.apt(["libxxhash-dev"])]),
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "libcrypto",
                        providers: [.apt(["libssl-dev"])]),
-        .target(name: "SLMStoreKit", dependencies: ["CZstd", "CXXHash", "COpenSSL"]),
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
+                       providers: [.apt(["libcurl4-openssl-dev"])]),
+        .target(name: "SLMStoreKit", dependencies: ["CZstd", "CXXHash", "COpenSSL", "CCurl"]),
         // Synthetic models for the demo, the tests and the benchmarks: not part of the store.
         .target(name: "SLMSynthetic", dependencies: ["SLMStoreKit"]),
         // The command layer uses C stdio globals freely; Swift 5 mode keeps that from being an error.

@@ -3,9 +3,6 @@
 // the server sends is checked before a byte of the body is believed.
 
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 public final class HTTPBackend: StoreBackend {
     /// The remote's URL without credentials.

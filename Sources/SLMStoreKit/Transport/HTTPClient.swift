@@ -1,13 +1,14 @@
-// A small synchronous HTTP client over URLSession (FoundationNetworking on Linux) that treats
-// every response as hostile: bodies are bounded while they arrive, redirects are limited, and
-// each request has an idle timeout, a minimum transfer rate and an overall deadline, and stops
-// within a quarter second of a cancel. One request, no retries: retry and rate limits are
-// backend wrappers (Backend.swift).
+// A small synchronous HTTP client over libcurl (as casync, RAUC and OSTree use it) that treats
+// every response as hostile: bodies are bounded while they arrive, redirects are limited (and
+// never followed for a write), and each request has an idle timeout, a minimum transfer rate and
+// an overall deadline (libcurl's own options) and stops within a second of a cancel. A streamed
+// body is handed to its consumer from curl's write callback, so a slow consumer pauses the
+// transfer instead of being buffered for. TLS: a private CA bundle and a client certificate
+// (mutual TLS); proxies from HTTPS_PROXY / HTTP_PROXY / NO_PROXY as curl reads them. One request,
+// no retries: retry and rate limits are backend wrappers (Backend.swift).
 
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+import CCurl
 
 public struct HTTPResponse: Sendable {
     public var status: Int
@@ -46,77 +47,42 @@ public struct HTTPResponse: Sendable {
     }
 }
 
-/// Unchecked: URLSession calls the delegate on one serial queue; the per-task states are reached
-/// through `states`, which is only used under `lock`.
-public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Sendable {
+/// Unchecked: easy handles are kept in `idle` under `lock`; a handle is used by one thread at a
+/// time, the one whose `perform` took it.
+public final class HTTPClient: @unchecked Sendable {
     public struct Policy: Sendable {
-        /// Longest silence while waiting for bytes.
+        /// Longest silence while waiting for bytes (and for a connection).
         public var timeout: TimeInterval = 30
         /// Longest a whole request may take, however steadily a server trickles.
         public var deadline: TimeInterval = 600
+        /// Redirects followed for a read (GET, HEAD); a write is never redirected.
         public var maxRedirects = 5
         /// A request that receives fewer than `minimumRate` bytes a second, averaged over
         /// `rateWindow` seconds, is cut: a trickling server cannot hold it up to the deadline.
         public var minimumRate: Double = 1024
         public var rateWindow: TimeInterval = 30
-        /// Checked four times a second while waiting; true cancels the request (SIGTERM).
+        /// Checked at least once a second while waiting; true cancels the request (SIGTERM).
         public var isCancelled: @Sendable () -> Bool = { false }
+        /// PEM file of the CAs to trust instead of the system's (a private PKI); nil: the system's.
+        public var caBundle: String? = nil
+        /// PEM client certificate and its key, for servers that ask for one (mutual TLS).
+        public var clientCertificate: String? = nil
+        public var clientKey: String? = nil
         public init() {}
     }
 
-    private final class TaskState {
-        var data: [UInt8] = []
-        var limit: Int
-        var response: HTTPURLResponse?
-        var error: Error?
-        var oversize = false
-        var ignoredRange = false
-        var expectsPartial = false
-        var redirects = 0
-        var overDeadline = false
-        var tooSlow = false
-        /// The server asked for credentials (a 401 challenge), which the caller's header did not satisfy.
-        var challenged = false
-        var cancelled = false
-        /// Bytes received so far; read by the waiting thread for the rate check.
-        var received = 0
-        /// Where `Authorization` may go: never to another host a redirect names.
-        var host: String?
-        /// HEAD: Content-Length describes the file, not this (empty) body.
-        var headOnly = false
-        let done = DispatchSemaphore(value: 0)
-        /// Signalled when body bytes arrive for the waiting thread (streaming) and at completion.
-        let wake = DispatchSemaphore(value: 0)
-        /// Set under `lock` at completion, after the last piece.
-        var finished = false
-        /// The caller consumes the body as it arrives (decided per request)...
-        var streaming = false
-        /// ...when the answer is a 2xx; pieces wait here, under `lock`, until it takes them.
-        var streamBody = false
-        var pending: [UInt8] = []
-        init(limit: Int) { self.limit = limit }
-    }
-
     public let policy: Policy
-    private var session: URLSession!
     private let lock = NSLock()
-    private var states: [Int: TaskState] = [:]
+    /// Finished handles, kept so their connections (and TLS sessions) are reused.
+    private var idle: [UnsafeMutableRawPointer] = []
+
+    private static let initialized: Bool = curl_global_init(Int(CURL_GLOBAL_DEFAULT)) == CURLE_OK
 
     public init(policy: Policy = Policy()) {
         self.policy = policy
-        super.init()
-        let config = URLSessionConfiguration.ephemeral
-        config.timeoutIntervalForRequest = policy.timeout
-        config.httpMaximumConnectionsPerHost = 8
-        config.requestCachePolicy = .reloadIgnoringLocalCacheData
-        config.urlCache = nil
-        let queue = OperationQueue()
-        // Delegate callbacks must arrive in order: body pieces are appended as they come.
-        queue.maxConcurrentOperationCount = 1
-        session = URLSession(configuration: config, delegate: self, delegateQueue: queue)
     }
 
-    deinit { session.invalidateAndCancel() }
+    deinit { for h in idle { curl_easy_cleanup(h) } }
 
     /// Where a streamed body goes: `head` sees the status and headers once, before the first
     /// piece, and may refuse them by throwing; `body` then gets the pieces in order. Only a 2xx
@@ -130,217 +96,233 @@ public final class HTTPClient: NSObject, URLSessionDataDelegate, @unchecked Send
         }
     }
 
+    /// One transfer's state, reached from curl's callbacks through their user pointer.
+    private final class Transfer {
+        let limit: Int
+        let stream: BodyStream?
+        let expectsPartial: Bool
+        let headOnly: Bool
+        let follows: Bool
+        let isCancelled: @Sendable () -> Bool
+        let idleTimeout: Double
+        var status = 0
+        var headers: [String: String] = [:]
+        var body: [UInt8] = []
+        var received = 0
+        var streamed = 0
+        var streamingBody = false
+        var consumerError: Error?
+        var oversize = false, ignoredRange = false, cancelled = false, wentIdle = false
+        var lastProgress = Timestamp.monotonicSeconds()
+        var lastBytes: Int64 = -1
+
+        init(limit: Int, stream: BodyStream?, expectsPartial: Bool, headOnly: Bool, follows: Bool, policy: Policy) {
+            (self.limit, self.stream, self.expectsPartial, self.headOnly, self.follows) = (limit, stream, expectsPartial, headOnly, follows)
+            isCancelled = policy.isCancelled
+            idleTimeout = policy.timeout
+        }
+
+        /// A header line; false aborts the transfer.
+        func header(_ line: String) -> Bool {
+            if line.hasPrefix("HTTP/") {
+                // A new response (after a 1xx or a redirect): only the last one counts.
+                headers = [:]
+                let parts = line.split(separator: " ", maxSplits: 2)
+                status = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
+                return true
+            }
+            let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
+            if trimmed.isEmpty { return endOfHeaders() }
+            if let colon = trimmed.firstIndex(of: ":") {
+                let name = trimmed[..<colon].lowercased()
+                headers[name] = trimmed[trimmed.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+            return true
+        }
+
+        private func endOfHeaders() -> Bool {
+            if status < 200 { return true }
+            if follows && (300..<400).contains(status) && headers["location"] != nil { return true }
+            if expectsPartial && status == 200 { ignoredRange = true; return false }
+            if !headOnly, let length = headers["content-length"].flatMap({ Int($0) }), length > limit { oversize = true; return false }
+            if let stream, (200..<300).contains(status), !headOnly {
+                streamingBody = true
+                do { try stream.head(HTTPResponse(status: status, headers: headers, body: [])) } catch {
+                    consumerError = error
+                    return false
+                }
+            } else if !headOnly, let length = headers["content-length"].flatMap({ Int($0) }), length > 0 {
+                body.reserveCapacity(length)
+            }
+            return true
+        }
+
+        /// Body bytes; false aborts the transfer.
+        func bodyBytes(_ buffer: UnsafeRawBufferPointer) -> Bool {
+            if received + buffer.count > limit { oversize = true; return false }
+            received += buffer.count
+            if streamingBody {
+                do { try stream!.body(buffer) } catch { consumerError = error; return false }
+                streamed += buffer.count
+            } else {
+                body.append(contentsOf: buffer)
+            }
+            return true
+        }
+
+        /// Called by curl at least once a second; false aborts (a cancel, or no byte for `idleTimeout`).
+        func progress(_ bytes: Int64) -> Bool {
+            if isCancelled() { cancelled = true; return false }
+            let now = Timestamp.monotonicSeconds()
+            if bytes != lastBytes { lastBytes = bytes; lastProgress = now }
+            if now - lastProgress > idleTimeout { wentIdle = true; return false }
+            return true
+        }
+    }
+
     /// One request. `limit` bounds the body; more is an error. Failures are
     /// `SLMError.transport`, transient when trying again may help. With `stream`, a 2xx body
-    /// is handed over in pieces on this thread as it arrives instead of being returned, so what
-    /// is held is what arrived faster than it was consumed (URLSession cannot pause a transfer:
-    /// `limit` stays the bound), and the returned response's `streamed` counts it.
+    /// is handed over in pieces on this thread as it arrives instead of being returned, and
+    /// the returned response's `streamed` counts it.
     public func perform(_ url: URL, method: String = "GET", headers: [String: String] = [:], body: [UInt8]? = nil,
                         limit: Int, stream: BodyStream? = nil) throws -> HTTPResponse {
-        func fail(_ problem: String, transient: Bool) -> SLMError {
-            .transport(url: url.absoluteString, problem: problem, transient: transient)
+        let what = url.absoluteString
+        func fail(_ problem: String, transient: Bool) -> SLMError { .transport(url: what, problem: problem, transient: transient) }
+        guard Self.initialized else { throw fail("libcurl could not be initialised", transient: false) }
+        let handle = try takeHandle()
+        var keep = true
+        defer {
+            if keep { curl_easy_reset(handle); giveBack(handle) } else { curl_easy_cleanup(handle) }
         }
-        var request = URLRequest(url: url)
-        request.httpMethod = method
-        if let body { request.httpBody = Data(body) }
-        request.timeoutInterval = policy.timeout
-        for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
-        request.setValue("identity", forHTTPHeaderField: "Accept-Encoding")
-        let state = TaskState(limit: limit)
-        state.expectsPartial = headers["Range"] != nil
-        state.headOnly = method == "HEAD"
-        state.streaming = stream != nil
-        let task = session.dataTask(with: request)
-        lock.lock()
-        states[task.taskIdentifier] = state
-        lock.unlock()
-        state.host = url.host
-        task.resume()
+        let isRead = method == "GET" || method == "HEAD"
+        let transfer = Transfer(limit: limit, stream: stream, expectsPartial: headers["Range"] != nil, headOnly: method == "HEAD",
+                                follows: isRead && policy.maxRedirects > 0, policy: policy)
+        var list: UnsafeMutablePointer<curl_slist>? = nil
+        defer { curl_slist_free_all(list) }
+        var sent = headers
+        sent["Accept-Encoding"] = "identity"
+        // curl would add these to a body it sends; S3 signs what it sends, and nobody wants 100-continue.
+        if body != nil {
+            if sent["Content-Type"] == nil && sent["content-type"] == nil { sent["Content-Type"] = "application/octet-stream" }
+            sent["Expect"] = ""
+        }
+        for (k, v) in sent.sorted(by: { $0.key < $1.key }) {
+            list = curl_slist_append(list, v.isEmpty ? "\(k):" : "\(k): \(v)")
+        }
+        let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
+        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+        defer { errorBuffer.deallocate() }
+        let user = Unmanaged.passUnretained(transfer).toOpaque()
         let started = Timestamp.monotonicSeconds()
-        var samples: [(Double, Int)] = [(started, 0)]
-        var lastCheck = started
-        var streamed = 0
-        var consumerError: Error?
-        while true {
-            _ = state.wake.wait(timeout: .now() + 0.25)
-            lock.lock()
-            let finished = state.finished
-            var piece: [UInt8] = []
-            swap(&piece, &state.pending)
-            let received = state.received
-            lock.unlock()
-            if let stream, !piece.isEmpty {
-                do {
-                    if streamed == 0, let r = state.response { try stream.head(HTTPResponse(status: r.statusCode, headers: Self.headers(of: r), body: [])) }
-                    streamed += piece.count
-                    try piece.withUnsafeBytes { try stream.body($0) }
-                } catch {
-                    consumerError = error
-                    task.cancel()
-                    state.done.wait()
-                    break
+        let payload = body ?? []
+        let rc: CURLcode = payload.withUnsafeBytes { bytes in
+            var ok = true
+            func set(_ o: CURLoption, _ v: Int) { ok = ok && slm_curl_setopt_long(handle, o, v) == CURLE_OK }
+            func set(_ o: CURLoption, _ s: String) { ok = ok && slm_curl_setopt_string(handle, o, s) == CURLE_OK }
+            set(CURLOPT_URL, what)
+            set(CURLOPT_NOSIGNAL, 1)
+            set(CURLOPT_PROTOCOLS_STR, "http,https")
+            set(CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
+            set(CURLOPT_FOLLOWLOCATION, transfer.follows ? 1 : 0)
+            set(CURLOPT_MAXREDIRS, policy.maxRedirects)
+            set(CURLOPT_CONNECTTIMEOUT_MS, Int(policy.timeout * 1000))
+            set(CURLOPT_TIMEOUT_MS, Int(policy.deadline * 1000))
+            set(CURLOPT_LOW_SPEED_LIMIT, max(1, Int(policy.minimumRate)))
+            set(CURLOPT_LOW_SPEED_TIME, max(1, Int(policy.rateWindow.rounded(.up))))
+            set(CURLOPT_NOPROGRESS, 0)
+            if let ca = policy.caBundle { set(CURLOPT_CAINFO, ca) }
+            if let cert = policy.clientCertificate { set(CURLOPT_SSLCERT, cert) }
+            if let key = policy.clientKey { set(CURLOPT_SSLKEY, key) }
+            ok = ok && slm_curl_setopt_slist(handle, CURLOPT_HTTPHEADER, list) == CURLE_OK
+            ok = ok && slm_curl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, UnsafeMutableRawPointer(errorBuffer)) == CURLE_OK
+            switch method {
+            case "GET": set(CURLOPT_HTTPGET, 1)
+            case "HEAD": set(CURLOPT_NOBODY, 1)
+            default:
+                set(CURLOPT_CUSTOMREQUEST, method)
+                if body != nil || method == "PUT" || method == "POST" {
+                    ok = ok && slm_curl_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(bytes.count)) == CURLE_OK
+                    // curl sends these bytes in place; they outlive curl_easy_perform.
+                    let base = bytes.baseAddress ?? UnsafeRawPointer(errorBuffer)
+                    ok = ok && slm_curl_setopt_pointer(handle, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: base)) == CURLE_OK
                 }
             }
-            if finished { break }
-            let now = Timestamp.monotonicSeconds()
-            guard now - lastCheck >= 0.25 else { continue }
-            lastCheck = now
-            samples.append((now, received))
-            while let first = samples.first, now - first.0 > policy.rateWindow { samples.removeFirst() }
-            if policy.isCancelled() {
-                state.cancelled = true
-            } else if now - started > policy.deadline {
-                state.overDeadline = true
-            } else if now - started >= policy.rateWindow, let first = samples.first,
-                      Double(received - first.1) < policy.minimumRate * (now - first.0) * 0.999 {
-                state.tooSlow = true
-            } else {
-                continue
-            }
-            task.cancel()
-            state.done.wait()
-            break
+            ok = ok && slm_curl_setopt_write(handle, CURLOPT_HEADERFUNCTION, { ptr, size, count, user in
+                let n = size * count
+                let t = Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue()
+                let line = String(decoding: UnsafeRawBufferPointer(start: ptr, count: n), as: UTF8.self)
+                return t.header(line) ? n : 0
+            }) == CURLE_OK
+            ok = ok && slm_curl_setopt_pointer(handle, CURLOPT_HEADERDATA, user) == CURLE_OK
+            ok = ok && slm_curl_setopt_write(handle, CURLOPT_WRITEFUNCTION, { ptr, size, count, user in
+                let n = size * count
+                let t = Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue()
+                return t.bodyBytes(UnsafeRawBufferPointer(start: ptr, count: n)) ? n : 0
+            }) == CURLE_OK
+            ok = ok && slm_curl_setopt_pointer(handle, CURLOPT_WRITEDATA, user) == CURLE_OK
+            ok = ok && slm_curl_setopt_xferinfo(handle, { user, _, dlnow, _, ulnow in
+                Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue().progress(Int64(dlnow) + Int64(ulnow)) ? Int32(0) : Int32(1)
+            }) == CURLE_OK
+            ok = ok && slm_curl_setopt_pointer(handle, CURLOPT_XFERINFODATA, user) == CURLE_OK
+            guard ok else { return CURLE_BAD_FUNCTION_ARGUMENT }
+            return curl_easy_perform(handle)
         }
-        lock.lock()
-        states[task.taskIdentifier] = nil
-        lock.unlock()
-        if let consumerError { throw consumerError }
-        if state.cancelled { throw SLMError.cancelled }
-        if state.overDeadline {
-            throw fail("no complete response within \(Int(policy.deadline)) s", transient: true)
+        let elapsed = Timestamp.monotonicSeconds() - started
+        let detail = String(cString: errorBuffer)
+        if let e = transfer.consumerError { keep = false; throw e }
+        if transfer.cancelled { keep = false; throw SLMError.cancelled }
+        if transfer.ignoredRange { keep = false; throw fail("server ignored the Range header (answered 200 with the whole file)", transient: false) }
+        if transfer.oversize { keep = false; throw fail("response body larger than the \(limit) bytes expected", transient: false) }
+        if transfer.wentIdle { keep = false; throw fail("no bytes for \(Int(policy.timeout)) s", transient: true) }
+        guard rc == CURLE_OK else {
+            keep = false
+            throw Self.error(rc, detail: detail, elapsed: elapsed, policy: policy, fail: fail)
         }
-        if state.tooSlow {
-            throw fail("transfer slower than \(Int(policy.minimumRate)) bytes/s over \(Int(policy.rateWindow)) s", transient: true)
-        }
-        if state.ignoredRange {
-            throw fail("server ignored the Range header (answered 200 with the whole file)", transient: false)
-        }
-        if state.oversize {
-            throw fail("response body larger than the \(limit) bytes expected", transient: false)
-        }
-        if state.redirects > policy.maxRedirects {
-            throw fail("too many redirects (more than \(policy.maxRedirects))", transient: false)
-        }
-        if state.challenged {
-            return HTTPResponse(status: state.response?.statusCode ?? 401, headers: [:], body: [])
-        }
-        if let error = state.error {
-            let ns = error as NSError
-            if ns.domain == NSURLErrorDomain && ns.code == NSURLErrorHTTPTooManyRedirects {
-                throw fail("redirect loop", transient: false)
-            }
-            // A certificate the client does not accept stays unaccepted: no retry can fix it.
-            if ns.domain == NSURLErrorDomain && (NSURLErrorClientCertificateRequired...NSURLErrorSecureConnectionFailed).contains(ns.code) {
-                throw fail("TLS: \(ns.localizedDescription) (the server's certificate is not trusted by this system's CA bundle)", transient: false)
-            }
-            throw fail(ns.localizedDescription, transient: true)
-        }
-        guard let response = state.response else { throw fail("no response", transient: true) }
-        var r = HTTPResponse(status: response.statusCode, headers: Self.headers(of: response), body: state.data)
-        r.streamed = streamed
+        var status = 0
+        _ = slm_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+        var r = HTTPResponse(status: status != 0 ? status : transfer.status, headers: transfer.headers, body: transfer.body)
+        r.streamed = transfer.streamed
         return r
     }
 
-    private static func headers(of response: HTTPURLResponse) -> [String: String] {
-        var headers: [String: String] = [:]
-        for (k, v) in response.allHeaderFields {
-            if let k = k as? String, let v = v as? String { headers[k.lowercased()] = v }
+    /// What a failed transfer means for the caller: TLS and protocol problems are final,
+    /// network trouble is worth a retry.
+    private static func error(_ rc: CURLcode, detail: String, elapsed: Double, policy: Policy,
+                              fail: (String, Bool) -> SLMError) -> SLMError {
+        let text = detail.isEmpty ? String(cString: curl_easy_strerror(rc)) : detail
+        switch rc {
+        case CURLE_OPERATION_TIMEDOUT:
+            if elapsed >= policy.deadline - 0.05 { return fail("no complete response within \(Int(policy.deadline)) s", true) }
+            if elapsed >= policy.rateWindow - 0.05 {
+                return fail("transfer slower than \(Int(policy.minimumRate)) bytes/s over \(Int(policy.rateWindow)) s", true)
+            }
+            return fail("timed out: \(text)", true)
+        case CURLE_TOO_MANY_REDIRECTS:
+            return fail("too many redirects (more than \(policy.maxRedirects))", false)
+        case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER,
+             CURLE_SSL_CACERT_BADFILE, CURLE_SSL_ISSUER_ERROR, CURLE_SSL_CRL_BADFILE, CURLE_USE_SSL_FAILED,
+             CURLE_SSL_ENGINE_NOTFOUND, CURLE_SSL_ENGINE_SETFAILED, CURLE_SSL_ENGINE_INITFAILED, CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+            let hint = policy.caBundle.map { "the CA bundle \($0)" } ?? "this system's CA bundle (a private CA: --cacert FILE or SLMSTORE_CA_BUNDLE)"
+            return fail("TLS: \(text) (the server's certificate must be trusted by \(hint); a server that asks for a client certificate needs --cert and --key)", false)
+        case CURLE_UNSUPPORTED_PROTOCOL, CURLE_URL_MALFORMAT, CURLE_BAD_FUNCTION_ARGUMENT, CURLE_NOT_BUILT_IN:
+            return fail(text, false)
+        default:
+            return fail(text, true)
         }
-        return headers
     }
 
-    private func state(_ task: URLSessionTask) -> TaskState? {
+    private func takeHandle() throws -> UnsafeMutableRawPointer {
+        lock.lock()
+        let reused = idle.popLast()
+        lock.unlock()
+        if let reused { return reused }
+        guard let h = curl_easy_init() else { throw SLMError.failed("libcurl could not make a transfer handle") }
+        return h
+    }
+
+    private func giveBack(_ h: UnsafeMutableRawPointer) {
         lock.lock()
         defer { lock.unlock() }
-        return states[task.taskIdentifier]
-    }
-
-    // MARK: URLSessionDataDelegate
-
-    public func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
-                           completionHandler: @escaping (URLSession.ResponseDisposition) -> Void) {
-        if let s = state(dataTask) {
-            s.response = response as? HTTPURLResponse
-            if s.expectsPartial && s.response?.statusCode == 200 {
-                s.ignoredRange = true
-                completionHandler(.cancel)
-                return
-            }
-            if !s.headOnly, let length = s.response?.expectedContentLength, length > Int64(s.limit) {
-                s.oversize = true
-                completionHandler(.cancel)
-                return
-            }
-            let status = s.response?.statusCode ?? 0
-            if s.streaming && (200..<300).contains(status) {
-                s.streamBody = true
-            } else if !s.headOnly, let length = s.response?.expectedContentLength, length > 0 {
-                // Room for the whole body at once (it is bounded by `limit` above), instead of
-                // doubling as pieces arrive.
-                s.data.reserveCapacity(Int(length))
-            }
-        }
-        completionHandler(.allow)
-    }
-
-    public func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
-        guard let s = state(dataTask) else { return }
-        // `received` is only written here, on the delegate queue.
-        if s.received + data.count > s.limit {
-            s.oversize = true
-            dataTask.cancel()
-            return
-        }
-        if s.streamBody {
-            lock.lock()
-            s.pending.append(contentsOf: data)
-            s.received += data.count
-            lock.unlock()
-            s.wake.signal()
-            return
-        }
-        s.data.append(contentsOf: data)
-        lock.lock()
-        s.received = s.data.count
-        lock.unlock()
-    }
-
-    /// Credentials are sent as headers the caller sets; a server's challenge is never answered
-    /// from here (answering "no" at once turns a 401 into a status the caller reports, instead of
-    /// a request that waits for credentials nobody will give).
-    public func urlSession(_ session: URLSession, task: URLSessionTask, didReceive challenge: URLAuthenticationChallenge,
-                           completionHandler: @escaping (URLSession.AuthChallengeDisposition, URLCredential?) -> Void) {
-        if let s = state(task) {
-            s.challenged = true
-            if let r = challenge.failureResponse as? HTTPURLResponse { s.response = r }
-        }
-        completionHandler(.cancelAuthenticationChallenge, nil)
-    }
-
-    public func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
-                           newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void) {
-        var next = request
-        if let s = state(task) {
-            s.redirects += 1
-            if s.redirects > policy.maxRedirects {
-                completionHandler(nil)
-                task.cancel()
-                return
-            }
-            // Credentials stay with the host they were given for.
-            if request.url?.host != s.host { next.setValue(nil, forHTTPHeaderField: "Authorization") }
-        }
-        completionHandler(next)
-    }
-
-    public func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: Error?) {
-        guard let s = state(task) else { return }
-        if s.response == nil, let r = task.response as? HTTPURLResponse { s.response = r }
-        s.error = s.oversize || s.ignoredRange || s.overDeadline || s.tooSlow || s.cancelled || s.challenged || s.redirects > policy.maxRedirects ? nil : error
-        lock.lock()
-        s.finished = true
-        lock.unlock()
-        s.done.signal()
-        s.wake.signal()
+        if idle.count < 16 { idle.append(h) } else { curl_easy_cleanup(h) }
     }
 }

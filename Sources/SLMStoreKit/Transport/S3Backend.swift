@@ -5,9 +5,6 @@
 
 import Foundation
 import Synchronization
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 public final class S3Backend: StoreBackend {
     public let bucket: String
