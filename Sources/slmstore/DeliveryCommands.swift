@@ -100,10 +100,11 @@ let pushCommand = Command(
                        sign only versions this store holds, with a serial above this store's record
       --remote-id ID   the id a remote that has none is given (default: random); releases name it
                        and devices pin it, so a release copied to another remote is refused
+      \(tlsHelp)
       --json           pushed, already_present, chunks_copied, bytes_copied, delta_sets, delta_bytes, bytes_sent, requests, pages,
                        pack_indexes_searched
     """,
-    spec: OptionSpec(values: ["--endpoint", "--delta-from", "--sign", "--expires", "--next-key", "--previous-key", "--remote-id"],
+    spec: OptionSpec(values: Set(["--endpoint", "--delta-from", "--sign", "--expires", "--next-key", "--previous-key", "--remote-id"]).union(tlsOptionNames),
                      repeatable: ["--delta-from", "--sign", "--next-key", "--previous-key"],
                      flags: ["--json", "--no-web", "--no-delta", "--from-scratch"])
 ) { a, ctx in
@@ -116,6 +117,7 @@ let pushCommand = Command(
     remoteOptions.endpoint = a.value("--endpoint")
     // Tests shrink multipart parts to exercise resumption on small packs.
     if let v = getenv("SLMSTORE_S3_PART_SIZE").map({ String(cString: $0) }), let n = Int(v) { remoteOptions.s3PartSize = n }
+    remoteOptions.tls = tlsFiles(a)
     let destination = try Remotes.open(dest, options: remoteOptions)
     let store = try ctx.openStore()
     let refs = try a.positionals.dropFirst().map { try VersionRef.parse($0) }
@@ -185,10 +187,11 @@ let pullCommand = Command(
       --token-file F  private http(s) remote: send the token in F as Authorization: Bearer
                       (also SLMSTORE_TOKEN); otherwise a user:password in the URL, else the
                       host's entry in ~/.netrc (--netrc-file F). Never printed or stored.
+      \(tlsHelp)
       --json          bytes_downloaded, requests, chunks_fetched, chunks_from_deltas, ...
     """,
-    spec: OptionSpec(values: ["--to", "--keep", "--seed", "--max-rate", "--parallel", "--endpoint", "--memory-budget", "--trust",
-                              "--token-file", "--netrc-file", "--max-install-size"],
+    spec: OptionSpec(values: Set(["--to", "--keep", "--seed", "--max-rate", "--parallel", "--endpoint", "--memory-budget", "--trust",
+                              "--token-file", "--netrc-file", "--max-install-size"]).union(tlsOptionNames),
                      repeatable: ["--seed", "--trust"], flags: ["--json", "--no-delta"])
 ) { a, ctx in
     try requirePositionals(a, "pull", min: 2, max: 2, usage: "slmstore pull REMOTE REF")
@@ -213,6 +216,7 @@ let pullCommand = Command(
     remoteOptions.endpoint = a.value("--endpoint")
     remoteOptions.credentials.tokenFile = a.value("--token-file")
     remoteOptions.credentials.netrcFile = a.value("--netrc-file")
+    remoteOptions.tls = tlsFiles(a)
     let remote = try Remotes.open(a.positionals[0], options: remoteOptions)
     // Tests shrink the commit batch to exercise resume on small models.
     if let v = getenv("SLMSTORE_PULL_COMMIT_BYTES").map({ String(cString: $0) }), let n = UInt64(v), n > 0 { options.commitEvery = n }

@@ -28,14 +28,15 @@ let syncCommand = Command(
                             (repeatable; also SLMSTORE_TRUST=FILE:FILE). See `pull --help`.
       --token-file F        send its token as Authorization: Bearer (also SLMSTORE_TOKEN)
       --netrc-file F        basic-auth credentials per host (default ~/.netrc)
+      \(tlsHelp)
       --max-install-size S  refuse a version whose files add up to more than S (e.g. 8G)
       --memory-budget B     the peak memory a round's pull and install are sized for (default
                             64M; see `pull --help`). Between rounds the daemon returns its heap
                             and the code pages the round ran to the system.
       --once   one round; exit 0 when up to date, 1 if the round failed
     """,
-    spec: OptionSpec(values: ["--to", "--follow", "--interval", "--keep", "--on-update", "--max-rate", "--log-format", "--max-backoff", "--endpoint",
-                              "--device-id", "--health-check", "--health-timeout", "--config", "--memory-budget", "--trust", "--token-file", "--netrc-file", "--max-install-size"],
+    spec: OptionSpec(values: Set(["--to", "--follow", "--interval", "--keep", "--on-update", "--max-rate", "--log-format", "--max-backoff", "--endpoint",
+                              "--device-id", "--health-check", "--health-timeout", "--config", "--memory-budget", "--trust", "--token-file", "--netrc-file", "--max-install-size"]).union(tlsOptionNames),
                      repeatable: ["--follow", "--trust"], flags: ["--once", "--no-delta"])
 ) { a0, ctx in
     // --config FILE: the same settings as "key = value" lines (remote, to, follow (repeatable),
@@ -63,6 +64,7 @@ let syncCommand = Command(
     o.credentials.tokenFile = a.value("--token-file")
     if let m = a.value("--max-install-size") { o.maxInstallSize = try parseSize(m, option: "--max-install-size") }
     o.credentials.netrcFile = a.value("--netrc-file")
+    o.tls = tlsFiles(a)
     if let b = a.value("--memory-budget") { o.memoryBudget = try parseSize(b, option: "--memory-budget") }
     o.healthCheck = a.value("--health-check")
     if let t = a.value("--health-timeout") { o.healthTimeout = try parseDuration(t, option: "--health-timeout") }
@@ -161,7 +163,8 @@ func parseDuration(_ s: String, option: String) throws -> Double {
 /// /etc/slmstore/<instance>.conf): one `key = value` per line, `#` comments, `follow` repeatable.
 enum SyncConfigFile {
     static let keys: Set<String> = ["remote", "to", "follow", "interval", "keep", "on-update", "health-check", "health-timeout",
-                                    "max-rate", "max-backoff", "log-format", "endpoint", "device-id", "store", "memory-budget", "trust", "token-file", "netrc-file", "max-install-size"]
+                                    "max-rate", "max-backoff", "log-format", "endpoint", "device-id", "store", "memory-budget", "trust", "token-file", "netrc-file", "max-install-size",
+                                    "cacert", "cert", "key"]
 
     static func merge(_ path: String, into a: ParsedArguments) throws -> ParsedArguments {
         let text: String

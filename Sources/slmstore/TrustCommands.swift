@@ -51,15 +51,17 @@ let resignCommand = Command(
     the release this store signed last. Otherwise resign stops and names the file: a remote that
     someone else can write may hold a forged release, and renewing it would vouch for it. Recover
     with `slmstore push REMOTE --sign KEY --from-scratch`, which signs only this store's versions.
+      \(tlsHelp)
       --json           serial, expires, versions, remote
     """,
-    spec: OptionSpec(values: ["--sign", "--expires", "--next-key", "--previous-key", "--endpoint"], repeatable: ["--sign", "--next-key", "--previous-key"],
+    spec: OptionSpec(values: Set(["--sign", "--expires", "--next-key", "--previous-key", "--endpoint"]).union(tlsOptionNames), repeatable: ["--sign", "--next-key", "--previous-key"],
                      flags: ["--json", "--from-scratch"])
 ) { a, ctx in
     try requirePositionals(a, "resign", min: 1, max: 1, usage: "slmstore resign REMOTE --sign KEY")
     guard let signing = try signingOptions(a, command: "resign") else { throw SLMError.argument("resign: --sign KEY is required") }
     var remoteOptions = Remotes.Options()
     remoteOptions.endpoint = a.value("--endpoint")
+    remoteOptions.tls = tlsFiles(a)
     let remote = try Remotes.open(a.positionals[0], options: remoteOptions)
     guard remote.isWritable else { throw SLMError.argument("resign: \(remote.location) is read-only; resign the directory or bucket itself") }
     let store = try ctx.openStore(create: true)
@@ -113,4 +115,19 @@ func trustedKeys(_ a: ParsedArguments) throws -> [Ed25519PublicKey] {
         files += env.split(separator: ":").map(String.init)
     }
     return try files.map { try Ed25519PublicKey.read(file: $0) }
+}
+
+/// --cacert, --cert and --key, shared by every command that reaches a remote.
+let tlsOptionNames: Set<String> = ["--cacert", "--cert", "--key"]
+/// Its first line is placed at an option's indentation; the rest carry their own (two spaces).
+let tlsHelp = """
+--cacert FILE   PEM CA bundle to trust for https (a private CA) instead of the system's
+                  (also SLMSTORE_CA_BUNDLE)
+  --cert FILE     PEM client certificate for servers that require one (mutual TLS; also
+  --key FILE      SLMSTORE_CLIENT_CERT and SLMSTORE_CLIENT_KEY). Proxies: HTTPS_PROXY,
+                  HTTP_PROXY and NO_PROXY, as curl reads them.
+"""
+
+func tlsFiles(_ a: ParsedArguments) -> Remotes.TLSFiles {
+    Remotes.TLSFiles(caBundle: a.value("--cacert"), clientCertificate: a.value("--cert"), clientKey: a.value("--key"))
 }

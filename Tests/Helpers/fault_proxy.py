@@ -7,7 +7,12 @@ full Content-Length, then close), ignore-range (answer 200 with the whole file),
 (send more than the range asked for), redirect-loop, error500 (answer 500), trickle (send the
 range body one byte every 0.2 s), freeze-manifest (answer every conditional GET of
 manifest.json with 304, as a server keeping a device on an old manifest would), shift-range
-(answer a range request with the range one byte further on, Content-Range and all). Request
+(answer a range request with the range one byte further on, Content-Range and all),
+redirect-writes (answer every PUT, POST and DELETE with a 307 to this proxy's /sink/, which
+takes anything with a 200 and logs "SINK METHOD PATH BYTES"), repeat-token and endless-list
+(answer every S3 ListObjectsV2 with a truncated page: the same continuation token each time,
+or a new one each time), swallow-manifest (answer a PUT of manifest.json with 200 without
+passing it on). Other methods pass through. Request
 headers, Host included, pass through as sent, so a signed request (S3 SigV4) stays valid behind
 the proxy. With FAULT_PROXY_LOG set, each range request's path and Range header are appended
 to that file, one line each.
@@ -48,7 +53,76 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def forward(self, method):
+        """Passes a request with its body through unchanged (writes, HEAD)."""
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if self.path.startswith("/sink/"):
+            if os.environ.get("FAULT_PROXY_LOG"):
+                with lock, open(os.environ["FAULT_PROXY_LOG"], "a") as log:
+                    log.write(f"SINK {method} {self.path} {len(body)}\n")
+            self.send_response(200)
+            self.send_header("ETag", '"0"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if MODE == "swallow-manifest" and method == "PUT" and self.path.split("?")[0].endswith("/manifest.json"):
+            self.send_response(200)
+            self.send_header("ETag", '"0"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if MODE == "redirect-writes" and method in ("PUT", "POST", "DELETE"):
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{PORT}/sink{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        conn = http.client.HTTPConnection("127.0.0.1", UPSTREAM, timeout=30)
+        conn.putrequest(method, self.path, skip_host=True, skip_accept_encoding=True)
+        for k, v in self.headers.items():
+            if k.lower() not in HOP_BY_HOP:
+                conn.putheader(k, v)
+        conn.endheaders()
+        if body:
+            conn.send(body)
+        resp = conn.getresponse()
+        data = resp.read()
+        self.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if method != "HEAD":
+            self.wfile.write(data)
+
+    def do_PUT(self):
+        self.forward("PUT")
+
+    def do_POST(self):
+        self.forward("POST")
+
+    def do_DELETE(self):
+        self.forward("DELETE")
+
+    def do_HEAD(self):
+        self.forward("HEAD")
+
     def do_GET(self):
+        global spoiled
+        if MODE in ("repeat-token", "endless-list") and "list-type=2" in self.path:
+            with lock:
+                spoiled += 1
+                token = "same" if MODE == "repeat-token" else f"t{spoiled}"
+            page = (f"<?xml version=\"1.0\"?><ListBucketResult><IsTruncated>true</IsTruncated>"
+                    f"<Contents><Key>store/x{spoiled}</Key></Contents>"
+                    f"<NextContinuationToken>{token}</NextContinuationToken></ListBucketResult>").encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return
         is_range = "Range" in self.headers and ".pack" in self.path
         conditional = "If-None-Match" in self.headers or "If-Modified-Since" in self.headers
         if MODE == "freeze-manifest" and self.path.endswith("manifest.json") and conditional:

@@ -185,6 +185,53 @@ final class S3Tests: XCTestCase {
         XCTAssertSameBytes(TestSupport.read(dir + "/device-ok/current/weights.bin"), TestSupport.random(3 << 20, seed: 1))
     }
 
+    /// Finding 8 of #28: an endpoint that answers writes with a 307 to another host. The
+    /// redirect is never followed (the other host sees nothing: no token, no empty body), push
+    /// fails, and the bucket's manifest is what the last good push wrote.
+    func testARedirectedWriteIsNeverFollowedAndPushFails() throws {
+        add("m@1.0.0", size: 1 << 20, seed: 1)
+        XCTAssertEqual(cli(["push", remote, "--no-web"]).status, 0)
+        let manifest = try moto.aws(["s3", "cp", remote + "/manifest.json", "-"])
+        add("m@1.1.0", size: 1 << 20, seed: 2)
+        let log = dir + "/proxy.log"
+        let proxy = try FaultProxy(upstream: moto.port, mode: "redirect-writes", log: log)
+        let r = cli(["push", remote, "--no-web", "--endpoint", proxy.url])
+        XCTAssertEqual(r.status, 6, r.stderr)
+        XCTAssertTrue(r.stderr.contains("HTTP 307"), r.stderr)
+        let sunk = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.hasPrefix("SINK") }
+        XCTAssertEqual(sunk, [], "a write followed the redirect")
+        XCTAssertEqual(try moto.aws(["s3", "cp", remote + "/manifest.json", "-"]), manifest)
+        XCTAssertEqual(try manifestVersions(), ["1.0.0"])
+    }
+
+    /// Finding 8: an endpoint that answers 200 to the manifest's PUT and stores nothing does
+    /// not make push report success: the manifest is read back.
+    func testAManifestWriteThatDidNotLandFailsThePush() throws {
+        add("m@1.0.0", size: 1 << 20, seed: 1)
+        XCTAssertEqual(cli(["push", remote, "--no-web"]).status, 0)
+        add("m@1.1.0", size: 1 << 20, seed: 2)
+        let proxy = try FaultProxy(upstream: moto.port, mode: "swallow-manifest")
+        let r = cli(["push", remote, "--no-web", "--endpoint", proxy.url])
+        XCTAssertEqual(r.status, 6, r.stderr)
+        XCTAssertTrue(r.stderr.contains("answered with success") && r.stderr.contains("manifest.json"), r.stderr)
+        XCTAssertEqual(cli(["push", remote, "--no-web"]).status, 0)
+        XCTAssertEqual(try manifestVersions(), ["1.0.0", "1.1.0"])
+    }
+
+    /// Finding 8: listings that never end are refused instead of paged forever.
+    func testAListingThatNeverEndsIsRefused() throws {
+        for mode in ["repeat-token", "endless-list"] {
+            let proxy = try FaultProxy(upstream: moto.port, mode: mode)
+            let config = try AWSConfig.resolve(endpoint: proxy.url, environment: moto.clientEnvironment)
+            let s3 = S3Backend(bucket: "models", prefix: "store", config: config, maxListPages: 50)
+            let start = Date()
+            XCTAssertThrowsError(try s3.list("refs", recursive: true), mode) { error in
+                XCTAssertTrue("\(error)".contains(mode == "repeat-token" ? "repeats continuation token" : "more than 50 pages"), "\(error)")
+            }
+            XCTAssertLessThan(Date().timeIntervalSince(start), 30)
+        }
+    }
+
     func testHostileAnswersFromAnS3EndpointNeverInstallBadBytes() throws {
         try assertSpoiledAnswersAreRefused([("corrupt", "served bad data"), ("ignore-range", "ignored the Range header"),
                                             ("oversize", ""), ("truncate", ""), ("drop", "")], retried: "error500")

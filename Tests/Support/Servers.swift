@@ -11,7 +11,19 @@ public final class NginxServer {
     public let prefix: String
     private let process = Process()
 
-    public var url: String { "http://127.0.0.1:\(port)" }
+    public var url: String { "\(tls == nil ? "http" : "https")://127.0.0.1:\(port)" }
+    let tls: TLS?
+
+    /// HTTPS with this certificate; with `clientCA`, a client certificate that CA signed is
+    /// required (`ssl_verify_client on`): nginx answers 400 to a client without one.
+    public struct TLS {
+        public var certificate: String
+        public var key: String
+        public var clientCA: String?
+        public init(certificate: String, key: String, clientCA: String? = nil) {
+            (self.certificate, self.key, self.clientCA) = (certificate, key, clientCA)
+        }
+    }
 
     /// `limitRate` (nginx syntax, e.g. "500k") slows every response, so a test can stop the
     /// server while a transfer is really in flight.
@@ -23,8 +35,9 @@ public final class NginxServer {
         case redirect(to: String)
     }
 
-    public init(serving root: String, port fixedPort: Int? = nil, limitRate: String? = nil, auth: Auth? = nil) throws {
+    public init(serving root: String, port fixedPort: Int? = nil, limitRate: String? = nil, auth: Auth? = nil, tls: TLS? = nil) throws {
         self.root = root
+        self.tls = tls
         self.port = fixedPort ?? freePort()
         prefix = TestSupport.scratch("nginx")
         try FileManager.default.createDirectory(atPath: prefix + "/tmp", withIntermediateDirectories: true)
@@ -56,7 +69,9 @@ public final class NginxServer {
             scgi_temp_path \(prefix)/tmp/scgi;
             default_type application/octet-stream;
             server {
-                listen 127.0.0.1:\(port);
+                listen 127.0.0.1:\(port)\(tls == nil ? "" : " ssl");
+                \(tls.map { "ssl_certificate \($0.certificate); ssl_certificate_key \($0.key);" } ?? "")
+                \(tls?.clientCA.map { "ssl_client_certificate \($0); ssl_verify_client on;" } ?? "")
                 root \(root);
                 \(limitRate.map { "limit_rate \($0);" } ?? "")
                 location / { \(location) }
@@ -113,6 +128,77 @@ public final class FaultProxy {
 
     deinit {
         if process.isRunning { process.terminate(); process.waitUntilExit() }
+    }
+}
+
+/// A forward proxy (Helpers/connect_proxy.py): CONNECT tunnels and absolute-form requests,
+/// each target logged, so a test sees whether a client went through it.
+public final class ConnectProxy {
+    public let port: Int
+    public let log: String
+    private let process = Process()
+    public var url: String { "http://127.0.0.1:\(port)" }
+
+    public init() throws {
+        port = freePort()
+        log = TestSupport.scratch("proxy") + "/requests.log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        dir.appendPathComponent("Helpers/connect_proxy.py")
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", dir.path, String(port), log]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        try waitForPort(port)
+    }
+
+    public var requests: [String] {
+        ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    deinit {
+        if process.isRunning { process.terminate(); process.waitUntilExit() }
+    }
+}
+
+/// A private PKI made with the openssl command: a CA, a server certificate for 127.0.0.1 and
+/// localhost, a client certificate the CA signed, and one from an unrelated CA.
+public struct TestPKI {
+    public let dir: String
+    public var caCertificate: String { dir + "/ca.pem" }
+    public var serverCertificate: String { dir + "/server.pem" }
+    public var serverKey: String { dir + "/server.key" }
+    public var clientCertificate: String { dir + "/client.pem" }
+    public var clientKey: String { dir + "/client.key" }
+    public var strangerCertificate: String { dir + "/stranger.pem" }
+    public var strangerKey: String { dir + "/stranger.key" }
+
+    public init() throws {
+        dir = TestSupport.scratch("pki")
+        func openssl(_ args: [String]) throws {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+            p.arguments = args
+            p.currentDirectoryURL = URL(fileURLWithPath: dir)
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            p.waitUntilExit()
+            guard p.terminationStatus == 0 else { throw SLMError.failed("openssl \(args.joined(separator: " ")) failed") }
+        }
+        for ca in ["ca", "otherca"] {
+            try openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "\(ca).key",
+                         "-out", "\(ca).pem", "-days", "2", "-subj", "/CN=slmstore test \(ca)"])
+        }
+        try "subjectAltName=IP:127.0.0.1,DNS:localhost\n".write(toFile: dir + "/server.ext", atomically: true, encoding: .utf8)
+        try "extendedKeyUsage=clientAuth\n".write(toFile: dir + "/client.ext", atomically: true, encoding: .utf8)
+        for (name, ca, ext) in [("server", "ca", "server.ext"), ("client", "ca", "client.ext"), ("stranger", "otherca", "client.ext")] {
+            try openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "\(name).key",
+                         "-out", "\(name).csr", "-subj", "/CN=\(name)"])
+            try openssl(["x509", "-req", "-in", "\(name).csr", "-CA", "\(ca).pem", "-CAkey", "\(ca).key", "-CAcreateserial",
+                         "-out", "\(name).pem", "-days", "2", "-extfile", ext])
+        }
     }
 }
 

@@ -34,6 +34,8 @@ public struct SyncOptions: Sendable {
     public var maxInstallSize: UInt64 = 0
     /// Where an http(s) remote's credentials come from.
     public var credentials = HTTPCredentials.Sources()
+    /// A private CA and a client certificate for the remote (mutual TLS).
+    public var tls = Remotes.TLSFiles()
 
     public init(remote: String, installRoot: String, follow: [(ModelName, String)]) {
         self.remote = remote
@@ -155,6 +157,7 @@ public final class SyncDaemon {
         remoteOptions.maxBytesPerSecond = options.maxBytesPerSecond
         remoteOptions.endpoint = options.endpoint
         remoteOptions.credentials = options.credentials
+        remoteOptions.tls = options.tls
         let stop = self.stop
         remoteOptions.isCancelled = { stop.isSet }
         remote = try Remotes.open(options.remote, options: remoteOptions)

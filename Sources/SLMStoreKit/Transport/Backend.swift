@@ -286,7 +286,49 @@ public enum Remotes {
         public var environment: [String: String] = ProcessInfo.processInfo.environment
         /// For http(s) remotes: where credentials come from (the environment above is used too).
         public var credentials = HTTPCredentials.Sources()
+        /// For https remotes and S3 endpoints: a private CA and a client certificate.
+        public var tls = TLSFiles()
         public init() {}
+    }
+
+    /// The TLS files a device or publisher names (`--cacert`, `--cert`, `--key`), each falling
+    /// back to SLMSTORE_CA_BUNDLE, SLMSTORE_CLIENT_CERT and SLMSTORE_CLIENT_KEY.
+    public struct TLSFiles: Sendable, Equatable {
+        public var caBundle: String?
+        public var clientCertificate: String?
+        public var clientKey: String?
+        public init(caBundle: String? = nil, clientCertificate: String? = nil, clientKey: String? = nil) {
+            (self.caBundle, self.clientCertificate, self.clientKey) = (caBundle, clientCertificate, clientKey)
+        }
+
+        /// The files to use, checked readable now so a typo is one clear error, not a TLS failure.
+        func resolved(environment: [String: String]) throws -> TLSFiles {
+            func pick(_ given: String?, _ variable: String) -> (String, String)? {
+                if let given { return (given, "") }
+                if let v = environment[variable], !v.isEmpty { return (v, " (from \(variable))") }
+                return nil
+            }
+            var out = TLSFiles()
+            for (given, variable, option, slot) in [(caBundle, "SLMSTORE_CA_BUNDLE", "--cacert", \TLSFiles.caBundle),
+                                                    (clientCertificate, "SLMSTORE_CLIENT_CERT", "--cert", \TLSFiles.clientCertificate),
+                                                    (clientKey, "SLMSTORE_CLIENT_KEY", "--key", \TLSFiles.clientKey)] {
+                guard let (path, origin) = pick(given, variable) else { continue }
+                guard access(path, R_OK) == 0 else {
+                    throw SLMError.input(path: path, problem: "\(option)\(origin): cannot read it (\(String(cString: strerror(errno))))")
+                }
+                out[keyPath: slot] = path
+            }
+            if out.clientKey != nil && out.clientCertificate == nil {
+                throw SLMError.argument("--key names a client key but no --cert (or SLMSTORE_CLIENT_CERT) names its certificate")
+            }
+            return out
+        }
+
+        func apply(to policy: inout HTTPClient.Policy) {
+            policy.caBundle = caBundle
+            policy.clientCertificate = clientCertificate
+            policy.clientKey = clientKey
+        }
     }
 
     /// The backend for what the user typed: an http(s) URL or a filesystem path. Any other
@@ -301,11 +343,13 @@ public enum Remotes {
             sources.environment = options.environment
             var policy = HTTPClient.Policy()
             policy.isCancelled = options.isCancelled
+            try options.tls.resolved(environment: options.environment).apply(to: &policy)
             base = HTTPBackend(base: url, credentials: try HTTPCredentials.resolve(for: url, sources: sources), policy: policy)
         } else if location.hasPrefix("s3://") {
             let (bucket, prefix) = try S3Backend.parse(location)
             var policy = HTTPClient.Policy()
             policy.isCancelled = options.isCancelled
+            try options.tls.resolved(environment: options.environment).apply(to: &policy)
             base = S3Backend(bucket: bucket, prefix: prefix, config: try AWSConfig.resolve(endpoint: options.endpoint, environment: options.environment),
                              partSize: options.s3PartSize, policy: policy)
         } else if let scheme = location.range(of: "://").map({ String(location[..<$0.lowerBound]) }) {

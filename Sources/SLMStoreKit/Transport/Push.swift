@@ -473,6 +473,32 @@ enum RemoteSetup {
         return related.sorted() + committed.subtracting(related).sorted()
     }
 
+    /// A write answered with success is read back: a server (or whatever a redirect reached)
+    /// that says 200 and stores nothing, or an empty file, must not let push report success.
+    /// Another publisher's manifest in its place is fine; a missing or unreadable one is not.
+    static func confirmLanded(_ backend: StoreBackend, manifest bytes: [UInt8], entries: [(path: String, bytes: [UInt8])]) throws {
+        for (path, e) in entries {
+            guard let back = try backend.read(path, limit: e.count + 1), back == e else {
+                throw SLMError.remote(url: "\(backend.location)/\(path)", problem: "the write was answered with success but the file read back is not what was written")
+            }
+        }
+        let url = "\(backend.location)/\(RemoteLayout.manifest)"
+        guard let back = try backend.read(RemoteLayout.manifest, limit: Manifest.maxEncodedSize) else {
+            throw SLMError.remote(url: url, problem: "the write was answered with success but the file is not there")
+        }
+        guard back != bytes else { return }
+        // Another publisher may have replaced it since: then it was rebuilt from refs that
+        // include these, so it lists at least as many versions of every model.
+        let written = try Manifest.decode(bytes, source: url)
+        let found: Manifest
+        do { found = try Manifest.decode(back, source: url) } catch {
+            throw SLMError.remote(url: url, problem: "the write was answered with success but the file read back is not a manifest (\(back.count) bytes)")
+        }
+        for (name, m) in written.models where (found.models[name]?.versionCount ?? -1) < m.versionCount {
+            throw SLMError.remote(url: url, problem: "the write was answered with success but the manifest read back lists fewer versions of \(name) than were written")
+        }
+    }
+
     /// Rebuilds manifest.json from the remote's refs and replaces it only if nobody else did
     /// meanwhile; on a conflict the rebuild sees the other publisher's refs too.
     @discardableResult
@@ -522,7 +548,10 @@ enum RemoteSetup {
                 // Already there: it should be these bytes, but one damaged by hand is replaced.
                 if try backend.read(path, limit: e.count + 1) != e { try backend.write(path, bytes: e) }
             }
-            if try backend.write(RemoteLayout.manifest, bytes: bytes, ifMatching: expected) { return manifest }
+            if try backend.write(RemoteLayout.manifest, bytes: bytes, ifMatching: expected) {
+                try confirmLanded(backend, manifest: bytes, entries: entries)
+                return manifest
+            }
         }
         throw SLMError.conflict("\(backend.location)/manifest.json kept changing while being replaced; push again")
     }

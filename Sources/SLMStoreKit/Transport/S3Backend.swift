@@ -17,12 +17,21 @@ public final class S3Backend: StoreBackend {
     /// Multipart uploads are used above this size, in parts of this size.
     let partSize: Int
 
+    /// Pages a listing may take (10,000 pages of up to 1,000 keys by default).
+    let maxListPages: Int
+
     public init(bucket: String, prefix: String, config: AWSConfig, partSize: Int = 16 << 20,
-                policy: HTTPClient.Policy = HTTPClient.Policy()) {
+                policy: HTTPClient.Policy = HTTPClient.Policy(), maxListPages: Int = 10_000) {
+        self.maxListPages = maxListPages
         self.bucket = bucket
         self.prefix = prefix
         self.config = config
         self.partSize = max(5 << 20, partSize)
+        // A signed request is bound to its host and body: a redirect is an answer to report,
+        // never one to follow (a 307 on PUT once re-sent the token, without body or signature,
+        // to whatever host it named, and push took that host's 200 for success).
+        var policy = policy
+        policy.maxRedirects = 0
         client = HTTPClient(policy: policy)
         signer = config.credentials.map { SigV4Signer(credentials: $0, region: config.region) }
     }
@@ -255,7 +264,15 @@ public final class S3Backend: StoreBackend {
         let strip = prefix.isEmpty ? 0 : prefix.count + 1
         var found = Set<String>()
         var token: String? = nil
+        var tokensSeen = Set<String>()
+        var pages = 0
         repeat {
+            // A listing that never ends (a repeated or missing token, or more pages than a store
+            // of 10 million files has) is a broken or hostile endpoint, not a big store.
+            pages += 1
+            guard pages <= maxListPages else {
+                throw SLMError.remote(url: "\(location)/\(directory)", problem: "listing has more than \(maxListPages) pages; refusing to page further")
+            }
             var query: [(String, String)] = [("list-type", "2")]
             if !sent.isEmpty { query.append(("prefix", sent)) }
             if let token { query.append(("continuation-token", token)) }
@@ -268,7 +285,17 @@ public final class S3Backend: StoreBackend {
                 guard !FileSystem.basename(rel).hasPrefix(".") else { continue }
                 found.insert(String((wanted + rel).dropFirst(strip)))
             }
-            token = XMLText.first("IsTruncated", in: text) == "true" ? XMLText.first("NextContinuationToken", in: text) : nil
+            if XMLText.first("IsTruncated", in: text) == "true" {
+                guard let next = XMLText.first("NextContinuationToken", in: text), !next.isEmpty else {
+                    throw SLMError.remote(url: "\(location)/\(directory)", problem: "listing is truncated but names no continuation token")
+                }
+                guard tokensSeen.insert(next).inserted else {
+                    throw SLMError.remote(url: "\(location)/\(directory)", problem: "listing repeats continuation token \(next.prefix(64)) (it would page forever)")
+                }
+                token = next
+            } else {
+                token = nil
+            }
         } while token != nil
         return found.sorted()
     }
