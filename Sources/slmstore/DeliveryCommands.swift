@@ -184,6 +184,10 @@ let pullCommand = Command(
                       dependencies) add up to more than S, e.g. 8G. Whatever the size, a pull
                       refuses to download or install what would leave less than 5% of the disk
                       (at most 256 MiB) free.
+      --max-expansion N  refuse, before downloading, a version whose new data (what its files
+                      take from chunks this store lacks) is more than N times the bytes it
+                      downloads: a remote listing one tiny record thousands of times (default
+                      1024; 0: no limit)
       --token-file F  private http(s) remote: send the token in F as Authorization: Bearer
                       (also SLMSTORE_TOKEN); otherwise a user:password in the URL, else the
                       host's entry in ~/.netrc (--netrc-file F). Never printed or stored.
@@ -191,7 +195,7 @@ let pullCommand = Command(
       --json          bytes_downloaded, requests, chunks_fetched, chunks_from_deltas, ...
     """,
     spec: OptionSpec(values: Set(["--to", "--keep", "--seed", "--max-rate", "--parallel", "--endpoint", "--memory-budget", "--trust",
-                              "--token-file", "--netrc-file", "--max-install-size"]).union(tlsOptionNames),
+                              "--token-file", "--netrc-file", "--max-install-size", "--max-expansion"]).union(tlsOptionNames),
                      repeatable: ["--seed", "--trust"], flags: ["--json", "--no-delta"])
 ) { a, ctx in
     try requirePositionals(a, "pull", min: 2, max: 2, usage: "slmstore pull REMOTE REF")
@@ -205,6 +209,7 @@ let pullCommand = Command(
     options.useDeltas = !a.has("--no-delta")
     options.trustedKeys = try trustedKeys(a)
     if let m = a.value("--max-install-size") { options.maxInstallSize = try parseSize(m, option: "--max-install-size") }
+    if let x = a.value("--max-expansion") { options.maxExpansion = try parseExpansion(x) }
     if let b = a.value("--memory-budget") { options.applyMemoryBudget(try parseSize(b, option: "--memory-budget")) }
     if let p = a.value("--parallel") {
         guard let n = Int(p), (1...32).contains(n) else { throw SLMError.argument("pull: --parallel must be 1 to 32") }

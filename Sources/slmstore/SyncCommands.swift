@@ -30,13 +30,15 @@ let syncCommand = Command(
       --netrc-file F        basic-auth credentials per host (default ~/.netrc)
       \(tlsHelp)
       --max-install-size S  refuse a version whose files add up to more than S (e.g. 8G)
+      --max-expansion N     refuse a version whose new data is more than N times its download
+                            (default 1024; 0: no limit). See `pull --help`.
       --memory-budget B     the peak memory a round's pull and install are sized for (default
                             64M; see `pull --help`). Between rounds the daemon returns its heap
                             and the code pages the round ran to the system.
       --once   one round; exit 0 when up to date, 1 if the round failed
     """,
     spec: OptionSpec(values: Set(["--to", "--follow", "--interval", "--keep", "--on-update", "--max-rate", "--log-format", "--max-backoff", "--endpoint",
-                              "--device-id", "--health-check", "--health-timeout", "--config", "--memory-budget", "--trust", "--token-file", "--netrc-file", "--max-install-size"]).union(tlsOptionNames),
+                              "--device-id", "--health-check", "--health-timeout", "--config", "--memory-budget", "--trust", "--token-file", "--netrc-file", "--max-install-size", "--max-expansion"]).union(tlsOptionNames),
                      repeatable: ["--follow", "--trust"], flags: ["--once", "--no-delta"])
 ) { a0, ctx in
     // --config FILE: the same settings as "key = value" lines (remote, to, follow (repeatable),
@@ -63,6 +65,7 @@ let syncCommand = Command(
     o.trustedKeys = try trustedKeys(a)
     o.credentials.tokenFile = a.value("--token-file")
     if let m = a.value("--max-install-size") { o.maxInstallSize = try parseSize(m, option: "--max-install-size") }
+    if let x = a.value("--max-expansion") { o.maxExpansion = try parseExpansion(x) }
     o.credentials.netrcFile = a.value("--netrc-file")
     o.tls = tlsFiles(a)
     if let b = a.value("--memory-budget") { o.memoryBudget = try parseSize(b, option: "--memory-budget") }
@@ -164,7 +167,7 @@ func parseDuration(_ s: String, option: String) throws -> Double {
 enum SyncConfigFile {
     static let keys: Set<String> = ["remote", "to", "follow", "interval", "keep", "on-update", "health-check", "health-timeout",
                                     "max-rate", "max-backoff", "log-format", "endpoint", "device-id", "store", "memory-budget", "trust", "token-file", "netrc-file", "max-install-size",
-                                    "cacert", "cert", "key"]
+                                    "max-expansion", "cacert", "cert", "key"]
 
     static func merge(_ path: String, into a: ParsedArguments) throws -> ParsedArguments {
         let text: String
@@ -192,4 +195,10 @@ enum SyncConfigFile {
         }
         return out
     }
+}
+
+/// --max-expansion N: a whole factor, 0 for none.
+func parseExpansion(_ s: String) throws -> UInt64 {
+    guard let n = UInt64(s), n <= 1 << 20 else { throw SLMError.argument("--max-expansion must be a whole number from 0 (no limit) to 1048576, not \"\(s)\"") }
+    return n
 }

@@ -296,3 +296,46 @@ final class HostileRemoteTests: XCTestCase {
         XCTAssertSameBytes(TestSupport.read(dir + "/dev-ok/current/model.safetensors"), weights(1))
     }
 }
+
+/// Finding 7 of #28: a remote that lists one tiny record over and over ("dedup bomb") is
+/// refused by default, before anything is downloaded.
+final class ExpansionBoundTests: XCTestCase {
+    func testADedupBombIsRefusedByDefaultAndInstallsOnlyWhenTheBoundIsLifted() throws {
+        let dir = TestSupport.scratch()
+        // 64 MiB of zeros: one 256 KiB chunk, a few dozen bytes stored, listed 256 times.
+        try FileSystem.makeDirectories(dir + "/bomb")
+        FileManager.default.createFile(atPath: dir + "/bomb/weights.bin", contents: nil)
+        XCTAssertEqual(truncate(dir + "/bomb/weights.bin", 64 << 20), 0)
+        XCTAssertEqual(TestSupport.cli(["add", "bomb@1.0.0", dir + "/bomb"], store: dir + "/publisher").status, 0)
+        XCTAssertEqual(TestSupport.cli(["push", dir + "/remote", "--no-web"], store: dir + "/publisher").status, 0)
+        let refused = TestSupport.cli(["pull", dir + "/remote", "bomb@1.0.0", "--to", dir + "/device"], store: dir + "/edge")
+        XCTAssertEqual(refused.status, 6, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("more than 1024 times") && refused.stderr.contains("nothing was downloaded"), refused.stderr)
+        XCTAssertNil(InstallDirectory(root: dir + "/device").current())
+        XCTAssertEqual(try FileSystem.listDirectory(dir + "/edge/packs").filter { $0.hasSuffix(".pack") }, [])
+        let sync = TestSupport.cli(["sync", dir + "/remote", "--to", dir + "/sync", "--follow", "bomb@^1", "--once", "--store", dir + "/sync-store"])
+        XCTAssertEqual(sync.status, 1, sync.stdout)
+        XCTAssertTrue(sync.stdout.contains("more than 1024 times"), sync.stdout)
+        let lifted = TestSupport.cli(["pull", dir + "/remote", "bomb@1.0.0", "--to", dir + "/device", "--max-expansion", "0"], store: dir + "/edge")
+        XCTAssertEqual(lifted.status, 0, lifted.stderr)
+        XCTAssertEqual(InstallDirectory(root: dir + "/device").current(), "1.0.0")
+    }
+
+    /// An honest update (a fine-tune fetched as tensor deltas against the installed version)
+    /// stays far below the default bound.
+    func testAnHonestDeltaUpdateIsNotRefused() throws {
+        let dir = TestSupport.scratch()
+        let base = TestSupport.bf16Like(2_000_000, seed: 7)
+        var tuned = base
+        for i in stride(from: 0, to: tuned.count, by: 2) where i % 64 == 0 { tuned[i] ^= 1 }
+        for (v, bytes) in [("1.0.0", base), ("1.1.0", tuned)] {
+            TestSupport.write(TestSupport.safetensors([("w", "BF16", [1_000_000], bytes)]), to: "\(dir)/src-\(v)/model.safetensors")
+            XCTAssertEqual(TestSupport.cli(["add", "m@\(v)", "\(dir)/src-\(v)"], store: dir + "/publisher").status, 0)
+        }
+        XCTAssertEqual(TestSupport.cli(["push", dir + "/remote", "--no-web"], store: dir + "/publisher").status, 0)
+        XCTAssertEqual(TestSupport.cli(["pull", dir + "/remote", "m@1.0.0", "--to", dir + "/device"], store: dir + "/edge").status, 0)
+        let update = TestSupport.cli(["pull", dir + "/remote", "m@1.1.0", "--to", dir + "/device"], store: dir + "/edge")
+        XCTAssertEqual(update.status, 0, update.stderr)
+        XCTAssertEqual(InstallDirectory(root: dir + "/device").current(), "1.1.0")
+    }
+}

@@ -32,6 +32,8 @@ public struct SyncOptions: Sendable {
     public var trustedKeys: [Ed25519PublicKey] = []
     /// Refuse versions whose files add up to more than this (0: no limit).
     public var maxInstallSize: UInt64 = 0
+    /// Refuse versions whose new data is more than this many times their download (0: no limit).
+    public var maxExpansion: UInt64 = PullOptions.defaultMaxExpansion
     /// Where an http(s) remote's credentials come from.
     public var credentials = HTTPCredentials.Sources()
     /// A private CA and a client certificate for the remote (mutual TLS).
@@ -381,6 +383,7 @@ public final class SyncDaemon {
                 pull.trustedKeys = options.trustedKeys
                 pull.acceptedRelease = roundRelease
                 pull.maxInstallSize = options.maxInstallSize
+                pull.maxExpansion = options.maxExpansion
                 let stop = self.stop
                 pull.isCancelled = { stop.isSet }
                 let r = try store.pull(from: remote, ref: .exact(name, target), options: pull)

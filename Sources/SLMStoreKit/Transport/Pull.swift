@@ -45,6 +45,12 @@ public struct PullOptions: Sendable {
     /// Refuse a version (with its dependencies) whose files add up to more than this, before
     /// downloading anything (0: no limit).
     public var maxInstallSize: UInt64 = 0
+    /// Refuse a version whose new data (the bytes its files take from chunks this store lacks)
+    /// is more than this many times what the pull would download, before downloading anything
+    /// (0: no limit). A hostile remote can list one tiny record thousands of times; honest
+    /// weights expand a few times at most (zstd, tensor deltas), so the default leaves room.
+    public var maxExpansion: UInt64 = PullOptions.defaultMaxExpansion
+    public static let defaultMaxExpansion: UInt64 = 1024
     /// A release the caller accepted for this remote moments ago (the sync daemon's round): used
     /// as is instead of fetching and checking release.json again.
     public var acceptedRelease: SignedRelease?
@@ -298,6 +304,13 @@ extension Store {
             chunksFetched += chunks
         }
         try DiskSpace.require(chunkBytes, at: root, for: "downloading \(target.label)")
+        if options.maxExpansion > 0 {
+            let newBytes = PullPlan.newDataBytes(targets, have: index.contains)
+            let (bound, overflow) = max(chunkBytes, 1).multipliedReportingOverflow(by: options.maxExpansion)
+            if !overflow && newBytes > bound {
+                throw SLMError.remote(url: remote.location, problem: "\(target.label) would install \(newBytes) bytes of new data from \(chunkBytes) bytes downloaded, more than \(options.maxExpansion) times as much (a few records listed over and over); nothing was downloaded. If this is expected, pass --max-expansion 0 or a higher factor")
+            }
+        }
 
         // 4. Fetch, verify, store (committed as it goes, so a killed pull resumes), planning each
         // window again as its turn comes.

@@ -111,6 +111,14 @@ enum PullPlan {
         return missing
     }
 
+    /// How many bytes the targets' files take from chunks `have` says are not stored, each use
+    /// of a chunk counted: what an install would write that the store does not hold yet.
+    static func newDataBytes(_ targets: [PullTarget], have: (ChunkID) -> Bool) -> UInt64 {
+        var total: UInt64 = 0
+        for t in targets { for f in t.tree.files { for c in f.chunks where !have(c.id) { total &+= UInt64(c.rawLength) } } }
+        return total
+    }
+
     /// The missing chunks as a filter for seeding: a false "maybe" only stores a chunk more.
     static func seedFilter(_ targets: [PullTarget], missing: MissingChunks) -> ChunkIDFilter {
         var filter = ChunkIDFilter(capacity: missing.count)
