@@ -56,6 +56,10 @@ public struct SafetensorsHeader: Equatable, Sendable {
 
     /// Largest header accepted; the reference implementation uses the same bound.
     public static let maxHeaderLength: UInt64 = 100 * 1024 * 1024
+    /// Most tensors one file may list. Real checkpoints list hundreds to a few thousand per file
+    /// (sharded MoE models included); 850,000 zero-size tensors in a 96 MB header once made a
+    /// tree larger than any store accepts, and an 848 MiB parse. Counted before anything is built.
+    public static let maxTensors = 65_536
 
     /// Bits per element of every dtype the format defines.
     public static let dtypeBits: [String: UInt64] = [
@@ -83,12 +87,18 @@ public struct SafetensorsHeader: Equatable, Sendable {
 
     public static func parse(headerJSON json: [UInt8], headerLength: UInt64, fileSize: UInt64, path: String) throws -> SafetensorsHeader {
         func bad(_ problem: String) -> SLMError { .input(path: path, problem: "invalid safetensors header: \(problem)") }
+        // A tensor entry is about seven values; metadata may add as many again.
+        let values = JSONValue.approximateValueCount(json)
+        guard values <= 16 * maxTensors + 65_536 else {
+            throw bad("about \(values) JSON values, more than a header of \(maxTensors) tensors holds")
+        }
         let value: JSONValue
         do { value = try JSONValue.parse(json) } catch let e as JSONValue.ParseError {
             throw bad("not valid JSON (\(e.message) at byte \(8 + e.offset))")
         }
         // Members, not a dictionary: tensor names that differ only in normalization are two tensors.
         guard let members = value.memberList else { throw bad("the header is not a JSON object") }
+        guard members.count <= maxTensors + 1 else { throw bad("\(members.count) entries, more than the \(maxTensors) tensors a file may list") }
         let entries = members.map { (key: $0.key, value: $0.value) }
         var tensors: [TensorInfo] = []
         var metadata: [String: String] = [:]

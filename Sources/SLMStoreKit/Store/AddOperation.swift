@@ -126,6 +126,26 @@ public enum AddInputs {
 }
 
 extension Store {
+    /// Refuses, before anything is read or written, inputs whose tree object could not be
+    /// stored: its least possible size (every file cut into chunks of the largest size, plus
+    /// paths and tensor tables, which are known) already passes `TreeObject.maxEncodedSize`.
+    static func checkTreeFits(_ inputs: [AddInput], maxChunk: UInt64) throws {
+        var total = 16
+        var largest: (path: String, bytes: Int) = ("", 0)
+        for input in inputs {
+            var bytes = 2 + input.treePath.utf8.count + 8 + 32 + 1 + 4 + 20 * Int((input.size + maxChunk - 1) / max(1, maxChunk))
+            if let st = input.safetensors {
+                bytes += 12
+                for t in st.tensors { bytes += 2 + t.name.utf8.count + 1 + t.dtype.utf8.count + 1 + 8 * t.shape.count + 16 }
+            }
+            total += bytes
+            if bytes > largest.bytes { largest = (input.sourcePath, bytes) }
+        }
+        guard total <= TreeObject.maxEncodedSize else {
+            throw SLMError.input(path: largest.path, problem: "the version would need a tree object of at least \(total) bytes (this file: \(largest.bytes), mostly its tensor table and chunk list), more than the \(TreeObject.maxEncodedSize) a store accepts; nothing was written")
+        }
+    }
+
     /// `version`, or when its chunks are stored as deltas against another version, that one
     /// (followed while it is itself a delta target, at most 64 steps).
     func fullyStoredAncestor(of version: ResolvedVersion) throws -> ResolvedVersion {
@@ -141,6 +161,7 @@ extension Store {
 
     public func add(name: ModelName, version: SemVer, inputs: [AddInput], options: AddOptions = AddOptions()) throws -> AddResult {
         let started = Timestamp.monotonicSeconds()
+        try Self.checkTreeFits(inputs, maxChunk: UInt64(config.chunker.maxSize))
         let dataLock = try self.dataLock(.shared)
         defer { dataLock.unlock() }
         removeAbandonedWorkingDirectories()
@@ -172,6 +193,11 @@ extension Store {
         deltaStats.storedBytes = ingester.deltaStoredBytes
         let tree = TreeObject(files: entries)
         let treeBytes = tree.encoded()
+        // The estimate above counted as few chunks as the sizes allow; the real cut may still
+        // pass the bound. Nothing is published then (the packs stay in the working directory).
+        guard treeBytes.count <= TreeObject.maxEncodedSize else {
+            throw SLMError.input(path: inputs.first?.sourcePath ?? "", problem: "these files make a tree object of \(treeBytes.count) bytes, more than the \(TreeObject.maxEncodedSize) a store accepts; store them as several versions or models")
+        }
         let treeID = SHA256Hasher.hash(treeBytes)
 
         let refs = try refsLock()

@@ -153,7 +153,15 @@ public enum JSONValue: Equatable, Sendable {
 
     /// Parses one JSON document (surrounding whitespace allowed). Nesting is bounded so
     /// hostile input cannot exhaust the stack.
-    public static func parse<C: Collection>(_ bytes: C, maxDepth: Int = 64) throws -> JSONValue where C.Element == UInt8 {
+    /// With `maxValues`, a counting pass refuses a document of more values than that before any
+    /// is built: a parsed value costs tens of bytes, so `{}` repeated costs 15 times its text.
+    public static func parse<C: Collection>(_ bytes: C, maxDepth: Int = 64, maxValues: Int? = nil) throws -> JSONValue where C.Element == UInt8 {
+        if let maxValues {
+            let n = approximateValueCount(bytes)
+            guard n <= maxValues else {
+                throw ParseError(offset: 0, message: "about \(n) values, more than the \(maxValues) this document may hold")
+            }
+        }
         var p = Parser(bytes: Array(bytes), maxDepth: maxDepth)
         p.skipWhitespace()
         let v = try p.value(depth: 0)
@@ -163,6 +171,30 @@ public enum JSONValue: Equatable, Sendable {
     }
 
     public static func parse(_ text: String) throws -> JSONValue { try parse(Array(text.utf8)) }
+
+    /// An upper estimate of the values in a document without building any: separators and
+    /// opening brackets outside strings (every value but the first follows a comma or opens a
+    /// container), plus one. Strings are skipped with their escapes.
+    public static func approximateValueCount<C: Collection>(_ bytes: C) -> Int where C.Element == UInt8 {
+        var count = 1
+        var inString = false, escaped = false
+        for b in bytes {
+            if inString {
+                if escaped { escaped = false } else if b == 0x5c { escaped = true } else if b == 0x22 { inString = false }
+            } else if b == 0x22 {
+                inString = true
+            } else if b == 0x2c || b == 0x7b || b == 0x5b {
+                count += 1
+            }
+        }
+        return count
+    }
+
+    /// The values a piece of remote metadata (a manifest, an entries file, a release) may hold:
+    /// one per 16 bytes of its text and a few thousand more. Honest metadata spends 30 bytes or
+    /// more a value (ids, versions, paths), so only a document built to inflate is refused, and
+    /// what a parse of one can cost stays a small multiple of its bounded size.
+    public static func remoteValueLimit(forBytes n: Int) -> Int { n / 16 + 4096 }
 
     private struct Parser {
         let bytes: [UInt8]

@@ -117,7 +117,9 @@ public struct SignedRelease: Sendable {
         func bad(_ p: String) -> SLMError { .damaged(path: source, problem: "release metadata: \(p)") }
         guard bytes.count <= maxEncodedSize else { throw bad("larger than \(maxEncodedSize) bytes") }
         let file: JSONValue
-        do { file = try JSONValue.parse(bytes) } catch { throw bad("\(error)") }
+        // The wrapper holds a format, up to 16 signatures and the payload string: a few dozen
+        // values. Anything larger is junk around the signed part, refused before it is built.
+        do { file = try JSONValue.parse(bytes, maxValues: 256) } catch { throw bad("\(error)") }
         guard let format = file["format"]?.uint64Value else { throw bad("no format") }
         guard format == 1 else { throw SLMError.unsupportedFormat(path: source, what: "release metadata", found: format, supported: 1) }
         guard let text = file["signed"]?.stringValue, let list = file["signatures"]?.arrayValue, list.count <= 16 else {
@@ -131,7 +133,7 @@ public struct SignedRelease: Sendable {
         }
         let payload = Array(text.utf8)
         let p: JSONValue
-        do { p = try JSONValue.parse(payload) } catch { throw bad("payload: \(error)") }
+        do { p = try JSONValue.parse(payload, maxValues: JSONValue.remoteValueLimit(forBytes: payload.count)) } catch { throw bad("payload: \(error)") }
         guard p["type"]?.stringValue == "slmstore-release", let payloadFormat = p["format"]?.uint64Value else {
             throw bad("payload needs type \"slmstore-release\" and a format")
         }
