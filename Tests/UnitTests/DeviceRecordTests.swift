@@ -1,0 +1,33 @@
+import XCTest
+@testable import SLMStoreKit
+import SLMTestSupport
+
+/// Finding 4 of #28: each record a device keeps tells absent from damaged; damaged is an error
+/// naming the file, never read as "nothing pending" or "nothing rejected".
+final class DeviceRecordTests: XCTestCase {
+    func testAMissingPendingCheckIsNoneAndAWrittenOneReadsBack() throws {
+        let dir = InstallDirectory(root: TestSupport.scratch() + "/intent")
+        XCTAssertNil(try PendingCheck.load(dir))
+        try PendingCheck(version: "1.1.0", previous: "1.0.0").save(dir)
+        let back = try PendingCheck.load(dir)
+        XCTAssertEqual(back?.version, "1.1.0")
+        XCTAssertEqual(back?.previous, "1.0.0")
+    }
+
+    func testADamagedPendingCheckIsAnErrorNamingTheFile() throws {
+        let dir = InstallDirectory(root: TestSupport.scratch() + "/intent")
+        for damage in ["{\"version\":", "{}", "{\"version\":\"not a version\"}"] {
+            TestSupport.write(Array(damage.utf8), to: dir.root + "/" + PendingCheck.fileName)
+            XCTAssertThrowsError(try PendingCheck.load(dir)) { XCTAssertTrue("\($0)".contains(PendingCheck.fileName) && "\($0)".contains("corrupt"), "\($0)") }
+        }
+    }
+
+    func testADamagedRejectionListIsAnErrorNotAnEmptyList() throws {
+        let dir = InstallDirectory(root: TestSupport.scratch() + "/intent")
+        XCTAssertEqual(try RejectedVersions.load(dir).versions, [])
+        for damage in ["[1,2]", "{\"nothex\":{\"version\":\"1.0.0\",\"reset\":0}}", "{\"\(String(repeating: "a", count: 64))\":{\"reset\":0}}"] {
+            TestSupport.write(Array(damage.utf8), to: dir.root + "/" + RejectedVersions.fileName)
+            XCTAssertThrowsError(try RejectedVersions.load(dir)) { XCTAssertTrue("\($0)".contains(RejectedVersions.fileName), "\($0)") }
+        }
+    }
+}
