@@ -49,6 +49,22 @@ final class DeltaTests: XCTestCase {
         XCTAssertSameBytes(TestSupport.read(out + "/model.safetensors"), TestSupport.read(source + "/model.safetensors"), ref, file: file, line: line)
     }
 
+    /// #31's writer bug: 1.2.0 has the bytes of 1.1.0, whose chunks are delta records against
+    /// 1.0.0, so adding 1.2.0 wrote no delta set of its own. A fine-tune of it must still be
+    /// stored as deltas (against 1.0.0, where full records are), not as full records.
+    func testAddFindsABaseWithFullRecordsBehindAVersionAddedAgainWithoutADeltaSet() throws {
+        _ = try add("m@1.0.0", v1)
+        XCTAssertGreaterThan(try add("m@1.1.0", v2)["delta_chunks"]!.uint64Value!, 0)
+        let again = try add("m@1.2.0", v2)
+        XCTAssertEqual(again["delta_chunks"]?.uint64Value, 0)
+        let r = try add("m@1.3.0", v3)
+        XCTAssertEqual(r["delta_base"]?.stringValue, "m@1.0.0")
+        XCTAssertGreaterThan(r["delta_chunks"]!.uint64Value!, 0)
+        XCTAssertLessThan(Double(r["stored_bytes"]!.uint64Value!), 0.5 * Double(r["input_bytes"]!.uint64Value!))
+        assertCheckout(publisher, "m@1.3.0", matches: v3)
+        XCTAssertEqual(cli(["verify"]).status, 0)
+    }
+
     func testAddStoresAFineTuneAsDeltasAgainstTheParent() throws {
         _ = try add("m@1.0.0", v1)
         let r = try add("m@1.1.0", v2)

@@ -147,16 +147,54 @@ extension Store {
     }
 
     /// `version`, or when its chunks are stored as deltas against another version, that one
-    /// (followed while it is itself a delta target, at most 64 steps).
-    func fullyStoredAncestor(of version: ResolvedVersion) throws -> ResolvedVersion {
+    /// (followed while it is itself a delta target, at most 64 steps). A version with no delta
+    /// set of its own can still hold only delta records: it has the bytes of an earlier delta
+    /// version (added again under a new number), so adding it wrote nothing. It is followed
+    /// through the set of a version with the same tree; nil when neither leads to full records
+    /// (a delta's base must be a full record, so such a base would yield no deltas at all).
+    func fullyStoredAncestor(of version: ResolvedVersion, index: ChunkIndex) throws -> ResolvedVersion? {
         var current = version
         let sets = try deltaSets()
-        for _ in 0..<64 {
-            guard let set = sets.first(where: { $0.target == current.id }), hasObject(set.base),
-                  let object = try? readVersion(set.base), let name = try? ModelName(object.name) else { return current }
-            current = ResolvedVersion(name: name, version: object.version, id: set.base, object: object)
+        func resolved(_ id: SHA256Digest) -> ResolvedVersion? {
+            // try?: a set naming a version this store cannot read leads nowhere, which nil says.
+            guard hasObject(id), let object = try? readVersion(id), let name = try? ModelName(object.name) else { return nil }
+            return ResolvedVersion(name: name, version: object.version, id: id, object: object)
         }
-        return current
+        for _ in 0..<64 {
+            if let set = sets.first(where: { $0.target == current.id }) {
+                guard let base = resolved(set.base) else { return nil }
+                current = base
+                continue
+            }
+            if try holdsFullWeights(current, index: index) { return current }
+            let twin = sets.lazy.compactMap { set -> ResolvedVersion? in
+                guard set.target != current.id, let t = resolved(set.target), t.object.tree == current.object.tree else { return nil }
+                return resolved(set.base)
+            }.first
+            guard let twin else { return nil }
+            current = twin
+        }
+        return nil
+    }
+
+    /// Whether every chunk of `version`'s weight files is stored as a full record (a version
+    /// whose tensors were stored as deltas keeps the header and tails in full, so all are asked).
+    func holdsFullWeights(_ version: ResolvedVersion, index: ChunkIndex) throws -> Bool {
+        let tree = try readTree(version.object.tree)
+        for f in tree.files where f.safetensors != nil {
+            for c in f.chunks where !index.containsFull(c.id) { return false }
+        }
+        return true
+    }
+
+    /// The version deltas of a new `version` of `name` are made against: the newest earlier
+    /// version that leads to full records (itself, or the base of its deltas).
+    func defaultDeltaBase(name: ModelName, before version: SemVer, index: ChunkIndex) throws -> ResolvedVersion? {
+        for p in try versions(of: name).filter({ $0.version < version }).reversed() {
+            let candidate = ResolvedVersion(name: name, version: p.version, id: p.id, object: try readVersion(p.id))
+            if let base = try fullyStoredAncestor(of: candidate, index: index) { return base }
+        }
+        return nil
     }
 
     public func add(name: ModelName, version: SemVer, inputs: [AddInput], options: AddOptions = AddOptions()) throws -> AddResult {
@@ -175,8 +213,8 @@ extension Store {
         if options.deltas {
             if let ref = options.deltaBase {
                 deltaBase = try resolve(ref)
-            } else if let p = try versions(of: name).last(where: { $0.version < version }) {
-                deltaBase = try fullyStoredAncestor(of: ResolvedVersion(name: name, version: p.version, id: p.id, object: try readVersion(p.id)))
+            } else {
+                deltaBase = try defaultDeltaBase(name: name, before: version, index: existing)
             }
         }
         let ingester = ChunkIngester(store: self, existing: existing, directory: work.path,
