@@ -40,7 +40,10 @@ let addCommand = Command(
     Adding an existing NAME@VERSION with the same content does nothing; with different content it is refused.
     New chunks of BF16/F16/F32 tensors whose name, dtype and shape match a tensor of the previous
     version are also stored as deltas against it (what a device holding that version downloads).
-      --card FILE            model card (model_card.yaml or .json): provenance stored inside the version
+      --card FILE            model card (model_card.yaml or .json): provenance stored inside the version.
+                             A Hugging Face cache snapshot (models--ORG--NAME/snapshots/REV/) is stored
+                             as its files (not the links into blobs/), and the card gains
+                             source: {hub, repository, revision} unless it has a source
       --depends NAME@RANGE   a model this version needs (repeatable); must resolve in this store
       --delta-base REF       make deltas against this version instead of the previous one
       --no-delta             store full records only
@@ -56,6 +59,13 @@ let addCommand = Command(
     let inputs = try AddInputs.collect(Array(a.positionals.dropFirst()))
     var options = AddOptions()
     if let card = a.value("--card") { options.card = try ModelCard.load(path: card) }
+    // A Hugging Face cache snapshot records where it came from, unless the card says already.
+    if let (repository, revision) = a.positionals.dropFirst().lazy.compactMap(AddInputs.huggingFaceSnapshot).first,
+       options.card?["source"] == nil {
+        var card = options.card?.objectValue ?? [:]
+        card["source"] = .object(["hub": .string("huggingface"), "repository": .string(repository), "revision": .string(revision)])
+        options.card = .object(card)
+    }
     for d in a.all("--depends") {
         guard let at = d.firstIndex(of: "@"), at != d.startIndex, d.index(after: at) != d.endIndex else {
             throw SLMError.argument("add: --depends \"\(d)\" must be NAME@RANGE, e.g. base-tokenizer@^1.0")

@@ -233,3 +233,35 @@ final class TerminalEscapeTests: XCTestCase {
         XCTAssertTrue("\(json)".contains(evilFile) || (json["files"]?.arrayValue?.contains { $0["path"]?.stringValue == evilFile } ?? false), "\(json)")
     }
 }
+
+/// #31: a Hugging Face cache snapshot (files are links into ../../blobs) is stored as its files,
+/// and the version records the repository and revision it came from.
+final class HuggingFaceSnapshotTests: XCTestCase {
+    func testASnapshotDirectoryIsStoredAsItsFilesWithTheRevisionInProvenance() throws {
+        let dir = TestSupport.scratch()
+        let repo = dir + "/hub/models--sentence-transformers--all-MiniLM-L6-v2"
+        let revision = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+        let snapshot = "\(repo)/snapshots/\(revision)"
+        let weights = TestSupport.safetensors([("w", "F32", [1000], TestSupport.random(4000, seed: 5))])
+        let config = Array("{\"hidden_size\": 384}\n".utf8)
+        TestSupport.write(weights, to: repo + "/blobs/aaaa")
+        TestSupport.write(config, to: repo + "/blobs/bbbb")
+        try FileSystem.makeDirectories(snapshot + "/1_Pooling")
+        try FileManager.default.createSymbolicLink(atPath: snapshot + "/model.safetensors", withDestinationPath: "../../blobs/aaaa")
+        try FileManager.default.createSymbolicLink(atPath: snapshot + "/1_Pooling/config.json", withDestinationPath: "../../../blobs/bbbb")
+        let store = dir + "/store"
+        let r = TestSupport.cli(["add", "minilm@1.0.0", snapshot], store: store)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let out = dir + "/out"
+        XCTAssertEqual(TestSupport.cli(["checkout", "minilm@1.0.0", out], store: store).status, 0)
+        XCTAssertEqual(TestSupport.read(out + "/model.safetensors"), weights)
+        XCTAssertEqual(TestSupport.read(out + "/1_Pooling/config.json"), config)
+        var st = stat()
+        XCTAssertEqual(lstat(out + "/model.safetensors", &st), 0)
+        XCTAssertEqual(st.st_mode & S_IFMT, S_IFREG, "stored as a file, not a link")
+        let shown = try TestSupport.json(TestSupport.cli(["show", "minilm@1.0.0", "--json"], store: store))
+        XCTAssertEqual(shown["card"]?["source"]?["repository"]?.stringValue, "sentence-transformers/all-MiniLM-L6-v2")
+        XCTAssertEqual(shown["card"]?["source"]?["revision"]?.stringValue, revision)
+        XCTAssertEqual(shown["card"]?["source"]?["hub"]?.stringValue, "huggingface")
+    }
+}

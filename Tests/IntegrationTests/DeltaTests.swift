@@ -49,6 +49,46 @@ final class DeltaTests: XCTestCase {
         XCTAssertSameBytes(TestSupport.read(out + "/model.safetensors"), TestSupport.read(source + "/model.safetensors"), ref, file: file, line: line)
     }
 
+    /// #31: a fine-tune whose largest tensor moved to another shard (Hugging Face sharding,
+    /// with model.safetensors.index.json) is still stored as tensor deltas: tensors are paired
+    /// by name across the version's weight files, not only within the same path.
+    func testATensorThatMovedToAnotherShardStillGetsDeltas() throws {
+        let big = TestSupport.bf16Like(1_500_000, seed: 21), small = TestSupport.bf16Like(100_000, seed: 22)
+        func tuned(_ b: [UInt8]) -> [UInt8] {
+            var t = b
+            for i in stride(from: 0, to: t.count, by: 16) { t[i] ^= 1 }
+            return t
+        }
+        let (s1, s2) = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
+        func write(_ dir: String, _ first: [(String, String, [Int], [UInt8])], _ second: [(String, String, [Int], [UInt8])]) {
+            TestSupport.write(TestSupport.safetensors(first), to: "\(dir)/\(s1)")
+            TestSupport.write(TestSupport.safetensors(second), to: "\(dir)/\(s2)")
+            var map: [String: JSONValue] = [:]
+            for (n, _, _, _) in first { map[n] = .string(s1) }
+            for (n, _, _, _) in second { map[n] = .string(s2) }
+            TestSupport.write(Array(JSONValue.object(["weight_map": .object(map)]).prettyString().utf8), to: dir + "/model.safetensors.index.json")
+        }
+        // v1: the big tensor in shard 1; v2: fine-tuned, and moved to shard 2.
+        write(dir + "/shards1", [("a", "BF16", [50_000], small), ("big", "BF16", [750_000], big)], [("c", "BF16", [50_000], small)])
+        write(dir + "/shards2", [("a", "BF16", [50_000], tuned(small))], [("big", "BF16", [750_000], tuned(big)), ("c", "BF16", [50_000], tuned(small))])
+        _ = try add("m@1.0.0", dir + "/shards1")
+        let r = try add("m@1.1.0", dir + "/shards2")
+        let input = Double(r["input_bytes"]!.uint64Value!)
+        XCTAssertGreaterThan(r["delta_chunks"]!.uint64Value!, 10)
+        // Without pairing across shards the moved tensor (most of the bytes) is stored in full.
+        XCTAssertLessThan(Double(r["stored_bytes"]!.uint64Value!), 0.4 * input)
+        let out = dir + "/co-shards"
+        XCTAssertEqual(cli(["checkout", "m@1.1.0", out]).status, 0)
+        for f in [s1, s2, "model.safetensors.index.json"] {
+            XCTAssertSameBytes(TestSupport.read(out + "/" + f), TestSupport.read(dir + "/shards2/" + f), f)
+        }
+        // A device holding 1.0.0 downloads the deltas, not the moved tensor's full records.
+        XCTAssertEqual(cli(["push", remote]).status, 0)
+        _ = try pull(dir + "/edge", "m@1.0.0")
+        let update = try pull(dir + "/edge", "m@1.1.0")
+        XCTAssertLessThan(Double(update["bytes_downloaded"]!.uint64Value!), 0.4 * input)
+    }
+
     /// #31's writer bug: 1.2.0 has the bytes of 1.1.0, whose chunks are delta records against
     /// 1.0.0, so adding 1.2.0 wrote no delta set of its own. A fine-tune of it must still be
     /// stored as deltas (against 1.0.0, where full records are), not as full records.

@@ -89,6 +89,19 @@ public enum AddInputs {
         return inputs
     }
 
+    /// The Hugging Face Hub repository and revision of a cache snapshot directory
+    /// (`.../models--ORG--NAME/snapshots/<40 hex>`), whose files are links into `../../blobs`;
+    /// `collect` stores the files they point to under the snapshot's names. Nil for other paths.
+    public static func huggingFaceSnapshot(_ path: String) -> (repository: String, revision: String)? {
+        let parts = FileSystem.absolutePath(path).split(separator: "/").map(String.init)
+        guard parts.count >= 3, parts[parts.count - 2] == "snapshots" else { return nil }
+        let revision = parts[parts.count - 1], cache = parts[parts.count - 3]
+        guard revision.count == 40, revision.allSatisfy(\.isHexDigit), cache.hasPrefix("models--") else { return nil }
+        let repository = cache.dropFirst("models--".count).replacingOccurrences(of: "--", with: "/")
+        guard !repository.isEmpty else { return nil }
+        return (repository, revision)
+    }
+
     /// Every readable regular file below `dir`, skipping what cannot be used (for seeds).
     public static func collectLenient(_ dir: String) throws -> [AddInput] {
         var out: [AddInput] = []

@@ -172,7 +172,7 @@ final class ChunkIngester {
         let existing = self.existing
         let cutter = BlockCutter(file: file, path: input.sourcePath, size: size, cdc: cdc, header: input.safetensors,
                                  capacity: blockSize + cdc.parameters.maxSize,
-                                 deltaTarget: input.safetensors == nil ? nil : DeltaTarget(base: deltaBase?.deltaBaseFile(for: input.treePath)),
+                                 deltaTarget: input.safetensors == nil ? nil : deltaBase.flatMap { DeltaTarget(bases: $0.deltaBaseFiles(for: input.treePath)) },
                                  usableBase: { existing.containsFull($0) })
         let sha = SHA256Hasher()
         var refs: [ChunkRef] = []

@@ -23,56 +23,67 @@ struct DeltaCandidate {
 }
 
 extension TreeObject {
-    /// The file of this (base) version a target file at `path` is lined up with: the file at the
-    /// same path, else the only safetensors file when there is just one (a renamed model file).
-    func deltaBaseFile(for path: String) -> FileEntry? {
-        if let f = file(path), f.safetensors != nil { return f }
+    /// The files of this (base) version a target file at `path` is lined up with, tensors
+    /// matched by name: the file at the same path first, then every other weight file, so a
+    /// tensor that moved to another shard (`model-0000N-of-0000M.safetensors`) or a renamed
+    /// model file still finds its base.
+    func deltaBaseFiles(for path: String) -> [FileEntry] {
         let weights = files.filter { $0.safetensors != nil }
-        return weights.count == 1 ? weights[0] : nil
+        guard let same = file(path), same.safetensors != nil else { return weights }
+        return [same] + weights.filter { $0.path != path }
     }
 }
 
-/// One file of the base version, prepared for lining chunks of the target's file up with it.
+/// The files of the base version, prepared for lining chunks of one target file up with them.
 struct DeltaTarget {
-    let file: FileEntry
-    let header: SafetensorsHeader
-    private let tensors: [String: TensorInfo]
-    /// File offset of each base chunk, plus the file size.
-    private let starts: [UInt64]
+    private struct BaseFile {
+        let file: FileEntry
+        let header: SafetensorsHeader
+        /// File offset of each base chunk, plus the file size.
+        let starts: [UInt64]
+    }
+    private let files: [BaseFile]
+    /// Tensor name -> the first base file (in `deltaBaseFiles` order) that has it.
+    private let tensors: [String: (file: Int, info: TensorInfo)]
 
-    init?(base: FileEntry?) {
-        guard let base, let header = base.safetensors else { return nil }
-        file = base
-        self.header = header
-        var byName: [String: TensorInfo] = [:]
-        for t in header.tensors { byName[t.name] = t }
+    init?(bases: [FileEntry]) {
+        var files: [BaseFile] = []
+        var byName: [String: (file: Int, info: TensorInfo)] = [:]
+        for base in bases {
+            guard let header = base.safetensors else { continue }
+            for t in header.tensors where byName[t.name] == nil { byName[t.name] = (files.count, t) }
+            var starts: [UInt64] = []
+            starts.reserveCapacity(base.chunks.count + 1)
+            var at: UInt64 = 0
+            for c in base.chunks { starts.append(at); at += UInt64(c.rawLength) }
+            starts.append(at)
+            files.append(BaseFile(file: base, header: header, starts: starts))
+        }
+        guard !files.isEmpty else { return nil }
+        self.files = files
         tensors = byName
-        var starts: [UInt64] = []
-        starts.reserveCapacity(base.chunks.count + 1)
-        var at: UInt64 = 0
-        for c in base.chunks { starts.append(at); at += UInt64(c.rawLength) }
-        starts.append(at)
-        self.starts = starts
     }
 
     /// The base chunks holding the bytes at the same element positions as `range` (file offsets
     /// of a chunk lying wholly in `tensor`, which starts at `tensorStart`), and the offset into
-    /// the first; nil unless the base has a tensor of the same name, dtype and shape, the range
-    /// needs at most `DeltaHeader.maxBases` chunks, and `usable` accepts each of them.
+    /// the first; nil unless a base file has a tensor of the same name, dtype and shape, the
+    /// range needs at most `DeltaHeader.maxBases` chunks, and `usable` accepts each of them.
     func bases(for range: Range<UInt64>, in tensor: TensorInfo, tensorStart: UInt64,
                usable: (ChunkID) -> Bool) -> (bases: [ChunkRef], offset: UInt32)? {
-        guard let bt = tensors[tensor.name], bt.dtype == tensor.dtype, bt.shape == tensor.shape else { return nil }
-        let b0 = header.dataStart + bt.begin + (range.lowerBound - tensorStart)
+        guard let (fi, bt) = tensors[tensor.name], bt.dtype == tensor.dtype, bt.shape == tensor.shape else { return nil }
+        let base = files[fi]
+        let b0 = base.header.dataStart + bt.begin + (range.lowerBound - tensorStart)
         let b1 = b0 + UInt64(range.count)
+        let starts = base.starts, chunks = base.file.chunks
         guard b1 <= starts[starts.count - 1] else { return nil }
         // The last base chunk starting at or before b0, then forward until b1 is covered.
-        var lo = 0, hi = file.chunks.count
+        var lo = 0, hi = chunks.count
         while lo + 1 < hi { let mid = (lo + hi) / 2; if starts[mid] <= b0 { lo = mid } else { hi = mid } }
         var refs: [ChunkRef] = []
         var k = lo
-        while k < file.chunks.count && starts[k] < b1 {
-            guard refs.count < DeltaHeader.maxBases, usable(file.chunks[k].id) else { return nil }
-            refs.append(file.chunks[k]); k += 1
+        while k < chunks.count && starts[k] < b1 {
+            guard refs.count < DeltaHeader.maxBases, usable(chunks[k].id) else { return nil }
+            refs.append(chunks[k]); k += 1
         }
         guard !refs.isEmpty, starts[k] >= b1 else { return nil }
         return (refs, UInt32(b0 - starts[lo]))
@@ -82,14 +93,15 @@ struct DeltaTarget {
 enum DeltaPlanner {
     /// The chunks of `target` that `base` lacks and that can be expressed against it, each with
     /// its base chunks. Only a chunk wholly inside one BF16/F16/F32 tensor qualifies, and only
-    /// when the base's file at the same path has a tensor of the same name, dtype and shape.
+    /// when a weight file of the base (the same path first) has a tensor of the same name,
+    /// dtype and shape.
     static func candidates(target: TreeObject, base: TreeObject, usable: (ChunkID) -> Bool = { _ in true }) -> [DeltaCandidate] {
         var baseChunks = Set<ChunkID>()
         for f in base.files { for c in f.chunks { baseChunks.insert(c.id) } }
         var seen = Set<ChunkID>()
         var out: [DeltaCandidate] = []
         for (fi, f) in target.files.enumerated() {
-            guard let st = f.safetensors, let b = DeltaTarget(base: base.deltaBaseFile(for: f.path)) else { continue }
+            guard let st = f.safetensors, let b = DeltaTarget(bases: base.deltaBaseFiles(for: f.path)) else { continue }
             var offset: UInt64 = 0
             var ti = 0
             for c in f.chunks {
