@@ -3,7 +3,7 @@
 import Foundation
 import SLMStoreKit
 
-let syncCommands: [Command] = [syncCommand, statusCommand]
+let syncCommands: [Command] = [syncCommand, statusCommand, fleetCommand]
 
 let syncCommand = Command(
     name: "sync", summary: "Keep installed models on the versions a remote's stages point to (daemon)",
@@ -35,11 +35,16 @@ let syncCommand = Command(
       --memory-budget B     the peak memory a round's pull and install are sized for (default
                             64M; see `pull --help`). Between rounds the daemon returns its heap
                             and the code pages the round ran to the system.
+      --report-url URL      PUT each round's device report to URL/<device id>.json (an nginx WebDAV
+                            location, say); without it the report goes into the remote's reports/
+                            when this device may write there (a directory, s3:// with its own
+                            credentials). A report names versions and states, never credentials.
+      --no-report           send no device reports
       --once   one round; exit 0 when up to date, 1 if the round failed
     """,
     spec: OptionSpec(values: Set(["--to", "--follow", "--interval", "--keep", "--on-update", "--max-rate", "--log-format", "--max-backoff", "--endpoint",
-                              "--device-id", "--health-check", "--health-timeout", "--config", "--memory-budget", "--trust", "--token-file", "--netrc-file", "--max-install-size", "--max-expansion"]).union(tlsOptionNames),
-                     repeatable: ["--follow", "--trust"], flags: ["--once", "--no-delta"])
+                              "--device-id", "--health-check", "--health-timeout", "--config", "--memory-budget", "--trust", "--token-file", "--netrc-file", "--max-install-size", "--max-expansion", "--report-url"]).union(tlsOptionNames),
+                     repeatable: ["--follow", "--trust"], flags: ["--once", "--no-delta", "--no-report"])
 ) { a0, ctx in
     // --config FILE: the same settings as "key = value" lines (remote, to, follow (repeatable),
     // interval, keep, on-update, health-check, health-timeout, max-rate, max-backoff, log-format,
@@ -68,6 +73,8 @@ let syncCommand = Command(
     if let x = a.value("--max-expansion") { o.maxExpansion = try parseExpansion(x) }
     o.credentials.netrcFile = a.value("--netrc-file")
     o.tls = tlsFiles(a)
+    o.report = !a.has("--no-report")
+    o.reportURL = a.value("--report-url")
     if let b = a.value("--memory-budget") { o.memoryBudget = try parseSize(b, option: "--memory-budget") }
     o.healthCheck = a.value("--health-check")
     if let t = a.value("--health-timeout") { o.healthTimeout = try parseDuration(t, option: "--health-timeout") }
@@ -167,7 +174,7 @@ func parseDuration(_ s: String, option: String) throws -> Double {
 enum SyncConfigFile {
     static let keys: Set<String> = ["remote", "to", "follow", "interval", "keep", "on-update", "health-check", "health-timeout",
                                     "max-rate", "max-backoff", "log-format", "endpoint", "device-id", "store", "memory-budget", "trust", "token-file", "netrc-file", "max-install-size",
-                                    "max-expansion", "cacert", "cert", "key"]
+                                    "max-expansion", "cacert", "cert", "key", "report-url"]
 
     static func merge(_ path: String, into a: ParsedArguments) throws -> ParsedArguments {
         let text: String
@@ -201,4 +208,66 @@ enum SyncConfigFile {
 func parseExpansion(_ s: String) throws -> UInt64 {
     guard let n = UInt64(s), n <= 1 << 20 else { throw SLMError.argument("--max-expansion must be a whole number from 0 (no limit) to 1048576, not \"\(s)\"") }
     return n
+}
+
+let fleetCommand = Command(
+    name: "fleet", summary: "What the devices report: per model and version, who runs it, is going for it, rejected or failed it",
+    usage: "slmstore fleet REMOTE [--silent-after 24h] [--endpoint URL] [--json]",
+    details: """
+    Reads the device reports under REMOTE's reports/ (a directory or s3://; what `sync` writes after
+    each round) and counts, per model and version: devices running it, going for it (pending),
+    that rejected it (health check) or failed on it, and running it but silent for longer than
+    --silent-after (default 24h). Each active rollout in the manifest is shown with its share and
+    failure rate (rejected + failed over the devices that took it). Reports that cannot be read
+    are listed, not counted.
+      --json   devices, models {model: {version: {running, pending, rejected, failed, silent,
+               bytes_fetched}}}, rollouts, silent_devices, damaged
+    """,
+    spec: OptionSpec(values: Set(["--silent-after", "--endpoint"]).union(tlsOptionNames), flags: ["--json"])
+) { a, _ in
+    try requirePositionals(a, "fleet", min: 1, max: 1, usage: "slmstore fleet REMOTE")
+    let silentAfter = try a.value("--silent-after").map { try parseDuration($0, option: "--silent-after") } ?? 86400
+    var remoteOptions = Remotes.Options()
+    remoteOptions.endpoint = a.value("--endpoint")
+    remoteOptions.tls = tlsFiles(a)
+    let remote = try Remotes.open(a.positionals[0], options: remoteOptions)
+    // The rollouts come from the manifest; a remote without one still has reports to count.
+    var manifest: Manifest? = nil
+    if let bytes = try remote.read(RemoteLayout.manifest, limit: Manifest.maxEncodedSize) {
+        manifest = try Manifest.decode(bytes, source: "\(remote.location)/\(RemoteLayout.manifest)")
+    }
+    let view = try Fleet.view(of: remote, manifest: manifest, now: time(nil), silentAfter: silentAfter)
+    func counts(_ c: FleetView.Counts) -> JSONValue {
+        .object(["running": .int(c.running), "pending": .int(c.pending), "rejected": .int(c.rejected), "failed": .int(c.failed),
+                 "silent": .int(c.silent), "bytes_fetched": .int(c.bytesFetched), "failure_rate": .double((c.failureRate * 10000).rounded() / 10000)])
+    }
+    if a.has("--json") {
+        Output.json(.object([
+            "devices": .int(view.devices),
+            "models": .object(view.models.mapValues { .object($0.mapValues(counts)) }),
+            "rollouts": .array(view.rollouts.map { .object(["model": .string($0.model), "stage": .string($0.stage), "version": .string($0.version),
+                                                            "percent": .double($0.percent), "counts": counts($0.counts)]) }),
+            "silent_devices": .array(view.silentDevices.map { .string($0) }),
+            "damaged": .array(view.damaged.map { .string($0) }),
+        ]))
+        return 0
+    }
+    print("\(view.devices) devices reporting to \(remote.location)")
+    var rows = [["MODEL", "VERSION", "RUNNING", "PENDING", "REJECTED", "FAILED", "SILENT"]]
+    for (model, versions) in view.models.sorted(by: { $0.key < $1.key }) {
+        for (v, c) in versions.sorted(by: { a, b in
+            // Versions in reports were checked as SemVer when decoded.
+            guard let x = try? SemVer(a.key), let y = try? SemVer(b.key) else { return a.key < b.key }
+            return x < y
+        }) {
+            rows.append([model, v, "\(c.running)", "\(c.pending)", "\(c.rejected)", "\(c.failed)", "\(c.silent)"])
+        }
+    }
+    if rows.count > 1 { print(Output.table(rows)) }
+    for r in view.rollouts {
+        print("rollout \(r.model)@\(r.stage) -> \(r.version) at \(Output.fixed(r.percent, 1))%: \(r.counts.running) running, \(r.counts.rejected + r.counts.failed) rejected or failed (\(Output.fixed(r.counts.failureRate * 100, 1))%)")
+    }
+    if !view.silentDevices.isEmpty { print("silent for more than \(Int(silentAfter)) s: \(view.silentDevices.joined(separator: ", "))") }
+    for d in view.damaged { Output.warning(d) }
+    return 0
 }

@@ -185,6 +185,20 @@ final class S3Tests: XCTestCase {
         XCTAssertSameBytes(TestSupport.read(dir + "/device-ok/current/weights.bin"), TestSupport.random(3 << 20, seed: 1))
     }
 
+    /// #29: a device syncing from a bucket writes its report into reports/ with its own
+    /// credentials, and `fleet` on the bucket counts it.
+    func testADeviceReportsIntoTheBucketAndFleetCountsIt() throws {
+        add("m@1.0.0", size: 1 << 20, seed: 1)
+        XCTAssertEqual(cli(["push", remote, "--no-web"]).status, 0)
+        let r = cli(["sync", remote, "--to", dir + "/dev", "--follow", "m@^1", "--once", "--device-id", "edge-7", "--store", dir + "/dev-store"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        let report = try DeviceReport.decode(Array(try moto.aws(["s3", "cp", remote + "/reports/edge-7.json", "-"]).utf8), source: "s3")
+        XCTAssertEqual(report.models["m"]?.installed, "1.0.0")
+        let fleet = cli(["fleet", remote, "--json"])
+        XCTAssertEqual(fleet.status, 0, fleet.stderr)
+        XCTAssertEqual(try TestSupport.json(fleet)["models"]?["m"]?["1.0.0"]?["running"]?.int64Value, 1)
+    }
+
     /// Finding 8 of #28: an endpoint that answers writes with a 307 to another host. The
     /// redirect is never followed (the other host sees nothing: no token, no empty body), push
     /// fails, and the bucket's manifest is what the last good push wrote.

@@ -35,7 +35,9 @@ public final class NginxServer {
         case redirect(to: String)
     }
 
-    public init(serving root: String, port fixedPort: Int? = nil, limitRate: String? = nil, auth: Auth? = nil, tls: TLS? = nil) throws {
+    /// `acceptPut`: nginx's WebDAV PUT (creating directories), as a device-report sink.
+    public init(serving root: String, port fixedPort: Int? = nil, limitRate: String? = nil, auth: Auth? = nil, tls: TLS? = nil,
+                acceptPut: Bool = false) throws {
         self.root = root
         self.tls = tls
         self.port = fixedPort ?? freePort()
@@ -74,7 +76,7 @@ public final class NginxServer {
                 \(tls?.clientCA.map { "ssl_client_certificate \($0); ssl_verify_client on;" } ?? "")
                 root \(root);
                 \(limitRate.map { "limit_rate \($0);" } ?? "")
-                location / { \(location) }
+                location / { \(location) \(acceptPut ? "dav_methods PUT; create_full_put_path on; dav_access user:rw group:r all:r;" : "") }
             }
         }
         """

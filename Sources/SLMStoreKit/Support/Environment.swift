@@ -18,6 +18,21 @@ public enum Timestamp {
         return "\(date[0])-\(date[1])-\(date[2])T\(clock[0]):\(clock[1]):\(clock[2])Z"
     }
 
+    /// The Unix time of an RFC 3339 UTC time in the form `format` writes; nil for anything else.
+    public static func parse(_ s: String) -> time_t? {
+        let u = Array(s.utf8)
+        guard u.count == 20, u[4] == 0x2d, u[7] == 0x2d, u[10] == 0x54, u[13] == 0x3a, u[16] == 0x3a, u[19] == 0x5a else { return nil }
+        func num(_ r: Range<Int>) -> Int32? {
+            guard u[r].allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+            return Int32(String(decoding: u[r], as: UTF8.self))
+        }
+        guard let y = num(0..<4), let mo = num(5..<7), let d = num(8..<10), let h = num(11..<13), let mi = num(14..<16), let se = num(17..<19),
+              (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, se < 61 else { return nil }
+        var t = tm()
+        (t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec) = (y - 1900, mo - 1, d, h, mi, se)
+        return timegm(&t)
+    }
+
     /// SigV4's basic ISO 8601 form in UTC, e.g. 20261129T040550Z.
     public static func compact(_ t: time_t) -> String {
         let (date, clock) = fields(t)

@@ -38,6 +38,10 @@ public struct SyncOptions: Sendable {
     public var credentials = HTTPCredentials.Sources()
     /// A private CA and a client certificate for the remote (mutual TLS).
     public var tls = Remotes.TLSFiles()
+    /// Send a device report after each round (DeviceReport): to `reportURL` by PUT when given,
+    /// else into the remote's reports/ when this device may write there (a directory, S3).
+    public var report = true
+    public var reportURL: String?
 
     public init(remote: String, installRoot: String, follow: [(ModelName, String)]) {
         self.remote = remote
@@ -204,6 +208,10 @@ public final class SyncDaemon {
     }
 
     private var pendingRecovered: [String] = []
+    /// The model the round is working on (a failure is reported against it) and what each
+    /// model downloaded this round.
+    private var roundModel: String?
+    private var roundBytes: [String: UInt64] = [:]
     /// The signed release this round accepted (nil when the device does not check releases).
     private var roundRelease: SignedRelease?
 
@@ -247,6 +255,10 @@ public final class SyncDaemon {
         }
         state.rounds += 1
         state.lastRound = Timestamp.now()
+        roundModel = nil
+        roundBytes = [:]
+        var failure: Error? = nil
+        defer { sendReport(failure: failure) }
         do {
             let updates = try syncOnce()
             if state.consecutiveFailures > 0 {
@@ -260,17 +272,20 @@ public final class SyncDaemon {
             saveState()
             return true
         } catch SLMError.cancelled {
+            failure = SLMError.cancelled
             // A stop request, not a fault: what was verified is kept for the next start.
             log("round", "interrupted by a stop request; resuming at the next start")
             saveState()
             return false
         } catch let error as SLMError where { if case .unsupportedFormat = error { return true } else { return false } }() {
             fatalError = error
+            failure = error
             state.lastError = error.description
             log("error", "\(error.description); keeping the installed versions and stopping (no retry can fix this)")
             saveState()
             return false
         } catch {
+            failure = error
             state.consecutiveFailures += 1
             state.faults += 1
             let message = (error as? SLMError)?.description ?? "\(error)"
@@ -338,6 +353,7 @@ public final class SyncDaemon {
         var updates = 0
         for (name, selector) in options.follow {
             if isStopping { break }
+            roundModel = name.value
             var (target, targetID) = try RemoteSelection.select(name, selector, in: manifest, location: remote.location)
             let dir = try InstallDirectory.forModel(name, under: options.installRoot)
             var rejected = try RejectedVersions.load(dir)
@@ -388,6 +404,7 @@ public final class SyncDaemon {
                 pull.isCancelled = { stop.isSet }
                 let r = try store.pull(from: remote, ref: .exact(name, target), options: pull)
                 pulled = r
+                roundBytes[name.value] = r.bytesDownloaded
                 guard r.versionID == targetID else {
                     throw SLMError.remote(url: remote.location, problem: "\(name)@\(target) is \(r.versionID.hex.prefix(12)) but the manifest says \(targetID.hex.prefix(12))")
                 }
@@ -442,7 +459,68 @@ public final class SyncDaemon {
             runHook(model: name.value, old: current, new: target.description)
             prune(name, dir)
         }
+        roundModel = nil
         return updates
+    }
+
+    /// The round's report: how each followed model stands. Sending it never fails the round
+    /// (a device that cannot report still updates); a failure to send is logged.
+    private func sendReport(failure: Error?) {
+        guard options.report, failure.map({ if case SLMError.cancelled = $0 { return false } else { return true } }) ?? true else { return }
+        var models: [String: DeviceReport.Model] = [:]
+        for (name, _) in options.follow.prefix(DeviceReport.maxModels) {
+            let m = state.models[name.value] ?? SyncState.Model()
+            let installed = InstallDirectory(root: "\(options.installRoot)/\(name.value)").current()
+            var entry = DeviceReport.Model(installed: installed, target: m.remoteVersion, state: .pending, bytesFetched: roundBytes[name.value] ?? 0)
+            if let failure, roundModel == nil || roundModel == name.value {
+                entry.state = .failed
+                entry.errorClass = DeviceReport.errorClass(failure)
+            } else if let t = m.remoteVersion, t != installed, m.rejected.contains(t) {
+                entry.state = .rejected
+            } else if m.remoteVersion != nil, m.remoteVersion == installed {
+                entry.state = .installed
+            }
+            models[name.value] = entry
+        }
+        let report = DeviceReport(device: deviceID, time: Timestamp.now(), models: models)
+        guard let bytes = report.encoded() else {
+            log("report", "not sent: the report would pass \(DeviceReport.maxEncodedSize) bytes")
+            return
+        }
+        let file = DeviceReport.fileName(device: deviceID)
+        do {
+            if let base = options.reportURL {
+                try putReport(bytes, to: base, file: file)
+            } else if remote.isWritable {
+                try remote.write("\(DeviceReport.directory)/\(file)", bytes: bytes)
+            }
+        } catch {
+            log("report", "could not send the device report: \((error as? SLMError)?.description ?? "\(error)")")
+        }
+    }
+
+    /// PUT to `<base>/<file>` (nginx's WebDAV PUT, or any endpoint that stores what it is sent),
+    /// with the credentials and TLS files the remote uses for that host.
+    private func putReport(_ bytes: [UInt8], to base: String, file: String) throws {
+        guard let url = URL(string: (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/" + file), url.host != nil,
+              url.scheme == "http" || url.scheme == "https" else {
+            throw SLMError.argument("--report-url \"\(HTTPCredentials.redact(base))\" is not an http(s) URL")
+        }
+        var policy = HTTPClient.Policy()
+        policy.timeout = 10
+        policy.deadline = 30
+        let stop = self.stop
+        policy.isCancelled = { stop.isSet }
+        try options.tls.resolved(environment: ProcessInfo.processInfo.environment).apply(to: &policy)
+        var sources = options.credentials
+        sources.environment = ProcessInfo.processInfo.environment
+        var headers = ["Content-Type": "application/json"]
+        if let c = try HTTPCredentials.resolve(for: url, sources: sources) { headers["Authorization"] = c.authorization }
+        let r = try HTTPClient(policy: policy).perform(URL(string: HTTPCredentials.redact(url.absoluteString)) ?? url, method: "PUT",
+                                                       headers: headers, body: bytes, limit: 64 << 10)
+        guard (200..<300).contains(r.status) else {
+            throw SLMError.remoteStatus(url: HTTPCredentials.redact(url.absoluteString), status: r.status, problem: "the report was not stored")
+        }
     }
 
     /// The install's decode batches, sized by the memory budget as the pull's buffers are.

@@ -1,0 +1,108 @@
+import XCTest
+@testable import SLMStoreKit
+import SLMTestSupport
+
+/// #29 (device reports and the fleet view): each sync round leaves a small report on the
+/// remote (or PUTs it to a report URL), and `slmstore fleet` counts who runs, goes for, rejects
+/// or fails on each version, from real daemons' reports.
+final class FleetTests: XCTestCase {
+    var dir = ""
+    var publisher = ""
+    var remote = ""
+
+    override func setUpWithError() throws {
+        dir = TestSupport.scratch()
+        publisher = dir + "/publisher"
+        remote = dir + "/remote"
+        for (v, seed) in [("1.0.0", UInt64(1)), ("1.1.0", UInt64(2))] {
+            TestSupport.write(TestSupport.safetensors([("w", "BF16", [50_000], TestSupport.bf16Like(100_000, seed: seed))]), to: "\(dir)/src-\(v)/model.safetensors")
+            XCTAssertEqual(TestSupport.cli(["add", "intent@\(v)", "\(dir)/src-\(v)"], store: publisher).status, 0)
+        }
+        promote("1.0.0")
+    }
+
+    func promote(_ v: String) {
+        XCTAssertEqual(TestSupport.cli(["promote", "intent@\(v)", "production", "--skip-staging", "--allow-breaking"], store: publisher).status, 0)
+        XCTAssertEqual(TestSupport.cli(["push", remote, "--no-web"], store: publisher).status, 0)
+    }
+
+    @discardableResult
+    func sync(_ device: String, from url: String? = nil, _ extra: [String] = [], env: [String: String] = [:]) -> TestSupport.Run {
+        TestSupport.cli(["sync", url ?? remote, "--to", "\(dir)/\(device)", "--follow", "intent@production", "--once", "--device-id", device,
+                         "--store", "\(dir)/\(device)-store", "--keep", "2"] + extra, environment: env)
+    }
+
+    func fleet(_ extra: [String] = []) throws -> JSONValue {
+        let r = TestSupport.cli(["fleet", remote, "--json"] + extra)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        return try TestSupport.json(r)
+    }
+
+    func testReportsFromDaemonsAreCountedPerVersionWithRejectionsAndSilence() throws {
+        for d in ["d1", "d2", "d3"] { XCTAssertEqual(sync(d).status, 0) }
+        XCTAssertEqual(try FileSystem.listDirectory(remote + "/reports").sorted(), ["d1.json", "d2.json", "d3.json"])
+        var view = try fleet()
+        XCTAssertEqual(view["devices"]?.int64Value, 3)
+        XCTAssertEqual(view["models"]?["intent"]?["1.0.0"]?["running"]?.int64Value, 3)
+        promote("1.1.0")
+        // d1's health check fails (it goes back and rejects 1.1.0), d2 takes it, d3 stays silent.
+        sync("d1", ["--health-check", "false"])
+        XCTAssertEqual(sync("d2").status, 0)
+        view = try fleet()
+        XCTAssertEqual(view["models"]?["intent"]?["1.1.0"]?["running"]?.int64Value, 1)
+        XCTAssertEqual(view["models"]?["intent"]?["1.1.0"]?["rejected"]?.int64Value, 1)
+        XCTAssertEqual(view["models"]?["intent"]?["1.1.0"]?["failure_rate"]?.doubleValue, 0.5)
+        XCTAssertEqual(view["models"]?["intent"]?["1.0.0"]?["running"]?.int64Value, 2)
+        XCTAssertGreaterThan(view["models"]?["intent"]?["1.1.0"]?["bytes_fetched"]?.int64Value ?? 0, 0)
+        let report = try DeviceReport.decode(TestSupport.read(remote + "/reports/d1.json"), source: "d1")
+        XCTAssertEqual(report.models["intent"]?.state, .rejected)
+        XCTAssertEqual(report.models["intent"]?.installed, "1.0.0")
+        XCTAssertEqual(report.models["intent"]?.target, "1.1.0")
+        // Silence: every report is older than a millisecond by now.
+        Thread.sleep(forTimeInterval: 1.1)
+        XCTAssertEqual(try fleet(["--silent-after", "1ms"])["silent_devices"]?.arrayValue?.count, 3)
+        let human = TestSupport.cli(["fleet", remote])
+        XCTAssertTrue(human.stdout.contains("3 devices") && human.stdout.contains("1.1.0"), human.stdout)
+    }
+
+    /// A report someone else wrote into reports/ is listed as damaged, never counted, and a
+    /// failed round is reported as failed with its class, not its message.
+    func testADamagedReportIsListedNotCountedAndAFailedRoundReportsItsClass() throws {
+        XCTAssertEqual(sync("d1").status, 0)
+        TestSupport.write(Array("{\"type\":\"slmstore-device-report\",\"format\":1,\"device\":\"x\",\"models\":[".utf8), to: remote + "/reports/evil.json")
+        TestSupport.write(Array(repeating: 0x20, count: 1 << 20), to: remote + "/reports/huge.json")
+        let view = try fleet()
+        XCTAssertEqual(view["devices"]?.int64Value, 1)
+        XCTAssertEqual(view["damaged"]?.arrayValue?.count, 2)
+        try FileManager.default.removeItem(atPath: remote + "/manifest.json")
+        XCTAssertEqual(sync("d1").status, 1)
+        let report = try DeviceReport.decode(TestSupport.read(remote + "/reports/d1.json"), source: "d1")
+        XCTAssertEqual(report.models["intent"]?.state, .failed)
+        XCTAssertEqual(report.models["intent"]?.errorClass, "remote")
+        XCTAssertFalse(String(decoding: TestSupport.read(remote + "/reports/d1.json"), as: UTF8.self).contains(remote))
+    }
+
+    /// An http(s) remote is read-only: the report goes by PUT to --report-url (nginx WebDAV), with
+    /// the device's token, and carries no credential; a sink that refuses does not fail the round.
+    func testAReportIsPutToAReportURLWithoutCredentialsAndAFailingSinkNeverBlocksTheUpdate() throws {
+        let nginx = try NginxServer(serving: remote)
+        defer { nginx.stop() }
+        let sinkRoot = dir + "/sink"
+        try FileSystem.makeDirectories(sinkRoot)
+        let sink = try NginxServer(serving: sinkRoot, acceptPut: true)
+        defer { sink.stop() }
+        let token = "tok-\(FileSystem.randomHex(8))"
+        let r = sync("d1", from: nginx.url, ["--report-url", sink.url + "/fleet/reports"], env: ["SLMSTORE_TOKEN": token])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        let bytes = TestSupport.read(sinkRoot + "/fleet/reports/d1.json")
+        XCTAssertEqual(try DeviceReport.decode(bytes, source: "sink").models["intent"]?.installed, "1.0.0")
+        XCTAssertFalse(String(decoding: bytes, as: UTF8.self).contains(token))
+        XCTAssertLessThanOrEqual(bytes.count, DeviceReport.maxEncodedSize)
+        // A sink that cannot store it (nginx without PUT answers 405): logged, the update goes on.
+        promote("1.1.0")
+        let refused = sync("d1", from: nginx.url, ["--report-url", nginx.url + "/reports"])
+        XCTAssertEqual(refused.status, 0, refused.stdout)
+        XCTAssertTrue(refused.stdout.contains("could not send the device report"), refused.stdout)
+        XCTAssertEqual(InstallDirectory(root: dir + "/d1/intent").current(), "1.1.0")
+    }
+}
