@@ -247,8 +247,11 @@ let rolloutCommand = Command(
     stage moves, through the same gates as `promote`. --halt stops it: devices on the version go
     back to the stage's version at their next round. --reset-rejections lets devices whose health
     check rejected the version try it again. Every step is in `history`; `push` publishes it.
+      --halt-on-failure F  halt by itself (when the publisher runs `slmstore fleet REMOTE --apply`)
+                           once more than F% (e.g. 5%) of the devices that took the version rejected
+                           or failed it, counting from --min-devices N such devices (default 10)
     """,
-    spec: OptionSpec(values: ["--percent", "--reason"], flags: ["--halt", "--reset-rejections", "--skip-staging", "--allow-breaking", "--json"])
+    spec: OptionSpec(values: ["--percent", "--reason", "--halt-on-failure", "--min-devices"], flags: ["--halt", "--reset-rejections", "--skip-staging", "--allow-breaking", "--json"])
 ) { a, ctx in
     try requirePositionals(a, "rollout", min: 2, max: 2, usage: "slmstore rollout NAME@VERSION STAGE --percent P")
     let store = try ctx.openStore()
@@ -265,8 +268,20 @@ let rolloutCommand = Command(
         options.skipStaging = a.has("--skip-staging")
         options.allowBreaking = a.has("--allow-breaking")
         options.reason = a.value("--reason")
+        var halt: Double? = nil
+        if let h = a.value("--halt-on-failure") {
+            guard let t = Double(h.hasSuffix("%") ? String(h.dropLast()) : h), t >= 0, t < 100 else {
+                throw SLMError.argument("rollout: --halt-on-failure \"\(h)\" must be a percent from 0 to below 100, e.g. 5%")
+            }
+            halt = t
+        }
+        let minDevices = try a.value("--min-devices").map { m -> Int in
+            guard let n = Int(m), n >= 1, n <= 1_000_000 else { throw SLMError.argument("rollout: --min-devices must be a whole number from 1") }
+            return n
+        } ?? 10
+        if halt == nil && a.value("--min-devices") != nil { throw SLMError.argument("rollout: --min-devices goes with --halt-on-failure") }
         record = try store.startRollout(try store.resolve(a.positionals[0]), stage: stage, percent: p,
-                                        resetRejections: a.has("--reset-rejections"), options: options)
+                                        resetRejections: a.has("--reset-rejections"), haltOnFailure: halt, minDevices: minDevices, options: options)
     }
     let name = a.positionals[0].split(separator: "@").first.map(String.init) ?? a.positionals[0]
     if a.has("--json") {

@@ -212,7 +212,7 @@ func parseExpansion(_ s: String) throws -> UInt64 {
 
 let fleetCommand = Command(
     name: "fleet", summary: "What the devices report: per model and version, who runs it, is going for it, rejected or failed it",
-    usage: "slmstore fleet REMOTE [--silent-after 24h] [--endpoint URL] [--json]",
+    usage: "slmstore fleet REMOTE [--silent-after 24h] [--apply [--sign KEY]...] [--endpoint URL] [--json]",
     details: """
     Reads the device reports under REMOTE's reports/ (a directory or s3://; what `sync` writes after
     each round) and counts, per model and version: devices running it, going for it (pending),
@@ -220,11 +220,17 @@ let fleetCommand = Command(
     --silent-after (default 24h). Each active rollout in the manifest is shown with its share and
     failure rate (rejected + failed over the devices that took it). Reports that cannot be read
     are listed, not counted.
+      --apply  act on what the reports say, from this (the publisher's) store: every active rollout
+               started with --halt-on-failure whose failure rate passed it, counted over at least
+               its --min-devices devices, is halted here (with the reason in `history`) and pushed
+               to REMOTE, so devices on it go back at their next round. Run it from cron or CI. A
+               remote with signed releases needs --sign KEY (and --expires), so devices see the halt.
       --json   devices, models {model: {version: {running, pending, rejected, failed, silent,
                bytes_fetched}}}, rollouts, silent_devices, damaged
     """,
-    spec: OptionSpec(values: Set(["--silent-after", "--endpoint"]).union(tlsOptionNames), flags: ["--json"])
-) { a, _ in
+    spec: OptionSpec(values: Set(["--silent-after", "--endpoint", "--sign", "--expires"]).union(tlsOptionNames), repeatable: ["--sign"],
+                     flags: ["--json", "--apply"])
+) { a, ctx in
     try requirePositionals(a, "fleet", min: 1, max: 1, usage: "slmstore fleet REMOTE")
     let silentAfter = try a.value("--silent-after").map { try parseDuration($0, option: "--silent-after") } ?? 86400
     var remoteOptions = Remotes.Options()
@@ -237,6 +243,26 @@ let fleetCommand = Command(
         manifest = try Manifest.decode(bytes, source: "\(remote.location)/\(RemoteLayout.manifest)")
     }
     let view = try Fleet.view(of: remote, manifest: manifest, now: time(nil), silentAfter: silentAfter)
+    var halted: [(String, String)] = []
+    if a.has("--apply") {
+        let signing = try signingOptions(a, command: "fleet")
+        if signing == nil, try remote.exists(SignedRelease.path) {
+            throw SLMError.argument("fleet --apply: \(remote.location) has signed releases; pass --sign KEY so devices see a halt")
+        }
+        let store = try ctx.openStore()
+        for r in view.rollouts {
+            let name = try ModelName(r.model)
+            // The publisher's own record decides: the remote's copy is only what it last pushed.
+            guard let record = try store.rollout(of: name, stage: r.stage), record.version == r.version,
+                  let reason = record.haltReason(r.counts) else { continue }
+            try store.haltRollout(name, stage: r.stage, reason: reason)
+            var push = PushOptions()
+            push.signing = signing
+            push.deltas = false
+            _ = try store.push(to: remote, refs: [.exact(name, try SemVer(r.version))], options: push)
+            halted.append(("\(r.model)@\(r.stage)", reason))
+        }
+    }
     func counts(_ c: FleetView.Counts) -> JSONValue {
         .object(["running": .int(c.running), "pending": .int(c.pending), "rejected": .int(c.rejected), "failed": .int(c.failed),
                  "silent": .int(c.silent), "bytes_fetched": .int(c.bytesFetched), "failure_rate": .double((c.failureRate * 10000).rounded() / 10000)])
@@ -249,6 +275,7 @@ let fleetCommand = Command(
                                                             "percent": .double($0.percent), "counts": counts($0.counts)]) }),
             "silent_devices": .array(view.silentDevices.map { .string($0) }),
             "damaged": .array(view.damaged.map { .string($0) }),
+            "halted": .array(halted.map { .object(["rollout": .string($0.0), "reason": .string($0.1)]) }),
         ]))
         return 0
     }
@@ -269,5 +296,6 @@ let fleetCommand = Command(
     }
     if !view.silentDevices.isEmpty { print("silent for more than \(Int(silentAfter)) s: \(view.silentDevices.joined(separator: ", "))") }
     for d in view.damaged { Output.warning(d) }
+    for (rollout, reason) in halted { print("halted \(rollout): \(reason)") }
     return 0
 }

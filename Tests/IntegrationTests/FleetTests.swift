@@ -105,4 +105,51 @@ final class FleetTests: XCTestCase {
         XCTAssertTrue(refused.stdout.contains("could not send the device report"), refused.stdout)
         XCTAssertEqual(InstallDirectory(root: dir + "/d1/intent").current(), "1.1.0")
     }
+
+    /// Devices in a rollout's slice (a hash of their id), picked so the test does not depend on luck.
+    func devicesInSlice(_ count: Int, version: String, percent: Double) -> [String] {
+        (0..<1000).map { "dev-\($0)" }.filter { RolloutSlice.includes(device: $0, model: "intent", version: version, percent: percent) }
+            .prefix(count).map { $0 }
+    }
+
+    /// Auto-halt: a rollout started with --halt-on-failure is halted by `fleet --apply` once
+    /// enough devices that took it rejected it; a devices' next round takes them back, and the
+    /// halt and its reason are in history. A rollout nobody rejects is left alone.
+    func testFleetApplyHaltsARolloutWhoseDevicesRejectItAndLeavesAGoodOneRunning() throws {
+        let takers = devicesInSlice(4, version: "1.1.0", percent: 50)
+        for d in takers { XCTAssertEqual(sync(d).status, 0) }  // all on 1.0.0 first
+        let r = TestSupport.cli(["rollout", "intent@1.1.0", "production", "--percent", "50", "--halt-on-failure", "20%", "--min-devices", "3",
+                                 "--skip-staging", "--allow-breaking"], store: publisher)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(TestSupport.cli(["push", remote, "--no-web"], store: publisher).status, 0)
+        // Two devices pass their check: under the minimum count, and no failures: nothing to do.
+        for d in takers.prefix(2) { XCTAssertEqual(sync(d, ["--health-check", "true"]).status, 0) }
+        var applied = TestSupport.cli(["fleet", remote, "--apply", "--json"], store: publisher)
+        XCTAssertEqual(applied.status, 0, applied.stderr)
+        XCTAssertEqual(try TestSupport.json(applied)["halted"]?.arrayValue?.count, 0)
+        // Two more reject it: 2 of 4 (50%) passes 20% with 4 >= 3 devices.
+        for d in takers.suffix(2) { sync(d, ["--health-check", "false"]) }
+        applied = TestSupport.cli(["fleet", remote, "--apply", "--json"], store: publisher)
+        XCTAssertEqual(applied.status, 0, applied.stderr)
+        let halted = try TestSupport.json(applied)["halted"]?.arrayValue ?? []
+        XCTAssertEqual(halted.first?["rollout"]?.stringValue, "intent@production")
+        XCTAssertTrue(halted.first?["reason"]?.stringValue?.contains("2 of 4 devices") ?? false, "\(halted)")
+        XCTAssertEqual(try Store.open(at: publisher).rollout(of: try ModelName("intent"), stage: "production")?.state, .halted)
+        // Published: the remote lists no active rollout, and a device that took 1.1.0 goes back.
+        let manifest = try Manifest.decode(TestSupport.read(remote + "/manifest.json"), source: "m")
+        XCTAssertNil(manifest.models["intent"]?.rollouts["production"])
+        XCTAssertEqual(sync(takers[0]).status, 0)
+        XCTAssertEqual(InstallDirectory(root: "\(dir)/\(takers[0])/intent").current(), "1.0.0")
+        let history = try TestSupport.json(TestSupport.cli(["history", "intent", "--json"], store: publisher))["history"]?.arrayValue ?? []
+        XCTAssertEqual(history.last?["action"]?.stringValue, "halt")
+        XCTAssertTrue(history.last?["reason"]?.stringValue?.hasPrefix("fleet: 2 of 4 devices") ?? false, "\(history)")
+    }
+
+    func testFleetApplyNeedsASigningKeyForASignedRemote() throws {
+        XCTAssertEqual(TestSupport.cli(["keygen", dir + "/key"]).status, 0)
+        XCTAssertEqual(TestSupport.cli(["push", remote, "--sign", dir + "/key"], store: publisher).status, 0)
+        let r = TestSupport.cli(["fleet", remote, "--apply"], store: publisher)
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("--sign"), r.stderr)
+    }
 }

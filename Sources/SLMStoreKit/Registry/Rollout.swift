@@ -18,10 +18,19 @@ public struct RolloutRecord: Sendable, Equatable {
     public var reset: UInt64
     public var time: String
     public var by: String
+    /// Halt automatically (`fleet --apply`) once more than this percent of the devices that took
+    /// the version rejected or failed it, counted only from `minDevices` such devices on.
+    public var haltOnFailure: Double? = nil
+    public var minDevices: Int = 10
 
     public var json: JSONValue {
-        .object(["serial": .int(serial), "version": .string(version), "id": .string(id.hex), "percent": .number(Self.format(percent)),
-                 "state": .string(state.rawValue), "reset": .int(reset), "time": .string(time), "by": .string(by)])
+        var o: [String: JSONValue] = ["serial": .int(serial), "version": .string(version), "id": .string(id.hex), "percent": .number(Self.format(percent)),
+                                      "state": .string(state.rawValue), "reset": .int(reset), "time": .string(time), "by": .string(by)]
+        if let haltOnFailure {
+            o["halt_on_failure"] = .number(Self.format(haltOnFailure))
+            o["min_devices"] = .int(minDevices)
+        }
+        return .object(o)
     }
 
     static func format(_ p: Double) -> String { p == p.rounded() ? String(Int(p)) : String(p) }
@@ -32,8 +41,24 @@ public struct RolloutRecord: Sendable, Equatable {
               let id = v["id"]?.stringValue.flatMap(SHA256Digest.init(hex:)),
               case let .number(text)? = v["percent"], let percent = Double(text), percent > 0, percent <= 100,
               let state = v["state"]?.stringValue.flatMap(State.init(rawValue:)) else { throw bad("missing or invalid fields") }
-        return RolloutRecord(serial: serial, version: version, id: id, percent: percent, state: state, reset: v["reset"]?.uint64Value ?? 0,
-                             time: v["time"]?.stringValue ?? "", by: v["by"]?.stringValue ?? "")
+        var r = RolloutRecord(serial: serial, version: version, id: id, percent: percent, state: state, reset: v["reset"]?.uint64Value ?? 0,
+                              time: v["time"]?.stringValue ?? "", by: v["by"]?.stringValue ?? "")
+        if let h = v["halt_on_failure"] {
+            guard case let .number(text) = h, let t = Double(text), t >= 0, t < 100,
+                  let n = v["min_devices"]?.uint64Value, n >= 1, n <= 1_000_000 else {
+                throw bad("halt_on_failure needs a percent from 0 to below 100 and min_devices from 1")
+            }
+            (r.haltOnFailure, r.minDevices) = (t, Int(n))
+        }
+        return r
+    }
+
+    /// Whether the fleet's counts for this rollout's version call for a halt, and why.
+    public func haltReason(_ counts: FleetView.Counts) -> String? {
+        guard state == .active, let threshold = haltOnFailure else { return nil }
+        let took = counts.running + counts.rejected + counts.failed
+        guard took >= minDevices, counts.failureRate * 100 > threshold else { return nil }
+        return "fleet: \(counts.rejected + counts.failed) of \(took) devices that took \(version) rejected or failed it (more than \(Self.format(threshold))%)"
     }
 }
 
@@ -75,6 +100,7 @@ extension Store {
     /// promote would, through the same gates). The stage's current holder stays for the rest.
     @discardableResult
     public func startRollout(_ r: ResolvedVersion, stage: String, percent: Double, resetRejections: Bool = false,
+                             haltOnFailure: Double? = nil, minDevices: Int = 10,
                              options: PromoteOptions = PromoteOptions()) throws -> RolloutRecord {
         guard ["staging", "production", "archived"].contains(stage) else { throw SLMError.argument("unknown stage \"\(stage)\"") }
         guard percent > 0, percent <= 100 else { throw SLMError.argument("--percent must be more than 0 and at most 100") }
@@ -96,8 +122,17 @@ extension Store {
         defer { lock.unlock() }
         var reset = previous?.reset ?? 0
         if resetRejections { reset += 1 }
-        let record = RolloutRecord(serial: (previous?.serial ?? 0) + 1, version: r.version.description, id: r.id, percent: percent,
+        var record = RolloutRecord(serial: (previous?.serial ?? 0) + 1, version: r.version.description, id: r.id, percent: percent,
                                    state: percent == 100 ? .completed : .active, reset: reset, time: Timestamp.now(), by: Identity.current())
+        // Raising the share keeps the halt rule the rollout was started with, unless a new one is given.
+        if let haltOnFailure {
+            guard haltOnFailure >= 0, haltOnFailure < 100, minDevices >= 1 else {
+                throw SLMError.argument("--halt-on-failure must be a percent from 0 to below 100 and --min-devices at least 1")
+            }
+            (record.haltOnFailure, record.minDevices) = (haltOnFailure, minDevices)
+        } else if let previous, previous.version == record.version, previous.state == .active {
+            (record.haltOnFailure, record.minDevices) = (previous.haltOnFailure, previous.minDevices)
+        }
         try FileSystem.makeDirectories(FileSystem.dirname(rolloutPath(r.name, stage)))
         try FileSystem.writeAtomically(record.json.canonicalBytes(), to: rolloutPath(r.name, stage))
         if percent < 100 {
