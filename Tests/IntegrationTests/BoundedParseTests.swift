@@ -60,6 +60,13 @@ final class BoundedParseTests: XCTestCase {
         XCTAssertNoThrow(try JSONValue.parse(honest, maxValues: JSONValue.remoteValueLimit(forBytes: honest.count)))
     }
 
+    func testAVersionObjectBuiltToInflateIsRefusedBeforeItIsParsed() throws {
+        let bomb = Array(("{\"x\":[" + String(repeating: "{},", count: VersionObject.maxValues) + "{}]}").utf8)
+        XCTAssertThrowsError(try VersionObject.decode(bomb, source: "objects/ab/cd")) {
+            XCTAssertTrue("\($0)".contains("objects/ab/cd") && "\($0)".contains("values"), "\($0)")
+        }
+    }
+
     func testAReleaseWithJunkAroundTheSignedPartIsRefusedBeforeTheJunkIsParsed() throws {
         let key = try Ed25519PrivateKey.generate()
         let good = try SignedRelease(serial: 1, remote: "r", issued: 0, expires: 1, models: [:], nextKeys: nil).signed(by: [key])

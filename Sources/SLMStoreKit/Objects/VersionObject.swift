@@ -24,6 +24,8 @@ public struct Dependency: Equatable, Sendable {
 
 public struct VersionObject: Equatable, Sendable {
     public static let maxEncodedSize = 16 * 1024 * 1024
+    /// JSON values a version object may hold (§9 counting rule): twice what a 1 MiB card can.
+    public static let maxValues = 600_000
 
     public var name: String
     public var version: SemVer
@@ -74,7 +76,9 @@ public struct VersionObject: Equatable, Sendable {
     public static func decode(_ bytes: [UInt8], source: String) throws -> VersionObject {
         func bad(_ p: String) -> SLMError { .damaged(path: source, problem: "version object: \(p)") }
         let v: JSONValue
-        do { v = try JSONValue.parse(bytes) } catch { throw bad("\(error)") }
+        // A writer's version object holds its card (at most 1 MiB of YAML or JSON, some 300,000
+        // values at most) and a few fields: more is a document built to inflate a parse.
+        do { v = try JSONValue.parse(bytes, maxValues: maxValues) } catch { throw bad("\(error)") }
         guard v["type"]?.stringValue == "version" else { throw bad("not a version object") }
         guard v["format"]?.uint64Value == 1 else { throw bad("format \(v["format"].map { $0.canonicalString() } ?? "missing") is not supported") }
         guard let name = v["name"]?.stringValue, (try? ModelName(name)) != nil else { throw bad("bad name") }
