@@ -87,6 +87,9 @@ let pushCommand = Command(
     device one or two releases behind downloads deltas instead of full chunks.
       --endpoint URL   an S3-compatible endpoint (MinIO, Ceph, R2, ...); also AWS_ENDPOINT_URL
       --delta-from REF also write deltas against this version (repeatable)
+      --deltas-for-fleet  also write deltas against every version a device reports running
+                       (the destination's reports/, see `sync --help`), so a device several
+                       releases behind downloads deltas too
       --no-delta       write no delta sets
       --no-web         do not write the registry pages (web/index.html and a page per model and version)
       --sign KEY       write signed release metadata (release.json): every version this store or
@@ -106,7 +109,7 @@ let pushCommand = Command(
     """,
     spec: OptionSpec(values: Set(["--endpoint", "--delta-from", "--sign", "--expires", "--next-key", "--previous-key", "--remote-id"]).union(tlsOptionNames),
                      repeatable: ["--delta-from", "--sign", "--next-key", "--previous-key"],
-                     flags: ["--json", "--no-web", "--no-delta", "--from-scratch"])
+                     flags: ["--json", "--no-web", "--no-delta", "--from-scratch", "--deltas-for-fleet"])
 ) { a, ctx in
     try requirePositionals(a, "push", min: 1, max: Int.max, usage: "slmstore push REMOTE-DIR [REF...]")
     let dest = a.positionals[0]
@@ -128,6 +131,8 @@ let pushCommand = Command(
     options.deltas = !a.has("--no-delta")
     options.deltaFrom = try a.all("--delta-from").map { try VersionRef.parse($0) }
     if options.deltas == false && !options.deltaFrom.isEmpty { throw SLMError.argument("push: --delta-from and --no-delta contradict each other") }
+    options.deltasForFleet = a.has("--deltas-for-fleet")
+    if options.deltas == false && options.deltasForFleet { throw SLMError.argument("push: --deltas-for-fleet and --no-delta contradict each other") }
     options.signing = try signingOptions(a, command: "push")
     if let id = a.value("--remote-id") {
         guard SignedRelease.isValidRemoteID(id) else { throw SLMError.argument("push: --remote-id \"\(id)\" must be 1 to 64 characters of A-Z a-z 0-9 . _ -") }

@@ -152,4 +152,51 @@ final class FleetTests: XCTestCase {
         XCTAssertEqual(r.status, 2, r.stderr)
         XCTAssertTrue(r.stderr.contains("--sign"), r.stderr)
     }
+
+    /// Fleet-aware deltas: a device still on 1.0.0 while 1.1.0 and 1.2.0 went out gets a delta
+    /// set from 1.0.0 to the next release only when the publisher pushes with --deltas-for-fleet.
+    func testPushWritesDeltasForTheVersionsDevicesReportRunning() throws {
+        let base = TestSupport.bf16Like(400_000, seed: 1)
+        func tuned(_ seed: Int) -> [UInt8] {
+            var t = base
+            for i in stride(from: seed * 2, to: t.count, by: 32) { t[i] ^= 1 }
+            return t
+        }
+        let publisher = dir + "/pub-fleet", remote = dir + "/remote-fleet"
+        func add(_ v: String, _ bytes: [UInt8]) {
+            TestSupport.write(TestSupport.safetensors([("w", "BF16", [200_000], bytes)]), to: "\(dir)/fl-\(v)/model.safetensors")
+            XCTAssertEqual(TestSupport.cli(["add", "m@\(v)", "\(dir)/fl-\(v)"], store: publisher).status, 0)
+        }
+        add("1.0.0", base)
+        XCTAssertEqual(TestSupport.cli(["push", remote, "--no-web"], store: publisher).status, 0)
+        let device = TestSupport.cli(["sync", remote, "--to", dir + "/old-device", "--follow", "m@^1", "--once", "--device-id", "old",
+                                      "--store", dir + "/old-store"])
+        XCTAssertEqual(device.status, 0, device.stdout)
+        add("1.1.0", tuned(1))
+        add("1.2.0", tuned(2))
+        XCTAssertEqual(TestSupport.cli(["push", remote, "--no-web"], store: publisher).status, 0)
+        let store = try Store.open(at: publisher)
+        let (v10, v13) = (try store.resolve("m@1.0.0").id, { () throws -> SHA256Digest in
+            add("1.3.0", tuned(3))
+            return try store.resolve("m@1.3.0").id
+        })
+        let id13 = try v13()
+        // The same remote, reports and all, pushed to without the option: parent and stage holders only.
+        let control = dir + "/remote-control"
+        let copy = Process()
+        copy.executableURL = URL(fileURLWithPath: "/bin/cp")
+        copy.arguments = ["-a", remote, control]
+        try copy.run()
+        copy.waitUntilExit()
+        XCTAssertEqual(TestSupport.cli(["push", control, "--no-web", "m@1.3.0"], store: publisher).status, 0)
+        XCTAssertTrue(FileSystem.exists("\(control)/reports/old.json"))
+        XCTAssertFalse(FileSystem.exists("\(control)/deltas/\(id13.hex).\(v10.hex)"))
+        let r = TestSupport.cli(["push", remote, "--no-web", "--deltas-for-fleet", "m@1.3.0", "--json"], store: publisher)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(FileSystem.exists("\(remote)/deltas/\(id13.hex).\(v10.hex)"))
+        // The device three releases behind now downloads deltas, not the version's full records.
+        let update = TestSupport.cli(["pull", remote, "m@1.3.0", "--json"], store: dir + "/old-store")
+        XCTAssertEqual(update.status, 0, update.stderr)
+        XCTAssertGreaterThan(try TestSupport.json(update)["chunks_from_deltas"]?.int64Value ?? 0, 0)
+    }
 }

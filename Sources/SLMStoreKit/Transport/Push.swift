@@ -40,6 +40,9 @@ public struct PushOptions: Sendable {
     public var deltas = true
     /// More versions to write delta sets against.
     public var deltaFrom: [VersionRef] = []
+    /// Also write delta sets against every version a device reports running (reports/ on the
+    /// destination, Format.md §10.2), so devices several releases behind still get deltas.
+    public var deltasForFleet = false
     /// Sign release metadata after the manifest (push --sign).
     public var signing: ReleaseSigning?
     /// The remote's id for a remote that has none yet (push --remote-id); a random one otherwise.
@@ -256,6 +259,17 @@ extension Store {
         var labels: [String] = []
         var bytes: UInt64 = 0
         var stageHolders: [ModelName: [SHA256Digest]] = [:]
+        var fleetBases: [ModelName: [SHA256Digest]] = [:]
+        if options.deltasForFleet {
+            let view = try Fleet.view(of: destination, manifest: nil, now: time(nil), silentAfter: .infinity)
+            for (model, versions) in view.models {
+                // try?: a reported name or version this store does not hold gets no delta set.
+                guard let name = try? ModelName(model) else { continue }
+                for (v, c) in versions.sorted(by: { $0.key < $1.key }) where c.running > 0 {
+                    if let sv = try? SemVer(v), let held = try? resolve(.exact(name, sv)) { fleetBases[name, default: []].append(held.id) }
+                }
+            }
+        }
         for (r, tree) in versions {
             if stageHolders[r.name] == nil {
                 var held: [SHA256Digest] = []
@@ -268,6 +282,7 @@ extension Store {
             if let p = r.object.parent { bases.append(p) }
             bases += stageHolders[r.name] ?? []
             bases += extra.filter { $0.name == r.name }.map(\.id)
+            bases += fleetBases[r.name] ?? []
             var seen = Set<SHA256Digest>([r.id])
             for baseID in bases where seen.insert(baseID).inserted {
                 guard hasObject(baseID), let base = try? readVersion(baseID), base.name == r.name.value else { continue }
