@@ -85,6 +85,12 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             _ = r.signers(among: r.signatures.map(\.key))
             _ = r.restrict(Manifest(project: "fuzz", lastUpdated: "", models: [:], packs: []))
         }
+    case "device-report":
+        // A report under a remote's reports/, as `fleet` reads and counts it.
+        if let r = try? DeviceReport.decode(bytes, source: "fuzz") {
+            var view = FleetView()
+            Fleet.count(r, into: &view, now: 0, silentAfter: 60)
+        }
     default:
         fatalError("unknown SLMFUZZ_TARGET \(target)")
     }

@@ -16,9 +16,9 @@ public struct PullOptions: Sendable {
     public var parallelRequests = 4
     /// Gaps between needed records smaller than this are read through rather than split.
     public var gapLimit: UInt64 = 256 << 10
-    /// The largest range one request asks for. Bodies stream, but URLSession cannot pause a
-    /// transfer, so this times `parallelRequests` is what a consumer slower than the network
-    /// may have to hold.
+    /// The largest range one request asks for. Bodies stream into their consumer as curl
+    /// receives them (a slow consumer pauses the transfer), so this bounds what one retry
+    /// repeats rather than what is held.
     public var maxRangeBytes: UInt64 = 16 << 20
     /// Downloaded chunks become durable (and survive a kill) at least this often.
     public var commitEvery: UInt64 = 8 << 20

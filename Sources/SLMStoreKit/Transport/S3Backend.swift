@@ -109,7 +109,7 @@ public final class S3Backend: StoreBackend {
         var all = headers
         if let body {
             all["Content-MD5"] = Data(body.withUnsafeBytes { MD5.hash($0) }).base64EncodedString()
-            // Without a type URLSession sends a form type, and a server may parse the body as a form.
+            // Without a type curl would send a form type, and a server may parse the body as a form.
             if all["Content-Type"] == nil { all["Content-Type"] = "application/octet-stream" }
         }
         if let signer {
