@@ -50,9 +50,7 @@ public struct DeviceReport: Sendable, Equatable {
     /// The report's file name under `reports/`: the device id when it is a plain name, else a
     /// digest of it, so no id can name a path.
     public static func fileName(device: String) -> String {
-        let plain = device.utf8.count <= 128 && !device.hasPrefix(".") && !device.isEmpty && device.utf8.allSatisfy { c in
-            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2e || c == 0x5f || c == 0x2d
-        }
+        let plain = PlainName.isPlain(device, maxBytes: 128) && !device.hasPrefix(".")
         return (plain ? device : "sha256-" + SHA256Hasher.hash(Array(device.utf8)).hex.prefix(32)) + ".json"
     }
 

@@ -470,7 +470,8 @@ public final class SyncDaemon {
         var models: [String: DeviceReport.Model] = [:]
         for (name, _) in options.follow.prefix(DeviceReport.maxModels) {
             let m = state.models[name.value] ?? SyncState.Model()
-            let installed = InstallDirectory(root: "\(options.installRoot)/\(name.value)").current()
+            // The directory the round installs into, by the same rules (a name it refuses reports nothing installed).
+            let installed = (try? InstallDirectory.forModel(name, under: options.installRoot))?.current()
             var entry = DeviceReport.Model(installed: installed, target: m.remoteVersion, state: .pending, bytesFetched: roundBytes[name.value] ?? 0)
             if let failure, roundModel == nil || roundModel == name.value {
                 entry.state = .failed

@@ -64,11 +64,7 @@ public struct SignedRelease: Sendable {
     }
 
     /// A remote id: 1 to 64 characters of [A-Za-z0-9._-], so it prints and compares plainly.
-    public static func isValidRemoteID(_ s: String) -> Bool {
-        !s.isEmpty && s.utf8.count <= 64 && s.utf8.allSatisfy { c in
-            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2e || c == 0x5f || c == 0x2d
-        }
-    }
+    public static func isValidRemoteID(_ s: String) -> Bool { PlainName.isPlain(s, maxBytes: 64) }
 
     public var payloadJSON: JSONValue {
         var models: [String: JSONValue] = [:]
