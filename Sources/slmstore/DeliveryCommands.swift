@@ -127,7 +127,7 @@ let pushCommand = Command(
     let bar = ProgressBar("push")
     var options = PushOptions()
     options.progress = bar.callback
-    options.web = !a.has("--no-web")
+    options.pages = a.has("--no-web") ? nil : RegistryPages()
     options.deltas = !a.has("--no-delta")
     options.deltaFrom = try a.all("--delta-from").map { try VersionRef.parse($0) }
     if options.deltas == false && !options.deltaFrom.isEmpty { throw SLMError.argument("push: --delta-from and --no-delta contradict each other") }
@@ -279,6 +279,7 @@ let gcCommand = Command(
     var budget = Store.gcLiveSetBudget
     if let v = getenv("SLMSTORE_GC_LIVE_BUDGET").map({ String(cString: $0) }), let n = Int(v), n > 0 { budget = n }
     let r = try store.gc(rewriteBelow: threshold, liveSetBudget: budget)
+    store.removeReplacedManifestEntries()
     if a.has("--json") {
         Output.json(.object(["bytes_freed": .int(r.bytesFreed), "packs_before": .int(r.packsBefore), "packs_deleted": .int(r.packsDeleted),
                              "packs_rewritten": .int(r.packsRewritten), "live_chunks": .int(r.liveChunks)]))

@@ -187,7 +187,7 @@ let showCommand = Command(
         parentTree = try? store.readTree(pv.tree)
         parentLabel = "\(pv.name)@\(pv.version)"
     }
-    let s = store.stats(of: tree, parentTree: parentTree, index: index)
+    let s = try store.stats(of: tree, parentTree: parentTree, index: index)
     let stages = try store.stageRefs(of: r.name).filter { $0.1 == r.id }.map(\.0).sorted()
     let metrics = try store.latestMetrics(r.name, r.version)
     let deps: [(String, String)] = r.object.dependencies.map { d in
@@ -202,11 +202,11 @@ let showCommand = Command(
                 baseLabels[d.base] = (try? store.readVersion(d.base)).map { "\($0.name)@\($0.version)" } ?? d.base.hex
             }
         }
-        let files: [JSONValue] = tree.files.map { f in
+        let files: [JSONValue] = try tree.files.map { f in
             var o: [String: JSONValue] = [
                 "path": .string(f.path), "size": .int(f.size), "sha256": .string(f.sha256.hex),
                 "kind": .string(["plain", "safetensors", "gguf"][Int(f.kind.rawValue)]),
-                "chunks": .array(f.chunks.map { c in
+                "chunks": .array(try f.chunks.map { c in
                     let loc = index.location(of: c.id)
                     // How the chunk is stored: its full record, and any delta records (codec,
                     // base version, base chunk ids and the offset into the first).

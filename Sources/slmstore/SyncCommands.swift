@@ -259,6 +259,7 @@ let fleetCommand = Command(
             var push = PushOptions()
             push.signing = signing
             push.deltas = false
+            push.pages = RegistryPages()
             _ = try store.push(to: remote, refs: [.exact(name, try SemVer(r.version))], options: push)
             halted.append(("\(r.model)@\(r.stage)", reason))
         }

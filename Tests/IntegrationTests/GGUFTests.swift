@@ -1,5 +1,10 @@
 import XCTest
 @testable import SLMStoreKit
+@testable import SLMFormats
+@testable import SLMLocalStore
+@testable import SLMRemote
+@testable import SLMDevice
+@testable import SLMPages
 import SLMSynthetic
 import SLMTestSupport
 
@@ -35,7 +40,7 @@ final class GGUFTests: XCTestCase {
         let st = f.safetensors!
         let index = try s.loadChunkIndex()
         var offset: UInt64 = 0, data: UInt64 = 0, inTensors: UInt64 = 0
-        for c in f.chunks {
+        for c in try f.chunks.refs() {
             let stored = UInt64(index.location(of: c.id)!.storedLength)
             if offset >= st.dataStart { data += stored }
             if st.tensors.contains(where: { tensors.contains($0.name) && st.dataStart + $0.begin <= offset && offset < st.dataStart + $0.end }) {

@@ -1,5 +1,10 @@
 import XCTest
 @testable import SLMStoreKit
+@testable import SLMFormats
+@testable import SLMLocalStore
+@testable import SLMRemote
+@testable import SLMDevice
+@testable import SLMPages
 import SLMSynthetic
 import SLMTestSupport
 

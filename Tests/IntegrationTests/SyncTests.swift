@@ -1,5 +1,10 @@
 import XCTest
 @testable import SLMStoreKit
+@testable import SLMFormats
+@testable import SLMLocalStore
+@testable import SLMRemote
+@testable import SLMDevice
+@testable import SLMPages
 import SLMSynthetic
 import SLMTestSupport
 
@@ -254,7 +259,7 @@ final class SyncTests: XCTestCase {
         let remoteStore = try Store.open(at: remote)
         let target = try remoteStore.readTree(try remoteStore.resolve("intent@1.2.0").object.tree)
         let index = try remoteStore.loadChunkIndex()
-        let chunk = target.file("model.safetensors")!.chunks[1].id
+        let chunk = try target.file("model.safetensors")!.chunks.ref(at: 1).id
         let loc = index.location(of: chunk)!
         TestSupport.flipByte(in: remoteStore.packPath(loc.pack), at: loc.offset + 40)
         XCTAssertEqual(once([]), 1)

@@ -1,5 +1,10 @@
 import XCTest
 @testable import SLMStoreKit
+@testable import SLMFormats
+@testable import SLMLocalStore
+@testable import SLMRemote
+@testable import SLMDevice
+@testable import SLMPages
 import SLMSynthetic
 import SLMTestSupport
 
@@ -161,7 +166,7 @@ final class DeltaCodecTests: XCTestCase {
                             ("b", "BF16", [300, 500], nudged(f, elementSize: 2, seed: 2)),  // shape changed
                             ("c", "F16", [150_000], nudged(g, elementSize: 2, seed: 3)),    // dtype changed
                             ("d", "I16", [150_000], nudged(h, elementSize: 2, seed: 4))])   // not a float tensor
-        let candidates = DeltaPlanner.candidates(target: new, base: old)
+        let candidates = try DeltaPlanner.candidates(target: new, base: old)
         let header = new.files[0].safetensors!
         let a = header.tensors.first { $0.name == "a" }!
         XCTAssertFalse(candidates.isEmpty)

@@ -1,5 +1,10 @@
 import XCTest
 @testable import SLMStoreKit
+@testable import SLMFormats
+@testable import SLMLocalStore
+@testable import SLMRemote
+@testable import SLMDevice
+@testable import SLMPages
 import SLMTestSupport
 import SLMSynthetic
 
@@ -133,9 +138,9 @@ final class LargeStoreTests: XCTestCase {
         TestSupport.write(stale, to: store.multiPackIndexPath)
         let index = try store.loadChunkIndex()
         let tree = try store.readTree(try store.resolve("m@1.1.0").object.tree)
-        for c in tree.files[0].chunks { XCTAssertNotNil(index.location(of: c.id)) }
+        for c in try tree.files[0].chunks.refs() { XCTAssertNotNil(index.location(of: c.id)) }
         let gone = try store.readTree(try store.readVersion(try XCTUnwrap(try store.readVersion(try store.resolve("m@1.1.0").id).parent)).tree)
-        for c in gone.files[0].chunks { XCTAssertNil(index.location(of: c.id), "an entry of a deleted pack is never returned") }
+        for c in try gone.files[0].chunks.refs() { XCTAssertNil(index.location(of: c.id), "an entry of a deleted pack is never returned") }
         XCTAssertSameBytes(try checkout("m@1.1.0"), b)
         let report = try store.verify()
         XCTAssertTrue(report.ok, "\(report.problems)")

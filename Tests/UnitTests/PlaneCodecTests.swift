@@ -1,5 +1,10 @@
 import XCTest
 @testable import SLMStoreKit
+@testable import SLMFormats
+@testable import SLMLocalStore
+@testable import SLMRemote
+@testable import SLMDevice
+@testable import SLMPages
 import SLMSynthetic
 import SLMTestSupport
 
@@ -74,7 +79,7 @@ final class PlaneCodecTests: XCTestCase {
         _ = try store.add(name: try ModelName("m"), version: try SemVer("1.0.0"), inputs: try AddInputs.collect([dir + "/m"]))
         let index = try store.loadChunkIndex()
         let tree = try store.readTree(try store.resolve("m@1.0.0").object.tree)
-        let codecs = tree.files[0].chunks.compactMap { index.location(of: $0.id)?.codec }
+        let codecs = try tree.files[0].chunks.refs().compactMap { index.location(of: $0.id)?.codec }
         XCTAssertGreaterThan(codecs.filter { $0 == .planes }.count, codecs.count / 2)
         XCTAssertTrue(try store.verify().ok)
     }

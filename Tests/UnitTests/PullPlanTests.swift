@@ -1,5 +1,10 @@
 import XCTest
 @testable import SLMStoreKit
+@testable import SLMFormats
+@testable import SLMLocalStore
+@testable import SLMRemote
+@testable import SLMDevice
+@testable import SLMPages
 import SLMSynthetic
 import SLMTestSupport
 
@@ -70,7 +75,7 @@ final class PullPlanTests: XCTestCase {
                       chunks: ids.map { ChunkRef(id: chunk($0), rawLength: 100 + UInt32($0)) }, safetensors: nil)
         }
         let tree = TreeObject(files: entries)
-        let object = VersionObject(name: "m", version: try SemVer("1.0.0"), tree: SHA256Hasher.hash(tree.encoded()), parent: nil,
+        let object = VersionObject(name: "m", version: try SemVer("1.0.0"), tree: SHA256Hasher.hash(try tree.encoded()), parent: nil,
                                    created: "2026-01-01T00:00:00Z", addedBy: "t", tool: "t")
         return PullTarget(name: try ModelName("m"), version: try SemVer("1.0.0"), id: SHA256Hasher.hash([1]), object: object, tree: tree,
                           versionBytes: [], treeFile: nil)
@@ -78,7 +83,7 @@ final class PullPlanTests: XCTestCase {
 
     func testWindowsHandOverEachMissingChunkOnceInFirstUseOrderAtMostSizeAtATime() throws {
         let t = try target([[5, 1, 5, 2, 9], [3, 1, 7, 4, 6]])
-        let missing = PullPlan.missingChunks([t], have: { $0 == self.chunk(9) })
+        let missing = try PullPlan.missingChunks([t], have: { $0 == self.chunk(9) })
         var windows: [[ChunkID]] = []
         try PullPlan.windows([t], missing: missing, stillNeeded: { $0 != self.chunk(4) }, size: 3) { ids, lengths in
             windows.append(ids)
@@ -91,8 +96,8 @@ final class PullPlanTests: XCTestCase {
     func testMissingChunksFoundOneIdRangeAtATimeMarkTheSamePositionsAsOnePass() throws {
         let ids = (0..<3000).map { _ in UInt8.random(in: 0...200) }
         let t = try target([Array(ids[..<1500]), Array(ids[1500...])])
-        let whole = PullPlan.missingChunks([t], have: { $0 == self.chunk(7) })
-        let split = PullPlan.missingChunks([t], have: { $0 == self.chunk(7) }, budget: 400)  // 256 ranges of a few ids
+        let whole = try PullPlan.missingChunks([t], have: { $0 == self.chunk(7) })
+        let split = try PullPlan.missingChunks([t], have: { $0 == self.chunk(7) }, budget: 400)  // 256 ranges of a few ids
         XCTAssertEqual(split.bits, whole.bits)
         XCTAssertEqual(split.count, whole.count)
         XCTAssertEqual(whole.count, Set(ids.filter { $0 != 7 }).count, "one bit per missing id")
@@ -100,7 +105,7 @@ final class PullPlanTests: XCTestCase {
 
     func testTheSeedFilterAnswersMaybeForEveryMissingChunkAndRarelyForOthers() throws {
         let t = try target([Array(0..<100)])
-        let filter = PullPlan.seedFilter([t], missing: PullPlan.missingChunks([t], have: { _ in false }))
+        let filter = try PullPlan.seedFilter([t], missing: PullPlan.missingChunks([t], have: { _ in false }))
         for i in 0..<100 { XCTAssertTrue(filter.contains(chunk(UInt8(i)))) }
         var big = ChunkIDFilter(capacity: 20_000)
         for i in 0..<20_000 { big.insert(ChunkID(of: Array("in \(i)".utf8))) }
@@ -110,8 +115,8 @@ final class PullPlanTests: XCTestCase {
 
     func testFirstMissingFindsTheFirstUnstoredChunkInTreeOrder() throws {
         let t = try target([[1, 2], [3]])
-        XCTAssertEqual(PullPlan.firstMissing([t], have: { $0 != self.chunk(2) && $0 != self.chunk(3) }), chunk(2))
-        XCTAssertNil(PullPlan.firstMissing([t], have: { _ in true }))
+        XCTAssertEqual(try PullPlan.firstMissing([t], have: { $0 != self.chunk(2) && $0 != self.chunk(3) }), chunk(2))
+        XCTAssertNil(try PullPlan.firstMissing([t], have: { _ in true }))
     }
 
     func testAChunkInNoListedPackIsARemoteError() {

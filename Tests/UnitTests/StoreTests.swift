@@ -1,5 +1,10 @@
 import XCTest
 @testable import SLMStoreKit
+@testable import SLMFormats
+@testable import SLMLocalStore
+@testable import SLMRemote
+@testable import SLMDevice
+@testable import SLMPages
 import SLMSynthetic
 import SLMTestSupport
 
@@ -44,30 +49,46 @@ final class StoreTests: XCTestCase {
     func testATreeReadFromItsFileEqualsTheTreeHeldInMemory() throws {
         let tree = largeTree(chunks: 30_001)
         let path = dir + "/tree"
-        TestSupport.write(tree.encoded(), to: path)
-        let fromFile = try TreeObject.decode(file: try FileDescriptor.openForReading(path), id: tree.id, source: path)
+        TestSupport.write(try tree.encoded(), to: path)
+        let fromFile = try TreeObject.decode(file: try FileDescriptor.openForReading(path), id: try tree.id(), source: path)
         XCTAssertTrue(fromFile.files.allSatisfy { $0.chunks.isFileBacked })
         XCTAssertEqual(fromFile, tree)
-        XCTAssertEqual(fromFile.encoded(), tree.encoded())
+        XCTAssertEqual(try fromFile.encoded(), try tree.encoded())
         // Indexed out of order too (the cache holds one block; the middle file's list starts
         // at an offset that is not a multiple of 20 from the first's).
         for i in [15_000, 3, 14_999, 7_000, 0, 14_999].map({ $0 % fromFile.files[1].chunks.count }) {
-            XCTAssertEqual(fromFile.files[1].chunks[i], tree.files[1].chunks[i])
-            XCTAssertEqual(fromFile.files[0].chunks[i % 7_500], tree.files[0].chunks[i % 7_500])
+            XCTAssertEqual(try fromFile.files[1].chunks.ref(at: i), try tree.files[1].chunks.ref(at: i))
+            XCTAssertEqual(try fromFile.files[0].chunks.ref(at: i % 7_500), try tree.files[0].chunks.ref(at: i % 7_500))
         }
+    }
+
+    func testAChunkListWhoseFileFailsUnderItThrowsInsteadOfStoppingTheProcess() throws {
+        let tree = largeTree(chunks: 30_001)
+        let path = dir + "/tree"
+        TestSupport.write(try tree.encoded(), to: path)
+        let fromFile = try TreeObject.decode(file: try FileDescriptor.openForReading(path), id: try tree.id(), source: path)
+        // The descriptor stays open: cutting the file short under it is a disk read that fails.
+        XCTAssertEqual(truncate(path, 64), 0)
+        let list = fromFile.files[2].chunks
+        XCTAssertTrue(list.isFileBacked)
+        for read in [{ _ = try list.ref(at: list.count - 1) }, { try list.forEach { _ in } }, { _ = try fromFile.encoded() },
+                     { _ = try list.contains { _ in false } }] as [() throws -> Void] {
+            XCTAssertThrowsError(try read()) { XCTAssertTrue("\($0)".contains(path) && "\($0)".contains("chunk list"), "\($0)") }
+        }
+        XCTAssertNotEqual(fromFile, tree, "a list that cannot be read equals no list")
     }
 
     func testATreeFileIsCheckedAgainstItsIdAndItsStructure() throws {
         let tree = largeTree(chunks: 1000)
-        var bytes = tree.encoded()
+        var bytes = try tree.encoded()
         let path = dir + "/tree"
         bytes[bytes.count / 2] ^= 1
         TestSupport.write(bytes, to: path)
-        XCTAssertThrowsError(try TreeObject.decode(file: try FileDescriptor.openForReading(path), id: tree.id, source: path)) {
+        XCTAssertThrowsError(try TreeObject.decode(file: try FileDescriptor.openForReading(path), id: try tree.id(), source: path)) {
             XCTAssertTrue("\($0)".contains("does not hash to its id") || "\($0)".contains("add up to"), "\($0)")
         }
-        TestSupport.write(Array(tree.encoded().dropLast(30)), to: path)
-        XCTAssertThrowsError(try TreeObject.decode(file: try FileDescriptor.openForReading(path), id: tree.id, source: path)) {
+        TestSupport.write(Array(try tree.encoded().dropLast(30)), to: path)
+        XCTAssertThrowsError(try TreeObject.decode(file: try FileDescriptor.openForReading(path), id: try tree.id(), source: path)) {
             XCTAssertTrue("\($0)".contains("truncated") || "\($0)".contains("larger than the object"), "\($0)")
         }
     }
@@ -119,7 +140,7 @@ final class StoreTests: XCTestCase {
     func testChunkSizesRespectTheConfiguredBounds() throws {
         _ = try addFiles("m@1.0.0", ["r.bin": TestSupport.random(4_000_000, seed: 5)])
         let tree = try store.readTree(try store.resolve("m@1.0.0").object.tree)
-        let lengths = tree.files[0].chunks.map { Int($0.rawLength) }
+        let lengths = try tree.files[0].chunks.map { Int($0.rawLength) }
         for l in lengths.dropLast() {
             XCTAssertGreaterThanOrEqual(l, store.config.chunker.minSize)
             XCTAssertLessThanOrEqual(l, store.config.chunker.maxSize)
@@ -150,11 +171,11 @@ final class StoreTests: XCTestCase {
         _ = try addFiles("m@1.1.0", ["m.safetensors": model(changed)])
         let old = try store.readTree(try store.resolve("m@1.0.0").object.tree).files[0]
         let new = try store.readTree(try store.resolve("m@1.1.0").object.tree).files[0]
-        let oldIDs = Set(old.chunks.map(\.id))
+        let oldIDs = Set(try old.chunks.map(\.id))
         let dataStart = Int(new.safetensors!.dataStart)
         let tensorRange = (dataStart + 600_000)..<(dataStart + 900_000)
         var offset = 0
-        for c in new.chunks {
+        for c in try new.chunks.refs() {
             let range = offset..<(offset + Int(c.rawLength))
             if !oldIDs.contains(c.id) {
                 XCTAssertTrue(tensorRange.contains(range.lowerBound) && range.upperBound <= tensorRange.upperBound,
@@ -162,8 +183,8 @@ final class StoreTests: XCTestCase {
             }
             offset = range.upperBound
         }
-        XCTAssertEqual(new.chunks.count - new.chunks.filter { oldIDs.contains($0.id) }.count,
-                       new.chunks.filter { !oldIDs.contains($0.id) }.count)
+        XCTAssertEqual(new.chunks.count - (try new.chunks.refs()).filter { oldIDs.contains($0.id) }.count,
+                       (try new.chunks.refs()).filter { !oldIDs.contains($0.id) }.count)
     }
 
     func testSecondVersionStoresOnlyNewChunks() throws {
@@ -255,7 +276,7 @@ final class StoreTests: XCTestCase {
     func testSeedingInSmallBlocksFindsEveryChunk() throws {
         let files = ["w.bin": TestSupport.bf16Like(5_000_000, seed: 43)]
         let r = try addFiles("m@1.0.0", files)
-        let wanted = ChunkIDSet(try store.readTree(r.treeID).files.flatMap { $0.chunks.map(\.id) })
+        let wanted = ChunkIDSet(try store.readTree(r.treeID).files.flatMap { try $0.chunks.map(\.id) })
         let seed = dir + "/seed"
         TestSupport.write(files["w.bin"]!, to: seed + "/w.bin")
         let device = try Store.create(at: dir + "/device")
@@ -358,7 +379,7 @@ final class StoreTests: XCTestCase {
         let r = try addFiles("m@1.0.0", ["a.bin": TestSupport.random(1000, seed: 1)])
         let version = try store.readVersion(r.versionID)
         XCTAssertEqual(SHA256Hasher.hash(version.encoded()), r.versionID)
-        XCTAssertEqual(try store.readTree(r.treeID).id, r.treeID)
+        XCTAssertEqual(try store.readTree(r.treeID).id(), r.treeID)
         XCTAssertEqual(version.tree, r.treeID)
     }
 

@@ -1,5 +1,10 @@
 import XCTest
 @testable import SLMStoreKit
+@testable import SLMFormats
+@testable import SLMLocalStore
+@testable import SLMRemote
+@testable import SLMDevice
+@testable import SLMPages
 import SLMTestSupport
 
 /// Signed release metadata and the device's checks, in process: signatures cover the exact

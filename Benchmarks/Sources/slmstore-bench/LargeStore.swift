@@ -63,7 +63,7 @@ func makeLargeStore(at root: String, _ spec: LargeStoreSpec) throws -> [String: 
             entries.append(FileEntry(path: path, size: UInt64(range.count * 16), sha256: h.finish(),
                                      chunks: range.map { ChunkRef(id: ids[$0], rawLength: 16) }, safetensors: nil))
         }
-        let tree = TreeObject(files: entries).encoded()
+        let tree = try TreeObject(files: entries).encoded()
         let treeID = SHA256Hasher.hash(tree)
         try put(tree, store.objectPath(treeID))
         let v = VersionObject(name: name, version: try SemVer(version), tree: treeID, parent: parent, created: "2026-11-29T00:00:00Z",

@@ -1,0 +1,210 @@
+// The gateway an inference server links: ask for "intent-classifier in production" and get a
+// directory of verified files; the active version is swapped with one pointer exchange when the
+// stage moves, while requests still holding the old handle finish on the old files.
+
+import SLMFormats
+import SLMLocalStore
+import SLMRemote
+import Foundation
+
+/// One materialized version in use. While any handle to it is alive its directory is not
+/// pruned (a shared lock on its lock file tells pruners to skip it).
+public final class ModelHandle: Sendable {
+    public let name: String
+    public let version: String
+    public let versionID: SHA256Digest
+    /// Absolute path of the directory holding the version's files.
+    public let directory: String
+    private let lock: FileLock
+
+    init(name: String, version: String, versionID: SHA256Digest, directory: String) throws {
+        self.name = name
+        self.version = version
+        self.versionID = versionID
+        self.directory = directory
+        lock = try FileLock(path: directory + "/" + InstallDirectory.lockName, mode: .shared)
+        // The directory may have been pruned between resolving it and locking it.
+        guard InstallDirectory(root: FileSystem.dirname(directory)).installedID(of: version) == versionID else {
+            lock.unlock()
+            throw SLMError.failed("\(name)@\(version) was removed while being opened; retry")
+        }
+    }
+
+    public func path(_ file: String) -> String { directory + "/" + file }
+
+    deinit { lock.unlock() }
+}
+
+/// Unchecked: `active`, `watcher` and `watching` are only touched under `lock`; the callbacks are
+/// set before use.
+public final class ModelGateway: @unchecked Sendable {
+    public enum Source: Sendable {
+        /// Versions come from a local store and are materialized under `cache/<model>/`.
+        case store(Store, cache: String)
+        /// Versions are installed by `pull --to` / `sync` under `root/<model>/` with a `current` link.
+        case installed(root: String)
+    }
+
+    public let source: Source
+    private let lock = NSLock()
+    private var active: [String: (selector: String, handle: ModelHandle)] = [:]
+    /// In-process A/B: a second version of a model that takes `share` of requests.
+    private var splits: [String: (selector: String, handle: ModelHandle, share: Double)] = [:]
+    private var watcher: Thread?
+    private var watching = false
+    /// Called when a watch round cannot resolve or switch a model (it keeps its version).
+    public var onWatchError: (@Sendable (String, Error) -> Void)?
+    /// Called after a swap with (model, old version, new version).
+    public var onSwitch: (@Sendable (String, String?, String) -> Void)?
+
+    public init(source: Source) { self.source = source }
+
+    deinit { stopWatching() }
+
+    /// Materializes (if needed) and opens the version `selector` picks for `model`.
+    public func resolve(_ model: String, _ selector: String) throws -> ModelHandle {
+        let name = try ModelName(model)
+        switch source {
+        case let .store(store, cache):
+            let r = try store.resolve(.selector(name, selector).normalized)
+            let dir = InstallDirectory(root: "\(cache)/\(name.value)")
+            // Versions still held by a handle are never pruned, whatever `keep` says.
+            try dir.installAndActivate(store: store, tree: try store.readTree(r.object.tree), version: r.version.description,
+                                       id: r.id, label: "\(r.name)@\(r.version)", keep: 0)
+            return try ModelHandle(name: name.value, version: r.version.description, versionID: r.id,
+                                   directory: FileSystem.absolutePath(dir.path(of: r.version.description)))
+        case let .installed(root):
+            let dir = InstallDirectory(root: "\(root)/\(name.value)")
+            let version = selector == "current" ? dir.current() : selector
+            guard let version, let id = dir.installedID(of: version) else {
+                throw SLMError.notFound("\(name)@\(selector) is not installed under \(root)/\(name.value)")
+            }
+            return try ModelHandle(name: name.value, version: version, versionID: id,
+                                   directory: FileSystem.absolutePath(dir.path(of: version)))
+        }
+    }
+
+    /// The active version of `model`. The first call activates `defaultSelector`.
+    public func current(_ model: String, defaultSelector: String = "production") throws -> ModelHandle {
+        lock.lock()
+        if let a = active[model] { lock.unlock(); return a.handle }
+        lock.unlock()
+        let selector = { if case .installed = source { return "current" } else { return defaultSelector } }()
+        try switchTo(model, selector: selector)
+        lock.lock()
+        defer { lock.unlock() }
+        return active[model]!.handle
+    }
+
+    /// Routes `share` (0...1) of `model`'s requests to the version `selector` picks, with both
+    /// versions loaded; `route` then answers with one or the other, never a half-switched state.
+    public func split(_ model: String, to selector: String, share: Double) throws {
+        guard (0...1).contains(share) else { throw SLMError.argument("split share must be between 0 and 1, not \(share)") }
+        _ = try current(model)
+        let handle = try resolve(model, selector)
+        lock.lock()
+        splits[model] = (selector, handle, share)
+        lock.unlock()
+    }
+
+    /// Ends a split: every request goes to the active version again.
+    public func unsplit(_ model: String) {
+        lock.lock()
+        splits[model] = nil
+        lock.unlock()
+    }
+
+    /// The version to serve one request with: the split's version for its share of requests,
+    /// else the active one. With a `requestKey` the choice is stable for that key (a user, a
+    /// session); without one it is random.
+    public func route(_ model: String, requestKey: String? = nil) throws -> ModelHandle {
+        let main = try current(model)
+        lock.lock()
+        let split = splits[model]
+        lock.unlock()
+        guard let split else { return main }
+        let draw: Double
+        if let requestKey {
+            let d = SHA256Hasher.hash(Array("\(model)\u{0}\(requestKey)".utf8)).bytes
+            draw = Double(d.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) } % 1_000_000) / 1_000_000
+        } else {
+            draw = Double.random(in: 0..<1)
+        }
+        return draw < split.share ? split.handle : main
+    }
+
+    /// Makes `selector`'s version the active one for `model`: one pointer swap. Handles given out
+    /// before stay valid until released.
+    public func switchTo(_ model: String, selector: String) throws {
+        let handle = try resolve(model, selector)
+        lock.lock()
+        let old = active[model]?.handle.version
+        active[model] = (selector, handle)
+        lock.unlock()
+        if old != handle.version { onSwitch?(model, old, handle.version) }
+    }
+
+    /// Re-resolves every active model's selector every `interval` seconds and swaps when the
+    /// answer changes (a promotion, a rollback, a new `current` installed by sync).
+    public func startWatching(interval: Double) {
+        lock.lock()
+        guard watcher == nil else { lock.unlock(); return }
+        watching = true
+        let t = Thread { [weak self] in
+            while let self, self.isWatching {
+                self.poll()
+                Thread.sleep(forTimeInterval: interval)
+            }
+        }
+        watcher = t
+        lock.unlock()
+        t.start()
+    }
+
+    public func stopWatching() {
+        lock.lock()
+        watching = false
+        watcher = nil
+        lock.unlock()
+    }
+
+    private var isWatching: Bool { lock.lock(); defer { lock.unlock() }; return watching }
+
+    /// One watch round; public so callers can drive it from their own loop.
+    public func poll() {
+        lock.lock()
+        let snapshot = active.map { ($0.key, $0.value.selector, $0.value.handle.versionID) }
+        lock.unlock()
+        for (model, selector, id) in snapshot {
+            do {
+                guard try resolveID(model, selector) != id else { continue }
+                try switchTo(model, selector: selector)
+            } catch {
+                // The active version stays; the caller hears why the swap did not happen.
+                onWatchError?(model, error)
+            }
+        }
+    }
+
+    private func resolveID(_ model: String, _ selector: String) throws -> SHA256Digest {
+        let name = try ModelName(model)
+        switch source {
+        case let .store(store, _):
+            return try store.resolve(VersionRef.selector(name, selector).normalized).id
+        case let .installed(root):
+            let dir = InstallDirectory(root: "\(root)/\(name.value)")
+            guard let v = selector == "current" ? dir.current() : selector, let id = dir.installedID(of: v) else {
+                throw SLMError.notFound("\(model) not installed")
+            }
+            return id
+        }
+    }
+}
+
+extension VersionRef {
+    /// `.selector` holding an exact version becomes `.exact`.
+    var normalized: VersionRef {
+        if case let .selector(n, s) = self, let v = try? SemVer(s) { return .exact(n, v) }
+        return self
+    }
+}

@@ -1,0 +1,650 @@
+// `pull`: bring a version (and its dependencies) from a remote into the local store, fetching
+// only missing chunks in few coalesced range requests, verifying every chunk before it is
+// stored, then optionally install it under a directory with an atomic `current` flip.
+// Read top to bottom it is the whole flow: resolve, seed, locate, plan, fetch, publish, install.
+
+import SLMFormats
+import SLMLocalStore
+import SLMRemote
+import Foundation
+
+public struct PullOptions: Sendable {
+    /// Install into this directory (DIR/<version>/ and DIR/current).
+    public var installDirectory: String?
+    /// Installed versions to keep besides the current one.
+    public var keep = 1
+    /// Directories whose files may already hold needed chunks.
+    public var seeds: [String] = []
+    // The transfer and install sizes below are set by `init` from `defaultMemoryBudget`.
+    public var parallelRequests = 4
+    /// Gaps between needed records smaller than this are read through rather than split.
+    public var gapLimit: UInt64 = 256 << 10
+    /// The largest range one request asks for. Bodies stream into their consumer as curl
+    /// receives them (a slow consumer pauses the transfer), so this bounds what one retry
+    /// repeats rather than what is held.
+    public var maxRangeBytes: UInt64 = 16 << 20
+    /// Downloaded chunks become durable (and survive a kill) at least this often.
+    public var commitEvery: UInt64 = 8 << 20
+    /// Verified records a request collects before handing them to the pack writer.
+    public var verifiedBatchBytes = 4 << 20
+    /// Bytes the pack writer gathers per write (it holds up to three such batches).
+    public var writeBatchBytes = PackWriter.defaultWriteBatchBytes
+    /// Bytes decoded per batch when the version is installed (two batches in memory at once).
+    public var checkoutBatchBytes = Store.checkoutBatchBytes
+    /// Missing chunks planned at a time: the plan for one window (about 100 bytes a chunk) is
+    /// all a pull holds of it, whatever the model's size.
+    public var planWindowChunks = 8192
+    public var includeDependencies = true
+    /// Download delta records where the device holds their base version (smaller than full ones).
+    public var useDeltas = true
+    public var progress: (@Sendable (UInt64, UInt64) -> Void)?
+    public var log: (@Sendable (String) -> Void)?
+    /// Checked between range requests; when it returns true the pull stops (what was already
+    /// verified and committed stays, so the next pull resumes).
+    public var isCancelled: (@Sendable () -> Bool)?
+    /// Public keys whose signed release metadata this device requires (--trust). A remote it
+    /// accepted signed metadata from before is checked even when this is empty.
+    public var trustedKeys: [Ed25519PublicKey] = []
+    /// Refuse a version (with its dependencies) whose files add up to more than this, before
+    /// downloading anything (0: no limit).
+    public var maxInstallSize: UInt64 = 0
+    /// Refuse a version whose new data (the bytes its files take from chunks this store lacks)
+    /// is more than this many times what the pull would download, before downloading anything
+    /// (0: no limit). A hostile remote can list one tiny record thousands of times; honest
+    /// weights expand a few times at most (zstd, tensor deltas), so the default leaves room.
+    public var maxExpansion: UInt64 = PullOptions.defaultMaxExpansion
+    public static let defaultMaxExpansion: UInt64 = 1024
+    /// A release the caller accepted for this remote moments ago (the sync daemon's round): used
+    /// as is instead of fetching and checking release.json again.
+    public var acceptedRelease: SignedRelease?
+
+    /// The peak resident memory a pull or sync is sized for unless told otherwise: small enough
+    /// to run beside a model on a device.
+    public static let defaultMemoryBudget: UInt64 = 64 << 20
+    /// Budgets below this are raised to it: the process alone needs most of it.
+    public static let smallestMemoryBudget: UInt64 = 32 << 20
+    /// What the process holds before it buffers anything (runtime, libraries, code): about
+    /// 20 MiB for the static build, 25 MiB linked against the toolchain.
+    static let processBaseline: UInt64 = 24 << 20
+
+    /// The peak this pull is sized for (`applyMemoryBudget`).
+    public private(set) var memoryBudget: UInt64 = 0
+    /// What a pull holds for each chunk of the version besides its buffers: chunk lists are
+    /// read from the tree object's file, so only a bit marking the chunks it fetches and, when
+    /// it seeds from files on disk, 12 bits of filter (`PullFootprintTests` measures it).
+    static let bytesPerChunk: UInt64 = 4
+
+    public init() { applyMemoryBudget(Self.defaultMemoryBudget) }
+
+    /// Shrinks the transfer and install buffers by what a version of `chunks` chunks costs on
+    /// its own, so a model with many chunks gets smaller buffers rather than a higher peak. It
+    /// never enlarges anything, so explicit settings (`--parallel`) stand: the bytes in flight
+    /// are what the smaller budget allows, spread over the requests there are.
+    mutating func fitBudget(toChunks chunks: Int) {
+        let metadata = UInt64(chunks) * Self.bytesPerChunk
+        var fitted = self
+        fitted.applyMemoryBudget(memoryBudget > metadata ? memoryBudget - metadata : 0)
+        let inFlight = UInt64(fitted.parallelRequests) * fitted.maxRangeBytes
+        maxRangeBytes = min(maxRangeBytes, max(1 << 20, inFlight / UInt64(max(1, parallelRequests))))
+        gapLimit = min(gapLimit, maxRangeBytes / 8)
+        verifiedBatchBytes = min(verifiedBatchBytes, fitted.verifiedBatchBytes)
+        writeBatchBytes = min(writeBatchBytes, fitted.writeBatchBytes)
+        checkoutBatchBytes = min(checkoutBatchBytes, fitted.checkoutBatchBytes)
+    }
+
+    /// Sizes every buffer so the process peaks near `bytes` (resident memory, the process
+    /// included). What is left after `processBaseline` pays for: the install's two decode
+    /// batches (a tenth each), the pack writer's three write batches and one batch of verified
+    /// records per request (a fortieth each), and, from the rest, a range per request with three
+    /// times as much again as margin: a body can arrive while the last one is being taken
+    /// over, and the allocator keeps what threads free. Fetching and installing never overlap.
+    public mutating func applyMemoryBudget(_ bytes: UInt64) {
+        memoryBudget = max(bytes, Self.smallestMemoryBudget)
+        let usable = max(bytes, Self.smallestMemoryBudget) - Self.processBaseline
+        func clamp(_ v: UInt64, _ lo: UInt64, _ hi: UInt64) -> UInt64 { max(lo, min(hi, v)) }
+        parallelRequests = usable >= 32 << 20 ? 4 : (usable >= 16 << 20 ? 2 : 1)
+        checkoutBatchBytes = Int(clamp(usable / 10, 1 << 20, UInt64(Store.checkoutBatchBytes)))
+        writeBatchBytes = Int(clamp(usable / 40, 512 << 10, UInt64(PackWriter.defaultWriteBatchBytes)))
+        verifiedBatchBytes = Int(clamp(usable / 40, 256 << 10, 4 << 20))
+        let fixed = UInt64(3 * writeBatchBytes + parallelRequests * verifiedBatchBytes)
+        maxRangeBytes = clamp(usable > fixed ? (usable - fixed) / UInt64(4 * parallelRequests) : 0, 1 << 20, 16 << 20)
+        gapLimit = min(256 << 10, maxRangeBytes / 8)
+    }
+}
+
+public struct PullResult: Sendable {
+    public var name: ModelName
+    public var version: SemVer
+    public var versionID: SHA256Digest
+    /// Bytes received from the remote by this pull (metadata and chunk ranges).
+    public var bytesDownloaded: UInt64
+    /// Requests this pull made.
+    public var requests: Int
+    public var chunksFetched: Int
+    /// Record bytes of the chunks fetched: what `diff` calls bytes_to_fetch.
+    public var chunkBytes: UInt64
+    /// Bytes received for chunk ranges, including gaps read through.
+    public var rangeBytes: UInt64
+    public var metadataBytes: UInt64
+    public var chunksFromSeeds: Int
+    /// Chunks rebuilt from delta records against a version this store holds.
+    public var chunksFromDeltas: Int = 0
+    public var seconds: Double
+    public var installedPath: String?
+    public var installedNew: Bool
+    /// Every version brought into the store (the target and its dependencies).
+    public var versions: [String]
+    /// Packs this pull wrote: what `quarantine` may drop entries from if an install fails (the
+    /// chunks it added are there, and nowhere the user's own chunks are).
+    public var addedPacks: Set<PackID> = []
+}
+
+extension Store {
+    /// The release checks for one remote; its record is kept in this store and, when a version
+    /// is installed, beside it, so losing either does not reopen the door to a replay.
+    public func releaseGate(for location: String, trusted: [Ed25519PublicKey], installDirectory: String?) -> ReleaseGate {
+        let name = ReleaseGate.recordName(for: location)
+        var paths = ["\(root)/trust/\(name)"]
+        if let installDirectory { paths.append("\(installDirectory)/.slmstore-trust/\(name)") }
+        return ReleaseGate(trusted: trusted, location: location, recordPaths: paths)
+    }
+
+    /// Resolves a reference against a remote: exact versions by their ref file, anything else
+    /// (stages, ranges, `latest`, ids) through the manifest.
+    public func resolveRemote(_ ref: VersionRef, reader: RemoteReader) throws -> (ModelName, SemVer, SHA256Digest) {
+        let location = reader.remote.location
+        switch ref {
+        case let .exact(name, version):
+            if let id = try reader.versionRef(name, version) { return (name, version, id) }
+            var known: [String] = []
+            do { known = try reader.manifest(models: [name.value]).models[name.value]?.versions.map(\.version) ?? [] } catch {
+                // Only for the message: the version is missing whatever the manifest says.
+            }
+            throw SLMError.notFound("\(location) has no \(name)@\(version)\(known.isEmpty ? "" : "; versions there: " + known.joined(separator: ", "))")
+        case let .selector(name, selector):
+            let (v, id) = try RemoteSelection.select(name, selector, in: try reader.manifest(models: [name.value]), location: location)
+            return (name, v, id)
+        case let .id(prefix):
+            var hits: [(ModelName, SemVer, SHA256Digest)] = []
+            for (name, m) in try reader.manifest(models: nil).models {
+                for v in m.versions where v.id.hex.hasPrefix(prefix) {
+                    hits.append((try ModelName(name), try SemVer(v.version), v.id))
+                }
+            }
+            guard hits.count == 1 else {
+                throw hits.isEmpty ? SLMError.notFound("\(location) has no version id starting with \(prefix)")
+                                   : SLMError.argument("version id prefix \(prefix) is ambiguous on \(location)")
+            }
+            return hits[0]
+        }
+    }
+
+    /// The requested version and, transitively, its dependencies, each checked against its ref.
+    /// Tree objects are streamed into files in `treeDirectory` and read from there: a tree is
+    /// as long as its model's chunk list, and is never held whole.
+    func pullTargets(_ ref: VersionRef, reader: RemoteReader, includeDependencies: Bool, treeDirectory: String) throws -> [PullTarget] {
+        let location = reader.remote.location
+        let (name, version, versionID) = try resolveRemote(ref, reader: reader)
+        var targets: [PullTarget] = []
+        var queue = [(name, version, versionID)]
+        var seen = Set<SHA256Digest>()
+        var trees: [SHA256Digest: (FileDescriptor, TreeObject)] = [:]
+        while !queue.isEmpty {
+            let (n, v, id) = queue.removeFirst()
+            guard seen.insert(id).inserted else { continue }
+            if seen.count > 256 { throw SLMError.remote(url: location, problem: "more than 256 versions in the dependency graph") }
+            let versionBytes = try reader.objectBytes(id, limit: VersionObject.maxEncodedSize)
+            let object = try VersionObject.decode(versionBytes, source: "\(location)/\(RemoteLayout.objectPath(id))")
+            guard object.name == n.value, object.version == v else {
+                throw SLMError.remote(url: location, problem: "ref \(n)@\(v) points to a version object for \(object.name)@\(object.version)")
+            }
+            if trees[object.tree] == nil {
+                let file = try reader.objectFile(object.tree, limit: TreeObject.maxEncodedSize, to: "\(treeDirectory)/\(object.tree.hex)")
+                let tree = try TreeObject.decode(file: file, id: object.tree, source: "\(location)/\(RemoteLayout.objectPath(object.tree))")
+                trees[object.tree] = (file, tree)
+            }
+            let (file, tree) = trees[object.tree]!
+            targets.append(PullTarget(name: n, version: v, id: id, object: object, tree: tree, versionBytes: versionBytes, treeFile: file))
+            guard includeDependencies else { continue }
+            for dep in object.dependencies {
+                let (dn, dv, did) = try resolveRemote(.selector(try ModelName(dep.name), dep.range), reader: reader)
+                queue.append((dn, dv, did))
+            }
+        }
+        return targets
+    }
+
+    public func pull(from remote: StoreBackend, ref: VersionRef, options: PullOptions = PullOptions()) throws -> PullResult {
+        var options = options
+        let started = Timestamp.monotonicSeconds()
+        let trafficBefore = remote.traffic
+        let gate = releaseGate(for: remote.location, trusted: options.trustedKeys, installDirectory: options.installDirectory)
+        let release = try options.acceptedRelease
+            ?? (try gate.isActive() ? gate.accept(try remote.read(SignedRelease.path, limit: SignedRelease.maxEncodedSize)) : nil)
+        let reader = RemoteReader(remote: remote, cacheDirectory: remoteIndexCache(for: remote.location), release: release)
+        let remoteConfig = try reader.config()
+
+        // 1. Resolve: the version and its dependencies, objects fetched and verified. Tree objects
+        // wait in a working directory (gone with the pull, whatever its outcome) and are read
+        // from there through the fetch and the install, then copied into the store.
+        let spilledTrees = try makeWorkingDirectory("pull-trees")
+        defer { spilledTrees.remove() }
+        let targets = try pullTargets(ref, reader: reader, includeDependencies: options.includeDependencies, treeDirectory: spilledTrees.path)
+        options.fitBudget(toChunks: targets.reduce(0) { n, t in t.tree.files.reduce(n) { $0 + $1.chunks.count } })
+        let target = targets[0]
+        let totalSize = targets.reduce(UInt64(0)) { sum, t in t.tree.files.reduce(sum) { $0 + $1.size } }
+        if options.maxInstallSize > 0 && totalSize > options.maxInstallSize {
+            throw SLMError.failed("\(target.label) is \(totalSize) bytes with its dependencies, more than --max-install-size \(options.maxInstallSize); nothing was downloaded")
+        }
+        // The remote's own chunker never cuts a chunk longer than its max_size: a tree that says
+        // otherwise is inflating a few downloaded bytes into a large install.
+        for t in targets {
+            for f in t.tree.files where try f.chunks.contains(where: { $0.rawLength > remoteConfig.chunker.maxSize }) {
+                throw SLMError.remote(url: "\(remote.location)/\(RemoteLayout.objectPath(t.object.tree))",
+                                      problem: "\(f.path) has a chunk longer than the store's max_size \(remoteConfig.chunker.maxSize)")
+            }
+        }
+
+        var dataLock: FileLock? = try self.dataLock(.shared)
+        defer { dataLock?.unlock() }
+        removeAbandonedWorkingDirectories()
+        var index = try loadChunkIndex()
+        // Only what this pull adds may be dropped again (chunks the store held before are the
+        // user's): the packs it writes are kept for that, so the set of missing chunks is gone
+        // before the install, which holds its own buffers.
+        var addedPacks = Set<PackID>()
+        var missing = try PullPlan.missingChunks(targets, have: index.contains)
+
+        // 2. Seeds: files already on disk (explicit, or the installed current version).
+        var seeds = options.seeds
+        if let dir = options.installDirectory, FileSystem.isDirectory(dir + "/current") { seeds.append(dir + "/current") }
+        var fromSeeds = 0
+        if !missing.isEmpty && !seeds.isEmpty {
+            let found = try ingestSeeds(seeds, wanted: PullPlan.seedFilter(targets, missing: missing), existing: index, chunker: remoteConfig.chunker,
+                                        blockSize: options.checkoutBatchBytes, writeBatchBytes: options.writeBatchBytes, log: options.log)
+            fromSeeds = found.chunks
+            addedPacks.formUnion(found.packs)
+            index = try loadChunkIndex()
+        }
+
+        // 3. Locate the missing chunks in the remote's pack indexes and plan range requests, one
+        // window of chunks at a time: this pass only counts, so the disk check and the progress
+        // total come before any download, and a remote that lacks a chunk is caught here.
+        var manifest: Manifest? = nil
+        var deltaPacks: [PackID] = []
+        func planWindows(_ body: (_ plans: [RangePlan], _ bytes: UInt64, _ chunks: Int) throws -> Void) throws {
+            guard !missing.isEmpty else { return }
+            if manifest == nil {
+                manifest = try reader.manifest(models: Set(targets.map(\.name.value)))
+                if options.useDeltas { deltaPacks = try usableDeltaPacks(targets, manifest: manifest!, index: index) }
+            }
+            let order = PullPlan.packOrder(targets, manifest: manifest!)
+            // A window's chunks mostly follow the last one's in the same pack: its search starts
+            // there (and wraps around), so each window reads about one pack index, not all before it.
+            var start = 0
+            try PullPlan.windows(targets, missing: missing, stillNeeded: { !index.contains($0) }, size: options.planWindowChunks) { ids, rawLengths in
+                var located = try PullPlan.locate(ids, rawLengths: rawLengths, order: Array(order[start...] + order[..<start]),
+                                                  location: remote.location, entries: reader.forEachIndexEntry)
+                if let last = located.last?.pack, let i = order.firstIndex(of: last) { start = i }
+                located = try PullPlan.preferDeltas(located, deltaPacks: deltaPacks, rawLengths: rawLengths, location: remote.location,
+                                                    entries: reader.forEachIndexEntry)
+                try body(PullPlan.ranges(located, gapLimit: options.gapLimit, maxRange: options.maxRangeBytes),
+                         located.reduce(UInt64(0)) { $0 + PackFormat.recordSize($1.entry.storedLength) }, located.count)
+            }
+        }
+        var chunkBytes: UInt64 = 0
+        var chunksFetched = 0
+        try planWindows { _, bytes, chunks in
+            chunkBytes += bytes
+            chunksFetched += chunks
+        }
+        try DiskSpace.require(chunkBytes, at: root, for: "downloading \(target.label)")
+        if options.maxExpansion > 0 {
+            let newBytes = try PullPlan.newDataBytes(targets, have: index.contains)
+            let (bound, overflow) = max(chunkBytes, 1).multipliedReportingOverflow(by: options.maxExpansion)
+            if !overflow && newBytes > bound {
+                throw SLMError.remote(url: remote.location, problem: "\(target.label) would install \(newBytes) bytes of new data from \(chunkBytes) bytes downloaded, more than \(options.maxExpansion) times as much (a few records listed over and over); nothing was downloaded. If this is expected, pass --max-expansion 0 or a higher factor")
+            }
+        }
+
+        // 4. Fetch, verify, store (committed as it goes, so a killed pull resumes), planning each
+        // window again as its turn comes.
+        let fetcher = try ChunkFetcher(store: self, remote: remote, baseIndex: index, commitEvery: options.commitEvery,
+                                       verifiedBatchBytes: options.verifiedBatchBytes, writeBatchBytes: options.writeBatchBytes,
+                                       progressTotal: chunkBytes, progress: options.progress, isCancelled: options.isCancelled)
+        try fetcher.run(parallel: options.parallelRequests) { fetch in
+            try planWindows { plans, _, _ in
+                try fetch(plans)
+                CrashPoint.hit("pull-after-window")
+            }
+        }
+        missing = MissingChunks(bits: [], count: 0)
+        // Checked against a fresh view: the fetched packs are in it now, through the multi-pack
+        // index when they hold many records (read into memory they would cost more than the
+        // fetch did).
+        refreshMultiPackIndexIfBehind()
+        index = try loadChunkIndex()
+        if let stillMissing = try PullPlan.firstMissing(targets, have: index.contains) {
+            throw SLMError.failed("chunk \(stillMissing.hex) of \(target.label) is still missing after the pull")
+        }
+        index = ChunkIndex()
+
+        // 5. Publish: objects and refs, dependencies first.
+        let newVersions = targets.filter { !hasObject($0.id) }
+        do {
+            let refs = try refsLock()
+            defer { refs.unlock() }
+            try Publication.publish(targets.reversed().map { try $0.record() }, to: LocalVersionDestination(store: self))
+        }
+
+        // 6. Install. The transfer buffers are gone: give their memory back before checkout
+        // allocates its own, so the peak is the larger of the two, not their sum.
+        HeapRelease.now()
+        var installed: String? = nil
+        var installedNew = false
+        if let dir = options.installDirectory {
+            let install = InstallDirectory(root: dir)
+            do {
+                installedNew = try install.installAndActivate(store: self, tree: target.tree, version: target.version.description,
+                                                              id: target.id, label: target.label, keep: options.keep,
+                                                              batchBytes: options.checkoutBatchBytes)
+            } catch let SLMError.fileMismatch(path, problem, chunks) {
+                dataLock?.unlock()
+                dataLock = nil
+                try quarantine(chunks, from: addedPacks.union(fetcher.writtenPacks), versions: newVersions.map { ResolvedVersion(name: $0.name, version: $0.version, id: $0.id, object: $0.object) })
+                throw SLMError.fileMismatch(path: path, problem: problem + "; its chunks were dropped from the store and \(target.label) removed", chunks: chunks)
+            }
+            installed = install.path(of: target.version.description)
+        }
+        let traffic = remote.traffic.since(trafficBefore)
+        return PullResult(name: target.name, version: target.version, versionID: target.id, bytesDownloaded: traffic.bytesReceived,
+                          requests: traffic.requests, chunksFetched: chunksFetched, chunkBytes: chunkBytes,
+                          rangeBytes: fetcher.rangeBytes, metadataBytes: reader.metadataBytes,
+                          chunksFromSeeds: fromSeeds, chunksFromDeltas: fetcher.deltaChunks, seconds: Timestamp.monotonicSeconds() - started,
+                          installedPath: installed, installedNew: installedNew,
+                          versions: targets.map(\.label), addedPacks: addedPacks.union(fetcher.writtenPacks))
+    }
+
+    /// After a file failed its SHA-256 although every chunk passed its XXH3: a chunk id collides,
+    /// most likely planted by a remote. The file's chunks leave `packs` (the packs the failed pull
+    /// wrote: their index entries are dropped, gc reclaims the bytes) so no later version can be
+    /// built from them, and `versions` (brought by that pull, newest first) are removed again.
+    /// Entries in other packs stay: those chunks were the user's before the pull.
+    public func quarantine(_ chunks: [ChunkID], from packs: Set<PackID>, versions: [ResolvedVersion]) throws {
+        do {
+            let lock = try dataLock(.exclusive)
+            defer { lock.unlock() }
+            let drop = Set(chunks)
+            for pack in try packIDs() where packs.contains(pack) {
+                let index = try readPackIndex(pack)
+                let keep = index.entries.filter { !drop.contains($0.id) }
+                if keep.count < index.entries.count {
+                    try FileSystem.writeAtomically(PackIndex(packSize: index.packSize, entries: keep).encoded(), to: packIndexPath(pack))
+                }
+            }
+            // The multi-pack index still lists the dropped entries: write it again from the new indexes.
+            if FileSystem.exists(multiPackIndexPath) { _ = try writeMultiPackIndex() }
+        }
+        for v in versions { try? removeVersion(v) }
+    }
+
+    /// Packs of the delta sets the manifest lists for the targets whose base version this store
+    /// holds completely (its objects and every chunk), so every delta in them can be applied here.
+    func usableDeltaPacks(_ targets: [PullTarget], manifest: Manifest, index: ChunkIndex) throws -> [PackID] {
+        var out: [PackID] = []
+        var holds: [SHA256Digest: Bool] = [:]
+        for t in targets {
+            guard let entry = manifest.models[t.name.value]?.versions.first(where: { $0.id == t.id }) else { continue }
+            for d in entry.deltas {
+                if holds[d.base] == nil {
+                    var complete = false
+                    if hasObject(d.base), let v = try? readVersion(d.base), let tree = try? readTree(v.tree) {
+                        // Bases are read from full records (depth 1).
+                        complete = try tree.files.allSatisfy { try $0.chunks.allSatisfy { index.containsFull($0.id) } }
+                    }
+                    holds[d.base] = complete
+                }
+                if holds[d.base] == true { out += d.packs }
+            }
+        }
+        return out
+    }
+
+    /// Stores the `wanted` chunks found in files under the seed directories; returns how many.
+    /// A seed file that cannot be read is skipped (it is only a shortcut), with the reason logged.
+    /// Files are read in blocks of `blockSize` (the install batch size: the same memory).
+    func ingestSeeds(_ seeds: [String], wanted: any ChunkIDMembership, existing: ChunkIndex, chunker: ChunkerParameters,
+                     blockSize: Int, writeBatchBytes: Int, log: (@Sendable (String) -> Void)?) throws -> (chunks: Int, packs: [PackID]) {
+        let work = try makeWorkingDirectory("seed")
+        defer { work.remove() }
+        let ingester = ChunkIngester(store: self, existing: existing, directory: work.path, packTargetSize: 256 << 20,
+                                     chunker: chunker, wanted: wanted, blockSize: blockSize, writeBatchBytes: writeBatchBytes)
+        for seed in seeds where FileSystem.isDirectory(seed) {
+            let inputs: [AddInput]
+            do { inputs = try AddInputs.collectLenient(seed) } catch {
+                log?("seed \(seed) skipped: \(error)")
+                continue
+            }
+            for input in inputs {
+                do { _ = try ingester.ingest(input) { _ in } } catch {
+                    log?("seed file \(input.sourcePath) skipped: \(error)")
+                }
+            }
+        }
+        let packs = try ingester.finish().full
+        try commitPacks(packs)
+        if ingester.newChunks > 0 { log?("reused \(ingester.newChunks) chunks from files on disk") }
+        return (ingester.newChunks, packs.map(\.id))
+    }
+}
+
+/// Runs planned range requests on several threads, a batch of plans at a time, verifies every
+/// record, and appends the verified chunks to packs that are committed as they fill, so an
+/// interrupted pull resumes.
+/// Unchecked: every mutable field (next plan, failure, sink, counters) is used under `lock`.
+final class ChunkFetcher: @unchecked Sendable {
+    let store: Store
+    let remote: StoreBackend
+    /// The batch being fetched (one planning window), emptied when it is done.
+    private var plans: [RangePlan] = []
+    /// Full records of this store, where delta records find their bases.
+    let baseIndex: ChunkIndex
+    let level: Int32
+    let commitEvery: UInt64
+    /// Verified records a worker collects before taking the sink's lock.
+    let verifiedBatchBytes: Int
+    let progressTotal: UInt64
+    let progress: (@Sendable (UInt64, UInt64) -> Void)?
+    let isCancelled: (@Sendable () -> Bool)?
+
+    private let lock = NSLock()
+    private var next = 0
+    private var failure: Error?
+    private var sink: PackSink!
+    private let written = PackList()
+    /// Packs committed to the store so far.
+    var writtenPacks: Set<PackID> { written.ids }
+    private let work: WorkingDirectory
+    private var done: UInt64 = 0
+    private(set) var rangeBytes: UInt64 = 0
+    /// Chunks rebuilt from delta records.
+    private(set) var deltaChunks = 0
+
+    init(store: Store, remote: StoreBackend, baseIndex: ChunkIndex = ChunkIndex(), commitEvery: UInt64,
+         verifiedBatchBytes: Int, writeBatchBytes: Int, progressTotal: UInt64,
+         progress: (@Sendable (UInt64, UInt64) -> Void)?, isCancelled: (@Sendable () -> Bool)? = nil) throws {
+        self.baseIndex = baseIndex
+        level = Int32(store.config.compressionLevel)
+        self.isCancelled = isCancelled
+        self.store = store
+        self.remote = remote
+        self.commitEvery = commitEvery
+        self.verifiedBatchBytes = verifiedBatchBytes
+        self.progressTotal = progressTotal
+        self.progress = progress
+        work = try store.makeWorkingDirectory("pull")
+        sink = PackSink(directory: work.path, rolloverSize: commitEvery, writeBatchBytes: writeBatchBytes) {
+            [store, written] packs in
+            try store.commitPacks(packs)
+            written.add(packs.map(\.id))
+            CrashPoint.hit("pull-after-commit")
+        }
+    }
+
+    /// Fetches every batch of plans `source` hands over, then commits what is left in the pack
+    /// being written. Verified chunks are committed even when a batch or the planning fails, so
+    /// the next attempt resumes.
+    func run(parallel: Int, source: (_ fetch: ([RangePlan]) throws -> Void) throws -> Void) throws {
+        defer { work.remove() }
+        let outcome = Result { try source { try fetchBatch($0, parallel: parallel) } }
+        lock.lock()
+        defer { lock.unlock() }
+        let committed = Result { try sink.seal() }
+        try outcome.get()
+        try committed.get()
+    }
+
+    private func fetchBatch(_ batch: [RangePlan], parallel: Int) throws {
+        guard !batch.isEmpty else { return }
+        lock.lock()
+        plans = batch
+        next = 0
+        lock.unlock()
+        let group = DispatchGroup()
+        for _ in 0..<max(1, min(parallel, batch.count)) {
+            group.enter()
+            Thread.detachNewThread { [self] in
+                defer { group.leave() }
+                worker()
+            }
+        }
+        group.wait()
+        lock.lock()
+        defer { lock.unlock() }
+        plans = []
+        if let failure { throw failure }
+    }
+
+    private func worker() {
+        while true {
+            lock.lock()
+            if failure == nil, isCancelled?() == true { failure = SLMError.cancelled }
+            if failure != nil || next >= plans.count { lock.unlock(); return }
+            let plan = plans[next]
+            next += 1
+            lock.unlock()
+            do {
+                try fetch(plan)
+            } catch {
+                lock.lock()
+                if failure == nil { failure = error }
+                lock.unlock()
+                return
+            }
+        }
+    }
+
+    private func fetch(_ plan: RangePlan) throws {
+        let path = RemoteLayout.packPath(plan.pack)
+        var verified: [(ChunkID, PackIndexEntry, EncodedChunk)] = []
+        var verifiedBytes = 0
+        var scratch = [UInt8](repeating: 0, count: 0)
+        let cache = DecodedChunkCache()
+        // Verified records go to the sink in batches (rebuilt deltas are several times their
+        // download), so memory follows the batch, not the range.
+        func handOver() throws {
+            lock.lock()
+            defer { lock.unlock() }
+            for (id, e, encoded) in verified { try sink.append(id: id, rawLength: e.rawLength, encoded: encoded) }
+            deltaChunks += verified.filter { $0.1.codec == .delta }.count
+            done += verified.reduce(0) { $0 + PackFormat.recordSize($1.1.storedLength) }
+            verified.removeAll(keepingCapacity: true)
+            verifiedBytes = 0
+        }
+        func verify(_ record: [UInt8], _ id: ChunkID, _ e: PackIndexEntry) throws {
+            if scratch.count < Int(e.rawLength) { scratch = [UInt8](repeating: 0, count: Int(e.rawLength)) }
+            let loc = e.location(in: plan.pack)
+            if e.codec == .delta {
+                // Rebuilt from local bases, checked against the chunk id, and stored as a full
+                // record: this store never depends on a delta. A bad delta is damage (exit 5).
+                let what = "\(remote.location)/\(path)"
+                let header: DeltaHeader
+                do {
+                    header = try ChunkVerifier.deltaHeader(record, rawLength: e.rawLength, what: what)
+                    try scratch.withUnsafeMutableBytes { out in
+                        try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: out, what: what,
+                                                       base: store.baseReader(index: baseIndex, for: id, cache: cache))
+                    }
+                } catch let SLMError.damaged(p, problem) {
+                    throw SLMError.damaged(path: p, problem: "served bad data: delta of chunk \(id.hex): \(problem)")
+                }
+                let encoded = scratch.withUnsafeBytes {
+                    ChunkEncoder.encode(UnsafeRawBufferPointer(rebasing: $0[0..<Int(e.rawLength)]), level: level, layout: header.fullLayout)
+                }
+                verified.append((id, e, encoded))
+                verifiedBytes += encoded.payload.count
+            } else {
+                do {
+                    try scratch.withUnsafeMutableBytes { out in
+                        try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: out, what: "\(remote.location)/\(path)")
+                    }
+                } catch let SLMError.damaged(p, problem) {
+                    throw SLMError.remote(url: p, problem: "served bad data: \(problem)")
+                }
+                verified.append((id, e, EncodedChunk(codec: e.codec, payload: Array(record[PackFormat.recordHeaderSize...]))))
+                verifiedBytes += Int(e.storedLength)
+            }
+            if verifiedBytes >= verifiedBatchBytes { try handOver() }
+        }
+        // The range arrives in pieces: each record is verified as soon as its last byte is in,
+        // straight from the piece, and only a record cut by the piece's end is kept (`window`),
+        // so a worker holds about one record beyond what the network delivered ahead of it.
+        var window: [UInt8] = []
+        var windowStart = plan.range.lowerBound
+        var next = 0
+        try remote.readRange(path, range: plan.range) { piece in
+            let pieceStart = windowStart + UInt64(window.count)
+            let end = pieceStart + UInt64(piece.count)
+            guard end <= plan.range.upperBound else {
+                throw SLMError.remote(url: "\(remote.location)/\(path)", problem: "sent more than the \(plan.range.count) bytes of the range")
+            }
+            func bytes(_ r: Range<UInt64>) -> UnsafeRawBufferPointer {
+                UnsafeRawBufferPointer(rebasing: piece[Int(r.lowerBound - pieceStart)..<Int(r.upperBound - pieceStart)])
+            }
+            while next < plan.chunks.count, plan.chunks[next].recordRange.upperBound <= end {
+                let entry = plan.chunks[next]
+                let r = entry.recordRange
+                let record = r.lowerBound >= pieceStart ? Array(bytes(r))
+                    : Array(window[Int(r.lowerBound - windowStart)...]) + Array(bytes(pieceStart..<r.upperBound))
+                try verify(record, entry.id, entry)
+                next += 1
+            }
+            let keepFrom = min(next < plan.chunks.count ? plan.chunks[next].recordRange.lowerBound : end, end)
+            if keepFrom >= pieceStart {
+                window.removeAll(keepingCapacity: true)
+                window.append(contentsOf: bytes(keepFrom..<end))
+            } else {
+                window.removeFirst(Int(keepFrom - windowStart))
+                window.append(contentsOf: piece)
+            }
+            windowStart = keepFrom
+        }
+        guard next == plan.chunks.count else {
+            throw SLMError.remote(url: "\(remote.location)/\(path)", problem: "range ended before record \(next + 1) of \(plan.chunks.count)")
+        }
+        try handOver()
+        lock.lock()
+        defer { lock.unlock() }
+        try sink.sealIfFull()
+        rangeBytes += UInt64(plan.range.count)
+        progress?(done, progressTotal)
+    }
+}
+
+/// The packs a fetch committed, shared with its sink's commit step.
+private final class PackList: @unchecked Sendable {
+    private let lock = NSLock()
+    private var packs = Set<PackID>()
+    var ids: Set<PackID> { lock.withLock { packs } }
+    func add(_ new: [PackID]) { lock.withLock { packs.formUnion(new) } }
+}

@@ -1,0 +1,130 @@
+// What a device keeps about itself beside its installed models: a stable id (which rollout
+// slices it falls in), the health check in progress (written before `current` flips, so a kill
+// before the verdict is undone at the next start) and the versions it rejected.
+
+import SLMFormats
+import SLMLocalStore
+import SLMRemote
+import Foundation
+
+public enum DeviceIdentity {
+    static let fileName = ".slmstore-device-id"
+
+    /// The id in `root`, generated once (128 random bits) and kept; `explicit` wins when given.
+    public static func resolve(root: String, explicit: String?) throws -> String {
+        if let explicit {
+            guard !explicit.isEmpty, explicit.count <= 256, !explicit.contains("\n") else {
+                throw SLMError.argument("--device-id must be a non-empty line of at most 256 characters")
+            }
+            return explicit
+        }
+        let path = root + "/" + fileName
+        if FileSystem.exists(path) {
+            let text = String(decoding: try FileSystem.readFile(path, limit: 4096), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !text.isEmpty else { throw SLMError.damaged(path: path, problem: "empty device id") }
+            return text
+        }
+        let id = FileSystem.randomHex(16)
+        try FileSystem.writeAtomically(Array((id + "\n").utf8), to: path)
+        return id
+    }
+}
+
+/// `<model dir>/.slmstore-pending`: the version whose health check has not given its verdict,
+/// and the version to return to.
+struct PendingCheck {
+    static let fileName = ".slmstore-pending"
+    var version: String
+    var previous: String?
+
+    /// Nil when there is none. The file is replaced atomically, so a kill mid-write leaves the
+    /// old one or none; one that exists and does not parse is damaged, an error, never "no
+    /// check pending" (which would keep an unchecked version active).
+    static func load(_ dir: InstallDirectory) throws -> PendingCheck? {
+        let path = dir.root + "/" + fileName
+        guard FileSystem.exists(path) else { return nil }
+        let bytes = try FileSystem.readFile(path, limit: 4096)
+        let v: JSONValue
+        do { v = try JSONValue.parse(bytes) } catch { throw SLMError.damaged(path: path, problem: "pending health check: \(error)") }
+        guard let version = v["version"]?.stringValue, (try? SemVer(version)) != nil else {
+            throw SLMError.damaged(path: path, problem: "pending health check names no valid version")
+        }
+        let previous = v["previous"]?.stringValue
+        if let previous, (try? SemVer(previous)) == nil { throw SLMError.damaged(path: path, problem: "pending health check names an invalid previous version") }
+        return PendingCheck(version: version, previous: previous)
+    }
+
+    func save(_ dir: InstallDirectory) throws {
+        try FileSystem.makeDirectories(dir.root)
+        try FileSystem.writeAtomically(JSONValue.object(["version": .string(version), "previous": previous.map { .string($0) } ?? .null])
+            .canonicalBytes(), to: dir.root + "/" + Self.fileName)
+    }
+
+    static func clear(_ dir: InstallDirectory) throws {
+        let path = dir.root + "/" + fileName
+        guard unlink(path) == 0 || errno == ENOENT else { throw SLMError.io(path: path, operation: "unlink", errno: errno) }
+        try FileSystem.syncDirectory(dir.root)
+    }
+}
+
+/// `<model dir>/.slmstore-rejected`: version id → the rollout reset counter when it was rejected.
+/// A rejected version is not taken again until the publisher raises the counter.
+struct RejectedVersions {
+    static let fileName = ".slmstore-rejected"
+    var entries: [String: (version: String, reset: UInt64, time: String)] = [:]
+
+    static func load(_ dir: InstallDirectory) throws -> RejectedVersions {
+        let path = dir.root + "/" + fileName
+        guard FileSystem.exists(path) else { return RejectedVersions() }
+        let value: JSONValue
+        do { value = try JSONValue.parse(try FileSystem.readFile(path, limit: 1 << 20)) } catch {
+            throw SLMError.damaged(path: path, problem: "rejected versions: \(error)")
+        }
+        guard let object = value.objectValue else { throw SLMError.damaged(path: path, problem: "rejected versions: not a JSON object") }
+        var r = RejectedVersions()
+        for (id, e) in object {
+            guard SHA256Digest(hex: id) != nil, let version = e["version"]?.stringValue, let reset = e["reset"]?.uint64Value else {
+                throw SLMError.damaged(path: path, problem: "rejected versions: malformed entry \(id.prefix(64))")
+            }
+            r.entries[id] = (version, reset, e["time"]?.stringValue ?? "")
+        }
+        return r
+    }
+
+    func save(_ dir: InstallDirectory) throws {
+        try FileSystem.writeAtomically(JSONValue.object(entries.mapValues {
+            .object(["version": .string($0.version), "reset": .int($0.reset), "time": .string($0.time)])
+        }).canonicalBytes(), to: dir.root + "/" + Self.fileName)
+    }
+
+    func rejects(_ id: SHA256Digest, reset: UInt64) -> Bool { entries[id.hex].map { $0.reset >= reset } ?? false }
+
+    var versions: [String] { entries.values.map(\.version).sorted() }
+}
+
+/// Runs the operator's health check with the --on-update environment; false when it exits
+/// non-zero, cannot start, or outlives `timeout` (then it is killed).
+enum HealthCheck {
+    static func run(_ command: String, environment: [String: String], timeout: Double, stop: StopFlag) -> (ok: Bool, detail: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", command]
+        p.environment = environment
+        do { try p.run() } catch { return (false, "could not start: \(error)") }
+        let deadline = Date().addingTimeInterval(timeout)
+        while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        if p.isRunning {
+            // Foundation starts the child as the leader of its own process group: signal the
+            // group, so whatever the check started stops too, not only the shell.
+            let pid = p.processIdentifier
+            if kill(-pid, SIGTERM) != 0 { kill(pid, SIGTERM) }
+            let grace = Date().addingTimeInterval(2)
+            while p.isRunning && Date() < grace { Thread.sleep(forTimeInterval: 0.02) }
+            if kill(-pid, SIGKILL) != 0 { kill(pid, SIGKILL) }
+            p.waitUntilExit()
+            return (false, "did not finish within \(Int(timeout)) s")
+        }
+        p.waitUntilExit()
+        return p.terminationStatus == 0 ? (true, "passed") : (false, "exited \(p.terminationStatus)")
+    }
+}

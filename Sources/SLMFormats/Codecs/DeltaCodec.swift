@@ -1,0 +1,184 @@
+// Codec 3: a float chunk stored as the element-wise difference against base bytes at the same
+// element positions, named by content (base chunk ids and an offset). Format.md, section 5.
+
+import Foundation
+
+/// What a delta record says about its base, parsed and bounds-checked before anything is read.
+public struct DeltaHeader: Equatable, Sendable {
+    public var elementSize: Int
+    /// The planes transform a full record of this chunk uses (re-encoding after a rebuild).
+    public var transform: FloatLayout.Transform
+    public var phase: Int
+    var flags: UInt8
+    /// Byte of the first base chunk that lines up with the chunk's first byte.
+    public var baseOffset: UInt32
+    /// Stored length of the full record the writer compared the delta against (0: unknown);
+    /// informational, so `diff` can size a full record without re-encoding the chunk.
+    public var fullLength: UInt32
+    public var bases: [ChunkRef]
+    /// Where head bytes start in the payload.
+    var bodyStart: Int
+
+    /// Most base chunks one delta may name: reading a chunk stays a bounded number of reads.
+    public static let maxBases = 16
+
+    /// The planes layout of the chunk's full record (codec 2), for re-encoding it once rebuilt.
+    public var fullLayout: FloatLayout { FloatLayout(elementSize: elementSize, transform: transform, phase: phase) }
+}
+
+package enum DeltaCodec {
+    package static let fixedHeaderSize = 16
+    package static let baseEntrySize = 20
+    /// A plane is tried with zstd unless its bytes look random.
+    static let entropyLimit = 7.6
+
+    /// Encodes `new` against `base` (the same number of bytes, element-aligned alike).
+    package static func encode(new: UnsafeRawBufferPointer, base: UnsafeRawBufferPointer, layout: FloatLayout,
+                       bases: [ChunkRef], baseOffset: UInt32, fullLength: UInt32 = 0, level: Int32) -> [UInt8] {
+        let e = layout.elementSize, phase = layout.phase
+        precondition(new.count == base.count && (e == 2 || e == 4) && phase < e && !bases.isEmpty && bases.count <= DeltaHeader.maxBases)
+        let n = new.count
+        let lead = min(n, (e - phase) % e)
+        let count = (n - lead) / e
+        let tail = n - lead - count * e
+        let planes = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, count * e))
+        defer { planes.deallocate() }
+        let nb = new.baseAddress! + lead, bb = base.baseAddress! + lead
+        if e == 2 {
+            let p0 = planes, p1 = planes + count
+            for i in 0..<count {
+                let z = zigzag16(ordered16(nb.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+                                 &- ordered16(bb.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+                p0[i] = UInt8(truncatingIfNeeded: z >> 8)
+                p1[i] = UInt8(truncatingIfNeeded: z)
+            }
+        } else {
+            let p0 = planes, p1 = planes + count, p2 = planes + 2 * count, p3 = planes + 3 * count
+            for i in 0..<count {
+                let z = zigzag32(ordered32(nb.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))
+                                 &- ordered32(bb.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+                p0[i] = UInt8(truncatingIfNeeded: z >> 24)
+                p1[i] = UInt8(truncatingIfNeeded: z >> 16)
+                p2[i] = UInt8(truncatingIfNeeded: z >> 8)
+                p3[i] = UInt8(truncatingIfNeeded: z)
+            }
+        }
+        var flags: UInt8 = 0
+        var frames: [[UInt8]?] = []
+        for j in 0..<e {
+            let plane = UnsafeRawBufferPointer(start: planes + j * count, count: count)
+            if count > 0, PlaneCodec.entropy(plane, sample: 8192) < entropyLimit,
+               let frame = ZstdCodec.planeFrame(plane, level: level), Double(frame.count) < Double(count) * 0.95 {
+                flags |= 1 << UInt8(j)
+                frames.append(frame)
+            } else {
+                frames.append(nil)
+            }
+        }
+        var w = ByteWriter(capacity: fixedHeaderSize + bases.count * baseEntrySize + lead + tail + 4 * e
+                           + frames.reduce(0) { $0 + ($1?.count ?? count) })
+        w.u8(UInt8(e))
+        w.u8(layout.transform.rawValue)
+        w.u8(UInt8(phase))
+        w.u8(flags)
+        w.u8(UInt8(bases.count))
+        w.raw([0, 0, 0])
+        w.u32(baseOffset)
+        w.u32(fullLength)
+        for b in bases { w.raw(b.id.canonicalBytes); w.u32(b.rawLength) }
+        w.raw(UnsafeRawBufferPointer(start: new.baseAddress!, count: lead))
+        w.raw(UnsafeRawBufferPointer(start: new.baseAddress! + lead + count * e, count: tail))
+        for j in 0..<e {
+            if let f = frames[j] {
+                w.u32(UInt32(f.count)); w.raw(f)
+            } else {
+                w.u32(UInt32(count)); w.raw(UnsafeRawBufferPointer(start: planes + j * count, count: count))
+            }
+        }
+        return w.bytes
+    }
+
+    /// Parses and checks the header of a delta payload for a chunk of `n` raw bytes: element
+    /// size, phase, base count, and that the bases cover exactly what the chunk needs.
+    package static func header(_ payload: UnsafeRawBufferPointer, rawLength n: Int, what: String) throws -> DeltaHeader {
+        func bad(_ m: String) -> SLMError { .damaged(path: what, problem: "delta codec: \(m)") }
+        guard payload.count >= fixedHeaderSize else { throw bad("payload shorter than its header") }
+        let e = Int(payload[0]), phase = Int(payload[2]), flags = payload[3], k = Int(payload[4])
+        guard e == 2 || e == 4 else { throw bad("element size \(e) (must be 2 or 4)") }
+        guard let transform = FloatLayout.Transform(rawValue: payload[1]) else { throw bad("transform \(payload[1])") }
+        guard payload[5] == 0, payload[6] == 0, payload[7] == 0 else { throw bad("reserved bytes are not zero") }
+        guard phase < e else { throw bad("phase \(phase)") }
+        guard flags >> UInt8(e) == 0 else { throw bad("plane flags \(flags)") }
+        guard (1...DeltaHeader.maxBases).contains(k) else { throw bad("\(k) base chunks (must be 1 to \(DeltaHeader.maxBases))") }
+        let offset = payload.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian
+        let fullLength = payload.loadUnaligned(fromByteOffset: 12, as: UInt32.self).littleEndian
+        guard payload.count >= fixedHeaderSize + k * baseEntrySize else { throw bad("payload too short for \(k) base ids") }
+        var bases: [ChunkRef] = []
+        var covered: UInt64 = 0
+        for i in 0..<k {
+            let at = fixedHeaderSize + i * baseEntrySize
+            let id = ChunkID(canonical: Array(payload[at..<at + 16])[...])!
+            let len = payload.loadUnaligned(fromByteOffset: at + 16, as: UInt32.self).littleEndian
+            guard len > 0, len <= ChunkCodec.maxChunkLength else { throw bad("base chunk \(id.hex) length \(len)") }
+            // Every base must be needed: the range must reach into the last one.
+            if i == k - 1, covered >= UInt64(offset) + UInt64(n) { throw bad("base chunk \(id.hex) lies past the chunk's range") }
+            covered += UInt64(len)
+            bases.append(ChunkRef(id: id, rawLength: len))
+        }
+        guard UInt64(offset) < UInt64(bases[0].rawLength) else { throw bad("base offset \(offset) is past the first base chunk") }
+        guard covered >= UInt64(offset) + UInt64(n) else {
+            throw bad("base chunks cover \(covered) bytes, the chunk needs \(UInt64(offset) + UInt64(n))")
+        }
+        return DeltaHeader(elementSize: e, transform: transform, phase: phase, flags: flags, baseOffset: offset, fullLength: fullLength, bases: bases,
+                           bodyStart: fixedHeaderSize + k * baseEntrySize)
+    }
+
+    /// Rebuilds the chunk into `out` from the payload and `base`, the `n` base bytes the header names.
+    package static func decode(_ payload: UnsafeRawBufferPointer, header h: DeltaHeader, base: UnsafeRawBufferPointer, rawLength n: Int,
+                       into out: UnsafeMutableRawBufferPointer, what: String) throws {
+        func bad(_ m: String) -> SLMError { .damaged(path: what, problem: "delta codec: \(m)") }
+        guard base.count == n, out.count >= n else { throw bad("base holds \(base.count) bytes, expected \(n)") }
+        let e = h.elementSize
+        let lead = min(n, (e - h.phase) % e)
+        let count = (n - lead) / e
+        let tail = n - lead - count * e
+        var at = h.bodyStart
+        guard payload.count >= at + lead + tail else { throw bad("payload too short for head and tail") }
+        let dst = out.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let src = payload.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        dst.update(from: src + at, count: lead)
+        (dst + lead + count * e).update(from: src + at + lead, count: tail)
+        at += lead + tail
+        let planes = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, count * e))
+        defer { planes.deallocate() }
+        try PlaneCodec.readPlanes(payload, from: at, elementSize: e, count: count, flags: h.flags, into: planes, what: what, bad: bad)
+        let body = UnsafeMutableRawPointer(dst + lead)
+        let bb = base.baseAddress! + lead
+        if e == 2 {
+            let p0 = planes, p1 = planes + count
+            for i in 0..<count {
+                let z = UInt16(p0[i]) << 8 | UInt16(p1[i])
+                let o = ordered16(bb.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) &+ unzigzag16(z)
+                body.storeBytes(of: fromOrdered16(o), toByteOffset: 2 * i, as: UInt16.self)
+            }
+        } else {
+            let p0 = planes, p1 = planes + count, p2 = planes + 2 * count, p3 = planes + 3 * count
+            for i in 0..<count {
+                let z = UInt32(p0[i]) << 24 | UInt32(p1[i]) << 16 | UInt32(p2[i]) << 8 | UInt32(p3[i])
+                let o = ordered32(bb.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)) &+ unzigzag32(z)
+                body.storeBytes(of: fromOrdered32(o), toByteOffset: 4 * i, as: UInt32.self)
+            }
+        }
+    }
+
+    // Sign-magnitude floats mapped to integers in the same order (so nearby values are nearby
+    // integers), and signed differences folded so small magnitudes get small codes.
+    @inline(__always) static func ordered16(_ v: UInt16) -> UInt16 { v & 0x8000 != 0 ? ~v : v | 0x8000 }
+    @inline(__always) static func fromOrdered16(_ o: UInt16) -> UInt16 { o & 0x8000 != 0 ? o & 0x7fff : ~o }
+    @inline(__always) static func zigzag16(_ d: UInt16) -> UInt16 { (d << 1) ^ UInt16(bitPattern: Int16(bitPattern: d) >> 15) }
+    @inline(__always) static func unzigzag16(_ z: UInt16) -> UInt16 { (z >> 1) ^ (0 &- (z & 1)) }
+    @inline(__always) static func ordered32(_ v: UInt32) -> UInt32 { v & 0x8000_0000 != 0 ? ~v : v | 0x8000_0000 }
+    @inline(__always) static func fromOrdered32(_ o: UInt32) -> UInt32 { o & 0x8000_0000 != 0 ? o & 0x7fff_ffff : ~o }
+    @inline(__always) static func zigzag32(_ d: UInt32) -> UInt32 { (d << 1) ^ UInt32(bitPattern: Int32(bitPattern: d) >> 31) }
+    @inline(__always) static func unzigzag32(_ z: UInt32) -> UInt32 { (z >> 1) ^ (0 &- (z & 1)) }
+}

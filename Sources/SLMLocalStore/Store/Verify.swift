@@ -1,0 +1,140 @@
+// `verify`: re-read and re-hash everything in a store (pack indexes, every chunk, objects, refs)
+// and name every version and file that damage reaches.
+
+import SLMFormats
+import Foundation
+
+public struct VerifyReport: Sendable {
+    public struct Problem: Sendable {
+        public var path: String
+        public var message: String
+    }
+    public struct Hurt: Sendable {
+        public var version: String
+        public var file: String
+        public var chunk: String
+        public var reason: String
+    }
+
+    public var packs = 0
+    public var chunks = 0
+    public var chunkBytes: UInt64 = 0
+    public var versions = 0
+    public var problems: [Problem] = []
+    public var damagedChunks: [String] = []
+    public var hurtVersions: [Hurt] = []
+    public var notes: [String] = []
+
+    public var ok: Bool { problems.isEmpty && damagedChunks.isEmpty && hurtVersions.isEmpty }
+}
+
+extension Store {
+    public func verify(progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> VerifyReport {
+        var report = VerifyReport()
+        var damaged = Set<ChunkID>()
+        // One pack index in memory at a time; lookups (delta bases, the version pass) go through
+        // the store's index, which searches the multi-pack index on disk for the packs it covers.
+        let index = try loadChunkIndex(skippingDamaged: true)
+        let packs = try packIDs().sorted()
+        for name in try FileSystem.listDirectory(packsDirectory) where name.hasSuffix(".pack") {
+            let hex = String(name.dropLast(5))
+            if let pid = PackID(hex: hex), !FileSystem.exists(packIndexPath(pid)) {
+                report.notes.append("\(packsDirectory)/\(name): pack without index (left by an interrupted write; ignored, removed by gc)")
+            }
+        }
+        let multiPack = try checkMultiPackIndex()
+        report.problems += multiPack.problems.map { .init(path: multiPackIndexPath, message: $0) }
+        report.notes += multiPack.notes
+        let totalBytes = packs.reduce(UInt64(0)) { $0 + (FileSystem.fileSize(packPath($1)) ?? 0) }
+        var doneBytes: UInt64 = 0
+        for pid in packs {
+            let pi: PackIndex
+            do {
+                pi = try readPackIndex(pid)
+            } catch let e as SLMError {
+                report.problems.append(.init(path: packIndexPath(pid), message: e.description))
+                continue
+            }
+            let size = FileSystem.fileSize(packPath(pid))
+            guard size == pi.packSize else {
+                report.problems.append(.init(path: packPath(pid), message: "pack is \(size.map(String.init) ?? "missing"), index says \(pi.packSize) bytes"))
+                for e in pi.entries { damaged.insert(e.id) }
+                continue
+            }
+            report.packs += 1
+            let entries = pi.entries.sorted { $0.offset < $1.offset }
+            var k = 0
+            while k < entries.count {
+                let batch = Array(entries[k..<min(k + 256, entries.count)])
+                k += batch.count
+                let bad = UnsafeMutableBufferPointer<String?>.allocate(capacity: batch.count)
+                bad.initialize(repeating: nil)
+                defer { bad.deallocate() }
+                nonisolated(unsafe) let b = bad
+                DispatchQueue.concurrentPerform(iterations: batch.count) { j in
+                    let e = batch[j]
+                    let loc = e.location(in: pid)
+                    let out = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(e.rawLength), alignment: 16)
+                    defer { out.deallocate() }
+                    do { try self.readChunk(e.id, at: loc, into: out, index: index) } catch { b[j] = "\(error)" }
+                }
+                for (j, e) in batch.enumerated() {
+                    report.chunks += 1
+                    report.chunkBytes += UInt64(e.rawLength)
+                    doneBytes += PackFormat.recordSize(e.storedLength)
+                    if let message = bad[j] {
+                        damaged.insert(e.id)
+                        report.damagedChunks.append(e.id.hex)
+                        report.problems.append(.init(path: packPath(pid), message: "chunk \(e.id.hex): \(message)"))
+                    }
+                }
+                progress?(doneBytes, totalBytes)
+            }
+        }
+        // Objects and refs: every version must be readable, its tree readable, its chunks sound.
+        for model in try models() {
+            for (v, id) in try versions(of: model) {
+                report.versions += 1
+                let label = "\(model)@\(v)"
+                let tree: TreeObject
+                do {
+                    let version = try readVersion(id)
+                    guard version.name == model.value, version.version == v else {
+                        report.problems.append(.init(path: versionRefPath(model, v), message: "ref points to \(version.name)@\(version.version)"))
+                        report.hurtVersions.append(.init(version: label, file: "", chunk: "", reason: "ref points to the wrong version object"))
+                        continue
+                    }
+                    tree = try readTree(version.tree)
+                } catch let e as SLMError {
+                    report.problems.append(.init(path: versionRefPath(model, v), message: e.description))
+                    report.hurtVersions.append(.init(version: label, file: "", chunk: "", reason: e.description))
+                    continue
+                }
+                for f in tree.files {
+                    // A tree whose chunk list cannot be read hurts its version like a missing chunk.
+                    var refs = f.chunks.makeIterator()
+                    while true {
+                        let c: ChunkRef
+                        do {
+                            guard let next = try refs.next() else { break }
+                            c = next
+                        } catch {
+                            report.hurtVersions.append(.init(version: label, file: f.path, chunk: "", reason: "\(error)"))
+                            break
+                        }
+                        if damaged.contains(c.id) {
+                            report.hurtVersions.append(.init(version: label, file: f.path, chunk: c.id.hex, reason: "damaged chunk"))
+                        } else if let loc = index.location(of: c.id) {
+                            if loc.rawLength != c.rawLength {
+                                report.hurtVersions.append(.init(version: label, file: f.path, chunk: c.id.hex, reason: "length mismatch"))
+                            } else { continue }
+                        } else {
+                            report.hurtVersions.append(.init(version: label, file: f.path, chunk: c.id.hex, reason: "missing chunk"))
+                        }
+                    }
+                }
+            }
+        }
+        return report
+    }
+}

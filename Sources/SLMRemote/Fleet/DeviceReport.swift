@@ -1,0 +1,114 @@
+// What a device tells its publisher after each sync round (`reports/<device>.json` on the
+// remote, or a PUT to a report URL): per followed model, the version installed, the version it
+// is going for and how that went. Small, credential-free, and read back by `slmstore fleet`,
+// which treats every report as hostile input from an unauthenticated writer.
+
+import SLMFormats
+import SLMLocalStore
+import Foundation
+
+public struct DeviceReport: Sendable, Equatable {
+    /// How a followed model stands after a round.
+    public enum State: String, Sendable, CaseIterable {
+        /// On its target version (installed this round or before).
+        case installed
+        /// Not on its target yet, and no failure recorded: the round stopped before it.
+        case pending
+        /// The target failed its health check here; the device went back.
+        case rejected
+        /// The round failed while working on this model (download, verification, install).
+        case failed
+    }
+
+    public struct Model: Sendable, Equatable {
+        public var installed: String?
+        public var target: String?
+        public var state: State
+        /// For `failed`: what kind of failure (`untrusted`, `transport`, `remote`, `damaged`,
+        /// `disk`, `other`); never a message, which could carry a URL or a path.
+        public var errorClass: String?
+        /// Bytes downloaded for this model in the round.
+        public var bytesFetched: UInt64 = 0
+
+        public init(installed: String?, target: String?, state: State, errorClass: String? = nil, bytesFetched: UInt64 = 0) {
+            (self.installed, self.target, self.state, self.errorClass, self.bytesFetched) = (installed, target, state, errorClass, bytesFetched)
+        }
+    }
+
+    public static let directory = "reports"
+    /// A report is at most this long: the sink and the reader both hold to it.
+    public static let maxEncodedSize = 4096
+    public static let maxModels = 16
+
+    public var device: String
+    /// RFC 3339 UTC, when the round ended.
+    public var time: String
+    public var models: [String: Model]
+
+    public init(device: String, time: String, models: [String: Model]) {
+        (self.device, self.time, self.models) = (device, time, models)
+    }
+
+    /// The report's file name under `reports/`: the device id when it is a plain name, else a
+    /// digest of it, so no id can name a path.
+    public static func fileName(device: String) -> String {
+        let plain = PlainName.isPlain(device, maxBytes: 128) && !device.hasPrefix(".")
+        return (plain ? device : "sha256-" + SHA256Hasher.hash(Array(device.utf8)).hex.prefix(32)) + ".json"
+    }
+
+    /// Classifies an error for a report without its text.
+    public static func errorClass(_ error: Error) -> String {
+        guard let e = error as? SLMError else { return "other" }
+        switch e {
+        case .untrusted: return "untrusted"
+        case .transport, .remoteStatus: return "transport"
+        case .remote, .unsupportedFormat: return "remote"
+        case .damaged, .fileMismatch: return "damaged"
+        case let .failed(m) where m.contains("disk space"): return "disk"
+        default: return "other"
+        }
+    }
+
+    /// Canonical JSON + "\n"; nil if it would pass `maxEncodedSize` (too many or too long names).
+    public func encoded() -> [UInt8]? {
+        var ms: [String: JSONValue] = [:]
+        for (name, m) in models {
+            var o: [String: JSONValue] = ["installed": m.installed.map { .string($0) } ?? .null, "target": m.target.map { .string($0) } ?? .null,
+                                          "state": .string(m.state.rawValue), "bytes_fetched": .int(m.bytesFetched)]
+            if let c = m.errorClass { o["error"] = .string(c) }
+            ms[name] = .object(o)
+        }
+        let bytes = JSONValue.object(["format": .int(1), "type": .string("slmstore-device-report"), "device": .string(device),
+                                      "time": .string(time), "models": .object(ms)]).canonicalBytes() + [0x0a]
+        return bytes.count <= Self.maxEncodedSize && models.count <= Self.maxModels ? bytes : nil
+    }
+
+    /// Parses and bounds a report; anything off is damaged (a device, or whoever can write
+    /// there, wrote it).
+    public static func decode(_ bytes: [UInt8], source: String) throws -> DeviceReport {
+        func bad(_ p: String) -> SLMError { .damaged(path: source, problem: "device report: \(p)") }
+        guard bytes.count <= maxEncodedSize else { throw bad("larger than \(maxEncodedSize) bytes") }
+        let v: JSONValue
+        do { v = try JSONValue.parse(bytes, maxValues: 512) } catch { throw bad("\(error)") }
+        guard v["type"]?.stringValue == "slmstore-device-report", v["format"]?.uint64Value == 1,
+              let device = v["device"]?.stringValue, !device.isEmpty, device.utf8.count <= 256,
+              let time = v["time"]?.stringValue, Timestamp.parse(time) != nil,
+              let list = v["models"]?.objectValue, list.count <= maxModels else {
+            throw bad("needs type slmstore-device-report, format 1, device, an RFC 3339 time and at most \(maxModels) models")
+        }
+        var models: [String: Model] = [:]
+        for (name, m) in list {
+            guard (try? ModelName(name)) != nil, let state = m["state"]?.stringValue.flatMap(State.init(rawValue:)) else {
+                throw bad("model entry \(name.prefix(64)) needs a valid name and state")
+            }
+            func version(_ key: String) throws -> String? {
+                guard let x = m[key], x != .null else { return nil }
+                guard let s = x.stringValue, (try? SemVer(s)) != nil else { throw bad("\(key) of \(name) is not a version") }
+                return s
+            }
+            models[name] = Model(installed: try version("installed"), target: try version("target"), state: state,
+                                 errorClass: m["error"]?.stringValue.map { String($0.prefix(32)) }, bytesFetched: m["bytes_fetched"]?.uint64Value ?? 0)
+        }
+        return DeviceReport(device: device, time: time, models: models)
+    }
+}

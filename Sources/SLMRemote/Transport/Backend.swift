@@ -1,0 +1,373 @@
+// The one interface push, pull and sync use to reach a store's files wherever they live (a
+// directory, a static web server, object storage next). Retry and rate limits are wrappers any
+// backend gets, so each backend only says how to move bytes.
+
+import SLMFormats
+import SLMLocalStore
+import Foundation
+import Synchronization
+
+/// Traffic a backend has carried so far.
+public struct Traffic: Sendable, Equatable {
+    public var bytesReceived: UInt64 = 0
+    public var bytesSent: UInt64 = 0
+    public var requests = 0
+
+    public init() {}
+
+    /// What happened between `earlier` and this snapshot.
+    public func since(_ earlier: Traffic) -> Traffic {
+        var t = Traffic()
+        t.bytesReceived = bytesReceived - earlier.bytesReceived
+        t.bytesSent = bytesSent - earlier.bytesSent
+        t.requests = requests - earlier.requests
+        return t
+    }
+}
+
+/// The answer to a conditional read.
+public enum ConditionalRead: Sendable {
+    /// The file still has the validator the caller gave.
+    case unchanged
+    case absent
+    /// The file's bytes and a validator for the next conditional read, when the backend can
+    /// offer a trustworthy one.
+    case changed(bytes: [UInt8], validator: String?)
+}
+
+public protocol StoreBackend: AnyObject, Sendable {
+    /// The URL or path the user gave, for messages (never holds credentials).
+    var location: String { get }
+    var traffic: Traffic { get }
+    /// Whether writes are possible at all (a plain web server is read-only).
+    var isWritable: Bool { get }
+
+    /// The whole file at `path` (relative to the store root), or nil when there is none.
+    /// A file larger than `limit` is an error, found before it is read whole.
+    func read(_ path: String, limit: Int) throws -> [UInt8]?
+    /// Exactly the bytes `range` of the file at `path`, handed to `consume` in order, in pieces
+    /// of any size as they arrive (so a caller holds what it has not consumed yet, not the
+    /// range); anything else is an error. After an error `consume` has seen a prefix of the range.
+    func readRange(_ path: String, range: Range<UInt64>, into consume: (UnsafeRawBufferPointer) throws -> Void) throws
+    /// The whole file at `path`, handed to `consume` in order in pieces as it arrives (false,
+    /// and nothing consumed, when there is none). More than `limit` bytes is an error, raised
+    /// before a byte past the limit reaches `consume`. After an error `consume` has seen a prefix.
+    func readStream(_ path: String, limit: Int, into consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool
+    /// A read that answers `.unchanged` cheaply when the file still has `validator`.
+    func readIfChanged(_ path: String, validator: String?, limit: Int) throws -> ConditionalRead
+    func exists(_ path: String) throws -> Bool
+
+    /// Replaces (or creates) the file so a reader sees the old bytes or the new, never a part.
+    func write(_ path: String, bytes: [UInt8]) throws
+    /// Like `write`, streaming the bytes of a local file (packs are too large to hold).
+    func upload(_ path: String, fromFile localPath: String) throws
+    /// Compare-and-swap: writes only while the file still has `expected` as its validator
+    /// (`nil`: only while it does not exist). False when another writer came first.
+    func write(_ path: String, bytes: [UInt8], ifMatching expected: String?) throws -> Bool
+    /// Paths (relative to the store root) of the files below `directory`; `recursive: false`
+    /// lists its direct entries, directories included.
+    func list(_ directory: String, recursive: Bool) throws -> [String]
+    func delete(_ path: String) throws
+    /// Held by a publisher from its first write to its last, so that a garbage collector working
+    /// on the same store never takes the publisher's new packs for dead ones (nil: the backend
+    /// has no such collector).
+    func publishLease() throws -> AnyObject?
+}
+
+extension StoreBackend {
+    /// For backends that cannot stream a whole file: read it whole, then hand it over.
+    public func readStream(_ path: String, limit: Int, into consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
+        guard let bytes = try read(path, limit: limit) else { return false }
+        try bytes.withUnsafeBytes { try consume($0) }
+        return true
+    }
+
+    /// Exactly the bytes `range` of the file at `path`, whole.
+    public func readRange(_ path: String, range: Range<UInt64>) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(Int(range.count))
+        try readRange(path, range: range) { bytes.append(contentsOf: $0) }
+        return bytes
+    }
+}
+
+/// Counts traffic; shared by the backend kinds.
+final class TrafficCounter: Sendable {
+    private let state = Mutex(Traffic())
+
+    func received(_ n: Int) { state.withLock { $0.bytesReceived += UInt64(n); $0.requests += 1 } }
+    func sent(_ n: UInt64) { state.withLock { $0.bytesSent += n; $0.requests += 1 } }
+    var snapshot: Traffic { state.withLock { $0 } }
+}
+
+// MARK: Wrappers
+
+/// Retries transient failures (network errors, 5xx, 429, 408) with exponential backoff and
+/// jitter; anything else fails at once. Stops waiting as soon as `isCancelled` says so.
+public final class RetryingBackend: StoreBackend {
+    public struct Policy: Sendable {
+        public var attempts = 5
+        public var initialBackoff = 0.2
+        public var maxBackoff = 5.0
+        public init() {}
+    }
+
+    let inner: StoreBackend
+    let policy: Policy
+    let isCancelled: @Sendable () -> Bool
+    let onRetry: @Sendable (Int, SLMError) -> Void
+
+    public init(_ inner: StoreBackend, policy: Policy = Policy(), isCancelled: @escaping @Sendable () -> Bool = { false },
+                onRetry: @escaping @Sendable (Int, SLMError) -> Void = { _, _ in }) {
+        self.inner = inner
+        self.policy = policy
+        self.isCancelled = isCancelled
+        self.onRetry = onRetry
+    }
+
+    public var location: String { inner.location }
+    public var traffic: Traffic { inner.traffic }
+    public var isWritable: Bool { inner.isWritable }
+
+    func attempt<T>(_ body: () throws -> T) throws -> T {
+        var delay = policy.initialBackoff
+        var attempt = 1
+        while true {
+            if isCancelled() { throw SLMError.cancelled }
+            do {
+                return try body()
+            } catch let error as SLMError where error.isTransient {
+                guard attempt < policy.attempts else {
+                    throw SLMError.transport(url: inner.location, problem: "\(error.description) (after \(policy.attempts) attempts)",
+                                             transient: true)
+                }
+                onRetry(attempt, error)
+                let deadline = Date().addingTimeInterval(delay * Double.random(in: 0.5...1.5))
+                while Date() < deadline {
+                    if isCancelled() { throw SLMError.cancelled }
+                    Thread.sleep(forTimeInterval: min(0.05, max(0, deadline.timeIntervalSinceNow)))
+                }
+                delay = min(delay * 2, policy.maxBackoff)
+                attempt += 1
+            }
+        }
+    }
+
+    public func read(_ path: String, limit: Int) throws -> [UInt8]? { try attempt { try inner.read(path, limit: limit) } }
+    /// A retry asks only for what the failed attempt did not deliver, so `consume` sees each
+    /// byte of the range once, in order.
+    public func readRange(_ path: String, range: Range<UInt64>, into consume: (UnsafeRawBufferPointer) throws -> Void) throws {
+        var at = range.lowerBound
+        try attempt {
+            guard at < range.upperBound else { return }
+            try inner.readRange(path, range: at..<range.upperBound) { piece in
+                try consume(piece)
+                at += UInt64(piece.count)
+            }
+        }
+    }
+    /// A retried attempt starts the file again: the bytes an earlier one already handed over
+    /// are skipped, so `consume` sees the file once (callers check what they stream by hash).
+    public func readStream(_ path: String, limit: Int, into consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
+        var delivered = 0
+        return try attempt {
+            var seen = 0
+            return try inner.readStream(path, limit: limit) { piece in
+                let skip = min(piece.count, max(0, delivered - seen))
+                seen += piece.count
+                guard skip < piece.count else { return }
+                try consume(UnsafeRawBufferPointer(rebasing: piece[skip...]))
+                delivered += piece.count - skip
+            }
+        }
+    }
+
+    public func readIfChanged(_ path: String, validator: String?, limit: Int) throws -> ConditionalRead {
+        try attempt { try inner.readIfChanged(path, validator: validator, limit: limit) }
+    }
+    public func exists(_ path: String) throws -> Bool { try attempt { try inner.exists(path) } }
+    public func write(_ path: String, bytes: [UInt8]) throws { try attempt { try inner.write(path, bytes: bytes) } }
+    public func upload(_ path: String, fromFile localPath: String) throws { try attempt { try inner.upload(path, fromFile: localPath) } }
+    public func write(_ path: String, bytes: [UInt8], ifMatching expected: String?) throws -> Bool {
+        // A lost answer to a write that did succeed reads as a conflict on the retry; callers of
+        // compare-and-swap re-read and merge on conflict anyway, so that is safe.
+        try attempt { try inner.write(path, bytes: bytes, ifMatching: expected) }
+    }
+    public func list(_ directory: String, recursive: Bool) throws -> [String] { try attempt { try inner.list(directory, recursive: recursive) } }
+    public func delete(_ path: String) throws { try attempt { try inner.delete(path) } }
+    public func publishLease() throws -> AnyObject? { try inner.publishLease() }
+}
+
+/// Limits the average transfer rate across every request made through it.
+public final class RateLimitedBackend: StoreBackend {
+    let inner: StoreBackend
+    let bytesPerSecond: Double
+    let isCancelled: @Sendable () -> Bool
+    private let budget: Mutex<(start: Date, bytes: Double)>
+
+    public init(_ inner: StoreBackend, bytesPerSecond: Double, isCancelled: @escaping @Sendable () -> Bool = { false }) {
+        self.inner = inner
+        self.bytesPerSecond = bytesPerSecond
+        self.isCancelled = isCancelled
+        budget = Mutex((Date(), 0))
+    }
+
+    public var location: String { inner.location }
+    public var traffic: Traffic { inner.traffic }
+    public var isWritable: Bool { inner.isWritable }
+
+    /// Sleeps until `n` more bytes fit the rate (checked in small steps, so a cancel is quick).
+    func pace(_ n: Int) throws {
+        guard bytesPerSecond > 0, n > 0 else { return }
+        let due = budget.withLock { b -> Double in
+            b.bytes += Double(n)
+            return b.bytes / bytesPerSecond - Date().timeIntervalSince(b.start)
+        }
+        let until = Date().addingTimeInterval(due)
+        while Date() < until {
+            if isCancelled() { throw SLMError.cancelled }
+            Thread.sleep(forTimeInterval: min(0.05, max(0, until.timeIntervalSinceNow)))
+        }
+    }
+
+    public func read(_ path: String, limit: Int) throws -> [UInt8]? {
+        let b = try inner.read(path, limit: limit)
+        try pace(b?.count ?? 0)
+        return b
+    }
+    public func readRange(_ path: String, range: Range<UInt64>, into consume: (UnsafeRawBufferPointer) throws -> Void) throws {
+        // Large ranges are paced in slices so the rate holds within one request too.
+        let slice: UInt64 = max(64 << 10, UInt64(bytesPerSecond / 4))
+        var at = range.lowerBound
+        while at < range.upperBound {
+            let end = bytesPerSecond > 0 ? min(range.upperBound, at + slice) : range.upperBound
+            try inner.readRange(path, range: at..<end, into: consume)
+            try pace(Int(end - at))
+            at = end
+        }
+    }
+    public func readStream(_ path: String, limit: Int, into consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
+        try inner.readStream(path, limit: limit) { piece in
+            try consume(piece)
+            try pace(piece.count)
+        }
+    }
+    public func readIfChanged(_ path: String, validator: String?, limit: Int) throws -> ConditionalRead {
+        let r = try inner.readIfChanged(path, validator: validator, limit: limit)
+        if case let .changed(bytes, _) = r { try pace(bytes.count) }
+        return r
+    }
+    public func exists(_ path: String) throws -> Bool { try inner.exists(path) }
+    public func write(_ path: String, bytes: [UInt8]) throws { try pace(bytes.count); try inner.write(path, bytes: bytes) }
+    public func upload(_ path: String, fromFile localPath: String) throws {
+        try pace(Int(FileSystem.fileSize(localPath) ?? 0))
+        try inner.upload(path, fromFile: localPath)
+    }
+    public func write(_ path: String, bytes: [UInt8], ifMatching expected: String?) throws -> Bool {
+        try pace(bytes.count)
+        return try inner.write(path, bytes: bytes, ifMatching: expected)
+    }
+    public func list(_ directory: String, recursive: Bool) throws -> [String] { try inner.list(directory, recursive: recursive) }
+    public func delete(_ path: String) throws { try inner.delete(path) }
+    public func publishLease() throws -> AnyObject? { try inner.publishLease() }
+}
+
+// MARK: Opening
+
+public enum Remotes {
+    /// How a remote is reached: the wrappers every backend gets.
+    public struct Options: Sendable {
+        public var maxBytesPerSecond: Double = 0
+        public var retry = RetryingBackend.Policy()
+        public var isCancelled: @Sendable () -> Bool = { false }
+        public var onRetry: @Sendable (Int, SLMError) -> Void = { _, _ in }
+        /// For s3:// remotes: an S3-compatible endpoint, over AWS_ENDPOINT_URL and the profile.
+        public var endpoint: String?
+        /// Multipart part size for s3:// uploads (at least 5 MiB, S3's minimum).
+        public var s3PartSize = 16 << 20
+        public var environment: [String: String] = ProcessInfo.processInfo.environment
+        /// For http(s) remotes: where credentials come from (the environment above is used too).
+        public var credentials = HTTPCredentials.Sources()
+        /// For https remotes and S3 endpoints: a private CA and a client certificate.
+        public var tls = TLSFiles()
+        public init() {}
+    }
+
+    /// The TLS files a device or publisher names (`--cacert`, `--cert`, `--key`), each falling
+    /// back to SLMSTORE_CA_BUNDLE, SLMSTORE_CLIENT_CERT and SLMSTORE_CLIENT_KEY.
+    public struct TLSFiles: Sendable, Equatable {
+        public var caBundle: String?
+        public var clientCertificate: String?
+        public var clientKey: String?
+        public init(caBundle: String? = nil, clientCertificate: String? = nil, clientKey: String? = nil) {
+            (self.caBundle, self.clientCertificate, self.clientKey) = (caBundle, clientCertificate, clientKey)
+        }
+
+        /// The files to use, checked readable now so a typo is one clear error, not a TLS failure.
+        package func resolved(environment: [String: String]) throws -> TLSFiles {
+            func pick(_ given: String?, _ variable: String) -> (String, String)? {
+                if let given { return (given, "") }
+                if let v = environment[variable], !v.isEmpty { return (v, " (from \(variable))") }
+                return nil
+            }
+            var out = TLSFiles()
+            for (given, variable, option, slot) in [(caBundle, "SLMSTORE_CA_BUNDLE", "--cacert", \TLSFiles.caBundle),
+                                                    (clientCertificate, "SLMSTORE_CLIENT_CERT", "--cert", \TLSFiles.clientCertificate),
+                                                    (clientKey, "SLMSTORE_CLIENT_KEY", "--key", \TLSFiles.clientKey)] {
+                guard let (path, origin) = pick(given, variable) else { continue }
+                guard access(path, R_OK) == 0 else {
+                    throw SLMError.input(path: path, problem: "\(option)\(origin): cannot read it (\(String(cString: strerror(errno))))")
+                }
+                out[keyPath: slot] = path
+            }
+            if out.clientKey != nil && out.clientCertificate == nil {
+                throw SLMError.argument("--key names a client key but no --cert (or SLMSTORE_CLIENT_CERT) names its certificate")
+            }
+            return out
+        }
+
+        package func apply(to policy: inout HTTPClient.Policy) {
+            policy.caBundle = caBundle
+            policy.clientCertificate = clientCertificate
+            policy.clientKey = clientKey
+        }
+    }
+
+    /// The backend for what the user typed: an http(s) URL or a filesystem path. Any other
+    /// `scheme://` is refused rather than taken for a directory name.
+    public static func open(_ location: String, options: Options = Options()) throws -> StoreBackend {
+        var base: StoreBackend
+        if location.hasPrefix("http://") || location.hasPrefix("https://") {
+            guard let url = URL(string: location.hasSuffix("/") ? String(location.dropLast()) : location), url.host != nil else {
+                throw SLMError.argument("invalid remote URL \"\(HTTPCredentials.redact(location))\"")
+            }
+            var sources = options.credentials
+            sources.environment = options.environment
+            var policy = HTTPClient.Policy()
+            policy.isCancelled = options.isCancelled
+            try options.tls.resolved(environment: options.environment).apply(to: &policy)
+            base = HTTPBackend(base: url, credentials: try HTTPCredentials.resolve(for: url, sources: sources), policy: policy)
+        } else if location.hasPrefix("s3://") {
+            let (bucket, prefix) = try S3Backend.parse(location)
+            var policy = HTTPClient.Policy()
+            policy.isCancelled = options.isCancelled
+            try options.tls.resolved(environment: options.environment).apply(to: &policy)
+            base = S3Backend(bucket: bucket, prefix: prefix, config: try AWSConfig.resolve(endpoint: options.endpoint, environment: options.environment),
+                             partSize: options.s3PartSize, policy: policy)
+        } else if let scheme = location.range(of: "://").map({ String(location[..<$0.lowerBound]) }) {
+            throw SLMError.argument("unsupported remote \"\(location)\": \(scheme):// is not a kind of remote slmstore knows; use a directory path, s3://, http:// or https://")
+        } else {
+            base = LocalBackend(root: location)
+        }
+        if options.maxBytesPerSecond > 0 {
+            base = RateLimitedBackend(base, bytesPerSecond: options.maxBytesPerSecond, isCancelled: options.isCancelled)
+        }
+        return RetryingBackend(base, policy: options.retry, isCancelled: options.isCancelled, onRetry: options.onRetry)
+    }
+
+    public static func open(_ location: String, maxBytesPerSecond: Double) throws -> StoreBackend {
+        var o = Options()
+        o.maxBytesPerSecond = maxBytesPerSecond
+        return try open(location, options: o)
+    }
+}

@@ -1,0 +1,199 @@
+// The publisher side of signed releases: `push --sign` states what the remote's manifest holds
+// (only versions the publisher can vouch for), `resign` renews serial and expiry alone. Nothing
+// is taken from the remote's previous release.json unless the publisher's own keys (or its own
+// record of what it signed last) vouch for it: a remote is writable by whoever holds the
+// bucket, and re-signing its unsigned content would launder a forgery. Both replace
+// release.json with a compare-and-swap, so two publishers never sign the same serial.
+
+import SLMFormats
+import SLMLocalStore
+import Foundation
+
+public struct ReleaseSigning: Sendable {
+    public var keys: [Ed25519PrivateKey]
+    /// Seconds from now until devices refuse the release (at most `SignedRelease.maxValidity`).
+    public var validity: Int64 = 30 * 86400
+    /// Keys that sign from the next serial on (key rotation); nil keeps the current ones.
+    public var nextKeys: [Ed25519PublicKey]?
+    /// More keys whose signature makes the previous release trustworthy (a key rotated away
+    /// from, when this store did not sign the previous release itself).
+    public var previousKeys: [Ed25519PublicKey] = []
+    /// Ignore the remote's previous release entirely: versions only from this store, the serial
+    /// from this store's record and the clock (the way back from a tampered release.json).
+    public var fromScratch = false
+    public var now: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+
+    public init(keys: [Ed25519PrivateKey]) { self.keys = keys }
+}
+
+public struct ReleaseSigningResult: Sendable {
+    public var serial: UInt64
+    public var expires: Int64
+    public var versions: Int
+    /// The remote id the release names.
+    public var remote: String
+    /// Versions the manifest lists that were left out: neither in this store nor in the previous release.
+    public var unsigned: [String]
+}
+
+/// What a publisher's store remembers of the last release it signed for one remote
+/// (`trust/signed-<record name>`): the serial floor, the payload (so a release it signed itself
+/// is recognised after a key rotation) and the remote id it signed for.
+struct PublisherRecord: Equatable {
+    var serial: UInt64
+    var payload: SHA256Digest?
+    var remote: String?
+
+    /// Nil when absent; a damaged record is an error, never a serial floor of zero.
+    static func load(_ path: String) throws -> PublisherRecord? {
+        guard FileSystem.exists(path) else { return nil }
+        let bytes = try FileSystem.readFile(path, limit: 4096)
+        let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        func damaged(_ p: String) -> SLMError { .damaged(path: path, problem: "publisher release record: \(p); remove it only if no device took a release from this remote") }
+        // Records written before format 1 hold the serial alone.
+        if let serial = UInt64(text) {
+            guard serial <= SignedRelease.maxSerial else { throw damaged("serial \(serial) is above 2^53") }
+            return PublisherRecord(serial: serial, payload: nil, remote: nil)
+        }
+        let v: JSONValue
+        do { v = try JSONValue.parse(bytes) } catch { throw damaged("\(error)") }
+        guard v["format"]?.uint64Value == 1, let serial = v["serial"]?.uint64Value, serial <= SignedRelease.maxSerial,
+              let payload = v["payload_sha256"]?.stringValue.flatMap(SHA256Digest.init(hex:)) else {
+            throw damaged("needs format 1, a serial up to 2^53 and payload_sha256")
+        }
+        let remote = v["remote"]?.stringValue
+        if let remote, !SignedRelease.isValidRemoteID(remote) { throw damaged("malformed remote id") }
+        return PublisherRecord(serial: serial, payload: payload, remote: remote)
+    }
+
+    var encoded: [UInt8] {
+        var o: [String: JSONValue] = ["format": .int(1), "serial": .int(serial)]
+        if let payload { o["payload_sha256"] = .string(payload.hex) }
+        if let remote { o["remote"] = .string(remote) }
+        return JSONValue.object(o).canonicalBytes() + [0x0a]
+    }
+}
+
+extension Store {
+    /// Signs what `backend`'s manifest lists: versions the (verified) previous release listed or
+    /// this store holds with the same id, their stages and rollouts. `renewOnly` keeps the
+    /// previous release's content and changes only serial, times and (if given) next keys.
+    public func signRelease(on backend: StoreBackend, signing: ReleaseSigning, renewOnly: Bool = false) throws -> ReleaseSigningResult {
+        guard !signing.keys.isEmpty else { throw SLMError.argument("signing needs at least one key (--sign KEY)") }
+        guard signing.validity <= SignedRelease.maxValidity else {
+            throw SLMError.argument("a release may be valid for at most \(SignedRelease.maxValidity / 86400) days, not \(signing.validity / 86400)")
+        }
+        let source = "\(backend.location)/\(SignedRelease.path)"
+        let recordPath = "\(root)/trust/signed-\(ReleaseGate.recordName(for: backend.location))"
+        let record = try PublisherRecord.load(recordPath)
+        for _ in 0..<20 {
+            var expected: String? = nil
+            var previous: SignedRelease? = nil
+            switch try backend.readIfChanged(SignedRelease.path, validator: nil, limit: SignedRelease.maxEncodedSize) {
+            case .absent: break
+            case .unchanged: continue
+            case let .changed(bytes, v):
+                guard let v else { continue }
+                expected = v
+                if !signing.fromScratch {
+                    previous = try verifiedPrevious(bytes, source: source, signing: signing, record: record)
+                }
+            }
+            let now = signing.now()
+            // The clock and this store's own record as floors: a remote rolled back to an old
+            // release.json (or a lost one) cannot make the publisher sign a serial devices already took.
+            let serial = max(previous?.serial ?? 0, record?.serial ?? 0) + 1
+            guard serial <= SignedRelease.maxSerial else {
+                throw SLMError.failed("\(source): serial \(serial - 1) is the largest a release may carry; devices cannot be moved past it with this key")
+            }
+            let release: SignedRelease
+            var unsigned: [String] = []
+            let (expires, overflow) = now.addingReportingOverflow(signing.validity)
+            guard !overflow else { throw SLMError.argument("release expiry \(now) + \(signing.validity) s is out of range") }
+            let finalSerial = max(serial, UInt64(min(max(0, now), Int64(SignedRelease.maxSerial))))
+            if renewOnly {
+                guard let previous else {
+                    if signing.fromScratch {
+                        throw SLMError.argument("resign --from-scratch takes versions from this store: use `slmstore push REMOTE --sign KEY --from-scratch`")
+                    }
+                    throw SLMError.notFound("\(source) does not exist: sign a release first with `slmstore push REMOTE --sign KEY`")
+                }
+                let remote = try remoteID(previous: previous, record: record, manifest: nil, backend: backend)
+                release = SignedRelease(serial: finalSerial, remote: remote, issued: now, expires: expires,
+                                        models: previous.models, nextKeys: signing.nextKeys ?? previous.nextKeys)
+            } else {
+                guard let bytes = try backend.read(RemoteLayout.manifest, limit: Manifest.maxEncodedSize) else {
+                    throw SLMError.remote(url: "\(backend.location)/manifest.json", problem: "missing; nothing to sign")
+                }
+                var manifest = try Manifest.decode(bytes, source: "\(backend.location)/manifest.json")
+                try manifest.loadVersions(of: nil, location: backend.location, read: backend.read)
+                let remote = try remoteID(previous: previous, record: record, manifest: manifest, backend: backend)
+                (release, unsigned) = try vouchedRelease(manifest: manifest, previous: previous, serial: finalSerial, remote: remote,
+                                                         issued: now, expires: expires, nextKeys: signing.nextKeys)
+            }
+            let bytes = try release.signed(by: signing.keys)
+            try FileSystem.makeDirectories("\(root)/trust")
+            // The digest of the payload as signed (a release built here has no decoded payload yet).
+            let next = PublisherRecord(serial: release.serial, payload: SHA256Hasher.hash(release.payloadJSON.canonicalBytes()), remote: release.remote)
+            try FileSystem.writeAtomically(next.encoded, to: recordPath)
+            if try backend.write(SignedRelease.path, bytes: bytes, ifMatching: expected) {
+                return ReleaseSigningResult(serial: release.serial, expires: release.expires,
+                                            versions: release.models.values.reduce(0) { $0 + $1.versions.count },
+                                            remote: release.remote ?? "", unsigned: unsigned.sorted())
+            }
+        }
+        throw SLMError.conflict("\(source) kept changing while being replaced; sign again")
+    }
+
+    /// The remote's release.json, if the publisher's keys signed it or it is the release this
+    /// store signed last; otherwise an error that says how to recover.
+    func verifiedPrevious(_ bytes: [UInt8], source: String, signing: ReleaseSigning, record: PublisherRecord?) throws -> SignedRelease {
+        let fix = "if it was tampered with, sign again from this store's versions only: `slmstore push REMOTE --sign KEY --from-scratch` (or `resign --from-scratch`)"
+        let previous: SignedRelease
+        do { previous = try SignedRelease.decode(bytes, source: source) } catch {
+            throw SLMError.untrusted(source: source, problem: "cannot be read (\(error)); \(fix)")
+        }
+        let own = signing.keys.map(\.publicKey) + signing.previousKeys
+        guard !previous.signers(among: own).isEmpty || (record?.payload != nil && record?.payload == previous.payloadDigest) else {
+            throw SLMError.untrusted(source: source, problem: "is not signed by the signing keys and is not the release this store signed last, so nothing in it is reused; \(fix)")
+        }
+        return previous
+    }
+
+    /// The remote id a release names: the one the verified previous release or this store's
+    /// record pinned; else the manifest's; a remote whose manifest names another id than the
+    /// one pinned is refused (someone replaced manifest.json).
+    func remoteID(previous: SignedRelease?, record: PublisherRecord?, manifest: Manifest?, backend: StoreBackend) throws -> String {
+        let pinned = previous?.remote ?? record?.remote
+        if let pinned, let listed = manifest?.remoteID, listed != pinned {
+            throw SLMError.untrusted(source: "\(backend.location)/manifest.json",
+                                     problem: "names remote id \(listed), but this remote's releases were signed for \(pinned)")
+        }
+        if let id = pinned ?? manifest?.remoteID { return id }
+        throw SLMError.remote(url: "\(backend.location)/manifest.json", problem: "names no remote id; push to it once (which gives it one) before signing")
+    }
+
+    /// The manifest as far as this publisher vouches for it: versions the verified previous
+    /// release lists or this store holds with the same id, and stages and rollouts of those.
+    func vouchedRelease(manifest: Manifest, previous: SignedRelease?, serial: UInt64, remote: String, issued: Int64, expires: Int64,
+                        nextKeys: [Ed25519PublicKey]?) throws -> (SignedRelease, [String]) {
+        var release = SignedRelease(manifest: manifest, serial: serial, remote: remote, issued: issued, expires: expires, nextKeys: nextKeys)
+        var unsigned: [String] = []
+        for (name, m) in release.models {
+            // try?: a model this store does not hold vouches for nothing, which is what an empty list says.
+            let held = Dictionary((try? versions(of: try ModelName(name)).map { ($0.0.description, $0.1) }) ?? [],
+                                  uniquingKeysWith: { a, _ in a })
+            var kept = m
+            for (v, id) in m.versions where previous?.models[name]?.versions[v] != id && held[v] != id {
+                kept.versions[v] = nil
+                unsigned.append("\(name)@\(v)")
+            }
+            kept.stages = kept.stages.filter { kept.versions[$0.value] != nil }
+            kept.rollouts = kept.rollouts.filter { _, r in
+                r["version"]?.stringValue.flatMap { kept.versions[$0] }?.hex == r["id"]?.stringValue
+            }
+            release.models[name] = kept.versions.isEmpty ? nil : kept
+        }
+        return (release, unsigned)
+    }
+}
