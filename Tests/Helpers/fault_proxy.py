@@ -12,10 +12,13 @@ redirect-writes (answer every PUT, POST and DELETE with a 307 to this proxy's /s
 takes anything with a 200 and logs "SINK METHOD PATH BYTES"), repeat-token and endless-list
 (answer every S3 ListObjectsV2 with a truncated page: the same continuation token each time,
 or a new one each time), swallow-manifest (answer a PUT of manifest.json with 200 without
-passing it on). Other methods pass through. Request
+passing it on), cut-every (a flaky link: the connection is cut each time the body bytes sent to
+clients, all GETs counted, pass another FAULT_PROXY_CUT_EVERY bytes (default 2 MiB); COUNT
+cuts in all). Other methods pass through. Request
 headers, Host included, pass through as sent, so a signed request (S3 SigV4) stays valid behind
 the proxy. With FAULT_PROXY_LOG set, each range request's path and Range header are appended
-to that file, one line each.
+to that file, one line each. With FAULT_PROXY_SENT set, the body bytes sent for GETs so far and the
+cuts made are written to that file ("BYTES CUTS") after each response.
 A MODE prefixed "tree-" or "index-" (tree-corrupt, index-truncate, ...) spoils whole-file
 answers instead of range bodies: those holding a tree object (by its magic) or a pack index.
 COUNT: how many range responses to spoil (default: all); metadata requests pass through.
@@ -33,6 +36,25 @@ TARGET, _, BASE = MODE.partition("-") if MODE.split("-")[0] in ("tree", "index")
 COUNT = int(sys.argv[4]) if len(sys.argv) > 4 else 1 << 30
 lock = threading.Lock()
 spoiled = 0
+CUT_EVERY = int(os.environ.get("FAULT_PROXY_CUT_EVERY") or 2 << 20)
+sent = 0
+next_cut = CUT_EVERY
+
+
+def account(n, may_cut):
+    """Counts `n` body bytes about to be sent; returns how many to send before a cut (or n)."""
+    global sent, next_cut, spoiled
+    with lock:
+        send = n
+        if may_cut and spoiled < COUNT and sent + n > next_cut:
+            send = next_cut - sent
+            spoiled += 1
+            next_cut += CUT_EVERY
+        sent += send
+        if os.environ.get("FAULT_PROXY_SENT"):
+            with open(os.environ["FAULT_PROXY_SENT"], "w") as f:
+                f.write(f"{sent} {spoiled}\n")
+        return send
 
 
 def take():
@@ -177,6 +199,16 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.send_header("Content-Length", str(declared))
         self.end_headers()
+        keep = account(len(body), MODE == "cut-every")
+        if keep < len(body):
+            self.wfile.write(body[:keep])
+            self.wfile.flush()
+            self.close_connection = True
+            try:
+                self.connection.shutdown(2)
+            except OSError:
+                pass
+            return
         if spoil and BASE in ("drop", "truncate"):
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()

@@ -115,13 +115,16 @@ public final class FaultProxy {
     public var url: String { "http://127.0.0.1:\(port)" }
 
     /// With `log`, the path and Range header of each range request are appended to that file.
-    public init(upstream: Int, mode: String, count: Int? = nil, log: String? = nil) throws {
+    /// `environment` adds to the proxy's (FAULT_PROXY_CUT_EVERY, FAULT_PROXY_SENT: see the script).
+    public init(upstream: Int, mode: String, count: Int? = nil, log: String? = nil, environment: [String: String] = [:]) throws {
         port = freePort()
         var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         dir.appendPathComponent("Helpers/fault_proxy.py")
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", dir.path, String(port), String(upstream), mode] + (count.map { [String($0)] } ?? [])
-        if let log { process.environment = ProcessInfo.processInfo.environment.merging(["FAULT_PROXY_LOG": log]) { $1 } }
+        var extra = environment
+        if let log { extra["FAULT_PROXY_LOG"] = log }
+        if !extra.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 } }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()

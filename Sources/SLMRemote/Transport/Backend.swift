@@ -129,14 +129,24 @@ public final class RetryingBackend: StoreBackend {
     public var traffic: Traffic { inner.traffic }
     public var isWritable: Bool { inner.isWritable }
 
-    func attempt<T>(_ body: () throws -> T) throws -> T {
+    /// Runs `body` until it succeeds, fails for good, or fails transiently `policy.attempts`
+    /// times in a row. `progress` reports how far a streaming read got: an attempt that moved it
+    /// forward (by 64 KiB or more) before failing starts the count and the backoff again, so a link that keeps being
+    /// cut but keeps delivering (a flaky cellular link) finishes instead of running out of tries.
+    func attempt<T>(progress: () -> UInt64 = { 0 }, _ body: () throws -> T) throws -> T {
         var delay = policy.initialBackoff
         var attempt = 1
+        var lastProgress = progress()
         while true {
             if isCancelled() { throw SLMError.cancelled }
             do {
                 return try body()
             } catch let error as SLMError where error.isTransient {
+                // At least 64 KiB: a hostile server cannot buy endless tries a byte at a time.
+                if progress() >= lastProgress + (64 << 10) {
+                    lastProgress = progress()
+                    (attempt, delay) = (1, policy.initialBackoff)
+                }
                 guard attempt < policy.attempts else {
                     throw SLMError.transport(url: inner.location, problem: "\(error.description) (after \(policy.attempts) attempts)",
                                              transient: true)
@@ -158,7 +168,7 @@ public final class RetryingBackend: StoreBackend {
     /// byte of the range once, in order.
     public func readRange(_ path: String, range: Range<UInt64>, into consume: (UnsafeRawBufferPointer) throws -> Void) throws {
         var at = range.lowerBound
-        try attempt {
+        try attempt(progress: { at }) {
             guard at < range.upperBound else { return }
             try inner.readRange(path, range: at..<range.upperBound) { piece in
                 try consume(piece)
@@ -170,7 +180,7 @@ public final class RetryingBackend: StoreBackend {
     /// are skipped, so `consume` sees the file once (callers check what they stream by hash).
     public func readStream(_ path: String, limit: Int, into consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
         var delivered = 0
-        return try attempt {
+        return try attempt(progress: { UInt64(delivered) }) {
             var seen = 0
             return try inner.readStream(path, limit: limit) { piece in
                 let skip = min(piece.count, max(0, delivered - seen))
