@@ -36,8 +36,12 @@ public final class NginxServer {
     }
 
     /// `acceptPut`: nginx's WebDAV PUT (creating directories), as a device-report sink.
+    /// `cacheFor`: instead of serving `root`, a site cache in front of the origin on that port,
+    /// configured as README's "CDN and site caches" says: the immutable paths (packs, objects,
+    /// delta sets, version refs) cached for long in 1 MiB slices (nginx's slice module, so a
+    /// range request fills the cache slice by slice), everything else for 5 s.
     public init(serving root: String, port fixedPort: Int? = nil, limitRate: String? = nil, auth: Auth? = nil, tls: TLS? = nil,
-                acceptPut: Bool = false) throws {
+                acceptPut: Bool = false, cacheFor upstream: Int? = nil) throws {
         self.root = root
         self.tls = tls
         self.port = fixedPort ?? freePort()
@@ -55,6 +59,22 @@ public final class NginxServer {
         case nil:
             break
         }
+        var locations = "location / { \(location) \(acceptPut ? "dav_methods PUT; create_full_put_path on; dav_access user:rw group:r all:r;" : "") }"
+        var cachePath = ""
+        if let upstream {
+            cachePath = "proxy_cache_path \(prefix)/cache levels=1:2 keys_zone=slm:10m max_size=2g inactive=1h use_temp_path=off;"
+            let common = "proxy_pass http://127.0.0.1:\(upstream); proxy_http_version 1.1; proxy_cache slm; proxy_cache_lock on; proxy_cache_lock_timeout 60s;"
+            locations = """
+                location ~ ^/(packs|objects|deltas)/|/@versions/ {
+                    slice 1m;
+                    proxy_cache_key $uri$slice_range;
+                    proxy_set_header Range $slice_range;
+                    proxy_cache_valid 200 206 30d;
+                    \(common)
+                }
+                location / { proxy_cache_valid 200 5s; \(common) }
+            """
+        }
         let conf = """
         \(getuid() == 0 ? "user root;" : "")
         daemon off;
@@ -70,13 +90,14 @@ public final class NginxServer {
             uwsgi_temp_path \(prefix)/tmp/uwsgi;
             scgi_temp_path \(prefix)/tmp/scgi;
             default_type application/octet-stream;
+            \(cachePath)
             server {
                 listen 127.0.0.1:\(port)\(tls == nil ? "" : " ssl");
                 \(tls.map { "ssl_certificate \($0.certificate); ssl_certificate_key \($0.key);" } ?? "")
                 \(tls?.clientCA.map { "ssl_client_certificate \($0); ssl_verify_client on;" } ?? "")
                 root \(root);
                 \(limitRate.map { "limit_rate \($0);" } ?? "")
-                location / { \(location) \(acceptPut ? "dav_methods PUT; create_full_put_path on; dav_access user:rw group:r all:r;" : "") }
+                \(locations)
             }
         }
         """
@@ -97,6 +118,14 @@ public final class NginxServer {
     /// Requests nginx has logged so far (one line each).
     public var accessLog: [String] {
         ((try? String(contentsOfFile: prefix + "/access.log", encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    /// Response body bytes nginx has sent so far (the combined log's $body_bytes_sent).
+    public var bodyBytesSent: Int {
+        accessLog.reduce(0) { sum, line in
+            guard let r = line.range(of: #"" \d{3} (\d+) ""#, options: .regularExpression) else { return sum }
+            return sum + (Int(line[r].split(separator: " ")[2]) ?? 0)
+        }
     }
 
     public func stop() {
