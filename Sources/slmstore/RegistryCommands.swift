@@ -239,7 +239,7 @@ enum RolloutFormat {
 
 let rolloutCommand = Command(
     name: "rollout", summary: "Put a version on a stage for a share of devices; raise, complete or halt it",
-    usage: "slmstore rollout NAME@VERSION STAGE --percent P [--reason TEXT] [--reset-rejections] [--skip-staging] [--allow-breaking] [--json]\n       slmstore rollout NAME STAGE --halt [--reason TEXT] [--json]",
+    usage: "slmstore rollout NAME@VERSION STAGE --percent P [--halt-on-failure F%] [--advance-after D [--advance-step P]] [--min-devices N]\n                 [--reason TEXT] [--reset-rejections] [--skip-staging] [--allow-breaking] [--json]\n       slmstore rollout NAME STAGE --halt [--reason TEXT] [--json]",
     details: """
     The stage keeps its current version for the other devices; each device decides from its own id
     whether it is in the share (a hash of device id, model and version), so raising P only adds
@@ -250,8 +250,11 @@ let rolloutCommand = Command(
       --halt-on-failure F  halt by itself (when the publisher runs `slmstore fleet REMOTE --apply`)
                            once more than F% (e.g. 5%) of the devices that took the version rejected
                            or failed it, counting from --min-devices N such devices (default 10)
+      --advance-after D    raise the share by itself (`fleet --apply`) by --advance-step P (default:
+                           the starting percent) each time D (e.g. 2h) passed since the last step,
+                           once --min-devices devices took the version and it is not failing
     """,
-    spec: OptionSpec(values: ["--percent", "--reason", "--halt-on-failure", "--min-devices"], flags: ["--halt", "--reset-rejections", "--skip-staging", "--allow-breaking", "--json"])
+    spec: OptionSpec(values: ["--percent", "--reason", "--halt-on-failure", "--min-devices", "--advance-after", "--advance-step"], flags: ["--halt", "--reset-rejections", "--skip-staging", "--allow-breaking", "--json"])
 ) { a, ctx in
     try requirePositionals(a, "rollout", min: 2, max: 2, usage: "slmstore rollout NAME@VERSION STAGE --percent P")
     let store = try ctx.openStore()
@@ -279,9 +282,26 @@ let rolloutCommand = Command(
             guard let n = Int(m), n >= 1, n <= 1_000_000 else { throw SLMError.argument("rollout: --min-devices must be a whole number from 1") }
             return n
         } ?? 10
-        if halt == nil && a.value("--min-devices") != nil { throw SLMError.argument("rollout: --min-devices goes with --halt-on-failure") }
+        let advanceAfter = try a.value("--advance-after").map { d -> Int in
+            let seconds = try parseDuration(d, option: "rollout: --advance-after")
+            guard seconds >= 1, seconds <= Double(RolloutRecord.maxAdvanceAfter) else {
+                throw SLMError.argument("rollout: --advance-after \"\(d)\" must be from 1s to 3650d")
+            }
+            return Int(seconds)
+        }
+        let advanceStep = try a.value("--advance-step").map { t -> Double in
+            guard let v = Double(t.hasSuffix("%") ? String(t.dropLast()) : t), v > 0, v <= 100 else {
+                throw SLMError.argument("rollout: --advance-step \"\(t)\" must be a percent above 0, at most 100, e.g. 20%")
+            }
+            return v
+        }
+        if advanceAfter == nil && advanceStep != nil { throw SLMError.argument("rollout: --advance-step goes with --advance-after") }
+        if halt == nil && advanceAfter == nil && a.value("--min-devices") != nil {
+            throw SLMError.argument("rollout: --min-devices goes with --halt-on-failure or --advance-after")
+        }
         record = try store.startRollout(try store.resolve(a.positionals[0]), stage: stage, percent: p,
-                                        resetRejections: a.has("--reset-rejections"), haltOnFailure: halt, minDevices: minDevices, options: options)
+                                        resetRejections: a.has("--reset-rejections"), haltOnFailure: halt, minDevices: minDevices,
+                                        advanceAfter: advanceAfter, advanceStep: advanceStep, options: options)
     }
     let name = a.positionals[0].split(separator: "@").first.map(String.init) ?? a.positionals[0]
     if a.has("--json") {

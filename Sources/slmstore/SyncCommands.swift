@@ -223,10 +223,13 @@ let fleetCommand = Command(
       --apply  act on what the reports say, from this (the publisher's) store: every active rollout
                started with --halt-on-failure whose failure rate passed it, counted over at least
                its --min-devices devices, is halted here (with the reason in `history`) and pushed
-               to REMOTE, so devices on it go back at their next round. Run it from cron or CI. A
-               remote with signed releases needs --sign KEY (and --expires), so devices see the halt.
+               to REMOTE, so devices on it go back at their next round; every rollout started with
+               --advance-after whose last step is that old, taken by at least --min-devices devices
+               and not failing, is raised by its step (to 100%: the stage moves, through the
+               promotion gates) and pushed. Run it from cron or CI. A remote with signed releases
+               needs --sign KEY (and --expires), so devices see the change.
       --json   devices, models {model: {version: {running, pending, rejected, failed, silent,
-               bytes_fetched}}}, rollouts, silent_devices, damaged
+               bytes_fetched}}}, rollouts, silent_devices, damaged, halted, advanced, held
     """,
     spec: OptionSpec(values: Set(["--silent-after", "--endpoint", "--sign", "--expires"]).union(tlsOptionNames), repeatable: ["--sign"],
                      flags: ["--json", "--apply"])
@@ -243,26 +246,16 @@ let fleetCommand = Command(
         manifest = try Manifest.decode(bytes, source: "\(remote.location)/\(RemoteLayout.manifest)")
     }
     let view = try Fleet.view(of: remote, manifest: manifest, now: time(nil), silentAfter: silentAfter)
-    var halted: [(String, String)] = []
+    var actions: [FleetAction] = []
     if a.has("--apply") {
         let signing = try signingOptions(a, command: "fleet")
         if signing == nil, try remote.exists(SignedRelease.path) {
             throw SLMError.argument("fleet --apply: \(remote.location) has signed releases; pass --sign KEY so devices see a halt")
         }
-        let store = try ctx.openStore()
-        for r in view.rollouts {
-            let name = try ModelName(r.model)
-            // The publisher's own record decides: the remote's copy is only what it last pushed.
-            guard let record = try store.rollout(of: name, stage: r.stage), record.version == r.version,
-                  let reason = record.haltReason(r.counts) else { continue }
-            try store.haltRollout(name, stage: r.stage, reason: reason)
-            var push = PushOptions()
-            push.signing = signing
-            push.deltas = false
-            push.pages = RegistryPages()
-            _ = try store.push(to: remote, refs: [.exact(name, try SemVer(r.version))], options: push)
-            halted.append(("\(r.model)@\(r.stage)", reason))
-        }
+        var push = PushOptions()
+        push.signing = signing
+        push.pages = RegistryPages()
+        actions = try ctx.openStore().applyFleet(view, to: remote, now: time(nil), push: push)
     }
     func counts(_ c: FleetView.Counts) -> JSONValue {
         .object(["running": .int(c.running), "pending": .int(c.pending), "rejected": .int(c.rejected), "failed": .int(c.failed),
@@ -276,7 +269,18 @@ let fleetCommand = Command(
                                                             "percent": .double($0.percent), "counts": counts($0.counts)]) }),
             "silent_devices": .array(view.silentDevices.map { .string($0) }),
             "damaged": .array(view.damaged.map { .string($0) }),
-            "halted": .array(halted.map { .object(["rollout": .string($0.0), "reason": .string($0.1)]) }),
+            "halted": .array(actions.compactMap {
+                guard case let .halted(m, stage, reason) = $0 else { return nil }
+                return .object(["rollout": .string("\(m)@\(stage)"), "reason": .string(reason)])
+            }),
+            "advanced": .array(actions.compactMap {
+                guard case let .advanced(m, stage, from, to) = $0 else { return nil }
+                return .object(["rollout": .string("\(m)@\(stage)"), "from": .double(from), "to": .double(to)])
+            }),
+            "held": .array(actions.compactMap {
+                guard case let .held(m, stage, reason) = $0 else { return nil }
+                return .object(["rollout": .string("\(m)@\(stage)"), "reason": .string(reason)])
+            }),
         ]))
         return 0
     }
@@ -297,6 +301,12 @@ let fleetCommand = Command(
     }
     if !view.silentDevices.isEmpty { print("silent for more than \(Int(silentAfter)) s: \(view.silentDevices.joined(separator: ", "))") }
     for d in view.damaged { Output.warning(d) }
-    for (rollout, reason) in halted { print("halted \(rollout): \(reason)") }
+    for action in actions {
+        switch action {
+        case let .halted(m, stage, reason): print("halted \(m)@\(stage): \(reason)")
+        case let .advanced(m, stage, from, to): print("advanced \(m)@\(stage) from \(Output.fixed(from, 1))% to \(Output.fixed(to, 1))%")
+        case let .held(m, stage, reason): Output.warning("\(m)@\(stage) is due for its next step but stays: \(reason)")
+        }
+    }
     return 0
 }

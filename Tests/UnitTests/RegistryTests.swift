@@ -165,6 +165,31 @@ final class RegistryTests: XCTestCase {
         XCTAssertNotEqual(tampered.id, v.id)
     }
 
+    /// `--advance-after`: the record carries the wait and the step; a step is due only after the
+    /// wait, from --min-devices devices on, and never while the failure rate passes the halt rule.
+    func testARolloutAdvancesOnlyWhenDueTakenByEnoughDevicesAndHealthy() throws {
+        let start = time(nil)
+        var r = RolloutRecord(serial: 1, version: "1.1.0", id: SHA256Hasher.hash([1]), percent: 10, state: .active, reset: 0,
+                              time: Timestamp.format(start), by: "ci")
+        (r.haltOnFailure, r.minDevices, r.advanceAfter, r.advanceStep) = (5, 10, 7200, 30)
+        let decoded = try RolloutRecord.decode(try JSONValue.parse(r.json.canonicalBytes()), source: "r")
+        XCTAssertEqual(decoded, r)
+        XCTAssertNil(r.nextShare(running: 20, rejected: 0, failed: 0, now: start + 7199), "not yet due")
+        XCTAssertEqual(r.nextShare(running: 20, rejected: 0, failed: 0, now: start + 7200), 40)
+        XCTAssertNil(r.nextShare(running: 9, rejected: 0, failed: 0, now: start + 7200), "too few devices took it")
+        XCTAssertNil(r.nextShare(running: 18, rejected: 2, failed: 0, now: start + 7200), "10% failing passes the 5% rule")
+        r.percent = 90
+        XCTAssertEqual(r.nextShare(running: 20, rejected: 0, failed: 0, now: start + 7200), 100, "the last step stops at 100")
+        for bad in [#"{"advance_after":0,"advance_step":10,"min_devices":1}"#, #"{"advance_after":60,"min_devices":1}"#,
+                    #"{"advance_after":60,"advance_step":101,"min_devices":1}"#, #"{"advance_after":60,"advance_step":10}"#] {
+            var o = r.json.objectValue!
+            for (k, v) in try JSONValue.parse(Array(bad.utf8)).objectValue! { o[k] = v }
+            for key in ["min_devices", "advance_step"] where !bad.contains(key) { o[key] = nil }
+            o["halt_on_failure"] = nil
+            XCTAssertThrowsError(try RolloutRecord.decode(.object(o), source: "r"), bad)
+        }
+    }
+
     func testPolicyThatDoesNotParseIsRejected() {
         for bad in ["production accuracy >= 0.9", "prod: accuracy >= 0.9", "production: accuracy >> high", "production: accuracy >= x"] {
             XCTAssertThrowsError(try PromotionPolicy(parsing: bad), bad)

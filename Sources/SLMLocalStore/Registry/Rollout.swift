@@ -22,15 +22,27 @@ public struct RolloutRecord: Sendable, Equatable {
     /// Halt automatically (`fleet --apply`) once more than this percent of the devices that took
     /// the version rejected or failed it, counted only from `minDevices` such devices on.
     public var haltOnFailure: Double? = nil
+    /// From how many devices that took the version on the fleet's counts decide: a halt, and
+    /// (with `advanceAfter`) an advance.
     public var minDevices: Int = 10
+    /// Raise the share by `advanceStep` points (`fleet --apply`) once this many seconds passed
+    /// since the last change, while at least `minDevices` took the version and the failure rate
+    /// stays at or under `haltOnFailure`.
+    public var advanceAfter: Int? = nil
+    public var advanceStep: Double = 0
+
+    /// Longest wait between steps: ten years.
+    public static let maxAdvanceAfter = 3650 * 86400
 
     public var json: JSONValue {
         var o: [String: JSONValue] = ["serial": .int(serial), "version": .string(version), "id": .string(id.hex), "percent": .number(Self.format(percent)),
                                       "state": .string(state.rawValue), "reset": .int(reset), "time": .string(time), "by": .string(by)]
-        if let haltOnFailure {
-            o["halt_on_failure"] = .number(Self.format(haltOnFailure))
-            o["min_devices"] = .int(minDevices)
+        if let haltOnFailure { o["halt_on_failure"] = .number(Self.format(haltOnFailure)) }
+        if let advanceAfter {
+            o["advance_after"] = .int(advanceAfter)
+            o["advance_step"] = .number(Self.format(advanceStep))
         }
+        if haltOnFailure != nil || advanceAfter != nil { o["min_devices"] = .int(minDevices) }
         return .object(o)
     }
 
@@ -45,13 +57,32 @@ public struct RolloutRecord: Sendable, Equatable {
         var r = RolloutRecord(serial: serial, version: version, id: id, percent: percent, state: state, reset: v["reset"]?.uint64Value ?? 0,
                               time: v["time"]?.stringValue ?? "", by: v["by"]?.stringValue ?? "")
         if let h = v["halt_on_failure"] {
-            guard case let .number(text) = h, let t = Double(text), t >= 0, t < 100,
-                  let n = v["min_devices"]?.uint64Value, n >= 1, n <= 1_000_000 else {
-                throw bad("halt_on_failure needs a percent from 0 to below 100 and min_devices from 1")
+            guard case let .number(text) = h, let t = Double(text), t >= 0, t < 100 else {
+                throw bad("halt_on_failure needs a percent from 0 to below 100")
             }
-            (r.haltOnFailure, r.minDevices) = (t, Int(n))
+            r.haltOnFailure = t
+        }
+        if let a = v["advance_after"] {
+            guard let after = a.uint64Value, after >= 1, after <= UInt64(maxAdvanceAfter),
+                  case let .number(text)? = v["advance_step"], let step = Double(text), step > 0, step <= 100 else {
+                throw bad("advance_after needs seconds from 1 to \(maxAdvanceAfter) and advance_step a percent above 0, at most 100")
+            }
+            (r.advanceAfter, r.advanceStep) = (Int(after), step)
+        }
+        if r.haltOnFailure != nil || r.advanceAfter != nil {
+            guard let n = v["min_devices"]?.uint64Value, n >= 1, n <= 1_000_000 else { throw bad("min_devices needs a whole number from 1") }
+            r.minDevices = Int(n)
         }
         return r
+    }
+
+    /// The share this rollout should advance to at `now`, given the fleet's counts for its version
+    /// (see `advanceAfter`); nil while it should stay where it is.
+    public func nextShare(running: Int, rejected: Int, failed: Int, now: time_t) -> Double? {
+        guard state == .active, let after = advanceAfter, percent < 100, let since = Timestamp.parse(time),
+              Int64(now) - Int64(since) >= Int64(after), running + rejected + failed >= minDevices,
+              haltReason(running: running, rejected: rejected, failed: failed) == nil else { return nil }
+        return min(100, percent + advanceStep)
     }
 
     /// Whether the fleet's counts for this rollout's version call for a halt, and why: of the
@@ -103,7 +134,7 @@ extension Store {
     /// promote would, through the same gates). The stage's current holder stays for the rest.
     @discardableResult
     public func startRollout(_ r: ResolvedVersion, stage: String, percent: Double, resetRejections: Bool = false,
-                             haltOnFailure: Double? = nil, minDevices: Int = 10,
+                             haltOnFailure: Double? = nil, minDevices: Int = 10, advanceAfter: Int? = nil, advanceStep: Double? = nil,
                              options: PromoteOptions = PromoteOptions()) throws -> RolloutRecord {
         guard ["staging", "production", "archived"].contains(stage) else { throw SLMError.argument("unknown stage \"\(stage)\"") }
         guard percent > 0, percent <= 100 else { throw SLMError.argument("--percent must be more than 0 and at most 100") }
@@ -127,14 +158,27 @@ extension Store {
         if resetRejections { reset += 1 }
         var record = RolloutRecord(serial: (previous?.serial ?? 0) + 1, version: r.version.description, id: r.id, percent: percent,
                                    state: percent == 100 ? .completed : .active, reset: reset, time: Timestamp.now(), by: Identity.current())
-        // Raising the share keeps the halt rule the rollout was started with, unless a new one is given.
+        // Raising the share keeps the halt and advance rules the rollout was started with, unless
+        // new ones are given.
+        let continuing = previous.map { $0.version == record.version && $0.state == .active } ?? false
+        guard minDevices >= 1, minDevices <= 1_000_000 else { throw SLMError.argument("--min-devices must be a whole number from 1") }
         if let haltOnFailure {
-            guard haltOnFailure >= 0, haltOnFailure < 100, minDevices >= 1 else {
-                throw SLMError.argument("--halt-on-failure must be a percent from 0 to below 100 and --min-devices at least 1")
+            guard haltOnFailure >= 0, haltOnFailure < 100 else {
+                throw SLMError.argument("--halt-on-failure must be a percent from 0 to below 100")
             }
             (record.haltOnFailure, record.minDevices) = (haltOnFailure, minDevices)
-        } else if let previous, previous.version == record.version, previous.state == .active {
+        } else if continuing, let previous {
             (record.haltOnFailure, record.minDevices) = (previous.haltOnFailure, previous.minDevices)
+        }
+        if let advanceAfter {
+            let step = advanceStep ?? percent
+            guard advanceAfter >= 1, advanceAfter <= RolloutRecord.maxAdvanceAfter, step > 0, step <= 100 else {
+                throw SLMError.argument("--advance-after must be from 1 s to 3650 days and --advance-step a percent above 0, at most 100")
+            }
+            (record.advanceAfter, record.advanceStep) = (advanceAfter, step)
+            if haltOnFailure == nil && !(continuing && previous?.haltOnFailure != nil) { record.minDevices = minDevices }
+        } else if continuing, let previous {
+            (record.advanceAfter, record.advanceStep) = (previous.advanceAfter, previous.advanceStep)
         }
         try FileSystem.makeDirectories(FileSystem.dirname(rolloutPath(r.name, stage)))
         try FileSystem.writeAtomically(record.json.canonicalBytes(), to: rolloutPath(r.name, stage))
