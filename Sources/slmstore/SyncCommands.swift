@@ -7,7 +7,7 @@ let syncCommands: [Command] = [syncCommand, statusCommand, fleetCommand]
 
 let syncCommand = Command(
     name: "sync", summary: "Keep installed models on the versions a remote's stages point to (daemon)",
-    usage: "slmstore sync REMOTE --to DIR --follow NAME@SELECTOR... [--interval 30s] [--keep N] [--on-update CMD] [--once] [--max-rate R] [--log-format human|json]",
+    usage: "slmstore sync REMOTE --to DIR --follow NAME@SELECTOR... [--interval 30s] [--keep N] [--on-update CMD] [--once] [--max-rate R] [--window HH:MM-HH:MM] [--download-only] [--log-format human|json]",
     details: """
     Each round fetches manifest.json with a conditional GET (and the entries file of each followed
     model, once per change of that model); for every followed model whose selected version
@@ -40,11 +40,17 @@ let syncCommand = Command(
                             when this device may write there (a directory, s3:// with its own
                             credentials). A report names versions and states, never credentials.
       --no-report           send no device reports
+      --window HH:MM-HH:MM  start rounds (downloads and switches) only inside this daily window, in
+                            local time (22:00-04:00 wraps midnight); a download running when it
+                            closes finishes, one cut off resumes in the next window
+      --download-only       bring new versions into the device store and stop: no install, switch,
+                            health check or hook; a later round without it installs them with
+                            nothing left to download (the report says pending meanwhile)
       --once   one round; exit 0 when up to date, 1 if the round failed
     """,
     spec: OptionSpec(values: Set(["--to", "--follow", "--interval", "--keep", "--on-update", "--max-rate", "--log-format", "--max-backoff", "--endpoint",
-                              "--device-id", "--health-check", "--health-timeout", "--config", "--memory-budget", "--trust", "--token-file", "--netrc-file", "--max-install-size", "--max-expansion", "--report-url"]).union(tlsOptionNames),
-                     repeatable: ["--follow", "--trust"], flags: ["--once", "--no-delta", "--no-report"])
+                              "--device-id", "--health-check", "--health-timeout", "--config", "--memory-budget", "--trust", "--token-file", "--netrc-file", "--max-install-size", "--max-expansion", "--report-url", "--window"]).union(tlsOptionNames),
+                     repeatable: ["--follow", "--trust"], flags: ["--once", "--no-delta", "--no-report", "--download-only"])
 ) { a0, ctx in
     // --config FILE: the same settings as "key = value" lines (remote, to, follow (repeatable),
     // interval, keep, on-update, health-check, health-timeout, max-rate, max-backoff, log-format,
@@ -75,6 +81,8 @@ let syncCommand = Command(
     o.tls = tlsFiles(a)
     o.report = !a.has("--no-report")
     o.reportURL = a.value("--report-url")
+    o.window = try a.value("--window").map { try DownloadWindow(parsing: $0) }
+    o.downloadOnly = a.has("--download-only")
     if let b = a.value("--memory-budget") { o.memoryBudget = try parseSize(b, option: "--memory-budget") }
     o.healthCheck = a.value("--health-check")
     if let t = a.value("--health-timeout") { o.healthTimeout = try parseDuration(t, option: "--health-timeout") }
@@ -174,7 +182,7 @@ func parseDuration(_ s: String, option: String) throws -> Double {
 enum SyncConfigFile {
     static let keys: Set<String> = ["remote", "to", "follow", "interval", "keep", "on-update", "health-check", "health-timeout",
                                     "max-rate", "max-backoff", "log-format", "endpoint", "device-id", "store", "memory-budget", "trust", "token-file", "netrc-file", "max-install-size",
-                                    "max-expansion", "cacert", "cert", "key", "report-url"]
+                                    "max-expansion", "cacert", "cert", "key", "report-url", "window"]
 
     static func merge(_ path: String, into a: ParsedArguments) throws -> ParsedArguments {
         let text: String

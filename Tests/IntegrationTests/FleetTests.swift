@@ -111,6 +111,55 @@ final class FleetTests: XCTestCase {
         XCTAssertEqual(InstallDirectory(root: dir + "/d1/intent").current(), "1.1.0")
     }
 
+    /// The JSON log lines of a `sync --once --log-format json` run.
+    func events(_ r: TestSupport.Run) -> [JSONValue] {
+        r.stdout.split(separator: "\n").compactMap { try? JSONValue.parse(Array($0.utf8)) }
+    }
+
+    /// Download separated from activation (hawkBit's and Mender's download-only): the round
+    /// brings the version into the device store and the report says pending; the next round
+    /// installs it without fetching a chunk.
+    func testADownloadOnlyRoundFetchesWithoutInstallingAndTheNextInstallsWithNothingToFetch() throws {
+        XCTAssertEqual(sync("edge-1").status, 0)
+        promote("1.1.0")
+        let fetch = sync("edge-1", ["--download-only", "--log-format", "json"])
+        XCTAssertEqual(fetch.status, 0, fetch.stderr)
+        let downloaded = try XCTUnwrap(events(fetch).first { $0["event"]?.stringValue == "downloaded" }, fetch.stdout)
+        XCTAssertGreaterThan(downloaded["bytes_downloaded"]?.uint64Value ?? 0, 0)
+        XCTAssertFalse(events(fetch).contains { $0["event"]?.stringValue == "update" })
+        XCTAssertEqual(InstallDirectory(root: "\(dir)/edge-1/intent").current(), "1.0.0")
+        XCTAssertEqual(try fleet()["models"]?["intent"]?["1.1.0"]?["pending"]?.uint64Value, 1, "the report says it is on its way")
+        let install = sync("edge-1", ["--log-format", "json"])
+        XCTAssertEqual(install.status, 0, install.stderr)
+        let update = try XCTUnwrap(events(install).first { $0["event"]?.stringValue == "update" }, install.stdout)
+        XCTAssertEqual(update["chunks_fetched"]?.uint64Value, 0, "\(update)")
+        XCTAssertEqual(InstallDirectory(root: "\(dir)/edge-1/intent").current(), "1.1.0")
+    }
+
+    /// `--window`: outside it a round fetches and sends nothing; inside it the update happens.
+    /// (UTC for the test, so the windows around the current minute are the device's own.)
+    func testARoundOutsideTheDownloadWindowDoesNothingAndOneInsideUpdates() throws {
+        var t = time(nil)
+        var now = tm()
+        gmtime_r(&t, &now)
+        let minute = Int(now.tm_hour) * 60 + Int(now.tm_min)
+        func at(_ m: Int) -> String { let m = (m + 1440) % 1440; return String(format: "%02d:%02d", m / 60, m % 60) }
+        let outside = "\(at(minute + 120))-\(at(minute + 180))", inside = "\(at(minute - 60))-\(at(minute + 60))"
+        let closed = sync("edge-2", ["--window", outside, "--log-format", "json"], env: ["TZ": "UTC"])
+        XCTAssertEqual(closed.status, 0, closed.stderr)
+        XCTAssertTrue(closed.stdout.contains("outside the download window \(outside)"), closed.stdout)
+        XCTAssertNil(InstallDirectory(root: "\(dir)/edge-2/intent").current())
+        XCTAssertFalse(FileSystem.exists(remote + "/reports/edge-2.json"), "nothing is sent outside the window")
+        let open = sync("edge-2", ["--window", inside], env: ["TZ": "UTC"])
+        XCTAssertEqual(open.status, 0, open.stderr)
+        XCTAssertEqual(InstallDirectory(root: "\(dir)/edge-2/intent").current(), "1.0.0")
+        for bad in ["25:00-01:00", "01:00-01:00", "1:00-02:00", "01:00"] {
+            let r = sync("edge-3", ["--window", bad])
+            XCTAssertEqual(r.status, 2, bad)
+            XCTAssertTrue(r.stderr.contains("--window"), r.stderr)
+        }
+    }
+
     /// Devices in a rollout's slice (a hash of their id), picked so the test does not depend on luck.
     func devicesInSlice(_ count: Int, version: String, percent: Double) -> [String] {
         (0..<1000).map { "dev-\($0)" }.filter { RolloutSlice.includes(device: $0, model: "intent", version: version, percent: percent) }

@@ -35,4 +35,16 @@ final class DeviceRecordTests: XCTestCase {
             XCTAssertThrowsError(try RejectedVersions.load(dir)) { XCTAssertTrue("\($0)".contains(RejectedVersions.fileName), "\($0)") }
         }
     }
+
+    /// A window that wraps midnight holds the late evening and the early morning, not the day;
+    /// its end minute is outside it.
+    func testADownloadWindowPastMidnightHoldsBothEndsOfTheNight() throws {
+        let w = try DownloadWindow(parsing: "22:30-04:00")
+        XCTAssertEqual(w.description, "22:30-04:00")
+        XCTAssertEqual([22 * 60 + 29, 22 * 60 + 30, 23 * 60 + 59, 0, 3 * 60 + 59, 4 * 60, 12 * 60].map(w.contains(minute:)),
+                       [false, true, true, true, true, false, false])
+        let day = try DownloadWindow(parsing: "01:00-05:00")
+        XCTAssertEqual([59, 60, 299, 300].map(day.contains(minute:)), [false, true, true, false])
+    }
+
 }

@@ -44,6 +44,11 @@ public struct SyncOptions: Sendable {
     /// Send a device report after each round (DeviceReport): to `reportURL` by PUT when given,
     /// else into the remote's reports/ when this device may write there (a directory, S3).
     public var report = true
+    /// Rounds start only inside this daily window (local time); nil: any time.
+    public var window: DownloadWindow?
+    /// Rounds bring new versions into the device store and stop there; a later round without it
+    /// installs them with nothing left to download (download separated from activation).
+    public var downloadOnly = false
     public var reportURL: String?
 
     public init(remote: String, installRoot: String, follow: [(ModelName, String)]) {
@@ -256,6 +261,11 @@ public final class SyncDaemon {
             HeapRelease.now()
             HeapRelease.releaseCodePages()
         }
+        if let window = options.window, !window.contains(time(nil)) {
+            // Nothing is fetched or sent outside the window; the daemon keeps polling the clock.
+            log("round", "outside the download window \(window) (local time): nothing to do until it opens")
+            return true
+        }
         state.rounds += 1
         state.lastRound = Timestamp.now()
         roundModel = nil
@@ -389,6 +399,9 @@ public final class SyncDaemon {
             var fields: [String: JSONValue] = ["model": .string(name.value), "old": current.map { .string($0) } ?? .null,
                                                "new": .string(target.description)]
             var pulled: PullResult? = nil
+            if options.downloadOnly, dir.installedID(of: target.description) == targetID {
+                continue   // on disk already: switching to it is an activation, left for a later round
+            }
             if dir.installedID(of: target.description) == targetID {
                 // Already on disk (a rollback): switch without downloading.
                 fields["chunk_bytes"] = .int(0)
@@ -410,6 +423,12 @@ public final class SyncDaemon {
                 roundBytes[name.value] = r.bytesDownloaded
                 guard r.versionID == targetID else {
                     throw SLMError.remote(url: remote.location, problem: "\(name)@\(target) is \(r.versionID.hex.prefix(12)) but the manifest says \(targetID.hex.prefix(12))")
+                }
+                if options.downloadOnly {
+                    state.models[name.value] = m
+                    log("downloaded", "\(name) \(target) is in the device store; it is installed by a round without --download-only",
+                        ["model": .string(name.value), "version": .string(target.description), "bytes_downloaded": .int(r.bytesDownloaded)])
+                    continue
                 }
                 try installDependencies(of: r)
                 fields["chunk_bytes"] = .int(r.chunkBytes)
