@@ -197,11 +197,15 @@ let pullCommand = Command(
                       (also SLMSTORE_TOKEN); otherwise a user:password in the URL, else the
                       host's entry in ~/.netrc (--netrc-file F). Never printed or stored.
       \(tlsHelp)
+      --report        with --to: leave a device report, as `sync` does after a round (installed,
+                      or failed with its error class; bytes fetched), in REMOTE's reports/ when
+                      writable, else by PUT to --report-url URL; the device id is --device-id or
+                      DIR/.slmstore-device-id (made once). A report that cannot go is a warning.
       --json          bytes_downloaded, requests, chunks_fetched, chunks_from_deltas, ...
     """,
     spec: OptionSpec(values: Set(["--to", "--keep", "--seed", "--max-rate", "--parallel", "--endpoint", "--memory-budget", "--trust",
-                              "--token-file", "--netrc-file", "--max-install-size", "--max-expansion"]).union(tlsOptionNames),
-                     repeatable: ["--seed", "--trust"], flags: ["--json", "--no-delta"])
+                              "--token-file", "--netrc-file", "--max-install-size", "--max-expansion", "--report-url", "--device-id"]).union(tlsOptionNames),
+                     repeatable: ["--seed", "--trust"], flags: ["--json", "--no-delta", "--report"])
 ) { a, ctx in
     try requirePositionals(a, "pull", min: 2, max: 2, usage: "slmstore pull REMOTE REF")
     var options = PullOptions()
@@ -236,8 +240,43 @@ let pullCommand = Command(
     let store = try ctx.openStore(create: true)
     let bar = ProgressBar("pull")
     options.progress = bar.callback
-    let r = try store.pull(from: remote, ref: ref, options: options)
+    // --report: what the device ended on, sent whether the pull worked or not.
+    let reporter: ((PullResult?, Error?) -> Void)? = try a.has("--report") || a.value("--report-url") != nil || a.value("--device-id") != nil ? {
+        guard a.has("--report"), let to = options.installDirectory else {
+            throw SLMError.argument("pull: --report-url and --device-id go with --report, and --report with --to DIR")
+        }
+        let device = try DeviceIdentity.resolve(root: to, explicit: a.value("--device-id"))
+        var sink = ReportSink(remote: remote, reportURL: a.value("--report-url"))
+        (sink.tls, sink.credentials) = (remoteOptions.tls, remoteOptions.credentials)
+        return { result, failure in
+            let model: String, target: String?
+            switch (result, ref) {
+            case let (r?, _): (model, target) = (r.name.value, r.version.description)
+            case let (nil, .exact(n, v)): (model, target) = (n.value, v.description)
+            case let (nil, .selector(n, _)): (model, target) = (n.value, nil)
+            case (nil, .id): return   // no model to report on
+            }
+            var entry = DeviceReport.Model(installed: InstallDirectory(root: to).current(), target: target, state: .installed,
+                                           bytesFetched: result?.bytesDownloaded ?? 0)
+            if let failure { (entry.state, entry.errorClass) = (.failed, DeviceReport.errorClass(failure)) }
+            do {
+                if try !sink.send(DeviceReport(device: device, time: Timestamp.now(), models: [model: entry])) {
+                    Output.warning("no device report sent: \(remote.location) is read-only here; give --report-url URL")
+                }
+            } catch {
+                Output.warning("the device report was not sent: \((error as? SLMError)?.description ?? "\(error)")")
+            }
+        }
+    }() : nil
+    let r: PullResult
+    do {
+        r = try store.pull(from: remote, ref: ref, options: options)
+    } catch {
+        reporter?(nil, error)
+        throw error
+    }
     bar.finish()
+    reporter?(r, nil)
     if a.has("--json") {
         Output.json(.object([
             "name": .string(r.name.value), "version": .string(r.version.description), "version_id": .string(r.versionID.hex),

@@ -160,6 +160,53 @@ final class FleetTests: XCTestCase {
         }
     }
 
+    /// A round that starts a download says so first: the fleet sees the device on its way
+    /// (state downloading, counted as pending) before the round's own report.
+    func testARoundReportsDownloadingBeforeItFetchesAVersion() throws {
+        let path = remote + "/reports/edge-slow.json"
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var run: TestSupport.Run? = nil
+        let (remote, dir) = (self.remote, self.dir)
+        Thread {
+            // About 70 KB at 20 KB/s: a few seconds in flight.
+            run = TestSupport.cli(["sync", remote, "--to", "\(dir)/edge-slow", "--follow", "intent@production", "--once", "--device-id", "edge-slow",
+                                   "--store", "\(dir)/edge-slow-store", "--max-rate", "20K"])
+            done.signal()
+        }.start()
+        var seen: String? = nil
+        let deadline = Date().addingTimeInterval(30)
+        while seen == nil && Date() < deadline {
+            if let bytes = try? FileSystem.readFile(path, limit: 4096), let r = try? DeviceReport.decode(bytes, source: path),
+               r.models["intent"]?.state == .downloading {
+                seen = r.models["intent"]?.target
+            }
+            usleep(20_000)
+        }
+        done.wait()
+        XCTAssertEqual(run?.status, 0, run?.stderr ?? "")
+        XCTAssertEqual(seen, "1.0.0", "a downloading report named the target while the round fetched it")
+        XCTAssertEqual(try DeviceReport.decode(TestSupport.read(path), source: path).models["intent"]?.state, .installed)
+    }
+
+    /// `pull --to --report`: a device without the daemon reports what it ended on, and a failed
+    /// pull reports its error class.
+    func testAPullWithReportLeavesTheDevicesReport() throws {
+        let ok = TestSupport.cli(["pull", remote, "intent@production", "--to", dir + "/puller", "--report", "--device-id", "puller"],
+                                 store: dir + "/puller-store")
+        XCTAssertEqual(ok.status, 0, ok.stderr)
+        var view = try fleet()
+        XCTAssertEqual(view["models"]?["intent"]?["1.0.0"]?["running"]?.uint64Value, 1)
+        let bad = TestSupport.cli(["pull", remote, "intent@9.9.9", "--to", dir + "/puller", "--report", "--device-id", "puller"],
+                                  store: dir + "/puller-store")
+        XCTAssertNotEqual(bad.status, 0)
+        view = try fleet()
+        XCTAssertEqual(view["models"]?["intent"]?["9.9.9"]?["failed"]?.uint64Value, 1, "\(view)")
+        XCTAssertEqual(view["models"]?["intent"]?["1.0.0"]?["running"]?.uint64Value, 1, "still on what it had")
+        let lone = TestSupport.cli(["pull", remote, "intent@production", "--report"], store: dir + "/puller-store")
+        XCTAssertEqual(lone.status, 2)
+        XCTAssertTrue(lone.stderr.contains("--report with --to DIR"), lone.stderr)
+    }
+
     /// Devices in a rollout's slice (a hash of their id), picked so the test does not depend on luck.
     func devicesInSlice(_ count: Int, version: String, percent: Double) -> [String] {
         (0..<1000).map { "dev-\($0)" }.filter { RolloutSlice.includes(device: $0, model: "intent", version: version, percent: percent) }

@@ -408,6 +408,8 @@ public final class SyncDaemon {
                 fields["bytes_downloaded"] = .int(0)
             } else {
                 // Into the store only: the switch below is the one place a version goes live.
+                // The fleet sees the device on its way first (a report that cannot go is only logged).
+                sendReport(failure: nil, downloading: (name.value, target.description))
                 var pull = PullOptions()
                 if FileSystem.isDirectory(dir.currentLink) { pull.seeds = [dir.currentLink] }
                 if options.memoryBudget > 0 { pull.applyMemoryBudget(options.memoryBudget) }
@@ -487,7 +489,7 @@ public final class SyncDaemon {
 
     /// The round's report: how each followed model stands. Sending it never fails the round
     /// (a device that cannot report still updates); a failure to send is logged.
-    private func sendReport(failure: Error?) {
+    private func sendReport(failure: Error?, downloading: (model: String, target: String)? = nil) {
         guard options.report, failure.map({ if case SLMError.cancelled = $0 { return false } else { return true } }) ?? true else { return }
         var models: [String: DeviceReport.Model] = [:]
         for (name, _) in options.follow.prefix(DeviceReport.maxModels) {
@@ -495,7 +497,9 @@ public final class SyncDaemon {
             // The directory the round installs into, by the same rules (a name it refuses reports nothing installed).
             let installed = (try? InstallDirectory.forModel(name, under: options.installRoot))?.current()
             var entry = DeviceReport.Model(installed: installed, target: m.remoteVersion, state: .pending, bytesFetched: roundBytes[name.value] ?? 0)
-            if let failure, roundModel == nil || roundModel == name.value {
+            if let downloading, downloading.model == name.value {
+                (entry.target, entry.state) = (downloading.target, .downloading)
+            } else if let failure, roundModel == nil || roundModel == name.value {
                 entry.state = .failed
                 entry.errorClass = DeviceReport.errorClass(failure)
             } else if let t = m.remoteVersion, t != installed, m.rejected.contains(t) {
@@ -505,44 +509,14 @@ public final class SyncDaemon {
             }
             models[name.value] = entry
         }
-        let report = DeviceReport(device: deviceID, time: Timestamp.now(), models: models)
-        guard let bytes = report.encoded() else {
-            log("report", "not sent: the report would pass \(DeviceReport.maxEncodedSize) bytes")
-            return
-        }
-        let file = DeviceReport.fileName(device: deviceID)
+        var sink = ReportSink(remote: remote, reportURL: options.reportURL)
+        (sink.tls, sink.credentials) = (options.tls, options.credentials)
+        let stop = self.stop
+        sink.isCancelled = { stop.isSet }
         do {
-            if let base = options.reportURL {
-                try putReport(bytes, to: base, file: file)
-            } else if remote.isWritable {
-                try remote.write("\(DeviceReport.directory)/\(file)", bytes: bytes)
-            }
+            try sink.send(DeviceReport(device: deviceID, time: Timestamp.now(), models: models))
         } catch {
             log("report", "could not send the device report: \((error as? SLMError)?.description ?? "\(error)")")
-        }
-    }
-
-    /// PUT to `<base>/<file>` (nginx's WebDAV PUT, or any endpoint that stores what it is sent),
-    /// with the credentials and TLS files the remote uses for that host.
-    private func putReport(_ bytes: [UInt8], to base: String, file: String) throws {
-        guard let url = URL(string: (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/" + file), url.host != nil,
-              url.scheme == "http" || url.scheme == "https" else {
-            throw SLMError.argument("--report-url \"\(HTTPCredentials.redact(base))\" is not an http(s) URL")
-        }
-        var policy = HTTPClient.Policy()
-        policy.timeout = 10
-        policy.deadline = 30
-        let stop = self.stop
-        policy.isCancelled = { stop.isSet }
-        try options.tls.resolved(environment: ProcessInfo.processInfo.environment).apply(to: &policy)
-        var sources = options.credentials
-        sources.environment = ProcessInfo.processInfo.environment
-        var headers = ["Content-Type": "application/json"]
-        if let c = try HTTPCredentials.resolve(for: url, sources: sources) { headers["Authorization"] = c.authorization }
-        let r = try HTTPClient(policy: policy).perform(URL(string: HTTPCredentials.redact(url.absoluteString)) ?? url, method: "PUT",
-                                                       headers: headers, body: bytes, limit: 64 << 10)
-        guard (200..<300).contains(r.status) else {
-            throw SLMError.remoteStatus(url: HTTPCredentials.redact(url.absoluteString), status: r.status, problem: "the report was not stored")
         }
     }
 

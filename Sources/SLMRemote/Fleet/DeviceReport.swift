@@ -14,6 +14,8 @@ public struct DeviceReport: Sendable, Equatable {
         case installed
         /// Not on its target yet, and no failure recorded: the round stopped before it.
         case pending
+        /// Fetching its target now (sent as a round starts a download; the round's own report follows).
+        case downloading
         /// The target failed its health check here; the device went back.
         case rejected
         /// The round failed while working on this model (download, verification, install).

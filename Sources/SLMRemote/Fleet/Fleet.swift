@@ -11,7 +11,7 @@ public struct FleetView: Sendable {
     public struct Counts: Sendable, Equatable {
         /// Devices whose installed version this is.
         public var running = 0
-        /// Devices going for this version that have not reached it yet.
+        /// Devices going for this version that have not reached it yet (pending or downloading).
         public var pending = 0
         public var rejected = 0
         public var failed = 0
@@ -92,7 +92,8 @@ public enum Fleet {
             }
             if let target = m.target {
                 switch m.state {
-                case .pending where target != m.installed: versions[target, default: .init()].pending += 1
+                case .pending where target != m.installed, .downloading where target != m.installed:
+                    versions[target, default: .init()].pending += 1
                 case .rejected: versions[target, default: .init()].rejected += 1
                 case .failed where target != m.installed: versions[target, default: .init()].failed += 1
                 default: break

@@ -1,0 +1,60 @@
+// Where a device's reports go, for the sync daemon and `pull --report` alike: a PUT to a report
+// URL (an nginx WebDAV location, say), else the remote's reports/ when the device may write there.
+
+import SLMFormats
+import SLMLocalStore
+import SLMRemote
+import Foundation
+
+public struct ReportSink: Sendable {
+    public var remote: any StoreBackend
+    /// PUT each report to `<reportURL>/<file>`; nil: the remote's reports/ when writable.
+    public var reportURL: String?
+    public var tls = Remotes.TLSFiles()
+    public var credentials = HTTPCredentials.Sources()
+    public var isCancelled: @Sendable () -> Bool = { false }
+
+    public init(remote: any StoreBackend, reportURL: String?) {
+        self.remote = remote
+        self.reportURL = reportURL
+    }
+
+    /// Sends `report`; false when there is nowhere to send it (a read-only remote and no URL).
+    @discardableResult
+    public func send(_ report: DeviceReport) throws -> Bool {
+        guard let bytes = report.encoded() else {
+            throw SLMError.failed("the device report would pass \(DeviceReport.maxEncodedSize) bytes")
+        }
+        let file = DeviceReport.fileName(device: report.device)
+        if let base = reportURL {
+            try put(bytes, to: base, file: file)
+        } else if remote.isWritable {
+            try remote.write("\(DeviceReport.directory)/\(file)", bytes: bytes)
+        } else {
+            return false
+        }
+        return true
+    }
+
+    /// PUT to `<base>/<file>` with the credentials and TLS files the remote uses for that host.
+    private func put(_ bytes: [UInt8], to base: String, file: String) throws {
+        guard let url = URL(string: (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/" + file), url.host != nil,
+              url.scheme == "http" || url.scheme == "https" else {
+            throw SLMError.argument("--report-url \"\(HTTPCredentials.redact(base))\" is not an http(s) URL")
+        }
+        var policy = HTTPClient.Policy()
+        policy.timeout = 10
+        policy.deadline = 30
+        policy.isCancelled = isCancelled
+        try tls.resolved(environment: ProcessInfo.processInfo.environment).apply(to: &policy)
+        var sources = credentials
+        sources.environment = ProcessInfo.processInfo.environment
+        var headers = ["Content-Type": "application/json"]
+        if let c = try HTTPCredentials.resolve(for: url, sources: sources) { headers["Authorization"] = c.authorization }
+        let r = try HTTPClient(policy: policy).perform(URL(string: HTTPCredentials.redact(url.absoluteString)) ?? url, method: "PUT",
+                                                       headers: headers, body: bytes, limit: 64 << 10)
+        guard (200..<300).contains(r.status) else {
+            throw SLMError.remoteStatus(url: HTTPCredentials.redact(url.absoluteString), status: r.status, problem: "the report was not stored")
+        }
+    }
+}
