@@ -220,7 +220,7 @@ func parseExpansion(_ s: String) throws -> UInt64 {
 
 let fleetCommand = Command(
     name: "fleet", summary: "What the devices report: per model and version, who runs it, is going for it, rejected or failed it",
-    usage: "slmstore fleet REMOTE [--silent-after 24h] [--apply [--sign KEY]...] [--endpoint URL] [--json]",
+    usage: "slmstore fleet REMOTE [--silent-after 24h] [--target NAME@VERSION] [--apply [--sign KEY]...] [--endpoint URL] [--json]",
     details: """
     Reads the device reports under REMOTE's reports/ (a directory or s3://; what `sync` writes after
     each round) and counts, per model and version: devices running it, going for it (pending),
@@ -236,10 +236,13 @@ let fleetCommand = Command(
                and not failing, is raised by its step (to 100%: the stage moves, through the
                promotion gates) and pushed. Run it from cron or CI. A remote with signed releases
                needs --sign KEY (and --expires), so devices see the change.
+      --target NAME@VERSION  what the fleet will download to reach that version (from this store):
+               per version devices run, how many, and what one of them fetches (`diff`, with
+               delta records where REMOTE has a delta set from that version), and the total
       --json   devices, models {model: {version: {running, pending, rejected, failed, silent,
                bytes_fetched}}}, rollouts, silent_devices, damaged, halted, advanced, held
     """,
-    spec: OptionSpec(values: Set(["--silent-after", "--endpoint", "--sign", "--expires"]).union(tlsOptionNames), repeatable: ["--sign"],
+    spec: OptionSpec(values: Set(["--silent-after", "--endpoint", "--sign", "--expires", "--target"]).union(tlsOptionNames), repeatable: ["--sign"],
                      flags: ["--json", "--apply"])
 ) { a, ctx in
     try requirePositionals(a, "fleet", min: 1, max: 1, usage: "slmstore fleet REMOTE")
@@ -254,6 +257,7 @@ let fleetCommand = Command(
         manifest = try Manifest.decode(bytes, source: "\(remote.location)/\(RemoteLayout.manifest)")
     }
     let view = try Fleet.view(of: remote, manifest: manifest, now: time(nil), silentAfter: silentAfter)
+    let download = try a.value("--target").map { t in try ctx.openStore().fleetDownload(view, to: try ctx.openStore().resolve(t), remote: remote) }
     var actions: [FleetAction] = []
     if a.has("--apply") {
         let signing = try signingOptions(a, command: "fleet")
@@ -285,6 +289,13 @@ let fleetCommand = Command(
                 guard case let .advanced(m, stage, from, to) = $0 else { return nil }
                 return .object(["rollout": .string("\(m)@\(stage)"), "from": .double(from), "to": .double(to)])
             }),
+            "download": download.map { d in
+                .object(["target": .string(d.target), "total_bytes": .int(d.totalBytes), "devices_unknown": .int(d.devicesUnknown),
+                         "from": .array(d.rows.map { r in
+                             .object(["version": .string(r.from), "devices": .int(r.devices), "bytes_each": r.bytesEach.map { .int($0) } ?? .null,
+                                      "via_deltas": .bool(r.viaDeltas)])
+                         })])
+            } ?? .null,
             "held": .array(actions.compactMap {
                 guard case let .held(m, stage, reason) = $0 else { return nil }
                 return .object(["rollout": .string("\(m)@\(stage)"), "reason": .string(reason)])
@@ -306,6 +317,12 @@ let fleetCommand = Command(
     if rows.count > 1 { print(Output.table(rows)) }
     for r in view.rollouts {
         print("rollout \(r.model)@\(r.stage) -> \(r.version) at \(Output.fixed(r.percent, 1))%: \(r.counts.running) running, \(r.counts.rejected + r.counts.failed) rejected or failed (\(Output.fixed(r.counts.failureRate * 100, 1))%)")
+    }
+    if let d = download {
+        print("to reach \(d.target): \(Output.bytes(d.totalBytes)) in all")
+        var rows = [["FROM", "DEVICES", "EACH", "DELTAS"]]
+        for r in d.rows { rows.append([r.from, "\(r.devices)", r.bytesEach.map(Output.bytes) ?? "not in this store", r.viaDeltas ? "yes" : "no"]) }
+        if rows.count > 1 { print(Output.table(rows)) }
     }
     if !view.silentDevices.isEmpty { print("silent for more than \(Int(silentAfter)) s: \(view.silentDevices.joined(separator: ", "))") }
     for d in view.damaged { Output.warning(d) }

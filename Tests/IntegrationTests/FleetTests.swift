@@ -207,6 +207,25 @@ final class FleetTests: XCTestCase {
         XCTAssertTrue(lone.stderr.contains("--report with --to DIR"), lone.stderr)
     }
 
+    /// `fleet --target`: what the fleet will download for a version, per version devices run:
+    /// the devices times what `diff` says one of them fetches (deltas, as the remote has them).
+    func testFleetTargetShowsWhatTheDevicesWillDownloadForAVersion() throws {
+        for d in ["edge-a", "edge-b"] { XCTAssertEqual(sync(d).status, 0) }
+        let r = TestSupport.cli(["fleet", remote, "--target", "intent@1.1.0", "--json"], store: publisher)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let download = try XCTUnwrap(try TestSupport.json(r)["download"])
+        let row = try XCTUnwrap(download["from"]?.arrayValue?.first)
+        XCTAssertEqual(row["version"]?.stringValue, "1.0.0")
+        XCTAssertEqual(row["devices"]?.uint64Value, 2)
+        // Unrelated weights: delta records are no smaller, so push wrote no delta set.
+        XCTAssertEqual(row["via_deltas"], .bool(false))
+        let diff = try TestSupport.json(TestSupport.cli(["diff", "intent@1.0.0", "intent@1.1.0", "--no-delta", "--json"], store: publisher))
+        XCTAssertEqual(row["bytes_each"]?.uint64Value, diff["bytes_to_fetch"]?.uint64Value)
+        XCTAssertEqual(download["total_bytes"]?.uint64Value, 2 * (diff["bytes_to_fetch"]?.uint64Value ?? 0))
+        let human = TestSupport.cli(["fleet", remote, "--target", "intent@1.1.0"], store: publisher)
+        XCTAssertTrue(human.stdout.contains("to reach intent@1.1.0"), human.stdout)
+    }
+
     /// Devices in a rollout's slice (a hash of their id), picked so the test does not depend on luck.
     func devicesInSlice(_ count: Int, version: String, percent: Double) -> [String] {
         (0..<1000).map { "dev-\($0)" }.filter { RolloutSlice.includes(device: $0, model: "intent", version: version, percent: percent) }
@@ -295,6 +314,16 @@ final class FleetTests: XCTestCase {
         let r = TestSupport.cli(["push", remote, "--no-web", "--deltas-for-fleet", "m@1.3.0", "--json"], store: publisher)
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(FileSystem.exists("\(remote)/deltas/\(id13.hex).\(v10.hex)"))
+        // What the fleet will download for 1.3.0 from 1.0.0: deltas on this remote, full records on the control.
+        func download(_ r: String) throws -> JSONValue? {
+            let out = TestSupport.cli(["fleet", r, "--target", "m@1.3.0", "--json"], store: publisher)
+            XCTAssertEqual(out.status, 0, out.stderr)
+            return try TestSupport.json(out)["download"]?["from"]?.arrayValue?.first { $0["version"]?.stringValue == "1.0.0" }
+        }
+        let (withDeltas, without) = (try download(remote), try download(control))
+        XCTAssertEqual(withDeltas?["via_deltas"], .bool(true))
+        XCTAssertEqual(without?["via_deltas"], .bool(false))
+        XCTAssertLessThan(withDeltas?["bytes_each"]?.uint64Value ?? .max, without?["bytes_each"]?.uint64Value ?? 0)
         // The device three releases behind now downloads deltas, not the version's full records.
         let update = TestSupport.cli(["pull", remote, "m@1.3.0", "--json"], store: dir + "/old-store")
         XCTAssertEqual(update.status, 0, update.stderr)
