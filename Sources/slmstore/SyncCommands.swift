@@ -220,7 +220,7 @@ func parseExpansion(_ s: String) throws -> UInt64 {
 
 let fleetCommand = Command(
     name: "fleet", summary: "What the devices report: per model and version, who runs it, is going for it, rejected or failed it",
-    usage: "slmstore fleet REMOTE [--silent-after 24h] [--target NAME@VERSION] [--apply [--sign KEY]...] [--endpoint URL] [--json]",
+    usage: "slmstore fleet REMOTE [--silent-after 24h] [--target NAME@VERSION] [--apply [--sign KEY]...] [--web] [--endpoint URL] [--json]",
     details: """
     Reads the device reports under REMOTE's reports/ (a directory or s3://; what `sync` writes after
     each round) and counts, per model and version: devices running it, going for it (pending),
@@ -239,11 +239,13 @@ let fleetCommand = Command(
       --target NAME@VERSION  what the fleet will download to reach that version (from this store):
                per version devices run, how many, and what one of them fetches (`diff`, with
                delta records where REMOTE has a delta set from that version), and the total
+      --web    write the fleet page, REMOTE's web/fleet.html (beside the registry pages push writes),
+               from what this run read (after --apply's changes are pushed)
       --json   devices, models {model: {version: {running, pending, rejected, failed, silent,
                bytes_fetched}}}, rollouts, silent_devices, damaged, halted, advanced, held
     """,
     spec: OptionSpec(values: Set(["--silent-after", "--endpoint", "--sign", "--expires", "--target"]).union(tlsOptionNames), repeatable: ["--sign"],
-                     flags: ["--json", "--apply"])
+                     flags: ["--json", "--apply", "--web"])
 ) { a, ctx in
     try requirePositionals(a, "fleet", min: 1, max: 1, usage: "slmstore fleet REMOTE")
     let silentAfter = try a.value("--silent-after").map { try parseDuration($0, option: "--silent-after") } ?? 86400
@@ -251,6 +253,9 @@ let fleetCommand = Command(
     remoteOptions.endpoint = a.value("--endpoint")
     remoteOptions.tls = tlsFiles(a)
     let remote = try Remotes.open(a.positionals[0], options: remoteOptions)
+    if a.has("--web") || a.has("--apply"), !remote.isWritable {
+        throw SLMError.argument("fleet \(a.has("--web") ? "--web" : "--apply"): \(remote.location) is read-only here; run it where you push from")
+    }
     // The rollouts come from the manifest; a remote without one still has reports to count.
     var manifest: Manifest? = nil
     if let bytes = try remote.read(RemoteLayout.manifest, limit: Manifest.maxEncodedSize) {
@@ -268,6 +273,9 @@ let fleetCommand = Command(
         push.signing = signing
         push.pages = RegistryPages()
         actions = try ctx.openStore().applyFleet(view, to: remote, now: time(nil), push: push)
+    }
+    if a.has("--web") {
+        try remote.write(SiteLayout.fleet, bytes: Array(RegistrySite.fleetPage(view, generated: Timestamp.now()).utf8))
     }
     func counts(_ c: FleetView.Counts) -> JSONValue {
         .object(["running": .int(c.running), "pending": .int(c.pending), "rejected": .int(c.rejected), "failed": .int(c.failed),

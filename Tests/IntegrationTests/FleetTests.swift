@@ -226,6 +226,33 @@ final class FleetTests: XCTestCase {
         XCTAssertTrue(human.stdout.contains("to reach intent@1.1.0"), human.stdout)
     }
 
+    /// `fleet --web`: the fleet page beside the registry pages, read by a real browser; device
+    /// ids come from reports anyone with write access to reports/ can plant, so they show as text.
+    func testTheFleetPageShowsTheCountsAndNoReportedNameRunsAsMarkup() throws {
+        guard TestSupport.chromium != nil else { throw XCTSkip("chromium not installed (apt-get install chromium)") }
+        XCTAssertEqual(sync("edge-a").status, 0)
+        let hostile = "<img src=x onerror=\"document.title='pwned'\">"
+        let planted = DeviceReport(device: hostile, time: Timestamp.now(), models: ["intent": .init(installed: "1.0.0", target: "1.0.0", state: .installed)])
+        TestSupport.write(try XCTUnwrap(planted.encoded()), to: remote + "/reports/planted.json")
+        let r = TestSupport.cli(["fleet", remote, "--web", "--silent-after", "1s"], store: publisher)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        sleep(2)  // so both devices are silent and listed by id
+        XCTAssertEqual(TestSupport.cli(["fleet", remote, "--web", "--silent-after", "1s"], store: publisher).status, 0)
+        let nginx = try NginxServer(serving: remote)
+        defer { nginx.stop() }
+        let page = try TestSupport.browser(["--dump-dom", nginx.url + "/web/fleet.html"], profile: dir + "/chromium")
+        XCTAssertTrue(page.contains("<title>slmstore fleet</title>"), "an injected script would have changed the title: \(page.prefix(300))")
+        XCTAssertTrue(page.contains("2 devices reporting"), page)
+        XCTAssertTrue(page.contains("<td>1.0.0</td><td>2</td>"), "two devices run 1.0.0")
+        XCTAssertTrue(page.contains("&lt;img src=x onerror="), "the hostile id shows as text")
+        XCTAssertFalse(page.contains("<img"), "no element was injected")
+        let readOnly = try NginxServer(serving: remote)
+        defer { readOnly.stop() }
+        let refused = TestSupport.cli(["fleet", readOnly.url, "--web"], store: publisher)
+        XCTAssertEqual(refused.status, 2)
+        XCTAssertTrue(refused.stderr.contains("read-only"), refused.stderr)
+    }
+
     /// Devices in a rollout's slice (a hash of their id), picked so the test does not depend on luck.
     func devicesInSlice(_ count: Int, version: String, percent: Double) -> [String] {
         (0..<1000).map { "dev-\($0)" }.filter { RolloutSlice.includes(device: $0, model: "intent", version: version, percent: percent) }

@@ -16,7 +16,7 @@ final class WebTests: XCTestCase {
     var store = ""
     var remote = ""
 
-    static let chromium: String? = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    static let chromium = TestSupport.chromium
 
     override func setUpWithError() throws {
         guard Self.chromium != nil else { throw XCTSkip("chromium not installed (apt-get install chromium)") }
@@ -55,18 +55,7 @@ final class WebTests: XCTestCase {
         }
     }
 
-    func browser(_ args: [String]) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.chromium!)
-        p.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--user-data-dir=\(dir)/chromium"] + args
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return String(decoding: data, as: UTF8.self)
-    }
+    func browser(_ args: [String]) throws -> String { try TestSupport.browser(args, profile: dir + "/chromium") }
 
     func testPushedPagesShowTheProofAndNoInjectedScriptRuns() throws {
         let nginx = try NginxServer(serving: remote)

@@ -74,6 +74,24 @@ public enum TestSupport {
 
     public static func json(_ run: Run) throws -> JSONValue { try JSONValue.parse(run.stdout) }
 
+    /// Debian's chromium, when installed: the registry pages are read by a real browser.
+    public static let chromium: String? = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    /// Runs headless chromium with `args` (a profile under `profile`) and returns what it printed
+    /// (`--dump-dom URL`: the DOM after scripts ran).
+    public static func browser(_ args: [String], profile: String) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: chromium!)
+        p.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--user-data-dir=\(profile)"] + args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
+    }
+
     /// Starts the CLI in the background (output discarded) for tests that race or kill it.
     public static func spawn(_ args: [String], store: String) throws -> Process {
         let p = Process()

@@ -46,7 +46,7 @@ public struct RolloutRecord: Sendable, Equatable {
         return .object(o)
     }
 
-    static func format(_ p: Double) -> String { p == p.rounded() ? String(Int(p)) : String(p) }
+    package static func format(_ p: Double) -> String { p == p.rounded() ? String(Int(p)) : String(p) }
 
     public static func decode(_ v: JSONValue, source: String) throws -> RolloutRecord {
         func bad(_ m: String) -> SLMError { .damaged(path: source, problem: "rollout record: \(m)") }
