@@ -89,9 +89,11 @@ def ensure_tools():
 
 def build():
     log("building slmstore (release)")
-    subprocess.run(["swift", "build", "-c", "release", "--product", "slmstore"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(["swift", "build", "-c", "release", "--product", "slmstore-bench"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
+    # SLMSTORE_BENCH_SCRATCH: another build directory, so a second run can build while one measures.
+    scratch = ["--scratch-path", os.environ["SLMSTORE_BENCH_SCRATCH"]] if os.environ.get("SLMSTORE_BENCH_SCRATCH") else []
+    subprocess.run(["swift", "build", "-c", "release", "--product", "slmstore"] + scratch, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["swift", "build", "-c", "release", "--product", "slmstore-bench"] + scratch, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"] + scratch, cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout.strip()
     return os.path.join(bindir, "slmstore"), os.path.join(bindir, "slmstore-bench")
 
@@ -168,17 +170,29 @@ def free_port():
 
 
 class Nginx:
-    def __init__(self, root):
+    """nginx on loopback serving `root`; with `cache_for` (a port), instead the site cache of
+    README's "CDN and site caches" in front of that origin. `log`: an access log, for body_bytes."""
+    def __init__(self, root, cache_for=None, log=False):
         self.prefix = tempfile.mkdtemp(prefix="bench-nginx-")
         self.port = free_port()
         os.makedirs(self.prefix + "/tmp")
         user = "user root;" if os.geteuid() == 0 else ""
+        locations = "location / { }"
+        cache = ""
+        if cache_for:
+            cache = f"proxy_cache_path {self.prefix}/cache levels=1:2 keys_zone=slm:10m max_size=20g inactive=1h use_temp_path=off;"
+            common = (f"proxy_pass http://127.0.0.1:{cache_for}; proxy_http_version 1.1; proxy_cache slm; "
+                      "proxy_cache_lock on; proxy_cache_lock_timeout 120s; proxy_cache_lock_age 120s;")
+            locations = ("location ~ ^/(packs|objects|deltas)/|/@versions/ { slice 1m; proxy_cache_key $uri$slice_range; "
+                         f"proxy_set_header Range $slice_range; proxy_cache_valid 200 206 30d; {common} }} "
+                         f"location / {{ proxy_cache_valid 200 5s; {common} }}")
+        access = f"access_log {self.prefix}/access.log;" if log else "access_log off;"
         conf = f"""{user}
 daemon off; worker_processes 2; pid {self.prefix}/nginx.pid; error_log {self.prefix}/error.log warn;
 events {{ worker_connections 256; }}
-http {{ access_log off; client_body_temp_path {self.prefix}/tmp/b; proxy_temp_path {self.prefix}/tmp/p;
-  fastcgi_temp_path {self.prefix}/tmp/f; uwsgi_temp_path {self.prefix}/tmp/u; scgi_temp_path {self.prefix}/tmp/s;
-  server {{ listen 127.0.0.1:{self.port}; root {root}; location / {{ }} }} }}
+http {{ {access} client_body_temp_path {self.prefix}/tmp/b; proxy_temp_path {self.prefix}/tmp/p;
+  fastcgi_temp_path {self.prefix}/tmp/f; uwsgi_temp_path {self.prefix}/tmp/u; scgi_temp_path {self.prefix}/tmp/s; {cache}
+  server {{ listen 127.0.0.1:{self.port}; root {root}; {locations} }} }}
 """
         with open(self.prefix + "/nginx.conf", "w") as f:
             f.write(conf)
@@ -191,6 +205,19 @@ http {{ access_log off; client_body_temp_path {self.prefix}/tmp/b; proxy_temp_pa
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("nginx did not start")
+
+    def body_bytes(self):
+        """Response body bytes sent so far (the combined log's $body_bytes_sent)."""
+        total = 0
+        try:
+            with open(self.prefix + "/access.log") as f:
+                for line in f:
+                    m = re.search(r'" \d{3} (\d+) "', line)
+                    if m:
+                        total += int(m.group(1))
+        except FileNotFoundError:
+            pass
+        return total
 
     def stop(self):
         self.p.terminate()
@@ -1207,6 +1234,93 @@ def svg_chart(rows, path):
         f.write("\n".join(out) + "\n")
 
 
+def measure_fleet(args, slm, bench):
+    """#29's fleet figures. A chain of six releases (each a full fine-tune step on the one
+    before); devices 1, 2 and 5 releases behind update to the newest from a remote pushed with
+    plain `push` (delta sets against the parent only) and from a copy pushed with
+    `push --deltas-for-fleet` (against every version the devices report running). Then N fresh
+    devices pull the newest through the site cache (nginx proxy_cache + slice) and the origin's
+    egress is set beside what one device downloads alone."""
+    size = 48 << 20 if args.quick else args.size
+    data_dir = os.path.join(CACHE, f"chain-{size}")
+    log(f"fleet: generating a chain of 6 releases of a {size >> 20} MiB bf16 model in {data_dir}")
+    subprocess.run([bench, "gen-chain", data_dir, str(size), "6"], check=True, capture_output=True, text=True)
+    release = lambda k: os.path.join(data_dir, f"r{k}", "model.safetensors")
+    work = tempfile.mkdtemp(prefix="slmstore-bench-fleet-", dir=CACHE)
+    rows, cache_rows = [], []
+    try:
+        pub, origin = fresh(os.path.join(work, "pub")), os.path.join(work, "remote")
+        for k in range(5):
+            run([slm, "--store", pub, "add", f"m@1.{k}.0", release(k)])
+        run([slm, "--store", pub, "push", origin, "--no-web"])
+        devices = {behind: os.path.join(work, f"dev-{behind}") for behind in (1, 2, 5)}
+        for behind, d in devices.items():
+            run([slm, "--store", d + "-store", "pull", origin, f"m@1.{5 - behind}.0", "--to", d, "--report", "--device-id", f"dev-{behind}"])
+        run([slm, "--store", pub, "add", "m@1.5.0", release(5)])
+        remotes = {"plain": os.path.join(work, "remote-plain"), "fleet": os.path.join(work, "remote-fleet")}
+        for label, r in remotes.items():
+            shutil.copytree(origin, r, symlinks=True)
+            run([slm, "--store", pub, "push", r, "--no-web", "m@1.5.0"] + (["--deltas-for-fleet"] if label == "fleet" else []))
+        full = json.loads(run([slm, "--store", fresh(os.path.join(work, "fresh-store")), "pull", remotes["plain"], "m@1.5.0",
+                               "--json"])[2])["bytes_downloaded"]
+        for behind, d in devices.items():
+            row = {"behind": behind, "full_pull_bytes": full}
+            for label, r in remotes.items():
+                store = f"{d}-store-{label}"
+                shutil.rmtree(store, ignore_errors=True)
+                shutil.copytree(d + "-store", store, symlinks=True)
+                out = json.loads(run([slm, "--store", store, "pull", r, "m@1.5.0", "--json"])[2])
+                row[label] = {"bytes": out["bytes_downloaded"], "chunks_from_deltas": out["chunks_from_deltas"]}
+            rows.append(row)
+        # Site cache: N fresh devices behind it, the origin's egress against one device alone.
+        n = 5 if args.quick else 50
+        alone = Nginx(remotes["fleet"], log=True)
+        try:
+            run([slm, "--store", fresh(os.path.join(work, "alone")), "pull", f"http://127.0.0.1:{alone.port}", "m@1.5.0"])
+            one = alone.body_bytes()
+        finally:
+            alone.stop()
+        origin_server = Nginx(remotes["fleet"], log=True)
+        cache = Nginx(remotes["fleet"], cache_for=origin_server.port, log=True)
+        try:
+            started = time.perf_counter()
+            procs = []
+            for i in range(n):
+                procs.append(subprocess.Popen([slm, "--store", fresh(os.path.join(work, f"cdev-{i}")), "pull",
+                                               f"http://127.0.0.1:{cache.port}", "m@1.5.0"], stdout=subprocess.DEVNULL))
+                while len(procs) >= 5 or (i == n - 1 and procs):
+                    if procs.pop(0).wait() != 0:
+                        raise RuntimeError("a device behind the site cache failed its pull")
+            cache_rows.append({"devices": n, "one_device_bytes": one, "origin_bytes": origin_server.body_bytes(),
+                               "cache_bytes": cache.body_bytes(), "seconds": time.perf_counter() - started})
+        finally:
+            cache.stop()
+            origin_server.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows, cache_rows, size
+
+
+def fleet_table(rows, cache_rows, size, quick):
+    stamp = time.strftime("%Y-%m-%d", time.gmtime())
+    mib = lambda b: f"{b / 1048576:.2f} MiB"
+    lines = [f"Measured {stamp} on {os.cpu_count()} cores; a {size >> 20} MiB synthetic bf16 model and a chain of six "
+             f"releases, each a full fine-tune step (every tensor moved by 0.001 σ) on the one before"
+             f"{' (quick mode)' if quick else ''}. Bytes are what `pull --json` reports downloading.", "",
+             "| device behind by | full pull (no base) | after plain `push` | after `push --deltas-for-fleet` | fleet deltas ÷ plain |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        plain, fleet = r["plain"]["bytes"], r["fleet"]["bytes"]
+        lines.append(f"| {r['behind']} release{'s' if r['behind'] > 1 else ''} | {mib(r['full_pull_bytes'])} | {mib(plain)} | "
+                     f"{mib(fleet)} ({r['fleet']['chunks_from_deltas']} chunks from deltas) | {fleet / plain:.2f}× |")
+    for c in cache_rows:
+        lines += ["", f"Site cache (nginx proxy_cache + slice 1m, README's configuration): {c['devices']} fresh devices pulled the "
+                  f"newest release through it, five at a time. Origin egress {mib(c['origin_bytes'])}, one device alone "
+                  f"{mib(c['one_device_bytes'])}: **{c['origin_bytes'] / c['one_device_bytes']:.3f}×** (the issue's bound: 1.2×); "
+                  f"the cache served {mib(c['cache_bytes'])}."]
+    return "\n".join(lines)
+
+
 def write_results(args, name, table, data):
     """Prints the table and writes it (.md) and the figures (.json) under --out; returns the
     path without extension (quick runs get a -quick suffix)."""
@@ -1234,6 +1348,8 @@ def main():
     ap.add_argument("--gguf", action="store_true", help="only the GGUF figures (files from gguf-py) beside the peers and safetensors")
     ap.add_argument("--manifest", action="store_true", help="only push, pull and sync against remotes listing 5,000 to 50,000 "
                     "versions (this build, and --baseline on the manifest format it writes)")
+    ap.add_argument("--fleet", action="store_true", help="only the fleet figures: devices 1, 2 and 5 releases behind with and "
+                    "without push --deltas-for-fleet, and origin egress behind a site cache")
     ap.add_argument("--footprint", action="store_true", help="only a device's update: pull --to and a sync daemon, peak and idle memory "
                     "(device build, toolchain build, --baseline) beside casync")
     args = ap.parse_args()
@@ -1245,6 +1361,11 @@ def main():
     baseline = build_baseline(args.baseline) if args.baseline else None
     if args.deltas:
         measure_deltas(args, slm, bench, py)
+        return
+    if args.fleet:
+        rows, cache_rows, size = measure_fleet(args, slm, bench)
+        write_results(args, "latest-fleet", fleet_table(rows, cache_rows, size, args.quick),
+                      {"rows": rows, "site_cache": cache_rows, "model_bytes": size})
         return
     if args.gguf:
         measure_gguf(args, slm, py)

@@ -63,7 +63,7 @@ public final class NginxServer {
         var cachePath = ""
         if let upstream {
             cachePath = "proxy_cache_path \(prefix)/cache levels=1:2 keys_zone=slm:10m max_size=2g inactive=1h use_temp_path=off;"
-            let common = "proxy_pass http://127.0.0.1:\(upstream); proxy_http_version 1.1; proxy_cache slm; proxy_cache_lock on; proxy_cache_lock_timeout 60s;"
+            let common = "proxy_pass http://127.0.0.1:\(upstream); proxy_http_version 1.1; proxy_cache slm; proxy_cache_lock on; proxy_cache_lock_timeout 120s; proxy_cache_lock_age 120s;"
             locations = """
                 location ~ ^/(packs|objects|deltas)/|/@versions/ {
                     slice 1m;

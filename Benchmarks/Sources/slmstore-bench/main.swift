@@ -53,6 +53,18 @@ func fail(_ m: String) -> Never {
     print(JSONValue.object(["tensor_bytes": .int(base.totalTensorBytes)]).canonicalString())
 }
 
+/// A release chain r0 -> r1 -> ... -> rN-1: each a full fine-tune step (every float tensor moved
+/// by noise of 0.001 × its standard deviation) on top of the one before, as weekly releases are.
+@MainActor func genChain(_ dir: String, size: Int, count: Int) throws {
+    var model = SyntheticModel.llamaLike(targetBytes: size)
+    for k in 0..<count {
+        if k > 0 { model = model.fullFineTune(scale: 0.001, seed: UInt64(100 + k)) }
+        let d = "\(dir)/r\(k)"
+        try FileSystem.makeDirectories(d)
+        if !FileSystem.exists(d + "/model.safetensors") { try model.write(to: d + "/model.safetensors") }
+    }
+}
+
 /// A realistic next version of real weights: every F32 tensor (or, with `bf16`, the model cast
 /// to BF16 first) moved by gaussian noise of `scale` × that tensor's standard deviation and
 /// rounded back to the output dtype; tensors of other dtypes are copied unchanged.
@@ -125,6 +137,9 @@ case "gen":
 case "gen-delta":
     guard args.count >= 3, let size = Int(args[2]) else { fail("usage: slmstore-bench gen-delta DIR BYTES") }
     do { try genDelta(args[1], size: size) } catch { fail("\(error)") }
+case "gen-chain":
+    guard args.count >= 4, let size = Int(args[2]), let count = Int(args[3]), count >= 1 else { fail("usage: slmstore-bench gen-chain DIR BYTES COUNT") }
+    do { try genChain(args[1], size: size, count: count) } catch { fail("\(error)") }
 case "derive":
     // derive IN OUT SCALE [bf16] [SEED]
     guard args.count >= 4, let scale = Float(args[3]) else { fail("usage: slmstore-bench derive IN OUT SCALE [bf16|f32] [SEED]") }
