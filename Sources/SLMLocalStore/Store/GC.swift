@@ -57,82 +57,119 @@ extension Store {
         // could be found first afterwards, or keeps another delta record. They are set aside
         // while gc works (a killed gc leaves none to trust) and put back only then.
         stashStatsCache()
-        var figuresHold = true
         let index = try loadChunkIndex()
         let work = try makeWorkingDirectory("gc")
         defer { work.remove() }
         // The live set is split by id range when the store's entry count says it may not fit the
         // budget; each range is then loaded twice, so memory follows the budget, not the store.
         let entries = (index.multiPackIndex?.entryCount ?? 0) + index.inMemoryRecords
-        var bits = 0
-        while bits < ChunkIDSpill.maxBits && (entries * 16) >> bits > liveSetBudget { bits += 1 }
-        let spill = try ChunkIDSpill(directory: work.path, bits: bits)
+        let spill = try ChunkIDSpill(directory: work.path, bits: GCPlan.liveSetBits(entries: entries, budget: liveSetBudget,
+                                                                                    maxBits: ChunkIDSpill.maxBits))
         let reachable = try liveVersions { try spill.append($0) }
         try spill.finish()
+        var deltas = try liveDeltaRecords(spill, index: index)
+        let before = try packIDs()
+        let livePacks = try dropDeadDeltaSets(reachable: reachable)
+        var freed = try removeOrphanPacks()
+        let packs = GCPlan.visitOrder(before.filter { !livePacks.contains($0) }, withDeltas: Set(deltas.kept.map(\.pack)))
+        let (keep, liveCount) = try markKeptEntries(of: packs, spill: spill, deltas: &deltas, index: index)
+        var deleted = 0, rewritten = 0
+        for (n, pack) in packs.enumerated() {
+            let packIndex = try readPackIndex(pack)
+            guard let action = GCPlan.action(entries: packIndex.entries, marks: keep[pack] ?? [], packSize: packIndex.packSize, threshold: threshold) else {
+                throw SLMError.damaged(path: packIndexPath(pack), problem: "pack index changed while gc ran")
+            }
+            switch action {
+            case .keep: break
+            case .delete:
+                try deletePack(pack)
+                freed += packIndex.packSize
+                deleted += 1
+            case .rewrite(let live):
+                freed += try rewritePack(pack, size: packIndex.packSize, keeping: live, index: index, in: work.path)
+                rewritten += 1
+            }
+            progress?(UInt64(n + 1), UInt64(packs.count))
+        }
+        // Entries of the packs just deleted or rewritten still sit in the multi-pack index.
+        let remaining = try packIDs()
+        if FileSystem.exists(multiPackIndexPath) || remaining.count >= Store.uncoveredPackLimit { _ = try writeMultiPackIndex(packs: remaining) }
+        if deltas.figuresHold { restoreStatsCache(keeping: reachable) } else { FileSystem.removeTree(statsStashRoot) }
+        return GCResult(packsBefore: packs.count + livePacks.count, packsDeleted: deleted, packsRewritten: rewritten, bytesFreed: freed,
+                        liveChunks: liveCount, seconds: Timestamp.monotonicSeconds() - started)
+    }
+
+    /// The delta records gc keeps and the base chunks they keep live; whether `ls` figures still hold.
+    private struct LiveDeltas {
+        var kept = Set<GCPlan.RecordKey>()
+        var bases = ChunkIDSet()
+        var figuresHold = true
+    }
+
+    /// A live chunk stored only as a delta keeps one delta record (one whose bases all have
+    /// full records), and its base chunks stay live with it: "keep the base" (Format.md §7.3).
+    private func liveDeltaRecords(_ spill: ChunkIDSpill, index: ChunkIndex) throws -> LiveDeltas {
+        var out = LiveDeltas()
         var bases = ChunkIDSet.Builder()
-        // A live chunk stored only as a delta keeps one delta record (one whose bases all have
-        // full records), and its base chunks stay live with it: "keep the base" (§7.3).
-        struct RecordKey: Hashable { var pack: PackID; var offset: UInt64 }
-        var keptDeltas = Set<RecordKey>()
         for range in 0..<spill.ranges {
             try spill.forEachID(in: range) { id in
                 guard !index.containsFull(id) else { return }
                 let copies = index.deltaLocations(of: id)
+                // A copy whose header cannot be read cannot serve; another copy may.
                 if let (loc, h) = copies.lazy.compactMap({ loc in (try? self.deltaHeader(at: loc)).map { (loc, $0) } })
                     .first(where: { $0.1.bases.allSatisfy { index.containsFull($0.id) } }) {
-                    keptDeltas.insert(RecordKey(pack: loc.pack, offset: loc.offset))
-                    if loc != index.location(of: id) { figuresHold = false }
+                    out.kept.insert(GCPlan.RecordKey(pack: loc.pack, offset: loc.offset))
+                    if loc != index.location(of: id) { out.figuresHold = false }
                     for b in h.bases { bases.insert(b.id) }
                 } else {
                     // No copy that can be read (damage, which verify reports): keep them all; gc
                     // never deletes what it cannot account for.
-                    for loc in copies { keptDeltas.insert(RecordKey(pack: loc.pack, offset: loc.offset)) }
+                    for loc in copies { out.kept.insert(GCPlan.RecordKey(pack: loc.pack, offset: loc.offset)) }
                 }
             }
         }
-        let baseChunks = bases.build()
-        var freed: UInt64 = 0
-        var deleted = 0, rewritten = 0
-        var packs = try packIDs()
+        out.bases = bases.build()
+        return out
+    }
 
-        // Delta sets live while both their versions do, and their packs are kept whole. A dead
-        // set's file goes first, so a kill leaves packs no set names, which are then collected
-        // like any other pack: the delta records kept above survive, the others go.
-        var livePacks = Set<PackID>()
-        for set in try deltaSets() {
-            if reachable.contains(set.target) && reachable.contains(set.base) {
-                livePacks.formUnion(set.packs)
-            } else {
-                FileSystem.remove("\(deltasDirectory)/\(set.fileName)")
-                try FileSystem.syncDirectory(deltasDirectory)
-                CrashPoint.hit("gc-after-delta-set")
-            }
+    /// Delta sets live while both their versions do, and their packs are kept whole (returned).
+    /// A dead set's file goes first, so a kill leaves packs no set names, which are then
+    /// collected like any other pack: the delta records kept live survive, the others go.
+    private func dropDeadDeltaSets(reachable: Set<SHA256Digest>) throws -> Set<PackID> {
+        let (live, dead) = GCPlan.deltaSets(try deltaSets(), reachable: reachable)
+        for set in dead {
+            FileSystem.remove("\(deltasDirectory)/\(set.fileName)")
+            try FileSystem.syncDirectory(deltasDirectory)
+            CrashPoint.hit("gc-after-delta-set")
         }
-        packs.removeAll { livePacks.contains($0) }
+        return Set(live.flatMap(\.packs))
+    }
 
-        // Orphan packs (no index): left by an interrupted write, never visible to readers.
+    /// Packs without an index, left by an interrupted write and never visible to readers;
+    /// returns the bytes freed.
+    private func removeOrphanPacks() throws -> UInt64 {
+        var freed: UInt64 = 0
         for name in try FileSystem.listDirectory(packsDirectory) where name.hasSuffix(".pack") {
             if let id = PackID(hex: String(name.dropLast(5))), !FileSystem.exists(packIndexPath(id)) {
                 freed += FileSystem.fileSize(packPath(id)) ?? 0
                 FileSystem.remove(packPath(id))
             }
         }
-        // A chunk stored in several packs survives in one: the full record the index loaded
-        // above finds first (its pack is kept or rewritten, never deleted, while it holds it).
-        let chunkIndex = index
-        // Packs holding kept delta records first: rewriting one reads its bases through the
-        // index loaded above, before any pack those bases live in is rewritten or deleted.
-        let withDeltas = Set(keptDeltas.map(\.pack))
-        packs = packs.filter { withDeltas.contains($0) } + packs.filter { !withDeltas.contains($0) }
-        // Which entries of each pack to keep, one bit per entry in index order, marked one id
-        // range at a time: full records of live chunks (one copy each); delta records only where
-        // one is the copy a live chunk is kept as.
+        return freed
+    }
+
+    /// Which entries of each pack to keep, one bit per entry in index order, marked one id
+    /// range at a time: full records of live chunks (one copy each: the one `index` finds
+    /// first, whose pack is kept or rewritten, never deleted, while it holds it); delta records
+    /// only where one is the copy a live chunk is kept as. Also the number of live chunks.
+    private func markKeptEntries(of packs: [PackID], spill: ChunkIDSpill, deltas: inout LiveDeltas,
+                                 index: ChunkIndex) throws -> (keep: [PackID: [UInt64]], liveCount: Int) {
         var keep: [PackID: [UInt64]] = [:]
         var liveCount = 0
         for range in 0..<spill.ranges {
             let live = try spill.load(range)
             liveCount += live.count
-            baseChunks.forEachMember { if spill.range(of: $0) == range && !live.contains($0) { liveCount += 1 } }
+            deltas.bases.forEachMember { if spill.range(of: $0) == range && !live.contains($0) { liveCount += 1 } }
             for pack in packs {
                 let cursor = try PackIndexCursor(path: packIndexPath(pack), bufferBytes: 64 << 10)
                 var marks = keep[pack] ?? [UInt64](repeating: 0, count: (cursor.count + 63) / 64)
@@ -146,10 +183,10 @@ extension Store {
                     if r > range { break }
                     let kept: Bool
                     if e.codec == .delta {
-                        kept = keptDeltas.contains(RecordKey(pack: pack, offset: e.offset))
-                    } else if live.contains(e.id) || baseChunks.contains(e.id) {
-                        kept = chunkIndex.fullLocation(of: e.id) == e.location(in: pack)
-                        if !kept { figuresHold = false }  // a second full copy of a live chunk
+                        kept = deltas.kept.contains(GCPlan.RecordKey(pack: pack, offset: e.offset))
+                    } else if live.contains(e.id) || deltas.bases.contains(e.id) {
+                        kept = index.fullLocation(of: e.id) == e.location(in: pack)
+                        if !kept { deltas.figuresHold = false }  // a second full copy of a live chunk
                     } else {
                         kept = false
                     }
@@ -158,40 +195,21 @@ extension Store {
                 keep[pack] = marks
             }
         }
-        for (n, pack) in packs.enumerated() {
-            let index = try readPackIndex(pack)
-            let marks = keep[pack] ?? []
-            guard marks.count == (index.entries.count + 63) / 64 else {
-                throw SLMError.damaged(path: packIndexPath(pack), problem: "pack index changed while gc ran")
-            }
-            let liveEntries = index.entries.indices.filter { marks[$0 >> 6] & (1 << UInt64($0 & 63)) != 0 }.map { index.entries[$0] }
-            let liveBytes = liveEntries.reduce(UInt64(0)) { $0 + PackFormat.recordSize($1.storedLength) }
-            let size = index.packSize
-            if liveEntries.isEmpty {
-                try deletePack(pack)
-                freed += size
-                deleted += 1
-            } else if Double(liveBytes) < threshold * Double(size - UInt64(PackFormat.packHeaderSize)) {
-                // One new pack per rewritten pack: the old one goes only once the new one is committed.
-                let sink = packSink(in: work.path, rolloverSize: .max)
-                for e in liveEntries.sorted(by: { $0.offset < $1.offset }) {
-                    let record = try readVerifiedRecord(e.id, at: e.location(in: pack), index: chunkIndex)
-                    try sink.appendRecord(record, id: e.id, rawLength: e.rawLength, codec: e.codec)
-                }
-                try sink.seal()
-                CrashPoint.hit("gc-after-rewrite")
-                try deletePack(pack)
-                freed += size - (UInt64(PackFormat.packHeaderSize) + sink.recordBytes)
-                rewritten += 1
-            }
-            progress?(UInt64(n + 1), UInt64(packs.count))
+        return (keep, liveCount)
+    }
+
+    /// One new pack per rewritten pack: the old one goes only once the new one is committed.
+    /// Returns the bytes freed.
+    private func rewritePack(_ pack: PackID, size: UInt64, keeping live: [PackIndexEntry], index: ChunkIndex, in directory: String) throws -> UInt64 {
+        let sink = packSink(in: directory, rolloverSize: .max)
+        for e in live {
+            let record = try readVerifiedRecord(e.id, at: e.location(in: pack), index: index)
+            try sink.appendRecord(record, id: e.id, rawLength: e.rawLength, codec: e.codec)
         }
-        // Entries of the packs just deleted or rewritten still sit in the multi-pack index.
-        let remaining = try packIDs()
-        if FileSystem.exists(multiPackIndexPath) || remaining.count >= Store.uncoveredPackLimit { _ = try writeMultiPackIndex(packs: remaining) }
-        if figuresHold { restoreStatsCache(keeping: reachable) } else { FileSystem.removeTree(statsStashRoot) }
-        return GCResult(packsBefore: packs.count + livePacks.count, packsDeleted: deleted, packsRewritten: rewritten, bytesFreed: freed,
-                        liveChunks: liveCount, seconds: Timestamp.monotonicSeconds() - started)
+        try sink.seal()
+        CrashPoint.hit("gc-after-rewrite")
+        try deletePack(pack)
+        return size - (UInt64(PackFormat.packHeaderSize) + sink.recordBytes)
     }
 
     /// Index first (the pack disappears for readers), then the pack.
