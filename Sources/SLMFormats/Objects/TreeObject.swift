@@ -123,6 +123,36 @@ public struct TreeObject: Equatable, Sendable {
         return tree
     }
 
+    /// The tensor index stored after a safetensors or GGUF file's chunk list.
+    private static func decodeTensorIndex<R: ByteSource>(_ r: inout R, kind: FileEntry.Kind, fileSize size: UInt64,
+                                                         path: String, source: String) throws -> SafetensorsHeader {
+        let headerLength = try r.u64("header length")
+        let tensorCount = try r.u32("tensor count")
+        guard Int(tensorCount) <= r.remaining / 20 else { throw ByteReaderError(message: "tensor count \(tensorCount) larger than the object") }
+        var tensors: [TensorInfo] = []
+        for _ in 0..<tensorCount {
+            let nameBytes = try r.raw(Int(try r.u16("tensor name length")), "tensor name")
+            let dtypeBytes = try r.raw(Int(try r.u8("dtype length")), "dtype")
+            let rank = Int(try r.u8("rank"))
+            var shape: [UInt64] = []
+            for _ in 0..<rank { shape.append(try r.u64("dimension")) }
+            let begin = try r.u64("tensor begin")
+            let end = try r.u64("tensor end")
+            guard begin <= end, end <= size else {
+                throw SLMError.damaged(path: source, problem: "tensor range \(begin)..<\(end) out of bounds in \"\(path)\"")
+            }
+            tensors.append(TensorInfo(name: String(decoding: nameBytes, as: UTF8.self),
+                                      dtype: String(decoding: dtypeBytes, as: UTF8.self),
+                                      shape: shape, begin: begin, end: end))
+        }
+        guard headerLength <= size else {
+            throw SLMError.damaged(path: source, problem: "header length \(headerLength) beyond the size of \"\(path)\"")
+        }
+        var header = SafetensorsHeader(headerLength: headerLength, tensors: tensors, metadata: [:])
+        if kind == .gguf { header.format = .gguf }
+        return header
+    }
+
     /// The decoder for both: with `chunkFile`, chunk lists are checked as they pass and then
     /// left in that file; without, they are held.
     static func decode<R: ByteSource>(_ r: inout R, chunkFile: ChunkListFile?, source: String) throws -> TreeObject {
@@ -172,33 +202,8 @@ public struct TreeObject: Equatable, Sendable {
                 guard sum == size else {
                     throw SLMError.damaged(path: source, problem: "chunks of \"\(path)\" add up to \(sum) bytes, but its size is \(size)")
                 }
-                var header: SafetensorsHeader? = nil
-                if kind == .safetensors || kind == .gguf {
-                    let headerLength = try r.u64("header length")
-                    let tensorCount = try r.u32("tensor count")
-                    guard Int(tensorCount) <= r.remaining / 20 else { throw ByteReaderError(message: "tensor count \(tensorCount) larger than the object") }
-                    var tensors: [TensorInfo] = []
-                    for _ in 0..<tensorCount {
-                        let nameBytes = try r.raw(Int(try r.u16("tensor name length")), "tensor name")
-                        let dtypeBytes = try r.raw(Int(try r.u8("dtype length")), "dtype")
-                        let rank = Int(try r.u8("rank"))
-                        var shape: [UInt64] = []
-                        for _ in 0..<rank { shape.append(try r.u64("dimension")) }
-                        let begin = try r.u64("tensor begin")
-                        let end = try r.u64("tensor end")
-                        guard begin <= end, end <= size else {
-                            throw SLMError.damaged(path: source, problem: "tensor range \(begin)..<\(end) out of bounds in \"\(path)\"")
-                        }
-                        tensors.append(TensorInfo(name: String(decoding: nameBytes, as: UTF8.self),
-                                                  dtype: String(decoding: dtypeBytes, as: UTF8.self),
-                                                  shape: shape, begin: begin, end: end))
-                    }
-                    guard headerLength <= size else {
-                        throw SLMError.damaged(path: source, problem: "header length \(headerLength) beyond the size of \"\(path)\"")
-                    }
-                    header = SafetensorsHeader(headerLength: headerLength, tensors: tensors, metadata: [:])
-                    if kind == .gguf { header?.format = .gguf }
-                }
+                let header = (kind == .safetensors || kind == .gguf)
+                    ? try decodeTensorIndex(&r, kind: kind, fileSize: size, path: path, source: source) : nil
                 let list = chunkFile.map { ChunkList(file: $0, offset: chunksOffset, count: Int(chunkCount)) } ?? ChunkList(chunks)
                 files.append(FileEntry(path: path, size: size, sha256: digest, chunks: list, safetensors: header))
             }

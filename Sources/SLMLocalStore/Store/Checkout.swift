@@ -15,6 +15,24 @@ extension Store {
     /// Bytes decoded per batch when reading files back (two batches are in memory at once).
     public static let checkoutBatchBytes = 16 << 20
 
+    /// The chunks of the next batch of a file (at least one, then as many as fit `batchBytes`),
+    /// each with where it is and its offset in the batch; also the batch's bytes.
+    private func checkoutBatch(_ refs: inout ChunkList.Iterator, next: inout ChunkRef?, batchBytes: Int, index: ChunkIndex,
+                               missing: (ChunkID) -> String) throws -> (batch: [(ref: ChunkRef, loc: ChunkLocation, offset: Int)], used: Int) {
+        var batch: [(ref: ChunkRef, loc: ChunkLocation, offset: Int)] = []
+        var used = 0
+        while let ref = next, batch.isEmpty || used + Int(ref.rawLength) <= batchBytes {
+            guard let loc = index.location(of: ref.id) else { throw SLMError.damaged(path: root, problem: missing(ref.id)) }
+            guard loc.rawLength == ref.rawLength else {
+                throw SLMError.damaged(path: root, problem: "chunk \(ref.id.hex) has length \(loc.rawLength) in the pack index but \(ref.rawLength) in the tree")
+            }
+            batch.append((ref, loc, used))
+            used += Int(ref.rawLength)
+            next = try refs.next()
+        }
+        return (batch, used)
+    }
+
     /// Streams the verified content of `entry` to `sink`, in order. Throws before the last bytes
     /// are delivered if the file's SHA-256 does not match the tree. Batches are double-buffered:
     /// while the chunks of one batch are read and decoded, the previous batch is hashed and
@@ -34,18 +52,8 @@ extension Store {
         var pending: UnsafeRawBufferPointer? = nil   // decoded, not yet hashed and delivered
         var turn = 0
         while next != nil || pending != nil {
-            var batch: [(ref: ChunkRef, loc: ChunkLocation, offset: Int)] = []
-            var used = 0
-            while let ref = next, batch.isEmpty || used + Int(ref.rawLength) <= batchBytes {
-                guard let loc = index.location(of: ref.id) else {
-                    throw SLMError.damaged(path: root, problem: "chunk \(ref.id.hex) of \(versionLabel) file \(entry.path) is missing from the store")
-                }
-                guard loc.rawLength == ref.rawLength else {
-                    throw SLMError.damaged(path: root, problem: "chunk \(ref.id.hex) has length \(loc.rawLength) in the pack index but \(ref.rawLength) in the tree")
-                }
-                batch.append((ref, loc, used))
-                used += Int(ref.rawLength)
-                next = try refs.next()
+            let (batch, used) = try checkoutBatch(&refs, next: &next, batchBytes: batchBytes, index: index) {
+                "chunk \($0.hex) of \(versionLabel) file \(entry.path) is missing from the store"
             }
             let failures = UnsafeMutableBufferPointer<SLMError?>.allocate(capacity: max(1, batch.count))
             failures.initialize(repeating: nil)
@@ -177,11 +185,12 @@ extension Store {
         var out: [(String, String, ChunkID)] = []
         for model in (try? models()) ?? [] {
             for (v, id) in (try? versions(of: model)) ?? [] {
-                guard let version = try? readVersion(id), let tree = try? readTree(version.tree) else { continue }
-                for f in tree.files {
-                    if let c = try? f.chunks.first(where: { chunks.contains($0.id) }) {
-                        out.append(("\(model)@\(v)", f.path, c.id))
+                do {
+                    for f in try readTree(try readVersion(id).tree).files {
+                        if let c = try f.chunks.first(where: { chunks.contains($0.id) }) { out.append(("\(model)@\(v)", f.path, c.id)) }
                     }
+                } catch {
+                    continue
                 }
             }
         }

@@ -199,74 +199,16 @@ public final class HTTPClient: @unchecked Sendable {
         let isRead = method == "GET" || method == "HEAD"
         let transfer = Transfer(limit: limit, stream: stream, expectsPartial: headers["Range"] != nil, headOnly: method == "HEAD",
                                 follows: isRead && policy.maxRedirects > 0, policy: policy)
-        var list: UnsafeMutablePointer<curl_slist>? = nil
+        let list = Self.headerList(headers, sendsBody: body != nil)
         defer { curl_slist_free_all(list) }
-        var sent = headers
-        sent["Accept-Encoding"] = "identity"
-        // curl would add these to a body it sends; S3 signs what it sends, and nobody wants 100-continue.
-        if body != nil {
-            if sent["Content-Type"] == nil && sent["content-type"] == nil { sent["Content-Type"] = "application/octet-stream" }
-            sent["Expect"] = ""
-        }
-        for (k, v) in sent.sorted(by: { $0.key < $1.key }) {
-            list = curl_slist_append(list, v.isEmpty ? "\(k):" : "\(k): \(v)")
-        }
         let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
         errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
         defer { errorBuffer.deallocate() }
-        let user = Unmanaged.passUnretained(transfer).toOpaque()
         let started = Timestamp.monotonicSeconds()
         let payload = body ?? []
         let rc: CURLcode = payload.withUnsafeBytes { bytes in
-            var ok = true
-            func set(_ o: CURLoption, _ v: Int) { ok = ok && slm_curl_setopt_long(handle, o, v) == CURLE_OK }
-            func set(_ o: CURLoption, _ s: String) { ok = ok && slm_curl_setopt_string(handle, o, s) == CURLE_OK }
-            set(CURLOPT_URL, what)
-            set(CURLOPT_NOSIGNAL, 1)
-            set(CURLOPT_PROTOCOLS_STR, "http,https")
-            set(CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
-            set(CURLOPT_FOLLOWLOCATION, transfer.follows ? 1 : 0)
-            set(CURLOPT_MAXREDIRS, policy.maxRedirects)
-            set(CURLOPT_CONNECTTIMEOUT_MS, Int(policy.timeout * 1000))
-            set(CURLOPT_TIMEOUT_MS, Int(policy.deadline * 1000))
-            set(CURLOPT_LOW_SPEED_LIMIT, max(1, Int(policy.minimumRate)))
-            set(CURLOPT_LOW_SPEED_TIME, max(1, Int(policy.rateWindow.rounded(.up))))
-            set(CURLOPT_NOPROGRESS, 0)
-            if let ca = policy.caBundle { set(CURLOPT_CAINFO, ca) }
-            if let cert = policy.clientCertificate { set(CURLOPT_SSLCERT, cert) }
-            if let key = policy.clientKey { set(CURLOPT_SSLKEY, key) }
-            ok = ok && slm_curl_setopt_slist(handle, CURLOPT_HTTPHEADER, list) == CURLE_OK
-            ok = ok && slm_curl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, UnsafeMutableRawPointer(errorBuffer)) == CURLE_OK
-            switch method {
-            case "GET": set(CURLOPT_HTTPGET, 1)
-            case "HEAD": set(CURLOPT_NOBODY, 1)
-            default:
-                set(CURLOPT_CUSTOMREQUEST, method)
-                if body != nil || method == "PUT" || method == "POST" {
-                    ok = ok && slm_curl_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(bytes.count)) == CURLE_OK
-                    // curl sends these bytes in place; they outlive curl_easy_perform.
-                    let base = bytes.baseAddress ?? UnsafeRawPointer(errorBuffer)
-                    ok = ok && slm_curl_setopt_pointer(handle, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: base)) == CURLE_OK
-                }
-            }
-            ok = ok && slm_curl_setopt_write(handle, CURLOPT_HEADERFUNCTION, { ptr, size, count, user in
-                let n = size * count
-                let t = Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue()
-                let line = String(decoding: UnsafeRawBufferPointer(start: ptr, count: n), as: UTF8.self)
-                return t.header(line) ? n : 0
-            }) == CURLE_OK
-            ok = ok && slm_curl_setopt_pointer(handle, CURLOPT_HEADERDATA, user) == CURLE_OK
-            ok = ok && slm_curl_setopt_write(handle, CURLOPT_WRITEFUNCTION, { ptr, size, count, user in
-                let n = size * count
-                let t = Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue()
-                return t.bodyBytes(UnsafeRawBufferPointer(start: ptr, count: n)) ? n : 0
-            }) == CURLE_OK
-            ok = ok && slm_curl_setopt_pointer(handle, CURLOPT_WRITEDATA, user) == CURLE_OK
-            ok = ok && slm_curl_setopt_xferinfo(handle, { user, _, dlnow, _, ulnow in
-                Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue().progress(Int64(dlnow) + Int64(ulnow)) ? Int32(0) : Int32(1)
-            }) == CURLE_OK
-            ok = ok && slm_curl_setopt_pointer(handle, CURLOPT_XFERINFODATA, user) == CURLE_OK
-            guard ok else { return CURLE_BAD_FUNCTION_ARGUMENT }
+            guard configure(handle, url: what, method: method, body: body == nil ? nil : bytes, headers: list,
+                            errorBuffer: errorBuffer, transfer: transfer) else { return CURLE_BAD_FUNCTION_ARGUMENT }
             return curl_easy_perform(handle)
         }
         let elapsed = Timestamp.monotonicSeconds() - started
@@ -285,6 +227,78 @@ public final class HTTPClient: @unchecked Sendable {
         var r = HTTPResponse(status: status != 0 ? status : transfer.status, headers: transfer.headers, body: transfer.body)
         r.streamed = transfer.streamed
         return r
+    }
+
+    /// The request headers as curl takes them. curl would add Content-Type and 100-continue to a
+    /// body it sends; S3 signs what it sends, and nobody wants 100-continue.
+    private static func headerList(_ headers: [String: String], sendsBody: Bool) -> UnsafeMutablePointer<curl_slist>? {
+        var sent = headers
+        sent["Accept-Encoding"] = "identity"
+        if sendsBody {
+            if sent["Content-Type"] == nil && sent["content-type"] == nil { sent["Content-Type"] = "application/octet-stream" }
+            sent["Expect"] = ""
+        }
+        var list: UnsafeMutablePointer<curl_slist>? = nil
+        for (k, v) in sent.sorted(by: { $0.key < $1.key }) {
+            list = curl_slist_append(list, v.isEmpty ? "\(k):" : "\(k): \(v)")
+        }
+        return list
+    }
+
+    /// Sets every option of one request on `handle`; false when curl refused one. `body` must
+    /// outlive the transfer (curl sends it in place).
+    private func configure(_ handle: UnsafeMutableRawPointer, url: String, method: String, body: UnsafeRawBufferPointer?,
+                           headers list: UnsafeMutablePointer<curl_slist>?, errorBuffer: UnsafeMutablePointer<CChar>,
+                           transfer: Transfer) -> Bool {
+        var ok = true
+        func set(_ o: CURLoption, _ v: Int) { ok = ok && slm_curl_setopt_long(handle, o, v) == CURLE_OK }
+        func set(_ o: CURLoption, _ s: String) { ok = ok && slm_curl_setopt_string(handle, o, s) == CURLE_OK }
+        set(CURLOPT_URL, url)
+        set(CURLOPT_NOSIGNAL, 1)
+        set(CURLOPT_PROTOCOLS_STR, "http,https")
+        set(CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
+        set(CURLOPT_FOLLOWLOCATION, transfer.follows ? 1 : 0)
+        set(CURLOPT_MAXREDIRS, policy.maxRedirects)
+        set(CURLOPT_CONNECTTIMEOUT_MS, Int(policy.timeout * 1000))
+        set(CURLOPT_TIMEOUT_MS, Int(policy.deadline * 1000))
+        set(CURLOPT_LOW_SPEED_LIMIT, max(1, Int(policy.minimumRate)))
+        set(CURLOPT_LOW_SPEED_TIME, max(1, Int(policy.rateWindow.rounded(.up))))
+        set(CURLOPT_NOPROGRESS, 0)
+        if let ca = policy.caBundle { set(CURLOPT_CAINFO, ca) }
+        if let cert = policy.clientCertificate { set(CURLOPT_SSLCERT, cert) }
+        if let key = policy.clientKey { set(CURLOPT_SSLKEY, key) }
+        ok = ok && slm_curl_setopt_slist(handle, CURLOPT_HTTPHEADER, list) == CURLE_OK
+        ok = ok && slm_curl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, UnsafeMutableRawPointer(errorBuffer)) == CURLE_OK
+        switch method {
+        case "GET": set(CURLOPT_HTTPGET, 1)
+        case "HEAD": set(CURLOPT_NOBODY, 1)
+        default:
+            set(CURLOPT_CUSTOMREQUEST, method)
+            if body != nil || method == "PUT" || method == "POST" {
+                ok = ok && slm_curl_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body?.count ?? 0)) == CURLE_OK
+                let base = body?.baseAddress ?? UnsafeRawPointer(errorBuffer)
+                ok = ok && slm_curl_setopt_pointer(handle, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: base)) == CURLE_OK
+            }
+        }
+        let user = Unmanaged.passUnretained(transfer).toOpaque()
+        ok = ok && slm_curl_setopt_write(handle, CURLOPT_HEADERFUNCTION, { ptr, size, count, user in
+            let n = size * count
+            let t = Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue()
+            let line = String(decoding: UnsafeRawBufferPointer(start: ptr, count: n), as: UTF8.self)
+            return t.header(line) ? n : 0
+        }) == CURLE_OK
+        ok = ok && slm_curl_setopt_pointer(handle, CURLOPT_HEADERDATA, user) == CURLE_OK
+        ok = ok && slm_curl_setopt_write(handle, CURLOPT_WRITEFUNCTION, { ptr, size, count, user in
+            let n = size * count
+            let t = Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue()
+            return t.bodyBytes(UnsafeRawBufferPointer(start: ptr, count: n)) ? n : 0
+        }) == CURLE_OK
+        ok = ok && slm_curl_setopt_pointer(handle, CURLOPT_WRITEDATA, user) == CURLE_OK
+        ok = ok && slm_curl_setopt_xferinfo(handle, { user, _, dlnow, _, ulnow in
+            Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue().progress(Int64(dlnow) + Int64(ulnow)) ? Int32(0) : Int32(1)
+        }) == CURLE_OK
+        ok = ok && slm_curl_setopt_pointer(handle, CURLOPT_XFERINFODATA, user) == CURLE_OK
+        return ok
     }
 
     /// What a failed transfer means for the caller: TLS and protocol problems are final,
