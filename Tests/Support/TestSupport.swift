@@ -7,7 +7,7 @@ import SLMSynthetic
 public enum TestSupport {
     /// Scratch directories of earlier runs (over an hour old) go when the first one of this run is
     /// made: a full suite writes gigabytes, and a machine that runs it often would fill its disk.
-    nonisolated(unsafe) private static let sweptOldScratch: Void = {
+    private static let sweptOldScratch: Void = {
         let root = NSTemporaryDirectory() + "slmstore-tests"
         let cutoff = Date().addingTimeInterval(-3600)
         for name in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] {
@@ -245,4 +245,11 @@ public final class ManagedCounter: @unchecked Sendable {
     public init() {}
     public var value: Int { lock.lock(); defer { lock.unlock() }; return n }
     public func add() { lock.lock(); n += 1; lock.unlock() }
+}
+
+/// Ids for the planner tests, which need distinct chunks and packs but no bytes behind them.
+public enum PlanFixtures {
+    public static func chunk(_ n: UInt8) -> ChunkID { ChunkID(of: [n, n, n]) }
+    public static let packA = PackID(hex: String(repeating: "a", count: 32))!
+    public static let packB = PackID(hex: String(repeating: "b", count: 32))!
 }

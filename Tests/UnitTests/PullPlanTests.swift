@@ -11,9 +11,7 @@ import SLMTestSupport
 /// The pull planner and remote version selection are pure functions of metadata: tested here
 /// without a remote, a store or a byte of chunk data.
 final class PullPlanTests: XCTestCase {
-    func chunk(_ n: UInt8) -> ChunkID { ChunkID(of: [n, n, n]) }
-    let packA = PackID(hex: String(repeating: "a", count: 32))!
-    let packB = PackID(hex: String(repeating: "b", count: 32))!
+    let (packA, packB) = (PlanFixtures.packA, PlanFixtures.packB)
 
     func located(_ id: ChunkID, _ pack: PackID, offset: UInt64, stored: UInt32) -> LocatedChunk {
         LocatedChunk(id: id, pack: pack, entry: PackIndexEntry(id: id, offset: offset, storedLength: stored, rawLength: 100, codec: .zstd))
@@ -21,24 +19,24 @@ final class PullPlanTests: XCTestCase {
 
     func testRecordsSeparatedBySmallGapsShareOneRange() {
         let h = UInt64(PackFormat.recordHeaderSize)
-        let a = located(chunk(1), packA, offset: 16, stored: 100)
-        let b = located(chunk(2), packA, offset: 16 + h + 100 + 50, stored: 100)   // 50-byte gap
+        let a = located(PlanFixtures.chunk(1), packA, offset: 16, stored: 100)
+        let b = located(PlanFixtures.chunk(2), packA, offset: 16 + h + 100 + 50, stored: 100)   // 50-byte gap
         let plans = PullPlan.ranges([b, a], gapLimit: 64, maxRange: 1 << 20)
         XCTAssertEqual(plans.count, 1)
         XCTAssertEqual(plans[0].range, 16..<(16 + h + 100 + 50 + h + 100))
-        XCTAssertEqual(plans[0].chunks.map(\.id), [chunk(1), chunk(2)], "records in offset order")
+        XCTAssertEqual(plans[0].chunks.map(\.id), [PlanFixtures.chunk(1), PlanFixtures.chunk(2)], "records in offset order")
     }
 
     func testAGapLargerThanTheLimitSplitsTheRange() {
         let h = UInt64(PackFormat.recordHeaderSize)
-        let a = located(chunk(1), packA, offset: 16, stored: 100)
-        let b = located(chunk(2), packA, offset: 16 + h + 100 + 65, stored: 100)
+        let a = located(PlanFixtures.chunk(1), packA, offset: 16, stored: 100)
+        let b = located(PlanFixtures.chunk(2), packA, offset: 16 + h + 100 + 65, stored: 100)
         XCTAssertEqual(PullPlan.ranges([a, b], gapLimit: 64, maxRange: 1 << 20).count, 2)
     }
 
     func testARangeNeverGrowsPastTheMaximum() {
         let h = UInt64(PackFormat.recordHeaderSize)
-        let items = (0..<10).map { i in located(chunk(UInt8(i)), packA, offset: 16 + UInt64(i) * (h + 100), stored: 100) }
+        let items = (0..<10).map { i in located(PlanFixtures.chunk(UInt8(i)), packA, offset: 16 + UInt64(i) * (h + 100), stored: 100) }
         let plans = PullPlan.ranges(items, gapLimit: 0, maxRange: 3 * (h + 100))
         XCTAssertEqual(plans.count, 4)
         XCTAssertTrue(plans.allSatisfy { UInt64($0.range.count) <= 3 * (h + 100) })
@@ -46,19 +44,19 @@ final class PullPlanTests: XCTestCase {
     }
 
     func testRangesNeverSpanTwoPacks() {
-        let a = located(chunk(1), packA, offset: 16, stored: 100)
-        let b = located(chunk(2), packB, offset: 16, stored: 100)
+        let a = located(PlanFixtures.chunk(1), packA, offset: 16, stored: 100)
+        let b = located(PlanFixtures.chunk(2), packB, offset: 16, stored: 100)
         let plans = PullPlan.ranges([a, b], gapLimit: 1 << 20, maxRange: 1 << 30)
         XCTAssertEqual(plans.map(\.pack), [packA, packB])
     }
 
     func testLocateReadsIndexesOnlyUntilEveryChunkIsFound() throws {
         let indexes: [PackID: PackIndex] = [
-            packA: PackIndex(packSize: 1000, entries: [PackIndexEntry(id: chunk(1), offset: 16, storedLength: 10, rawLength: 100, codec: .raw)]),
-            packB: PackIndex(packSize: 1000, entries: [PackIndexEntry(id: chunk(2), offset: 16, storedLength: 10, rawLength: 100, codec: .raw)]),
+            packA: PackIndex(packSize: 1000, entries: [PackIndexEntry(id: PlanFixtures.chunk(1), offset: 16, storedLength: 10, rawLength: 100, codec: .raw)]),
+            packB: PackIndex(packSize: 1000, entries: [PackIndexEntry(id: PlanFixtures.chunk(2), offset: 16, storedLength: 10, rawLength: 100, codec: .raw)]),
         ]
         var read: [PackID] = []
-        let found = try PullPlan.locate([chunk(1)], rawLengths: [chunk(1): 100], order: [packA, packB], location: "r",
+        let found = try PullPlan.locate([PlanFixtures.chunk(1)], rawLengths: [PlanFixtures.chunk(1): 100], order: [packA, packB], location: "r",
                                         entries: entries { read.append($0); return indexes[$0]! })
         XCTAssertEqual(found.map(\.pack), [packA])
         XCTAssertEqual(read, [packA], "packB's index is never fetched")
@@ -72,7 +70,7 @@ final class PullPlanTests: XCTestCase {
     func target(_ files: [[UInt8]]) throws -> PullTarget {
         let entries = files.enumerated().map { i, ids in
             FileEntry(path: "f\(i)", size: UInt64(ids.count * 100), sha256: SHA256Hasher.hash([]),
-                      chunks: ids.map { ChunkRef(id: chunk($0), rawLength: 100 + UInt32($0)) }, safetensors: nil)
+                      chunks: ids.map { ChunkRef(id: PlanFixtures.chunk($0), rawLength: 100 + UInt32($0)) }, safetensors: nil)
         }
         let tree = TreeObject(files: entries)
         let object = VersionObject(name: "m", version: try SemVer("1.0.0"), tree: SHA256Hasher.hash(try tree.encoded()), parent: nil,
@@ -83,21 +81,21 @@ final class PullPlanTests: XCTestCase {
 
     func testWindowsHandOverEachMissingChunkOnceInFirstUseOrderAtMostSizeAtATime() throws {
         let t = try target([[5, 1, 5, 2, 9], [3, 1, 7, 4, 6]])
-        let missing = try PullPlan.missingChunks([t], have: { $0 == self.chunk(9) })
+        let missing = try PullPlan.missingChunks([t], have: { $0 == PlanFixtures.chunk(9) })
         var windows: [[ChunkID]] = []
-        try PullPlan.windows([t], missing: missing, stillNeeded: { $0 != self.chunk(4) }, size: 3) { ids, lengths in
+        try PullPlan.windows([t], missing: missing, stillNeeded: { $0 != PlanFixtures.chunk(4) }, size: 3) { ids, lengths in
             windows.append(ids)
-            for id in ids { XCTAssertEqual(lengths[id], 100 + UInt32(id == self.chunk(5) ? 5 : [1, 2, 3, 7, 6].first { self.chunk($0) == id }!)) }
+            for id in ids { XCTAssertEqual(lengths[id], 100 + UInt32(id == PlanFixtures.chunk(5) ? 5 : [1, 2, 3, 7, 6].first { PlanFixtures.chunk($0) == id }!)) }
         }
-        XCTAssertEqual(windows, [[chunk(5), chunk(1), chunk(2)], [chunk(3), chunk(7), chunk(6)]],
+        XCTAssertEqual(windows, [[PlanFixtures.chunk(5), PlanFixtures.chunk(1), PlanFixtures.chunk(2)], [PlanFixtures.chunk(3), PlanFixtures.chunk(7), PlanFixtures.chunk(6)]],
                        "9 is stored, 4 was stored since (seeded), repeats come once")
     }
 
     func testMissingChunksFoundOneIdRangeAtATimeMarkTheSamePositionsAsOnePass() throws {
         let ids = (0..<3000).map { _ in UInt8.random(in: 0...200) }
         let t = try target([Array(ids[..<1500]), Array(ids[1500...])])
-        let whole = try PullPlan.missingChunks([t], have: { $0 == self.chunk(7) })
-        let split = try PullPlan.missingChunks([t], have: { $0 == self.chunk(7) }, budget: 400)  // 256 ranges of a few ids
+        let whole = try PullPlan.missingChunks([t], have: { $0 == PlanFixtures.chunk(7) })
+        let split = try PullPlan.missingChunks([t], have: { $0 == PlanFixtures.chunk(7) }, budget: 400)  // 256 ranges of a few ids
         XCTAssertEqual(split.bits, whole.bits)
         XCTAssertEqual(split.count, whole.count)
         XCTAssertEqual(whole.count, Set(ids.filter { $0 != 7 }).count, "one bit per missing id")
@@ -106,7 +104,7 @@ final class PullPlanTests: XCTestCase {
     func testTheSeedFilterAnswersMaybeForEveryMissingChunkAndRarelyForOthers() throws {
         let t = try target([Array(0..<100)])
         let filter = try PullPlan.seedFilter([t], missing: PullPlan.missingChunks([t], have: { _ in false }))
-        for i in 0..<100 { XCTAssertTrue(filter.contains(chunk(UInt8(i)))) }
+        for i in 0..<100 { XCTAssertTrue(filter.contains(PlanFixtures.chunk(UInt8(i)))) }
         var big = ChunkIDFilter(capacity: 20_000)
         for i in 0..<20_000 { big.insert(ChunkID(of: Array("in \(i)".utf8))) }
         let falseMaybes = (0..<100_000).filter { big.contains(ChunkID(of: Array("out \($0)".utf8))) }.count
@@ -115,12 +113,12 @@ final class PullPlanTests: XCTestCase {
 
     func testFirstMissingFindsTheFirstUnstoredChunkInTreeOrder() throws {
         let t = try target([[1, 2], [3]])
-        XCTAssertEqual(try PullPlan.firstMissing([t], have: { $0 != self.chunk(2) && $0 != self.chunk(3) }), chunk(2))
+        XCTAssertEqual(try PullPlan.firstMissing([t], have: { $0 != PlanFixtures.chunk(2) && $0 != PlanFixtures.chunk(3) }), PlanFixtures.chunk(2))
         XCTAssertNil(try PullPlan.firstMissing([t], have: { _ in true }))
     }
 
     func testAChunkInNoListedPackIsARemoteError() {
-        XCTAssertThrowsError(try PullPlan.locate([chunk(9)], rawLengths: [chunk(9): 100], order: [packA], location: "r", entries: entries { _ in
+        XCTAssertThrowsError(try PullPlan.locate([PlanFixtures.chunk(9)], rawLengths: [PlanFixtures.chunk(9): 100], order: [packA], location: "r", entries: entries { _ in
             PackIndex(packSize: 100, entries: [])
         })) { error in
             guard case SLMError.remote(_, let problem) = error else { return XCTFail("\(error)") }
@@ -129,8 +127,8 @@ final class PullPlanTests: XCTestCase {
     }
 
     func testAnIndexEntryDisagreeingWithTheTreeIsRefused() {
-        XCTAssertThrowsError(try PullPlan.locate([chunk(1)], rawLengths: [chunk(1): 99], order: [packA], location: "r", entries: entries { _ in
-            PackIndex(packSize: 1000, entries: [PackIndexEntry(id: self.chunk(1), offset: 16, storedLength: 10, rawLength: 100, codec: .raw)])
+        XCTAssertThrowsError(try PullPlan.locate([PlanFixtures.chunk(1)], rawLengths: [PlanFixtures.chunk(1): 99], order: [packA], location: "r", entries: entries { _ in
+            PackIndex(packSize: 1000, entries: [PackIndexEntry(id: PlanFixtures.chunk(1), offset: 16, storedLength: 10, rawLength: 100, codec: .raw)])
         })) { error in
             guard case SLMError.remote = error else { return XCTFail("\(error)") }
         }

@@ -214,13 +214,12 @@ extension Store {
         return targets
     }
 
-    public func pull(from remote: StoreBackend, ref: VersionRef, options: PullOptions = PullOptions()) throws -> PullResult {
+    public func pull(from remote: any ReadableBackend, ref: VersionRef, options: PullOptions = PullOptions()) throws -> PullResult {
         var options = options
         let started = Timestamp.monotonicSeconds()
         let trafficBefore = remote.traffic
         let gate = releaseGate(for: remote.location, trusted: options.trustedKeys, installDirectory: options.installDirectory)
-        let release = try options.acceptedRelease
-            ?? (try gate.isActive() ? gate.accept(try remote.read(SignedRelease.path, limit: SignedRelease.maxEncodedSize)) : nil)
+        let release = try options.acceptedRelease ?? gate.acceptRelease(of: remote)
         let reader = RemoteReader(remote: remote, cacheDirectory: remoteIndexCache(for: remote.location), release: release)
         let remoteConfig = try reader.config()
 
@@ -232,72 +231,96 @@ extension Store {
         let targets = try pullTargets(ref, reader: reader, includeDependencies: options.includeDependencies, treeDirectory: spilledTrees.path)
         options.fitBudget(toChunks: targets.reduce(0) { n, t in t.tree.files.reduce(n) { $0 + $1.chunks.count } })
         let target = targets[0]
-        let totalSize = targets.reduce(UInt64(0)) { sum, t in t.tree.files.reduce(sum) { $0 + $1.size } }
-        if options.maxInstallSize > 0 && totalSize > options.maxInstallSize {
-            throw SLMError.failed("\(target.label) is \(totalSize) bytes with its dependencies, more than --max-install-size \(options.maxInstallSize); nothing was downloaded")
-        }
-        // The remote's own chunker never cuts a chunk longer than its max_size: a tree that says
-        // otherwise is inflating a few downloaded bytes into a large install.
-        for t in targets {
-            for f in t.tree.files where try f.chunks.contains(where: { $0.rawLength > remoteConfig.chunker.maxSize }) {
-                throw SLMError.remote(url: "\(remote.location)/\(RemoteLayout.objectPath(t.object.tree))",
-                                      problem: "\(f.path) has a chunk longer than the store's max_size \(remoteConfig.chunker.maxSize)")
-            }
-        }
+        try checkBounds(targets, maxChunk: remoteConfig.chunker.maxSize, location: remote.location, options: options)
 
         var dataLock: FileLock? = try self.dataLock(.shared)
         defer { dataLock?.unlock() }
         removeAbandonedWorkingDirectories()
-        var index = try loadChunkIndex()
-        // Only what this pull adds may be dropped again (chunks the store held before are the
-        // user's): the packs it writes are kept for that, so the set of missing chunks is gone
-        // before the install, which holds its own buffers.
-        var addedPacks = Set<PackID>()
-        var missing = try PullPlan.missingChunks(targets, have: index.contains)
+        // 2. Fetch what the store lacks, from seeds and the remote.
+        let transfer = try fetchMissing(targets, reader: reader, remote: remote, chunker: remoteConfig.chunker, options: options)
 
-        // 2. Seeds: files already on disk (explicit, or the installed current version).
+        // 3. Publish: objects and refs, dependencies first.
+        let newVersions = targets.filter { !hasObject($0.id) }
+        do {
+            let refs = try refsLock()
+            defer { refs.unlock() }
+            try Publication.publish(targets.reversed().map { try $0.record() }, to: LocalVersionDestination(store: self))
+        }
+
+        // 4. Install. The transfer buffers are gone: give their memory back before checkout
+        // allocates its own, so the peak is the larger of the two, not their sum.
+        HeapRelease.now()
+        var installed: String? = nil
+        var installedNew = false
+        if let dir = options.installDirectory {
+            let install = InstallDirectory(root: dir)
+            let version = ResolvedVersion(name: target.name, version: target.version, id: target.id, object: target.object)
+            installedNew = try installOrQuarantine(version, tree: target.tree, into: install, keep: options.keep, batchBytes: options.checkoutBatchBytes,
+                                                   addedPacks: transfer.addedPacks,
+                                                   brought: newVersions.map { ResolvedVersion(name: $0.name, version: $0.version, id: $0.id, object: $0.object) },
+                                                   beforeQuarantine: { dataLock?.unlock(); dataLock = nil },
+                                                   dropped: "the store and \(target.label) removed")
+            installed = install.path(of: target.version.description)
+        }
+        let traffic = remote.traffic.since(trafficBefore)
+        return PullResult(name: target.name, version: target.version, versionID: target.id, bytesDownloaded: traffic.bytesReceived,
+                          requests: traffic.requests, chunksFetched: transfer.chunksFetched, chunkBytes: transfer.chunkBytes,
+                          rangeBytes: transfer.rangeBytes, metadataBytes: reader.metadataBytes,
+                          chunksFromSeeds: transfer.fromSeeds, chunksFromDeltas: transfer.deltaChunks, seconds: Timestamp.monotonicSeconds() - started,
+                          installedPath: installed, installedNew: installedNew,
+                          versions: targets.map(\.label), addedPacks: transfer.addedPacks)
+    }
+
+    /// What a pull brought into the store: the packs it wrote (from seeds and the remote: only
+    /// these may be dropped again, chunks the store held before are the user's) and its counts.
+    struct PullTransfer {
+        var addedPacks: Set<PackID>
+        var fromSeeds: Int
+        var chunkBytes: UInt64
+        var chunksFetched: Int
+        var rangeBytes: UInt64
+        var deltaChunks: Int
+    }
+
+    /// Refuses targets that would install more than `--max-install-size`, or whose trees list a
+    /// chunk longer than the remote's own chunker ever cuts (a few downloaded bytes inflated into
+    /// a large install), before anything is downloaded.
+    func checkBounds(_ targets: [PullTarget], maxChunk: Int, location: String, options: PullOptions) throws {
+        let totalSize = targets.reduce(UInt64(0)) { sum, t in t.tree.files.reduce(sum) { $0 + $1.size } }
+        if options.maxInstallSize > 0 && totalSize > options.maxInstallSize {
+            throw SLMError.failed("\(targets[0].label) is \(totalSize) bytes with its dependencies, more than --max-install-size \(options.maxInstallSize); nothing was downloaded")
+        }
+        for t in targets {
+            for f in t.tree.files where try f.chunks.contains(where: { $0.rawLength > maxChunk }) {
+                throw SLMError.remote(url: "\(location)/\(RemoteLayout.objectPath(t.object.tree))",
+                                      problem: "\(f.path) has a chunk longer than the store's max_size \(maxChunk)")
+            }
+        }
+    }
+
+    /// Brings every chunk the targets need into the store (under the caller's shared data lock):
+    /// from seeds (files already on disk: explicit, or the installed current version) first, then
+    /// from the remote, planned window by window, verified and committed as it goes so a killed
+    /// pull resumes. The planning state is gone when this returns, before the install allocates.
+    func fetchMissing(_ targets: [PullTarget], reader: RemoteReader, remote: any ReadableBackend, chunker: ChunkerParameters,
+                      options: PullOptions) throws -> PullTransfer {
+        let target = targets[0]
+        var index = try loadChunkIndex()
+        var addedPacks = Set<PackID>()
+        let missing = try PullPlan.missingChunks(targets, have: index.contains)
         var seeds = options.seeds
         if let dir = options.installDirectory, FileSystem.isDirectory(dir + "/current") { seeds.append(dir + "/current") }
         var fromSeeds = 0
         if !missing.isEmpty && !seeds.isEmpty {
-            let found = try ingestSeeds(seeds, wanted: PullPlan.seedFilter(targets, missing: missing), existing: index, chunker: remoteConfig.chunker,
+            let found = try ingestSeeds(seeds, wanted: PullPlan.seedFilter(targets, missing: missing), existing: index, chunker: chunker,
                                         blockSize: options.checkoutBatchBytes, writeBatchBytes: options.writeBatchBytes, log: options.log)
             fromSeeds = found.chunks
             addedPacks.formUnion(found.packs)
             index = try loadChunkIndex()
         }
-
-        // 3. Locate the missing chunks in the remote's pack indexes and plan range requests, one
-        // window of chunks at a time: this pass only counts, so the disk check and the progress
-        // total come before any download, and a remote that lacks a chunk is caught here.
-        var manifest: Manifest? = nil
-        var deltaPacks: [PackID] = []
-        func planWindows(_ body: (_ plans: [RangePlan], _ bytes: UInt64, _ chunks: Int) throws -> Void) throws {
-            guard !missing.isEmpty else { return }
-            if manifest == nil {
-                manifest = try reader.manifest(models: Set(targets.map(\.name.value)))
-                if options.useDeltas { deltaPacks = try usableDeltaPacks(targets, manifest: manifest!, index: index) }
-            }
-            let order = PullPlan.packOrder(targets, manifest: manifest!)
-            // A window's chunks mostly follow the last one's in the same pack: its search starts
-            // there (and wraps around), so each window reads about one pack index, not all before it.
-            var start = 0
-            try PullPlan.windows(targets, missing: missing, stillNeeded: { !index.contains($0) }, size: options.planWindowChunks) { ids, rawLengths in
-                var located = try PullPlan.locate(ids, rawLengths: rawLengths, order: Array(order[start...] + order[..<start]),
-                                                  location: remote.location, entries: reader.forEachIndexEntry)
-                if let last = located.last?.pack, let i = order.firstIndex(of: last) { start = i }
-                located = try PullPlan.preferDeltas(located, deltaPacks: deltaPacks, rawLengths: rawLengths, location: remote.location,
-                                                    entries: reader.forEachIndexEntry)
-                try body(PullPlan.ranges(located, gapLimit: options.gapLimit, maxRange: options.maxRangeBytes),
-                         located.reduce(UInt64(0)) { $0 + PackFormat.recordSize($1.entry.storedLength) }, located.count)
-            }
-        }
-        var chunkBytes: UInt64 = 0
-        var chunksFetched = 0
-        try planWindows { _, bytes, chunks in
-            chunkBytes += bytes
-            chunksFetched += chunks
-        }
+        let windows = PullWindows(targets: targets, reader: reader, location: remote.location, missing: missing, index: index,
+                                  options: options, deltaPacks: { [self] in try usableDeltaPacks(targets, manifest: $0, index: index) })
+        let (chunkBytes, chunksFetched) = try windows.total()
         try DiskSpace.require(chunkBytes, at: root, for: "downloading \(target.label)")
         if options.maxExpansion > 0 {
             let newBytes = try PullPlan.newDataBytes(targets, have: index.contains)
@@ -306,63 +329,24 @@ extension Store {
                 throw SLMError.remote(url: remote.location, problem: "\(target.label) would install \(newBytes) bytes of new data from \(chunkBytes) bytes downloaded, more than \(options.maxExpansion) times as much (a few records listed over and over); nothing was downloaded. If this is expected, pass --max-expansion 0 or a higher factor")
             }
         }
-
-        // 4. Fetch, verify, store (committed as it goes, so a killed pull resumes), planning each
-        // window again as its turn comes.
         let fetcher = try ChunkFetcher(store: self, remote: remote, baseIndex: index, commitEvery: options.commitEvery,
                                        verifiedBatchBytes: options.verifiedBatchBytes, writeBatchBytes: options.writeBatchBytes,
                                        progressTotal: chunkBytes, progress: options.progress, isCancelled: options.isCancelled)
         try fetcher.run(parallel: options.parallelRequests) { fetch in
-            try planWindows { plans, _, _ in
+            try windows.forEach { plans, _, _ in
                 try fetch(plans)
                 CrashPoint.hit("pull-after-window")
             }
         }
-        missing = MissingChunks(bits: [], count: 0)
         // Checked against a fresh view: the fetched packs are in it now, through the multi-pack
         // index when they hold many records (read into memory they would cost more than the
         // fetch did).
         refreshMultiPackIndexIfBehind()
-        index = try loadChunkIndex()
-        if let stillMissing = try PullPlan.firstMissing(targets, have: index.contains) {
+        if let stillMissing = try PullPlan.firstMissing(targets, have: try loadChunkIndex().contains) {
             throw SLMError.failed("chunk \(stillMissing.hex) of \(target.label) is still missing after the pull")
         }
-        index = ChunkIndex()
-
-        // 5. Publish: objects and refs, dependencies first.
-        let newVersions = targets.filter { !hasObject($0.id) }
-        do {
-            let refs = try refsLock()
-            defer { refs.unlock() }
-            try Publication.publish(targets.reversed().map { try $0.record() }, to: LocalVersionDestination(store: self))
-        }
-
-        // 6. Install. The transfer buffers are gone: give their memory back before checkout
-        // allocates its own, so the peak is the larger of the two, not their sum.
-        HeapRelease.now()
-        var installed: String? = nil
-        var installedNew = false
-        if let dir = options.installDirectory {
-            let install = InstallDirectory(root: dir)
-            do {
-                installedNew = try install.installAndActivate(store: self, tree: target.tree, version: target.version.description,
-                                                              id: target.id, label: target.label, keep: options.keep,
-                                                              batchBytes: options.checkoutBatchBytes)
-            } catch let SLMError.fileMismatch(path, problem, chunks) {
-                dataLock?.unlock()
-                dataLock = nil
-                try quarantine(chunks, from: addedPacks.union(fetcher.writtenPacks), versions: newVersions.map { ResolvedVersion(name: $0.name, version: $0.version, id: $0.id, object: $0.object) })
-                throw SLMError.fileMismatch(path: path, problem: problem + "; its chunks were dropped from the store and \(target.label) removed", chunks: chunks)
-            }
-            installed = install.path(of: target.version.description)
-        }
-        let traffic = remote.traffic.since(trafficBefore)
-        return PullResult(name: target.name, version: target.version, versionID: target.id, bytesDownloaded: traffic.bytesReceived,
-                          requests: traffic.requests, chunksFetched: chunksFetched, chunkBytes: chunkBytes,
-                          rangeBytes: fetcher.rangeBytes, metadataBytes: reader.metadataBytes,
-                          chunksFromSeeds: fromSeeds, chunksFromDeltas: fetcher.deltaChunks, seconds: Timestamp.monotonicSeconds() - started,
-                          installedPath: installed, installedNew: installedNew,
-                          versions: targets.map(\.label), addedPacks: addedPacks.union(fetcher.writtenPacks))
+        return PullTransfer(addedPacks: addedPacks.union(fetcher.writtenPacks), fromSeeds: fromSeeds, chunkBytes: chunkBytes,
+                            chunksFetched: chunksFetched, rangeBytes: fetcher.rangeBytes, deltaChunks: fetcher.deltaChunks)
     }
 
     /// After a file failed its SHA-256 although every chunk passed its XXH3: a chunk id collides,
@@ -385,6 +369,8 @@ extension Store {
             // The multi-pack index still lists the dropped entries: write it again from the new indexes.
             if FileSystem.exists(multiPackIndexPath) { _ = try writeMultiPackIndex() }
         }
+        // The mismatch is the error to report; a version that cannot be removed here stays
+        // unverifiable, and verify names it.
         for v in versions { try? removeVersion(v) }
     }
 
@@ -398,6 +384,7 @@ extension Store {
             for d in entry.deltas {
                 if holds[d.base] == nil {
                     var complete = false
+                    // A base whose objects are not all here (a killed pull) is not held.
                     if hasObject(d.base), let v = try? readVersion(d.base), let tree = try? readTree(v.tree) {
                         // Bases are read from full records (depth 1).
                         complete = try tree.files.allSatisfy { try $0.chunks.allSatisfy { index.containsFull($0.id) } }
@@ -444,7 +431,7 @@ extension Store {
 /// Unchecked: every mutable field (next plan, failure, sink, counters) is used under `lock`.
 final class ChunkFetcher: @unchecked Sendable {
     let store: Store
-    let remote: StoreBackend
+    let remote: any ReadableBackend
     /// The batch being fetched (one planning window), emptied when it is done.
     private var plans: [RangePlan] = []
     /// Full records of this store, where delta records find their bases.
@@ -470,7 +457,7 @@ final class ChunkFetcher: @unchecked Sendable {
     /// Chunks rebuilt from delta records.
     private(set) var deltaChunks = 0
 
-    init(store: Store, remote: StoreBackend, baseIndex: ChunkIndex = ChunkIndex(), commitEvery: UInt64,
+    init(store: Store, remote: any ReadableBackend, baseIndex: ChunkIndex = ChunkIndex(), commitEvery: UInt64,
          verifiedBatchBytes: Int, writeBatchBytes: Int, progressTotal: UInt64,
          progress: (@Sendable (UInt64, UInt64) -> Void)?, isCancelled: (@Sendable () -> Bool)? = nil) throws {
         self.baseIndex = baseIndex
@@ -562,38 +549,9 @@ final class ChunkFetcher: @unchecked Sendable {
             verifiedBytes = 0
         }
         func verify(_ record: [UInt8], _ id: ChunkID, _ e: PackIndexEntry) throws {
-            if scratch.count < Int(e.rawLength) { scratch = [UInt8](repeating: 0, count: Int(e.rawLength)) }
-            let loc = e.location(in: plan.pack)
-            if e.codec == .delta {
-                // Rebuilt from local bases, checked against the chunk id, and stored as a full
-                // record: this store never depends on a delta. A bad delta is damage (exit 5).
-                let what = "\(remote.location)/\(path)"
-                let header: DeltaHeader
-                do {
-                    header = try ChunkVerifier.deltaHeader(record, rawLength: e.rawLength, what: what)
-                    try scratch.withUnsafeMutableBytes { out in
-                        try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: out, what: what,
-                                                       base: store.baseReader(index: baseIndex, for: id, cache: cache))
-                    }
-                } catch let SLMError.damaged(p, problem) {
-                    throw SLMError.damaged(path: p, problem: "served bad data: delta of chunk \(id.hex): \(problem)")
-                }
-                let encoded = scratch.withUnsafeBytes {
-                    ChunkEncoder.encode(UnsafeRawBufferPointer(rebasing: $0[0..<Int(e.rawLength)]), level: level, layout: header.fullLayout)
-                }
-                verified.append((id, e, encoded))
-                verifiedBytes += encoded.payload.count
-            } else {
-                do {
-                    try scratch.withUnsafeMutableBytes { out in
-                        try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: out, what: "\(remote.location)/\(path)")
-                    }
-                } catch let SLMError.damaged(p, problem) {
-                    throw SLMError.remote(url: p, problem: "served bad data: \(problem)")
-                }
-                verified.append((id, e, EncodedChunk(codec: e.codec, payload: Array(record[PackFormat.recordHeaderSize...]))))
-                verifiedBytes += Int(e.storedLength)
-            }
+            let encoded = try verifiedRecord(record, id: id, entry: e, pack: plan.pack, scratch: &scratch, cache: cache)
+            verified.append((id, e, encoded))
+            verifiedBytes += e.codec == .delta ? encoded.payload.count : Int(e.storedLength)
             if verifiedBytes >= verifiedBatchBytes { try handOver() }
         }
         // The range arrives in pieces: each record is verified as soon as its last byte is in,
@@ -638,6 +596,39 @@ final class ChunkFetcher: @unchecked Sendable {
         try sink.sealIfFull()
         rangeBytes += UInt64(plan.range.count)
         progress?(done, progressTotal)
+    }
+
+    /// A record as received, checked against its chunk id, as the record to store. A delta is
+    /// rebuilt from local bases, checked, and stored as a full record: this store never depends
+    /// on a delta, and a bad delta is damage (exit 5). Any other bad record is the remote's fault.
+    private func verifiedRecord(_ record: [UInt8], id: ChunkID, entry e: PackIndexEntry, pack: PackID,
+                                scratch: inout [UInt8], cache: DecodedChunkCache) throws -> EncodedChunk {
+        if scratch.count < Int(e.rawLength) { scratch = [UInt8](repeating: 0, count: Int(e.rawLength)) }
+        let loc = e.location(in: pack)
+        let what = "\(remote.location)/\(RemoteLayout.packPath(pack))"
+        guard e.codec == .delta else {
+            do {
+                try scratch.withUnsafeMutableBytes { out in
+                    try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: out, what: what)
+                }
+            } catch let SLMError.damaged(p, problem) {
+                throw SLMError.remote(url: p, problem: "served bad data: \(problem)")
+            }
+            return EncodedChunk(codec: e.codec, payload: Array(record[PackFormat.recordHeaderSize...]))
+        }
+        let header: DeltaHeader
+        do {
+            header = try ChunkVerifier.deltaHeader(record, rawLength: e.rawLength, what: what)
+            try scratch.withUnsafeMutableBytes { out in
+                try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: out, what: what,
+                                               base: store.baseReader(index: baseIndex, for: id, cache: cache))
+            }
+        } catch let SLMError.damaged(p, problem) {
+            throw SLMError.damaged(path: p, problem: "served bad data: delta of chunk \(id.hex): \(problem)")
+        }
+        return scratch.withUnsafeBytes {
+            ChunkEncoder.encode(UnsafeRawBufferPointer(rebasing: $0[0..<Int(e.rawLength)]), level: level, layout: header.fullLayout)
+        }
     }
 }
 

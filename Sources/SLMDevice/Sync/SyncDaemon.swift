@@ -100,6 +100,7 @@ public struct SyncState: Sendable {
     /// people, never the source of what is installed (that is the install directory itself).
     public static func load(_ root: String) -> SyncState {
         var s = SyncState()
+        // try?: the doc above; absent and unreadable both start from a fresh state.
         guard let bytes = try? FileSystem.readFile(root + "/" + SyncDaemon.stateName, limit: 16 << 20),
               let v = try? JSONValue.parse(bytes) else { return s }
         s.remote = v["remote"]?.stringValue ?? ""
@@ -143,7 +144,7 @@ public final class SyncDaemon {
 
     let options: SyncOptions
     let store: Store
-    let remote: StoreBackend
+    let remote: any ReadableBackend
     /// This device's id, for rollout slices.
     public let deviceID: String
     private var lock: FileLock?
@@ -323,7 +324,7 @@ public final class SyncDaemon {
     private func manifest() throws -> Manifest {
         roundRelease = nil
         let gate = store.releaseGate(for: remote.location, trusted: options.trustedKeys, installDirectory: options.installRoot)
-        guard try gate.isActive(), let release = try gate.accept(try remote.read(SignedRelease.path, limit: SignedRelease.maxEncodedSize)) else {
+        guard let release = try gate.acceptRelease(of: remote) else {
             return try manifest(conditional: true)
         }
         roundRelease = release
@@ -367,124 +368,116 @@ public final class SyncDaemon {
         for (name, selector) in options.follow {
             if isStopping { break }
             roundModel = name.value
-            var (target, targetID) = try RemoteSelection.select(name, selector, in: manifest, location: remote.location)
-            let dir = try InstallDirectory.forModel(name, under: options.installRoot)
-            var rejected = try RejectedVersions.load(dir)
-            var rolloutReset: UInt64 = 0
-            // A staged rollout on the followed stage: this device takes its version if it falls in
-            // the share and has not rejected it.
-            if let rollout = manifest.models[name.value]?.rollouts[selector], rollout.id != targetID,
-               let version = try? SemVer(rollout.version),
-               manifest.models[name.value]?.versions.contains(where: { $0.id == rollout.id && $0.version == rollout.version }) == true,
-               RolloutSlice.includes(device: deviceID, model: name.value, version: rollout.version, percent: rollout.percent),
-               !rejected.rejects(rollout.id, reset: rollout.reset) {
-                (target, targetID) = (version, rollout.id)
-                rolloutReset = rollout.reset
-            }
-            var m = state.models[name.value] ?? SyncState.Model()
-            m.rejected = rejected.versions
-            if rejected.rejects(targetID, reset: rolloutReset), dir.current() != target.description {
-                // Rejected here: not retried until the publisher moves on (or resets rejections).
-                m.remoteVersion = target.description
-                state.models[name.value] = m
-                continue
-            }
-            m.remoteVersion = target.description
-            let current = dir.current()
-            if current == target.description, dir.installedID(of: target.description) == targetID {
-                state.models[name.value] = m
-                continue
-            }
-            let started = Timestamp.monotonicSeconds()
-            var fields: [String: JSONValue] = ["model": .string(name.value), "old": current.map { .string($0) } ?? .null,
-                                               "new": .string(target.description)]
-            var pulled: PullResult? = nil
-            if options.downloadOnly, dir.installedID(of: target.description) == targetID {
-                continue   // on disk already: switching to it is an activation, left for a later round
-            }
-            if dir.installedID(of: target.description) == targetID {
-                // Already on disk (a rollback): switch without downloading.
-                fields["chunk_bytes"] = .int(0)
-                fields["bytes_downloaded"] = .int(0)
-            } else {
-                // Into the store only: the switch below is the one place a version goes live.
-                // The fleet sees the device on its way first (a report that cannot go is only logged).
-                sendReport(failure: nil, downloading: (name.value, target.description))
-                var pull = PullOptions()
-                if FileSystem.isDirectory(dir.currentLink) { pull.seeds = [dir.currentLink] }
-                if options.memoryBudget > 0 { pull.applyMemoryBudget(options.memoryBudget) }
-                pull.useDeltas = options.useDeltas
-                pull.trustedKeys = options.trustedKeys
-                pull.acceptedRelease = roundRelease
-                pull.maxInstallSize = options.maxInstallSize
-                pull.maxExpansion = options.maxExpansion
-                let stop = self.stop
-                pull.isCancelled = { stop.isSet }
-                let r = try store.pull(from: remote, ref: .exact(name, target), options: pull)
-                pulled = r
-                roundBytes[name.value] = r.bytesDownloaded
-                guard r.versionID == targetID else {
-                    throw SLMError.remote(url: remote.location, problem: "\(name)@\(target) is \(r.versionID.hex.prefix(12)) but the manifest says \(targetID.hex.prefix(12))")
-                }
-                if options.downloadOnly {
-                    state.models[name.value] = m
-                    log("downloaded", "\(name) \(target) is in the device store; it is installed by a round without --download-only",
-                        ["model": .string(name.value), "version": .string(target.description), "bytes_downloaded": .int(r.bytesDownloaded)])
-                    continue
-                }
-                try installDependencies(of: r)
-                fields["chunk_bytes"] = .int(r.chunkBytes)
-                fields["chunks_fetched"] = .int(r.chunksFetched)
-                fields["chunks_from_deltas"] = .int(r.chunksFromDeltas)
-                fields["bytes_downloaded"] = .int(r.bytesDownloaded)
-                fields["requests"] = .int(r.requests)
-            }
-            // Record the check before the flip, so a kill before the verdict is undone at restart.
-            if options.healthCheck != nil { try PendingCheck(version: target.description, previous: current).save(dir) }
-            do {
-                try dir.installAndActivate(store: store, tree: try store.readTree(try store.readVersion(targetID).tree),
-                                           version: target.description, id: targetID, label: "\(name)@\(target)", keep: options.keep,
-                                           batchBytes: checkoutBatchBytes)
-            } catch let SLMError.fileMismatch(path, problem, chunks) {
-                try? PendingCheck.clear(dir)
-                if let added = pulled?.addedPacks {
-                    try store.quarantine(chunks, from: added,
-                                         versions: [ResolvedVersion(name: name, version: target, id: targetID, object: try store.readVersion(targetID))])
-                }
-                throw SLMError.fileMismatch(path: path, problem: problem + "; its chunks were dropped from the device store", chunks: chunks)
-            }
-            if let command = options.healthCheck {
-                CrashPoint.hit("sync-before-health-check")
-                let verdict = HealthCheck.run(command, environment: hookEnvironment(model: name.value, old: current, new: target.description),
-                                              timeout: options.healthTimeout, stop: stop)
-                if !verdict.ok {
-                    if let current, dir.installedID(of: current) != nil { try dir.switchCurrent(to: current) }
-                    rejected.entries[targetID.hex] = (target.description, rolloutReset, Timestamp.now())
-                    try rejected.save(dir)
-                    try PendingCheck.clear(dir)
-                    m.rejected = rejected.versions
-                    state.models[name.value] = m
-                    saveState()
-                    log("rejected", "\(name) \(target) failed its health check (\(verdict.detail)); back on \(current ?? "nothing")",
-                        ["model": .string(name.value), "version": .string(target.description), "detail": .string(verdict.detail)])
-                    continue
-                }
-                try PendingCheck.clear(dir)
-                fields["health_check"] = .string(verdict.detail)
-            }
-            fields["seconds"] = .double(((Timestamp.monotonicSeconds() - started) * 1000).rounded() / 1000)
-            m.installed = target.description
-            m.installedID = targetID.hex
-            m.since = Timestamp.now()
-            state.models[name.value] = m
-            try state.save(options.installRoot)
-            updates += 1
-            log("update", "\(name): \(current ?? "none") -> \(target)", fields)
-            runHook(model: name.value, old: current, new: target.description)
-            prune(name, dir)
+            if try syncModel(name, selector, manifest: manifest) { updates += 1 }
         }
         roundModel = nil
         return updates
+    }
+
+    /// One followed model's part of a round: planned from the manifest and the device's records,
+    /// then downloaded, installed, checked and recorded. Returns whether it switched versions.
+    private func syncModel(_ name: ModelName, _ selector: String, manifest: Manifest) throws -> Bool {
+        let dir = try InstallDirectory.forModel(name, under: options.installRoot)
+        var rejected = try RejectedVersions.load(dir)
+        let current = dir.current()
+        let plan = try SyncModelPlan.decide(name, selector, manifest: manifest, location: remote.location, deviceID: deviceID,
+                                            rejected: rejected, current: current, installedID: dir.installedID(of:),
+                                            downloadOnly: options.downloadOnly)
+        let target = plan.target
+        var m = state.models[name.value] ?? SyncState.Model()
+        m.rejected = rejected.versions
+        m.remoteVersion = target.description
+        state.models[name.value] = m
+        switch plan.action {
+        case .skipRejected, .upToDate, .awaitActivation: return false
+        case .activate, .download: break
+        }
+        let started = Timestamp.monotonicSeconds()
+        var fields: [String: JSONValue] = ["model": .string(name.value), "old": current.map { .string($0) } ?? .null,
+                                           "new": .string(target.description)]
+        var pulled: PullResult? = nil
+        if plan.action == .activate {
+            // Already on disk (a rollback, or downloaded by an earlier round): switch without downloading.
+            fields["chunk_bytes"] = .int(0)
+            fields["bytes_downloaded"] = .int(0)
+        } else {
+            let r = try download(name, plan, into: dir)
+            pulled = r
+            if options.downloadOnly {
+                log("downloaded", "\(name) \(target) is in the device store; it is installed by a round without --download-only",
+                    ["model": .string(name.value), "version": .string(target.description), "bytes_downloaded": .int(r.bytesDownloaded)])
+                return false
+            }
+            try installDependencies(of: r)
+            fields["chunk_bytes"] = .int(r.chunkBytes)
+            fields["chunks_fetched"] = .int(r.chunksFetched)
+            fields["chunks_from_deltas"] = .int(r.chunksFromDeltas)
+            fields["bytes_downloaded"] = .int(r.bytesDownloaded)
+            fields["requests"] = .int(r.requests)
+        }
+        // Record the check before the flip, so a kill before the verdict is undone at restart.
+        if options.healthCheck != nil { try PendingCheck(version: target.description, previous: current).save(dir) }
+        let version = ResolvedVersion(name: name, version: target, id: plan.targetID, object: try store.readVersion(plan.targetID))
+        _ = try store.installOrQuarantine(version, into: dir, keep: options.keep, batchBytes: checkoutBatchBytes,
+                                          addedPacks: pulled?.addedPacks, brought: [version],
+                                          beforeQuarantine: { try PendingCheck.clear(dir) }, dropped: "the device store")
+        if let command = options.healthCheck {
+            CrashPoint.hit("sync-before-health-check")
+            let verdict = HealthCheck.run(command, environment: hookEnvironment(model: name.value, old: current, new: target.description),
+                                          timeout: options.healthTimeout, stop: stop)
+            guard verdict.ok else {
+                try reject(plan, of: name, in: dir, rejected: &rejected, back: current, detail: verdict.detail)
+                return false
+            }
+            try PendingCheck.clear(dir)
+            fields["health_check"] = .string(verdict.detail)
+        }
+        fields["seconds"] = .double(((Timestamp.monotonicSeconds() - started) * 1000).rounded() / 1000)
+        m.installed = target.description
+        m.installedID = plan.targetID.hex
+        m.since = Timestamp.now()
+        state.models[name.value] = m
+        try state.save(options.installRoot)
+        log("update", "\(name): \(current ?? "none") -> \(target)", fields)
+        runHook(model: name.value, old: current, new: target.description)
+        prune(name, dir)
+        return true
+    }
+
+    /// Pulls the plan's target into the device store only: the switch is the one place a version
+    /// goes live. The fleet sees the device on its way first (a report that cannot go is only logged).
+    private func download(_ name: ModelName, _ plan: SyncModelPlan, into dir: InstallDirectory) throws -> PullResult {
+        sendReport(failure: nil, downloading: (name.value, plan.target.description))
+        var pull = PullOptions()
+        if FileSystem.isDirectory(dir.currentLink) { pull.seeds = [dir.currentLink] }
+        if options.memoryBudget > 0 { pull.applyMemoryBudget(options.memoryBudget) }
+        pull.useDeltas = options.useDeltas
+        pull.trustedKeys = options.trustedKeys
+        pull.acceptedRelease = roundRelease
+        pull.maxInstallSize = options.maxInstallSize
+        pull.maxExpansion = options.maxExpansion
+        let stop = self.stop
+        pull.isCancelled = { stop.isSet }
+        let r = try store.pull(from: remote, ref: .exact(name, plan.target), options: pull)
+        roundBytes[name.value] = r.bytesDownloaded
+        guard r.versionID == plan.targetID else {
+            throw SLMError.remote(url: remote.location, problem: "\(name)@\(plan.target) is \(r.versionID.hex.prefix(12)) but the manifest says \(plan.targetID.hex.prefix(12))")
+        }
+        return r
+    }
+
+    /// A failed health check: back to the version before (when it is still on disk), and the
+    /// target recorded as rejected so later rounds do not retry it.
+    private func reject(_ plan: SyncModelPlan, of name: ModelName, in dir: InstallDirectory, rejected: inout RejectedVersions,
+                        back current: String?, detail: String) throws {
+        if let current, dir.installedID(of: current) != nil { try dir.switchCurrent(to: current) }
+        rejected.entries[plan.targetID.hex] = (plan.target.description, plan.rolloutReset, Timestamp.now())
+        try rejected.save(dir)
+        try PendingCheck.clear(dir)
+        state.models[name.value]?.rejected = rejected.versions
+        saveState()
+        log("rejected", "\(name) \(plan.target) failed its health check (\(detail)); back on \(current ?? "nothing")",
+            ["model": .string(name.value), "version": .string(plan.target.description), "detail": .string(detail)])
     }
 
     /// The round's report: how each followed model stands. Sending it never fails the round

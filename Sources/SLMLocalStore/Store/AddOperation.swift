@@ -108,10 +108,14 @@ public enum AddInputs {
         var out: [AddInput] = []
         var visited = Set<String>()
         try walk(dir, "", &visited) { source, rel in
-            guard TreePath.problem(rel) == nil, let file = try? FileDescriptor.openForReading(source),
-                  let size = try? file.size() else { return }
-            let header: SafetensorsHeader?
-            do { header = try SafetensorsHeader.read(weightsFile: source, treePath: rel) } catch { return }
+            guard TreePath.problem(rel) == nil else { return }
+            let size: UInt64, header: SafetensorsHeader?
+            do {
+                size = try FileDescriptor.openForReading(source).size()
+                header = try SafetensorsHeader.read(weightsFile: source, treePath: rel)
+            } catch {
+                return  // a seed is a hint: a file that cannot be read or parsed is not one
+            }
             out.append(AddInput(treePath: rel, sourcePath: source, size: size, safetensors: header))
         }
         return out
@@ -171,7 +175,7 @@ extension Store {
         let sets = try deltaSets()
         func resolved(_ id: SHA256Digest) -> ResolvedVersion? {
             // try?: a set naming a version this store cannot read leads nowhere, which nil says.
-            guard hasObject(id), let object = try? readVersion(id), let name = try? ModelName(object.name) else { return nil }
+            guard hasObject(id), let object = try? readVersion(id), let name = ModelName(parsing: object.name) else { return nil }
             return ResolvedVersion(name: name, version: object.version, id: id, object: object)
         }
         for _ in 0..<64 {
@@ -209,6 +213,21 @@ extension Store {
             if let base = try fullyStoredAncestor(of: candidate, index: index) { return base }
         }
         return nil
+    }
+
+    /// The id of `name@version` when it already exists with exactly this tree, card and
+    /// dependencies (adding it again is then a no-op); nil when it does not exist. Versions
+    /// are immutable, so any other difference is a conflict.
+    private func identicalExistingVersion(_ name: ModelName, _ version: SemVer, tree treeID: SHA256Digest, options: AddOptions) throws -> SHA256Digest? {
+        guard let existingID = try readRef(at: versionRefPath(name, version)) else { return nil }
+        let old = try readVersion(existingID)
+        guard old.tree == treeID else {
+            throw SLMError.conflict("\(name)@\(version) already exists with different content (version \(existingID.hex.prefix(12))); versions are immutable, add a new version instead")
+        }
+        guard old.card == options.card, old.dependencies == options.dependencies else {
+            throw SLMError.conflict("\(name)@\(version) already exists with the same files but a different card or dependencies; versions are immutable")
+        }
+        return existingID
     }
 
     public func add(name: ModelName, version: SemVer, inputs: [AddInput], options: AddOptions = AddOptions()) throws -> AddResult {
@@ -254,15 +273,7 @@ extension Store {
 
         let refs = try refsLock()
         defer { refs.unlock() }
-        let refPath = versionRefPath(name, version)
-        if let existingID = try readRef(at: refPath) {
-            let old = try readVersion(existingID)
-            guard old.tree == treeID else {
-                throw SLMError.conflict("\(name)@\(version) already exists with different content (version \(existingID.hex.prefix(12))); versions are immutable, add a new version instead")
-            }
-            guard old.card == options.card, old.dependencies == options.dependencies else {
-                throw SLMError.conflict("\(name)@\(version) already exists with the same files but a different card or dependencies; versions are immutable")
-            }
+        if let existingID = try identicalExistingVersion(name, version, tree: treeID, options: options) {
             return AddResult(name: name, version: version, versionID: existingID, treeID: treeID, inputBytes: total,
                              storedBytes: 0, newChunks: 0, reusedChunks: ingester.newChunks + ingester.reusedChunks,
                              reusedBytes: total, files: entries.count, alreadyPresent: true, seconds: Timestamp.monotonicSeconds() - started)
@@ -287,7 +298,8 @@ extension Store {
             try writeDeltaSet(DeltaSet(target: versionID, base: base.id, packs: deltaPacks.map(\.id)))
         }
         refreshMultiPackIndexIfBehind()
-        // `ls` then finds this version's figures without reading its tree again.
+        // `ls` then finds this version's figures without reading its tree again; a failure only
+        // costs `ls` computing them.
         _ = try? cacheListing(of: versionID, object: object, tree: tree, index: try loadChunkIndex())
         var result = AddResult(name: name, version: version, versionID: versionID, treeID: treeID, inputBytes: total,
                                storedBytes: ingester.storedBytes, newChunks: ingester.newChunks, reusedChunks: ingester.reusedChunks,

@@ -67,12 +67,9 @@ public struct PushOptions: Sendable {
 }
 
 extension Store {
-    public func push(to destination: StoreBackend, refs requested: [VersionRef], options: PushOptions = PushOptions()) throws -> PushResult {
+    public func push(to destination: any StoreBackend, refs requested: [VersionRef], options: PushOptions = PushOptions()) throws -> PushResult {
         let started = Timestamp.monotonicSeconds()
         let trafficBefore = destination.traffic
-        guard destination.isWritable else {
-            throw SLMError.argument("\(destination.location) is read-only; push writes to a directory")
-        }
         // Refuse a location that is not a store before writing anything there.
         try RemoteSetup.ensureStore(destination, config: config)
         let lease = try destination.publishLease()
@@ -81,68 +78,99 @@ extension Store {
 
         let dataLock = try self.dataLock(.shared)
         defer { dataLock.unlock() }
-        // Sealed packs wait for upload in a directory kept per remote, not in a throwaway working
-        // directory: a push killed mid-upload leaves them, and the next push to that remote sends
-        // them first (a multipart upload resumes from its saved parts).
-        let outgoing = "\(root)/cache/outgoing/\(SHA256Hasher.hash(Array(destination.location.utf8)).hex.prefix(16))"
-        try FileSystem.makeDirectories(outgoing)
-        let outgoingLock = try FileLock(path: outgoing + "/.lock", mode: .exclusive)
-        defer { outgoingLock.unlock() }
-        // Remote pack indexes are read through a cache (checked against the checksums the
-        // manifest lists), and only those of packs where this push's chunks may be.
-        let indexCache = remoteIndexCache(for: destination.location)
-        let checksums = RemoteSetup.PackChecksums()
-        try RemoteSetup.uploadLeftovers(in: outgoing, to: destination, cache: indexCache, checksums: checksums)
+        let outbox = try PushOutbox(store: self, destination: destination)
+        defer { outbox.unlock() }
+        let (outgoing, indexCache, checksums) = (outbox.directory, outbox.indexCache, outbox.checksums)
         let reader = RemoteReader(remote: destination, cacheDirectory: indexCache)
         let localIndex = try loadChunkIndex()
 
-        // What the remote lacks: versions (a version already there must be the same one) and chunks.
-        var present: [String] = []
-        var toPush: [(ResolvedVersion, TreeObject, treeBytes: [UInt8], versionBytes: [UInt8])] = []
+        var plan = try planPush(selected, to: destination, reader: reader, wholeSearchLimit: options.wholeSearchLimit)
+        let (uploaded, copied) = try uploadChunks(plan.missing, index: localIndex, outgoing: outgoing, to: destination,
+                                                  cache: indexCache, checksums: checksums, options: options)
+        let versionPacks = try plan.versionPacks(uploaded: uploaded)
+        plan.foundIn = [:]
+        let toPush = plan.versions
+        let present = plan.present
+        var deltaLabels: [String] = []
+        var deltaBytes: UInt64 = 0
+        if options.deltas {
+            (deltaLabels, deltaBytes) = try pushDeltaSets(toPush.map { ($0.resolved, $0.tree) }, present: present, options: options,
+                                                          localIndex: localIndex, outgoing: outgoing, to: destination,
+                                                          cache: indexCache, checksums: checksums)
+        }
+        CrashPoint.hit("push-before-refs")
+
+        // Objects and version refs, dependencies first.
+        let records = toPush.reversed().map {
+            VersionRecord(name: $0.resolved.name, version: $0.resolved.version, id: $0.resolved.id, versionObject: $0.versionBytes, treeObject: $0.treeBytes)
+        }
+        try Publication.publish(records, to: RemoteVersionDestination(backend: destination))
+
+        // Stages (only those naming a version the remote has) and registry records.
+        var stagesPushed: [String] = []
+        for m in Set(selected.map(\.name)).sorted() {
+            stagesPushed += try pushStages(of: m, to: destination)
+            try copyRegistryRecords(of: m, to: destination)
+        }
+        let manifest = try RemoteSetup.replaceManifest(destination, reader: reader, known: checksums, versionPacks: versionPacks,
+                                                       refresh: Set(selected.map(\.name.value)), remoteID: options.remoteID)
+        // The release is signed after the manifest, so it never vouches for versions the remote
+        // does not list yet; a device that sees the old release meanwhile just stays where it is.
+        var warnings: [String] = []
+        let release = try options.signing.map { try signRelease(on: destination, signing: $0) }
+        if release == nil, try destination.exists(SignedRelease.path) {
+            warnings.append("\(destination.location) has signed release metadata that this push did not renew: devices that check it will not see the versions pushed now (push again with --sign KEY)")
+        }
+        CrashPoint.hit("push-before-web")
+        // The pages of the models pushed, linking only to versions the remote lists; the index
+        // from the manifest just written, so it shows every publisher's models.
+        var pages = 0
+        if let writer = options.pages {
+            pages = try writer.writePages(from: self, models: Set(selected.map(\.name)).sorted(), manifest: manifest,
+                                          pushedNow: Set(toPush.map(\.label)), to: destination)
+        }
+        let traffic = destination.traffic.since(trafficBefore)
+        return PushResult(versionsPushed: toPush.map(\.label), versionsPresent: present,
+                          chunksCopied: plan.missing.count, bytesCopied: copied, deltaSets: deltaLabels, deltaBytes: deltaBytes, stagesPushed: stagesPushed,
+                          bytesSent: traffic.bytesSent, requests: traffic.requests, pagesWritten: pages, packIndexesSearched: plan.indexesRead,
+                          seconds: Timestamp.monotonicSeconds() - started, release: release, warnings: warnings)
+    }
+
+    /// What `selected` needs on `destination`: the versions it lacks (one it has must be the same
+    /// version) and the chunks of those no remote pack holds, searched in the packs of the same
+    /// models' versions first, one index at a time.
+    func planPush(_ selected: [ResolvedVersion], to destination: StoreBackend, reader: RemoteReader, wholeSearchLimit: Int) throws -> PushPlan {
+        var plan = PushPlan()
         for r in selected {
             let refPath = RemoteLayout.versionRefPath(r.name, r.version)
-            if let bytes = try destination.read(refPath, limit: 4096) {
-                let existing = try Store.parseRefFile(bytes, source: "\(destination.location)/\(refPath)")
-                guard existing == r.id else {
-                    throw SLMError.conflict("\(destination.location) already has \(r.name)@\(r.version) as a different version (\(existing.hex.prefix(12)) vs local \(r.id.hex.prefix(12))); versions are immutable")
-                }
-                present.append("\(r.name)@\(r.version)")
-                continue
+            let remoteID = try destination.read(refPath, limit: 4096).map { try Store.parseRefFile($0, source: "\(destination.location)/\(refPath)") }
+            try plan.classify(r, remoteID: remoteID, location: destination.location) {
+                let treeBytes = try readObject(r.object.tree, limit: TreeObject.maxEncodedSize)
+                return (try TreeObject.decode(treeBytes, source: objectPath(r.object.tree)), treeBytes,
+                        try readObject(r.id, limit: VersionObject.maxEncodedSize))
             }
-            let treeBytes = try readObject(r.object.tree, limit: TreeObject.maxEncodedSize)
-            let tree = try TreeObject.decode(treeBytes, source: objectPath(r.object.tree))
-            toPush.append((r, tree, treeBytes, try readObject(r.id, limit: VersionObject.maxEncodedSize)))
         }
-        // Which of their chunks the remote holds: searched in the packs of the same models'
-        // versions first (where a new version's unchanged chunks are), one index at a time.
-        // A remote holds a full record of every chunk it lists (Format.md §9).
-        var remaining = Set<ChunkID>()
-        for t in toPush { for f in t.1.files { try f.chunks.forEach { remaining.insert($0.id) } } }
-        var models = Set(toPush.map { $0.0.name.value })
-        for t in toPush { for d in t.0.object.dependencies { models.insert(d.name) } }
-        var foundIn: [ChunkID: PackID] = [:]
-        var indexesRead = 0
-        // One this release cannot read is rebuilt from the refs alone, as before.
+        let models = plan.models
+        // try?: a manifest this release cannot read only costs the search order; the manifest
+        // itself is rebuilt from the refs at the end, as before.
         let previousManifest = try? reader.manifest(models: models)
         let order = RemoteSetup.searchOrder(models: models, manifest: previousManifest, listed: try RemoteSetup.committedPacks(destination),
-                                            wholeSearchLimit: options.wholeSearchLimit)
-        for pack in order where !remaining.isEmpty {
-            indexesRead += 1
-            for e in try reader.packIndex(pack).entries where e.codec != .delta && remaining.remove(e.id) != nil { foundIn[e.id] = pack }
-        }
-        var missing: [ChunkID] = []
-        var missingSet = Set<ChunkID>()
-        for t in toPush {
-            for f in t.1.files { try f.chunks.forEach { c in if remaining.contains(c.id) && missingSet.insert(c.id).inserted { missing.append(c.id) } } }
-        }
-        remaining = []
+                                            wholeSearchLimit: wholeSearchLimit)
+        try plan.locate(order: order) { try reader.packIndex($0).entries }
+        return plan
+    }
 
-        // Missing chunks, verified, into new packs; each is uploaded pack first, index last.
-        var newPackOf: [ChunkID: PackID] = [:]
+    /// The chunks a remote lacks, each checked against its id here, into new packs uploaded pack
+    /// first, index last. Returns the pack each went into and the stored bytes sent.
+    func uploadChunks(_ missing: [ChunkID], index localIndex: ChunkIndex, outgoing: String, to destination: StoreBackend,
+                      cache indexCache: String, checksums: RemoteSetup.PackChecksums,
+                      options: PushOptions) throws -> (uploaded: [ChunkID: PackID], copied: UInt64) {
+        final class Uploaded { var packOf: [ChunkID: PackID] = [:] }
+        let uploaded = Uploaded()
         let sink = PackSink(directory: outgoing, rolloverSize: options.packTargetSize) { packs in
             for p in packs {
                 try RemoteSetup.upload(p.id, from: outgoing, to: destination, cache: indexCache, checksums: checksums)
-                for e in p.entries { newPackOf[e.id] = p.id }
+                for e in p.entries { uploaded.packOf[e.id] = p.id }
             }
         }
         var copied: UInt64 = 0
@@ -163,80 +191,36 @@ extension Store {
             options.progress?(copied, total)
         }
         try sink.seal()
-        var versionPacks: [SHA256Digest: [PackID]] = [:]
-        for t in toPush {
-            var packs = Set<PackID>()
-            for f in t.1.files { try f.chunks.forEach { c in if let p = foundIn[c.id] ?? newPackOf[c.id] { packs.insert(p) } } }
-            versionPacks[t.0.id] = packs.sorted()
-        }
-        foundIn = [:]
-        newPackOf = [:]
-        var deltaLabels: [String] = []
-        var deltaBytes: UInt64 = 0
-        if options.deltas {
-            (deltaLabels, deltaBytes) = try pushDeltaSets(toPush.map { ($0.0, $0.1) }, present: present, options: options,
-                                                          localIndex: localIndex, outgoing: outgoing, to: destination,
-                                                          cache: indexCache, checksums: checksums)
-        }
-        CrashPoint.hit("push-before-refs")
+        return (uploaded.packOf, copied)
+    }
 
-        // Objects and version refs, dependencies first.
-        let records = toPush.reversed().map {
-            VersionRecord(name: $0.0.name, version: $0.0.version, id: $0.0.id, versionObject: $0.versionBytes, treeObject: $0.treeBytes)
+    /// Writes `model`'s stage refs that name a version the remote has, and removes a remote
+    /// staging ref left behind by a version that moved on here (promoted to production or
+    /// archived), unless this store has a new staging candidate. Returns what changed.
+    func pushStages(of m: ModelName, to destination: StoreBackend) throws -> [String] {
+        var changed: [String] = []
+        let local = Dictionary(try stageRefs(of: m), uniquingKeysWith: { a, _ in a })
+        let stagingPath = RemoteLayout.stageRefPath(m, "staging")
+        // try?: a remote staging ref that does not parse is not one this store wrote; it is left.
+        if local["staging"] == nil, let bytes = try destination.read(stagingPath, limit: 4096),
+           let remoteID = try? Store.parseRefFile(bytes, source: "\(destination.location)/\(stagingPath)"),
+           local["production"] == remoteID || local["archived"] == remoteID {
+            try destination.delete(stagingPath)
+            changed.append("\(m)@staging (left)")
         }
-        try Publication.publish(records, to: RemoteVersionDestination(backend: destination))
-
-        // Stages (only those naming a version the remote has) and registry records.
-        var stagesPushed: [String] = []
-        for m in Set(selected.map(\.name)).sorted() {
-            // Staging left behind by a version that moved on (promoted to production or archived
-            // here) is removed there too, unless this store has a new staging candidate to write.
-            let local = Dictionary(try stageRefs(of: m), uniquingKeysWith: { a, _ in a })
-            let stagingPath = RemoteLayout.stageRefPath(m, "staging")
-            if local["staging"] == nil, let bytes = try destination.read(stagingPath, limit: 4096),
-               let remoteID = try? Store.parseRefFile(bytes, source: "\(destination.location)/\(stagingPath)"),
-               local["production"] == remoteID || local["archived"] == remoteID {
-                try destination.delete(stagingPath)
-                stagesPushed.append("\(m)@staging (left)")
+        for (stage, id) in try stageRefs(of: m) {
+            let version = try readVersion(id).version
+            let refPath = RemoteLayout.versionRefPath(m, version)
+            guard let bytes = try destination.read(refPath, limit: 4096),
+                  try Store.parseRefFile(bytes, source: "\(destination.location)/\(refPath)") == id else { continue }
+            let stagePath = RemoteLayout.stageRefPath(m, stage)
+            let current = try destination.read(stagePath, limit: 4096).map { try Store.parseRefFile($0, source: "\(destination.location)/\(stagePath)") }
+            if current != id {
+                try destination.write(stagePath, bytes: Array((id.hex + "\n").utf8))
+                changed.append("\(m)@\(stage)")
             }
-            for (stage, id) in try stageRefs(of: m) {
-                let version = try readVersion(id).version
-                let refPath = RemoteLayout.versionRefPath(m, version)
-                guard let bytes = try destination.read(refPath, limit: 4096),
-                      try Store.parseRefFile(bytes, source: "\(destination.location)/\(refPath)") == id else { continue }
-                let stagePath = RemoteLayout.stageRefPath(m, stage)
-                let current = try destination.read(stagePath, limit: 4096).map { try Store.parseRefFile($0, source: "\(destination.location)/\(stagePath)") }
-                if current != id {
-                    try destination.write(stagePath, bytes: Array((id.hex + "\n").utf8))
-                    stagesPushed.append("\(m)@\(stage)")
-                }
-            }
-            try copyRegistryRecords(of: m, to: destination)
         }
-        let manifest = try RemoteSetup.replaceManifest(destination, reader: reader, known: checksums, versionPacks: versionPacks,
-                                                       refresh: Set(selected.map(\.name.value)), remoteID: options.remoteID)
-        // The release is signed after the manifest, so it never vouches for versions the remote
-        // does not list yet; a device that sees the old release meanwhile just stays where it is.
-        var release: ReleaseSigningResult? = nil
-        var warnings: [String] = []
-        if let signing = options.signing {
-            release = try signRelease(on: destination, signing: signing)
-        } else if try destination.exists(SignedRelease.path) {
-            warnings.append("\(destination.location) has signed release metadata that this push did not renew: devices that check it will not see the versions pushed now (push again with --sign KEY)")
-        }
-        CrashPoint.hit("push-before-web")
-        // The pages of the models pushed, linking only to versions the remote lists; the index
-        // from the manifest just written, so it shows every publisher's models.
-        var pages = 0
-        if let writer = options.pages {
-            pages = try writer.writePages(from: self, models: Set(selected.map(\.name)).sorted(), manifest: manifest,
-                                          pushedNow: Set(toPush.map { "\($0.0.name)@\($0.0.version)" }), to: destination)
-        }
-        let traffic = destination.traffic.since(trafficBefore)
-        return PushResult(versionsPushed: toPush.map { "\($0.0.name)@\($0.0.version)" }, versionsPresent: present,
-                          chunksCopied: missing.count, bytesCopied: copied, deltaSets: deltaLabels, deltaBytes: deltaBytes, stagesPushed: stagesPushed,
-                          bytesSent: traffic.bytesSent, requests: traffic.requests, pagesWritten: pages, packIndexesSearched: indexesRead,
-                          seconds: Timestamp.monotonicSeconds() - started, release: release, warnings: warnings)
+        return changed
     }
 
     /// The full record of a chunk stored as a delta: decoded (base read, hash checked) and
@@ -269,10 +253,10 @@ extension Store {
         if options.deltasForFleet {
             let view = try Fleet.view(of: destination, manifest: nil, now: time(nil), silentAfter: .infinity)
             for (model, versions) in view.models {
-                // try?: a reported name or version this store does not hold gets no delta set.
-                guard let name = try? ModelName(model) else { continue }
+                // A reported name or version this store does not hold gets no delta set.
+                guard let name = ModelName(parsing: model) else { continue }
                 for (v, c) in versions.sorted(by: { $0.key < $1.key }) where c.running > 0 {
-                    if let sv = try? SemVer(v), let held = try? resolve(.exact(name, sv)) { fleetBases[name, default: []].append(held.id) }
+                    if let sv = SemVer(parsing: v), let held = try resolveIfPresent(name, sv) { fleetBases[name, default: []].append(held.id) }
                 }
             }
         }
@@ -291,7 +275,9 @@ extension Store {
             bases += fleetBases[r.name] ?? []
             var seen = Set<SHA256Digest>([r.id])
             for baseID in bases where seen.insert(baseID).inserted {
-                guard hasObject(baseID), let base = try? readVersion(baseID), base.name == r.name.value else { continue }
+                guard hasObject(baseID) else { continue }
+                let base = try readVersion(baseID)
+                guard base.name == r.name.value else { continue }
                 let listed = try pushedNow.contains(baseID) || destination.exists(RemoteLayout.versionRefPath(r.name, base.version))
                 guard listed else { continue }
                 let path = RemoteLayout.deltaSetPath(target: r.id, base: baseID)
@@ -377,6 +363,7 @@ extension Store {
             let path = RemoteLayout.registryPath(model.value, rel)
             // Rollout records are replaced, not appended to: the higher serial is the newer one.
             let isRollout = rel.hasPrefix("@rollouts/")
+            // A record that does not parse (or has no serial) loses to one that does.
             func newer(_ local: [UInt8], than remote: [UInt8]) -> Bool {
                 guard let l = try? JSONValue.parse(local), let ls = l["serial"]?.uint64Value else { return false }
                 guard let r = try? JSONValue.parse(remote), let rs = r["serial"]?.uint64Value else { return true }
@@ -401,6 +388,33 @@ extension Store {
         }
         try copy("")
     }
+}
+
+/// Where a push's sealed packs wait for upload to one remote: a directory kept per remote, not a
+/// throwaway working directory, so a push killed mid-upload leaves them and the next push to that
+/// remote sends them first (a multipart upload resumes from its saved parts). Held under an
+/// exclusive lock for the push; remote pack indexes are read through `indexCache`, checked
+/// against the checksums the manifest lists.
+final class PushOutbox {
+    let directory: String
+    let indexCache: String
+    let checksums = RemoteSetup.PackChecksums()
+    private let lock: FileLock
+
+    init(store: Store, destination: StoreBackend) throws {
+        directory = "\(store.root)/cache/outgoing/\(SHA256Hasher.hash(Array(destination.location.utf8)).hex.prefix(16))"
+        try FileSystem.makeDirectories(directory)
+        lock = try FileLock(path: directory + "/.lock", mode: .exclusive)
+        indexCache = store.remoteIndexCache(for: destination.location)
+        do {
+            try RemoteSetup.uploadLeftovers(in: directory, to: destination, cache: indexCache, checksums: checksums)
+        } catch {
+            lock.unlock()
+            throw error
+        }
+    }
+
+    func unlock() { lock.unlock() }
 }
 
 /// Steps on a remote store that are not about one version: creating it, reading its pack
@@ -441,9 +455,7 @@ enum RemoteSetup {
         try backend.upload(RemoteLayout.packIndexPath(id), fromFile: index)
         if let checksum {
             checksums.byPack[id] = checksum
-            // Only a cache: a failed write costs a download later.
-            try? FileSystem.makeDirectories(cache)
-            try? FileSystem.writeAtomically(indexBytes, to: "\(cache)/\(RemoteReader.cacheFileName(id, checksum: checksum))")
+            FileSystem.writeCacheFile(indexBytes, to: "\(cache)/\(RemoteReader.cacheFileName(id, checksum: checksum))")
         }
         for path in [pack, index, pack + ".upload.json", index + ".upload.json"] { FileSystem.remove(path) }
     }

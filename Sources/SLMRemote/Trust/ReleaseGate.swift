@@ -89,6 +89,13 @@ public struct ReleaseGate: Sendable {
     /// Whether releases are checked at all: keys were given, or one was accepted before.
     public func isActive() throws -> Bool { try !trusted.isEmpty || record() != nil }
 
+    /// The one release-acceptance step of `pull` and `sync`: when this device checks releases,
+    /// reads `remote`'s release.json and accepts it (or throws why not); nil when it does not check.
+    public func acceptRelease(of remote: any ReadableBackend) throws -> SignedRelease? {
+        guard try isActive() else { return nil }
+        return try accept(try remote.read(SignedRelease.path, limit: SignedRelease.maxEncodedSize))
+    }
+
     /// Checks the remote's release.json (nil: the remote has none). Returns the release to
     /// restrict the manifest with, or nil when this device does not check releases.
     public func accept(_ bytes: [UInt8]?) throws -> SignedRelease? {
