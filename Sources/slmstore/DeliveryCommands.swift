@@ -121,7 +121,7 @@ let pushCommand = Command(
     // Tests shrink multipart parts to exercise resumption on small packs.
     if let v = getenv("SLMSTORE_S3_PART_SIZE").map({ String(cString: $0) }), let n = Int(v) { remoteOptions.s3PartSize = n }
     remoteOptions.tls = tlsFiles(a)
-    let destination = try Remotes.open(dest, options: remoteOptions)
+    let destination = try Remotes.openWritable(dest, options: remoteOptions, for: "push")
     let store = try ctx.openStore()
     let refs = try a.positionals.dropFirst().map { try VersionRef.parse($0) }
     let bar = ProgressBar("push")
@@ -318,7 +318,7 @@ let gcCommand = Command(
     var budget = Store.gcLiveSetBudget
     if let v = getenv("SLMSTORE_GC_LIVE_BUDGET").map({ String(cString: $0) }), let n = Int(v), n > 0 { budget = n }
     let r = try store.gc(rewriteBelow: threshold, liveSetBudget: budget)
-    store.removeReplacedManifestEntries()
+    try store.removeReplacedManifestEntries()
     if a.has("--json") {
         Output.json(.object(["bytes_freed": .int(r.bytesFreed), "packs_before": .int(r.packsBefore), "packs_deleted": .int(r.packsDeleted),
                              "packs_rewritten": .int(r.packsRewritten), "live_chunks": .int(r.liveChunks)]))

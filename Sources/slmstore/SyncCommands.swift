@@ -252,9 +252,12 @@ let fleetCommand = Command(
     var remoteOptions = Remotes.Options()
     remoteOptions.endpoint = a.value("--endpoint")
     remoteOptions.tls = tlsFiles(a)
-    let remote = try Remotes.open(a.positionals[0], options: remoteOptions)
-    if a.has("--web") || a.has("--apply"), !remote.isWritable {
-        throw SLMError.argument("fleet \(a.has("--web") ? "--web" : "--apply"): \(remote.location) is read-only here; run it where you push from")
+    let opened = try Remotes.open(a.positionals[0], options: remoteOptions)
+    guard let remote = opened as? any StoreBackend else {
+        if a.has("--web") || a.has("--apply") {
+            throw SLMError.argument("fleet \(a.has("--web") ? "--web" : "--apply"): \(opened.location) is read-only here; run it where you push from")
+        }
+        throw SLMError.argument("fleet: \(opened.location) is a static web server, which cannot list the reports; run fleet on the directory or bucket it serves")
     }
     // The rollouts come from the manifest; a remote without one still has reports to count.
     var manifest: Manifest? = nil
@@ -316,7 +319,7 @@ let fleetCommand = Command(
     for (model, versions) in view.models.sorted(by: { $0.key < $1.key }) {
         for (v, c) in versions.sorted(by: { a, b in
             // Versions in reports were checked as SemVer when decoded.
-            guard let x = try? SemVer(a.key), let y = try? SemVer(b.key) else { return a.key < b.key }
+            guard let x = SemVer(parsing: a.key), let y = SemVer(parsing: b.key) else { return a.key < b.key }
             return x < y
         }) {
             rows.append([model, v, "\(c.running)", "\(c.pending)", "\(c.rejected)", "\(c.failed)", "\(c.silent)"])

@@ -62,8 +62,10 @@ let resignCommand = Command(
     var remoteOptions = Remotes.Options()
     remoteOptions.endpoint = a.value("--endpoint")
     remoteOptions.tls = tlsFiles(a)
-    let remote = try Remotes.open(a.positionals[0], options: remoteOptions)
-    guard remote.isWritable else { throw SLMError.argument("resign: \(remote.location) is read-only; resign the directory or bucket itself") }
+    let opened = try Remotes.open(a.positionals[0], options: remoteOptions)
+    guard let remote = opened as? any StoreBackend else {
+        throw SLMError.argument("resign: \(opened.location) is read-only; resign the directory or bucket itself")
+    }
     let store = try ctx.openStore(create: true)
     let r = try store.signRelease(on: remote, signing: signing, renewOnly: true)
     printRelease(r, json: a.has("--json"), remote: remote.location)

@@ -162,7 +162,7 @@ final class S3Tests: XCTestCase {
         p.arguments = ["--store", store] + args
         p.environment = env
         p.standardOutput = FileHandle.nullDevice
-        FileManager.default.createFile(atPath: errorLog, contents: nil)
+        _ = FileManager.default.createFile(atPath: errorLog, contents: nil)
         p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errorLog))
         try p.run()
         return p
@@ -272,7 +272,7 @@ final class S3Tests: XCTestCase {
         options.environment = moto.clientEnvironment.merging(ProcessInfo.processInfo.environment) { a, _ in a }
         options.endpoint = proxy.url
         options.retry.initialBackoff = 0.01
-        let backend = try Remotes.open(remote, options: options)
+        let backend = try Remotes.openWritable(remote, options: options, for: "test")
         let pack = try XCTUnwrap(try backend.list("packs", recursive: false).first { $0.hasSuffix(".pack") })
         XCTAssertThrowsError(try backend.readRange(pack, range: 0..<1000)) { error in
             XCTAssertTrue("\(error)".contains("more than the 1000 bytes"), "\(error)")

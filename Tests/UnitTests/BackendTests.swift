@@ -91,14 +91,13 @@ final class BackendTests: XCTestCase {
 
     /// A backend whose reads fail a set number of times first: the wrapper under test cannot be
     /// driven into exact failure counts through a real server as cheaply.
-    final class Flaky: StoreBackend, @unchecked Sendable {
+    final class Flaky: ReadableBackend, @unchecked Sendable {
         var failures: Int
         let error: SLMError
         var calls = 0
         init(failures: Int, error: SLMError) { self.failures = failures; self.error = error }
         var location: String { "flaky" }
         var traffic: Traffic { Traffic() }
-        var isWritable: Bool { false }
         func read(_ path: String, limit: Int) throws -> [UInt8]? {
             calls += 1
             if failures > 0 { failures -= 1; throw error }
@@ -126,16 +125,10 @@ final class BackendTests: XCTestCase {
         }
         func readIfChanged(_ path: String, validator: String?, limit: Int) throws -> ConditionalRead { .absent }
         func exists(_ path: String) throws -> Bool { false }
-        func write(_ path: String, bytes: [UInt8]) throws {}
-        func upload(_ path: String, fromFile localPath: String) throws {}
-        func write(_ path: String, bytes: [UInt8], ifMatching expected: String?) throws -> Bool { false }
-        func list(_ directory: String, recursive: Bool) throws -> [String] { [] }
-        func delete(_ path: String) throws {}
-        func publishLease() throws -> AnyObject? { nil }
     }
 
-    func fastPolicy() -> RetryingBackend.Policy {
-        var p = RetryingBackend.Policy()
+    func fastPolicy() -> RetryingReader.Policy {
+        var p = RetryingReader.Policy()
         p.initialBackoff = 0.001
         p.maxBackoff = 0.002
         return p
@@ -143,14 +136,14 @@ final class BackendTests: XCTestCase {
 
     func testTransientFailuresAreRetried() throws {
         let flaky = Flaky(failures: 2, error: .remoteStatus(url: "u", status: 503, problem: ""))
-        XCTAssertEqual(try RetryingBackend(flaky, policy: fastPolicy()).read("x", limit: 10), [42])
+        XCTAssertEqual(try RetryingReader(flaky, policy: fastPolicy()).read("x", limit: 10), [42])
         XCTAssertEqual(flaky.calls, 3)
     }
 
     func testARetriedRangeAsksOnlyForWhatTheFailedAttemptDidNotDeliver() throws {
         let flaky = Flaky(failures: 2, error: .transport(url: "u", problem: "reset", transient: true))
         var got: [UInt8] = []
-        try RetryingBackend(flaky, policy: fastPolicy()).readRange("p", range: 1000..<1400) { got.append(contentsOf: $0) }
+        try RetryingReader(flaky, policy: fastPolicy()).readRange("p", range: 1000..<1400) { got.append(contentsOf: $0) }
         XCTAssertEqual(got, (1000..<1400).map { UInt8(truncatingIfNeeded: $0) }, "each byte once, in order")
         XCTAssertEqual(flaky.ranges, [1000..<1400, 1200..<1400, 1300..<1400])
     }
@@ -158,7 +151,7 @@ final class BackendTests: XCTestCase {
     func testARetriedWholeFileStreamHandsOverEachByteOnce() throws {
         let flaky = Flaky(failures: 2, error: .transport(url: "u", problem: "reset", transient: true))
         var got: [UInt8] = []
-        XCTAssertTrue(try RetryingBackend(flaky, policy: fastPolicy()).readStream("p", limit: 1000) { got.append(contentsOf: $0) })
+        XCTAssertTrue(try RetryingReader(flaky, policy: fastPolicy()).readStream("p", limit: 1000) { got.append(contentsOf: $0) })
         XCTAssertEqual(got, (0..<300).map { UInt8(truncatingIfNeeded: $0 * 7) }, "each byte once, in order")
         XCTAssertEqual(flaky.calls, 3)
     }
@@ -180,13 +173,13 @@ final class BackendTests: XCTestCase {
 
     func testPermanentFailuresAreNotRetried() {
         let flaky = Flaky(failures: 2, error: .remoteStatus(url: "u", status: 401, problem: ""))
-        XCTAssertThrowsError(try RetryingBackend(flaky, policy: fastPolicy()).read("x", limit: 10))
+        XCTAssertThrowsError(try RetryingReader(flaky, policy: fastPolicy()).read("x", limit: 10))
         XCTAssertEqual(flaky.calls, 1)
     }
 
     func testRetriesStopAfterTheAttemptLimit() {
         let flaky = Flaky(failures: 100, error: .transport(url: "u", problem: "reset", transient: true))
-        XCTAssertThrowsError(try RetryingBackend(flaky, policy: fastPolicy()).read("x", limit: 10)) { error in
+        XCTAssertThrowsError(try RetryingReader(flaky, policy: fastPolicy()).read("x", limit: 10)) { error in
             XCTAssertTrue("\(error)".contains("after 5 attempts"), "\(error)")
         }
         XCTAssertEqual(flaky.calls, 5)
@@ -200,7 +193,7 @@ final class BackendTests: XCTestCase {
         let start = Date()
         let cancelled = ManagedAtomicFlag()
         DispatchQueue.global().asyncAfter(deadline: .now() + 0.2) { cancelled.set() }
-        XCTAssertThrowsError(try RetryingBackend(flaky, policy: p, isCancelled: { cancelled.isSet }).read("x", limit: 10)) { error in
+        XCTAssertThrowsError(try RetryingReader(flaky, policy: p, isCancelled: { cancelled.isSet }).read("x", limit: 10)) { error in
             XCTAssertEqual(error as? SLMError, .cancelled)
         }
         XCTAssertLessThan(Date().timeIntervalSince(start), 2, "a stop request cuts the backoff short")
@@ -227,7 +220,18 @@ final class BackendTests: XCTestCase {
 
     func testHTTPRemotesAreReadOnly() throws {
         let r = try Remotes.open("http://127.0.0.1:9/store")
-        XCTAssertFalse(r.isWritable)
-        XCTAssertThrowsError(try r.write("x", bytes: [1]))
+        XCTAssertNil(r as? any StoreBackend, "a static web server offers reads only")
+        XCTAssertThrowsError(try Remotes.openWritable("http://127.0.0.1:9/store", for: "push")) { error in
+            guard case SLMError.argument(let m) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(m.contains("read-only"), m)
+        }
+    }
+
+    func testDirectoryRemotesAreWritableThroughTheWrappers() throws {
+        var options = Remotes.Options()
+        options.maxBytesPerSecond = 1e9
+        let w = try Remotes.openWritable(dir, options: options, for: "push")
+        try w.write("x", bytes: [1])
+        XCTAssertEqual(try w.read("x", limit: 1), [1])
     }
 }

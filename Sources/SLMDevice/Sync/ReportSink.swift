@@ -7,14 +7,14 @@ import SLMRemote
 import Foundation
 
 public struct ReportSink: Sendable {
-    public var remote: any StoreBackend
+    public var remote: any ReadableBackend
     /// PUT each report to `<reportURL>/<file>`; nil: the remote's reports/ when writable.
     public var reportURL: String?
     public var tls = Remotes.TLSFiles()
     public var credentials = HTTPCredentials.Sources()
     public var isCancelled: @Sendable () -> Bool = { false }
 
-    public init(remote: any StoreBackend, reportURL: String?) {
+    public init(remote: any ReadableBackend, reportURL: String?) {
         self.remote = remote
         self.reportURL = reportURL
     }
@@ -28,7 +28,7 @@ public struct ReportSink: Sendable {
         let file = DeviceReport.fileName(device: report.device)
         if let base = reportURL {
             try put(bytes, to: base, file: file)
-        } else if remote.isWritable {
+        } else if let remote = remote as? any StoreBackend {
             try remote.write("\(DeviceReport.directory)/\(file)", bytes: bytes)
         } else {
             return false

@@ -26,14 +26,14 @@ public struct FleetDownload: Sendable {
 extension Store {
     /// The download `view`'s devices face to reach `target`, from this (the publisher's) store
     /// and the delta sets `remote` holds.
-    public func fleetDownload(_ view: FleetView, to target: ResolvedVersion, remote: any StoreBackend) throws -> FleetDownload {
+    public func fleetDownload(_ view: FleetView, to target: ResolvedVersion, remote: any ReadableBackend) throws -> FleetDownload {
         var rows: [FleetDownload.Row] = []
         let index = try loadChunkIndex()
         let targetTree = try readTree(target.object.tree)
         for (v, counts) in (view.models[target.name.value] ?? [:]).sorted(by: { $0.key < $1.key }) where counts.running > 0 {
             guard v != target.version.description else { continue }
             // A version this store does not hold (or that no longer parses) cannot be measured.
-            guard let sv = try? SemVer(v), let from = try? resolve(.exact(target.name, sv)) else {
+            guard let sv = SemVer(parsing: v), let from = try resolveIfPresent(target.name, sv) else {
                 rows.append(.init(from: v, devices: counts.running, bytesEach: nil, viaDeltas: false))
                 continue
             }

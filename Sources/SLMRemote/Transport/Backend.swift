@@ -1,6 +1,7 @@
-// The one interface push, pull and sync use to reach a store's files wherever they live (a
-// directory, a static web server, object storage next). Retry and rate limits are wrappers any
-// backend gets, so each backend only says how to move bytes.
+// The two interfaces push, pull and sync use to reach a store's files wherever they live (a
+// directory, a static web server, object storage): reading, which every remote offers, and
+// writing, which a plain web server does not (as desync's Store and WriteStore). Retry and rate
+// limits are wrappers any backend gets, so each backend only says how to move bytes.
 
 import SLMFormats
 import SLMLocalStore
@@ -35,12 +36,13 @@ public enum ConditionalRead: Sendable {
     case changed(bytes: [UInt8], validator: String?)
 }
 
-public protocol StoreBackend: AnyObject, Sendable {
+/// A remote store that can be read: what pull, sync and a device's checks need. Every kind of
+/// remote is one; a static web server is only this.
+public protocol ReadableBackend: AnyObject, Sendable {
     /// The URL or path the user gave, for messages (never holds credentials).
     var location: String { get }
+    /// The bytes and requests carried so far.
     var traffic: Traffic { get }
-    /// Whether writes are possible at all (a plain web server is read-only).
-    var isWritable: Bool { get }
 
     /// The whole file at `path` (relative to the store root), or nil when there is none.
     /// A file larger than `limit` is an error, found before it is read whole.
@@ -55,7 +57,13 @@ public protocol StoreBackend: AnyObject, Sendable {
     func readStream(_ path: String, limit: Int, into consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool
     /// A read that answers `.unchanged` cheaply when the file still has `validator`.
     func readIfChanged(_ path: String, validator: String?, limit: Int) throws -> ConditionalRead
+    /// Whether a file is at `path`.
     func exists(_ path: String) throws -> Bool
+}
+
+/// A remote store that can also be written, listed and cleaned: what push, `fleet --apply`,
+/// `resign` and reports into the remote need. A directory and an S3 bucket are one.
+public protocol StoreBackend: ReadableBackend {
 
     /// Replaces (or creates) the file so a reader sees the old bytes or the new, never a part.
     func write(_ path: String, bytes: [UInt8]) throws
@@ -67,6 +75,7 @@ public protocol StoreBackend: AnyObject, Sendable {
     /// Paths (relative to the store root) of the files below `directory`; `recursive: false`
     /// lists its direct entries, directories included.
     func list(_ directory: String, recursive: Bool) throws -> [String]
+    /// Removes the file at `path` (absent is not an error).
     func delete(_ path: String) throws
     /// Held by a publisher from its first write to its last, so that a garbage collector working
     /// on the same store never takes the publisher's new packs for dead ones (nil: the backend
@@ -74,7 +83,7 @@ public protocol StoreBackend: AnyObject, Sendable {
     func publishLease() throws -> AnyObject?
 }
 
-extension StoreBackend {
+extension ReadableBackend {
     /// For backends that cannot stream a whole file: read it whole, then hand it over.
     public func readStream(_ path: String, limit: Int, into consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
         guard let bytes = try read(path, limit: limit) else { return false }
@@ -102,9 +111,12 @@ final class TrafficCounter: Sendable {
 
 // MARK: Wrappers
 
-/// Retries transient failures (network errors, 5xx, 429, 408) with exponential backoff and
-/// jitter; anything else fails at once. Stops waiting as soon as `isCancelled` says so.
-public final class RetryingBackend: StoreBackend {
+/// Retries transient failures (network errors, 5xx, 429, 408) of reads with exponential backoff
+/// and jitter; anything else fails at once. Stops waiting as soon as `isCancelled` says so.
+/// `RetryingBackend` is the same for a writable remote, writes included. (A class, not final:
+/// the writable one adds to it, so that wrapping a read-only remote stays read-only.)
+public class RetryingReader: ReadableBackend, @unchecked Sendable {
+    /// How often and how patiently to try.
     public struct Policy: Sendable {
         public var attempts = 5
         public var initialBackoff = 0.2
@@ -112,22 +124,22 @@ public final class RetryingBackend: StoreBackend {
         public init() {}
     }
 
-    let inner: StoreBackend
+    private let reader: any ReadableBackend
     let policy: Policy
     let isCancelled: @Sendable () -> Bool
     let onRetry: @Sendable (Int, SLMError) -> Void
 
-    public init(_ inner: StoreBackend, policy: Policy = Policy(), isCancelled: @escaping @Sendable () -> Bool = { false },
+    /// Wraps `reader`; `onRetry` hears of each failed attempt that will be tried again.
+    public init(_ reader: any ReadableBackend, policy: Policy = Policy(), isCancelled: @escaping @Sendable () -> Bool = { false },
                 onRetry: @escaping @Sendable (Int, SLMError) -> Void = { _, _ in }) {
-        self.inner = inner
+        self.reader = reader
         self.policy = policy
         self.isCancelled = isCancelled
         self.onRetry = onRetry
     }
 
-    public var location: String { inner.location }
-    public var traffic: Traffic { inner.traffic }
-    public var isWritable: Bool { inner.isWritable }
+    public var location: String { reader.location }
+    public var traffic: Traffic { reader.traffic }
 
     /// Runs `body` until it succeeds, fails for good, or fails transiently `policy.attempts`
     /// times in a row. `progress` reports how far a streaming read got: an attempt that moved it
@@ -148,7 +160,7 @@ public final class RetryingBackend: StoreBackend {
                     (attempt, delay) = (1, policy.initialBackoff)
                 }
                 guard attempt < policy.attempts else {
-                    throw SLMError.transport(url: inner.location, problem: "\(error.description) (after \(policy.attempts) attempts)",
+                    throw SLMError.transport(url: reader.location, problem: "\(error.description) (after \(policy.attempts) attempts)",
                                              transient: true)
                 }
                 onRetry(attempt, error)
@@ -163,14 +175,14 @@ public final class RetryingBackend: StoreBackend {
         }
     }
 
-    public func read(_ path: String, limit: Int) throws -> [UInt8]? { try attempt { try inner.read(path, limit: limit) } }
+    public func read(_ path: String, limit: Int) throws -> [UInt8]? { try attempt { try reader.read(path, limit: limit) } }
     /// A retry asks only for what the failed attempt did not deliver, so `consume` sees each
     /// byte of the range once, in order.
     public func readRange(_ path: String, range: Range<UInt64>, into consume: (UnsafeRawBufferPointer) throws -> Void) throws {
         var at = range.lowerBound
         try attempt(progress: { at }) {
             guard at < range.upperBound else { return }
-            try inner.readRange(path, range: at..<range.upperBound) { piece in
+            try reader.readRange(path, range: at..<range.upperBound) { piece in
                 try consume(piece)
                 at += UInt64(piece.count)
             }
@@ -182,7 +194,7 @@ public final class RetryingBackend: StoreBackend {
         var delivered = 0
         return try attempt(progress: { UInt64(delivered) }) {
             var seen = 0
-            return try inner.readStream(path, limit: limit) { piece in
+            return try reader.readStream(path, limit: limit) { piece in
                 let skip = min(piece.count, max(0, delivered - seen))
                 seen += piece.count
                 guard skip < piece.count else { return }
@@ -193,9 +205,22 @@ public final class RetryingBackend: StoreBackend {
     }
 
     public func readIfChanged(_ path: String, validator: String?, limit: Int) throws -> ConditionalRead {
-        try attempt { try inner.readIfChanged(path, validator: validator, limit: limit) }
+        try attempt { try reader.readIfChanged(path, validator: validator, limit: limit) }
     }
-    public func exists(_ path: String) throws -> Bool { try attempt { try inner.exists(path) } }
+    public func exists(_ path: String) throws -> Bool { try attempt { try reader.exists(path) } }
+}
+
+/// `RetryingReader` for a writable remote: writes are retried the same way.
+public final class RetryingBackend: RetryingReader, StoreBackend, @unchecked Sendable {
+    private let inner: any StoreBackend
+
+    /// Wraps `inner`; `onRetry` hears of each failed attempt that will be tried again.
+    public init(_ inner: any StoreBackend, policy: Policy = Policy(), isCancelled: @escaping @Sendable () -> Bool = { false },
+                onRetry: @escaping @Sendable (Int, SLMError) -> Void = { _, _ in }) {
+        self.inner = inner
+        super.init(inner, policy: policy, isCancelled: isCancelled, onRetry: onRetry)
+    }
+
     public func write(_ path: String, bytes: [UInt8]) throws { try attempt { try inner.write(path, bytes: bytes) } }
     public func upload(_ path: String, fromFile localPath: String) throws { try attempt { try inner.upload(path, fromFile: localPath) } }
     public func write(_ path: String, bytes: [UInt8], ifMatching expected: String?) throws -> Bool {
@@ -208,23 +233,24 @@ public final class RetryingBackend: StoreBackend {
     public func publishLease() throws -> AnyObject? { try inner.publishLease() }
 }
 
-/// Limits the average transfer rate across every request made through it.
-public final class RateLimitedBackend: StoreBackend {
-    let inner: StoreBackend
+/// Limits the average transfer rate across every read made through it; `RateLimitedBackend`
+/// does the same for a writable remote, writes included. (Not final: see `RetryingReader`.)
+public class RateLimitedReader: ReadableBackend, @unchecked Sendable {
+    private let reader: any ReadableBackend
     let bytesPerSecond: Double
     let isCancelled: @Sendable () -> Bool
     private let budget: Mutex<(start: Date, bytes: Double)>
 
-    public init(_ inner: StoreBackend, bytesPerSecond: Double, isCancelled: @escaping @Sendable () -> Bool = { false }) {
-        self.inner = inner
+    /// Wraps `reader` at `bytesPerSecond` on average (0: no limit).
+    public init(_ reader: any ReadableBackend, bytesPerSecond: Double, isCancelled: @escaping @Sendable () -> Bool = { false }) {
+        self.reader = reader
         self.bytesPerSecond = bytesPerSecond
         self.isCancelled = isCancelled
         budget = Mutex((Date(), 0))
     }
 
-    public var location: String { inner.location }
-    public var traffic: Traffic { inner.traffic }
-    public var isWritable: Bool { inner.isWritable }
+    public var location: String { reader.location }
+    public var traffic: Traffic { reader.traffic }
 
     /// Sleeps until `n` more bytes fit the rate (checked in small steps, so a cancel is quick).
     func pace(_ n: Int) throws {
@@ -241,7 +267,7 @@ public final class RateLimitedBackend: StoreBackend {
     }
 
     public func read(_ path: String, limit: Int) throws -> [UInt8]? {
-        let b = try inner.read(path, limit: limit)
+        let b = try reader.read(path, limit: limit)
         try pace(b?.count ?? 0)
         return b
     }
@@ -251,23 +277,35 @@ public final class RateLimitedBackend: StoreBackend {
         var at = range.lowerBound
         while at < range.upperBound {
             let end = bytesPerSecond > 0 ? min(range.upperBound, at + slice) : range.upperBound
-            try inner.readRange(path, range: at..<end, into: consume)
+            try reader.readRange(path, range: at..<end, into: consume)
             try pace(Int(end - at))
             at = end
         }
     }
     public func readStream(_ path: String, limit: Int, into consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
-        try inner.readStream(path, limit: limit) { piece in
+        try reader.readStream(path, limit: limit) { piece in
             try consume(piece)
             try pace(piece.count)
         }
     }
     public func readIfChanged(_ path: String, validator: String?, limit: Int) throws -> ConditionalRead {
-        let r = try inner.readIfChanged(path, validator: validator, limit: limit)
+        let r = try reader.readIfChanged(path, validator: validator, limit: limit)
         if case let .changed(bytes, _) = r { try pace(bytes.count) }
         return r
     }
-    public func exists(_ path: String) throws -> Bool { try inner.exists(path) }
+    public func exists(_ path: String) throws -> Bool { try reader.exists(path) }
+}
+
+/// `RateLimitedReader` for a writable remote: what is written counts against the rate too.
+public final class RateLimitedBackend: RateLimitedReader, StoreBackend, @unchecked Sendable {
+    private let inner: any StoreBackend
+
+    /// Wraps `inner` at `bytesPerSecond` on average (0: no limit).
+    public init(_ inner: any StoreBackend, bytesPerSecond: Double, isCancelled: @escaping @Sendable () -> Bool = { false }) {
+        self.inner = inner
+        super.init(inner, bytesPerSecond: bytesPerSecond, isCancelled: isCancelled)
+    }
+
     public func write(_ path: String, bytes: [UInt8]) throws { try pace(bytes.count); try inner.write(path, bytes: bytes) }
     public func upload(_ path: String, fromFile localPath: String) throws {
         try pace(Int(FileSystem.fileSize(localPath) ?? 0))
@@ -288,7 +326,7 @@ public enum Remotes {
     /// How a remote is reached: the wrappers every backend gets.
     public struct Options: Sendable {
         public var maxBytesPerSecond: Double = 0
-        public var retry = RetryingBackend.Policy()
+        public var retry = RetryingReader.Policy()
         public var isCancelled: @Sendable () -> Bool = { false }
         public var onRetry: @Sendable (Int, SLMError) -> Void = { _, _ in }
         /// For s3:// remotes: an S3-compatible endpoint, over AWS_ENDPOINT_URL and the profile.
@@ -343,10 +381,37 @@ public enum Remotes {
         }
     }
 
-    /// The backend for what the user typed: an http(s) URL or a filesystem path. Any other
-    /// `scheme://` is refused rather than taken for a directory name.
-    public static func open(_ location: String, options: Options = Options()) throws -> StoreBackend {
-        var base: StoreBackend
+    /// The backend for what the user typed: an http(s) URL, an s3:// bucket or a filesystem
+    /// path, wrapped in retry and the rate limit. Any other `scheme://` is refused rather than
+    /// taken for a directory name. A directory or bucket comes back as a `StoreBackend`; see
+    /// `openWritable` where writing is the point.
+    public static func open(_ location: String, options: Options = Options()) throws -> any ReadableBackend {
+        let base = try openUnwrapped(location, options: options)
+        if let writable = base as? any StoreBackend {
+            var b: any StoreBackend = writable
+            if options.maxBytesPerSecond > 0 {
+                b = RateLimitedBackend(b, bytesPerSecond: options.maxBytesPerSecond, isCancelled: options.isCancelled)
+            }
+            return RetryingBackend(b, policy: options.retry, isCancelled: options.isCancelled, onRetry: options.onRetry)
+        }
+        var r = base
+        if options.maxBytesPerSecond > 0 {
+            r = RateLimitedReader(r, bytesPerSecond: options.maxBytesPerSecond, isCancelled: options.isCancelled)
+        }
+        return RetryingReader(r, policy: options.retry, isCancelled: options.isCancelled, onRetry: options.onRetry)
+    }
+
+    /// `open` for a remote that will be written (push, `fleet --apply`, `resign`); a read-only
+    /// one (an http(s) URL) is refused, `what` naming the operation in the message.
+    public static func openWritable(_ location: String, options: Options = Options(), for what: String) throws -> any StoreBackend {
+        guard let writable = try open(location, options: options) as? any StoreBackend else {
+            throw SLMError.argument("\(what): \(HTTPCredentials.redact(location)) is read-only (a static web server); write to the directory or bucket it serves")
+        }
+        return writable
+    }
+
+    private static func openUnwrapped(_ location: String, options: Options) throws -> any ReadableBackend {
+        let base: any ReadableBackend
         if location.hasPrefix("http://") || location.hasPrefix("https://") {
             guard let url = URL(string: location.hasSuffix("/") ? String(location.dropLast()) : location), url.host != nil else {
                 throw SLMError.argument("invalid remote URL \"\(HTTPCredentials.redact(location))\"")
@@ -369,13 +434,11 @@ public enum Remotes {
         } else {
             base = LocalBackend(root: location)
         }
-        if options.maxBytesPerSecond > 0 {
-            base = RateLimitedBackend(base, bytesPerSecond: options.maxBytesPerSecond, isCancelled: options.isCancelled)
-        }
-        return RetryingBackend(base, policy: options.retry, isCancelled: options.isCancelled, onRetry: options.onRetry)
+        return base
     }
 
-    public static func open(_ location: String, maxBytesPerSecond: Double) throws -> StoreBackend {
+    /// `open` with only a rate limit set.
+    public static func open(_ location: String, maxBytesPerSecond: Double) throws -> any ReadableBackend {
         var o = Options()
         o.maxBytesPerSecond = maxBytesPerSecond
         return try open(location, options: o)

@@ -6,7 +6,7 @@ import SLMFormats
 import SLMLocalStore
 import Foundation
 
-public final class HTTPBackend: StoreBackend {
+public final class HTTPBackend: ReadableBackend {
     /// The remote's URL without credentials.
     public let base: URL
     let client: HTTPClient
@@ -36,7 +36,6 @@ public final class HTTPBackend: StoreBackend {
         return r
     }
     public var traffic: Traffic { counter.snapshot }
-    public var isWritable: Bool { false }
 
     func url(_ path: String) -> URL { URL(string: base.absoluteString + "/" + path)! }
 
@@ -127,17 +126,4 @@ public final class HTTPBackend: StoreBackend {
         counter.received(r.body.count + r.streamed)
         try r.checkRange(range, what, failure: failure)
     }
-
-    private func readOnly() -> SLMError {
-        .argument("\(location): an http(s) remote is read-only; push to a directory and serve it with your web server or bucket tool")
-    }
-
-    public func write(_ path: String, bytes: [UInt8]) throws { throw readOnly() }
-    public func upload(_ path: String, fromFile localPath: String) throws { throw readOnly() }
-    public func write(_ path: String, bytes: [UInt8], ifMatching expected: String?) throws -> Bool { throw readOnly() }
-    public func list(_ directory: String, recursive: Bool) throws -> [String] {
-        throw SLMError.argument("\(location): a static web server cannot list files; this operation needs a directory remote")
-    }
-    public func delete(_ path: String) throws { throw readOnly() }
-    public func publishLease() throws -> AnyObject? { nil }
 }

@@ -14,7 +14,6 @@ public final class LocalBackend: StoreBackend {
 
     public var location: String { root }
     public var traffic: Traffic { counter.snapshot }
-    public var isWritable: Bool { true }
 
     func full(_ path: String) -> String { path.isEmpty ? root : root + "/" + path }
 

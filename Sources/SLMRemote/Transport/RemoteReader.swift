@@ -7,7 +7,7 @@ import Foundation
 import Synchronization
 
 public final class RemoteReader: Sendable {
-    public let remote: StoreBackend
+    public let remote: any ReadableBackend
     /// Where verified pack indexes are cached (they are immutable, so valid forever).
     let cacheDirectory: String?
     private let received = Mutex<UInt64>(0)
@@ -25,7 +25,7 @@ public final class RemoteReader: Sendable {
     /// The signed release a device accepted from this remote: when set, only what it lists exists.
     public let release: SignedRelease?
 
-    public init(remote: StoreBackend, cacheDirectory: String?, release: SignedRelease? = nil) {
+    public init(remote: any ReadableBackend, cacheDirectory: String?, release: SignedRelease? = nil) {
         self.remote = remote
         self.cacheDirectory = cacheDirectory
         self.release = release
@@ -137,7 +137,7 @@ public final class RemoteReader: Sendable {
         let (cached, expected) = cachePath(id)
         // A cache: an unreadable or damaged entry only costs a download, and a failed write
         // only a later one, so neither stops the pull.
-        if let cached, let bytes = try? FileSystem.readFile(cached, limit: PackIndex.maxEncodedSize),
+        if let cached, let bytes = FileSystem.readCacheFile(cached, limit: PackIndex.maxEncodedSize),
            let index = try? PackIndex.decode(bytes, source: cached), expected == nil || index.checksum == expected {
             return index
         }
@@ -150,9 +150,8 @@ public final class RemoteReader: Sendable {
             throw SLMError.remote(url: where_(path), problem: "pack index checksum \(index.checksum?.hex.prefix(16) ?? "?") is not the \(expected.hex.prefix(16)) the manifest lists")
         }
         if let cached {
-            try? FileSystem.makeDirectories(FileSystem.dirname(cached))
             // Checked just now (decoded, and against the manifest): streaming it needs no second check.
-            if (try? FileSystem.writeAtomically(bytes, to: cached)) != nil { checkedCacheFiles.withLock { _ = $0.insert(cached) } }
+            if FileSystem.writeCacheFile(bytes, to: cached) { checkedCacheFiles.withLock { _ = $0.insert(cached) } }
         }
         return index
     }
@@ -210,6 +209,7 @@ public final class RemoteReader: Sendable {
         let (cached, expected) = cachePath(id)
         func intact(_ path: String) -> Bool {
             if checkedCacheFiles.withLock({ $0.contains(path) }) { return true }
+            // A cache file that fails its check is fetched again, which is what false leads to.
             guard let checksum = try? PackIndexCursor.check(path, bufferBytes: 64 << 10), expected == nil || checksum == expected else { return false }
             checkedCacheFiles.withLock { _ = $0.insert(path) }
             return true

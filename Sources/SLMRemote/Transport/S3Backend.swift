@@ -57,7 +57,6 @@ public final class S3Backend: StoreBackend {
 
     public var location: String { "s3://\(bucket)" + (prefix.isEmpty ? "" : "/" + prefix) }
     public var traffic: Traffic { counter.snapshot }
-    public var isWritable: Bool { true }
 
     func key(_ path: String) -> String { prefix.isEmpty ? path : (path.isEmpty ? prefix : prefix + "/" + path) }
 
