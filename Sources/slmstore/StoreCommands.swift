@@ -191,7 +191,7 @@ let showCommand = Command(
     let stages = try store.stageRefs(of: r.name).filter { $0.1 == r.id }.map(\.0).sorted()
     let metrics = try store.latestMetrics(r.name, r.version)
     let deps: [(String, String)] = r.object.dependencies.map { d in
-        let resolved = (try? ModelName(d.name)).flatMap { try? store.resolveSelector(name: $0, selector: d.range).resolved }
+        let resolved = ModelName(parsing: d.name).flatMap { try? store.resolveSelector(name: $0, selector: d.range).resolved }
         return ("\(d.name)@\(d.range)", resolved.map { "\($0.name)@\($0.version)" } ?? "unresolved")
     }
     if a.has("--json") {
@@ -269,7 +269,7 @@ let showCommand = Command(
         var seen = Set<SHA256Digest>()
         func walk(_ object: VersionObject, depth: Int) {
             for d in object.dependencies {
-                let resolved = (try? ModelName(d.name)).flatMap { try? store.resolveSelector(name: $0, selector: d.range).resolved }
+                let resolved = ModelName(parsing: d.name).flatMap { try? store.resolveSelector(name: $0, selector: d.range).resolved }
                 let label = resolved.map { "\($0.name)@\($0.version)" } ?? "unresolved"
                 print(String(repeating: "  ", count: depth + 2) + "\(d.name)@\(d.range) -> \(label)")
                 if let r = resolved, seen.insert(r.id).inserted { walk(r.object, depth: depth + 1) }

@@ -198,26 +198,43 @@ final class ManifestEntriesTests: XCTestCase {
         XCTAssertGreaterThan(Double(entries1000 - entries10) / 990, 300, "the entries file holds the entries")
     }
 
-    func testGCRemovesEntriesFilesTheManifestNoLongerNamesOnceAnHourOld() throws {
+    /// Pushes a@1.0.0, then a@1.1.0: the entries file the first push wrote, and the current one.
+    func pushTwoVersions() throws -> (old: String, current: String) {
         try add("a@1.0.0", seed: 1)
         try push("a@1.0.0")
         let old = try entriesPath("a")
         try add("a@1.1.0", seed: 2)
         try push("a@1.1.0")
-        let current = try entriesPath("a")
+        return (old, try entriesPath("a"))
+    }
+
+    func testGCRemovesEntriesFilesTheManifestNoLongerNamesOnceAnHourOld() throws {
+        let (old, current) = try pushTwoVersions()
         XCTAssertNotEqual(old, current)
         let remoteStore = try Store.open(at: remotePath)
         _ = try remoteStore.gc()
-        remoteStore.removeReplacedManifestEntries()
+        try remoteStore.removeReplacedManifestEntries()
         XCTAssertTrue(FileSystem.exists(old), "a reader that read the manifest before may still fetch it")
         var times = [timespec(tv_sec: time(nil) - 7200, tv_nsec: 0), timespec(tv_sec: time(nil) - 7200, tv_nsec: 0)]
         XCTAssertEqual(utimensat(AT_FDCWD, old, &times, 0), 0)
         XCTAssertEqual(utimensat(AT_FDCWD, current, &times, 0), 0)
         _ = try remoteStore.gc()
-        remoteStore.removeReplacedManifestEntries()
+        try remoteStore.removeReplacedManifestEntries()
         XCTAssertFalse(FileSystem.exists(old))
         XCTAssertTrue(FileSystem.exists(current))
         XCTAssertEqual(try pull("a@1.0.0"), "a@1.0.0")
+    }
+
+    func testADamagedManifestIsAnErrorAndNoEntriesFileIsRemoved() throws {
+        let (old, _) = try pushTwoVersions()
+        var times = [timespec(tv_sec: time(nil) - 7200, tv_nsec: 0), timespec(tv_sec: time(nil) - 7200, tv_nsec: 0)]
+        XCTAssertEqual(utimensat(AT_FDCWD, old, &times, 0), 0)
+        try FileSystem.writeAtomically(Array("{\"format\": ".utf8), to: "\(remotePath)/manifest.json")
+        let remoteStore = try Store.open(at: remotePath)
+        XCTAssertThrowsError(try remoteStore.removeReplacedManifestEntries()) { error in
+            guard case SLMError.damaged = error else { return XCTFail("\(error)") }
+        }
+        XCTAssertTrue(FileSystem.exists(old), "nothing is removed while the manifest cannot be read")
     }
 }
 

@@ -204,7 +204,7 @@ public final class ModelGateway: @unchecked Sendable {
 extension VersionRef {
     /// `.selector` holding an exact version becomes `.exact`.
     var normalized: VersionRef {
-        if case let .selector(n, s) = self, let v = try? SemVer(s) { return .exact(n, v) }
+        if case let .selector(n, s) = self, let v = SemVer(parsing: s) { return .exact(n, v) }
         return self
     }
 }

@@ -21,7 +21,7 @@ public final class InstallDirectory: Sendable {
     public static func forModel(_ name: ModelName, under installRoot: String) throws -> InstallDirectory {
         let segments = name.value.split(separator: "/").map(String.init)
         for (i, segment) in segments.enumerated() where i > 0 {
-            if segment == "current" || (try? SemVer(segment)) != nil {
+            if segment == "current" || SemVer(parsing: segment) != nil {
                 throw SLMError.remote(url: name.value, problem: "model name \"\(name)\" would install into another model's directory (its segment \"\(segment)\" names a version or `current`); refused")
             }
             let ancestor = InstallDirectory(root: installRoot + "/" + segments[..<i].joined(separator: "/"))
@@ -47,12 +47,14 @@ public final class InstallDirectory: Sendable {
     }
 
     /// The version id recorded in an installed version directory, if it is complete.
+    /// A marker that is absent or does not parse both mean an incomplete install.
     public func installedID(of version: String) -> SHA256Digest? {
         guard let bytes = try? FileSystem.readFile("\(path(of: version))/\(Self.markerName)", limit: 4096) else { return nil }
         return try? Store.parseRefFile(bytes, source: version)
     }
 
     /// Leftovers of interrupted installs.
+    /// A root that cannot be listed has nothing to remove now.
     public func removeIncomplete() {
         for name in (try? FileSystem.listDirectory(root)) ?? [] where name.hasPrefix(".incoming-") || name.hasPrefix(".current-") {
             FileSystem.removeTree("\(root)/\(name)")
@@ -115,14 +117,15 @@ public final class InstallDirectory: Sendable {
         try FileSystem.writeAtomically(Array(JSONValue.array(history.map { .string($0) }).canonicalString().utf8), to: "\(root)/\(Self.historyName)")
     }
 
-    /// Versions in the order they became current, oldest first.
+    /// Versions in the order they became current, oldest first; empty when the history is
+    /// absent or unreadable (it only orders pruning: the oldest go first).
     public func installHistory() -> [String] {
         guard let bytes = try? FileSystem.readFile("\(root)/\(Self.historyName)", limit: 1 << 20),
               let v = try? JSONValue.parse(bytes), let a = v.arrayValue else { return [] }
         return a.compactMap(\.stringValue)
     }
 
-    /// Installed versions (complete ones), by name.
+    /// Installed versions (complete ones), by name; none when the root is absent.
     public func installedVersions() -> [String] {
         ((try? FileSystem.listDirectory(root)) ?? []).filter { !$0.hasPrefix(".") && $0 != "current" && installedID(of: $0) != nil }
     }
@@ -138,11 +141,16 @@ public final class InstallDirectory: Sendable {
         var removed: [String] = []
         for v in installedVersions() where !keepSet.contains(v) {
             let lockPath = "\(path(of: v))/\(Self.lockName)"
+            // A version a reader holds (or whose lock cannot be taken) is left for a later prune.
             guard let lock = try? FileLock(tryPath: lockPath, mode: .exclusive) else { continue }
             let aside = "\(root)/.incoming-prune-\(FileSystem.randomHex(4))"
-            if (try? FileSystem.rename(path(of: v), aside)) != nil {
+            do {
+                try FileSystem.rename(path(of: v), aside)
                 FileSystem.removeTree(aside)
                 removed.append(v)
+            } catch {
+                lock.unlock()
+                continue  // left in place, still complete
             }
             lock.unlock()
         }

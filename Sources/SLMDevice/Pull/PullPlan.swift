@@ -13,7 +13,7 @@ public enum RemoteSelection {
         guard let model = manifest.models[name.value] else { throw SLMError.notFound("\(location) has no model \(name)") }
         var listed: [(SemVer, SHA256Digest)] = []
         for entry in model.versions {
-            guard let v = try? SemVer(entry.version) else {
+            guard let v = SemVer(parsing: entry.version) else {
                 throw SLMError.remote(url: "\(location)/manifest.json", problem: "\(name) lists \"\(entry.version)\", which is not a version")
             }
             listed.append((v, entry.id))

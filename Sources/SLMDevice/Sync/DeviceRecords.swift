@@ -46,11 +46,11 @@ struct PendingCheck {
         let bytes = try FileSystem.readFile(path, limit: 4096)
         let v: JSONValue
         do { v = try JSONValue.parse(bytes) } catch { throw SLMError.damaged(path: path, problem: "pending health check: \(error)") }
-        guard let version = v["version"]?.stringValue, (try? SemVer(version)) != nil else {
+        guard let version = v["version"]?.stringValue, SemVer(parsing: version) != nil else {
             throw SLMError.damaged(path: path, problem: "pending health check names no valid version")
         }
         let previous = v["previous"]?.stringValue
-        if let previous, (try? SemVer(previous)) == nil { throw SLMError.damaged(path: path, problem: "pending health check names an invalid previous version") }
+        if let previous, SemVer(parsing: previous) == nil { throw SLMError.damaged(path: path, problem: "pending health check names an invalid previous version") }
         return PendingCheck(version: version, previous: previous)
     }
 

@@ -16,7 +16,23 @@ public struct SemVer: Hashable, Comparable, Sendable, CustomStringConvertible {
         self.build = build
     }
 
+    /// Parses `text` strictly; the error says what is wrong with it.
     public init(_ text: String) throws {
+        self = try Self.parsed(text).get()
+    }
+
+    /// Parses `text` strictly; nil when it is not a semantic version (for the many places where
+    /// "not a version" means "skip it", such as directory entries and manifest keys).
+    public init?(parsing text: String) {
+        guard case .success(let v) = Self.parsed(text) else { return nil }
+        self = v
+    }
+
+    private static func parsed(_ text: String) -> Result<SemVer, SLMError> {
+        do { return .success(try parse(text)) } catch let e as SLMError { return .failure(e) } catch { return .failure(.argument("\(error)")) }
+    }
+
+    private static func parse(_ text: String) throws -> SemVer {
         func bad(_ why: String) -> SLMError { .argument("invalid version \"\(text)\": \(why) (expected SemVer like 1.2.0 or 2.0.0-rc.1)") }
         guard text.utf8.count <= 128 else { throw bad("too long") }
         var rest = Substring(text)
@@ -46,7 +62,7 @@ public struct SemVer: Hashable, Comparable, Sendable, CustomStringConvertible {
             guard let n = UInt64(part) else { throw bad("\"\(part)\" is too large") }
             nums.append(n)
         }
-        self.init(major: nums[0], minor: nums[1], patch: nums[2], prerelease: pre, build: build)
+        return SemVer(major: nums[0], minor: nums[1], patch: nums[2], prerelease: pre, build: build)
     }
 
     static func isIdentifierChar(_ c: UInt8) -> Bool {

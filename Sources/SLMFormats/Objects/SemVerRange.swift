@@ -99,7 +99,7 @@ public struct SemVerRange: Sendable, CustomStringConvertible {
             if !pre.isEmpty {
                 guard patch != nil else { throw bad("pre-release on a partial version \"\(raw)\"") }
                 prerelease = pre.split(separator: ".").map(String.init)
-                guard (try? SemVer("0.0.0-" + pre)) != nil else { throw bad("bad pre-release in \"\(raw)\"") }
+                guard SemVer(parsing: "0.0.0-" + pre) != nil else { throw bad("bad pre-release in \"\(raw)\"") }
             }
         }
 
@@ -167,7 +167,7 @@ public enum VersionSelector {
     /// `versions` in any order; `stageHolders` maps stage name to the version holding it.
     public static func pick(_ selector: String, versions: [SemVer], stageHolders: [String: SemVer]) throws -> (SemVer, String) {
         let sorted = versions.sorted()
-        if let exact = try? SemVer(selector), let hit = sorted.first(where: { $0 == exact || $0.samePrecedence(exact) && exact.build.isEmpty }) {
+        if let exact = SemVer(parsing: selector), let hit = sorted.first(where: { $0 == exact || $0.samePrecedence(exact) && exact.build.isEmpty }) {
             return (hit, "exact version")
         }
         if selector == "latest" {

@@ -81,8 +81,8 @@ public struct VersionObject: Equatable, Sendable {
         do { v = try JSONValue.parse(bytes, maxValues: maxValues) } catch { throw bad("\(error)") }
         guard v["type"]?.stringValue == "version" else { throw bad("not a version object") }
         guard v["format"]?.uint64Value == 1 else { throw bad("format \(v["format"].map { $0.canonicalString() } ?? "missing") is not supported") }
-        guard let name = v["name"]?.stringValue, (try? ModelName(name)) != nil else { throw bad("bad name") }
-        guard let vs = v["version"]?.stringValue, let version = try? SemVer(vs) else { throw bad("bad version") }
+        guard let name = v["name"]?.stringValue, ModelName(parsing: name) != nil else { throw bad("bad name") }
+        guard let vs = v["version"]?.stringValue, let version = SemVer(parsing: vs) else { throw bad("bad version") }
         guard let treeHex = v["tree"]?.stringValue, let tree = SHA256Digest(hex: treeHex) else { throw bad("bad tree id") }
         var parent: SHA256Digest? = nil
         if let p = v["parent"], p != .null {

@@ -11,13 +11,13 @@ public enum VersionRef: Equatable, Sendable, CustomStringConvertible {
             let name = try ModelName(String(text[..<at]))
             let rest = String(text[text.index(after: at)...])
             guard !rest.isEmpty else { throw SLMError.argument("invalid reference \"\(text)\": nothing after '@'") }
-            if let v = try? SemVer(rest) { return .exact(name, v) }
-            if rest.hasPrefix("v"), let v = try? SemVer(String(rest.dropFirst())) { return .exact(name, v) }
+            if let v = SemVer(parsing: rest) { return .exact(name, v) }
+            if rest.hasPrefix("v"), let v = SemVer(parsing: String(rest.dropFirst())) { return .exact(name, v) }
             return .selector(name, rest)
         }
         let lower = text.lowercased()
         if lower.utf8.count >= 8, lower.utf8.count <= 64, Hex.isHex(Substring(lower)) { return .id(lower) }
-        if (try? ModelName(text)) != nil {
+        if ModelName(parsing: text) != nil {
             throw SLMError.argument("invalid reference \"\(text)\": say which version, e.g. \(text)@1.0.0 (or a version id)")
         }
         throw SLMError.argument("invalid reference \"\(text)\": expected NAME@VERSION or a version id (at least 8 hex digits)")

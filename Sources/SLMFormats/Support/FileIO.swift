@@ -157,6 +157,7 @@ public enum FileSystem {
         var st = stat()
         guard lstat(path, &st) == 0 else { return }
         if (st.st_mode & S_IFMT) == S_IFDIR {
+            // What cannot be listed stays; rmdir then fails and leaves the directory too.
             for name in (try? listDirectory(path)) ?? [] { removeTree(path + "/" + name) }
             rmdir(path)
         } else {
@@ -184,6 +185,32 @@ public enum FileSystem {
             throw SLMError.damaged(path: path, problem: "\(size) bytes, more than the \(limit) allowed")
         }
         return try file.pread(count: Int(size), at: 0)
+    }
+
+    /// A cache file's bytes, or nil when it cannot serve: absent, unreadable or larger than
+    /// `limit` all mean the same to a cache (compute again), so no error is worth reporting.
+    package static func readCacheFile(_ path: String, limit: Int) -> [UInt8]? {
+        do { return try readFile(path, limit: limit) } catch { return nil }
+    }
+
+    /// Replaces a cache file by rename, without fsync: after a crash it is either whole, absent,
+    /// or fails to parse and is computed again. Returns whether it was written; a cache that
+    /// cannot be written (full disk, read-only directory) costs only the recomputation, so the
+    /// error goes no further.
+    @discardableResult
+    package static func writeCacheFile(_ bytes: [UInt8], to path: String) -> Bool {
+        let dir = dirname(path)
+        let tmp = "\(dir)/.tmp-\(randomHex(8))"
+        do {
+            if !isDirectory(dir) { try makeDirectories(dir) }
+            let file = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL)
+            try file.write(bytes)
+            try rename(tmp, path)
+            return true
+        } catch {
+            unlink(tmp)
+            return false
+        }
     }
 
     /// Writes `bytes` to `path` so that a reader sees the old file or the new one, never a part:

@@ -291,7 +291,7 @@ extension Store {
             }
         }
         let previous: String? = stack.count >= 2 && stack.last == current.description ? stack[stack.count - 2] : nil
-        guard let prevText = previous, let prevVersion = try? SemVer(prevText),
+        guard let prevText = previous, let prevVersion = SemVer(parsing: prevText),
               let prevID = try readRef(at: versionRefPath(name, prevVersion)) else {
             throw SLMError.notFound("\(name)@\(stage) (\(current)) has no previous holder to roll back to")
         }

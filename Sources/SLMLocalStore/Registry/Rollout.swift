@@ -50,7 +50,7 @@ public struct RolloutRecord: Sendable, Equatable {
 
     public static func decode(_ v: JSONValue, source: String) throws -> RolloutRecord {
         func bad(_ m: String) -> SLMError { .damaged(path: source, problem: "rollout record: \(m)") }
-        guard let serial = v["serial"]?.uint64Value, let version = v["version"]?.stringValue, (try? SemVer(version)) != nil,
+        guard let serial = v["serial"]?.uint64Value, let version = v["version"]?.stringValue, SemVer(parsing: version) != nil,
               let id = v["id"]?.stringValue.flatMap(SHA256Digest.init(hex:)),
               case let .number(text)? = v["percent"], let percent = Double(text), percent > 0, percent <= 100,
               let state = v["state"]?.stringValue.flatMap(State.init(rawValue:)) else { throw bad("missing or invalid fields") }
@@ -141,7 +141,7 @@ extension Store {
         let previous = try rollout(of: r.name, stage: stage)
         if percent == 100 {
             let holder = try stageHolder(r.name, stage)
-            if holder?.1 != r.id { try promote(r, to: stage, options: options) }
+            if holder?.1 != r.id { _ = try promote(r, to: stage, options: options) }
         } else {
             guard let holder = try stageHolder(r.name, stage) else {
                 throw SLMError.notFound("\(r.name)@\(stage) has no version yet; promote one before rolling out to a share of devices")

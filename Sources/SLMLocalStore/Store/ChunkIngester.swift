@@ -261,6 +261,7 @@ package final class ChunkIngester {
                     if !existing.contains(id) && !written.contains(id) && (wanted?.contains(id) ?? true) {
                         let full = ChunkEncoder.encode(bytes, level: level, layout: p.layout)
                         encoded = full
+                        // A base that cannot be read yields no delta: the chunk is stored full.
                         if let d = p.delta, let layout = p.layout,
                            let base = try? store.baseReader(index: existing, for: id, cache: cache)(d.bases, d.offset, p.length, "delta base of a new chunk") {
                             let delta = base.withUnsafeBytes {

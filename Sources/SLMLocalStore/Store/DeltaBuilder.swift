@@ -199,6 +199,7 @@ extension Store {
     public func fullStoredLength(of id: ChunkID, index: ChunkIndex) -> UInt32? {
         if let loc = index.fullLocation(of: id) { return loc.storedLength }
         for loc in index.deltaLocations(of: id) {
+            // A copy whose header cannot be read says nothing; the next may.
             if let h = try? deltaHeader(at: loc), h.fullLength > 0 { return h.fullLength }
         }
         return nil

@@ -30,9 +30,10 @@ extension Store {
     }
 
     /// Packs with an index that the current multi-pack index does not list.
-    public func packsOutsideMultiPackIndex() throws -> [PackID] { try packsOutsideMultiPackIndex(among: try packIDs()) }
+    public func packsOutsideMultiPackIndex() throws -> [PackID] { packsOutsideMultiPackIndex(among: try packIDs()) }
 
     private func packsOutsideMultiPackIndex(among ids: [PackID]) -> [PackID] {
+        // A damaged multi-pack index covers nothing: the pack indexes are the truth.
         let covered = Set(((try? MultiPackIndex.open(multiPackIndexPath)) ?? nil)?.packs ?? [])
         return ids.filter { !covered.contains($0) }
     }

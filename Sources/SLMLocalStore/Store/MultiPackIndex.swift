@@ -133,7 +133,9 @@ public final class MultiPackIndex: Sendable {
         var lo = bucket == 0 ? 0 : Int(fanOut[bucket - 1])
         var hi = Int(fanOut[bucket])
         let size = MultiPackFormat.entrySize
-        // A huge bucket (billions of entries) is narrowed one entry read at a time.
+        // A huge bucket (billions of entries) is narrowed one entry read at a time. A read that
+        // fails answers "not here" (the caller stores or fetches the chunk again rather than
+        // failing); verify reports the file.
         while hi - lo > Self.bucketReadLimit {
             let mid = (lo + hi) / 2
             guard let b = try? file.pread(count: 16, at: UInt64(entriesOffset + mid * size)) else { return false }

@@ -46,6 +46,13 @@ extension Store {
         }
     }
 
+    /// `name@version` when this store holds it, nil when it does not; a ref or object that is
+    /// there but damaged is an error, not an absence.
+    public func resolveIfPresent(_ name: ModelName, _ version: SemVer) throws -> ResolvedVersion? {
+        guard let id = try readRef(at: versionRefPath(name, version)) else { return nil }
+        return ResolvedVersion(name: name, version: version, id: id, object: try readVersion(id))
+    }
+
     public func resolve(_ text: String) throws -> ResolvedVersion { try resolve(try VersionRef.parse(text)) }
 }
 

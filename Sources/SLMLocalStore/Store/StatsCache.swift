@@ -14,7 +14,7 @@ extension Store {
     /// computed (and cached) from its objects and `index`, which is loaded only then.
     public func cachedListing(of id: SHA256Digest, index: () throws -> ChunkIndex) throws -> VersionListing {
         let path = "\(versionStatsCacheRoot)/\(id.hex)"
-        if let bytes = try? FileSystem.readFile(path, limit: 4096), let s = VersionListing(cacheLine: bytes) { return s }
+        if let bytes = FileSystem.readCacheFile(path, limit: 4096), let s = VersionListing(cacheLine: bytes) { return s }
         let object = try readVersion(id)
         return try cacheListing(of: id, object: object, tree: try readTree(object.tree), index: try index())
     }
@@ -22,7 +22,8 @@ extension Store {
     /// Computes and caches a version's listing from objects already in hand (`add` has them).
     @discardableResult
     func cacheListing(of id: SHA256Digest, object: VersionObject, tree: TreeObject, index: ChunkIndex) throws -> VersionListing {
-        let parentTree = object.parent.flatMap { try? readVersion($0) }.flatMap { try? readTree($0.tree) }
+        // The parent only sets "new bytes"; a parent removed since (or unreadable) counts as none.
+        let parentTree = object.parent.flatMap { try? readTree(try readVersion($0).tree) }
         let s = VersionListing(stats: try stats(of: tree, parentTree: parentTree, index: index), created: object.created)
         FileSystem.writeCacheFile(s.cacheLine, to: "\(versionStatsCacheRoot)/\(id.hex)")
         return s
@@ -32,7 +33,7 @@ extension Store {
     /// versions (so `ls` of a large registry opens one file per model, not one per version).
     public func cachedListings(_ name: ModelName, versions ids: [SHA256Digest], index: () throws -> ChunkIndex) throws -> [VersionListing] {
         let path = "\(modelListingCacheRoot)/\(cacheKey(name, ids))"
-        if let bytes = try? FileSystem.readFile(path, limit: 16 << 20) {
+        if let bytes = FileSystem.readCacheFile(path, limit: 16 << 20) {
             var found: [SHA256Digest: VersionListing] = [:]
             for line in bytes.split(separator: 0x0a) where line.count > 65 {
                 if let id = SHA256Digest(hex: String(decoding: line.prefix(64), as: UTF8.self)),
@@ -54,7 +55,7 @@ extension Store {
     /// of their ids (a new or removed version makes a new key).
     public func cachedModelStoredBytes(_ name: ModelName, versions: [SHA256Digest], index: () throws -> ChunkIndex) throws -> UInt64 {
         let path = "\(modelStatsCacheRoot)/\(cacheKey(name, versions))"
-        if let bytes = try? FileSystem.readFile(path, limit: 64), let text = String(bytes: bytes, encoding: .utf8),
+        if let bytes = FileSystem.readCacheFile(path, limit: 64), let text = String(bytes: bytes, encoding: .utf8),
            let v = UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
             return v
         }
@@ -80,9 +81,14 @@ extension Store {
     /// Moves the figures out of readers' way (an `ls` meanwhile computes its own).
     func stashStatsCache() {
         FileSystem.removeTree(statsStashRoot)
-        try? FileSystem.makeDirectories(statsStashRoot)
+        // Derived data: figures that cannot be moved aside are dropped, and computed again.
         for (live, stashed) in statsCacheDirectories where FileSystem.isDirectory(live) {
-            if (try? FileSystem.rename(live, stashed)) == nil { FileSystem.removeTree(live) }
+            do {
+                try FileSystem.makeDirectories(statsStashRoot)
+                try FileSystem.rename(live, stashed)
+            } catch {
+                FileSystem.removeTree(live)
+            }
         }
     }
 
@@ -97,8 +103,13 @@ extension Store {
         for (live, stashed) in statsCacheDirectories where FileSystem.isDirectory(stashed) && !FileSystem.exists(live) {
             let keep: (String) -> Bool = live == versionStatsCacheRoot
                 ? { SHA256Digest(hex: $0).map(liveVersions.contains) ?? false } : { keys.contains($0) }
-            for name in (try? FileSystem.listDirectory(stashed)) ?? [] where !keep(name) { FileSystem.remove("\(stashed)/\(name)") }
-            try? FileSystem.rename(stashed, live)
+            // A stash that cannot be listed or moved back is removed (the defer) and computed again.
+            do {
+                for name in try FileSystem.listDirectory(stashed) where !keep(name) { FileSystem.remove("\(stashed)/\(name)") }
+                try FileSystem.rename(stashed, live)
+            } catch {
+                continue
+            }
         }
     }
 }
@@ -128,17 +139,5 @@ public struct VersionListing: Sendable {
         stats = VersionStats(files: Int(n[0]), rawBytes: n[1], chunks: Int(n[2]), uniqueChunks: Int(n[3]),
                              storedBytes: n[4], sharedWithParent: Int(n[5]), newStoredBytes: n[6])
         created = String(fields[7])
-    }
-}
-
-extension FileSystem {
-    /// Replaces a cache file by rename, without fsync: after a crash it is either whole, absent,
-    /// or fails to parse and is computed again.
-    static func writeCacheFile(_ bytes: [UInt8], to path: String) {
-        let dir = dirname(path)
-        if !isDirectory(dir) { try? makeDirectories(dir) }
-        let tmp = "\(dir)/.tmp-\(randomHex(8))"
-        guard let file = try? FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL) else { return }
-        if (try? file.write(bytes)) == nil || (try? rename(tmp, path)) == nil { unlink(tmp) }
     }
 }

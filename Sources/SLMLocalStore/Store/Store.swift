@@ -173,7 +173,7 @@ public final class Store: Sendable {
         func walk(_ dir: String, _ prefix: String) throws {
             for entry in try FileSystem.listDirectory(dir) where FileSystem.isDirectory("\(dir)/\(entry)") {
                 if entry == "@versions" {
-                    if let name = try? ModelName(prefix) { out.append(name) }
+                    if let name = ModelName(parsing: prefix) { out.append(name) }
                 } else if !entry.hasPrefix("@") && !entry.hasPrefix(".") {
                     try walk("\(dir)/\(entry)", prefix.isEmpty ? entry : "\(prefix)/\(entry)")
                 }
@@ -203,7 +203,7 @@ public final class Store: Sendable {
         guard FileSystem.isDirectory(dir) else { return [] }
         var out: [(SemVer, SHA256Digest)] = []
         for entry in try FileSystem.listDirectory(dir) where !entry.hasPrefix(".") {
-            guard let v = try? SemVer(entry), let id = try readRef(at: "\(dir)/\(entry)") else { continue }
+            guard let v = SemVer(parsing: entry), let id = try readRef(at: "\(dir)/\(entry)") else { continue }
             out.append((v, id))
         }
         return out.sorted { $0.0 < $1.0 }
@@ -235,6 +235,7 @@ public final class Store: Sendable {
         var index = ChunkIndex()
         let ids = try packIDs()
         let listed = Set(ids)
+        // try?: the doc above; a damaged multi-pack index is passed over.
         if let multiPack = try? MultiPackIndex.open(multiPackIndexPath) { index.attach(multiPack, present: listed) }
         for id in ids where !index.covers(id) {
             do {
@@ -344,6 +345,8 @@ public final class Store: Sendable {
         try WorkingDirectory(path: "\(tmpDirectory)/\(purpose)-\(FileSystem.randomHex(8))")
     }
 
+    /// Housekeeping before a write: a tmp/ that is absent or cannot be listed holds nothing to
+    /// remove now, and a directory whose lock cannot be taken is still in use.
     public func removeAbandonedWorkingDirectories() {
         let now = time(nil)
         for name in (try? FileSystem.listDirectory(tmpDirectory)) ?? [] {

@@ -27,7 +27,7 @@ extension RegistrySite {
         body += "<h2>Versions</h2><table><tr><th>model</th><th>version</th><th>running</th><th>pending</th><th>rejected</th><th>failed</th><th>silent</th><th>downloaded</th></tr>"
         for (model, versions) in view.models.sorted(by: { $0.key < $1.key }) {
             for (v, c) in versions.sorted(by: { a, b in
-                guard let x = try? SemVer(a.key), let y = try? SemVer(b.key) else { return a.key < b.key }
+                guard let x = SemVer(parsing: a.key), let y = SemVer(parsing: b.key) else { return a.key < b.key }
                 return x < y
             }) {
                 body += "<tr><td><a href=\"models/\(HTML.href(model))/index.html\">\(HTML.escape(model))</a></td><td>\(HTML.escape(v))</td>"

@@ -279,7 +279,7 @@ extension Store {
         var deps: [SiteVersion.Dependency] = []
         for d in r.object.dependencies {
             var resolved: String? = nil
-            if let name = try? ModelName(d.name) {
+            if let name = ModelName(parsing: d.name) {
                 do { resolved = try resolveSelector(name: name, selector: d.range).resolved.version.description } catch SLMError.notFound {
                     resolved = nil  // not in this store: the link goes to the model page
                 }

@@ -100,12 +100,12 @@ public struct DeviceReport: Sendable, Equatable {
         }
         var models: [String: Model] = [:]
         for (name, m) in list {
-            guard (try? ModelName(name)) != nil, let state = m["state"]?.stringValue.flatMap(State.init(rawValue:)) else {
+            guard ModelName(parsing: name) != nil, let state = m["state"]?.stringValue.flatMap(State.init(rawValue:)) else {
                 throw bad("model entry \(name.prefix(64)) needs a valid name and state")
             }
             func version(_ key: String) throws -> String? {
                 guard let x = m[key], x != .null else { return nil }
-                guard let s = x.stringValue, (try? SemVer(s)) != nil else { throw bad("\(key) of \(name) is not a version") }
+                guard let s = x.stringValue, SemVer(parsing: s) != nil else { throw bad("\(key) of \(name) is not a version") }
                 return s
             }
             models[name] = Model(installed: try version("installed"), target: try version("target"), state: state,

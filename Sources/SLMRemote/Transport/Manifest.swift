@@ -158,7 +158,7 @@ public struct Manifest: Sendable {
     }
 
     package static func latest(_ versions: [VersionEntry]) -> VersionEntry? {
-        let parsed = versions.compactMap { v in (try? SemVer(v.version)).map { (v, $0) } }
+        let parsed = versions.compactMap { v in SemVer(parsing: v.version).map { (v, $0) } }
         return (parsed.filter { !$0.1.isPrerelease }.max { $0.1 < $1.1 } ?? parsed.max { $0.1 < $1.1 })?.0
     }
 
@@ -192,7 +192,7 @@ public struct Manifest: Sendable {
     static func decodeVersions(_ name: String, _ object: [String: JSONValue], bad: (String) -> SLMError) throws -> [VersionEntry] {
         var versions: [VersionEntry] = []
         for (vs, e) in object {
-            guard (try? SemVer(vs)) != nil, let id = e["id"]?.stringValue.flatMap(SHA256Digest.init(hex:)),
+            guard SemVer(parsing: vs) != nil, let id = e["id"]?.stringValue.flatMap(SHA256Digest.init(hex:)),
                   let tree = e["tree"]?.stringValue.flatMap(SHA256Digest.init(hex:)) else {
                 throw bad("bad entry for \(name)@\(vs)")
             }
@@ -216,7 +216,7 @@ public struct Manifest: Sendable {
                                          size: e["size"]?.uint64Value ?? 0, files: files, dependencies: deps, packs: packs, deltas: deltas))
         }
         let zero = SemVer(major: 0, minor: 0, patch: 0)
-        versions.sort { ((try? SemVer($0.version)) ?? zero) < ((try? SemVer($1.version)) ?? zero) }
+        versions.sort { (SemVer(parsing: $0.version) ?? zero) < (SemVer(parsing: $1.version) ?? zero) }
         return versions
     }
 
@@ -232,7 +232,7 @@ public struct Manifest: Sendable {
         }
         var models: [String: ModelEntry] = [:]
         for (name, m) in v["models"]?.objectValue ?? [:] {
-            guard (try? ModelName(name)) != nil else { throw bad("invalid model name \"\(name)\"") }
+            guard ModelName(parsing: name) != nil else { throw bad("invalid model name \"\(name)\"") }
             var stages: [String: String] = [:]
             var stageIDs: [String: SHA256Digest] = [:]
             for (stage, s) in m["stages"]?.objectValue ?? [:] {
@@ -335,15 +335,16 @@ extension Store {
     /// In a published store: entries files (`manifests/`) that manifest.json no longer names
     /// and that are more than an hour old, so a reader that read the manifest before it was
     /// replaced can still fetch them.
-    /// `gc` leaves them: which files are live is the remote layer's to say; the CLI's gc calls both. Nothing is removed while the manifest cannot be read.
-    public func removeReplacedManifestEntries(olderThan seconds: Int = 3600) {
+    /// `gc` leaves them: which files are live is the remote layer's to say; the CLI's gc calls both.
+    /// Without a manifest nothing is removed; a damaged one is an error (and nothing is removed).
+    public func removeReplacedManifestEntries(olderThan seconds: Int = 3600) throws {
         let dir = "\(root)/manifests"
-        guard FileSystem.isDirectory(dir),
-              let bytes = try? FileSystem.readFile("\(root)/\(RemoteLayout.manifest)", limit: Manifest.maxEncodedSize),
-              let manifest = try? Manifest.decode(bytes, source: RemoteLayout.manifest) else { return }
+        let manifestPath = "\(root)/\(RemoteLayout.manifest)"
+        guard FileSystem.isDirectory(dir), FileSystem.exists(manifestPath) else { return }
+        let manifest = try Manifest.decode(try FileSystem.readFile(manifestPath, limit: Manifest.maxEncodedSize), source: manifestPath)
         let named = Set(manifest.models.values.compactMap { $0.entriesFile.map { "\($0.sha256.hex).json" } })
         let now = time(nil)
-        for name in (try? FileSystem.listDirectory(dir)) ?? [] where name.hasSuffix(".json") && !named.contains(name) {
+        for name in try FileSystem.listDirectory(dir) where name.hasSuffix(".json") && !named.contains(name) {
             var st = stat()
             if lstat("\(dir)/\(name)", &st) == 0, now - st.st_mtim.tv_sec > seconds { FileSystem.remove("\(dir)/\(name)") }
         }

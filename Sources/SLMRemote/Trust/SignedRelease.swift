@@ -152,10 +152,10 @@ public struct SignedRelease: Sendable {
         }
         var models: [String: Model] = [:]
         for (name, m) in modelList {
-            guard (try? ModelName(name)) != nil else { throw bad("invalid model name \"\(name)\"") }
+            guard ModelName(parsing: name) != nil else { throw bad("invalid model name \"\(name)\"") }
             var versions: [String: SHA256Digest] = [:]
             for (v, id) in m["versions"]?.objectValue ?? [:] {
-                guard (try? SemVer(v)) != nil, let d = id.stringValue.flatMap(SHA256Digest.init(hex:)) else {
+                guard SemVer(parsing: v) != nil, let d = id.stringValue.flatMap(SHA256Digest.init(hex:)) else {
                     throw bad("bad version entry \(name)@\(v)")
                 }
                 versions[v] = d
@@ -191,6 +191,7 @@ public struct SignedRelease: Sendable {
             let versions = m.versions.filter { signed.versions[$0.version] == $0.id }
             var rollouts: [String: RolloutRecord] = [:]
             for (stage, json) in signed.rollouts {
+                // A signed rollout this release cannot decode is not followed; its stage still is.
                 if let r = try? RolloutRecord.decode(json, source: "release"), r.state == .active, signed.versions[r.version] == r.id {
                     rollouts[stage] = r
                 }
