@@ -49,7 +49,7 @@ final class BoundedParseTests: XCTestCase {
     func testAFileWhoseTreeWouldPassTheTreeLimitIsRefusedBeforeAnythingIsWritten() throws {
         let dir = TestSupport.scratch()
         try FileSystem.makeDirectories(dir + "/src")
-        FileManager.default.createFile(atPath: dir + "/src/weights.bin", contents: nil)
+        _ = FileManager.default.createFile(atPath: dir + "/src/weights.bin", contents: nil)
         XCTAssertEqual(truncate(dir + "/src/weights.bin", 1 << 40), 0)
         assertAddRefused(dir, mentioning: "tree object of at least")
     }

@@ -311,7 +311,7 @@ final class ExpansionBoundTests: XCTestCase {
         let dir = TestSupport.scratch()
         // 64 MiB of zeros: one 256 KiB chunk, a few dozen bytes stored, listed 256 times.
         try FileSystem.makeDirectories(dir + "/bomb")
-        FileManager.default.createFile(atPath: dir + "/bomb/weights.bin", contents: nil)
+        _ = FileManager.default.createFile(atPath: dir + "/bomb/weights.bin", contents: nil)
         XCTAssertEqual(truncate(dir + "/bomb/weights.bin", 64 << 20), 0)
         XCTAssertEqual(TestSupport.cli(["add", "bomb@1.0.0", dir + "/bomb"], store: dir + "/publisher").status, 0)
         XCTAssertEqual(TestSupport.cli(["push", dir + "/remote", "--no-web"], store: dir + "/publisher").status, 0)

@@ -176,7 +176,7 @@ public final class ConnectProxy {
     public init() throws {
         port = freePort()
         log = TestSupport.scratch("proxy") + "/requests.log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         dir.appendPathComponent("Helpers/connect_proxy.py")
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
