@@ -58,7 +58,7 @@ func runMain() -> Int32 {
         if parsed.has("--help") { print(command.help); return 0 }
         return try command.run(parsed, context)
     } catch let e as SLMError {
-        Output.error(e.description)
+        Output.error(message(for: e))
         return exitCode(for: e)
     } catch {
         Output.error("\(error)")
@@ -66,10 +66,27 @@ func runMain() -> Int32 {
     }
 }
 
+/// The option each library setting comes from, and what else to say about it: the library
+/// names settings in its own words, the command line by the options a user typed.
+let settingOptions: [SLMError.Setting: (option: String, hint: String)] = [
+    .rolloutPercent: ("--percent", ""), .minReportingDevices: ("--min-devices", ""), .haltOnFailure: ("--halt-on-failure", ""),
+    .advanceSchedule: ("--advance-after (and --advance-step)", ""), .downloadWindow: ("--window", ""),
+    .reportURL: ("--report-url", ""), .deviceID: ("--device-id", ""), .clientKey: ("--key", " (pass --cert FILE too)"),
+    .signingKeys: ("--sign", " (--sign KEY)"), .healthCheck: ("--health-check", " (--keep 1 or more)"),
+]
+
+/// The one line a failed command prints: the library's message, with settings named by their options.
+func message(for error: SLMError) -> String {
+    if case let .invalidSetting(setting, problem) = error, let o = settingOptions[setting] {
+        return "\(o.option) \(problem)\(o.hint)"
+    }
+    return error.description
+}
+
 /// Exit statuses scripts can tell apart; the library only says what happened, this says how to report it.
 func exitCode(for error: SLMError) -> Int32 {
     switch error {
-    case .argument: return 2
+    case .argument, .invalidSetting: return 2
     case .notFound: return 3
     case .conflict: return 4
     case .damaged, .fileMismatch: return 5

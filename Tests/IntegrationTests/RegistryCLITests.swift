@@ -120,6 +120,14 @@ final class RegistryCLITests: XCTestCase {
         XCTAssertTrue(r.status == 3 && r.stderr.contains("no version holds stage staging"), r.stderr)
     }
 
+    /// The library says "a health check needs ..."; the command line names the options a user typed.
+    func testASettingTheLibraryRefusesIsNamedByItsOption() throws {
+        let r = cli(["sync", dir + "/remote", "--to", dir + "/dev", "--follow", "m@production", "--once",
+                     "--health-check", "true", "--keep", "0"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("--health-check needs at least one earlier version kept") && r.stderr.contains("--keep 1 or more"), r.stderr)
+    }
+
     func testConcurrentPromotesOfOneStageLetExactlyOneWin() throws {
         XCTAssertEqual(cli(["add", "m@1.0.0", model("a", seed: 1)]).status, 0)
         XCTAssertEqual(cli(["add", "m@1.1.0", model("b", seed: 2)]).status, 0)

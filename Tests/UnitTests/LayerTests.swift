@@ -1,5 +1,6 @@
 import XCTest
 import Foundation
+import SLMFormats
 
 /// The library's layers (ARCHITECTURE.md) are SwiftPM targets; the compiler refuses an import of
 /// a target not listed as a dependency. These pin the order itself, so a dependency added to
@@ -37,6 +38,25 @@ final class LayerTests: XCTestCase {
             let line = try XCTUnwrap(manifest.split(separator: "\n").first { $0.contains(".target(name: \"\(layer)\"") }, "\(layer) is not a target")
             let listed = Set(line.split(separator: "\"").map(String.init).filter { $0.hasPrefix("SLM") && $0 != layer })
             XCTAssertEqual(listed, allowed, "\(layer)'s dependencies in Package.swift")
+        }
+    }
+}
+
+/// Library messages name settings in the library's words; the command line names its options.
+final class SettingNamesTests: XCTestCase {
+    func testALibraryMessageAboutASettingNamesNoCommandLineOption() {
+        for setting in SLMError.Setting.allCases {
+            let message = SLMError.invalidSetting(setting, problem: "is wrong").description
+            XCTAssertFalse(message.contains("--"), message)
+            XCTAssertTrue(message.hasPrefix(setting.rawValue), message)
+        }
+    }
+
+    func testTheCommandLineNamesAnOptionForEverySetting() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let main = try String(contentsOf: root.appendingPathComponent("Sources/slmstore/main.swift"), encoding: .utf8)
+        for setting in SLMError.Setting.allCases {
+            XCTAssertTrue(main.contains(".\(setting): (\"--"), "Sources/slmstore/main.swift names no option for \(setting)")
         }
     }
 }

@@ -14,7 +14,7 @@ public enum DeviceIdentity {
     public static func resolve(root: String, explicit: String?) throws -> String {
         if let explicit {
             guard !explicit.isEmpty, explicit.count <= 256, !explicit.contains("\n") else {
-                throw SLMError.argument("--device-id must be a non-empty line of at most 256 characters")
+                throw SLMError.invalidSetting(.deviceID, problem: "must be a non-empty line of at most 256 characters")
             }
             return explicit
         }

@@ -24,7 +24,7 @@ public struct DownloadWindow: Sendable, Equatable, CustomStringConvertible {
         }
         let ends = text.split(separator: "-", omittingEmptySubsequences: false)
         guard ends.count == 2, let s = minutes(ends[0]), let e = minutes(ends[1]), s != e else {
-            throw SLMError.argument("--window \"\(text)\" must be HH:MM-HH:MM in 24-hour local time, start and end different (e.g. 01:00-05:00)")
+            throw SLMError.invalidSetting(.downloadWindow, problem: "\"\(text)\" must be HH:MM-HH:MM in 24-hour local time, start and end different (e.g. 01:00-05:00)")
         }
         (start, end) = (s, e)
     }

@@ -40,7 +40,7 @@ public struct ReportSink: Sendable {
     private func put(_ bytes: [UInt8], to base: String, file: String) throws {
         guard let url = URL(string: (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/" + file), url.host != nil,
               url.scheme == "http" || url.scheme == "https" else {
-            throw SLMError.argument("--report-url \"\(HTTPCredentials.redact(base))\" is not an http(s) URL")
+            throw SLMError.invalidSetting(.reportURL, problem: "\"\(HTTPCredentials.redact(base))\" is not an http(s) URL")
         }
         var policy = HTTPClient.Policy()
         policy.timeout = 10

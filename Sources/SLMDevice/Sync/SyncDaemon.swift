@@ -177,7 +177,7 @@ public final class SyncDaemon {
         remoteOptions.isCancelled = { stop.isSet }
         remote = try Remotes.open(options.remote, options: remoteOptions)
         if options.healthCheck != nil && options.keep < 1 {
-            throw SLMError.argument("sync: --health-check needs --keep 1 or more, to have a version to return to")
+            throw SLMError.invalidSetting(.healthCheck, problem: "needs at least one earlier version kept, to have one to return to")
         }
         deviceID = try DeviceIdentity.resolve(root: options.installRoot, explicit: options.deviceID)
         state = SyncState.load(options.installRoot)

@@ -35,6 +35,24 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
     case cancelled
     /// Anything else that stops the operation, worded for the user.
     case failed(String)
+    /// A setting a caller gave is out of range or does not fit another: `problem` follows the
+    /// setting's name. The library names settings in its own words (`Setting`); a command
+    /// layer names its option for each instead, so no library message names a command-line flag.
+    case invalidSetting(Setting, problem: String)
+
+    /// Settings a caller gives the library, in the words the library's messages use for them.
+    public enum Setting: String, Sendable, CaseIterable {
+        case rolloutPercent = "rollout percent"
+        case minReportingDevices = "minimum number of reporting devices"
+        case haltOnFailure = "halt-on-failure threshold"
+        case advanceSchedule = "advance interval and step"
+        case downloadWindow = "download window"
+        case reportURL = "report URL"
+        case deviceID = "device id"
+        case clientKey = "client key"
+        case signingKeys = "signing"
+        case healthCheck = "a health check"
+    }
 
     public var description: String {
         switch self {
@@ -55,6 +73,7 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
         case let .untrusted(source, problem): return "\(source): untrusted: \(problem)"
         case .cancelled: return "interrupted"
         case let .failed(message): return message
+        case let .invalidSetting(setting, problem): return "\(setting.rawValue) \(problem)"
         }
     }
 

@@ -137,7 +137,7 @@ extension Store {
                              haltOnFailure: Double? = nil, minDevices: Int = 10, advanceAfter: Int? = nil, advanceStep: Double? = nil,
                              options: PromoteOptions = PromoteOptions()) throws -> RolloutRecord {
         guard ["staging", "production", "archived"].contains(stage) else { throw SLMError.argument("unknown stage \"\(stage)\"") }
-        guard percent > 0, percent <= 100 else { throw SLMError.argument("--percent must be more than 0 and at most 100") }
+        guard percent > 0, percent <= 100 else { throw SLMError.invalidSetting(.rolloutPercent, problem: "must be more than 0 and at most 100") }
         let previous = try rollout(of: r.name, stage: stage)
         if percent == 100 {
             let holder = try stageHolder(r.name, stage)
@@ -161,10 +161,10 @@ extension Store {
         // Raising the share keeps the halt and advance rules the rollout was started with, unless
         // new ones are given.
         let continuing = previous.map { $0.version == record.version && $0.state == .active } ?? false
-        guard minDevices >= 1, minDevices <= 1_000_000 else { throw SLMError.argument("--min-devices must be a whole number from 1") }
+        guard minDevices >= 1, minDevices <= 1_000_000 else { throw SLMError.invalidSetting(.minReportingDevices, problem: "must be a whole number from 1") }
         if let haltOnFailure {
             guard haltOnFailure >= 0, haltOnFailure < 100 else {
-                throw SLMError.argument("--halt-on-failure must be a percent from 0 to below 100")
+                throw SLMError.invalidSetting(.haltOnFailure, problem: "must be a percent from 0 to below 100")
             }
             (record.haltOnFailure, record.minDevices) = (haltOnFailure, minDevices)
         } else if continuing, let previous {
@@ -173,7 +173,7 @@ extension Store {
         if let advanceAfter {
             let step = advanceStep ?? percent
             guard advanceAfter >= 1, advanceAfter <= RolloutRecord.maxAdvanceAfter, step > 0, step <= 100 else {
-                throw SLMError.argument("--advance-after must be from 1 s to 3650 days and --advance-step a percent above 0, at most 100")
+                throw SLMError.invalidSetting(.advanceSchedule, problem: "must be from 1 s to 3650 days, and a step a percent above 0, at most 100")
             }
             (record.advanceAfter, record.advanceStep) = (advanceAfter, step)
             if haltOnFailure == nil && !(continuing && previous?.haltOnFailure != nil) { record.minDevices = minDevices }

@@ -369,7 +369,7 @@ public enum Remotes {
                 out[keyPath: slot] = path
             }
             if out.clientKey != nil && out.clientCertificate == nil {
-                throw SLMError.argument("--key names a client key but no --cert (or SLMSTORE_CLIENT_CERT) names its certificate")
+                throw SLMError.invalidSetting(.clientKey, problem: "is given but no client certificate (nor SLMSTORE_CLIENT_CERT) is")
             }
             return out
         }

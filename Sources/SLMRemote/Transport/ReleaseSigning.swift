@@ -79,7 +79,7 @@ extension Store {
     /// this store holds with the same id, their stages and rollouts. `renewOnly` keeps the
     /// previous release's content and changes only serial, times and (if given) next keys.
     public func signRelease(on backend: StoreBackend, signing: ReleaseSigning, renewOnly: Bool = false) throws -> ReleaseSigningResult {
-        guard !signing.keys.isEmpty else { throw SLMError.argument("signing needs at least one key (--sign KEY)") }
+        guard !signing.keys.isEmpty else { throw SLMError.invalidSetting(.signingKeys, problem: "needs at least one key") }
         guard signing.validity <= SignedRelease.maxValidity else {
             throw SLMError.argument("a release may be valid for at most \(SignedRelease.maxValidity / 86400) days, not \(signing.validity / 86400)")
         }
