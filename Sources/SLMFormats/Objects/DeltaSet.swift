@@ -3,16 +3,21 @@
 
 import Foundation
 
+/// Which packs hold the delta records that rebuild one version's chunks from another's (Format.md
+/// §7.3).
 public struct DeltaSet: Equatable, Sendable {
     /// The version whose chunks the deltas rebuild.
     public var target: SHA256Digest
     /// The version whose chunks they are applied to.
     public var base: SHA256Digest
+    /// The packs holding the delta records, sorted and unique.
     public var packs: [PackID]
 
+    /// The largest delta set file a reader accepts.
     public static let maxEncodedSize = 1 << 20
     package static let maxPacks = 4096
 
+    /// A set for `target` against `base`; `packs` are deduplicated and sorted.
     public init(target: SHA256Digest, base: SHA256Digest, packs: [PackID]) {
         self.target = target
         self.base = base
@@ -22,19 +27,23 @@ public struct DeltaSet: Equatable, Sendable {
     /// File name under deltas/: both ids, so a set is found without reading anything.
     public var fileName: String { "\(target.hex).\(base.hex)" }
 
+    /// The two ids in a file name under deltas/, or nil when the name is not `<target>.<base>`.
     public static func parseFileName(_ name: String) -> (target: SHA256Digest, base: SHA256Digest)? {
         let parts = name.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 2, let t = SHA256Digest(hex: String(parts[0])), let b = SHA256Digest(hex: String(parts[1])) else { return nil }
         return (t, b)
     }
 
+    /// The set as the JSON value Format.md §7.3 specifies.
     public var json: JSONValue {
         .object(["format": .int(1), "target": .string(target.hex), "base": .string(base.hex),
                  "packs": .array(packs.map { .string($0.hex) })])
     }
 
+    /// The canonical JSON bytes written to deltas/<target>.<base>.
     public func encoded() -> [UInt8] { json.canonicalBytes() }
 
+    /// Decodes and checks a delta set file; `source` names it in errors.
     public static func decode(_ bytes: [UInt8], source: String) throws -> DeltaSet {
         func bad(_ p: String) -> SLMError { .damaged(path: source, problem: "delta set: \(p)") }
         guard bytes.count <= maxEncodedSize else { throw bad("larger than \(maxEncodedSize) bytes") }

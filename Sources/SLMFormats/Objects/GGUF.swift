@@ -3,7 +3,9 @@
 // is read), tensor infos, alignment, data section. The result is a tensor table in the same shape
 // as a safetensors header, so chunking, codecs, deltas, `show` and `diff` treat both alike.
 
+/// Reading the tensor table of a GGUF file.
 public enum GGUF {
+    /// The four bytes a GGUF file starts with.
     public static let magic: [UInt8] = Array("GGUF".utf8)
 
     /// Elements per block and bytes per block of every ggml type this reader knows (numbering and
@@ -25,6 +27,8 @@ public enum GGUF {
     /// Whether `path` names a GGUF file by its suffix (the rule `add` follows, as for .safetensors).
     public static func isGGUFPath(_ path: String) -> Bool { path.hasSuffix(".gguf") }
 
+    /// The tensor table of the GGUF file at `path`, every length and offset checked against the
+    /// file.
     public static func read(path: String) throws -> SafetensorsHeader {
         let file = try FileDescriptor.openForReading(path)
         let size = try file.size()

@@ -1,6 +1,8 @@
 // A model's name: lowercase letters, digits, '-', '_', '.', and '/' between namespace segments.
 
+/// A valid model name (namespaces separated by `/`).
 public struct ModelName: Hashable, Comparable, Sendable, CustomStringConvertible {
+    /// The name as text.
     public let value: String
 
     /// Checks `text` against the naming rules; the error says which rule it breaks.
@@ -37,6 +39,8 @@ public struct ModelName: Hashable, Comparable, Sendable, CustomStringConvertible
         return nil
     }
 
+    /// The name as text.
     public var description: String { value }
+    /// Names in text order.
     public static func < (a: ModelName, b: ModelName) -> Bool { a.value < b.value }
 }

@@ -1,14 +1,20 @@
 // Parsing and validation of a safetensors header: 8-byte little-endian length, then a JSON
 // object of tensors (dtype, shape, data_offsets) and an optional __metadata__ map.
 
+/// One tensor of a weights file: its name, type, shape and where its bytes are.
 public struct TensorInfo: Equatable, Sendable {
+    /// The tensor's name in the file.
     public var name: String
+    /// The element type as the file names it (BF16, F32, or a ggml type name for GGUF).
     public var dtype: String
+    /// The dimensions, as the file lists them.
     public var shape: [UInt64]
     /// Byte range relative to the start of the data area (after the header), as in the file.
     public var begin: UInt64
+    /// End of the byte range (exclusive), relative like `begin`.
     public var end: UInt64
 
+    /// The tensor's size in bytes.
     public var byteCount: UInt64 { end - begin }
 
     /// Data order: by begin, then end, then name as unsigned UTF-8 bytes (never Swift's
@@ -28,16 +34,20 @@ public enum TensorFileFormat: Sendable {
     case gguf
 }
 
+/// The tensor table of a weights file (safetensors or GGUF): what chunking, codecs and deltas align
+/// to.
 public struct SafetensorsHeader: Equatable, Sendable {
     /// Length of the JSON header (the N of the 8-byte prefix).
     public var headerLength: UInt64
     /// Tensors in data order (by begin offset, then name).
     public var tensors: [TensorInfo]
+    /// The `__metadata__` map of a safetensors file (empty for GGUF).
     public var metadata: [String: String]
     /// For GGUF, `headerLength` is the offset of the data section (everything before it is
     /// header), tensor dtypes are ggml type names and shapes are GGUF's dims (ne0 first).
     public var format: TensorFileFormat = .safetensors
 
+    /// A table from its parts.
     public init(headerLength: UInt64, tensors: [TensorInfo], metadata: [String: String]) {
         self.headerLength = headerLength
         self.tensors = tensors
@@ -85,6 +95,8 @@ public struct SafetensorsHeader: Equatable, Sendable {
         return try parse(headerJSON: json, headerLength: n, fileSize: size, path: path)
     }
 
+    /// Parses and checks the JSON header of a safetensors file of `fileSize` bytes: every tensor
+    /// inside the data area, none overlapping.
     public static func parse(headerJSON json: [UInt8], headerLength: UInt64, fileSize: UInt64, path: String) throws -> SafetensorsHeader {
         func bad(_ problem: String) -> SLMError { .input(path: path, problem: "invalid safetensors header: \(problem)") }
         // A tensor entry is about seven values; metadata may add as many again.

@@ -1,13 +1,20 @@
 // Semantic Versioning 2.0.0: strict parsing and precedence (pre-releases before their
 // release, build metadata ignored for precedence but kept as part of the version's name).
 
+/// A semantic version (SemVer 2.0.0), strictly parsed.
 public struct SemVer: Hashable, Comparable, Sendable, CustomStringConvertible {
+    /// MAJOR: incompatible changes.
     public let major: UInt64
+    /// MINOR: compatible additions.
     public let minor: UInt64
+    /// PATCH: compatible fixes.
     public let patch: UInt64
+    /// Pre-release identifiers (after `-`); a pre-release sorts before its release.
     public let prerelease: [String]
+    /// Build metadata (after `+`): part of the name, not of the order.
     public let build: [String]
 
+    /// A version from its parts (not checked: parse text with `init(_:)`).
     public init(major: UInt64, minor: UInt64, patch: UInt64, prerelease: [String] = [], build: [String] = []) {
         self.major = major
         self.minor = minor
@@ -69,6 +76,7 @@ public struct SemVer: Hashable, Comparable, Sendable, CustomStringConvertible {
         (0x30...0x39).contains(c) || (0x41...0x5a).contains(c) || (0x61...0x7a).contains(c) || c == 0x2d
     }
 
+    /// Whether it has pre-release identifiers.
     public var isPrerelease: Bool { !prerelease.isEmpty }
 
     public var description: String {

@@ -2,6 +2,7 @@
 // partial versions, caret (^), tilde (~), hyphen ranges, `||`; pre-releases only match
 // when a comparator names a pre-release of the same MAJOR.MINOR.PATCH.
 
+/// A set of versions, written as npm's `semver` writes ranges.
 public struct SemVerRange: Sendable, CustomStringConvertible {
     enum Op: String, Sendable { case lt = "<", le = "<=", gt = ">", ge = ">=", eq = "=" }
 
@@ -22,10 +23,13 @@ public struct SemVerRange: Sendable, CustomStringConvertible {
 
     /// OR of AND-sets.
     let sets: [[Comparator]]
+    /// The range as written.
     public let text: String
 
+    /// The range as written.
     public var description: String { text }
 
+    /// Parses `text`; the error says what is wrong with it.
     public init(_ text: String) throws {
         self.text = text
         func bad(_ why: String) -> SLMError { .argument("invalid version range \"\(text)\": \(why)") }
@@ -59,6 +63,8 @@ public struct SemVerRange: Sendable, CustomStringConvertible {
         self.sets = sets
     }
 
+    /// Whether `v` is in the range (a pre-release only when a comparator names one of the same
+    /// MAJOR.MINOR.PATCH).
     public func contains(_ v: SemVer) -> Bool {
         sets.contains { set in
             guard set.allSatisfy({ $0.test(v) }) else { return false }
@@ -162,6 +168,7 @@ public struct SemVerRange: Sendable, CustomStringConvertible {
 
 /// Picks a version for a selector: exact version, `latest`, a stage, or a range.
 public enum VersionSelector {
+    /// The stage names a selector may name.
     public static let stages = ["production", "staging", "development", "archived"]
 
     /// `versions` in any order; `stageHolders` maps stage name to the version holding it.

@@ -1,30 +1,43 @@
 // The tree of one model version: every file with its size, SHA-256, ordered chunk list and,
 // for safetensors, the tensor table. Binary and canonical; its id is the SHA-256 of its bytes.
 
+/// A chunk as a file lists it: its id and its length before compression.
 public struct ChunkRef: Equatable, Hashable, Sendable {
+    /// The chunk's XXH3-128 id.
     public var id: ChunkID
+    /// Its length in the file, before any codec.
     public var rawLength: UInt32
 
+    /// A reference to chunk `id` of `rawLength` bytes.
     public init(id: ChunkID, rawLength: UInt32) {
         self.id = id
         self.rawLength = rawLength
     }
 }
 
+/// One file of a version: its path, size, SHA-256, chunks in order and, for weights files, its
+/// tensor table.
 public struct FileEntry: Equatable, Sendable {
+    /// How a file is stored in a tree (the kind byte of Format.md).
     public enum Kind: UInt8, Sendable { case plain = 0, safetensors = 1, gguf = 2 }
 
+    /// The path relative to the version's root, `/`-separated.
     public var path: String
+    /// The file's size in bytes (the sum of its chunks).
     public var size: UInt64
+    /// The SHA-256 of the whole file, checked on every checkout.
     public var sha256: SHA256Digest
+    /// The file's chunks in order (held, or read from a file for large trees).
     public var chunks: ChunkList
     /// Present for safetensors files.
     public var safetensors: SafetensorsHeader?
 
+    /// An entry whose chunks are held in memory.
     public init(path: String, size: UInt64, sha256: SHA256Digest, chunks: [ChunkRef], safetensors: SafetensorsHeader?) {
         self.init(path: path, size: size, sha256: sha256, chunks: ChunkList(chunks), safetensors: safetensors)
     }
 
+    /// An entry with a chunk list as given (held or file-backed).
     public init(path: String, size: UInt64, sha256: SHA256Digest, chunks: ChunkList, safetensors: SafetensorsHeader?) {
         self.path = path
         self.size = size
@@ -33,14 +46,18 @@ public struct FileEntry: Equatable, Sendable {
         self.safetensors = safetensors
     }
 
+    /// The kind recorded in the tree: from the tensor table's format, else plain.
     public var kind: Kind {
         guard let st = safetensors else { return .plain }
         return st.format == .gguf ? .gguf : .safetensors
     }
 }
 
+/// The files of a version, sorted by path (Format.md). Its id is the SHA-256 of `encoded()`.
 public struct TreeObject: Equatable, Sendable {
+    /// The eight bytes a tree object starts with.
     public static let magic: [UInt8] = Array("SLMTREE\0".utf8)
+    /// The tree format this build writes and reads.
     public static let formatVersion: UInt32 = 1
     /// Bound on a tree object's size when read from disk or a remote.
     /// 64 MiB: 3 million chunks, a 200 GB model. Held in memory a tree costs about 4.5 times its
@@ -53,14 +70,19 @@ public struct TreeObject: Equatable, Sendable {
     /// Sorted by path (UTF-8 byte order); paths are unique.
     public private(set) var files: [FileEntry]
 
+    /// A tree of `files`, sorted by path as bytes.
     public init(files: [FileEntry]) {
         self.files = files.sorted { Array($0.path.utf8).lexicographicallyPrecedes(Array($1.path.utf8)) }
     }
 
+    /// The bytes of all files.
     public var totalSize: UInt64 { files.reduce(0) { $0 + $1.size } }
 
+    /// The entry at `path`, if the tree has one.
     public func file(_ path: String) -> FileEntry? { files.first { $0.path == path } }
 
+    /// The binary encoding Format.md specifies (throws when a file-backed chunk list cannot be
+    /// read).
     public func encoded() throws -> [UInt8] {
         var w = ByteWriter(capacity: 64 + files.reduce(0) { $0 + 64 + $1.chunks.count * 20 })
         w.raw(Self.magic)
@@ -98,6 +120,7 @@ public struct TreeObject: Equatable, Sendable {
         return w.bytes
     }
 
+    /// The tree id: the SHA-256 of the encoding.
     public func id() throws -> SHA256Digest { SHA256Hasher.hash(try encoded()) }
 
     /// Decodes and checks a tree: structure, path safety, chunk lengths summing to each size,
@@ -217,6 +240,8 @@ public struct TreeObject: Equatable, Sendable {
 
 /// Rules for a relative path inside a tree: these keep checkout inside its target directory.
 public enum TreePath {
+    /// Throws unless `path` is relative, at most 4096 bytes, with no empty, `.` or `..` segment
+    /// and no NUL or backslash (`problem` says which); `source` names the tree in the error.
     public static func validate(_ path: String, source: String) throws {
         func bad(_ why: String) -> SLMError { .damaged(path: source, problem: "unsafe file path \"\(path)\": \(why)") }
         if let problem = problem(path) { throw bad(problem) }

@@ -1,11 +1,14 @@
 // A model version: name, SemVer, tree id, parent, creation time and provenance, as canonical
 // JSON. Its id is the SHA-256 of those bytes, so it covers the tree and every piece of metadata.
 
+/// Another model a version needs, and which of its versions will do.
 public struct Dependency: Equatable, Sendable {
+    /// The model depended on.
     public var name: String
     /// A SemVer range, an exact version, or a stage name, as the user wrote it.
     public var range: String
 
+    /// A dependency on `name` at `range`.
     public init(name: String, range: String) {
         self.name = name
         self.range = range
@@ -22,24 +25,34 @@ public struct Dependency: Equatable, Sendable {
     }
 }
 
+/// A version object: what a version is and where it came from (Format.md). Its id is the SHA-256 of
+/// `encoded()`.
 public struct VersionObject: Equatable, Sendable {
+    /// The largest version object a reader accepts.
     public static let maxEncodedSize = 16 * 1024 * 1024
     /// JSON values a version object may hold (§9 counting rule): twice what a 1 MiB card can.
     public static let maxValues = 600_000
 
+    /// The model's name.
     public var name: String
+    /// The semantic version.
     public var version: SemVer
+    /// The id of the tree object listing the version's files.
     public var tree: SHA256Digest
+    /// The version this one was added after (the newest earlier version of the model), if any.
     public var parent: SHA256Digest?
     /// RFC 3339 UTC, second precision: "2026-11-29T04:05:50Z".
     public var created: String
     /// Who made it, unasked: user@host and the slmstore version.
     public var addedBy: String
+    /// The slmstore release that wrote it.
     public var tool: String
     /// The model card (provenance the user supplied), if any.
     public var card: JSONValue?
+    /// Other models this version needs, in canonical order.
     public var dependencies: [Dependency]
 
+    /// A version object from its fields, as `add` makes one.
     public init(name: String, version: SemVer, tree: SHA256Digest, parent: SHA256Digest?, created: String,
                 addedBy: String, tool: String, card: JSONValue? = nil, dependencies: [Dependency] = []) {
         self.name = name
@@ -53,6 +66,7 @@ public struct VersionObject: Equatable, Sendable {
         self.dependencies = dependencies
     }
 
+    /// The object as the JSON value Format.md specifies.
     public var json: JSONValue {
         .object([
             "type": .string("version"),
@@ -69,10 +83,13 @@ public struct VersionObject: Equatable, Sendable {
         ])
     }
 
+    /// The canonical JSON bytes stored under objects/ and hashed for the id.
     public func encoded() -> [UInt8] { json.canonicalBytes() }
 
+    /// The version id: the SHA-256 of the canonical bytes.
     public var id: SHA256Digest { SHA256Hasher.hash(encoded()) }
 
+    /// Decodes and checks a version object; `source` names it in errors.
     public static func decode(_ bytes: [UInt8], source: String) throws -> VersionObject {
         func bad(_ p: String) -> SLMError { .damaged(path: source, problem: "version object: \(p)") }
         let v: JSONValue

@@ -1,11 +1,14 @@
 // What a user writes to name a version: NAME@VERSION, NAME@<selector> (a range, `latest` or a
 // stage, resolved by the registry), or a version id (full hex or a prefix of at least 8).
 
+/// A reference to a version, as parsed from what a user wrote.
 public enum VersionRef: Equatable, Sendable, CustomStringConvertible {
     case exact(ModelName, SemVer)
     case selector(ModelName, String)
     case id(String)
 
+    /// Parses NAME@VERSION (a leading `v` allowed), NAME@SELECTOR or a hex version id; the error
+    /// says which form was expected.
     public static func parse(_ text: String) throws -> VersionRef {
         if let at = text.firstIndex(of: "@") {
             let name = try ModelName(String(text[..<at]))
@@ -23,6 +26,7 @@ public enum VersionRef: Equatable, Sendable, CustomStringConvertible {
         throw SLMError.argument("invalid reference \"\(text)\": expected NAME@VERSION or a version id (at least 8 hex digits)")
     }
 
+    /// The reference as a user would write it.
     public var description: String {
         switch self {
         case let .exact(n, v): return "\(n)@\(v)"
