@@ -21,13 +21,16 @@ public struct ChunkList: Equatable, Sendable, ExpressibleByArrayLiteral {
     }
 
     let storage: Storage
+    /// How many chunks the list holds.
     public let count: Int
 
+    /// A list held in memory.
     public init(_ refs: [ChunkRef]) {
         storage = .memory(refs)
         count = refs.count
     }
 
+    /// A list held in memory, written as an array literal.
     public init(arrayLiteral refs: ChunkRef...) { self.init(refs) }
 
     init(file: ChunkListFile, offset: UInt64, count: Int) {
@@ -35,6 +38,7 @@ public struct ChunkList: Equatable, Sendable, ExpressibleByArrayLiteral {
         self.count = count
     }
 
+    /// Whether the list holds no chunk.
     public var isEmpty: Bool { count == 0 }
 
     /// Whether the list is read from a file rather than held.
@@ -57,6 +61,7 @@ public struct ChunkList: Equatable, Sendable, ExpressibleByArrayLiteral {
         }
     }
 
+    /// An iterator over the refs in order.
     public func makeIterator() -> Iterator { Iterator(list: self) }
 
     /// Calls `body` with each ref in order, reading a file-backed list a block at a time.
@@ -65,6 +70,7 @@ public struct ChunkList: Equatable, Sendable, ExpressibleByArrayLiteral {
         while let ref = try it.next() { try body(ref) }
     }
 
+    /// The refs transformed, in order.
     public func map<T>(_ transform: (ChunkRef) throws -> T) throws -> [T] {
         var out: [T] = []
         out.reserveCapacity(count)
@@ -72,24 +78,28 @@ public struct ChunkList: Equatable, Sendable, ExpressibleByArrayLiteral {
         return out
     }
 
+    /// The refs combined in order, as `Sequence.reduce`.
     public func reduce<T>(_ initial: T, _ next: (T, ChunkRef) throws -> T) throws -> T {
         var acc = initial
         try forEach { acc = try next(acc, $0) }
         return acc
     }
 
+    /// Whether any ref satisfies `predicate`.
     public func contains(where predicate: (ChunkRef) throws -> Bool) throws -> Bool {
         var it = makeIterator()
         while let ref = try it.next() { if try predicate(ref) { return true } }
         return false
     }
 
+    /// The first ref that satisfies `predicate`.
     public func first(where predicate: (ChunkRef) throws -> Bool) throws -> ChunkRef? {
         var it = makeIterator()
         while let ref = try it.next() { if try predicate(ref) { return ref } }
         return nil
     }
 
+    /// Whether every ref satisfies `predicate`.
     public func allSatisfy(_ predicate: (ChunkRef) throws -> Bool) throws -> Bool {
         try !contains { try !predicate($0) }
     }
@@ -112,6 +122,7 @@ public struct ChunkList: Equatable, Sendable, ExpressibleByArrayLiteral {
             }
         }
 
+        /// The next ref, or nil after the last.
         public mutating func next() throws -> ChunkRef? {
             guard position < count else { return nil }
             if position - blockStart >= block.count, let file {

@@ -79,6 +79,7 @@ public struct SemVer: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// Whether it has pre-release identifiers.
     public var isPrerelease: Bool { !prerelease.isEmpty }
 
+    /// The version as written: MAJOR.MINOR.PATCH[-pre][+build].
     public var description: String {
         var s = "\(major).\(minor).\(patch)"
         if !prerelease.isEmpty { s += "-" + prerelease.joined(separator: ".") }
