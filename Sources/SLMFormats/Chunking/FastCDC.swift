@@ -2,14 +2,21 @@
 // (the Rust crate fastcdc, v2020): gear hash, normalized chunking with two masks,
 // hashing skipped below the minimum size, two bytes per loop step.
 
+/// FastCDC's parameters, as a store's config records them (every writer of a store cuts alike).
 public struct ChunkerParameters: Equatable, Sendable {
+    /// No cut before this many bytes.
     public var minSize: Int
+    /// The chunk size the masks aim at.
     public var avgSize: Int
+    /// A cut at this many bytes at the latest.
     public var maxSize: Int
+    /// FastCDC's normalization level (0 to 3): how strongly sizes gather around the average.
     public var normalization: Int
 
+    /// 16 KiB minimum, 64 KiB average, 256 KiB maximum, normalization 1.
     public static let `default` = ChunkerParameters(minSize: 16 * 1024, avgSize: 64 * 1024, maxSize: 256 * 1024, normalization: 1)
 
+    /// Parameters as given (check them with `validate()`).
     public init(minSize: Int, avgSize: Int, maxSize: Int, normalization: Int) {
         self.minSize = minSize
         self.avgSize = avgSize
@@ -32,7 +39,10 @@ public struct ChunkerParameters: Equatable, Sendable {
     }
 }
 
+/// A FastCDC 2020 chunker for one set of parameters; it finds cut points, reproducing the canonical
+/// implementation's.
 public struct FastCDC: Sendable {
+    /// The parameters it cuts with.
     public let parameters: ChunkerParameters
     let maskS: UInt64
     let maskL: UInt64
@@ -52,6 +62,7 @@ public struct FastCDC: Sendable {
 
     static func maskBits(_ avg: Int) -> Int { Int(Double(avg).log2Rounded) }
 
+    /// A chunker for `p` (assumed valid).
     public init(_ p: ChunkerParameters) {
         parameters = p
         let bits = FastCDC.maskBits(p.avgSize)

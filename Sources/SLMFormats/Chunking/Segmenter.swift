@@ -5,6 +5,7 @@
 // GGUF pads tensors to its alignment: the padding after a large tensor is a segment of its own,
 // so the tensor's last chunk lies wholly inside it (and gets the float codecs).
 
+/// Where chunking restarts inside a weights file.
 public enum Segmenter {
     /// Sorted start offsets of the segments of a file; the first is always 0.
     public static func boundaries(fileSize: UInt64, safetensors: SafetensorsHeader?, minSize: Int) -> [UInt64] {

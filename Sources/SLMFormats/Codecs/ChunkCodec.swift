@@ -4,6 +4,7 @@
 
 import Foundation
 
+/// How a chunk's bytes are stored in a pack record: the codec byte of Format.md.
 public enum ChunkCodec: UInt8, Sendable {
     case raw = 0
     case zstd = 1
@@ -16,6 +17,7 @@ public enum ChunkCodec: UInt8, Sendable {
     /// delta records alike, so it lives with the codecs rather than the pack format).
     public static let maxChunkLength: UInt32 = 64 * 1024 * 1024
 
+    /// The codec's name in `show` and `--json` output.
     public var name: String {
         switch self {
         case .raw: return "raw"
@@ -26,10 +28,14 @@ public enum ChunkCodec: UInt8, Sendable {
     }
 }
 
+/// A chunk as stored: its codec and the payload that codec decodes.
 public struct EncodedChunk: Sendable {
+    /// The codec the payload is in.
     public var codec: ChunkCodec
+    /// The stored bytes.
     public var payload: [UInt8]
 
+    /// A stored chunk from its parts.
     public init(codec: ChunkCodec, payload: [UInt8]) {
         self.codec = codec
         self.payload = payload

@@ -3,6 +3,7 @@
 
 import Foundation
 
+/// Which chunks are float data, and so which codecs a chunk may get.
 public enum CodecPolicy {
     /// The layout for a tensor dtype, or nil when planes do not apply.
     public static func floatLayout(dtype: String, phase: Int) -> FloatLayout? {
@@ -29,6 +30,8 @@ extension ChunkEncoder {
     /// A chunk is kept raw unless compression saves at least this share.
     static let minimumSaving = 0.03
 
+    /// A float chunk (`layout` given) as planes, any other as zstd at `level`; raw instead when
+    /// that saves less than 3%.
     public static func encode(_ raw: UnsafeRawBufferPointer, level: Int32, layout: FloatLayout? = nil) -> EncodedChunk {
         if let layout, raw.count >= 4 * layout.elementSize {
             let planes = PlaneCodec.encode(raw, layout: layout, level: level)

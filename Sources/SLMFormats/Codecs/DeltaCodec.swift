@@ -5,9 +5,11 @@ import Foundation
 
 /// What a delta record says about its base, parsed and bounds-checked before anything is read.
 public struct DeltaHeader: Equatable, Sendable {
+    /// Bytes per element of the tensor the chunk lies in.
     public var elementSize: Int
     /// The planes transform a full record of this chunk uses (re-encoding after a rebuild).
     public var transform: FloatLayout.Transform
+    /// The byte of an element the chunk starts at.
     public var phase: Int
     var flags: UInt8
     /// Byte of the first base chunk that lines up with the chunk's first byte.
@@ -15,6 +17,7 @@ public struct DeltaHeader: Equatable, Sendable {
     /// Stored length of the full record the writer compared the delta against (0: unknown);
     /// informational, so `diff` can size a full record without re-encoding the chunk.
     public var fullLength: UInt32
+    /// The base chunks, in order, whose bytes the deltas apply to.
     public var bases: [ChunkRef]
     /// Where head bytes start in the payload.
     var bodyStart: Int

@@ -2,22 +2,29 @@
 
 import COpenSSL
 
+/// A SHA-256 digest: a file's checksum, or the id of a tree or version object.
 public struct SHA256Digest: Hashable, Comparable, Sendable, CustomStringConvertible {
-    public let bytes: [UInt8]  // 32
+    /// The 32 bytes.
+    public let bytes: [UInt8]
 
+    /// The digest of these 32 bytes, or nil for any other length.
     public init?(bytes: [UInt8]) {
         guard bytes.count == 32 else { return nil }
         self.bytes = bytes
     }
 
+    /// The digest spelled by 64 hex digits (either case), or nil.
     public init?(hex: String) {
         guard hex.utf8.count == 64, let b = Hex.decode(hex.lowercased()) else { return nil }
         self.bytes = b
     }
 
+    /// The 64 lowercase hex digits.
     public var hex: String { Hex.encode(bytes) }
+    /// The hex digits.
     public var description: String { hex }
 
+    /// Digests in byte order.
     public static func < (a: SHA256Digest, b: SHA256Digest) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
 }
 
@@ -26,6 +33,7 @@ public struct SHA256Digest: Hashable, Comparable, Sendable, CustomStringConverti
 public final class SHA256Hasher: @unchecked Sendable {
     private let ctx: OpaquePointer
 
+    /// A hasher that has seen nothing yet.
     public init() {
         ctx = EVP_MD_CTX_new()
         EVP_DigestInit_ex(ctx, EVP_sha256(), nil)
@@ -33,13 +41,16 @@ public final class SHA256Hasher: @unchecked Sendable {
 
     deinit { EVP_MD_CTX_free(ctx) }
 
+    /// Feeds the next bytes of the stream.
     public func update(_ buffer: UnsafeRawBufferPointer) {
         guard buffer.count > 0 else { return }
         EVP_DigestUpdate(ctx, buffer.baseAddress, buffer.count)
     }
 
+    /// Feeds the next bytes of the stream.
     public func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
 
+    /// The digest of everything fed; the hasher is done after this.
     public func finish() -> SHA256Digest {
         var out = [UInt8](repeating: 0, count: 32)
         var len: UInt32 = 0
@@ -47,6 +58,7 @@ public final class SHA256Hasher: @unchecked Sendable {
         return SHA256Digest(bytes: out)!
     }
 
+    /// The digest of `bytes`.
     public static func hash(_ bytes: [UInt8]) -> SHA256Digest {
         let h = SHA256Hasher()
         h.update(bytes)
@@ -70,6 +82,7 @@ package enum MD5 {
 
 /// HMAC-SHA256 (libcrypto), for signing S3 requests.
 public enum HMACSHA256 {
+    /// The 32-byte HMAC-SHA256 of `data` under `key`.
     public static func mac(key: [UInt8], data: [UInt8]) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
         var len: UInt32 = 0
