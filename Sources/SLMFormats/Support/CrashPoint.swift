@@ -7,6 +7,7 @@ import Synchronization
 import Glibc
 #endif
 
+/// Named points at which a test can have the process kill itself.
 public enum CrashPoint {
     private static let armed = Atomic<Bool>(false)
     private static let target = Mutex<String?>(nil)
@@ -18,6 +19,7 @@ public enum CrashPoint {
     }
 
     @inline(__always)
+    /// SIGKILLs the process if `name` is the armed point; otherwise returns at once.
     public static func hit(_ name: String) {
         guard armed.load(ordering: .acquiring), target.withLock({ $0 == name }) else { return }
         kill(getpid(), SIGKILL)

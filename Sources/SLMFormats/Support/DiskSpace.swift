@@ -6,6 +6,7 @@
 import Glibc
 #endif
 
+/// Free-space checks before large writes.
 public enum DiskSpace {
     /// What must stay free after a write: 5% of the filesystem, at most 256 MiB.
     public static func reserve(at path: String) -> UInt64 {

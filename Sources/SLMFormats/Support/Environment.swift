@@ -4,15 +4,20 @@
 import Glibc
 #endif
 
+/// This build's release, as recorded in the objects it writes.
 public enum SLMStoreVersion {
+    /// The release number.
     public static let current = "0.1.0"
+    /// What a version object records as the tool that wrote it.
     public static var tool: String { "slmstore \(current)" }
 }
 
+/// Times as objects and messages record them.
 public enum Timestamp {
     /// RFC 3339 in UTC with second precision, e.g. 2026-11-29T04:05:50Z.
     public static func now() -> String { format(time(nil)) }
 
+    /// `t` in RFC 3339 UTC with second precision.
     public static func format(_ t: time_t) -> String {
         let (date, clock) = fields(t)
         return "\(date[0])-\(date[1])-\(date[2])T\(clock[0]):\(clock[1]):\(clock[2])Z"
@@ -75,6 +80,7 @@ public enum Timestamp {
         return timegm(&tmv)
     }
 
+    /// Seconds on a clock that never goes back, for durations.
     public static func monotonicSeconds() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
@@ -82,6 +88,7 @@ public enum Timestamp {
     }
 }
 
+/// Who is running this process, as provenance records it.
 public enum Identity {
     /// user@host of the current process.
     public static func current() -> String {

@@ -11,9 +11,12 @@ import Darwin
 
 /// An open file; closed when the last reference goes away.
 public final class FileDescriptor: Sendable {
+    /// The descriptor.
     public let fd: Int32
+    /// The path it was opened at, for messages.
     public let path: String
 
+    /// Opens `path` with open(2) `flags` (close-on-exec added); the error carries errno.
     public init(path: String, flags: Int32, mode: mode_t = 0o644) throws {
         let fd = open(path, flags | O_CLOEXEC, mode)
         guard fd >= 0 else { throw SLMError.io(path: path, operation: "open", errno: errno) }
@@ -21,12 +24,14 @@ public final class FileDescriptor: Sendable {
         self.path = path
     }
 
+    /// Opens `path` read-only.
     public static func openForReading(_ path: String) throws -> FileDescriptor {
         try FileDescriptor(path: path, flags: O_RDONLY)
     }
 
     deinit { close(fd) }
 
+    /// The file's current size.
     public func size() throws -> UInt64 {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw SLMError.io(path: path, operation: "stat", errno: errno) }
@@ -66,12 +71,14 @@ public final class FileDescriptor: Sendable {
         }
     }
 
+    /// Exactly `count` bytes at `offset`, or an error if the file is shorter.
     public func pread(count: Int, at offset: UInt64) throws -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)
         try out.withUnsafeMutableBytes { try pread(into: $0, count: count, at: offset) }
         return out
     }
 
+    /// Writes all of `buffer` at the current position, retrying short writes and EINTR.
     public func write(_ buffer: UnsafeRawBufferPointer) throws {
         var done = 0
         while done < buffer.count {
@@ -84,6 +91,7 @@ public final class FileDescriptor: Sendable {
         }
     }
 
+    /// Writes all of `bytes` at the current position.
     public func write(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try write($0) }
     }
@@ -103,25 +111,31 @@ public final class FileDescriptor: Sendable {
         return unsafeBitCast(sym, to: SyncFileRange.self)
     }()
 
+    /// fsync: the written bytes are on disk when this returns.
     public func sync() throws {
         guard fsync(fd) == 0 else { throw SLMError.io(path: path, operation: "fsync", errno: errno) }
     }
 
 }
 
+/// Path operations over POSIX calls, with errors that name the path and the operation.
 public enum FileSystem {
+    /// Whether anything is at `path`.
     public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
+    /// Whether `path` is a directory (following symlinks).
     public static func isDirectory(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
     }
 
+    /// Whether `path` is a regular file (following symlinks).
     public static func isRegularFile(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
     }
 
+    /// The size of the file at `path`, or nil when it cannot be stat'ed.
     public static func fileSize(_ path: String) -> UInt64? {
         var st = stat()
         guard stat(path, &st) == 0 else { return nil }
@@ -139,6 +153,7 @@ public enum FileSystem {
         try syncDirectory(parent)
     }
 
+    /// fsync of a directory, so entries just created or renamed in it survive a crash.
     public static func syncDirectory(_ path: String) throws {
         let fd = open(path.isEmpty ? "." : path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw SLMError.io(path: path, operation: "open directory", errno: errno) }
@@ -146,10 +161,12 @@ public enum FileSystem {
         guard fsync(fd) == 0 else { throw SLMError.io(path: path, operation: "fsync directory", errno: errno) }
     }
 
+    /// rename(2): atomic replacement of `to` within a filesystem.
     public static func rename(_ from: String, _ to: String) throws {
         guard Glibc.rename(from, to) == 0 else { throw SLMError.io(path: to, operation: "rename", errno: errno) }
     }
 
+    /// Unlinks a file; an absent one is not an error.
     public static func remove(_ path: String) { unlink(path) }
 
     /// Removes a directory tree (used for temporary working directories only).
@@ -165,6 +182,7 @@ public enum FileSystem {
         }
     }
 
+    /// The names in a directory (without `.` and `..`), sorted.
     public static func listDirectory(_ path: String) throws -> [String] {
         guard let dir = opendir(path) else { throw SLMError.io(path: path, operation: "list", errno: errno) }
         defer { closedir(dir) }
@@ -178,6 +196,7 @@ public enum FileSystem {
         return names.sorted()
     }
 
+    /// A whole file, refused as damaged when larger than `limit` (checked before reading).
     public static func readFile(_ path: String, limit: Int) throws -> [UInt8] {
         let file = try FileDescriptor.openForReading(path)
         let size = try file.size()
@@ -254,17 +273,20 @@ public enum FileSystem {
         try source.readBlocks(count: count) { try target.write($0) }
     }
 
+    /// The directory part of `path` (`.` when it has none).
     public static func dirname(_ path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         if slash == path.startIndex { return "/" }
         return String(path[..<slash])
     }
 
+    /// The last component of `path`.
     public static func basename(_ path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return path }
         return String(path[path.index(after: slash)...])
     }
 
+    /// `byteCount` random bytes as hex, for temporary and pack names.
     public static func randomHex(_ byteCount: Int) -> String {
         var bytes = [UInt8](repeating: 0, count: byteCount)
         var rng = SystemRandomNumberGenerator()
@@ -272,6 +294,7 @@ public enum FileSystem {
         return Hex.encode(bytes)
     }
 
+    /// `path` made absolute against the working directory (not resolved further).
     public static func absolutePath(_ path: String) -> String {
         if path.hasPrefix("/") { return path }
         var buf = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
@@ -289,6 +312,7 @@ public enum FileSystem {
 public final class FileLock: Sendable {
     private let file: FileDescriptor
 
+    /// Shared (many holders) or exclusive (one).
     public enum Mode { case shared, exclusive }
 
     /// Blocks until the lock is held.
@@ -319,6 +343,7 @@ public final class FileLock: Sendable {
         }
     }
 
+    /// Releases the lock before the object goes away.
     public func unlock() { flock(file.fd, LOCK_UN) }
 }
 
@@ -331,6 +356,7 @@ public enum HeapRelease {
         return unsafeBitCast(sym, to: Trim.self)
     }()
 
+    /// Returns the heap's free pages to the system now.
     public static func now() { _ = trim?(0) }
 
     /// Hands back the code pages this process faulted in from its binary and libraries. A sync

@@ -1,6 +1,7 @@
 // A JSON value with a strict, bounded parser and a canonical serializer.
 // Numbers keep their literal text so a re-encoded document hashes the same on every machine.
 
+/// A JSON document or value.
 public enum JSONValue: Equatable, Sendable {
     case null
     case bool(Bool)
@@ -15,13 +16,16 @@ public enum JSONValue: Equatable, Sendable {
     /// it is needed; everything else is `.object`.
     case members([JSONMember])
 
+    /// An integer as a JSON number.
     public static func int<T: BinaryInteger>(_ v: T) -> JSONValue { .number(String(v)) }
 
+    /// A double as a JSON number (integral values without a fraction; NaN and infinities as null).
     public static func double(_ v: Double) -> JSONValue {
         if v.isFinite, v == v.rounded(), abs(v) < 1e15 { return .number(String(Int64(v))) }
         return v.isFinite ? .number("\(v)") : .null
     }
 
+    /// An object's member named exactly `key` (by UTF-8 bytes); nil for other values.
     public subscript(key: String) -> JSONValue? {
         if case let .object(o) = self { return o[key] }
         if case let .members(m) = self {
@@ -40,6 +44,7 @@ public enum JSONValue: Equatable, Sendable {
         }
     }
 
+    /// The string, if this is one.
     public var stringValue: String? { if case let .string(s) = self { return s }; return nil }
     /// The object as a dictionary. For `.members` two keys that differ only in normalization
     /// become one (the first): callers that must see every key use `memberList`.
@@ -48,14 +53,18 @@ public enum JSONValue: Equatable, Sendable {
         if case let .members(m) = self { return Dictionary(m.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a }) }
         return nil
     }
+    /// The elements, if this is an array.
     public var arrayValue: [JSONValue]? { if case let .array(a) = self { return a }; return nil }
+    /// The boolean, if this is one.
     public var boolValue: Bool? { if case let .bool(b) = self { return b }; return nil }
+    /// The number as a double, if this is a number.
     public var doubleValue: Double? { if case let .number(n) = self { return Double(n) }; return nil }
     /// The value as a non-negative integer, nil if it is not one (or does not fit).
     public var uint64Value: UInt64? {
         guard case let .number(n) = self else { return nil }
         return UInt64(n)
     }
+    /// The number as a signed integer, nil if it is not one (or does not fit).
     public var int64Value: Int64? {
         guard case let .number(n) = self else { return nil }
         return Int64(n)
@@ -71,6 +80,7 @@ public enum JSONValue: Equatable, Sendable {
         return out
     }
 
+    /// The canonical form as text.
     public func canonicalString() -> String { String(decoding: canonicalBytes(), as: UTF8.self) }
 
     /// Indented form for people and `--json` output; keys sorted the same way.
@@ -145,9 +155,13 @@ public enum JSONValue: Equatable, Sendable {
 
     // MARK: Parsing
 
+    /// Why a document is not valid JSON, and where.
     public struct ParseError: Error, CustomStringConvertible {
+        /// The byte offset the parser stopped at.
         public let offset: Int
+        /// What was wrong there.
         public let message: String
+        /// The one-line message.
         public var description: String { "invalid JSON at byte \(offset): \(message)" }
     }
 
@@ -170,6 +184,7 @@ public enum JSONValue: Equatable, Sendable {
         return v
     }
 
+    /// Parses a document given as text.
     public static func parse(_ text: String) throws -> JSONValue { try parse(Array(text.utf8)) }
 
     /// An upper estimate of the values in a document without building any: separators and
@@ -358,9 +373,12 @@ public enum JSONValue: Equatable, Sendable {
 
 /// One member of a `.members` object.
 public struct JSONMember: Equatable, Sendable {
+    /// The member's key.
     public var key: String
+    /// The member's value.
     public var value: JSONValue
 
+    /// A member from its parts.
     public init(key: String, value: JSONValue) {
         self.key = key
         self.value = value
@@ -375,6 +393,7 @@ public struct JSONObjectBuilder: Sendable {
     private var keys = Set<[UInt8]>()
     private var merged = false
 
+    /// An empty object.
     public init() {}
 
     /// Whether this exact key (its bytes) is already there.
@@ -387,6 +406,8 @@ public struct JSONObjectBuilder: Sendable {
         members.append(JSONMember(key: key, value: value))
     }
 
+    /// The object built so far: `.object`, or `.members` when two keys collide under String
+    /// equality.
     public var value: JSONValue {
         guard merged else { return .object(dictionary) }
         return .members(members.sorted { Array($0.key.utf8).lexicographicallyPrecedes(Array($1.key.utf8)) })

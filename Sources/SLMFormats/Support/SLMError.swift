@@ -2,6 +2,8 @@
 // each carrying what a user needs to act on it. `description` is the one-line message; the
 // command layer alone maps cases to exit codes.
 
+/// An error of the library: the case says what kind of trouble, the values what a user needs to
+/// act.
 public enum SLMError: Error, CustomStringConvertible, Equatable {
     /// A file or directory named by the user cannot be used.
     case input(path: String, problem: String)
@@ -54,6 +56,7 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
         case healthCheck = "a health check"
     }
 
+    /// The one-line message a user sees.
     public var description: String {
         switch self {
         case let .input(path, problem): return "\(path): \(problem)"
