@@ -3,10 +3,13 @@
 
 import SLMFormats
 
+/// Model cards: the provenance a version records (YAML or JSON, at most 1 MiB).
 public enum ModelCard {
     /// Largest card accepted.
     public static let maxSize = 1 << 20
 
+    /// The card at `path` (JSON when the name ends in .json, else the YAML subset) as a JSON
+    /// value; errors name the file, line and column.
     public static func load(path: String) throws -> JSONValue {
         let bytes: [UInt8]
         do { bytes = try FileSystem.readFile(path, limit: maxSize) } catch let e as SLMError {
@@ -43,12 +46,14 @@ public enum ModelCard {
 extension Store {
     var cardRequiredPath: String { registryDirectory + "/@card-required" }
 
+    /// The card keys every new version of this store must have (dotted paths), none by default.
     public func requiredCardKeys() throws -> [String] {
         guard FileSystem.exists(cardRequiredPath) else { return [] }
         let v = try JSONValue.parse(try FileSystem.readFile(cardRequiredPath, limit: 1 << 20))
         return (v.arrayValue ?? []).compactMap(\.stringValue)
     }
 
+    /// Sets the card keys every new version must have.
     public func setRequiredCardKeys(_ keys: [String]) throws {
         for k in keys where k.isEmpty || k.split(separator: ".", omittingEmptySubsequences: false).contains(where: \.isEmpty) {
             throw SLMError.argument("invalid card key \"\(k)\": use names separated by dots, e.g. training.dataset_hash")

@@ -4,10 +4,15 @@
 import SLMFormats
 import Foundation
 
+/// Metrics recorded for a version (an evaluation's results), with who recorded them and from where.
 public struct MetricRecord: Sendable {
+    /// When (RFC 3339 UTC).
     public var time: String
+    /// Who (user@host).
     public var by: String
+    /// Where the values came from (a file, or the command line).
     public var source: String
+    /// The metrics, by name.
     public var values: [String: JSONValue]
 
     var json: JSONValue {
@@ -27,14 +32,22 @@ public struct MetricRecord: Sendable {
     }
 }
 
+/// One entry of a model's registry history: a stage moved, or a move refused.
 public struct HistoryRecord: Sendable {
+    /// When (RFC 3339 UTC).
     public var time: String
+    /// Who (user@host).
     public var by: String
-    public var action: String       // promote, rollback
+    /// What was done: "promote", "rollback", "leave" (staging left on promotion), "rollout N%" or "halt".
+    public var action: String
+    /// The stage.
     public var stage: String
-    public var from: String?        // version that held the stage before
-    public var to: String           // version asked for
-    public var outcome: String      // "ok" or "refused: ..."
+    /// The version that held the stage before, if any.
+    public var from: String?
+    /// The version asked for.
+    public var to: String
+    /// "ok", or "refused: " and why.
+    public var outcome: String
     /// Why the person moved the stage (`--reason`), when they said.
     public var reason: String?
 
@@ -45,6 +58,7 @@ public struct HistoryRecord: Sendable {
         return .object(o)
     }
 
+    /// A record from its fields.
     public init(time: String, by: String, action: String, stage: String, from: String?, to: String, outcome: String, reason: String? = nil) {
         self.time = time; self.by = by; self.action = action; self.stage = stage; self.from = from; self.to = to; self.outcome = outcome
         self.reason = reason
@@ -60,11 +74,16 @@ public struct HistoryRecord: Sendable {
 
 /// A per-model gate policy: for each stage, metric thresholds a version must meet.
 public struct PromotionPolicy: Sendable, Equatable {
+    /// One threshold: metric, comparison, value.
     public struct Gate: Sendable, Equatable {
+        /// The metric's name.
         public var metric: String
-        public var op: String      // >=, >, <=, <, ==
+        /// The comparison: >=, >, <=, < or ==.
+        public var op: String
+        /// The threshold.
         public var value: Double
-        public var text: String    // the number as written
+        /// The threshold as written.
+        public var text: String
 
         func holds(_ v: Double) -> Bool {
             switch op {
@@ -77,6 +96,7 @@ public struct PromotionPolicy: Sendable, Equatable {
         }
     }
 
+    /// Gates by stage.
     public var gates: [String: [Gate]] = [:]
 
     /// Parses "production: accuracy >= 0.93, f1 >= 0.9; staging: accuracy >= 0.9" (stages may
@@ -106,21 +126,27 @@ public struct PromotionPolicy: Sendable, Equatable {
         }
     }
 
+    /// A policy with no gates.
     public init() {}
 
+    /// The policy as `policy set` takes it ("production: accuracy >= 0.9, ...; staging: ...").
     public var text: String {
         gates.keys.sorted().map { s in "\(s): " + gates[s]!.map { "\($0.metric) \($0.op) \($0.text)" }.joined(separator: ", ") }.joined(separator: "; ")
     }
 }
 
+/// How a stage may be moved: which checks to waive, and the reason to record.
 public struct PromoteOptions: Sendable {
+    /// Allow production from a version that never held staging.
     public var skipStaging = false
+    /// Allow a move to a new major version.
     public var allowBreaking = false
     /// Recorded in the history with the move.
     public var reason: String?
     /// Runs after the gates are checked and before the stage is locked and moved: tests widen
     /// the window there to prove that a stage moved meanwhile is detected.
     public var beforeCommit: (@Sendable () -> Void)?
+    /// The defaults: every check applies.
     public init() {}
 }
 
@@ -147,6 +173,8 @@ extension Store {
 
     // MARK: Metrics
 
+    /// Records `values` for version `r` (appended to its metrics log); `source` says where they
+    /// came from.
     public func addMetrics(_ r: ResolvedVersion, values: [String: JSONValue], source: String) throws -> MetricRecord {
         guard !values.isEmpty else { throw SLMError.argument("metrics set: give at least one key=value") }
         let record = MetricRecord(time: Timestamp.now(), by: Identity.current(), source: source, values: values)
@@ -156,6 +184,7 @@ extension Store {
         return record
     }
 
+    /// Every metrics record of `name@version`, oldest first.
     public func metricHistory(_ name: ModelName, _ version: SemVer) throws -> [MetricRecord] {
         try readRecords(metricsPath(name, version)).compactMap(MetricRecord.init)
     }
@@ -169,12 +198,14 @@ extension Store {
 
     // MARK: Policy
 
+    /// The model's promotion policy (none: no gates).
     public func policy(of name: ModelName) throws -> PromotionPolicy {
         guard FileSystem.exists(policyPath(name)) else { return PromotionPolicy() }
         let text = String(decoding: try FileSystem.readFile(policyPath(name), limit: 1 << 20), as: UTF8.self)
         do { return try PromotionPolicy(parsing: text) } catch { throw SLMError.damaged(path: policyPath(name), problem: "\(error)") }
     }
 
+    /// Replaces the model's promotion policy.
     public func setPolicy(of name: ModelName, _ policy: PromotionPolicy) throws {
         guard !(try versions(of: name)).isEmpty else { throw SLMError.notFound("unknown model \(name)") }
         let lock = try refsLock()
@@ -185,10 +216,12 @@ extension Store {
 
     // MARK: Stages
 
+    /// The model's registry history, oldest first.
     public func history(of name: ModelName) throws -> [HistoryRecord] {
         try readRecords(historyPath(name)).compactMap(HistoryRecord.init)
     }
 
+    /// The version that holds `stage` of `name`, if any.
     public func stageHolder(_ name: ModelName, _ stage: String) throws -> (SemVer, SHA256Digest)? {
         guard let id = try readRef(at: stageRefPath(name, stage)) else { return nil }
         return (try readVersion(id).version, id)

@@ -6,18 +6,28 @@
 import SLMFormats
 import Foundation
 
+/// A stage's rollout record: which version takes the stage for what share of devices, in what
+/// state, and the rules that halt or advance it (Format.md).
 public struct RolloutRecord: Sendable, Equatable {
+    /// Active (devices in the share follow it), halted (none do) or completed (the stage ref
+    /// moved).
     public enum State: String, Sendable { case active, halted, completed }
 
     /// Grows with every change, so the newest record wins wherever records are copied.
     public var serial: UInt64
+    /// The version rolled out.
     public var version: String
+    /// Its version id.
     public var id: SHA256Digest
+    /// The share of devices, in percent.
     public var percent: Double
+    /// Where the rollout stands.
     public var state: State
     /// Raised by `--reset-rejections`: devices that rejected this version try it again.
     public var reset: UInt64
+    /// When it last changed (RFC 3339 UTC).
     public var time: String
+    /// Who changed it (user@host).
     public var by: String
     /// Halt automatically (`fleet --apply`) once more than this percent of the devices that took
     /// the version rejected or failed it, counted only from `minDevices` such devices on.
@@ -29,11 +39,13 @@ public struct RolloutRecord: Sendable, Equatable {
     /// since the last change, while at least `minDevices` took the version and the failure rate
     /// stays at or under `haltOnFailure`.
     public var advanceAfter: Int? = nil
+    /// Percentage points each advance adds.
     public var advanceStep: Double = 0
 
     /// Longest wait between steps: ten years.
     public static let maxAdvanceAfter = 3650 * 86400
 
+    /// The record as the JSON value Format.md specifies.
     public var json: JSONValue {
         var o: [String: JSONValue] = ["serial": .int(serial), "version": .string(version), "id": .string(id.hex), "percent": .number(Self.format(percent)),
                                       "state": .string(state.rawValue), "reset": .int(reset), "time": .string(time), "by": .string(by)]
@@ -48,6 +60,7 @@ public struct RolloutRecord: Sendable, Equatable {
 
     package static func format(_ p: Double) -> String { p == p.rounded() ? String(Int(p)) : String(p) }
 
+    /// Decodes and checks a rollout record; `source` names it in errors.
     public static func decode(_ v: JSONValue, source: String) throws -> RolloutRecord {
         func bad(_ m: String) -> SLMError { .damaged(path: source, problem: "rollout record: \(m)") }
         guard let serial = v["serial"]?.uint64Value, let version = v["version"]?.stringValue, SemVer(parsing: version) != nil,
@@ -106,6 +119,8 @@ public enum RolloutSlice {
         return Double(n % 1_000_000) / 10_000
     }
 
+    /// Whether `device` is in a rollout of `model@version` to `percent` of devices (the same answer
+    /// on every device and every run).
     public static func includes(device: String, model: String, version: String, percent: Double) -> Bool {
         position(device: device, model: model, version: version) < percent
     }
@@ -114,6 +129,7 @@ public enum RolloutSlice {
 extension Store {
     func rolloutPath(_ name: ModelName, _ stage: String) -> String { "\(registryPath(name))/@rollouts/\(stage)" }
 
+    /// The rollout record of `stage`, if the model has one.
     public func rollout(of name: ModelName, stage: String) throws -> RolloutRecord? {
         let path = rolloutPath(name, stage)
         guard FileSystem.exists(path) else { return nil }

@@ -2,11 +2,17 @@
 // literal (|) and folded (>) blocks, comments. Anything else (anchors, aliases, tags, flow
 // collections, several documents, tabs in indentation) is refused with its line and column.
 
+/// The YAML subset model cards are written in, read into JSON values.
 public enum YAMLSubset {
+    /// Where and why a card is not in the subset.
     public struct ParseError: Error, CustomStringConvertible {
+        /// The line, from 1.
         public let line: Int
+        /// The column, from 1.
         public let column: Int
+        /// What is wrong there.
         public let message: String
+        /// "line L, column C: message".
         public var description: String { "line \(line), column \(column): \(message)" }
     }
 
@@ -17,6 +23,8 @@ public enum YAMLSubset {
         let raw: String
     }
 
+    /// Parses one document of the subset; anything outside it is a `ParseError` naming its line and
+    /// column.
     public static func parse(_ source: String) throws -> JSONValue {
         var lines: [Line] = []
         var sawDocumentStart = false

@@ -6,35 +6,53 @@ import Foundation
 
 /// One file to add: where it is read from and the path it gets in the tree.
 public struct AddInput: Sendable {
+    /// The file's path in the version's tree.
     public var treePath: String
+    /// Where it is read from.
     public var sourcePath: String
+    /// Its size when it was checked.
     public var size: UInt64
+    /// Its tensor table, for a safetensors or GGUF file.
     public var safetensors: SafetensorsHeader?
 }
 
+/// What an `add` did.
 public struct AddResult: Sendable {
+    /// The model added to.
     public var name: ModelName
+    /// The version added.
     public var version: SemVer
+    /// The new version's id.
     public var versionID: SHA256Digest
+    /// Its tree's id.
     public var treeID: SHA256Digest
+    /// Bytes of the input files.
     public var inputBytes: UInt64
     /// New compressed bytes written into packs (payload and record headers).
     public var storedBytes: UInt64
+    /// Chunks written for the first time.
     public var newChunks: Int
+    /// Chunks the store held already.
     public var reusedChunks: Int
     /// Raw bytes of the input that were already stored (deduplicated).
     public var reusedBytes: UInt64
+    /// Files in the version.
     public var files: Int
     /// True when the same version with the same content already existed (nothing written).
     public var alreadyPresent: Bool
+    /// Wall time of the add.
     public var seconds: Double
     /// Delta records written against `deltaBase` (Format.md §5, codec 3).
     public var deltas = DeltaStats()
+    /// The version deltas were made against (NAME@VERSION), if any.
     public var deltaBase: String?
 }
 
+/// How to add: provenance, dependencies, progress, pack size and deltas.
 public struct AddOptions: Sendable {
+    /// The model card recorded in the version object.
     public var card: JSONValue?
+    /// Other models this version needs.
     public var dependencies: [Dependency] = []
     /// Called with (bytes processed, total bytes) as work advances.
     public var progress: (@Sendable (UInt64, UInt64) -> Void)?
@@ -45,9 +63,11 @@ public struct AddOptions: Sendable {
     /// The version deltas are made against instead of the parent.
     public var deltaBase: VersionRef?
 
+    /// The defaults: no card, no dependencies, deltas against the parent.
     public init() {}
 }
 
+/// Turning what a user names into checked `AddInput`s.
 public enum AddInputs {
     /// Expands the user's arguments into files: a directory contributes every regular file below
     /// it (paths relative to it), a file contributes itself under its base name. Everything is
@@ -230,6 +250,10 @@ extension Store {
         return existingID
     }
 
+    /// Adds `inputs` as `name@version`: chunks new to the store into packs (tensor deltas against
+    /// the parent where they are smaller), then the tree and version objects, then the version ref.
+    /// Adding the same content again is a no-op; other content under an existing version is a
+    /// conflict.
     public func add(name: ModelName, version: SemVer, inputs: [AddInput], options: AddOptions = AddOptions()) throws -> AddResult {
         let started = Timestamp.monotonicSeconds()
         try Self.checkTreeFits(inputs, maxChunk: UInt64(config.chunker.maxSize))

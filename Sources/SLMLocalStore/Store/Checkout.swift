@@ -5,9 +5,13 @@
 import SLMFormats
 import Foundation
 
+/// What a checkout wrote.
 public struct CheckoutResult: Sendable {
+    /// Files written.
     public var files: Int
+    /// Bytes written.
     public var bytes: UInt64
+    /// Wall time.
     public var seconds: Double
 }
 

@@ -11,6 +11,8 @@ public protocol ChunkIDMembership: Sendable {
 
 extension ChunkIDSet: ChunkIDMembership {}
 
+/// A Bloom filter of chunk ids, 12 bits an id: `contains` may say yes for an id never inserted
+/// (about 0.3%), never no for one that was.
 public struct ChunkIDFilter: ChunkIDMembership {
     static let bitsPerID = 12
     /// About 0.3% false "maybe" at 12 bits an id.
@@ -18,6 +20,7 @@ public struct ChunkIDFilter: ChunkIDMembership {
     private var bits: [UInt64]
     private let bitCount: UInt64
 
+    /// A filter sized for `capacity` ids.
     public init(capacity: Int) {
         let words = max(1, (capacity * Self.bitsPerID + 63) / 64)
         bits = [UInt64](repeating: 0, count: words)
@@ -31,10 +34,12 @@ public struct ChunkIDFilter: ChunkIDMembership {
         return (0..<UInt64(Self.probes)).lazy.map { i in (id.high &+ i &* step) % bitCount }
     }
 
+    /// Adds `id`.
     public mutating func insert(_ id: ChunkID) {
         for p in positions(id) { bits[Int(p >> 6)] |= 1 << (p & 63) }
     }
 
+    /// False when `id` was certainly never inserted; true when it probably was.
     public func contains(_ id: ChunkID) -> Bool {
         positions(id).allSatisfy { bits[Int($0 >> 6)] & (1 << ($0 & 63)) != 0 }
     }

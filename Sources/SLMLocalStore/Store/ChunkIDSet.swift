@@ -7,6 +7,7 @@ import SLMFormats
 import Glibc
 #endif
 
+/// A set of chunk ids, sorted in one buffer; build one with `Builder`.
 public struct ChunkIDSet: @unchecked Sendable {
     /// Never mutated once built, so sharing it between threads is safe.
     private let storage: IDBuffer
@@ -16,15 +17,19 @@ public struct ChunkIDSet: @unchecked Sendable {
 
     private init(storage: IDBuffer) { self.storage = storage }
 
+    /// The set of `ids` (repeats allowed).
     public init(_ ids: some Sequence<ChunkID>) {
         var b = Builder()
         for id in ids { b.insert(id) }
         self = b.build()
     }
 
+    /// How many distinct ids it holds.
     public var count: Int { storage.count }
+    /// Whether it holds none.
     public var isEmpty: Bool { storage.count == 0 }
 
+    /// Whether `id` is a member (binary search).
     public func contains(_ id: ChunkID) -> Bool { position(of: id) != nil }
 
     /// Where `id` sits among the members in ascending order (0..<count), if it is one: lets a
@@ -63,10 +68,12 @@ public struct ChunkIDSet: @unchecked Sendable {
         private let sorted: IDBuffer
         private var pending: [ChunkID] = []
 
+        /// A builder that has seen no id.
         public init() { sorted = IDBuffer() }
 
         fileprivate init(continuing storage: IDBuffer) { sorted = storage }
 
+        /// Adds `id` (a repeat is dropped when the batch is merged).
         public mutating func insert(_ id: ChunkID) {
             pending.append(id)
             if pending.count >= max(1 << 16, sorted.count / 8) { compact() }
@@ -102,6 +109,7 @@ public struct ChunkIDSet: @unchecked Sendable {
             pending.removeAll(keepingCapacity: true)
         }
 
+        /// The set of every id inserted; the builder is spent.
         public mutating func build() -> ChunkIDSet {
             compact()
             pending = []

@@ -6,6 +6,7 @@
 
 import SLMFormats
 
+/// Where each chunk's records are, across every pack index of a store (or a remote).
 public struct ChunkIndex: Sendable {
     struct Slot: Sendable {
         var pack: UInt32
@@ -15,7 +16,9 @@ public struct ChunkIndex: Sendable {
         var codec: ChunkCodec
     }
 
+    /// The packs added, in the order they were added.
     public private(set) var packs: [PackID] = []
+    /// Each pack's size, as its index records it.
     public private(set) var packSizes: [PackID: UInt64] = [:]
     private var slots: [ChunkID: Slot] = [:]
     private var deltaSlots: [ChunkID: [Slot]] = [:]
@@ -25,6 +28,7 @@ public struct ChunkIndex: Sendable {
     private var multiPackSlots: [UInt32?] = []
     private var multiPackNumbers: [PackID: Int] = [:]
 
+    /// An index of no pack.
     public init() {}
 
     /// Chunk records held in memory (those of packs no multi-pack index covers).
@@ -49,6 +53,8 @@ public struct ChunkIndex: Sendable {
         fullLocation(of: id) ?? deltaSlots[id]?.first.map(location) ?? mapped(id, full: false)
     }
 
+    /// Where the chunk's full record is (codecs 0 to 2), nil when it has none (only delta records,
+    /// or none at all).
     public func fullLocation(of id: ChunkID) -> ChunkLocation? { slots[id].map(location) ?? mapped(id, full: true) }
 
     private func location(_ s: Slot) -> ChunkLocation {

@@ -9,6 +9,9 @@ public typealias BaseReader = (_ bases: [ChunkRef], _ offset: UInt32, _ count: I
 
 /// Decoding and verification of a chunk record, shared by local reads and remote fetches.
 public enum ChunkVerifier {
+    /// Decodes a whole record (header and payload) into `out` and checks it: the header against the
+    /// index entry `loc`, the decoded bytes against `id`. A delta record reads its bases through
+    /// `base`. `what` names the record's source in errors.
     public static func decodeRecord(_ record: [UInt8], expected id: ChunkID, location loc: ChunkLocation,
                                     into out: UnsafeMutableRawBufferPointer, what: String, base: BaseReader? = nil) throws {
         let header = try PackFormat.parseRecordHeader(record, source: what)

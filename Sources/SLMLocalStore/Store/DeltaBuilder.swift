@@ -5,6 +5,7 @@
 import SLMFormats
 import Foundation
 
+/// What delta encoding did during an add or a push.
 public struct DeltaStats: Sendable {
     /// Delta records written.
     public var chunks = 0

@@ -4,6 +4,7 @@
 import SLMFormats
 
 extension Store {
+    /// deltas/: the delta set files.
     public var deltasDirectory: String { root + "/deltas" }
 
     /// Every delta set in the store; a file that does not parse is reported by `verify`, skipped here.
@@ -19,6 +20,7 @@ extension Store {
         return out.sorted { $0.fileName < $1.fileName }
     }
 
+    /// The delta set for `target` against `base`, if the store has one.
     public func deltaSet(target: SHA256Digest, base: SHA256Digest) throws -> DeltaSet? {
         try deltaSets().first { $0.target == target && $0.base == base }
     }

@@ -4,27 +4,45 @@
 import SLMFormats
 import Foundation
 
+/// What changed between two versions, file by file and tensor by tensor, and what a holder of the
+/// first fetches to get the second.
 public struct VersionDiff: Sendable {
+    /// What happened to a file.
     public enum Status: String, Sendable { case unchanged, changed, added, removed }
 
+    /// One tensor that differs.
     public struct TensorChange: Sendable {
+        /// The tensor's name.
         public var name: String
-        public var change: String   // "data", "added", "removed", "dtype", "shape"
+        /// What changed: "data", "added", "removed", "dtype" or "shape".
+        public var change: String
+        /// The tensor's size in the second version (in the first, when removed).
         public var bytes: UInt64
+        /// A short human description (old and new dtype or shape, ...).
         public var detail: String
     }
 
+    /// One file that is in either version.
     public struct FileChange: Sendable {
+        /// The file's path in the trees.
         public var path: String
+        /// Unchanged, changed, added or removed.
         public var status: Status
+        /// Its size in the first version, if it is there.
         public var oldSize: UInt64?
+        /// Its size in the second version, if it is there.
         public var newSize: UInt64?
+        /// The tensors that differ (weights files).
         public var tensors: [TensorChange]
+        /// Whether the weights file's header differs.
         public var headerChanged: Bool
+        /// Whether only the header's metadata differs (every tensor the same).
         public var metadataOnly: Bool
     }
 
+    /// Every file of either version, by path.
     public var files: [FileChange]
+    /// Chunks of the second version the first does not have.
     public var chunksToFetch: Int
     /// Record bytes (28-byte header plus stored payload) of the chunks to fetch.
     public var bytesToFetch: UInt64
@@ -32,13 +50,17 @@ public struct VersionDiff: Sendable {
     public var deltaChunks: Int
     /// Record bytes a device holding nothing fetches: full records of every chunk of the second.
     public var fullBytesToFetch: UInt64
+    /// Raw bytes of the chunks to fetch.
     public var rawBytesToFetch: UInt64
+    /// Raw bytes of the second version.
     public var totalRawBytes: UInt64
     /// Raw bytes of the second version whose chunks the first already has.
     public var rawBytesPresent: UInt64
 }
 
 extension Store {
+    /// The difference from `old` to `new`, sizing each chunk to fetch by its record in `index` (or
+    /// by `deltas`, the delta record sizes a holder of `old` would fetch instead).
     public func diff(from old: TreeObject, to new: TreeObject, index: ChunkIndex, deltas: [ChunkID: UInt32] = [:]) throws -> VersionDiff {
         var files: [VersionDiff.FileChange] = []
         let oldByPath = Dictionary(uniqueKeysWithValues: old.files.map { ($0.path, $0) })

@@ -6,12 +6,19 @@
 import SLMFormats
 import Foundation
 
+/// What `gc` did.
 public struct GCResult: Sendable {
+    /// Packs before it ran.
     public var packsBefore: Int
+    /// Packs deleted (nothing in them was live).
     public var packsDeleted: Int
+    /// Packs rewritten with only their live records.
     public var packsRewritten: Int
+    /// Bytes of pack files freed.
     public var bytesFreed: UInt64
+    /// Chunks a version or stage ref still reaches.
     public var liveChunks: Int
+    /// Wall time.
     public var seconds: Double
 }
 
@@ -43,6 +50,10 @@ extension Store {
     /// range into files and held one range at a time.
     public static let gcLiveSetBudget = 64 << 20
 
+    /// Keeps every chunk a version or stage ref reaches and drops the rest: packs with nothing live
+    /// are deleted, packs whose live share fell below `threshold` rewritten. Holds the data lock
+    /// exclusively; a kill at any moment leaves a sound store. `liveSetBudget` bounds the memory of
+    /// the live set.
     public func gc(rewriteBelow threshold: Double = 0.5, liveSetBudget: Int = Store.gcLiveSetBudget,
                    progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> GCResult {
         let started = Timestamp.monotonicSeconds()

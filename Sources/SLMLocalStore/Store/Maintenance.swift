@@ -4,13 +4,17 @@
 import SLMFormats
 import Foundation
 
+/// What `maintenance` did.
 public struct MaintenanceResult: Sendable {
     /// Packs and chunk records the new multi-pack index covers (0 and 0 when there are no packs).
     public var packs: Int
+    /// Chunk records it covers.
     public var entries: UInt64
     /// Packs the previous multi-pack index did not cover.
     public var uncoveredBefore: Int
+    /// Size of the new multi-pack index file.
     public var bytes: UInt64
+    /// Wall time.
     public var seconds: Double
 }
 
@@ -22,6 +26,7 @@ extension Store {
     /// memory (a 2.5 GiB model's worth), whatever the number of packs they sit in.
     public static let uncoveredEntryLimit = 1 << 15
 
+    /// Rewrites the multi-pack index over every committed pack (readers keep working meanwhile).
     public func maintenance() throws -> MaintenanceResult {
         let lock = try dataLock(.shared)
         defer { lock.unlock() }

@@ -5,16 +5,24 @@
 import SLMFormats
 import Foundation
 
+/// The constants of the multi-pack index format (Format.md).
 public enum MultiPackFormat {
+    /// The eight bytes the file starts with.
     public static let magic: [UInt8] = Array("SLMMIDX\0".utf8)
+    /// The format this build writes and reads.
     public static let version: UInt32 = 1
+    /// Bytes before the pack list.
     public static let headerSize = 24
+    /// Bytes of one pack id in the pack list.
     public static let packIDSize = 16
+    /// Bytes of one entry.
     public static let entrySize = 40
     /// Buckets by the first two bytes of the chunk id: a bucket of a 20-million-entry index is
     /// about 300 entries (12 KiB), read with one pread.
     public static let fanOutBuckets = 65536
+    /// Bytes of the fan-out table: a 32-bit count per bucket.
     public static let fanOutSize = fanOutBuckets * 4
+    /// Its name under packs/.
     public static let fileName = "multi-pack-index"
 
     /// Bytes of a multi-pack index over `packs` packs and `entries` entries.
@@ -39,10 +47,15 @@ struct MultiPackEntry {
 /// than through a memory map: the kernel maps 64 KiB around every page fault, so millions of
 /// lookups through a map would make the whole file resident in the process.
 public final class MultiPackIndex: Sendable {
+    /// The file it was opened from.
     public let path: String
+    /// The packs it covers, in its pack list's order.
     public let packs: [PackID]
+    /// Each covered pack's size, as its index recorded it.
     public let packSizes: [UInt64]
+    /// How many entries it holds.
     public let entryCount: Int
+    /// The SHA-256 trailer as stored (checked by verify).
     public let storedChecksum: SHA256Digest
     private let file: FileDescriptor
     private let entriesOffset: Int

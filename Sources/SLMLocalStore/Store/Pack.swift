@@ -4,14 +4,22 @@
 import SLMFormats
 import Foundation
 
+/// The constants of the pack and pack index formats (Format.md).
 public enum PackFormat {
+    /// The eight bytes a pack file starts with.
     public static let packMagic: [UInt8] = Array("SLMPACK\0".utf8)
+    /// The eight bytes a pack index starts with.
     public static let indexMagic: [UInt8] = Array("SLMIDX\0\0".utf8)
+    /// The pack and index format this build writes and reads.
     public static let version: UInt32 = 1
+    /// Bytes before a pack's first record: magic(8), version(4), reserved(4).
     public static let packHeaderSize = 16
     /// id(16) codec(1) reserved(3) raw length(4) stored length(4)
     public static let recordHeaderSize = 28
+    /// Bytes before an index's first entry.
     public static let indexHeaderSize = 24
+    /// Bytes of one index entry: id(16) offset(8) stored length(4) raw length(4) codec(1)
+    /// reserved(3).
     public static let indexEntrySize = 36
     /// Bytes a record occupies in a pack: its header and the stored payload.
     @inline(__always)
@@ -49,23 +57,35 @@ public enum PackFormat {
 
 /// Where one chunk lives: in which pack, at which offset (of its record header), how long.
 public struct ChunkLocation: Equatable, Sendable {
+    /// The pack that holds the record.
     public var pack: PackID
+    /// Offset of the record's header in the pack.
     public var offset: UInt64
+    /// Length of the stored payload.
     public var storedLength: UInt32
+    /// Length of the chunk once decoded.
     public var rawLength: UInt32
+    /// The codec the payload is in.
     public var codec: ChunkCodec
 
     /// Byte range of the whole record (header and payload) in the pack.
     public var recordRange: Range<UInt64> { offset..<(offset + PackFormat.recordSize(storedLength)) }
 }
 
+/// One entry of a pack index: a chunk's record in that pack.
 public struct PackIndexEntry: Equatable, Sendable {
+    /// The chunk's id.
     public var id: ChunkID
+    /// Offset of the record's header in the pack.
     public var offset: UInt64
+    /// Length of the stored payload.
     public var storedLength: UInt32
+    /// Length of the chunk once decoded.
     public var rawLength: UInt32
+    /// The codec the payload is in.
     public var codec: ChunkCodec
 
+    /// An entry from its fields.
     public init(id: ChunkID, offset: UInt64, storedLength: UInt32, rawLength: UInt32, codec: ChunkCodec) {
         self.id = id
         self.offset = offset
@@ -74,7 +94,9 @@ public struct PackIndexEntry: Equatable, Sendable {
         self.codec = codec
     }
 
+    /// Byte range of the whole record (header and payload) in the pack.
     public var recordRange: Range<UInt64> { offset..<(offset + PackFormat.recordSize(storedLength)) }
+    /// The entry as a location in `pack`.
     public func location(in pack: PackID) -> ChunkLocation {
         ChunkLocation(pack: pack, offset: offset, storedLength: storedLength, rawLength: rawLength, codec: codec)
     }
@@ -108,7 +130,9 @@ struct PackIndexEntryProblem: Error {
 
 /// The index of one pack: entries sorted by chunk id, plus the pack's total size.
 public struct PackIndex: Sendable {
+    /// Size of the pack file in bytes.
     public var packSize: UInt64
+    /// Entries sorted by chunk id.
     public var entries: [PackIndexEntry]
     /// The SHA-256 trailer of the encoded index, when it was decoded (what manifests list).
     public var checksum: SHA256Digest?
@@ -117,6 +141,7 @@ public struct PackIndex: Sendable {
     /// of 16 KiB and up), and small enough that a hostile index cannot exhaust a device's memory.
     public static let maxEncodedSize = 128 << 20
 
+    /// An index of `entries` (sorted here) for a pack of `packSize` bytes.
     public init(packSize: UInt64, entries: [PackIndexEntry]) {
         self.packSize = packSize
         self.entries = entries.sorted { $0.id < $1.id }
@@ -129,6 +154,7 @@ public struct PackIndex: Sendable {
         entries = sortedEntries
     }
 
+    /// The encoding Format.md specifies, ending in the SHA-256 of what precedes it.
     public func encoded() -> [UInt8] {
         var w = ByteWriter(capacity: PackFormat.indexHeaderSize + entries.count * PackFormat.indexEntrySize + 32)
         w.raw(PackFormat.indexMagic)

@@ -7,10 +7,15 @@ import Foundation
 
 /// A version ready to publish: its id and the exact object bytes that hash to the ids it names.
 public struct VersionRecord: Sendable {
+    /// The model.
     public var name: ModelName
+    /// The version.
     public var version: SemVer
+    /// The version id.
     public var id: SHA256Digest
+    /// The version object's exact bytes (they hash to `id`).
     public var versionObject: [UInt8]
+    /// The tree object's exact bytes (empty when `treeFile` holds them).
     public var treeObject: [UInt8]
     /// Where the tree object is held instead of `treeObject`, when it is too large to hold, with
     /// the id the version object names (a destination checks the bytes against it as it copies).
@@ -26,6 +31,7 @@ public struct VersionRecord: Sendable {
         self.treeFile = treeFile
     }
 
+    /// NAME@VERSION, for messages.
     public var label: String { "\(name)@\(version)" }
 }
 
@@ -92,24 +98,35 @@ package struct LocalVersionDestination: VersionDestination {
 
 /// Paths inside a store directory, the same locally and on a remote (Format.md §1).
 public enum RemoteLayout {
+    /// objects/<first two hex digits>/<the rest>.
     public static func objectPath(_ id: SHA256Digest) -> String {
         let hex = id.hex
         return "objects/\(hex.prefix(2))/\(hex.dropFirst(2))"
     }
+    /// refs/<name>/@versions/<version>.
     public static func versionRefPath(_ name: ModelName, _ version: SemVer) -> String { versionRefPath(name.value, version.description) }
     /// The same from names already checked (a manifest's).
     public static func versionRefPath(_ name: String, _ version: String) -> String { "refs/\(name)/@versions/\(version)" }
+    /// refs/<name>/@stages/<stage>.
     public static func stageRefPath(_ name: ModelName, _ stage: String) -> String { "refs/\(name.value)/@stages/\(stage)" }
+    /// packs/<id>.pack.
     public static func packPath(_ id: PackID) -> String { "packs/\(id.hex).pack" }
+    /// packs/<id>.idx.
     public static func packIndexPath(_ id: PackID) -> String { "packs/\(id.hex).idx" }
+    /// deltas/<target>.<base> of `set`.
     public static func deltaSetPath(_ set: DeltaSet) -> String { deltaSetPath(target: set.target, base: set.base) }
+    /// deltas/<target>.<base>.
     public static func deltaSetPath(target: SHA256Digest, base: SHA256Digest) -> String { "deltas/\(target.hex).\(base.hex)" }
+    /// refs/<name>/@stages: the directory of a model's stage refs.
     public static func stagesDirectory(_ name: ModelName) -> String { "refs/\(name.value)/@stages" }
     /// A model's registry record (`rel` is its path under the model: `history`, `@rollouts/STAGE`, …).
     public static func registryPath(_ model: String, _ rel: String) -> String { "registry/\(model)/\(rel)" }
+    /// registry/<model>/@rollouts/<stage>: a stage's rollout record.
     public static func rolloutPath(_ model: String, stage: String) -> String { registryPath(model, "@rollouts/\(stage)") }
     /// A model's entries file, named by its SHA-256.
     public static func manifestEntriesPath(_ sha256: SHA256Digest) -> String { "manifests/\(sha256.hex).json" }
+    /// manifest.json: what a published store holds (a remote only).
     public static let manifest = "manifest.json"
+    /// config: the store's configuration.
     public static let config = "config"
 }

@@ -4,12 +4,18 @@
 import SLMFormats
 import Foundation
 
+/// A version found in a store: its name, version, id and object.
 public struct ResolvedVersion: Sendable {
+    /// The model.
     public var name: ModelName
+    /// The version.
     public var version: SemVer
+    /// The version id (the SHA-256 of the version object).
     public var id: SHA256Digest
+    /// The decoded version object.
     public var object: VersionObject
 
+    /// A resolved version from its parts.
     public init(name: ModelName, version: SemVer, id: SHA256Digest, object: VersionObject) {
         self.name = name
         self.version = version
@@ -53,14 +59,19 @@ extension Store {
         return ResolvedVersion(name: name, version: version, id: id, object: try readVersion(id))
     }
 
+    /// Resolves what a user wrote (`VersionRef.parse`).
     public func resolve(_ text: String) throws -> ResolvedVersion { try resolve(try VersionRef.parse(text)) }
 }
 
 /// Chunk and dedup figures of one version against the store.
 public struct VersionStats: Sendable {
+    /// Files in the version.
     public var files: Int
+    /// Bytes of all its files.
     public var rawBytes: UInt64
+    /// Chunk references in its files (with repeats).
     public var chunks: Int
+    /// Distinct chunks.
     public var uniqueChunks: Int
     /// Compressed bytes (record headers included) of the version's distinct chunks.
     public var storedBytes: UInt64
@@ -71,6 +82,8 @@ public struct VersionStats: Sendable {
 }
 
 extension Store {
+    /// The figures of `tree` against the store's records (`index`), and against `parentTree` for
+    /// what it shares.
     public func stats(of tree: TreeObject, parentTree: TreeObject?, index: ChunkIndex) throws -> VersionStats {
         var unique = Set<ChunkID>()
         var chunks = 0

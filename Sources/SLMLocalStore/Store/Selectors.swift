@@ -3,11 +3,17 @@
 import SLMFormats
 
 extension Store {
+    /// The version a selector picked, and why.
     public struct SelectorResolution: Sendable {
+        /// The version.
         public var resolved: ResolvedVersion
+        /// Why it was picked, for `resolve` to print (the stage that holds it, the range it is the
+        /// newest in, ...).
         public var reason: String
     }
 
+    /// The version of `name` that `selector` (an exact version, `latest`, a stage or a SemVer
+    /// range) picks.
     public func resolveSelector(name: ModelName, selector: String) throws -> SelectorResolution {
         let all = try versions(of: name)
         guard !all.isEmpty else { throw SLMError.notFound("unknown model \(name) (no versions in \(root))") }

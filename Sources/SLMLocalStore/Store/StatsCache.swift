@@ -114,7 +114,9 @@ extension Store {
     }
 }
 
+/// What `ls` shows of a version: its figures and when it was added.
 public struct VersionListing: Sendable {
+    /// The version's chunk and byte figures.
     public var stats: VersionStats
     /// The version object's `created` (RFC 3339, no spaces).
     public var created: String

@@ -5,15 +5,26 @@ import SLMFormats
 import Foundation
 import Synchronization
 
+/// A store directory (Format.md): objects, refs, packs, registry records. Open one with
+/// `Store.open(at:)` or create one with `Store.create(at:)`; one object may be shared by
+/// threads.
 public final class Store: Sendable {
+    /// The store's directory.
     public let root: String
+    /// The store's configuration (format version, chunker parameters), read when it was opened.
     public let config: StoreConfig
 
+    /// packs/: pack files, their indexes and the multi-pack index.
     public var packsDirectory: String { root + "/packs" }
+    /// objects/: version and tree objects, named by their SHA-256.
     public var objectsDirectory: String { root + "/objects" }
+    /// refs/: version and stage refs, one directory per model.
     public var refsDirectory: String { root + "/refs" }
+    /// registry/: cards, metrics, policies, history and rollouts per model.
     public var registryDirectory: String { root + "/registry" }
+    /// tmp/: working directories of operations in progress.
     public var tmpDirectory: String { root + "/tmp" }
+    /// locks/: the lock files readers and writers coordinate through.
     public var locksDirectory: String { root + "/locks" }
 
     /// Open pack files, shared by every reader of this store object.
@@ -82,11 +93,13 @@ public final class Store: Sendable {
 
     // MARK: Objects
 
+    /// Where the object `id` is stored: objects/<first two hex digits>/<the rest>.
     public func objectPath(_ id: SHA256Digest) -> String {
         let hex = id.hex
         return "\(objectsDirectory)/\(hex.prefix(2))/\(hex.dropFirst(2))"
     }
 
+    /// Whether the object `id` is stored (its bytes are not read).
     public func hasObject(_ id: SHA256Digest) -> Bool { FileSystem.exists(objectPath(id)) }
 
     /// Reads an object and checks that its bytes hash to its id.
@@ -98,6 +111,8 @@ public final class Store: Sendable {
         return bytes
     }
 
+    /// Stores `bytes` as an object (temporary file, fsync, rename) unless it is there already;
+    /// returns its id.
     @discardableResult
     public func writeObject(_ bytes: [UInt8]) throws -> SHA256Digest {
         let id = SHA256Hasher.hash(bytes)
@@ -127,22 +142,28 @@ public final class Store: Sendable {
         return try TreeObject.decode(file: try FileDescriptor.openForReading(path), id: id, source: path)
     }
 
+    /// The version object `id`, hash-checked and decoded.
     public func readVersion(_ id: SHA256Digest) throws -> VersionObject {
         try VersionObject.decode(try readObject(id, limit: VersionObject.maxEncodedSize), source: objectPath(id))
     }
 
     // MARK: Refs
 
+    /// refs/<name>: the directory of a model's refs.
     public func modelDirectory(_ name: ModelName) -> String { "\(refsDirectory)/\(name.value)" }
 
+    /// The ref file naming `name@version`'s version id.
     public func versionRefPath(_ name: ModelName, _ version: SemVer) -> String {
         "\(modelDirectory(name))/@versions/\(version.description)"
     }
 
+    /// The ref file naming the version that holds `stage` of `name`.
     public func stageRefPath(_ name: ModelName, _ stage: String) -> String {
         "\(modelDirectory(name))/@stages/\(stage)"
     }
 
+    /// The version id a ref file holds: 64 lowercase hex digits and an optional newline, nothing
+    /// else.
     public static func parseRefFile(_ bytes: [UInt8], source: String) throws -> SHA256Digest {
         var text = String(decoding: bytes, as: UTF8.self)
         if text.hasSuffix("\n") { text.removeLast() }
@@ -152,6 +173,8 @@ public final class Store: Sendable {
         return id
     }
 
+    /// The id in the ref file at `path`, nil when there is none; a ref that is there but unreadable
+    /// or malformed is an error.
     public func readRef(at path: String) throws -> SHA256Digest? {
         let bytes: [UInt8]
         do {
@@ -162,6 +185,7 @@ public final class Store: Sendable {
         return try Store.parseRefFile(bytes, source: path)
     }
 
+    /// Writes a ref file atomically (temporary file, fsync, rename).
     public func writeRef(at path: String, id: SHA256Digest) throws {
         try FileSystem.makeDirectories(FileSystem.dirname(path))
         try FileSystem.writeAtomically(Array((id.hex + "\n").utf8), to: path)
@@ -211,8 +235,11 @@ public final class Store: Sendable {
 
     // MARK: Packs
 
+    /// packs/<id>.pack.
     public func packPath(_ id: PackID) -> String { "\(packsDirectory)/\(id.hex).pack" }
+    /// packs/<id>.idx: written after the pack, so a pack with an index is committed.
     public func packIndexPath(_ id: PackID) -> String { "\(packsDirectory)/\(id.hex).idx" }
+    /// The multi-pack index covering most packs.
     public var multiPackIndexPath: String { "\(packsDirectory)/\(MultiPackFormat.fileName)" }
 
     /// Packs that are committed, i.e. whose index exists.
@@ -223,6 +250,7 @@ public final class Store: Sendable {
         }
     }
 
+    /// The index of pack `id`, decoded and checked.
     public func readPackIndex(_ id: PackID) throws -> PackIndex {
         let path = packIndexPath(id)
         return try PackIndex.decode(try FileSystem.readFile(path, limit: PackIndex.maxEncodedSize), source: path)
@@ -372,6 +400,7 @@ public final class DecodedChunkCache: @unchecked Sendable {
     private var entries: [(ChunkID, [UInt8])] = []
     private let capacity: Int
 
+    /// A cache of the `capacity` most recently decoded chunks.
     public init(capacity: Int = 4) { self.capacity = capacity }
 
     func get(_ id: ChunkID) -> [UInt8]? { entries.first { $0.0 == id }?.1 }
@@ -382,7 +411,10 @@ public final class DecodedChunkCache: @unchecked Sendable {
     }
 }
 
+/// A directory under tmp/ that one operation works in, locked while it lives so housekeeping leaves
+/// it alone; removed when done.
 public final class WorkingDirectory: Sendable {
+    /// Its path.
     public let path: String
     private let lock: Mutex<FileLock?>
 

@@ -3,15 +3,23 @@
 
 import SLMFormats
 
+/// A store's `config` file: format, chunker parameters and compression level, fixed when the store
+/// is created.
 public struct StoreConfig: Equatable, Sendable {
+    /// The store format this build writes and reads.
     public static let currentFormat: UInt64 = 1
 
+    /// The store's format.
     public var format: UInt64 = currentFormat
+    /// The chunker every writer of this store uses.
     public var chunker: ChunkerParameters = .default
+    /// The zstd level chunks are compressed at.
     public var compressionLevel: Int = 3
 
+    /// The defaults: current format, default chunker, zstd level 3.
     public init() {}
 
+    /// The config as the JSON value Format.md specifies.
     public var json: JSONValue {
         .object([
             "type": .string("slmstore"),
@@ -27,8 +35,10 @@ public struct StoreConfig: Equatable, Sendable {
         ])
     }
 
+    /// The canonical JSON bytes and a newline, as written to `config`.
     public func encoded() -> [UInt8] { json.canonicalBytes() + [0x0a] }
 
+    /// Decodes and checks a config file; a newer format is `unsupportedFormat`.
     public static func decode(_ bytes: [UInt8], source: String) throws -> StoreConfig {
         func bad(_ p: String) -> SLMError { .damaged(path: source, problem: p) }
         let v: JSONValue

@@ -4,31 +4,51 @@
 import SLMFormats
 import Foundation
 
+/// What `verify` found: counts, problems, damaged chunks and the versions they hurt.
 public struct VerifyReport: Sendable {
+    /// A file that is not what the format says it must be.
     public struct Problem: Sendable {
+        /// The file.
         public var path: String
+        /// What is wrong with it.
         public var message: String
     }
+    /// A file of a version that cannot be rebuilt because of a damaged or missing chunk.
     public struct Hurt: Sendable {
+        /// NAME@VERSION.
         public var version: String
+        /// The file's path in the version.
         public var file: String
+        /// The chunk's id in hex.
         public var chunk: String
+        /// Why the chunk cannot serve.
         public var reason: String
     }
 
+    /// Packs checked.
     public var packs = 0
+    /// Chunk records checked.
     public var chunks = 0
+    /// Raw bytes of the chunks checked.
     public var chunkBytes: UInt64 = 0
+    /// Versions whose files were checked.
     public var versions = 0
+    /// Files that are damaged or inconsistent.
     public var problems: [Problem] = []
+    /// Ids of chunks whose records do not decode to their id.
     public var damagedChunks: [String] = []
+    /// What the damaged or missing chunks take down.
     public var hurtVersions: [Hurt] = []
+    /// Remarks that are not problems (say, a pack an interrupted write left without an index).
     public var notes: [String] = []
 
+    /// Whether nothing is wrong.
     public var ok: Bool { problems.isEmpty && damagedChunks.isEmpty && hurtVersions.isEmpty }
 }
 
 extension Store {
+    /// Checks every pack record (decoded, hashed against its id), every object and every ref, and
+    /// which versions any damage hurts. Reads everything; changes nothing.
     public func verify(progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> VerifyReport {
         var report = VerifyReport()
         // One pack index in memory at a time; lookups (delta bases, the version pass) go through
