@@ -10,10 +10,14 @@ import Synchronization
 
 /// Traffic a backend has carried so far.
 public struct Traffic: Sendable, Equatable {
+    /// Bytes received (response bodies).
     public var bytesReceived: UInt64 = 0
+    /// Bytes sent (request bodies).
     public var bytesSent: UInt64 = 0
+    /// Requests made.
     public var requests = 0
 
+    /// No traffic.
     public init() {}
 
     /// What happened between `earlier` and this snapshot.
@@ -118,9 +122,13 @@ final class TrafficCounter: Sendable {
 public class RetryingReader: ReadableBackend, @unchecked Sendable {
     /// How often and how patiently to try.
     public struct Policy: Sendable {
+        /// Tries in a row that fail transiently before giving up.
         public var attempts = 5
+        /// Seconds before the first retry (doubled each time, with jitter).
         public var initialBackoff = 0.2
+        /// The longest wait between tries, in seconds.
         public var maxBackoff = 5.0
+        /// Five tries, 0.2 s doubling up to 5 s.
         public init() {}
     }
 
@@ -138,7 +146,9 @@ public class RetryingReader: ReadableBackend, @unchecked Sendable {
         self.onRetry = onRetry
     }
 
+    /// The wrapped remote's location.
     public var location: String { reader.location }
+    /// The wrapped remote's traffic.
     public var traffic: Traffic { reader.traffic }
 
     /// Runs `body` until it succeeds, fails for good, or fails transiently `policy.attempts`
@@ -175,6 +185,7 @@ public class RetryingReader: ReadableBackend, @unchecked Sendable {
         }
     }
 
+    /// The wrapped read, retried.
     public func read(_ path: String, limit: Int) throws -> [UInt8]? { try attempt { try reader.read(path, limit: limit) } }
     /// A retry asks only for what the failed attempt did not deliver, so `consume` sees each
     /// byte of the range once, in order.
@@ -204,9 +215,11 @@ public class RetryingReader: ReadableBackend, @unchecked Sendable {
         }
     }
 
+    /// The wrapped conditional read, retried.
     public func readIfChanged(_ path: String, validator: String?, limit: Int) throws -> ConditionalRead {
         try attempt { try reader.readIfChanged(path, validator: validator, limit: limit) }
     }
+    /// The wrapped check, retried.
     public func exists(_ path: String) throws -> Bool { try attempt { try reader.exists(path) } }
 }
 
@@ -221,15 +234,21 @@ public final class RetryingBackend: RetryingReader, StoreBackend, @unchecked Sen
         super.init(inner, policy: policy, isCancelled: isCancelled, onRetry: onRetry)
     }
 
+    /// The wrapped write, retried (it replaces the whole file, so a repeat is harmless).
     public func write(_ path: String, bytes: [UInt8]) throws { try attempt { try inner.write(path, bytes: bytes) } }
+    /// The wrapped upload, retried.
     public func upload(_ path: String, fromFile localPath: String) throws { try attempt { try inner.upload(path, fromFile: localPath) } }
+    /// The wrapped compare-and-swap, retried.
     public func write(_ path: String, bytes: [UInt8], ifMatching expected: String?) throws -> Bool {
         // A lost answer to a write that did succeed reads as a conflict on the retry; callers of
         // compare-and-swap re-read and merge on conflict anyway, so that is safe.
         try attempt { try inner.write(path, bytes: bytes, ifMatching: expected) }
     }
+    /// The wrapped listing, retried.
     public func list(_ directory: String, recursive: Bool) throws -> [String] { try attempt { try inner.list(directory, recursive: recursive) } }
+    /// The wrapped delete, retried.
     public func delete(_ path: String) throws { try attempt { try inner.delete(path) } }
+    /// The wrapped remote's lease (not retried: taking it is local).
     public func publishLease() throws -> AnyObject? { try inner.publishLease() }
 }
 
@@ -249,7 +268,9 @@ public class RateLimitedReader: ReadableBackend, @unchecked Sendable {
         budget = Mutex((Date(), 0))
     }
 
+    /// The wrapped remote's location.
     public var location: String { reader.location }
+    /// The wrapped remote's traffic.
     public var traffic: Traffic { reader.traffic }
 
     /// Sleeps until `n` more bytes fit the rate (checked in small steps, so a cancel is quick).
@@ -266,11 +287,13 @@ public class RateLimitedReader: ReadableBackend, @unchecked Sendable {
         }
     }
 
+    /// The wrapped read, paced by its size.
     public func read(_ path: String, limit: Int) throws -> [UInt8]? {
         let b = try reader.read(path, limit: limit)
         try pace(b?.count ?? 0)
         return b
     }
+    /// The wrapped range read, paced as the bytes arrive.
     public func readRange(_ path: String, range: Range<UInt64>, into consume: (UnsafeRawBufferPointer) throws -> Void) throws {
         // Large ranges are paced in slices so the rate holds within one request too.
         let slice: UInt64 = max(64 << 10, UInt64(bytesPerSecond / 4))
@@ -282,17 +305,20 @@ public class RateLimitedReader: ReadableBackend, @unchecked Sendable {
             at = end
         }
     }
+    /// The wrapped stream, paced as the bytes arrive.
     public func readStream(_ path: String, limit: Int, into consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
         try reader.readStream(path, limit: limit) { piece in
             try consume(piece)
             try pace(piece.count)
         }
     }
+    /// The wrapped conditional read, paced by what it returned.
     public func readIfChanged(_ path: String, validator: String?, limit: Int) throws -> ConditionalRead {
         let r = try reader.readIfChanged(path, validator: validator, limit: limit)
         if case let .changed(bytes, _) = r { try pace(bytes.count) }
         return r
     }
+    /// The wrapped check (too small to pace).
     public func exists(_ path: String) throws -> Bool { try reader.exists(path) }
 }
 
@@ -306,47 +332,64 @@ public final class RateLimitedBackend: RateLimitedReader, StoreBackend, @uncheck
         super.init(inner, bytesPerSecond: bytesPerSecond, isCancelled: isCancelled)
     }
 
+    /// The wrapped write, paced by its size.
     public func write(_ path: String, bytes: [UInt8]) throws { try pace(bytes.count); try inner.write(path, bytes: bytes) }
+    /// The wrapped upload, paced by the file's size.
     public func upload(_ path: String, fromFile localPath: String) throws {
         try pace(Int(FileSystem.fileSize(localPath) ?? 0))
         try inner.upload(path, fromFile: localPath)
     }
+    /// The wrapped compare-and-swap, paced by its size.
     public func write(_ path: String, bytes: [UInt8], ifMatching expected: String?) throws -> Bool {
         try pace(bytes.count)
         return try inner.write(path, bytes: bytes, ifMatching: expected)
     }
+    /// The wrapped listing.
     public func list(_ directory: String, recursive: Bool) throws -> [String] { try inner.list(directory, recursive: recursive) }
+    /// The wrapped delete.
     public func delete(_ path: String) throws { try inner.delete(path) }
+    /// The wrapped remote's lease.
     public func publishLease() throws -> AnyObject? { try inner.publishLease() }
 }
 
 // MARK: Opening
 
+/// Opening a remote from what a user typed.
 public enum Remotes {
     /// How a remote is reached: the wrappers every backend gets.
     public struct Options: Sendable {
+        /// Average transfer rate limit in bytes per second (0: none).
         public var maxBytesPerSecond: Double = 0
+        /// How transient failures are retried.
         public var retry = RetryingReader.Policy()
+        /// Polled during waits and transfers; true stops the work with `SLMError.cancelled`.
         public var isCancelled: @Sendable () -> Bool = { false }
+        /// Hears of each failed attempt that will be retried (attempt number, error).
         public var onRetry: @Sendable (Int, SLMError) -> Void = { _, _ in }
         /// For s3:// remotes: an S3-compatible endpoint, over AWS_ENDPOINT_URL and the profile.
         public var endpoint: String?
         /// Multipart part size for s3:// uploads (at least 5 MiB, S3's minimum).
         public var s3PartSize = 16 << 20
+        /// The environment credentials and endpoints are read from.
         public var environment: [String: String] = ProcessInfo.processInfo.environment
         /// For http(s) remotes: where credentials come from (the environment above is used too).
         public var credentials = HTTPCredentials.Sources()
         /// For https remotes and S3 endpoints: a private CA and a client certificate.
         public var tls = TLSFiles()
+        /// No rate limit, default retries, the process's environment.
         public init() {}
     }
 
     /// The TLS files a device or publisher names (`--cacert`, `--cert`, `--key`), each falling
     /// back to SLMSTORE_CA_BUNDLE, SLMSTORE_CLIENT_CERT and SLMSTORE_CLIENT_KEY.
     public struct TLSFiles: Sendable, Equatable {
+        /// A CA bundle to trust instead of the system's.
         public var caBundle: String?
+        /// A client certificate to present (mutual TLS).
         public var clientCertificate: String?
+        /// The client certificate's key (in the certificate file when not given).
         public var clientKey: String?
+        /// TLS files as given.
         public init(caBundle: String? = nil, clientCertificate: String? = nil, clientKey: String? = nil) {
             (self.caBundle, self.clientCertificate, self.clientKey) = (caBundle, clientCertificate, clientKey)
         }

@@ -6,6 +6,7 @@ import SLMFormats
 import SLMLocalStore
 import Foundation
 
+/// A store directory served over http(s) by any static web server: read-only.
 public final class HTTPBackend: ReadableBackend {
     /// The remote's URL without credentials.
     public let base: URL
@@ -20,6 +21,7 @@ public final class HTTPBackend: ReadableBackend {
         client = HTTPClient(policy: policy)
     }
 
+    /// The URL, without credentials.
     public var location: String { base.absoluteString }
 
     private func perform(_ u: URL, method: String = "GET", headers: [String: String] = [:], limit: Int,
@@ -35,6 +37,7 @@ public final class HTTPBackend: ReadableBackend {
         }
         return r
     }
+    /// Bytes and requests so far.
     public var traffic: Traffic { counter.snapshot }
 
     func url(_ path: String) -> URL { URL(string: base.absoluteString + "/" + path)! }
@@ -49,6 +52,7 @@ public final class HTTPBackend: ReadableBackend {
     /// A missing file; public buckets answer 403 rather than 404 for keys that do not exist.
     private func isAbsent(_ status: Int, _ path: String) -> Bool { status == 404 || (status == 403 && path.hasPrefix("refs/")) }
 
+    /// GET of the whole file (nil on 404), refused above `limit` before its body is read.
     public func read(_ path: String, limit: Int) throws -> [UInt8]? {
         let (u, r) = try get(path, limit: limit)
         if isAbsent(r.status, path) { return nil }
@@ -57,6 +61,7 @@ public final class HTTPBackend: ReadableBackend {
         return r.body
     }
 
+    /// GET of the whole file, streamed as it arrives.
     public func readStream(_ path: String, limit: Int, into consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
         let u = url(path)
         let what = u.absoluteString
@@ -76,6 +81,7 @@ public final class HTTPBackend: ReadableBackend {
         return true
     }
 
+    /// HEAD of the file.
     public func exists(_ path: String) throws -> Bool {
         let u = url(path)
         let r = try perform(u, method: "HEAD", limit: 0)
@@ -85,6 +91,8 @@ public final class HTTPBackend: ReadableBackend {
         return true
     }
 
+    /// GET with If-None-Match (ETag) or If-Modified-Since (Last-Modified), whichever the server
+    /// gave last.
     public func readIfChanged(_ path: String, validator: String?, limit: Int) throws -> ConditionalRead {
         var headers: [String: String] = [:]
         if let validator {
@@ -109,6 +117,7 @@ public final class HTTPBackend: ReadableBackend {
         return .changed(bytes: r.body, validator: v)
     }
 
+    /// GET with a Range header; the answer must be 206 with exactly that range.
     public func readRange(_ path: String, range: Range<UInt64>, into consume: (UnsafeRawBufferPointer) throws -> Void) throws {
         let span = "\(range.lowerBound)-\(range.upperBound - 1)"
         let u = url(path)

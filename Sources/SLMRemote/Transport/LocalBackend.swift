@@ -6,17 +6,23 @@ import SLMFormats
 import SLMLocalStore
 import Foundation
 
+/// A store directory reached by path (a local disk or a shared mount).
 public final class LocalBackend: StoreBackend {
+    /// The directory.
     public let root: String
     private let counter = TrafficCounter()
 
+    /// A backend for the store directory `root` (nothing is checked yet).
     public init(root: String) { self.root = root }
 
+    /// The directory's path.
     public var location: String { root }
+    /// Bytes and reads so far.
     public var traffic: Traffic { counter.snapshot }
 
     func full(_ path: String) -> String { path.isEmpty ? root : root + "/" + path }
 
+    /// The whole file (nil when absent), refused above `limit` before it is read.
     public func read(_ path: String, limit: Int) throws -> [UInt8]? {
         let p = full(path)
         guard FileSystem.exists(p) else { return nil }
@@ -25,12 +31,14 @@ public final class LocalBackend: StoreBackend {
         return bytes
     }
 
+    /// The bytes of `range`, read 1 MiB at a time.
     public func readRange(_ path: String, range: Range<UInt64>, into consume: (UnsafeRawBufferPointer) throws -> Void) throws {
         let file = try FileDescriptor.openForReading(full(path))
         try file.readBlocks(range, blockSize: 1 << 20, consume)
         counter.received(Int(range.count))
     }
 
+    /// The whole file, read 1 MiB at a time.
     public func readStream(_ path: String, limit: Int, into consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
         let file: FileDescriptor
         do { file = try FileDescriptor.openForReading(full(path)) } catch SLMError.io(_, "open", ENOENT) { return false }
@@ -50,6 +58,7 @@ public final class LocalBackend: StoreBackend {
         return "\(st.st_size)-\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)-\(st.st_ino)"
     }
 
+    /// Unchanged while the file's size, modification time and inode are the validator's.
     public func readIfChanged(_ path: String, validator expected: String?, limit: Int) throws -> ConditionalRead {
         guard let v = validator(of: path) else { counter.received(0); return .absent }
         if v == expected { counter.received(0); return .unchanged }
@@ -58,11 +67,13 @@ public final class LocalBackend: StoreBackend {
         return .changed(bytes: bytes, validator: validator(of: path) == v ? v : nil)
     }
 
+    /// Whether the file is there.
     public func exists(_ path: String) throws -> Bool { FileSystem.exists(full(path)) }
 
     /// Objects are immutable: read-only files make that visible to anyone browsing the remote.
     private func mode(for path: String) -> mode_t { path.hasPrefix("objects/") ? 0o444 : 0o644 }
 
+    /// Temporary file, fsync, rename (objects are made read-only).
     public func write(_ path: String, bytes: [UInt8]) throws {
         let p = full(path)
         try FileSystem.makeDirectories(FileSystem.dirname(p))
@@ -70,6 +81,7 @@ public final class LocalBackend: StoreBackend {
         counter.sent(UInt64(bytes.count))
     }
 
+    /// Copies the local file in through a temporary file, fsync and rename.
     public func upload(_ path: String, fromFile localPath: String) throws {
         let p = full(path)
         let dir = FileSystem.dirname(p)
@@ -90,6 +102,7 @@ public final class LocalBackend: StoreBackend {
         try FileSystem.syncDirectory(dir)
     }
 
+    /// Compare-and-swap under the directory's refs lock.
     public func write(_ path: String, bytes: [UInt8], ifMatching expected: String?) throws -> Bool {
         try FileSystem.makeDirectories(root + "/locks")
         let lock = try FileLock(path: root + "/locks/refs.lock", mode: .exclusive)
@@ -99,6 +112,7 @@ public final class LocalBackend: StoreBackend {
         return true
     }
 
+    /// Paths below `directory`, relative to the store.
     public func list(_ directory: String, recursive: Bool) throws -> [String] {
         let base = full(directory)
         guard FileSystem.isDirectory(base) else { return [] }
@@ -125,6 +139,7 @@ public final class LocalBackend: StoreBackend {
         return try FileLock(path: root + "/locks/data.lock", mode: .shared)
     }
 
+    /// Unlinks the file (absent is fine).
     public func delete(_ path: String) throws {
         guard unlink(full(path)) == 0 || errno == ENOENT else { throw SLMError.io(path: full(path), operation: "unlink", errno: errno) }
     }

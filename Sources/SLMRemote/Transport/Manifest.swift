@@ -7,20 +7,31 @@ import SLMLocalStore
 import Foundation
 import Synchronization
 
+/// A published store's manifest.json (Format.md): its models, their versions, stages and rollouts,
+/// and its packs, so a device finds everything with one small read.
 public struct Manifest: Sendable {
+    /// One version as the manifest lists it.
     public struct VersionEntry: Sendable {
+        /// The version (SemVer text).
         public var version: String
+        /// The version id.
         public var id: SHA256Digest
+        /// Its tree's id.
         public var tree: SHA256Digest
+        /// When it was added (RFC 3339 UTC).
         public var created: String
+        /// Bytes of all its files.
         public var size: UInt64
+        /// Its files: path, SHA-256 in hex, size.
         public var files: [(path: String, sha256: String, size: UInt64)]
+        /// Other models it needs.
         public var dependencies: [Dependency]
         /// Packs that hold this version's chunks.
         public var packs: [PackID]
         /// Delta sets that rebuild this version's chunks from another version's, by base id.
         public var deltas: [DeltaEntry] = []
 
+        /// An entry from its fields.
         public init(version: String, id: SHA256Digest, tree: SHA256Digest, created: String, size: UInt64,
                     files: [(path: String, sha256: String, size: UInt64)], dependencies: [Dependency], packs: [PackID],
                     deltas: [DeltaEntry] = []) {
@@ -29,28 +40,38 @@ public struct Manifest: Sendable {
         }
     }
 
+    /// A delta set the remote holds for a version: its base and the packs of its delta records.
     public struct DeltaEntry: Equatable, Sendable {
+        /// The version the deltas apply to.
         public var base: SHA256Digest
+        /// The packs holding the delta records.
         public var packs: [PackID]
     }
 
     /// Format 2: the file holding one model's version entries, named by its SHA-256, so it never
     /// changes once written and a reader can tell it from any other.
     public struct EntriesFile: Equatable, Sendable {
+        /// The entries file's SHA-256 (its name).
         public var sha256: SHA256Digest
+        /// Its size in bytes.
         public var size: UInt64
+        /// Its path in the remote: manifests/<sha256>.json.
         public var path: String { RemoteLayout.manifestEntriesPath(sha256) }
     }
 
+    /// One model as the manifest lists it.
     public struct ModelEntry: Sendable {
         /// SemVer order. Read from a format 2 manifest, empty until the entries file is loaded
         /// (`versionsLoaded`); `versionCount` and `versionsDigest` describe them meanwhile.
         public var versions: [VersionEntry]
-        public var stages: [String: String]          // stage -> version string
+        /// Stage to the version (SemVer text) that holds it.
+        public var stages: [String: String]
         /// Active staged rollouts, by stage: a version some devices take before the stage moves.
         public var rollouts: [String: RolloutRecord] = [:]
         /// Stage -> the id it names, as listed.
         public var stageIDs: [String: SHA256Digest]
+        /// Whether `versions` holds the model's versions (false until a format 2 entries file is
+        /// loaded).
         public var versionsLoaded = true
         /// Where the version entries are (format 2), and how many versions, with which names
         /// (`Manifest.versionsDigest`), the manifest says the file lists.
@@ -61,6 +82,7 @@ public struct Manifest: Sendable {
         /// that did not load (and so did not change) the versions.
         package var summary: JSONValue? = nil
 
+        /// A model entry with its versions in hand.
         public init(versions: [VersionEntry], stages: [String: String], rollouts: [String: RolloutRecord] = [:]) {
             self.versions = versions
             self.stages = stages
@@ -69,15 +91,21 @@ public struct Manifest: Sendable {
             for (stage, v) in stages { if let e = versions.first(where: { $0.version == v }) { stageIDs[stage] = e.id } }
         }
 
+        /// How many versions the model has, loaded or not.
         public var versionCount: Int { versionsLoaded ? versions.count : listedCount }
+        /// The digest of the model's version names, loaded or not (what tells an unchanged model).
         public var versionsDigest: SHA256Digest {
             versionsLoaded || listedDigest == nil ? Manifest.versionsDigest(versions.map(\.version)) : listedDigest!
         }
     }
 
+    /// The store's name, for pages and messages.
     public var project: String
+    /// When the manifest was written (RFC 3339 UTC).
     public var lastUpdated: String
+    /// The models, by name.
     public var models: [String: ModelEntry]
+    /// Every committed pack.
     public var packs: [PackID]
     /// The SHA-256 trailer of each pack's index, so a reader can tell a cached or served index
     /// from the one the publisher wrote.
@@ -86,6 +114,7 @@ public struct Manifest: Sendable {
     /// releases name it (Format.md §7.4) so a device can tell one remote's release from another's.
     public var remoteID: String? = nil
 
+    /// A manifest from its parts.
     public init(project: String, lastUpdated: String, models: [String: ModelEntry], packs: [PackID]) {
         (self.project, self.lastUpdated, self.models, self.packs) = (project, lastUpdated, models, packs)
     }
@@ -321,6 +350,7 @@ public struct Manifest: Sendable {
 /// name is its hash, so what it holds never changes. Holds only what `keep` last named.
 public final class ManifestEntriesCache: Sendable {
     private let byHash = Mutex<[SHA256Digest: [Manifest.VersionEntry]]>([:])
+    /// An empty cache.
     public init() {}
     func versions(_ sha: SHA256Digest) -> [Manifest.VersionEntry]? { byHash.withLock { $0[sha] } }
     func remember(_ sha: SHA256Digest, _ versions: [Manifest.VersionEntry]) { byHash.withLock { $0[sha] = versions } }

@@ -8,7 +8,9 @@ import SLMLocalStore
 import Foundation
 import Synchronization
 
+/// A store directory under a prefix of an S3 bucket, reached natively (SigV4).
 public final class S3Backend: StoreBackend {
+    /// The bucket.
     public let bucket: String
     /// Key prefix of the store inside the bucket ("" or "a/b", no slashes at the ends).
     public let prefix: String
@@ -22,6 +24,8 @@ public final class S3Backend: StoreBackend {
     /// Pages a listing may take (10,000 pages of up to 1,000 keys by default).
     let maxListPages: Int
 
+    /// A backend for s3://`bucket`/`prefix` with `config`'s endpoint, region and credentials;
+    /// uploads above `partSize` go in parts of that size.
     public init(bucket: String, prefix: String, config: AWSConfig, partSize: Int = 16 << 20,
                 policy: HTTPClient.Policy = HTTPClient.Policy(), maxListPages: Int = 10_000) {
         self.maxListPages = maxListPages
@@ -55,7 +59,9 @@ public final class S3Backend: StoreBackend {
         return (bucket, prefix)
     }
 
+    /// s3://bucket/prefix.
     public var location: String { "s3://\(bucket)" + (prefix.isEmpty ? "" : "/" + prefix) }
+    /// Bytes and requests so far.
     public var traffic: Traffic { counter.snapshot }
 
     func key(_ path: String) -> String { prefix.isEmpty ? path : (path.isEmpty ? prefix : prefix + "/" + path) }
@@ -144,6 +150,7 @@ public final class S3Backend: StoreBackend {
 
     // MARK: StoreBackend
 
+    /// GET of the whole object (nil on 404), refused above `limit` before its body is read.
     public func read(_ path: String, limit: Int) throws -> [UInt8]? {
         let r = try send("GET", key: key(path), limit: max(limit, 64 << 10))
         if r.status == 404 { return nil }
@@ -155,6 +162,7 @@ public final class S3Backend: StoreBackend {
         return r.body
     }
 
+    /// GET of the whole object, streamed as it arrives.
     public func readStream(_ path: String, limit: Int, into consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
         let what = "\(location)/\(path)"
         var delivered = 0
@@ -183,6 +191,7 @@ public final class S3Backend: StoreBackend {
         return true
     }
 
+    /// Ranged GET; the answer must be exactly the range asked for.
     public func readRange(_ path: String, range: Range<UInt64>, into consume: (UnsafeRawBufferPointer) throws -> Void) throws {
         let what = "\(location)/\(path)"
         let fail = { (r: HTTPResponse) in self.failure(r, path) }
@@ -203,6 +212,7 @@ public final class S3Backend: StoreBackend {
         try r.checkRange(range, what, failure: fail)
     }
 
+    /// GET with If-None-Match on the ETag from the last read.
     public func readIfChanged(_ path: String, validator: String?, limit: Int) throws -> ConditionalRead {
         var headers: [String: String] = [:]
         if let validator, validator.hasPrefix("etag:") { headers["If-None-Match"] = String(validator.dropFirst(5)) }
@@ -217,6 +227,7 @@ public final class S3Backend: StoreBackend {
         return .changed(bytes: r.body, validator: r.headers["etag"].map { "etag:" + $0 })
     }
 
+    /// HEAD of the object.
     public func exists(_ path: String) throws -> Bool {
         let r = try send("HEAD", key: key(path), limit: 0)
         if r.status == 404 { return false }
@@ -224,11 +235,14 @@ public final class S3Backend: StoreBackend {
         return true
     }
 
+    /// PUT of the object (S3 replaces objects whole).
     public func write(_ path: String, bytes: [UInt8]) throws {
         let r = try send("PUT", key: key(path), body: bytes, limit: 64 << 10)
         guard r.status == 200 else { throw failure(r, path) }
     }
 
+    /// Conditional PUT: If-Match on the ETag, or If-None-Match: * to create; false when another
+    /// writer came first.
     public func write(_ path: String, bytes: [UInt8], ifMatching expected: String?) throws -> Bool {
         var headers: [String: String] = [:]
         if let expected {
@@ -245,6 +259,8 @@ public final class S3Backend: StoreBackend {
         return true
     }
 
+    /// PUT of a local file; above the part size a multipart upload that resumes after a kill from a
+    /// state file beside the local file.
     public func upload(_ path: String, fromFile localPath: String) throws {
         let file = try FileDescriptor.openForReading(localPath)
         let size = try file.size()
@@ -301,11 +317,13 @@ public final class S3Backend: StoreBackend {
         return found.sorted()
     }
 
+    /// DELETE of the object (absent is fine).
     public func delete(_ path: String) throws {
         let r = try send("DELETE", key: key(path), limit: 64 << 10)
         guard r.status == 204 || r.status == 200 || r.status == 404 else { throw failure(r, path) }
     }
 
+    /// None: a bucket has no collector to hold off.
     public func publishLease() throws -> AnyObject? { nil }
 
     // MARK: Multipart
