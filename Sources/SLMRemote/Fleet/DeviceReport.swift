@@ -7,6 +7,8 @@ import SLMFormats
 import SLMLocalStore
 import Foundation
 
+/// What a device sends back after a round: per followed model, what it runs, what it is going for
+/// and how that went (Format.md). Never credentials, URLs or paths; at most 4 KiB.
 public struct DeviceReport: Sendable, Equatable {
     /// How a followed model stands after a round.
     public enum State: String, Sendable, CaseIterable {
@@ -22,9 +24,13 @@ public struct DeviceReport: Sendable, Equatable {
         case failed
     }
 
+    /// One followed model's standing.
     public struct Model: Sendable, Equatable {
+        /// The version the device runs, if any.
         public var installed: String?
+        /// The version it is going for, if known.
         public var target: String?
+        /// How that stands.
         public var state: State
         /// For `failed`: what kind of failure (`untrusted`, `transport`, `remote`, `damaged`,
         /// `disk`, `other`); never a message, which could carry a URL or a path.
@@ -32,21 +38,27 @@ public struct DeviceReport: Sendable, Equatable {
         /// Bytes downloaded for this model in the round.
         public var bytesFetched: UInt64 = 0
 
+        /// A model's standing from its fields.
         public init(installed: String?, target: String?, state: State, errorClass: String? = nil, bytesFetched: UInt64 = 0) {
             (self.installed, self.target, self.state, self.errorClass, self.bytesFetched) = (installed, target, state, errorClass, bytesFetched)
         }
     }
 
+    /// The directory of a remote that reports go to (one file per device).
     public static let directory = "reports"
     /// A report is at most this long: the sink and the reader both hold to it.
     public static let maxEncodedSize = 4096
+    /// Models a report may list.
     public static let maxModels = 16
 
+    /// The device's id.
     public var device: String
     /// RFC 3339 UTC, when the round ended.
     public var time: String
+    /// The followed models, by name.
     public var models: [String: Model]
 
+    /// A report from its fields.
     public init(device: String, time: String, models: [String: Model]) {
         (self.device, self.time, self.models) = (device, time, models)
     }

@@ -7,13 +7,18 @@ import SLMFormats
 import SLMLocalStore
 import Foundation
 
+/// What the devices reporting to a remote run, per model and version, with the rollouts' shares and
+/// failure rates (what `fleet` prints).
 public struct FleetView: Sendable {
+    /// Devices on, or going for, one version, by state.
     public struct Counts: Sendable, Equatable {
         /// Devices whose installed version this is.
         public var running = 0
         /// Devices going for this version that have not reached it yet (pending or downloading).
         public var pending = 0
+        /// Devices whose health check failed this version (they went back).
         public var rejected = 0
+        /// Devices whose last round going for this version failed (download, verification, install).
         public var failed = 0
         /// Devices running this version whose last report is older than the silence threshold.
         public var silent = 0
@@ -28,17 +33,25 @@ public struct FleetView: Sendable {
         }
     }
 
+    /// An active rollout with the counts for its version.
     public struct Rollout: Sendable, Equatable {
+        /// The model.
         public var model: String
+        /// The stage rolled out to.
         public var stage: String
+        /// The version rolled out.
         public var version: String
+        /// The share of devices, in percent.
         public var percent: Double
+        /// What the reports say of that version.
         public var counts: Counts
     }
 
+    /// Devices with a readable report.
     public var devices = 0
     /// model -> version -> counts.
     public var models: [String: [String: Counts]] = [:]
+    /// The manifest's active rollouts, with their counts.
     public var rollouts: [Rollout] = []
     /// Devices whose last report is older than the threshold.
     public var silentDevices: [String] = []
@@ -46,6 +59,7 @@ public struct FleetView: Sendable {
     public var damaged: [String] = []
 }
 
+/// Reading a remote's device reports into a `FleetView`.
 public enum Fleet {
     /// Reports read at most (10,000 devices' worth of 4 KiB each is 40 MB of reading, not of memory:
     /// each is decoded and counted, then dropped).

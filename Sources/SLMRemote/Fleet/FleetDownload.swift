@@ -6,9 +6,13 @@ import SLMFormats
 import SLMLocalStore
 import Foundation
 
+/// What the devices on each version download to reach a target version (`fleet --target`).
 public struct FleetDownload: Sendable {
+    /// The devices on one version.
     public struct Row: Sendable, Equatable {
+        /// The version they run.
         public var from: String
+        /// How many devices run it.
         public var devices: Int
         /// What one device on `from` fetches; nil when this store does not hold `from`.
         public var bytesEach: UInt64?
@@ -16,10 +20,13 @@ public struct FleetDownload: Sendable {
         public var viaDeltas: Bool
     }
 
+    /// The target, NAME@VERSION.
     public var target: String
+    /// One row per version devices run.
     public var rows: [Row]
     /// Over the rows whose versions this store holds.
     public var totalBytes: UInt64 { rows.reduce(0) { $0 + ($1.bytesEach ?? 0) * UInt64($1.devices) } }
+    /// Devices on versions this store does not hold (not in `totalBytes`).
     public var devicesUnknown: Int { rows.filter { $0.bytesEach == nil }.reduce(0) { $0 + $1.devices } }
 }
 

@@ -6,21 +6,29 @@ import SLMFormats
 import SLMLocalStore
 import Foundation
 
+/// AWS credentials for signing S3 requests (never printed).
 public struct AWSCredentials: Sendable {
+    /// The access key id.
     public var accessKeyID: String
+    /// The secret access key.
     public var secretAccessKey: String
+    /// The session token of temporary credentials.
     public var sessionToken: String?
     /// Where they came from, for error messages ("AWS_ACCESS_KEY_ID", "profile ci in ~/.aws/credentials").
     public var source: String
 }
 
+/// How to reach S3: region, endpoint and credentials, resolved from options, the environment and
+/// ~/.aws as the AWS CLI does.
 public struct AWSConfig: Sendable {
+    /// The region requests are signed for.
     public var region: String
     /// An S3-compatible endpoint (MinIO, Ceph, R2, moto); nil for AWS itself.
     public var endpoint: URL?
     /// nil: anonymous requests (a public bucket).
     public var credentials: AWSCredentials?
 
+    /// A config from its parts (nil credentials: unsigned requests).
     public init(region: String, endpoint: URL?, credentials: AWSCredentials?) {
         self.region = region
         self.endpoint = endpoint

@@ -12,9 +12,13 @@ import SLMLocalStore
 import Foundation
 import CCurl
 
+/// A response: status, headers and the body unless it was streamed.
 public struct HTTPResponse: Sendable {
+    /// The HTTP status.
     public var status: Int
-    public var headers: [String: String]  // lowercased names
+    /// Headers by lowercased name.
+    public var headers: [String: String]
+    /// The body, when it was not streamed (and for any non-2xx answer).
     public var body: [UInt8]
     /// Body bytes handed to a `BodyStream` instead of kept in `body`.
     public var streamed = 0
@@ -52,6 +56,7 @@ public struct HTTPResponse: Sendable {
 /// Unchecked: easy handles are kept in `idle` under `lock`; a handle is used by one thread at a
 /// time, the one whose `perform` took it.
 public final class HTTPClient: @unchecked Sendable {
+    /// The bounds every request of a client keeps, and its TLS files.
     public struct Policy: Sendable {
         /// Longest silence while waiting for bytes (and for a connection).
         public var timeout: TimeInterval = 30
@@ -62,6 +67,7 @@ public final class HTTPClient: @unchecked Sendable {
         /// A request that receives fewer than `minimumRate` bytes a second, averaged over
         /// `rateWindow` seconds, is cut: a trickling server cannot hold it up to the deadline.
         public var minimumRate: Double = 1024
+        /// The window the minimum rate is averaged over, in seconds.
         public var rateWindow: TimeInterval = 30
         /// Checked at least once a second while waiting; true cancels the request (SIGTERM).
         public var isCancelled: @Sendable () -> Bool = { false }
@@ -69,10 +75,13 @@ public final class HTTPClient: @unchecked Sendable {
         public var caBundle: String? = nil
         /// PEM client certificate and its key, for servers that ask for one (mutual TLS).
         public var clientCertificate: String? = nil
+        /// The client certificate's key, when it is not in the certificate file.
         public var clientKey: String? = nil
+        /// The defaults: 30 s idle timeout, 1 KiB/s over 30 s, 5 redirects, the system's CAs.
         public init() {}
     }
 
+    /// The bounds and TLS files of every request.
     public let policy: Policy
     private let lock = NSLock()
     /// Finished handles, kept so their connections (and TLS sessions) are reused.
@@ -80,6 +89,7 @@ public final class HTTPClient: @unchecked Sendable {
 
     private static let initialized: Bool = curl_global_init(Int(CURL_GLOBAL_DEFAULT)) == CURLE_OK
 
+    /// A client keeping `policy`.
     public init(policy: Policy = Policy()) {
         self.policy = policy
     }
@@ -90,8 +100,11 @@ public final class HTTPClient: @unchecked Sendable {
     /// piece, and may refuse them by throwing; `body` then gets the pieces in order. Only a 2xx
     /// answer is streamed; any other body is kept whole (it is an error text) in the response.
     public struct BodyStream {
+        /// Sees the status and headers before the first body byte; throwing refuses them.
         public var head: (HTTPResponse) throws -> Void
+        /// Gets the body's pieces in order.
         public var body: (UnsafeRawBufferPointer) throws -> Void
+        /// A stream from its two callbacks.
         public init(head: @escaping (HTTPResponse) throws -> Void, body: @escaping (UnsafeRawBufferPointer) throws -> Void) {
             self.head = head
             self.body = body

@@ -7,17 +7,25 @@ import SLMFormats
 import SLMLocalStore
 import Foundation
 
+/// The credentials an http(s) request carries, and where they came from.
 public struct HTTPCredentials: Sendable {
     /// The Authorization header's value.
     package let authorization: String
     /// Where they came from, for messages: "SLMSTORE_TOKEN", "~/.netrc (machine example.com)".
     public let source: String
 
+    /// Where credentials may come from, in order: a token file, a token (else SLMSTORE_TOKEN),
+    /// a netrc file (~/.netrc by default).
     public struct Sources: Sendable {
+        /// A bearer token given directly.
         public var token: String?
+        /// A file holding a bearer token on one line.
         public var tokenFile: String?
+        /// A netrc file to use instead of ~/.netrc.
         public var netrcFile: String?
+        /// The environment SLMSTORE_TOKEN and HOME are read from.
         public var environment: [String: String] = ProcessInfo.processInfo.environment
+        /// No sources but the environment.
         public init() {}
     }
 

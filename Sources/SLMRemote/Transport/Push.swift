@@ -8,22 +8,31 @@ import SLMFormats
 import SLMLocalStore
 import Foundation
 
+/// What a push did.
 public struct PushResult: Sendable {
+    /// Versions sent (NAME@VERSION).
     public var versionsPushed: [String]
+    /// Versions the remote had already.
     public var versionsPresent: [String]
+    /// Chunk records uploaded.
     public var chunksCopied: Int
+    /// Record bytes uploaded.
     public var bytesCopied: UInt64
     /// Delta sets written ("name@version <- name@version") and their record bytes.
     public var deltaSets: [String] = []
+    /// Record bytes of the delta sets written.
     public var deltaBytes: UInt64 = 0
+    /// Stage refs written or removed (NAME@STAGE).
     public var stagesPushed: [String]
     /// Bytes this push sent to the remote and requests it made (reads included).
     public var bytesSent: UInt64
+    /// Requests made.
     public var requests: Int
     /// Registry pages written (0 with web off).
     public var pagesWritten: Int
     /// Remote pack indexes searched for the chunks pushed (read from the local cache when seen before).
     public var packIndexesSearched: Int = 0
+    /// Wall time.
     public var seconds: Double
     /// The signed release written (with --sign).
     public var release: ReleaseSigningResult? = nil
@@ -41,9 +50,11 @@ public protocol RemotePageWriter: Sendable {
                     to destination: any StoreBackend) throws -> Int
 }
 
+/// How to push: pack size, progress, pages, deltas, signing.
 public struct PushOptions: Sendable {
     /// New packs are sealed (and uploaded) at this size.
     public var packTargetSize: UInt64 = 256 << 20
+    /// Called with (bytes uploaded, bytes to upload) as work advances.
     public var progress: (@Sendable (UInt64, UInt64) -> Void)?
     /// Writes the registry pages of the pushed models into the remote's web/ after the manifest
     /// (SLMPages' `RegistryPages`, which this layer cannot see); nil writes none.
@@ -63,10 +74,16 @@ public struct PushOptions: Sendable {
     public var remoteID: String?
     /// Remotes with more packs are searched only where the manifest puts the models pushed.
     var wholeSearchLimit = RemoteSetup.wholeSearchLimit
+    /// The defaults: 256 MiB packs, no pages, deltas against the parent and staged versions,
+    /// unsigned.
     public init() {}
 }
 
 extension Store {
+    /// Publishes `requested` (every version when empty) with their dependencies to `destination`:
+    /// the chunks it lacks in new packs (pack before index), objects, version refs, stage refs and
+    /// registry records, then manifest.json by compare-and-swap; concurrent publishers all end up
+    /// listed. A killed push resumes from its outgoing packs.
     public func push(to destination: any StoreBackend, refs requested: [VersionRef], options: PushOptions = PushOptions()) throws -> PushResult {
         let started = Timestamp.monotonicSeconds()
         let trafficBefore = destination.traffic

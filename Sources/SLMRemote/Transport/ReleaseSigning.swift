@@ -9,7 +9,9 @@ import SLMFormats
 import SLMLocalStore
 import Foundation
 
+/// How a publisher signs a release: keys, validity, and whether to start from scratch.
 public struct ReleaseSigning: Sendable {
+    /// The keys that sign (each adds a signature).
     public var keys: [Ed25519PrivateKey]
     /// Seconds from now until devices refuse the release (at most `SignedRelease.maxValidity`).
     public var validity: Int64 = 30 * 86400
@@ -21,14 +23,20 @@ public struct ReleaseSigning: Sendable {
     /// Ignore the remote's previous release entirely: versions only from this store, the serial
     /// from this store's record and the clock (the way back from a tampered release.json).
     public var fromScratch = false
+    /// Unix seconds now; a parameter so tests can move the clock.
     public var now: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
 
+    /// Signing with `keys` for 30 days.
     public init(keys: [Ed25519PrivateKey]) { self.keys = keys }
 }
 
+/// What a signing wrote.
 public struct ReleaseSigningResult: Sendable {
+    /// The new release's serial.
     public var serial: UInt64
+    /// When it expires (Unix seconds).
     public var expires: Int64
+    /// Versions it lists.
     public var versions: Int
     /// The remote id the release names.
     public var remote: String

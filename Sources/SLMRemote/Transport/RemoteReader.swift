@@ -6,7 +6,10 @@ import SLMLocalStore
 import Foundation
 import Synchronization
 
+/// Reads a remote store's metadata, checking each file (size bounds, hashes, pack index checksums
+/// the manifest lists) and caching verified pack indexes.
 public final class RemoteReader: Sendable {
+    /// The remote read from.
     public let remote: any ReadableBackend
     /// Where verified pack indexes are cached (they are immutable, so valid forever).
     let cacheDirectory: String?
@@ -25,6 +28,8 @@ public final class RemoteReader: Sendable {
     /// The signed release a device accepted from this remote: when set, only what it lists exists.
     public let release: SignedRelease?
 
+    /// A reader of `remote`, caching pack indexes under `cacheDirectory` (nil: none); with
+    /// `release`, the manifest is restricted to what the signed release lists.
     public init(remote: any ReadableBackend, cacheDirectory: String?, release: SignedRelease? = nil) {
         self.remote = remote
         self.cacheDirectory = cacheDirectory
@@ -39,6 +44,7 @@ public final class RemoteReader: Sendable {
 
     private func where_(_ path: String) -> String { "\(remote.location)/\(path)" }
 
+    /// The remote's config; a remote without one is not a store.
     public func config() throws -> StoreConfig {
         guard let bytes = try get("config", limit: 1 << 20) else {
             throw SLMError.notAStore(path: where_("config"), problem: "not a slmstore store (no config)")
@@ -66,6 +72,7 @@ public final class RemoteReader: Sendable {
         return release?.restrict(manifest) ?? manifest
     }
 
+    /// The id `name@version`'s ref names on the remote, nil when it has none.
     public func versionRef(_ name: ModelName, _ version: SemVer) throws -> SHA256Digest? {
         let path = RemoteLayout.versionRefPath(name, version)
         guard let bytes = try get(path, limit: 4096) else { return nil }
@@ -112,10 +119,12 @@ public final class RemoteReader: Sendable {
         return try FileDescriptor.openForReading(path)
     }
 
+    /// The version object `id`, hash-checked and decoded.
     public func version(_ id: SHA256Digest) throws -> VersionObject {
         try VersionObject.decode(try objectBytes(id, limit: VersionObject.maxEncodedSize), source: where_("objects/\(id.hex)"))
     }
 
+    /// The tree object `id`, hash-checked and decoded.
     public func tree(_ id: SHA256Digest) throws -> TreeObject {
         try TreeObject.decode(try objectBytes(id, limit: TreeObject.maxEncodedSize), source: where_("objects/\(id.hex)"))
     }
@@ -133,6 +142,8 @@ public final class RemoteReader: Sendable {
         checksum.map { "\(id.hex)-\($0.hex.prefix(16)).idx" } ?? "\(id.hex).idx"
     }
 
+    /// The index of pack `id`: from the cache when intact, else downloaded, checked against the
+    /// checksum the manifest lists, and cached.
     public func packIndex(_ id: PackID) throws -> PackIndex {
         let (cached, expected) = cachePath(id)
         // A cache: an unreadable or damaged entry only costs a download, and a failed write

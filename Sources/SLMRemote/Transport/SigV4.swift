@@ -6,11 +6,13 @@ import SLMFormats
 import SLMLocalStore
 import Foundation
 
+/// Signs S3 requests with AWS Signature Version 4.
 public struct SigV4Signer: Sendable {
     let credentials: AWSCredentials
     let region: String
     let service = "s3"
 
+    /// The SHA-256 of an empty body, in hex.
     public static let emptyPayloadHash = SHA256Hasher.hash([]).hex
 
     /// A key path with "@" and "+" left as they are (both are legal in a URL path). AWS S3

@@ -6,9 +6,12 @@ import SLMLocalStore
 import COpenSSL
 import Foundation
 
+/// An Ed25519 public key: what a device trusts.
 public struct Ed25519PublicKey: Hashable, Sendable, CustomStringConvertible {
-    public let raw: [UInt8]  // 32
+    /// The 32 key bytes.
+    public let raw: [UInt8]
 
+    /// The key of these 32 bytes, or nil for any other length.
     public init?(raw: [UInt8]) {
         guard raw.count == 32 else { return nil }
         self.raw = raw
@@ -16,8 +19,10 @@ public struct Ed25519PublicKey: Hashable, Sendable, CustomStringConvertible {
 
     /// How metadata names a key: the hex of its 32 raw bytes.
     public var hex: String { Hex.encode(raw) }
+    /// The key in hex.
     public var description: String { hex }
 
+    /// Whether `signature` (64 bytes) is this key's signature of `message` (libcrypto).
     public func isValidSignature(_ signature: [UInt8], of message: [UInt8]) -> Bool {
         guard signature.count == 64,
               let pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nil, raw, raw.count) else { return false }
@@ -30,6 +35,7 @@ public struct Ed25519PublicKey: Hashable, Sendable, CustomStringConvertible {
 
     static let spkiPrefix: [UInt8] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00]
 
+    /// The key as a `PUBLIC KEY` PEM file (SubjectPublicKeyInfo), as `keygen` writes it.
     public var pem: String { PEM.encode(Self.spkiPrefix + raw, label: "PUBLIC KEY") }
 
     /// A `PUBLIC KEY` PEM file as `keygen` (or `openssl pkey -pubout`) writes it.
@@ -38,8 +44,10 @@ public struct Ed25519PublicKey: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
+/// An Ed25519 private key: what a publisher signs releases with.
 public struct Ed25519PrivateKey: Sendable {
     let seed: [UInt8]  // 32
+    /// Its public key.
     public let publicKey: Ed25519PublicKey
 
     init?(seed: [UInt8]) {
@@ -52,6 +60,7 @@ public struct Ed25519PrivateKey: Sendable {
         publicKey = key
     }
 
+    /// A new key from the system's random source.
     public static func generate() throws -> Ed25519PrivateKey {
         var seed = [UInt8](repeating: 0, count: 32)
         guard RAND_bytes(&seed, 32) == 1, let key = Ed25519PrivateKey(seed: seed) else {
@@ -60,6 +69,7 @@ public struct Ed25519PrivateKey: Sendable {
         return key
     }
 
+    /// The 64-byte signature of `message`.
     public func sign(_ message: [UInt8]) throws -> [UInt8] {
         guard let pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nil, seed, 32), let ctx = EVP_MD_CTX_new() else {
             throw SLMError.failed("libcrypto cannot load the Ed25519 key")
@@ -77,8 +87,10 @@ public struct Ed25519PrivateKey: Sendable {
     static let pkcs8Prefix: [UInt8] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70,
                                        0x04, 0x22, 0x04, 0x20]
 
+    /// The key as a `PRIVATE KEY` PEM file (PKCS#8), as `keygen` writes it.
     public var pem: String { PEM.encode(Self.pkcs8Prefix + seed, label: "PRIVATE KEY") }
 
+    /// Reads a `PRIVATE KEY` PEM file (`keygen`'s, or `openssl genpkey -algorithm ed25519`'s).
     public static func read(file path: String) throws -> Ed25519PrivateKey {
         try PEM.readKey(path, label: "PRIVATE KEY", prefix: pkcs8Prefix, what: "private") { Ed25519PrivateKey(seed: $0) }
     }

@@ -12,8 +12,11 @@ import Glibc
 
 /// What a device remembers of the last release it accepted from one remote.
 public struct TrustRecord: Sendable, Equatable {
+    /// The serial accepted last.
     public var serial: UInt64
+    /// The SHA-256 of that release's payload.
     public var payload: SHA256Digest
+    /// When that release expires (Unix seconds).
     public var expires: Int64
     /// Keys that may sign the next release (after rotation, not necessarily those given by --trust).
     public var keys: [Ed25519PublicKey]
@@ -56,15 +59,19 @@ public struct TrustRecord: Sendable, Equatable {
     }
 }
 
+/// A device's check of a remote's signed releases: trusted keys, the record of the last release it
+/// accepted, and the rules (signature, serial, expiry, remote id, key rotation).
 public struct ReleaseGate: Sendable {
     /// Keys given by --trust / SLMSTORE_TRUST: the starting point before any release was accepted.
     public var trusted: [Ed25519PublicKey]
     /// Where the record for this remote is kept; the highest serial among them counts.
     public var recordPaths: [String]
+    /// The remote, for messages.
     public var location: String
     /// Unix seconds; a parameter so tests can move the clock.
     public var now: @Sendable () -> Int64 = { Int64(time(nil)) }
 
+    /// A gate trusting `trusted` for the remote at `location`, keeping its record at `recordPaths`.
     public init(trusted: [Ed25519PublicKey], location: String, recordPaths: [String]) {
         self.trusted = trusted
         self.location = location

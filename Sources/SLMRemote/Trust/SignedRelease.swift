@@ -7,7 +7,10 @@ import SLMFormats
 import SLMLocalStore
 import Foundation
 
+/// A remote's release.json: the versions and stages it holds, its serial and expiry, signed
+/// (Format.md §7.4).
 public struct SignedRelease: Sendable {
+    /// What the release says of one model.
     public struct Model: Sendable, Equatable {
         /// version -> version id.
         public var versions: [String: SHA256Digest]
@@ -17,7 +20,9 @@ public struct SignedRelease: Sendable {
         public var rollouts: [String: JSONValue]
     }
 
+    /// Its path in a remote.
     public static let path = "release.json"
+    /// The largest release.json a reader accepts.
     public static let maxEncodedSize = 16 << 20
     /// Serials stay below 2^53 so every JSON reader holds them exactly, and `serial + 1` can
     /// never overflow: a release naming a larger one is damaged, not adopted.
@@ -29,6 +34,7 @@ public struct SignedRelease: Sendable {
     /// mistaken for one over anything else the key signs.
     static let domain = Array("slmstore-release-v1\n".utf8)
 
+    /// Grows with every release; a device refuses one lower than it accepted.
     public var serial: UInt64
     /// The publisher-chosen id of the remote this release is for (payload format 2). A device
     /// pins it at first trust and refuses a release for another remote, so a release copied
@@ -36,14 +42,18 @@ public struct SignedRelease: Sendable {
     public var remote: String?
     /// Unix seconds.
     public var issued: Int64
+    /// Unix seconds after which devices refuse it.
     public var expires: Int64
+    /// The models, by name.
     public var models: [String: Model]
     /// Keys that sign from the next serial on (rotation); nil keeps the keys a device already trusts.
     public var nextKeys: [Ed25519PublicKey]?
     /// The payload's exact bytes, as signed.
     public private(set) var payload: [UInt8] = []
+    /// The signatures, by key.
     public private(set) var signatures: [(key: Ed25519PublicKey, signature: [UInt8])] = []
 
+    /// An unsigned release from its fields (`payload` is made when it is signed).
     public init(serial: UInt64, remote: String? = nil, issued: Int64, expires: Int64, models: [String: Model], nextKeys: [Ed25519PublicKey]?) {
         self.serial = serial
         self.remote = remote
@@ -68,6 +78,7 @@ public struct SignedRelease: Sendable {
     /// A remote id: 1 to 64 characters of [A-Za-z0-9._-], so it prints and compares plainly.
     public static func isValidRemoteID(_ s: String) -> Bool { PlainName.isPlain(s, maxBytes: 64) }
 
+    /// The payload as the JSON value Format.md §7.4 specifies.
     public var payloadJSON: JSONValue {
         var models: [String: JSONValue] = [:]
         for (name, m) in self.models {
@@ -108,6 +119,7 @@ public struct SignedRelease: Sendable {
         }
     }
 
+    /// The SHA-256 of the payload's exact bytes.
     public var payloadDigest: SHA256Digest { SHA256Hasher.hash(payload) }
 
     /// Parses and bounds everything; signatures are only parsed here, `signers` checks them.
