@@ -10,8 +10,11 @@ import Foundation
 /// One materialized version in use. While any handle to it is alive its directory is not
 /// pruned (a shared lock on its lock file tells pruners to skip it).
 public final class ModelHandle: Sendable {
+    /// The model.
     public let name: String
+    /// The version.
     public let version: String
+    /// Its version id.
     public let versionID: SHA256Digest
     /// Absolute path of the directory holding the version's files.
     public let directory: String
@@ -30,6 +33,7 @@ public final class ModelHandle: Sendable {
         }
     }
 
+    /// The absolute path of `file` in the version.
     public func path(_ file: String) -> String { directory + "/" + file }
 
     deinit { lock.unlock() }
@@ -38,6 +42,7 @@ public final class ModelHandle: Sendable {
 /// Unchecked: `active`, `watcher` and `watching` are only touched under `lock`; the callbacks are
 /// set before use.
 public final class ModelGateway: @unchecked Sendable {
+    /// Where versions come from.
     public enum Source: Sendable {
         /// Versions come from a local store and are materialized under `cache/<model>/`.
         case store(Store, cache: String)
@@ -45,6 +50,7 @@ public final class ModelGateway: @unchecked Sendable {
         case installed(root: String)
     }
 
+    /// Where this gateway's versions come from.
     public let source: Source
     private let lock = NSLock()
     private var active: [String: (selector: String, handle: ModelHandle)] = [:]
@@ -57,6 +63,7 @@ public final class ModelGateway: @unchecked Sendable {
     /// Called after a swap with (model, old version, new version).
     public var onSwitch: (@Sendable (String, String?, String) -> Void)?
 
+    /// A gateway over `source`.
     public init(source: Source) { self.source = source }
 
     deinit { stopWatching() }
@@ -161,6 +168,7 @@ public final class ModelGateway: @unchecked Sendable {
         t.start()
     }
 
+    /// Stops the watcher thread `startWatching` started (it ends after its current sleep).
     public func stopWatching() {
         lock.lock()
         watching = false

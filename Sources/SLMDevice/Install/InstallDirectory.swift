@@ -7,12 +7,20 @@ import SLMLocalStore
 import SLMRemote
 import Foundation
 
+/// An install directory on a device: DIR/<version>/ per installed version and DIR/current, a
+/// symlink flipped atomically.
 public final class InstallDirectory: Sendable {
+    /// DIR.
     public let root: String
+    /// The file in a version's directory naming its version id: written last, so its presence means
+    /// complete.
     public static let markerName = ".slmstore-version"
+    /// The file in a version's directory a reader locks (shared) while it uses the version; prune
+    /// skips locked versions.
     public static let lockName = ".slmstore-lock"
     static let historyName = ".slmstore-history"
 
+    /// The install directory at `root` (created on first install).
     public init(root: String) { self.root = root }
 
     /// The directory of model `name` under an install root holding one directory per model
@@ -32,8 +40,10 @@ public final class InstallDirectory: Sendable {
         return InstallDirectory(root: installRoot + "/" + name.value)
     }
 
+    /// DIR/current.
     public var currentLink: String { root + "/current" }
 
+    /// DIR/<version>.
     public func path(of version: String) -> String { "\(root)/\(version)" }
 
     /// The version `current` points at, if any.

@@ -8,6 +8,8 @@ import SLMLocalStore
 import SLMRemote
 import Foundation
 
+/// How to pull: where to install, seeds, transfer sizes and limits, trust, reports (the options of
+/// `slmstore pull`).
 public struct PullOptions: Sendable {
     /// Install into this directory (DIR/<version>/ and DIR/current).
     public var installDirectory: String?
@@ -16,6 +18,7 @@ public struct PullOptions: Sendable {
     /// Directories whose files may already hold needed chunks.
     public var seeds: [String] = []
     // The transfer and install sizes below are set by `init` from `defaultMemoryBudget`.
+    /// Range requests in flight at once.
     public var parallelRequests = 4
     /// Gaps between needed records smaller than this are read through rather than split.
     public var gapLimit: UInt64 = 256 << 10
@@ -34,10 +37,13 @@ public struct PullOptions: Sendable {
     /// Missing chunks planned at a time: the plan for one window (about 100 bytes a chunk) is
     /// all a pull holds of it, whatever the model's size.
     public var planWindowChunks = 8192
+    /// Bring the version's dependencies too.
     public var includeDependencies = true
     /// Download delta records where the device holds their base version (smaller than full ones).
     public var useDeltas = true
+    /// Called with (bytes fetched, bytes to fetch) as work advances.
     public var progress: (@Sendable (UInt64, UInt64) -> Void)?
+    /// Hears what the pull does, a line at a time (for `--verbose` and the sync log).
     public var log: (@Sendable (String) -> Void)?
     /// Checked between range requests; when it returns true the pull stops (what was already
     /// verified and committed stays, so the next pull resumes).
@@ -53,6 +59,7 @@ public struct PullOptions: Sendable {
     /// (0: no limit). A hostile remote can list one tiny record thousands of times; honest
     /// weights expand a few times at most (zstd, tensor deltas), so the default leaves room.
     public var maxExpansion: UInt64 = PullOptions.defaultMaxExpansion
+    /// The default `maxExpansion`: new data at most 1024 times the bytes downloaded.
     public static let defaultMaxExpansion: UInt64 = 1024
     /// A release the caller accepted for this remote moments ago (the sync daemon's round): used
     /// as is instead of fetching and checking release.json again.
@@ -74,6 +81,7 @@ public struct PullOptions: Sendable {
     /// it seeds from files on disk, 12 bits of filter (`PullFootprintTests` measures it).
     static let bytesPerChunk: UInt64 = 4
 
+    /// The defaults, sized for the default memory budget.
     public init() { applyMemoryBudget(Self.defaultMemoryBudget) }
 
     /// Shrinks the transfer and install buffers by what a version of `chunks` chunks costs on
@@ -112,25 +120,35 @@ public struct PullOptions: Sendable {
     }
 }
 
+/// What a pull did.
 public struct PullResult: Sendable {
+    /// The model pulled.
     public var name: ModelName
+    /// The version pulled.
     public var version: SemVer
+    /// Its version id.
     public var versionID: SHA256Digest
     /// Bytes received from the remote by this pull (metadata and chunk ranges).
     public var bytesDownloaded: UInt64
     /// Requests this pull made.
     public var requests: Int
+    /// Chunk records fetched.
     public var chunksFetched: Int
     /// Record bytes of the chunks fetched: what `diff` calls bytes_to_fetch.
     public var chunkBytes: UInt64
     /// Bytes received for chunk ranges, including gaps read through.
     public var rangeBytes: UInt64
+    /// Bytes received for metadata (manifest, refs, objects, pack indexes).
     public var metadataBytes: UInt64
+    /// Chunks taken from seed files on disk instead of the network.
     public var chunksFromSeeds: Int
     /// Chunks rebuilt from delta records against a version this store holds.
     public var chunksFromDeltas: Int = 0
+    /// Wall time.
     public var seconds: Double
+    /// The installed version's directory (with an install directory).
     public var installedPath: String?
+    /// Whether files were written (false when the version was installed already).
     public var installedNew: Bool
     /// Every version brought into the store (the target and its dependencies).
     public var versions: [String]
@@ -214,6 +232,9 @@ extension Store {
         return targets
     }
 
+    /// Brings `ref` (and, by default, its dependencies) from `remote` into this store: only missing
+    /// chunks, in few coalesced range requests, each verified before it is stored and committed in
+    /// batches (a killed pull resumes); then installs it when `options` name an install directory.
     public func pull(from remote: any ReadableBackend, ref: VersionRef, options: PullOptions = PullOptions()) throws -> PullResult {
         var options = options
         let started = Timestamp.monotonicSeconds()

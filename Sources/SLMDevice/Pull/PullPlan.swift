@@ -9,6 +9,9 @@ import Foundation
 
 /// Which remote version a selector means, from the manifest: one rule for `pull` and `sync`.
 public enum RemoteSelection {
+    /// The version `selector` (a version, `latest`, a stage or a range) picks for `name` in
+    /// `manifest`, with its id (stages as the stage refs name them; rollouts are the sync
+    /// daemon's to apply, in `SyncModelPlan`).
     public static func select(_ name: ModelName, _ selector: String, in manifest: Manifest, location: String) throws -> (SemVer, SHA256Digest) {
         guard let model = manifest.models[name.value] else { throw SLMError.notFound("\(location) has no model \(name)") }
         var listed: [(SemVer, SHA256Digest)] = []
@@ -44,15 +47,21 @@ public enum RemoteSelection {
 /// One version a pull brings, with the exact object bytes its ids were checked against: the
 /// version object held, the tree object in a file its chunk lists are read from.
 public struct PullTarget: Sendable {
+    /// The model.
     public var name: ModelName
+    /// The version.
     public var version: SemVer
+    /// The version id.
     public var id: SHA256Digest
+    /// The decoded version object.
     public var object: VersionObject
+    /// The decoded tree (chunk lists read from the file on demand).
     public var tree: TreeObject
     var versionBytes: [UInt8]
     /// The tree object's file (nil for a tree built in memory, as tests do).
     var treeFile: FileDescriptor?
 
+    /// NAME@VERSION.
     public var label: String { "\(name)@\(version)" }
     func record() throws -> VersionRecord {
         var r = VersionRecord(name: name, version: version, id: id, versionObject: versionBytes, treeObject: treeFile == nil ? try tree.encoded() : [])

@@ -7,6 +7,7 @@ import SLMLocalStore
 import SLMRemote
 import Foundation
 
+/// A device's stable id, which decides the rollout slices it falls in.
 public enum DeviceIdentity {
     static let fileName = ".slmstore-device-id"
 

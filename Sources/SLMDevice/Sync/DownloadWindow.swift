@@ -9,9 +9,11 @@ import Glibc
 import Musl
 #endif
 
+/// A daily window in local time, HH:MM-HH:MM, when a device may download and switch versions.
 public struct DownloadWindow: Sendable, Equatable, CustomStringConvertible {
     /// Minutes after midnight; `end` before `start` wraps past midnight (22:00-04:00).
     public var start: Int
+    /// Minutes after midnight the window closes.
     public var end: Int
 
     /// Parses "HH:MM-HH:MM" (24-hour clock; start and end differ).
@@ -29,6 +31,7 @@ public struct DownloadWindow: Sendable, Equatable, CustomStringConvertible {
         (start, end) = (s, e)
     }
 
+    /// HH:MM-HH:MM.
     public var description: String {
         func hhmm(_ m: Int) -> String { (m / 60 < 10 ? "0" : "") + "\(m / 60):" + (m % 60 < 10 ? "0" : "") + "\(m % 60)" }
         return "\(hhmm(start))-\(hhmm(end))"

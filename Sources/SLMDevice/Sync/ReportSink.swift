@@ -6,14 +6,21 @@ import SLMLocalStore
 import SLMRemote
 import Foundation
 
+/// Where a device's reports go, and how: a PUT to a report URL, else the remote's reports/ when the
+/// device may write there.
 public struct ReportSink: Sendable {
+    /// The remote the device follows.
     public var remote: any ReadableBackend
     /// PUT each report to `<reportURL>/<file>`; nil: the remote's reports/ when writable.
     public var reportURL: String?
+    /// TLS files for the PUT.
     public var tls = Remotes.TLSFiles()
+    /// Credentials for the PUT.
     public var credentials = HTTPCredentials.Sources()
+    /// Polled during the PUT; true stops it.
     public var isCancelled: @Sendable () -> Bool = { false }
 
+    /// A sink for `remote`, PUT to `reportURL` when given.
     public init(remote: any ReadableBackend, reportURL: String?) {
         self.remote = remote
         self.reportURL = reportURL

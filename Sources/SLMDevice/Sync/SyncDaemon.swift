@@ -8,17 +8,29 @@ import SLMRemote
 import Foundation
 import Synchronization
 
+/// What a sync daemon follows and how: remote, install directory, models, timing, limits, checks
+/// and hooks (the options of `slmstore sync`).
 public struct SyncOptions: Sendable {
+    /// The remote, as a user writes it (directory, http(s) URL or s3://).
     public var remote: String
+    /// Where models are installed: <installRoot>/<model>/<version>, with `current`.
     public var installRoot: String
     /// (model, selector) pairs to follow, e.g. ("intent-classifier", "production").
     public var follow: [(ModelName, String)]
+    /// Seconds between rounds.
     public var interval: Double = 30
+    /// Earlier versions kept installed beside the current one.
     public var keep = 2
+    /// A command run after an install (SLMSTORE_MODEL, SLMSTORE_OLD_VERSION,
+    /// SLMSTORE_NEW_VERSION and SLMSTORE_INSTALL_DIR in its environment).
     public var onUpdate: String?
+    /// Average download rate limit in bytes per second (0: none).
     public var maxBytesPerSecond: Double = 0
+    /// The longest wait between rounds after failures, in seconds.
     public var maxBackoff: Double = 300
+    /// Log lines as JSON objects instead of text.
     public var jsonLogs = false
+    /// The device store's directory (default: <installRoot>/.slmstore).
     public var storePath: String?
     /// For s3:// remotes: an S3-compatible endpoint.
     public var endpoint: String?
@@ -26,6 +38,7 @@ public struct SyncOptions: Sendable {
     public var deviceID: String?
     /// Run after every switch; a failure or a timeout switches back and rejects the version.
     public var healthCheck: String?
+    /// Seconds the health check may take before it counts as failed.
     public var healthTimeout: Double = 60
     /// Bounds the memory a pull uses for buffers (0: the defaults).
     public var memoryBudget: UInt64 = 0
@@ -49,8 +62,10 @@ public struct SyncOptions: Sendable {
     /// Rounds bring new versions into the device store and stop there; a later round without it
     /// installs them with nothing left to download (download separated from activation).
     public var downloadOnly = false
+    /// Where reports are PUT (nil: the remote's reports/ when it is writable).
     public var reportURL: String?
 
+    /// Options to follow `follow` from `remote` into `installRoot`, with the defaults.
     public init(remote: String, installRoot: String, follow: [(ModelName, String)]) {
         self.remote = remote
         self.installRoot = installRoot
@@ -60,25 +75,41 @@ public struct SyncOptions: Sendable {
 
 /// What `status` shows; persisted as `<to>/.slmstore-sync.json`.
 public struct SyncState: Sendable {
+    /// One followed model's standing.
     public struct Model: Sendable {
+        /// The version installed and current.
         public var installed: String?
+        /// Its version id.
         public var installedID: String?
+        /// When it became current.
         public var since: String?
+        /// The version the remote offers this device.
         public var remoteVersion: String?
         /// Versions a health check rejected.
         public var rejected: [String] = []
     }
 
+    /// The remote followed.
     public var remote = ""
+    /// The daemon's process id.
     public var pid: Int32 = 0
+    /// Rounds run.
     public var rounds = 0
+    /// When the last round ran.
     public var lastRound: String?
+    /// When a round last succeeded.
     public var lastSuccess: String?
+    /// Failed rounds since the last success.
     public var consecutiveFailures = 0
+    /// The last failure's message.
     public var lastError: String?
+    /// The manifest's validator from the last read (for a conditional read).
     public var manifestValidator: String?
+    /// The followed models, by name.
     public var models: [String: Model] = [:]
+    /// Rounds that failed.
     public var faults = 0
+    /// Returns to success after failed rounds.
     public var recoveries = 0
 
     var json: JSONValue {
@@ -129,15 +160,21 @@ public struct SyncState: Sendable {
 /// A stop request, readable from any thread (a signal handler sets it; the round checks it).
 public final class StopFlag: Sendable {
     private let flag = Mutex(false)
+    /// Not set.
     public init() {}
+    /// Asks for a stop.
     public func set() { flag.withLock { $0 = true } }
+    /// Whether a stop was asked for.
     public var isSet: Bool { flag.withLock { $0 } }
 }
 
-/// Not Sendable: its state belongs to the thread that calls `run` or `round`; other threads
-/// only reach `stop`.
+/// The device side: polls a remote, installs what it selects for each followed model (health
+/// check, rollback, hooks, reports), and prunes. Not Sendable: its state belongs to the thread
+/// that calls `run` or `round`; other threads only reach `stop`.
 public final class SyncDaemon {
+    /// The state file under the install root.
     public static let stateName = ".slmstore-sync.json"
+    /// The lock file under the install root: one daemon per directory.
     public static let lockName = ".slmstore-sync.lock"
     static let manifestCacheName = ".slmstore-sync-manifest.json"
     private let entriesCache = ManifestEntriesCache()
@@ -149,6 +186,7 @@ public final class SyncDaemon {
     public let deviceID: String
     private var lock: FileLock?
     private var state: SyncState
+    /// Set to stop after the current step.
     public let stop = StopFlag()
     /// Set when a round failed in a way no retry can fix (a format this build cannot read):
     /// `run` returns, and the caller reports it.
@@ -158,6 +196,8 @@ public final class SyncDaemon {
         FileHandle.standardOutput.write((line + "\n").data(using: .utf8)!)
     }
 
+    /// Opens the remote and the device store and takes the install root's lock; refuses settings
+    /// that do not fit (a health check with nothing kept to return to).
     public init(options: SyncOptions) throws {
         self.options = options
         try FileSystem.makeDirectories(options.installRoot)
@@ -199,8 +239,10 @@ public final class SyncDaemon {
         store.removeAbandonedWorkingDirectories()
     }
 
+    /// Asks the daemon to stop after the current step (what was verified stays).
     public func requestStop() { stop.set() }
 
+    /// Whether a stop was asked for.
     public var isStopping: Bool { stop.isSet }
 
     func log(_ event: String, _ message: String, _ fields: [String: JSONValue] = [:]) {
