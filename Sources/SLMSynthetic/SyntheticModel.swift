@@ -7,14 +7,22 @@ import SLMStoreKit
 import Glibc
 #endif
 
+/// A synthetic weights file: named tensors whose values are generated, and the edits that make
+/// later versions of it.
 public struct SyntheticModel: Sendable {
+    /// One tensor: its name and shape.
     public struct Tensor: Sendable {
+        /// Its name in the file.
         public var name: String
+        /// Its dimensions.
         public var shape: [Int]
         /// Bytes per element: 2 (BF16) or 4 (F32).
         public var elementSize = 2
+        /// Elements in the tensor.
         public var elements: Int { shape.reduce(1, *) }
+        /// Bytes in the tensor.
         public var bytes: Int { elements * elementSize }
+        /// A BF16 tensor.
         public init(name: String, shape: [Int]) { self.name = name; self.shape = shape }
     }
 
@@ -51,9 +59,11 @@ public struct SyntheticModel: Sendable {
         return m
     }
 
+    /// The tensors, in file order.
     public var tensors: [Tensor]
     /// Edits per tensor, applied in order (a fine-tune of a fine-tune is two edits).
     public var edits: [String: [Edit]] = [:]
+    /// The safetensors `__metadata__`.
     public var metadata: [String: String] = ["format": "pt"]
 
     /// A model of roughly `targetBytes`: hidden size, layers and vocabulary grow together.
@@ -86,6 +96,7 @@ public struct SyntheticModel: Sendable {
         return SyntheticModel(tensors: t)
     }
 
+    /// Bytes of all tensors (the file is this plus its header).
     public var totalTensorBytes: Int { tensors.reduce(0) { $0 + $1.bytes } }
 
     // MARK: Next versions
@@ -119,6 +130,7 @@ public struct SyntheticModel: Sendable {
         return (m, changed)
     }
 
+    /// The same model with `key` set in its metadata (a metadata-only change).
     public func withMetadata(_ key: String, _ value: String) -> SyntheticModel {
         var m = self
         m.metadata[key] = value
@@ -205,20 +217,24 @@ public struct SyntheticModel: Sendable {
         }
     }
 
+    /// `f` rounded to BF16 (round to nearest even).
     public static func bf16(_ f: Float) -> UInt16 {
         let bits = f.bitPattern
         let rounding = UInt32(0x7fff) + ((bits >> 16) & 1)
         return UInt16(truncatingIfNeeded: (bits &+ rounding) >> 16)
     }
 
+    /// The BF16 value `b` as a Float.
     public static func float(_ b: UInt16) -> Float { Float(bitPattern: UInt32(b) << 16) }
 }
 
 /// SplitMix64: a small, fast, reproducible generator (the same numbers on every machine).
 public struct SplitMix: Sendable {
     var state: UInt64
+    /// A generator starting from `seed`.
     public init(_ seed: UInt64) { state = seed }
 
+    /// The next 64 random bits.
     public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state

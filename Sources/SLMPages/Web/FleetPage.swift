@@ -8,10 +8,12 @@ import SLMLocalStore
 import SLMRemote
 
 extension SiteLayout {
+    /// web/fleet.html.
     public static let fleet = "web/fleet.html"
 }
 
 extension RegistrySite {
+    /// The fleet page for `view`, stamped `generated`; every name from a report escaped.
     public static func fleetPage(_ view: FleetView, generated: String) -> String {
         var body = "<h1>Fleet</h1><p>\(view.devices) devices reporting. Generated \(HTML.escape(generated)) by slmstore fleet --web.</p>"
         if !view.rollouts.isEmpty {

@@ -11,8 +11,11 @@ import Foundation
 /// Where the pages go: `web/index.html`, `web/models/<model>/index.html`,
 /// `web/models/<model>/<version>.html`.
 public enum SiteLayout {
+    /// web/index.html.
     public static let index = "web/index.html"
+    /// web/models/<model>/index.html.
     public static func model(_ name: String) -> String { "web/models/\(name)/index.html" }
+    /// web/models/<model>/<version>.html.
     public static func version(_ name: String, _ version: String) -> String { "web/models/\(name)/\(version).html" }
     /// "../" back to web/ from a page of `model` (names may hold "/").
     static func root(fromModel name: String) -> String { String(repeating: "../", count: name.split(separator: "/").count + 1) }
@@ -20,11 +23,17 @@ public enum SiteLayout {
 
 /// One line of the index.
 public struct SiteIndexRow: Sendable {
+    /// The model.
     public var name: String
+    /// How many versions it has.
     public var versions: Int
+    /// Stage to the version holding it.
     public var stages: [String: String]
+    /// The newest version, if any.
     public var latest: String?
+    /// Bytes of the newest version's files.
     public var latestSize: UInt64
+    /// When the model last changed (RFC 3339 UTC).
     public var lastChange: String
 }
 
@@ -45,7 +54,9 @@ extension Manifest {
     }
 }
 
+/// Rendering the pages: every value from the store is HTML-escaped.
 public enum RegistrySite {
+    /// The index page: one row per model.
     public static func indexPage(_ rows: [SiteIndexRow], project: String) -> String {
         var body = "<h1>Models\(project.isEmpty ? "" : " in " + HTML.escape(project))</h1>"
         body += "<table><tr><th>model</th><th>versions</th><th>stages</th><th>latest</th><th>size</th><th>last change</th></tr>"
@@ -58,6 +69,7 @@ public enum RegistrySite {
         return HTML.page(title: "slmstore registry", root: "", body: body)
     }
 
+    /// A model's page: versions (with what each cost), stages, gates and history.
     public static func modelPage(_ m: SiteModel) -> String {
         let root = SiteLayout.root(fromModel: m.name)
         var body = "<h1>\(HTML.escape(m.name))</h1><p>"
@@ -95,6 +107,8 @@ public enum RegistrySite {
         return HTML.page(title: m.name, root: root, body: body)
     }
 
+    /// A version's page: provenance, card, metrics, files, tensors, dependencies and what changed
+    /// since its parent.
     public static func versionPage(_ v: SiteVersion) -> String {
         let root = SiteLayout.root(fromModel: v.name)
         var body = "<h1>\(HTML.escape(v.name)) <span class=\"muted\">\(HTML.escape(v.version))</span></h1><p>"
@@ -194,19 +208,31 @@ public enum RegistrySite {
 
 /// What a model page shows.
 public struct SiteModel: Sendable {
+    /// The model.
     public var name: String
+    /// Its versions, oldest first.
     public var versions: [SiteVersionSummary]
+    /// Stage to the version holding it.
     public var stages: [String: String]
+    /// Its registry history.
     public var history: [HistoryRecord]
+    /// Its promotion policy as text.
     public var policy: String
 }
 
+/// One line of a model page: a version and what it cost.
 public struct SiteVersionSummary: Sendable {
+    /// The version.
     public var version: String
+    /// When it was added.
     public var created: String
+    /// Who added it (user@host).
     public var addedBy: String
+    /// Bytes of its files.
     public var rawBytes: UInt64
+    /// Stored bytes of its distinct chunks.
     public var storedBytes: UInt64
+    /// Stored bytes its parent did not have: what this version cost.
     public var newStoredBytes: UInt64
     /// Per stage with metric gates: which of them this version's metrics fail (empty: passed).
     public var gates: [(stage: String, failures: [String])] = []
@@ -214,41 +240,95 @@ public struct SiteVersionSummary: Sendable {
 
 /// What a version page shows.
 public struct SiteVersion: Sendable {
-    public struct File: Sendable { public var path: String; public var size: UInt64; public var sha256: String }
-    public struct Tensor: Sendable { public var file: String; public var name: String; public var dtype: String; public var shape: [UInt64] }
-    public struct Dependency: Sendable { public var name: String; public var range: String; public var resolved: String? }
-    public struct FileChange: Sendable {
+    /// One file of the version.
+    public struct File: Sendable {
+        /// Its path in the tree.
         public var path: String
+        /// Its size in bytes.
+        public var size: UInt64
+        /// Its SHA-256 in hex.
+        public var sha256: String
+    }
+    /// One tensor of a weights file.
+    public struct Tensor: Sendable {
+        /// The file it is in.
+        public var file: String
+        /// Its name.
+        public var name: String
+        /// Its element type.
+        public var dtype: String
+        /// Its dimensions.
+        public var shape: [UInt64]
+    }
+    /// One dependency, as declared and as it resolves in this store.
+    public struct Dependency: Sendable {
+        /// The model depended on.
+        public var name: String
+        /// The range declared.
+        public var range: String
+        /// NAME@VERSION it resolves to here, if any.
+        public var resolved: String?
+    }
+    /// One file that changed since the parent.
+    public struct FileChange: Sendable {
+        /// Its path.
+        public var path: String
+        /// "changed", "added" or "removed".
         public var status: String
+        /// Whether only the header's metadata changed.
         public var metadataOnly: Bool
+        /// The tensors that differ: name, what changed, bytes.
         public var tensors: [(name: String, change: String, bytes: UInt64)]
     }
+    /// What changed since the parent version.
     public struct Change: Sendable {
+        /// The parent, NAME@VERSION.
         public var parent: String
+        /// The files that changed.
         public var files: [FileChange]
+        /// Record bytes a device holding the parent fetches.
         public var bytesToFetch: UInt64
+        /// Record bytes a device holding nothing fetches.
         public var fullBytes: UInt64
+        /// Whether the parent's page exists beside this one.
         public var parentLinked: Bool
     }
 
+    /// The model.
     public var name: String
+    /// The version.
     public var version: String
+    /// The version id in hex.
     public var id: String
+    /// When it was added.
     public var created: String
+    /// Who added it (user@host).
     public var addedBy: String
+    /// The slmstore release that added it.
     public var tool: String
+    /// The parent version, if any.
     public var parent: String?
     /// Whether the parent's page exists beside this one.
     public var parentLinked: Bool
+    /// The stages it holds.
     public var stages: [String]
+    /// Its model card.
     public var card: JSONValue?
+    /// The newest value of each metric.
     public var metrics: [String: JSONValue]
+    /// Its dependencies.
     public var dependencies: [Dependency]
+    /// Its files.
     public var files: [File]
+    /// The tensors of its weights files.
     public var tensors: [Tensor]
+    /// Bytes of its files.
     public var rawBytes: UInt64
+    /// Stored bytes of its distinct chunks.
     public var storedBytes: UInt64
+    /// Stored bytes its parent did not have.
     public var newStoredBytes: UInt64
+    /// What changed since the parent, if it has one.
     public var change: Change?
 }
 
@@ -370,8 +450,11 @@ extension Store {
 
 /// The registry pages a push writes into a remote (`PushOptions.pages`).
 public struct RegistryPages: RemotePageWriter {
+    /// The writer `push` is handed.
     public init() {}
 
+    /// Writes the pages of `models` (version pages of versions pushed now or missing, model pages,
+    /// the index from `manifest`) into `destination`'s web/; returns how many.
     public func writePages(from store: Store, models: [ModelName], manifest: Manifest, pushedNow: Set<String>,
                            to destination: any StoreBackend) throws -> Int {
         // Models this push did not rebuild are not loaded: links to them are left out.
