@@ -59,6 +59,11 @@ func runMain() -> Int32 {
         return try command.run(parsed, context)
     } catch let e as SLMError {
         Output.error(message(for: e))
+        // A script that asked for JSON gets the failure as JSON too, on the same stream as a result.
+        if args.prefix(while: { $0 != "--" }).contains("--json") {
+            Output.json(.object(["error": .object(["code": .string(e.code), "message": .string(message(for: e)),
+                                                   "exit_status": .int(exitCode(for: e))])]))
+        }
         return exitCode(for: e)
     } catch {
         Output.error("\(error)")

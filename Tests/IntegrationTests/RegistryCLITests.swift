@@ -120,6 +120,17 @@ final class RegistryCLITests: XCTestCase {
         XCTAssertTrue(r.status == 3 && r.stderr.contains("no version holds stage staging"), r.stderr)
     }
 
+    func testAFailureAskedForAsJSONIsAJSONObjectWithAStableCode() throws {
+        XCTAssertEqual(cli(["add", "m@1.0.0", model("a", seed: 1)]).status, 0)
+        let r = cli(["resolve", "m@9.9.9", "--json"])
+        XCTAssertEqual(r.status, 3, r.stderr)
+        XCTAssertTrue(r.stderr.contains("unknown version m@9.9.9"), r.stderr)
+        let error = try XCTUnwrap(JSONValue.parse(r.stdout)["error"], r.stdout)
+        XCTAssertEqual(error["code"]?.stringValue, "not-found")
+        XCTAssertEqual(error["exit_status"]?.int64Value, 3)
+        XCTAssertTrue(error["message"]?.stringValue?.contains("unknown version m@9.9.9") == true, r.stdout)
+    }
+
     /// The library says "a health check needs ..."; the command line names the options a user typed.
     func testASettingTheLibraryRefusesIsNamedByItsOption() throws {
         let r = cli(["sync", dir + "/remote", "--to", dir + "/dev", "--follow", "m@production", "--once",

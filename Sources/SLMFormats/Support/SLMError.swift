@@ -80,6 +80,29 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
         }
     }
 
+    /// A stable name for the kind of error, one per case, for scripts and logs (the message may
+    /// change between releases; the code does not).
+    public var code: String {
+        switch self {
+        case .input: return "invalid-input"
+        case .argument: return "invalid-argument"
+        case .notFound: return "not-found"
+        case .conflict: return "conflict"
+        case .notAStore: return "not-a-store"
+        case .unsupportedFormat: return "unsupported-format"
+        case .damaged: return "damaged"
+        case .fileMismatch: return "file-mismatch"
+        case .io: return "io"
+        case .remoteStatus: return "remote-status"
+        case .transport: return "transport"
+        case .remote: return "remote"
+        case .untrusted: return "untrusted"
+        case .cancelled: return "cancelled"
+        case .failed: return "failed"
+        case .invalidSetting: return "invalid-setting"
+        }
+    }
+
     /// Worth trying again after a pause: the network or the server may recover.
     public var isTransient: Bool {
         switch self {
