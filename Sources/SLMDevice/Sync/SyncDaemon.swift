@@ -462,7 +462,8 @@ public final class SyncDaemon {
         let version = ResolvedVersion(name: name, version: target, id: plan.targetID, object: try store.readVersion(plan.targetID))
         _ = try store.installOrQuarantine(version, into: dir, keep: options.keep, batchBytes: checkoutBatchBytes,
                                           addedPacks: pulled?.addedPacks, brought: [version],
-                                          beforeQuarantine: { try PendingCheck.clear(dir) }, dropped: "the device store")
+                                          // The mismatch is the error to report, whether or not the pending check clears.
+                                          beforeQuarantine: { try? PendingCheck.clear(dir) }, dropped: "the device store")
         if let command = options.healthCheck {
             CrashPoint.hit("sync-before-health-check")
             let verdict = HealthCheck.run(command, environment: hookEnvironment(model: name.value, old: current, new: target.description),

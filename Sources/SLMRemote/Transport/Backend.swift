@@ -95,6 +95,12 @@ extension ReadableBackend {
         return true
     }
 
+    /// The version id the ref file at `path` names, nil when there is none (a ref file is at most
+    /// 4 KiB; one that does not parse is damaged).
+    public func readRef(_ path: String) throws -> SHA256Digest? {
+        try read(path, limit: 4096).map { try Store.parseRefFile($0, source: "\(location)/\(path)") }
+    }
+
     /// Exactly the bytes `range` of the file at `path`, whole.
     public func readRange(_ path: String, range: Range<UInt64>) throws -> [UInt8] {
         var bytes: [UInt8] = []

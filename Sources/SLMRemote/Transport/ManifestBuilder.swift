@@ -97,10 +97,10 @@ final class ManifestBuilder {
     }
 
     func ref(_ path: String) throws -> SHA256Digest {
-        guard let bytes = try backend.read(path, limit: 4096) else {
+        guard let id = try backend.readRef(path) else {
             throw SLMError.remote(url: "\(backend.location)/\(path)", problem: "ref disappeared while the manifest was built")
         }
-        return try Store.parseRefFile(bytes, source: "\(backend.location)/\(path)")
+        return id
     }
 
     private func object(_ id: SHA256Digest, limit: Int) throws -> [UInt8] {

@@ -160,7 +160,7 @@ extension Store {
         var plan = PushPlan()
         for r in selected {
             let refPath = RemoteLayout.versionRefPath(r.name, r.version)
-            let remoteID = try destination.read(refPath, limit: 4096).map { try Store.parseRefFile($0, source: "\(destination.location)/\(refPath)") }
+            let remoteID = try destination.readRef(refPath)
             try plan.classify(r, remoteID: remoteID, location: destination.location) {
                 let treeBytes = try readObject(r.object.tree, limit: TreeObject.maxEncodedSize)
                 return (try TreeObject.decode(treeBytes, source: objectPath(r.object.tree)), treeBytes,
@@ -228,11 +228,9 @@ extension Store {
         for (stage, id) in try stageRefs(of: m) {
             let version = try readVersion(id).version
             let refPath = RemoteLayout.versionRefPath(m, version)
-            guard let bytes = try destination.read(refPath, limit: 4096),
-                  try Store.parseRefFile(bytes, source: "\(destination.location)/\(refPath)") == id else { continue }
+            guard try destination.readRef(refPath) == id else { continue }
             let stagePath = RemoteLayout.stageRefPath(m, stage)
-            let current = try destination.read(stagePath, limit: 4096).map { try Store.parseRefFile($0, source: "\(destination.location)/\(stagePath)") }
-            if current != id {
+            if try destination.readRef(stagePath) != id {
                 try destination.write(stagePath, bytes: Array((id.hex + "\n").utf8))
                 changed.append("\(m)@\(stage)")
             }
@@ -281,7 +279,7 @@ extension Store {
             if stageHolders[r.name] == nil {
                 var held: [SHA256Digest] = []
                 for path in try destination.list(RemoteLayout.stagesDirectory(r.name), recursive: false) {
-                    if let b = try destination.read(path, limit: 4096) { held.append(try Store.parseRefFile(b, source: "\(destination.location)/\(path)")) }
+                    if let id = try destination.readRef(path) { held.append(id) }
                 }
                 stageHolders[r.name] = held
             }

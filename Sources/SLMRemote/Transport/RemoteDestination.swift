@@ -25,10 +25,10 @@ struct RemoteVersionDestination: VersionDestination {
     func createVersionRef(_ name: ModelName, _ version: SemVer, id: SHA256Digest) throws -> SHA256Digest? {
         let path = RemoteLayout.versionRefPath(name, version)
         if try backend.write(path, bytes: Array((id.hex + "\n").utf8), ifMatching: nil) { return nil }
-        guard let bytes = try backend.read(path, limit: 4096) else {
+        guard let existing = try backend.readRef(path) else {
             throw SLMError.remote(url: "\(backend.location)/\(path)", problem: "ref exists but cannot be read")
         }
-        return try Store.parseRefFile(bytes, source: "\(backend.location)/\(path)")
+        return existing
     }
 }
 
