@@ -149,7 +149,7 @@ let pushCommand = Command(
                              "stages": .array(r.stagesPushed.map { .string($0) }), "seconds": .double((r.seconds * 1000).rounded() / 1000),
                              "release": r.release.map { .object(["serial": .int($0.serial), "expires": .string(Timestamp.format(time_t($0.expires))),
                                                                  "versions": .int($0.versions), "remote": .string($0.remote), "unsigned": .array($0.unsigned.map { .string($0) })]) } ?? .null,
-                             "warnings": .array(r.warnings.map { .string($0) })]))
+                             "warnings": .array(r.warnings.map { .string(message(for: $0)) })]))
     } else {
         print("pushed \(r.versionsPushed.count) versions (\(r.versionsPresent.count) already there), \(r.chunksCopied) chunks, \(Output.bytes(r.bytesCopied)) to \(dest)")
         for v in r.versionsPushed { print("  \(v)") }
@@ -158,7 +158,7 @@ let pushCommand = Command(
         if !r.deltaSets.isEmpty { print("  \(Output.bytes(r.deltaBytes)) of delta records") }
         if let release = r.release { printRelease(release, json: false, remote: dest) }
     }
-    for w in r.warnings { Output.warning(w) }
+    for w in r.warnings { Output.warning(message(for: w)) }
     return 0
 }
 
@@ -264,7 +264,7 @@ let pullCommand = Command(
                     Output.warning("no device report sent: \(remote.location) is read-only here; give --report-url URL")
                 }
             } catch {
-                Output.warning("the device report was not sent: \((error as? SLMError)?.description ?? "\(error)")")
+                Output.warning("the device report was not sent: \((error as? SLMError).map(message(for:)) ?? "\(error)")")
             }
         }
     }() : nil

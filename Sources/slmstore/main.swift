@@ -78,19 +78,50 @@ let settingOptions: [SLMError.Setting: (option: String, hint: String)] = [
     .advanceSchedule: ("--advance-after (and --advance-step)", ""), .downloadWindow: ("--window", ""),
     .reportURL: ("--report-url", ""), .deviceID: ("--device-id", ""), .clientKey: ("--key", " (pass --cert FILE too)"),
     .signingKeys: ("--sign", " (--sign KEY)"), .healthCheck: ("--health-check", " (--keep 1 or more)"),
+    .caBundle: ("--cacert", ""), .clientCertificate: ("--cert", ""), .tokenFile: ("--token-file", ""),
+    .maxInstallSize: ("--max-install-size", ""), .maxExpansion: ("--max-expansion", ""),
 ]
 
-/// The one line a failed command prints: the library's message, with settings named by their options.
-func message(for error: SLMError) -> String {
-    if case let .invalidSetting(setting, problem) = error, let o = settingOptions[setting] {
-        return "\(o.option) \(problem)\(o.hint)"
+/// A remedy the library attached to an error, worded as what to type.
+func hint(for remedy: SLMError.Remedy) -> String {
+    func option(_ s: SLMError.Setting) -> String { settingOptions[s]?.option ?? s.rawValue }
+    switch remedy {
+    case let .given(s): return "from \(option(s))"
+    case .raise(.maxExpansion): return "if this is expected, pass --max-expansion 0 or a higher factor"
+    case let .raise(s): return "more than \(option(s)) allows; raise it if this is expected"
+    case .overwrite: return "use --force to write into it"
+    case .skipStaging: return "use --skip-staging to override"
+    case .allowBreaking: return "use --allow-breaking"
+    case .signRelease: return "publish with `slmstore push REMOTE --sign KEY`"
+    case .signFromScratch: return "to start again from this store's versions only: `slmstore push REMOTE --sign KEY --from-scratch`"
+    case .trustPrivateCA: return "a private CA: --cacert FILE or SLMSTORE_CA_BUNDLE"
+    case .presentClientCertificate: return "a server that asks for a client certificate needs --cert and --key"
+    case .sendCredentials: return "set SLMSTORE_TOKEN or --token-file, or add the host to ~/.netrc"
+    case .publish: return "was the store published with `slmstore push`?"
+    case .renewRelease: return "the publisher must run `slmstore resign`"
+    case .verifyStore: return "run `slmstore verify`"
+    case let .createStore(path): return "create one with `slmstore init \(path)` or `slmstore add`"
+    case .generateKey: return "as `slmstore keygen` writes"
+    case .listCardKeys: return "see `slmstore card-keys`"
     }
-    return error.description
+}
+
+/// The one line a failed command prints: the library's message, with settings and remedies
+/// named by the options a user types.
+func message(for error: SLMError) -> String {
+    switch error {
+    case let .invalidSetting(setting, problem):
+        guard let o = settingOptions[setting] else { return error.description }
+        return "\(o.option) \(problem)\(o.hint)"
+    case let .caused(outer, cause): return "\(message(for: outer)): \(message(for: cause))"
+    case let .remedied(inner, remedy): return "\(message(for: inner)) (\(hint(for: remedy)))"
+    default: return error.description
+    }
 }
 
 /// Exit statuses scripts can tell apart; the library only says what happened, this says how to report it.
 func exitCode(for error: SLMError) -> Int32 {
-    switch error {
+    switch error.kind {
     case .argument, .invalidSetting: return 2
     case .notFound: return 3
     case .conflict: return 4
@@ -99,7 +130,7 @@ func exitCode(for error: SLMError) -> Int32 {
     case .unsupportedFormat: return 7
     case .untrusted: return 8
     case .cancelled: return 130
-    case .input, .notAStore, .io, .failed: return 1
+    case .input, .notAStore, .io, .failed, .caused, .remedied: return 1
     }
 }
 

@@ -60,3 +60,80 @@ final class SettingNamesTests: XCTestCase {
         }
     }
 }
+
+/// Errors keep what caused them and what would get past them, and the library's messages leave
+/// command-line wording to the command layer.
+final class ErrorStructureTests: XCTestCase {
+    func testACausedErrorKeepsItsOwnKindCodeAndTheCauseWhole() {
+        let cause = SLMError.io(path: "/s/objects/x", operation: "read", errno: EIO)
+        let e = SLMError.damaged(path: "/s/objects/x", problem: "version object").caused(by: cause)
+        XCTAssertEqual(e.kind, .damaged(path: "/s/objects/x", problem: "version object"))
+        XCTAssertEqual(e.code, "damaged")
+        XCTAssertEqual(e.underlying, cause)
+        XCTAssertTrue(e.description.hasPrefix("/s/objects/x: corrupt: version object: /s/objects/x: read failed"), e.description)
+    }
+
+    func testAnErrorFromOutsideTheLibraryBecomesAFailedCause() {
+        struct Outside: Error, CustomStringConvertible { var description: String { "at byte 3: unexpected character" } }
+        let e = SLMError.damaged(path: "m.json", problem: "manifest").caused(by: Outside())
+        XCTAssertEqual(e.underlying, .failed("at byte 3: unexpected character"))
+        XCTAssertEqual(e.description, "m.json: corrupt: manifest: at byte 3: unexpected character")
+    }
+
+    func testRetryAdviceFollowsTheOuterErrorNotItsCause() {
+        let transient = SLMError.transport(url: "https://h/x", problem: "reset", transient: true)
+        XCTAssertTrue(transient.remedied(by: .trustPrivateCA).isTransient)
+        XCTAssertFalse(SLMError.remote(url: "https://h/x", problem: "bad").caused(by: transient).isTransient)
+    }
+
+    func testRemediesAreListedInTheOrderTheyWereAttached() {
+        let e = SLMError.conflict("cannot promote").remedied(by: .skipStaging).remedied(by: .allowBreaking)
+        XCTAssertEqual(e.remedies, [.skipStaging, .allowBreaking])
+        XCTAssertEqual(e.kind, .conflict("cannot promote"))
+        XCTAssertEqual(e.code, "conflict")
+    }
+
+    func testMapKindRewordsTheErrorAndKeepsWhatWasAttached() {
+        let e = SLMError.transport(url: "https://signed?X-Amz-Signature=s", problem: "TLS", transient: false)
+            .remedied(by: .presentClientCertificate)
+        let mapped = e.mapKind { _ in .transport(url: "s3://b/k", problem: "TLS", transient: false) }
+        XCTAssertEqual(mapped.remedies, [.presentClientCertificate])
+        XCTAssertFalse(mapped.description.contains("Signature"), mapped.description)
+    }
+
+    func testARemedyInTheLibrarysWordsNamesNoCommandLineOption() {
+        let remedies: [SLMError.Remedy] = SLMError.Setting.allCases.flatMap { [.given($0), .raise($0)] } + [
+            .overwrite, .skipStaging, .allowBreaking, .signRelease, .signFromScratch, .trustPrivateCA,
+            .presentClientCertificate, .sendCredentials, .publish, .renewRelease, .verifyStore,
+            .createStore(path: "/s"), .generateKey, .listCardKeys]
+        for r in remedies {
+            let text = SLMError.failed("stopped").remedied(by: r).description
+            XCTAssertFalse(text.contains("--") || text.contains("`slmstore"), text)
+        }
+    }
+
+    func testNoStringInTheLibraryNamesACommandLineFlagOrCommand() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let sources = root.appendingPathComponent("Sources")
+        let literal = try NSRegularExpression(pattern: #""(?:[^"\\]|\\.)*""#)
+        let cliWords = try NSRegularExpression(pattern: #"(^|[\s(`'])--[a-z]|`slmstore "#)
+        var found: [String] = []
+        for target in try FileManager.default.contentsOfDirectory(atPath: sources.path) where target.hasPrefix("SLM") {
+            let dir = sources.appendingPathComponent(target)
+            for case let file as String in FileManager.default.enumerator(atPath: dir.path)! where file.hasSuffix(".swift") {
+                let text = try String(contentsOf: dir.appendingPathComponent(file), encoding: .utf8)
+                for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                    let trimmed = line.trimmingCharacters(in: .whitespaces)
+                    guard !trimmed.hasPrefix("//") else { continue }
+                    let code = String(line.components(separatedBy: " // ")[0])
+                    let range = NSRange(code.startIndex..., in: code)
+                    for m in literal.matches(in: code, range: range) {
+                        let s = (code as NSString).substring(with: m.range)
+                        if cliWords.firstMatch(in: s, range: NSRange(s.startIndex..., in: s)) != nil { found.append("\(target)/\(file):\(n + 1): \(s)") }
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(found, [], "library strings that name command-line flags or commands (word them as a Remedy)")
+    }
+}

@@ -59,7 +59,7 @@ public final class InstallDirectory: Sendable {
     /// The version id recorded in an installed version directory, if it is complete.
     /// A marker that is absent or does not parse both mean an incomplete install.
     public func installedID(of version: String) -> SHA256Digest? {
-        guard let bytes = try? FileSystem.readFile("\(path(of: version))/\(Self.markerName)", limit: 4096) else { return nil }
+        guard let bytes = FileSystem.readCacheFile("\(path(of: version))/\(Self.markerName)", limit: 4096) else { return nil }
         return try? Store.parseRefFile(bytes, source: version)
     }
 
@@ -130,8 +130,7 @@ public final class InstallDirectory: Sendable {
     /// Versions in the order they became current, oldest first; empty when the history is
     /// absent or unreadable (it only orders pruning: the oldest go first).
     public func installHistory() -> [String] {
-        guard let bytes = try? FileSystem.readFile("\(root)/\(Self.historyName)", limit: 1 << 20),
-              let v = try? JSONValue.parse(bytes), let a = v.arrayValue else { return [] }
+        guard let a = JSONValue.readCacheDocument("\(root)/\(Self.historyName)", limit: 1 << 20)?.arrayValue else { return [] }
         return a.compactMap(\.stringValue)
     }
 

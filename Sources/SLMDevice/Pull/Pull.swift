@@ -309,7 +309,8 @@ extension Store {
     func checkBounds(_ targets: [PullTarget], maxChunk: Int, location: String, options: PullOptions) throws {
         let totalSize = targets.reduce(UInt64(0)) { sum, t in t.tree.files.reduce(sum) { $0 + $1.size } }
         if options.maxInstallSize > 0 && totalSize > options.maxInstallSize {
-            throw SLMError.failed("\(targets[0].label) is \(totalSize) bytes with its dependencies, more than --max-install-size \(options.maxInstallSize); nothing was downloaded")
+            throw SLMError.failed("\(targets[0].label) is \(totalSize) bytes with its dependencies, over the install size limit of \(options.maxInstallSize); nothing was downloaded")
+                .remedied(by: .raise(.maxInstallSize))
         }
         for t in targets {
             for f in t.tree.files where try f.chunks.contains(where: { $0.rawLength > maxChunk }) {
@@ -347,7 +348,8 @@ extension Store {
             let newBytes = try PullPlan.newDataBytes(targets, have: index.contains)
             let (bound, overflow) = max(chunkBytes, 1).multipliedReportingOverflow(by: options.maxExpansion)
             if !overflow && newBytes > bound {
-                throw SLMError.remote(url: remote.location, problem: "\(target.label) would install \(newBytes) bytes of new data from \(chunkBytes) bytes downloaded, more than \(options.maxExpansion) times as much (a few records listed over and over); nothing was downloaded. If this is expected, pass --max-expansion 0 or a higher factor")
+                throw SLMError.remote(url: remote.location, problem: "\(target.label) would install \(newBytes) bytes of new data from \(chunkBytes) bytes downloaded, more than \(options.maxExpansion) times as much (a few records listed over and over); nothing was downloaded")
+                    .remedied(by: .raise(.maxExpansion))
             }
         }
         let fetcher = try ChunkFetcher(store: self, remote: remote, baseIndex: index, commitEvery: options.commitEvery,
@@ -406,9 +408,9 @@ extension Store {
                 if holds[d.base] == nil {
                     var complete = false
                     // A base whose objects are not all here (a killed pull) is not held.
-                    if hasObject(d.base), let v = try? readVersion(d.base), let tree = try? readTree(v.tree) {
+                    if hasObject(d.base), case let v = try readVersion(d.base), hasObject(v.tree) {
                         // Bases are read from full records (depth 1).
-                        complete = try tree.files.allSatisfy { try $0.chunks.allSatisfy { index.containsFull($0.id) } }
+                        complete = try readTree(v.tree).files.allSatisfy { try $0.chunks.allSatisfy { index.containsFull($0.id) } }
                     }
                     holds[d.base] = complete
                 }

@@ -46,7 +46,7 @@ struct PendingCheck {
         guard FileSystem.exists(path) else { return nil }
         let bytes = try FileSystem.readFile(path, limit: 4096)
         let v: JSONValue
-        do { v = try JSONValue.parse(bytes) } catch { throw SLMError.damaged(path: path, problem: "pending health check: \(error)") }
+        do { v = try JSONValue.parse(bytes) } catch { throw SLMError.damaged(path: path, problem: "pending health check").caused(by: error) }
         guard let version = v["version"]?.stringValue, SemVer(parsing: version) != nil else {
             throw SLMError.damaged(path: path, problem: "pending health check names no valid version")
         }
@@ -79,7 +79,7 @@ struct RejectedVersions {
         guard FileSystem.exists(path) else { return RejectedVersions() }
         let value: JSONValue
         do { value = try JSONValue.parse(try FileSystem.readFile(path, limit: 1 << 20)) } catch {
-            throw SLMError.damaged(path: path, problem: "rejected versions: \(error)")
+            throw SLMError.damaged(path: path, problem: "rejected versions").caused(by: error)
         }
         guard let object = value.objectValue else { throw SLMError.damaged(path: path, problem: "rejected versions: not a JSON object") }
         var r = RejectedVersions()

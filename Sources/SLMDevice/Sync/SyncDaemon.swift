@@ -131,9 +131,8 @@ public struct SyncState: Sendable {
     /// people, never the source of what is installed (that is the install directory itself).
     public static func load(_ root: String) -> SyncState {
         var s = SyncState()
-        // try?: the doc above; absent and unreadable both start from a fresh state.
-        guard let bytes = try? FileSystem.readFile(root + "/" + SyncDaemon.stateName, limit: 16 << 20),
-              let v = try? JSONValue.parse(bytes) else { return s }
+        // The doc above: absent and unreadable both start from a fresh state.
+        guard let v = JSONValue.readCacheDocument(root + "/" + SyncDaemon.stateName, limit: 16 << 20) else { return s }
         s.remote = v["remote"]?.stringValue ?? ""
         s.pid = Int32(v["pid"]?.int64Value ?? 0)
         s.rounds = Int(v["rounds"]?.int64Value ?? 0)
@@ -396,7 +395,7 @@ public final class SyncDaemon {
         case .unchanged:
             m = try Manifest.decode(try FileSystem.readFile(cache, limit: Manifest.maxEncodedSize), source: cache)
         case .absent:
-            throw SLMError.remote(url: "\(remote.location)/manifest.json", problem: "not found (was the store published with `slmstore push`?)")
+            throw SLMError.remote(url: "\(remote.location)/manifest.json", problem: "not found").remedied(by: .publish)
         }
         try m.loadVersions(of: Set(options.follow.map(\.0.value)), location: remote.location, cache: entriesCache, read: remote.read)
         entriesCache.keep(m)
@@ -446,7 +445,7 @@ public final class SyncDaemon {
             let r = try download(name, plan, into: dir)
             pulled = r
             if options.downloadOnly {
-                log("downloaded", "\(name) \(target) is in the device store; it is installed by a round without --download-only",
+                log("downloaded", "\(name) \(target) is in the device store; it is installed by a round that is not download-only",
                     ["model": .string(name.value), "version": .string(target.description), "bytes_downloaded": .int(r.bytesDownloaded)])
                 return false
             }
@@ -578,7 +577,7 @@ public final class SyncDaemon {
         }
     }
 
-    /// The environment of --on-update and --health-check.
+    /// The environment of the update hook and the health check.
     private func hookEnvironment(model: String, old: String?, new: String) -> [String: String] {
         var env = ProcessInfo.processInfo.environment
         env["SLMSTORE_MODEL"] = model
@@ -598,9 +597,9 @@ public final class SyncDaemon {
         do {
             try p.run()
             p.waitUntilExit()
-            if p.terminationStatus != 0 { log("error", "--on-update exited \(p.terminationStatus) for \(model) \(new)") }
+            if p.terminationStatus != 0 { log("error", "the update hook exited \(p.terminationStatus) for \(model) \(new)") }
         } catch {
-            log("error", "--on-update could not start: \(error)")
+            log("error", "the update hook could not start: \(error)")
         }
     }
 

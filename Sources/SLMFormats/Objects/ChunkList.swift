@@ -183,7 +183,7 @@ public final class ChunkListFile: Sendable {
         do {
             try bytes.withUnsafeMutableBytes { try file.pread(into: $0, count: count * 20, at: offset) }
         } catch {
-            throw SLMError.damaged(path: file.path, problem: "reading its chunk list at byte \(offset) failed: \(error)")
+            throw SLMError.damaged(path: file.path, problem: "reading its chunk list at byte \(offset) failed").caused(by: error)
         }
         var out: [ChunkRef] = []
         out.reserveCapacity(count)

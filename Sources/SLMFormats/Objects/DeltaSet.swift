@@ -48,7 +48,7 @@ public struct DeltaSet: Equatable, Sendable {
         func bad(_ p: String) -> SLMError { .damaged(path: source, problem: "delta set: \(p)") }
         guard bytes.count <= maxEncodedSize else { throw bad("larger than \(maxEncodedSize) bytes") }
         let v: JSONValue
-        do { v = try JSONValue.parse(bytes) } catch { throw bad("\(error)") }
+        do { v = try JSONValue.parse(bytes) } catch { throw bad("not valid JSON").caused(by: error) }
         guard let format = v["format"]?.uint64Value else { throw bad("no format") }
         guard format == 1 else { throw SLMError.unsupportedFormat(path: source, what: "delta set", found: format, supported: 1) }
         guard let target = v["target"]?.stringValue.flatMap(SHA256Digest.init(hex:)),

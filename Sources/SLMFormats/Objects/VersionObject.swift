@@ -95,7 +95,7 @@ public struct VersionObject: Equatable, Sendable {
         let v: JSONValue
         // A writer's version object holds its card (at most 1 MiB of YAML or JSON, some 300,000
         // values at most) and a few fields: more is a document built to inflate a parse.
-        do { v = try JSONValue.parse(bytes, maxValues: maxValues) } catch { throw bad("\(error)") }
+        do { v = try JSONValue.parse(bytes, maxValues: maxValues) } catch { throw bad("not valid JSON").caused(by: error) }
         guard v["type"]?.stringValue == "version" else { throw bad("not a version object") }
         guard v["format"]?.uint64Value == 1 else { throw bad("format \(v["format"].map { $0.canonicalString() } ?? "missing") is not supported") }
         guard let name = v["name"]?.stringValue, ModelName(parsing: name) != nil else { throw bad("bad name") }

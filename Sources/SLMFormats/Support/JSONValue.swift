@@ -187,6 +187,19 @@ public enum JSONValue: Equatable, Sendable {
     /// Parses a document given as text.
     public static func parse(_ text: String) throws -> JSONValue { try parse(Array(text.utf8)) }
 
+    /// The document in `bytes`, or nil when it is not well-formed JSON: for records where a
+    /// malformed one simply loses (to a well-formed one, or to a fresh start).
+    package static func parseIfWellFormed(_ bytes: [UInt8]) -> JSONValue? {
+        do { return try parse(bytes) } catch { return nil }
+    }
+
+    /// The JSON document in the file at `path`, or nil when it is absent, unreadable or
+    /// malformed: for files whose loss costs only a fresh start (daemon state, install
+    /// history, a resumable upload's parts), never for anything a user stored.
+    package static func readCacheDocument(_ path: String, limit: Int) -> JSONValue? {
+        FileSystem.readCacheFile(path, limit: limit).flatMap(parseIfWellFormed)
+    }
+
     /// An upper estimate of the values in a document without building any: separators and
     /// opening brackets outside strings (every value but the first follows a comma or opens a
     /// container), plus one. Strings are skipped with their escapes.

@@ -41,6 +41,13 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
     /// setting's name. The library names settings in its own words (`Setting`); a command
     /// layer names its option for each instead, so no library message names a command-line flag.
     case invalidSetting(Setting, problem: String)
+    /// `error`, with the failure beneath it kept whole (a file that would not parse, a remote
+    /// that broke off): the message reads "error: cause"; the code, exit status and retry advice
+    /// are `error`'s, and `underlying` hands the cause to a caller that wants it.
+    indirect case caused(SLMError, by: SLMError)
+    /// `error`, with what a user can change to get past it. The library words a remedy in its
+    /// own terms (an option of its API); a command layer words it as the flag a user types.
+    indirect case remedied(SLMError, Remedy)
 
     /// Settings a caller gives the library, in the words the library's messages use for them.
     public enum Setting: String, Sendable, CaseIterable {
@@ -54,6 +61,115 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
         case clientKey = "client key"
         case signingKeys = "signing"
         case healthCheck = "a health check"
+        case caBundle = "CA bundle"
+        case clientCertificate = "client certificate"
+        case tokenFile = "token file"
+        case maxInstallSize = "install size limit"
+        case maxExpansion = "expansion limit"
+    }
+
+    /// What a user can change to get past an error, named by what it does rather than by any
+    /// one command line's flag.
+    public enum Remedy: Sendable, Equatable {
+        /// The value at fault came from this setting.
+        case given(Setting)
+        /// The operation stopped at a limit this setting sets; raising it lets it through.
+        case raise(Setting)
+        /// Writing into a directory that already has files in it (checkout's `force`).
+        case overwrite
+        /// Promoting to production without the version passing through staging.
+        case skipStaging
+        /// Promoting across a major version.
+        case allowBreaking
+        /// Publishing signed release metadata by pushing with a signing key.
+        case signRelease
+        /// Signing again from this store's versions only, ignoring the remote's release.
+        case signFromScratch
+        /// Trusting a private CA's certificates by naming its bundle.
+        case trustPrivateCA
+        /// Presenting a client certificate to a server that asks for one.
+        case presentClientCertificate
+        /// Sending credentials to a remote that wants them.
+        case sendCredentials
+        /// Publishing a store to the remote (a push).
+        case publish
+        /// Renewing the signed release before it expires, which only its publisher can do.
+        case renewRelease
+        /// Checking the store's chunks against their hashes.
+        case verifyStore
+        /// Creating a store at `path`.
+        case createStore(path: String)
+        /// Generating an Ed25519 key pair.
+        case generateKey
+        /// Listing the model card keys the store requires.
+        case listCardKeys
+
+        /// The remedy in the library's words.
+        public var description: String {
+            switch self {
+            case let .given(s): return "from the \(s.rawValue) setting"
+            case let .raise(s): return "if this is expected, raise the \(s.rawValue)"
+            case .overwrite: return "checkout(force: true) writes into it"
+            case .skipStaging: return "skipping staging overrides this"
+            case .allowBreaking: return "allowing breaking changes overrides this"
+            case .signRelease: return "publish one by pushing with a signing key"
+            case .signFromScratch: return "to start again from this store's versions only: ReleaseSigning.fromScratch"
+            case .trustPrivateCA: return "a private CA needs its CA bundle named (TLSFiles.caBundle or SLMSTORE_CA_BUNDLE)"
+            case .presentClientCertificate: return "a server that asks for a client certificate needs TLSFiles.clientCertificate and clientKey"
+            case .sendCredentials: return "set SLMSTORE_TOKEN or a token file, or add the host to ~/.netrc"
+            case .publish: return "was a store pushed to it?"
+            case .renewRelease: return "the publisher must renew the release"
+            case .verifyStore: return "verify the store"
+            case let .createStore(path): return "create one at \(path) first"
+            case .generateKey: return "a PEM key as Ed25519Key generates"
+            case .listCardKeys: return "the store's config lists them"
+            }
+        }
+    }
+
+    /// This error with `cause` kept beneath it; an error that is not an `SLMError` becomes a
+    /// `.failed` carrying its description.
+    public func caused(by cause: any Error) -> SLMError {
+        .caused(self, by: (cause as? SLMError) ?? .failed(String(describing: cause)))
+    }
+
+    /// This error with `remedy` attached.
+    public func remedied(by remedy: Remedy) -> SLMError { .remedied(self, remedy) }
+
+    /// The error itself, without the causes and remedies wrapped around it: what a caller
+    /// matches on to decide what to do.
+    public var kind: SLMError {
+        switch self {
+        case let .caused(error, _), let .remedied(error, _): return error.kind
+        default: return self
+        }
+    }
+
+    /// This error with its kind replaced by `transform(kind)`, the causes and remedies around it kept.
+    public func mapKind(_ transform: (SLMError) -> SLMError) -> SLMError {
+        switch self {
+        case let .caused(error, cause): return .caused(error.mapKind(transform), by: cause)
+        case let .remedied(error, remedy): return .remedied(error.mapKind(transform), remedy)
+        default: return transform(self)
+        }
+    }
+
+    /// The failure beneath this one, if one caused it.
+    public var underlying: SLMError? {
+        switch self {
+        case let .caused(_, cause): return cause
+        case let .remedied(error, _): return error.underlying
+        default: return nil
+        }
+    }
+
+    /// Every remedy attached to this error, outermost last.
+    public var remedies: [Remedy] {
+        switch self {
+        case let .caused(error, _): return error.remedies
+        case let .remedied(error, remedy): return error.remedies + [remedy]
+        default: return []
+        }
     }
 
     /// The one-line message a user sees.
@@ -77,6 +193,8 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
         case .cancelled: return "interrupted"
         case let .failed(message): return message
         case let .invalidSetting(setting, problem): return "\(setting.rawValue) \(problem)"
+        case let .caused(error, cause): return "\(error.description): \(cause.description)"
+        case let .remedied(error, remedy): return "\(error.description) (\(remedy.description))"
         }
     }
 
@@ -100,6 +218,7 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
         case .cancelled: return "cancelled"
         case .failed: return "failed"
         case .invalidSetting: return "invalid-setting"
+        case let .caused(error, _), let .remedied(error, _): return error.code
         }
     }
 
@@ -108,6 +227,7 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
         switch self {
         case let .transport(_, _, transient): return transient
         case let .remoteStatus(_, status, _): return status >= 500 || status == 429 || status == 408
+        case let .caused(error, _), let .remedied(error, _): return error.isTransient
         default: return false
         }
     }

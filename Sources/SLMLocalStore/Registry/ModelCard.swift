@@ -19,7 +19,7 @@ public enum ModelCard {
         guard let text = String(validating: bytes, as: UTF8.self) else { throw SLMError.input(path: path, problem: "model card is not UTF-8") }
         let value: JSONValue
         if path.hasSuffix(".json") {
-            do { value = try JSONValue.parse(bytes) } catch { throw SLMError.input(path: path, problem: "\(error)") }
+            do { value = try JSONValue.parse(bytes) } catch { throw SLMError.input(path: path, problem: "not valid JSON").caused(by: error) }
         } else {
             do { value = try YAMLSubset.parse(text) } catch let e as YAMLSubset.ParseError {
                 throw SLMError.input(path: path, problem: "invalid model card: \(e)")
@@ -38,7 +38,7 @@ public enum ModelCard {
             if node == nil || node == .null { missing.append(key) }
         }
         if !missing.isEmpty {
-            throw SLMError.input(path: source, problem: "model card lacks required keys: \(missing.joined(separator: ", ")) (required by this store; see `slmstore card-keys`)")
+            throw SLMError.input(path: source, problem: "model card lacks required keys: \(missing.joined(separator: ", ")) (required by this store)").remedied(by: .listCardKeys)
         }
     }
 }

@@ -167,7 +167,7 @@ extension Store {
         guard FileSystem.exists(path) else { return [] }
         let text = String(decoding: try FileSystem.readFile(path, limit: 64 << 20), as: UTF8.self)
         return try text.split(separator: "\n").map { line in
-            do { return try JSONValue.parse(String(line)) } catch { throw SLMError.damaged(path: path, problem: "bad record: \(error)") }
+            do { return try JSONValue.parse(String(line)) } catch { throw SLMError.damaged(path: path, problem: "bad record").caused(by: error) }
         }
     }
 
@@ -202,7 +202,7 @@ extension Store {
     public func policy(of name: ModelName) throws -> PromotionPolicy {
         guard FileSystem.exists(policyPath(name)) else { return PromotionPolicy() }
         let text = String(decoding: try FileSystem.readFile(policyPath(name), limit: 1 << 20), as: UTF8.self)
-        do { return try PromotionPolicy(parsing: text) } catch { throw SLMError.damaged(path: policyPath(name), problem: "\(error)") }
+        do { return try PromotionPolicy(parsing: text) } catch { throw SLMError.damaged(path: policyPath(name), problem: "promotion policy").caused(by: error) }
     }
 
     /// Replaces the model's promotion policy.
@@ -247,20 +247,33 @@ extension Store {
 
     /// Why `r` may not take `stage` (empty: every gate passes).
     public func gateFailures(_ r: ResolvedVersion, stage: String, options: PromoteOptions) throws -> [String] {
-        var failures = try metricGateFailures(r, stage: stage)
+        try gateChecks(r, stage: stage, options: options).map(\.reason)
+    }
+
+    /// The refusal of `action` ("promote", "roll out") of `r` to `stage`, with a remedy for each
+    /// gate an option can lift; nil when every gate passes.
+    public func gateRefusal(_ r: ResolvedVersion, stage: String, options: PromoteOptions, action: String) throws -> SLMError? {
+        let failures = try gateChecks(r, stage: stage, options: options)
+        guard !failures.isEmpty else { return nil }
+        let refusal = SLMError.conflict("cannot \(action) \(r.name)@\(r.version) to \(stage): " + failures.map(\.reason).joined(separator: "; "))
+        return failures.compactMap(\.remedy).reduce(refusal) { $0.remedied(by: $1) }
+    }
+
+    private func gateChecks(_ r: ResolvedVersion, stage: String, options: PromoteOptions) throws -> [(reason: String, remedy: SLMError.Remedy?)] {
+        var failures: [(reason: String, remedy: SLMError.Remedy?)] = try metricGateFailures(r, stage: stage).map { ($0, nil) }
         if stage == "production" && !options.skipStaging {
             let staging = try stageHolder(r.name, "staging")
             if staging?.1 != r.id {
-                failures.append("production must come from staging, which holds \(staging.map { $0.0.description } ?? "nothing") (use --skip-staging to override)")
+                failures.append(("production must come from staging, which holds \(staging.map { $0.0.description } ?? "nothing")", .skipStaging))
             }
         }
         if stage == "production", !options.allowBreaking, let (current, _) = try stageHolder(r.name, "production"),
            current.major != r.version.major {
-            failures.append("\(current) -> \(r.version) changes the major version, a breaking change by SemVer (use --allow-breaking)")
+            failures.append(("\(current) -> \(r.version) changes the major version, a breaking change by SemVer", .allowBreaking))
         }
         for dep in r.object.dependencies {
             do { _ = try resolveSelector(name: try ModelName(dep.name), selector: dep.range) } catch {
-                failures.append("dependency \(dep.name)@\(dep.range) does not resolve in this store (\(error))")
+                failures.append(("dependency \(dep.name)@\(dep.range) does not resolve in this store (\(error))", nil))
             }
         }
         return failures
@@ -273,7 +286,7 @@ extension Store {
             throw SLMError.argument("unknown stage \"\(stage)\": promote to staging, production or archived (development is every version not promoted)")
         }
         let expected = try stageHolder(r.name, stage)
-        let failures = try gateFailures(r, stage: stage, options: options)
+        let gateRefusal = try self.gateRefusal(r, stage: stage, options: options, action: "promote")
         options.beforeCommit?()
         let lock = try refsLock()
         defer { lock.unlock() }
@@ -283,13 +296,13 @@ extension Store {
         var refusal: SLMError? = nil
         if now?.1 != expected?.1 {
             refusal = .conflict("\(r.name)@\(stage) moved to \(now.map { $0.0.description } ?? "nothing") while this promote ran; nothing changed (try again)")
-        } else if !failures.isEmpty {
-            refusal = .conflict("cannot promote \(r.name)@\(r.version) to \(stage): " + failures.joined(separator: "; "))
+        } else if let gateRefusal {
+            refusal = gateRefusal
         } else if now?.1 == r.id {
             refusal = .conflict("\(r.name)@\(r.version) already holds \(stage)")
         }
         if let refusal {
-            record.outcome = "refused: \(refusal.description)"
+            record.outcome = "refused: \(refusal.kind.description)"
             try appendRecord(record.json, to: historyPath(r.name))
             throw refusal
         }

@@ -135,7 +135,7 @@ extension Store {
         guard FileSystem.exists(path) else { return nil }
         let bytes = try FileSystem.readFile(path, limit: 1 << 20)
         let value: JSONValue
-        do { value = try JSONValue.parse(bytes) } catch { throw SLMError.damaged(path: path, problem: "rollout record: \(error)") }
+        do { value = try JSONValue.parse(bytes) } catch { throw SLMError.damaged(path: path, problem: "rollout record").caused(by: error) }
         return try RolloutRecord.decode(value, source: path)
     }
 
@@ -163,10 +163,7 @@ extension Store {
                 throw SLMError.notFound("\(r.name)@\(stage) has no version yet; promote one before rolling out to a share of devices")
             }
             guard holder.1 != r.id else { throw SLMError.conflict("\(r.name)@\(r.version) already holds \(stage) for every device") }
-            let failures = try gateFailures(r, stage: stage, options: options)
-            guard failures.isEmpty else {
-                throw SLMError.conflict("cannot roll out \(r.name)@\(r.version) to \(stage): " + failures.joined(separator: "; "))
-            }
+            if let refusal = try gateRefusal(r, stage: stage, options: options, action: "roll out") { throw refusal }
         }
         let lock = try refsLock()
         defer { lock.unlock() }

@@ -193,22 +193,26 @@ extension Store {
     func fullyStoredAncestor(of version: ResolvedVersion, index: ChunkIndex) throws -> ResolvedVersion? {
         var current = version
         let sets = try deltaSets()
-        func resolved(_ id: SHA256Digest) -> ResolvedVersion? {
-            // try?: a set naming a version this store cannot read leads nowhere, which nil says.
-            guard hasObject(id), let object = try? readVersion(id), let name = ModelName(parsing: object.name) else { return nil }
+        func resolved(_ id: SHA256Digest) throws -> ResolvedVersion? {
+            // A set naming a version this store no longer holds leads nowhere, which nil says; a
+            // damaged one is an error like any other damaged object.
+            guard hasObject(id) else { return nil }
+            let object = try readVersion(id)
+            guard let name = ModelName(parsing: object.name) else { return nil }
             return ResolvedVersion(name: name, version: object.version, id: id, object: object)
         }
         for _ in 0..<64 {
             if let set = sets.first(where: { $0.target == current.id }) {
-                guard let base = resolved(set.base) else { return nil }
+                guard let base = try resolved(set.base) else { return nil }
                 current = base
                 continue
             }
             if try holdsFullWeights(current, index: index) { return current }
-            let twin = sets.lazy.compactMap { set -> ResolvedVersion? in
-                guard set.target != current.id, let t = resolved(set.target), t.object.tree == current.object.tree else { return nil }
-                return resolved(set.base)
-            }.first
+            var twin: ResolvedVersion? = nil
+            for set in sets where set.target != current.id {
+                guard let t = try resolved(set.target), t.object.tree == current.object.tree else { continue }
+                if let base = try resolved(set.base) { twin = base; break }
+            }
             guard let twin else { return nil }
             current = twin
         }

@@ -124,7 +124,7 @@ extension Store {
         if FileSystem.exists(target) {
             guard FileSystem.isDirectory(target) else { throw SLMError.input(path: target, problem: "exists and is not a directory") }
             if !force, !(try FileSystem.listDirectory(target)).isEmpty {
-                throw SLMError.input(path: target, problem: "directory exists and is not empty (use --force to write into it)")
+                throw SLMError.input(path: target, problem: "directory exists and is not empty").remedied(by: .overwrite)
             }
         }
         try FileSystem.makeDirectories(target)

@@ -95,18 +95,18 @@ extension Store {
             guard let opened = try MultiPackIndex.open(path) else { return ([], []) }
             index = opened
         } catch SLMError.damaged(_, let problem) {
-            return (["\(problem) (pack indexes are used instead; `slmstore maintenance` rewrites it)"], [])
+            return (["\(problem) (pack indexes are used instead; store maintenance rewrites it)"], [])
         }
         let file = try FileDescriptor.openForReading(path)
         let hasher = SHA256Hasher()
         try file.readBlocks(count: try file.size() - 32) { hasher.update($0) }
         guard hasher.finish() == index.storedChecksum else {
-            return (["multi-pack index: checksum mismatch (pack indexes are used instead; `slmstore maintenance` rewrites it)"], [])
+            return (["multi-pack index: checksum mismatch (pack indexes are used instead; store maintenance rewrites it)"], [])
         }
         let listed = Set(try packIDs())
         let gone = index.packs.filter { !listed.contains($0) }
         guard gone.isEmpty else {
-            return ([], ["\(path): lists \(gone.count) pack(s) since removed (their entries are skipped; `slmstore maintenance` rewrites it)"])
+            return ([], ["\(path): lists \(gone.count) pack(s) since removed (their entries are skipped; store maintenance rewrites it)"])
         }
         let rebuilt: MultiPackIndexWriter.Result
         do {
@@ -115,7 +115,7 @@ extension Store {
             return (["multi-pack index cannot be checked against the pack indexes it lists: \(e)"], [])
         }
         guard rebuilt.checksum == index.storedChecksum else {
-            return (["multi-pack index does not match the pack indexes it lists (`slmstore maintenance` rewrites it)"], [])
+            return (["multi-pack index does not match the pack indexes it lists (store maintenance rewrites it)"], [])
         }
         return ([], [])
     }

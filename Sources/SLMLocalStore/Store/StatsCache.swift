@@ -22,8 +22,9 @@ extension Store {
     /// Computes and caches a version's listing from objects already in hand (`add` has them).
     @discardableResult
     func cacheListing(of id: SHA256Digest, object: VersionObject, tree: TreeObject, index: ChunkIndex) throws -> VersionListing {
-        // The parent only sets "new bytes"; a parent removed since (or unreadable) counts as none.
-        let parentTree = object.parent.flatMap { try? readTree(try readVersion($0).tree) }
+        // The parent only sets "new bytes"; a parent removed since counts as none, a damaged one
+        // is an error (the caller may skip the cache over it).
+        let parentTree = try object.parent.flatMap { hasObject($0) ? try readTree(try readVersion($0).tree) : nil }
         let s = VersionListing(stats: try stats(of: tree, parentTree: parentTree, index: index), created: object.created)
         FileSystem.writeCacheFile(s.cacheLine, to: "\(versionStatsCacheRoot)/\(id.hex)")
         return s

@@ -39,7 +39,7 @@ public final class Store: Sendable {
     public static func open(at root: String) throws -> Store {
         let configPath = root + "/config"
         guard FileSystem.exists(configPath) else {
-            if !FileSystem.exists(root) { throw SLMError.notFound("\(root): no store here (create one with `slmstore init \(root)` or `slmstore add`)") }
+            if !FileSystem.exists(root) { throw SLMError.notFound("\(root): no store here").remedied(by: .createStore(path: root)) }
             throw SLMError.notAStore(path: root, problem: "not a slmstore store (no config file)")
         }
         let config = try StoreConfig.decode(try FileSystem.readFile(configPath, limit: 1 << 20), source: configPath)

@@ -42,7 +42,7 @@ public struct StoreConfig: Equatable, Sendable {
     public static func decode(_ bytes: [UInt8], source: String) throws -> StoreConfig {
         func bad(_ p: String) -> SLMError { .damaged(path: source, problem: p) }
         let v: JSONValue
-        do { v = try JSONValue.parse(bytes) } catch { throw bad("not a slmstore config: \(error)") }
+        do { v = try JSONValue.parse(bytes) } catch { throw bad("not a slmstore config").caused(by: error) }
         guard v["type"]?.stringValue == "slmstore" else { throw bad("not a slmstore config (no \"type\": \"slmstore\")") }
         guard let format = v["format"]?.uint64Value else { throw bad("config has no format number") }
         guard format <= currentFormat else {

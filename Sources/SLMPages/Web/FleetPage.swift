@@ -15,7 +15,7 @@ extension SiteLayout {
 extension RegistrySite {
     /// The fleet page for `view`, stamped `generated`; every name from a report escaped.
     public static func fleetPage(_ view: FleetView, generated: String) -> String {
-        var body = "<h1>Fleet</h1><p>\(view.devices) devices reporting. Generated \(HTML.escape(generated)) by slmstore fleet --web.</p>"
+        var body = "<h1>Fleet</h1><p>\(view.devices) devices reporting. Generated \(HTML.escape(generated)) by slmstore.</p>"
         if !view.rollouts.isEmpty {
             body += "<h2>Rollouts</h2><table><tr><th>rollout</th><th>version</th><th>share</th><th>running</th><th>rejected or failed</th><th>failure rate</th></tr>"
             for r in view.rollouts {

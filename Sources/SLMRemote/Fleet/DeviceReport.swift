@@ -73,7 +73,7 @@ public struct DeviceReport: Sendable, Equatable {
     /// Classifies an error for a report without its text.
     public static func errorClass(_ error: Error) -> String {
         guard let e = error as? SLMError else { return "other" }
-        switch e {
+        switch e.kind {
         case .untrusted: return "untrusted"
         case .transport, .remoteStatus: return "transport"
         case .remote, .unsupportedFormat: return "remote"
@@ -103,7 +103,7 @@ public struct DeviceReport: Sendable, Equatable {
         func bad(_ p: String) -> SLMError { .damaged(path: source, problem: "device report: \(p)") }
         guard bytes.count <= maxEncodedSize else { throw bad("larger than \(maxEncodedSize) bytes") }
         let v: JSONValue
-        do { v = try JSONValue.parse(bytes, maxValues: 512) } catch { throw bad("\(error)") }
+        do { v = try JSONValue.parse(bytes, maxValues: 512) } catch { throw bad("not valid JSON").caused(by: error) }
         guard v["type"]?.stringValue == "slmstore-device-report", v["format"]?.uint64Value == 1,
               let device = v["device"]?.stringValue, !device.isEmpty, device.utf8.count <= 256,
               let time = v["time"]?.stringValue, Timestamp.parse(time) != nil,

@@ -35,7 +35,9 @@ extension Store {
                     + "\(c.rejected + c.failed) rejected or failed it; advanced after \(record.advanceAfter ?? 0) s"
                 do {
                     try startRollout(try resolve(.exact(name, try SemVer(record.version))), stage: r.stage, percent: next, options: options)
-                } catch let SLMError.conflict(message) {
+                } catch let e as SLMError {
+                    // A gate that refuses the next share holds the rollout where it is.
+                    guard case let .conflict(message) = e.kind else { throw e }
                     actions.append(.held(model: r.model, stage: r.stage, reason: message))
                     continue
                 }

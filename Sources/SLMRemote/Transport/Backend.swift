@@ -386,8 +386,8 @@ public enum Remotes {
         public init() {}
     }
 
-    /// The TLS files a device or publisher names (`--cacert`, `--cert`, `--key`), each falling
-    /// back to SLMSTORE_CA_BUNDLE, SLMSTORE_CLIENT_CERT and SLMSTORE_CLIENT_KEY.
+    /// The TLS files a device or publisher names, each falling back to SLMSTORE_CA_BUNDLE,
+    /// SLMSTORE_CLIENT_CERT and SLMSTORE_CLIENT_KEY.
     public struct TLSFiles: Sendable, Equatable {
         /// A CA bundle to trust instead of the system's.
         public var caBundle: String?
@@ -402,18 +402,18 @@ public enum Remotes {
 
         /// The files to use, checked readable now so a typo is one clear error, not a TLS failure.
         package func resolved(environment: [String: String]) throws -> TLSFiles {
-            func pick(_ given: String?, _ variable: String) -> (String, String)? {
-                if let given { return (given, "") }
-                if let v = environment[variable], !v.isEmpty { return (v, " (from \(variable))") }
-                return nil
-            }
             var out = TLSFiles()
-            for (given, variable, option, slot) in [(caBundle, "SLMSTORE_CA_BUNDLE", "--cacert", \TLSFiles.caBundle),
-                                                    (clientCertificate, "SLMSTORE_CLIENT_CERT", "--cert", \TLSFiles.clientCertificate),
-                                                    (clientKey, "SLMSTORE_CLIENT_KEY", "--key", \TLSFiles.clientKey)] {
-                guard let (path, origin) = pick(given, variable) else { continue }
+            for (given, variable, setting, slot) in [(caBundle, "SLMSTORE_CA_BUNDLE", SLMError.Setting.caBundle, \TLSFiles.caBundle),
+                                                     (clientCertificate, "SLMSTORE_CLIENT_CERT", .clientCertificate, \TLSFiles.clientCertificate),
+                                                     (clientKey, "SLMSTORE_CLIENT_KEY", .clientKey, \TLSFiles.clientKey)] {
+                let fromEnvironment = environment[variable].flatMap { $0.isEmpty ? nil : $0 }
+                guard let path = given ?? fromEnvironment else { continue }
                 guard access(path, R_OK) == 0 else {
-                    throw SLMError.input(path: path, problem: "\(option)\(origin): cannot read it (\(String(cString: strerror(errno))))")
+                    let reason = String(cString: strerror(errno))
+                    guard given == nil else {
+                        throw SLMError.input(path: path, problem: "the \(setting.rawValue) cannot be read (\(reason))").remedied(by: .given(setting))
+                    }
+                    throw SLMError.input(path: path, problem: "the \(setting.rawValue) from \(variable) cannot be read (\(reason))")
                 }
                 out[keyPath: slot] = path
             }

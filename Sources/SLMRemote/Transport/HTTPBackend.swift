@@ -31,9 +31,12 @@ public final class HTTPBackend: ReadableBackend {
         let r = try client.perform(u, method: method, headers: h, limit: limit, stream: stream)
         // A refusal of credentials is final: retrying with the same ones cannot help.
         if r.status == 401 || (r.status == 403 && credentials != nil) {
-            let tried = credentials.map { "credentials from \($0.source) were refused" }
-                ?? "no credentials were sent (set SLMSTORE_TOKEN or --token-file, or add the host to ~/.netrc)"
-            throw SLMError.remoteStatus(url: u.absoluteString, status: r.status, problem: "authentication failed: \(tried)")
+            guard let credentials else {
+                throw SLMError.remoteStatus(url: u.absoluteString, status: r.status, problem: "authentication failed: no credentials were sent")
+                    .remedied(by: .sendCredentials)
+            }
+            throw SLMError.remoteStatus(url: u.absoluteString, status: r.status,
+                                        problem: "authentication failed: credentials from \(credentials.source) were refused")
         }
         return r
     }
@@ -129,8 +132,11 @@ public final class HTTPBackend: ReadableBackend {
                 try perform(u, headers: ["Range": "bytes=\(span)"], limit: Int(range.count),
                             stream: HTTPClient.BodyStream(head: { try $0.checkRangeHead(range, what, failure: failure) }, body: consume))
             }
-        } catch let SLMError.transport(url, problem, transient) {
-            throw SLMError.transport(url: url, problem: "range \(span): \(problem)", transient: transient)
+        } catch let e as SLMError {
+            throw e.mapKind {
+                guard case let .transport(url, problem, transient) = $0 else { return $0 }
+                return .transport(url: url, problem: "range \(span): \(problem)", transient: transient)
+            }
         }
         counter.received(r.body.count + r.streamed)
         try r.checkRange(range, what, failure: failure)

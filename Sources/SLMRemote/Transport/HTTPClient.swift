@@ -331,8 +331,12 @@ public final class HTTPClient: @unchecked Sendable {
         case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER,
              CURLE_SSL_CACERT_BADFILE, CURLE_SSL_ISSUER_ERROR, CURLE_SSL_CRL_BADFILE, CURLE_USE_SSL_FAILED,
              CURLE_SSL_ENGINE_NOTFOUND, CURLE_SSL_ENGINE_SETFAILED, CURLE_SSL_ENGINE_INITFAILED, CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-            let hint = policy.caBundle.map { "the CA bundle \($0)" } ?? "this system's CA bundle (a private CA: --cacert FILE or SLMSTORE_CA_BUNDLE)"
-            return fail("TLS: \(text) (the server's certificate must be trusted by \(hint); a server that asks for a client certificate needs --cert and --key)", false)
+            guard let bundle = policy.caBundle else {
+                return fail("TLS: \(text) (the server's certificate must be trusted by this system's CA bundle)", false)
+                    .remedied(by: .trustPrivateCA).remedied(by: .presentClientCertificate)
+            }
+            return fail("TLS: \(text) (the server's certificate must be trusted by the CA bundle \(bundle))", false)
+                .remedied(by: .presentClientCertificate)
         case CURLE_UNSUPPORTED_PROTOCOL, CURLE_URL_MALFORMAT, CURLE_BAD_FUNCTION_ARGUMENT, CURLE_NOT_BUILT_IN:
             return fail(text, false)
         default:

@@ -35,9 +35,9 @@ public struct HTTPCredentials: Sendable {
             let bytes = try FileSystem.readFile(path, limit: 64 << 10)
             let token = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             guard !token.isEmpty, !token.contains(where: { $0.isNewline }) else {
-                throw SLMError.input(path: path, problem: "--token-file must hold one token on one line")
+                throw SLMError.input(path: path, problem: "a token file must hold one token on one line").remedied(by: .given(.tokenFile))
             }
-            return HTTPCredentials(authorization: "Bearer " + token, source: "--token-file \(path)")
+            return HTTPCredentials(authorization: "Bearer " + token, source: "the token file \(path)")
         }
         if let token = sources.token ?? sources.environment["SLMSTORE_TOKEN"], !token.isEmpty {
             return HTTPCredentials(authorization: "Bearer " + token, source: "SLMSTORE_TOKEN")

@@ -254,7 +254,7 @@ public struct Manifest: Sendable {
     public static func decode(_ bytes: [UInt8], source: String) throws -> Manifest {
         func bad(_ p: String) -> SLMError { .damaged(path: source, problem: "manifest: \(p)") }
         let v: JSONValue
-        do { v = try JSONValue.parse(bytes, maxValues: JSONValue.remoteValueLimit(forBytes: bytes.count)) } catch { throw bad("\(error)") }
+        do { v = try JSONValue.parse(bytes, maxValues: JSONValue.remoteValueLimit(forBytes: bytes.count)) } catch { throw bad("not valid JSON").caused(by: error) }
         guard let format = v["format"]?.uint64Value else { throw bad("no format") }
         guard format <= currentFormat else {
             throw SLMError.unsupportedFormat(path: source, what: "manifest", found: format, supported: currentFormat)
@@ -331,7 +331,7 @@ public struct Manifest: Sendable {
                 }
                 func bad(_ p: String) -> SLMError { .damaged(path: source, problem: "manifest entries: \(p)") }
                 let v: JSONValue
-                do { v = try JSONValue.parse(bytes, maxValues: JSONValue.remoteValueLimit(forBytes: bytes.count)) } catch { throw bad("\(error)") }
+                do { v = try JSONValue.parse(bytes, maxValues: JSONValue.remoteValueLimit(forBytes: bytes.count)) } catch { throw bad("not valid JSON").caused(by: error) }
                 guard let format = v["format"]?.uint64Value, format == 2 else { throw bad("format is not 2") }
                 guard v["model"]?.stringValue == name else { throw bad("lists model \(v["model"]?.stringValue ?? "?"), not \(name)") }
                 versions = try Manifest.decodeVersions(name, v["versions"]?.objectValue ?? [:], bad: bad)

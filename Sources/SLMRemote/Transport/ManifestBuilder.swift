@@ -168,7 +168,7 @@ final class ManifestBuilder {
             guard let bytes = try backend.read(path, limit: 1 << 20) else { continue }
             let value: JSONValue
             do { value = try JSONValue.parse(bytes) } catch {
-                throw SLMError.damaged(path: "\(backend.location)/\(path)", problem: "rollout record: \(error)")
+                throw SLMError.damaged(path: "\(backend.location)/\(path)", problem: "rollout record").caused(by: error)
             }
             let record = try RolloutRecord.decode(value, source: "\(backend.location)/\(path)")
             if record.state == .active, listed.contains(where: { $0.id == record.id }) { rollouts[stage] = record }

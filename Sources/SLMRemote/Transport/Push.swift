@@ -34,10 +34,11 @@ public struct PushResult: Sendable {
     public var packIndexesSearched: Int = 0
     /// Wall time.
     public var seconds: Double
-    /// The signed release written (with --sign).
+    /// The signed release written (when the push was given signing keys).
     public var release: ReleaseSigningResult? = nil
-    /// Things the publisher should know that did not stop the push.
-    public var warnings: [String] = []
+    /// Things the publisher should know that did not stop the push, as errors so they carry
+    /// their remedies.
+    public var warnings: [SLMError] = []
 }
 
 /// Writes a remote's web pages at the end of a push. The pages live in a layer above the
@@ -133,10 +134,10 @@ extension Store {
                                                        refresh: Set(selected.map(\.name.value)), remoteID: options.remoteID)
         // The release is signed after the manifest, so it never vouches for versions the remote
         // does not list yet; a device that sees the old release meanwhile just stays where it is.
-        var warnings: [String] = []
+        var warnings: [SLMError] = []
         let release = try options.signing.map { try signRelease(on: destination, signing: $0) }
         if release == nil, try destination.exists(SignedRelease.path) {
-            warnings.append("\(destination.location) has signed release metadata that this push did not renew: devices that check it will not see the versions pushed now (push again with --sign KEY)")
+            warnings.append(SLMError.conflict("\(destination.location) has signed release metadata that this push did not renew: devices that check it will not see the versions pushed now").remedied(by: .signRelease))
         }
         CrashPoint.hit("push-before-web")
         // The pages of the models pushed, linking only to versions the remote lists; the index
@@ -195,7 +196,7 @@ extension Store {
         for id in missing { total += UInt64(localIndex.location(of: id)?.storedLength ?? 0) }
         for id in missing {
             guard let loc = localIndex.location(of: id) else {
-                throw SLMError.damaged(path: root, problem: "chunk \(id.hex) is missing from the local store; run `slmstore verify`")
+                throw SLMError.damaged(path: root, problem: "chunk \(id.hex) is missing from the local store").remedied(by: .verifyStore)
             }
             if loc.codec == .delta {
                 // Stored here only as a delta: the remote gets the full record, re-encoded.
@@ -380,8 +381,8 @@ extension Store {
             let isRollout = rel.hasPrefix("@rollouts/")
             // A record that does not parse (or has no serial) loses to one that does.
             func newer(_ local: [UInt8], than remote: [UInt8]) -> Bool {
-                guard let l = try? JSONValue.parse(local), let ls = l["serial"]?.uint64Value else { return false }
-                guard let r = try? JSONValue.parse(remote), let rs = r["serial"]?.uint64Value else { return true }
+                guard let ls = JSONValue.parseIfWellFormed(local)?["serial"]?.uint64Value else { return false }
+                guard let rs = JSONValue.parseIfWellFormed(remote)?["serial"]?.uint64Value else { return true }
                 return ls > rs
             }
             for _ in 0..<10 {

@@ -64,7 +64,7 @@ struct PublisherRecord: Equatable {
             return PublisherRecord(serial: serial, payload: nil, remote: nil)
         }
         let v: JSONValue
-        do { v = try JSONValue.parse(bytes) } catch { throw damaged("\(error)") }
+        do { v = try JSONValue.parse(bytes) } catch { throw damaged("not valid JSON").caused(by: error) }
         guard v["format"]?.uint64Value == 1, let serial = v["serial"]?.uint64Value, serial <= SignedRelease.maxSerial,
               let payload = v["payload_sha256"]?.stringValue.flatMap(SHA256Digest.init(hex:)) else {
             throw damaged("needs format 1, a serial up to 2^53 and payload_sha256")
@@ -122,9 +122,10 @@ extension Store {
             if renewOnly {
                 guard let previous else {
                     if signing.fromScratch {
-                        throw SLMError.argument("resign --from-scratch takes versions from this store: use `slmstore push REMOTE --sign KEY --from-scratch`")
+                        throw SLMError.argument("a renewal from scratch has no release to renew and takes no versions")
+                            .remedied(by: .signFromScratch)
                     }
-                    throw SLMError.notFound("\(source) does not exist: sign a release first with `slmstore push REMOTE --sign KEY`")
+                    throw SLMError.notFound("\(source) does not exist: sign a release first").remedied(by: .signRelease)
                 }
                 let remote = try remoteID(previous: previous, record: record, manifest: nil, backend: backend)
                 release = SignedRelease(serial: finalSerial, remote: remote, issued: now, expires: expires,
@@ -156,14 +157,14 @@ extension Store {
     /// The remote's release.json, if the publisher's keys signed it or it is the release this
     /// store signed last; otherwise an error that says how to recover.
     func verifiedPrevious(_ bytes: [UInt8], source: String, signing: ReleaseSigning, record: PublisherRecord?) throws -> SignedRelease {
-        let fix = "if it was tampered with, sign again from this store's versions only: `slmstore push REMOTE --sign KEY --from-scratch` (or `resign --from-scratch`)"
         let previous: SignedRelease
         do { previous = try SignedRelease.decode(bytes, source: source) } catch {
-            throw SLMError.untrusted(source: source, problem: "cannot be read (\(error)); \(fix)")
+            throw SLMError.untrusted(source: source, problem: "cannot be read").caused(by: error).remedied(by: .signFromScratch)
         }
         let own = signing.keys.map(\.publicKey) + signing.previousKeys
         guard !previous.signers(among: own).isEmpty || (record?.payload != nil && record?.payload == previous.payloadDigest) else {
-            throw SLMError.untrusted(source: source, problem: "is not signed by the signing keys and is not the release this store signed last, so nothing in it is reused; \(fix)")
+            throw SLMError.untrusted(source: source, problem: "is not signed by the signing keys and is not the release this store signed last, so nothing in it is reused; if it was tampered with, sign it again")
+                .remedied(by: .signFromScratch)
         }
         return previous
     }
@@ -188,8 +189,9 @@ extension Store {
         var release = SignedRelease(manifest: manifest, serial: serial, remote: remote, issued: issued, expires: expires, nextKeys: nextKeys)
         var unsigned: [String] = []
         for (name, m) in release.models {
-            // try?: a model this store does not hold vouches for nothing, which is what an empty list says.
-            let held = Dictionary((try? versions(of: try ModelName(name)).map { ($0.0.description, $0.1) }) ?? [],
+            // A model this store does not hold (or cannot name) vouches for nothing, which is what
+            // an empty list says.
+            let held = Dictionary(try ModelName(parsing: name).map { try versions(of: $0) }?.map { ($0.0.description, $0.1) } ?? [],
                                   uniquingKeysWith: { a, _ in a })
             var kept = m
             for (v, id) in m.versions where previous?.models[name]?.versions[v] != id && held[v] != id {

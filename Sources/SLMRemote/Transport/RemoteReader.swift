@@ -62,7 +62,7 @@ public final class RemoteReader: Sendable {
             manifest = read
         } else {
             guard let bytes = try get("manifest.json", limit: Manifest.maxEncodedSize) else {
-                throw SLMError.remote(url: where_("manifest.json"), problem: "no manifest.json (was the store published with `slmstore push`?)")
+                throw SLMError.remote(url: where_("manifest.json"), problem: "no manifest.json").remedied(by: .publish)
             }
             manifest = try Manifest.decode(bytes, source: where_("manifest.json"))
             indexChecksums.withLock { $0 = manifest.packIndexChecksums }

@@ -126,10 +126,13 @@ public final class S3Backend: StoreBackend {
         let r: HTTPResponse
         do {
             r = try client.perform(url, method: method, headers: all, body: body, limit: limit, stream: stream)
-        } catch let SLMError.transport(_, problem, transient) {
+        } catch let e as SLMError {
             // Name the object, never the signed URL.
-            throw SLMError.transport(url: "\(location)/\(key.map { String($0.dropFirst(prefix.isEmpty ? 0 : prefix.count + 1)) } ?? "")",
-                                     problem: problem, transient: transient)
+            let object = "\(location)/\(key.map { String($0.dropFirst(prefix.isEmpty ? 0 : prefix.count + 1)) } ?? "")"
+            throw e.mapKind {
+                guard case let .transport(_, problem, transient) = $0 else { return $0 }
+                return .transport(url: object, problem: problem, transient: transient)
+            }
         }
         if let body { counter.sent(UInt64(body.count)) } else { counter.received(r.body.count + r.streamed) }
         return r
@@ -352,8 +355,7 @@ public final class S3Backend: StoreBackend {
 
             static func load(_ path: String) -> State? {
                 // A state file that cannot be read only costs re-sending the parts.
-                guard let bytes = try? FileSystem.readFile(path, limit: 1 << 20), let v = try? JSONValue.parse(bytes),
-                      let key = v["key"]?.stringValue, let size = v["size"]?.uint64Value, let part = v["part_size"]?.uint64Value,
+                guard let v = JSONValue.readCacheDocument(path, limit: 1 << 20), let key = v["key"]?.stringValue, let size = v["size"]?.uint64Value, let part = v["part_size"]?.uint64Value,
                       let id = v["upload_id"]?.stringValue else { return nil }
                 var etags: [Int: String] = [:]
                 for (n, e) in v["parts"]?.objectValue ?? [:] { if let n = Int(n), let e = e.stringValue { etags[n] = e } }

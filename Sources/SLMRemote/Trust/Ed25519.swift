@@ -107,7 +107,7 @@ enum PEM {
         let bytes = try FileSystem.readFile(path, limit: 64 << 10)
         guard let der = decode(bytes, label: label), der.count == prefix.count + 32, Array(der.prefix(prefix.count)) == prefix,
               let key = make(Array(der.suffix(32))) else {
-            throw SLMError.input(path: path, problem: "not an Ed25519 \(what) key (expected a PEM \"\(label)\" as `slmstore keygen` writes)")
+            throw SLMError.input(path: path, problem: "not an Ed25519 \(what) key (expected a PEM \"\(label)\")").remedied(by: .generateKey)
         }
         return key
     }

@@ -40,7 +40,7 @@ public struct TrustRecord: Sendable, Equatable {
         }
         let bytes = try FileSystem.readFile(path, limit: 1 << 20)
         let v: JSONValue
-        do { v = try JSONValue.parse(bytes) } catch { throw damaged("\(error)") }
+        do { v = try JSONValue.parse(bytes) } catch { throw damaged("not valid JSON").caused(by: error) }
         guard let serial = v["serial"]?.uint64Value, serial <= SignedRelease.maxSerial,
               let payload = v["payload_sha256"]?.stringValue.flatMap(SHA256Digest.init(hex:)),
               let expires = v["expires"]?.int64Value, let list = v["keys"]?.arrayValue, !list.isEmpty, list.count <= 16 else {
@@ -112,7 +112,7 @@ public struct ReleaseGate: Sendable {
         func refuse(_ problem: String) -> SLMError { .untrusted(source: source, problem: problem) }
         guard let bytes else {
             if let last { throw refuse("missing, but this device accepted signed release metadata (serial \(last.serial)) from this remote before; refusing unsigned metadata") }
-            throw refuse("missing: the remote has no signed release metadata and --trust was given (publish with `slmstore push --sign KEY`)")
+            throw refuse("missing: the remote has no signed release metadata and this device was given keys to trust").remedied(by: .signRelease)
         }
         let release = try SignedRelease.decode(bytes, source: source)
         let keys = last?.keys ?? trusted
@@ -133,7 +133,7 @@ public struct ReleaseGate: Sendable {
         }
         let now = self.now()
         if release.expires <= now {
-            throw refuse("expired at \(Timestamp.format(time_t(release.expires))) (serial \(release.serial)); the publisher must run `slmstore resign`")
+            throw refuse("expired at \(Timestamp.format(time_t(release.expires))) (serial \(release.serial))").remedied(by: .renewRelease)
         }
         var next = TrustRecord(serial: release.serial, payload: release.payloadDigest, expires: release.expires,
                                keys: release.nextKeys ?? keys)

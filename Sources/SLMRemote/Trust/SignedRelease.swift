@@ -129,7 +129,7 @@ public struct SignedRelease: Sendable {
         let file: JSONValue
         // The wrapper holds a format, up to 16 signatures and the payload string: a few dozen
         // values. Anything larger is junk around the signed part, refused before it is built.
-        do { file = try JSONValue.parse(bytes, maxValues: 256) } catch { throw bad("\(error)") }
+        do { file = try JSONValue.parse(bytes, maxValues: 256) } catch { throw bad("not valid JSON").caused(by: error) }
         guard let format = file["format"]?.uint64Value else { throw bad("no format") }
         guard format == 1 else { throw SLMError.unsupportedFormat(path: source, what: "release metadata", found: format, supported: 1) }
         guard let text = file["signed"]?.stringValue, let list = file["signatures"]?.arrayValue, list.count <= 16 else {
@@ -143,7 +143,7 @@ public struct SignedRelease: Sendable {
         }
         let payload = Array(text.utf8)
         let p: JSONValue
-        do { p = try JSONValue.parse(payload, maxValues: JSONValue.remoteValueLimit(forBytes: payload.count)) } catch { throw bad("payload: \(error)") }
+        do { p = try JSONValue.parse(payload, maxValues: JSONValue.remoteValueLimit(forBytes: payload.count)) } catch { throw bad("payload is not valid JSON").caused(by: error) }
         guard p["type"]?.stringValue == "slmstore-release", let payloadFormat = p["format"]?.uint64Value else {
             throw bad("payload needs type \"slmstore-release\" and a format")
         }
