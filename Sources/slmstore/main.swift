@@ -46,7 +46,10 @@ func runMain() -> Int32 {
         return 0
     }
     // The device-side commands run beside the model: one malloc arena keeps their peak low.
-    if first == "pull" || first == "sync" { HeapRelease.limitArenas(1) }
+    if first == "pull" || first == "sync" {
+        HeapRelease.limitArenas(1)
+        HeapRelease.fixMmapThreshold(256 << 10)
+    }
     guard let command = commands.first(where: { $0.name == first }) else {
         Output.error("unknown command \"\(first)\" (run `slmstore --help` for the list)")
         return 2
