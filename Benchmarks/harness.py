@@ -347,6 +347,23 @@ def measure_zstd(data, work):
     return res
 
 
+def measure_copy(data, work):
+    """The floor for writing a version back: the same bytes copied from the page cache and
+    fsynced (dd conv=fsync), to disk and to tmpfs. A checkout writes, verifies and fsyncs the
+    same bytes, so its time over this one is what reading them out of the store costs."""
+    size = os.path.getsize(data["v1"])
+    out = os.path.join(work, "v1.copy")
+    t, rss, _ = timed(["dd", "if=" + data["v1"], "of=" + out, "bs=1M", "conv=fsync", "status=none"])
+    res = {"checkout_mb_s": size / t / 1e6, "peak_rss_mib": rss / 1024}
+    os.remove(out)
+    if SHM:
+        shm_out = os.path.join(SHM, "v1.copy")
+        t, _, _ = timed(["dd", "if=" + data["v1"], "of=" + shm_out, "bs=1M", "conv=fsync", "status=none"])
+        res["checkout_ram_mb_s"] = size / t / 1e6
+        os.remove(shm_out)
+    return res
+
+
 class MotoS3:
     """moto's S3 server on loopback with authentication on (an IAM user and key made through its
     API), logging every request so requests can be counted per step."""
@@ -499,6 +516,10 @@ def delta_pair(slm, py, name, v1, v2, work):
     shutil.rmtree(outdir, ignore_errors=True)
     tco, rssco, _ = timed([slm, "--store", pub, "checkout", "m@1.1.0", outdir])
     shutil.rmtree(outdir, ignore_errors=True)
+    # The floor for writing v2 back: its bytes copied from the page cache and fsynced.
+    warm([v2])
+    tcopy, _, _ = timed(["dd", "if=" + v2, "of=" + os.path.join(work, "d-copy"), "bs=1M", "conv=fsync", "status=none"])
+    os.remove(os.path.join(work, "d-copy"))
     tram = None
     if SHM:
         # Rebuilding v2 from its deltas without the disk's write speed capping it.
@@ -526,7 +547,7 @@ def delta_pair(slm, py, name, v1, v2, work):
     run(["casync", "make", "--store=" + cas, os.path.join(work, "d2.caibx"), v2])
     xet = json.loads(run([py, "-c", HFXET_PAIR, fresh(os.path.join(work, "d-xet")), v1, v2])[2])
     return {
-        "case": name, "size": size,
+        "case": name, "size": size, "checkout_over_copy": tco / tcopy,
         "holder_download": upd["bytes_downloaded"] / size,
         "holder_chunk_bytes": upd["chunk_bytes"], "diff_bytes_to_fetch": d["bytes_to_fetch"],
         "pull_over_diff": upd["bytes_downloaded"] / d["bytes_to_fetch"],
@@ -614,8 +635,18 @@ def measure_deltas(args, slm, bench, py):
     try:
         rows = []
         for name, v1, v2 in cases:
-            log(f"deltas: {name}")
-            rows.append(delta_pair(slm, py, name, v1, v2, work))
+            runs = []
+            for i in range(args.runs):
+                log(f"deltas: {name} (run {i + 1}/{args.runs})")
+                runs.append(delta_pair(slm, py, name, v1, v2, work))
+            # The median of each figure, and its spread over the runs.
+            row = {"case": name, "runs": runs}
+            for k in runs[0]:
+                values = [r[k] for r in runs if isinstance(r.get(k), (int, float))]
+                if k != "case" and values:
+                    row[k] = statistics.median(values)
+                    row[k + "_min"], row[k + "_max"] = min(values), max(values)
+            rows.append(row)
         log("deltas: chain v1 -> v2 -> v3, device on v1 skipping v2")
         chain = delta_chain(slm, f("v1"), f("ft001"), f("ft001b"), work)
     finally:
@@ -623,15 +654,20 @@ def measure_deltas(args, slm, bench, py):
         if SHM:
             shutil.rmtree(SHM, ignore_errors=True)
     stamp = time.strftime("%Y-%m-%d", time.gmtime())
-    lines = [f"Measured {stamp} on {os.cpu_count()} cores, {args.size >> 20} MiB synthetic models, one run. Update v1 -> v2; sizes as a share of v2's raw size.", "",
+    runs = args.runs
+    spread = lambda r, k, f: f"{r[k]:{f}}" + (f" ({r[k + '_min']:{f}}–{r[k + '_max']:{f}})" if runs > 1 else "")
+    lines = [f"Measured {stamp} on {os.cpu_count()} cores, {args.size >> 20} MiB synthetic models, "
+             + (f"median of {runs} runs (min–max in brackets)" if runs > 1 else "one run")
+             + ". Update v1 -> v2; sizes as a share of v2's raw size.", "",
              "| update | holder of v1 downloads (slmstore) | zstd --patch-from | casync | hf-xet | publisher stores | "
-             "pull ÷ diff | empty device ÷ full records | add v2 ÷ add v1 time | delta pull MB/s | checkout MB/s (to RAM) | peak RSS MiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "pull ÷ diff | empty device ÷ full records | add v2 ÷ add v1 time | delta pull MB/s | checkout MB/s (to RAM) | "
+             "checkout ÷ copy+fsync | peak RSS MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['case']} | **{r['holder_download']:.3f}** | {r['zstd_patch']:.3f} | {r['casync']:.3f} | {r['hfxet']:.3f} | "
-                     f"{r['stored_new']:.3f} | {r['pull_over_diff']:.3f} | {r['empty_over_full_records']:.3f} | "
-                     f"{r['add_time_ratio']:.2f} | {r['pull_rebuild_mb_s']:.0f} | {r['checkout_mb_s']:.0f} ({(r['checkout_ram_mb_s'] or 0):.0f}) | "
-                     f"{r['peak_rss_mib']:.0f} |")
+                     f"{r['stored_new']:.3f} | {r['pull_over_diff']:.3f} | {spread(r, 'empty_over_full_records', '.3f')} | "
+                     f"{spread(r, 'add_time_ratio', '.2f')} | {r['pull_rebuild_mb_s']:.0f} | {r['checkout_mb_s']:.0f} ({(r.get('checkout_ram_mb_s') or 0):.0f}) | "
+                     f"{spread(r, 'checkout_over_copy', '.2f')} | {r['peak_rss_mib']:.0f} |")
     lines += ["", f"Chain (synthetic bf16, v1 holds production when v3 is pushed): a device on v1 pulling v3 fetches "
               f"{chain['v1_to_v3'] / 1048576:.1f} MiB of chunk records, a device on v2 {chain['v2_to_v3'] / 1048576:.1f} MiB "
               f"({chain['ratio']:.2f}×).", ""]
@@ -1227,7 +1263,8 @@ def svg_chart(rows, path):
     bars = []
     for key, label, higher, _ in FIGURES:
         s = rows["slmstore"].get(key)
-        peers = [rows[t].get(key) for t in rows if not t.startswith("slmstore") and rows[t].get(key)]
+        # copy + fsync is the floor for writing bytes back, not a peer storing them.
+        peers = [rows[t].get(key) for t in rows if not t.startswith("slmstore") and t != "copy + fsync" and rows[t].get(key)]
         if s is None or not peers:
             continue
         best = max(peers) if higher else min(peers)
@@ -1432,7 +1469,7 @@ def main():
             runs = {"slmstore": []}
             if baseline:
                 runs[baseline[0]] = []
-            runs.update({"casync": [], "hf-xet": [], "zstd -3": []})
+            runs.update({"casync": [], "hf-xet": [], "zstd -3": [], "copy + fsync": []})
             for i in range(args.runs):
                 log(f"{name}: run {i + 1}/{args.runs}")
                 # Interleaved: every tool once per run, in the same conditions (inputs in the page cache).
@@ -1442,6 +1479,7 @@ def main():
                 warm(data.values()); runs["casync"].append(measure_casync(data, work))
                 warm(data.values()); runs["hf-xet"].append(measure_hfxet(py, data, work))
                 warm(data.values()); runs["zstd -3"].append(measure_zstd(data, work))
+                warm(data.values()); runs["copy + fsync"].append(measure_copy(data, work))
             results[name] = {tool: median_of(r) for tool, r in runs.items()}
         log("chunking speed (one core, in memory)")
         chunk = json.loads(subprocess.run([bench, "chunk", str(64 << 20 if args.quick else 256 << 20)], check=True,
@@ -1471,6 +1509,11 @@ def main():
             for tool in [t for t in tools if t.startswith("slmstore")]:
                 s = rows[tool]
                 lines.append("")
+                copy = rows.get("copy + fsync", {})
+                if copy.get("checkout_mb_s") and s.get("checkout_mb_s"):
+                    lines.append(f"{tool}: checkout time ÷ copy + fsync of the same bytes: {copy['checkout_mb_s'] / s['checkout_mb_s']:.2f}× "
+                                 f"to disk" + (f", {copy['checkout_ram_mb_s'] / s['checkout_ram_mb_s']:.2f}× to tmpfs"
+                                               if copy.get("checkout_ram_mb_s") and s.get("checkout_ram_mb_s") else "") + " (goal ≤ 1.25×).")
                 lines.append(f"{tool}: new bytes ÷ bytes of tensors that really changed: " + ", ".join(
                     f"{v} {s.get('new_bytes_' + v, 0) / changed[v]:.2f}" for v in VARIANTS if changed.get(v)))
                 if "update_pull_s" in s:
