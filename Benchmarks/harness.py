@@ -646,6 +646,11 @@ def measure_deltas(args, slm, bench, py):
                 if k != "case" and values:
                     row[k] = statistics.median(values)
                     row[k + "_min"], row[k + "_max"] = min(values), max(values)
+            # The order-0 entropy of the delta planes (a table per tensor and plane): what an
+            # entropy coder of slmstore's delta transform could reach at best, and ZipLLM's XOR.
+            bound = json.loads(run([bench, "delta-entropy", v1, v2])[2])
+            row["delta_bound"] = bound["delta_bound_bytes"] / bound["size"]
+            row["xor_bound"] = bound["xor_bound_bytes"] / bound["size"]
             rows.append(row)
         log("deltas: chain v1 -> v2 -> v3, device on v1 skipping v2")
         chain = delta_chain(slm, f("v1"), f("ft001"), f("ft001b"), work)
@@ -661,13 +666,14 @@ def measure_deltas(args, slm, bench, py):
              + ". Update v1 -> v2; sizes as a share of v2's raw size.", "",
              "| update | holder of v1 downloads (slmstore) | zstd --patch-from | casync | hf-xet | publisher stores | "
              "pull ÷ diff | empty device ÷ full records | add v2 ÷ add v1 time | delta pull MB/s | checkout MB/s (to RAM) | "
-             "checkout ÷ copy+fsync | peak RSS MiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "checkout ÷ copy+fsync | peak RSS MiB | order-0 bound: delta planes (XOR planes) | publisher stores ÷ bound |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['case']} | **{r['holder_download']:.3f}** | {r['zstd_patch']:.3f} | {r['casync']:.3f} | {r['hfxet']:.3f} | "
                      f"{r['stored_new']:.3f} | {r['pull_over_diff']:.3f} | {spread(r, 'empty_over_full_records', '.3f')} | "
                      f"{spread(r, 'add_time_ratio', '.2f')} | {r['pull_rebuild_mb_s']:.0f} | {r['checkout_mb_s']:.0f} ({(r.get('checkout_ram_mb_s') or 0):.0f}) | "
-                     f"{spread(r, 'checkout_over_copy', '.2f')} | {r['peak_rss_mib']:.0f} |")
+                     f"{spread(r, 'checkout_over_copy', '.2f')} | {r['peak_rss_mib']:.0f} | "
+                     f"{r['delta_bound']:.3f} ({r['xor_bound']:.3f}) | {r['stored_new'] / r['delta_bound'] if r['delta_bound'] else float('inf'):.2f}× |")
     lines += ["", f"Chain (synthetic bf16, v1 holds production when v3 is pushed): a device on v1 pulling v3 fetches "
               f"{chain['v1_to_v3'] / 1048576:.1f} MiB of chunk records, a device on v2 {chain['v2_to_v3'] / 1048576:.1f} MiB "
               f"({chain['ratio']:.2f}×).", ""]

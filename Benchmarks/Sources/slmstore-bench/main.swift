@@ -146,6 +146,13 @@ case "derive":
     let cast = args.count > 4 && args[4] == "bf16"
     let seed = args.count > 5 ? UInt64(args[5]) ?? 1 : 1
     do { try derive(args[1], args[2], scale: scale, bf16: cast, seed: seed) } catch { fail("\(error)") }
+case "delta-entropy":
+    // delta-entropy BASE NEW: the order-0 bound of NEW's tensor deltas against BASE, as JSON.
+    guard args.count >= 3 else { fail("usage: slmstore-bench delta-entropy BASE.safetensors NEW.safetensors") }
+    do {
+        let r = try deltaEntropy(base: args[1], new: args[2])
+        print(String(decoding: try JSONSerialization.data(withJSONObject: r, options: [.sortedKeys]), as: UTF8.self))
+    } catch { fail("\(error)") }
 case "large-store":
     // large-store DIR CHUNKS [MODELS VERSIONS_PER_MODEL]
     guard args.count >= 3, let chunks = Int(args[2]) else { fail("usage: slmstore-bench large-store DIR CHUNKS [MODELS VERSIONS]") }
