@@ -347,20 +347,21 @@ def measure_zstd(data, work):
     return res
 
 
+def copy_fsync_seconds(src, dst):
+    """Wall seconds of copying `src` to `dst` and fsyncing it (dd conv=fsync); `dst` is removed."""
+    t, _, _ = timed(["dd", "if=" + src, "of=" + dst, "bs=1M", "conv=fsync", "status=none"])
+    os.remove(dst)
+    return t
+
+
 def measure_copy(data, work):
     """The floor for writing a version back: the same bytes copied from the page cache and
     fsynced (dd conv=fsync), to disk and to tmpfs. A checkout writes, verifies and fsyncs the
     same bytes, so its time over this one is what reading them out of the store costs."""
     size = os.path.getsize(data["v1"])
-    out = os.path.join(work, "v1.copy")
-    t, rss, _ = timed(["dd", "if=" + data["v1"], "of=" + out, "bs=1M", "conv=fsync", "status=none"])
-    res = {"checkout_mb_s": size / t / 1e6, "peak_rss_mib": rss / 1024}
-    os.remove(out)
+    res = {"checkout_mb_s": size / copy_fsync_seconds(data["v1"], os.path.join(work, "v1.copy"))}
     if SHM:
-        shm_out = os.path.join(SHM, "v1.copy")
-        t, _, _ = timed(["dd", "if=" + data["v1"], "of=" + shm_out, "bs=1M", "conv=fsync", "status=none"])
-        res["checkout_ram_mb_s"] = size / t / 1e6
-        os.remove(shm_out)
+        res["checkout_ram_mb_s"] = size / copy_fsync_seconds(data["v1"], os.path.join(SHM, "v1.copy"))
     return res
 
 
@@ -518,8 +519,7 @@ def delta_pair(slm, py, name, v1, v2, work):
     shutil.rmtree(outdir, ignore_errors=True)
     # The floor for writing v2 back: its bytes copied from the page cache and fsynced.
     warm([v2])
-    tcopy, _, _ = timed(["dd", "if=" + v2, "of=" + os.path.join(work, "d-copy"), "bs=1M", "conv=fsync", "status=none"])
-    os.remove(os.path.join(work, "d-copy"))
+    tcopy = copy_fsync_seconds(v2, os.path.join(work, "d-copy"))
     tram = None
     if SHM:
         # Rebuilding v2 from its deltas without the disk's write speed capping it.

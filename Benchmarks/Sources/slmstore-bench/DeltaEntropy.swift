@@ -3,6 +3,7 @@
 
 import Foundation
 import SLMStoreKit
+import SLMFormats
 
 /// Order-0 bounds, in bytes, for coding `new` given `base`. `delta` is the transform slmstore's
 /// delta codec applies (difference of the order-preserving integer forms, zigzagged, split into
@@ -36,30 +37,22 @@ func deltaEntropy(base basePath: String, new newPath: String) throws -> [String:
             let n = Int(min(UInt64(block), t.byteCount - at))
             let nb = try newFile.pread(count: n, at: newHeader.dataStart + t.begin + at)
             let bb = try baseFile.pread(count: n, at: baseHeader.dataStart + b.begin + at)
+            // The codec's own transform (DeltaCodec), so the bound follows it if it changes.
             nb.withUnsafeBytes { np in bb.withUnsafeBytes { bp in
-                if e == 2 {
-                    for i in 0..<(n / 2) {
+                for i in 0..<(n / e) {
+                    let (z, x): (UInt32, UInt32)
+                    if e == 2 {
                         let v = np.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self), w = bp.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)
-                        if v != w { any = true }
-                        let o = { (x: UInt16) -> UInt16 in x & 0x8000 != 0 ? ~x : x | 0x8000 }
-                        let d = o(v) &- o(w)
-                        let z = (d << 1) ^ UInt16(bitPattern: Int16(bitPattern: d) >> 15)
-                        dh[0][Int(z >> 8)] += 1; dh[1][Int(z & 0xff)] += 1
-                        let x = v ^ w
-                        xh[0][Int(x >> 8)] += 1; xh[1][Int(x & 0xff)] += 1
-                    }
-                } else {
-                    for i in 0..<(n / 4) {
+                        (z, x) = (UInt32(DeltaCodec.zigzag16(DeltaCodec.ordered16(v) &- DeltaCodec.ordered16(w))), UInt32(v ^ w))
+                    } else {
                         let v = np.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self), w = bp.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)
-                        if v != w { any = true }
-                        let o = { (x: UInt32) -> UInt32 in x & 0x8000_0000 != 0 ? ~x : x | 0x8000_0000 }
-                        let d = o(v) &- o(w)
-                        let z = (d << 1) ^ UInt32(bitPattern: Int32(bitPattern: d) >> 31)
-                        let x = v ^ w
-                        for j in 0..<4 {
-                            dh[j][Int((z >> (8 * UInt32(3 - j))) & 0xff)] += 1
-                            xh[j][Int((x >> (8 * UInt32(3 - j))) & 0xff)] += 1
-                        }
+                        (z, x) = (DeltaCodec.zigzag32(DeltaCodec.ordered32(v) &- DeltaCodec.ordered32(w)), v ^ w)
+                    }
+                    if x != 0 { any = true }
+                    for j in 0..<e {
+                        let shift = UInt32(8 * (e - 1 - j))
+                        dh[j][Int((z >> shift) & 0xff)] += 1
+                        xh[j][Int((x >> shift) & 0xff)] += 1
                     }
                 }
             } }
@@ -70,7 +63,7 @@ func deltaEntropy(base basePath: String, new newPath: String) throws -> [String:
         deltaBits += dh.reduce(0) { $0 + bits($1) }
         xorBits += xh.reduce(0) { $0 + bits($1) }
     }
-    let size = try FileDescriptor.openForReading(newPath).size()
+    let size = try newFile.size()
     return ["size": size, "delta_bound_bytes": Int(deltaBits / 8), "xor_bound_bytes": Int(xorBits / 8),
             "paired_tensors": paired, "changed_tensors": changed]
 }

@@ -259,8 +259,11 @@ extension Store {
         return failures.compactMap(\.remedy).reduce(refusal) { $0.remedied(by: $1) }
     }
 
-    private func gateChecks(_ r: ResolvedVersion, stage: String, options: PromoteOptions) throws -> [(reason: String, remedy: SLMError.Remedy?)] {
-        var failures: [(reason: String, remedy: SLMError.Remedy?)] = try metricGateFailures(r, stage: stage).map { ($0, nil) }
+    /// A gate `r` fails, and the option that lifts it if one does.
+    private typealias GateFailure = (reason: String, remedy: SLMError.Remedy?)
+
+    private func gateChecks(_ r: ResolvedVersion, stage: String, options: PromoteOptions) throws -> [GateFailure] {
+        var failures: [GateFailure] = try metricGateFailures(r, stage: stage).map { ($0, nil) }
         if stage == "production" && !options.skipStaging {
             let staging = try stageHolder(r.name, "staging")
             if staging?.1 != r.id {
