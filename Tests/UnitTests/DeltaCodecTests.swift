@@ -103,6 +103,94 @@ final class DeltaCodecTests: XCTestCase {
         XCTAssertEqual(try decode(payload, base: region, rawLength: 6), new)
     }
 
+    func testAMostlyUnchangedChunkIsWrittenSparse() throws {
+        let base = TestSupport.bf16Like(1 << 16, seed: 7)
+        let layout = CodecPolicy.floatLayout(dtype: "BF16", phase: 0)!
+        let new = nudged(base, elementSize: 2, seed: 3)  // a quarter of the elements move
+        let payload = encode(new, base, layout)
+        XCTAssertNotEqual(payload[3] & DeltaCodec.sparseFlag, 0)
+        XCTAssertSameBytes(try decode(payload, base: base, rawLength: base.count), new)
+    }
+
+    func testAChunkWhoseElementsMostlyChangeIsWrittenDense() throws {
+        let base = TestSupport.bf16Like(1 << 16, seed: 7)
+        let new = TestSupport.random(base.count, seed: 11)
+        let payload = encode(new, base, CodecPolicy.floatLayout(dtype: "F32", phase: 0)!)
+        XCTAssertEqual(payload[3] & DeltaCodec.sparseFlag, 0)
+        XCTAssertSameBytes(try decode(payload, base: base, rawLength: base.count), new)
+    }
+
+    func testTheSparseLayoutSavesOverDensePlanesWhereFewElementsMove() throws {
+        // One element in twenty moves by one unit in the last place, as bf16 weights do after a
+        // small fine-tune: the dense planes would pay at least a bit per zero byte under zstd.
+        let base = TestSupport.bf16Like(1 << 18, seed: 8)
+        var new = base
+        var rng = SplitMix(4)
+        for i in stride(from: 0, to: new.count, by: 2) where rng.next() % 20 == 0 { new[i] = new[i] &+ 1 }
+        let layout = CodecPolicy.floatLayout(dtype: "BF16", phase: 0)!
+        let sparse = encode(new, base, layout)
+        XCTAssertNotEqual(sparse[3] & DeltaCodec.sparseFlag, 0)
+        // The dense layout of the same differences, for comparison.
+        var planes = [UInt8](repeating: 0, count: base.count)
+        let count = base.count / 2
+        new.withUnsafeBytes { n in base.withUnsafeBytes { b in planes.withUnsafeMutableBufferPointer { p in
+            _ = DeltaCodec.differencePlanes(n.baseAddress!, b.baseAddress!, count: count, elementSize: 2, into: p.baseAddress!)
+        } } }
+        let dense = planes.withUnsafeBytes { p in
+            (0..<2).reduce(0) { $0 + (DeltaCodec.compressed(UnsafeRawBufferPointer(rebasing: p[$1 * count..<($1 + 1) * count]), level: 3)?.count ?? count) }
+        }
+        XCTAssertLessThan(Double(sparse.count), 0.85 * Double(dense))
+        XCTAssertSameBytes(try decode(sparse, base: base, rawLength: base.count), new)
+    }
+
+    /// The sparse vector in Format.md §5: four bf16 elements (1.0, 2.0, 2.0, 1.0), of which the
+    /// third moves one unit in the last place.
+    func testDocumentedSparseVector() throws {
+        let base: [UInt8] = [0x80, 0x3F, 0x00, 0x40, 0x00, 0x40, 0x80, 0x3F]
+        let new: [UInt8] = [0x80, 0x3F, 0x00, 0x40, 0x01, 0x40, 0x80, 0x3F]
+        let baseID = ChunkID(of: base)
+        XCTAssertEqual(baseID.hex, "ecb1b129a0a05dff9b2303e0878e844b", "update Format.md §5 if this id changes")
+        let payload: [UInt8] = [0x02, 0x01, 0x00, 0x80, 0x01, 0x00, 0x00, 0x00,  // E=2, exponent split, phase 0, sparse, raw map and planes, 1 base
+                                0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]   // base offset 0, full record length not given
+            + baseID.canonicalBytes + [0x08, 0x00, 0x00, 0x00]                   // base chunk, 8 bytes
+            + [0x01, 0x00, 0x00, 0x00, 0x04]                                      // presence map: element 2 changed
+            + [0x01, 0x00, 0x00, 0x00, 0x00]                                      // plane 0 over the one changed element
+            + [0x01, 0x00, 0x00, 0x00, 0x02]                                      // plane 1: zigzag code 2 (difference +1)
+        let encoded = new.withUnsafeBytes { n in
+            base.withUnsafeBytes { b in
+                DeltaCodec.encode(new: n, base: b, layout: CodecPolicy.floatLayout(dtype: "BF16", phase: 0)!,
+                                  bases: [ChunkRef(id: baseID, rawLength: 8)], baseOffset: 0, level: 3)
+            }
+        }
+        XCTAssertEqual(encoded, payload)
+        XCTAssertEqual(try decode(payload, base: base, rawLength: 8), new)
+    }
+
+    func testMalformedSparsePayloadsAreRefused() throws {
+        let base: [UInt8] = [0x80, 0x3F, 0x00, 0x40, 0x00, 0x40, 0x80, 0x3F]
+        let new: [UInt8] = [0x80, 0x3F, 0x00, 0x40, 0x01, 0x40, 0x80, 0x3F]
+        let good = encode(new, base, CodecPolicy.floatLayout(dtype: "BF16", phase: 0)!)
+        let mapAt = DeltaCodec.fixedHeaderSize + DeltaCodec.baseEntrySize + 4
+        XCTAssertEqual(try decode(good, base: base, rawLength: 8), new)
+        var bad = good
+        bad[mapAt] = 0x14  // marks element 4 of a 4-element chunk
+        XCTAssertThrowsError(try decode(bad, base: base, rawLength: 8), "map past the chunk")
+        bad = good
+        bad[mapAt] = 0x06  // two changed elements, planes hold one
+        XCTAssertThrowsError(try decode(bad, base: base, rawLength: 8), "map and planes disagree")
+        bad = good
+        bad[3] = 0x40  // map-is-a-frame without the sparse bit
+        XCTAssertThrowsError(try bad.withUnsafeBytes { try DeltaCodec.header($0, rawLength: 8, what: "t") }, "frame flag alone")
+        bad = good
+        bad[3] = 0xC0  // the raw map read as a zstd frame
+        XCTAssertThrowsError(try decode(bad, base: base, rawLength: 8), "raw map taken for a frame")
+        bad = good
+        bad[mapAt - 4] = 2  // map length 2 for a 4-element chunk
+        XCTAssertThrowsError(try decode(bad, base: base, rawLength: 8), "map length")
+        bad = Array(good.prefix(mapAt - 2))
+        XCTAssertThrowsError(try decode(bad, base: base, rawLength: 8), "truncated before the map")
+    }
+
     func testMalformedHeadersAreRefused() {
         let id = ChunkID(of: [1, 2, 3]).canonicalBytes
         func header(_ e: UInt8, _ t: UInt8, _ phase: UInt8, _ flags: UInt8, _ k: UInt8, reserved: [UInt8] = [0, 0, 0],

@@ -35,6 +35,15 @@ package enum DeltaCodec {
     /// A plane is tried with zstd unless its bytes look random.
     static let entropyLimit = 7.6
 
+    /// Flags bit 7: the planes hold only the elements whose difference is not zero, after a
+    /// presence map (Format.md, section 5). Bit 6: that map is a zstd frame.
+    static let sparseFlag: UInt8 = 0x80
+    static let sparseMapFrameFlag: UInt8 = 0x40
+    /// Below this share of changed elements the sparse layout is written. Where most weights keep
+    /// their value (bf16 after a small fine-tune), zstd spends a bit or more on every zero byte of
+    /// a plane, while the presence map costs about the entropy of the changed/unchanged pattern.
+    static let sparseShare = 2.0 / 3.0
+
     /// Encodes `new` against `base` (the same number of bytes, element-aligned alike).
     package static func encode(new: UnsafeRawBufferPointer, base: UnsafeRawBufferPointer, layout: FloatLayout,
                        bases: [ChunkRef], baseOffset: UInt32, fullLength: UInt32 = 0, level: Int32) -> [UInt8] {
@@ -44,42 +53,32 @@ package enum DeltaCodec {
         let lead = min(n, (e - phase) % e)
         let count = (n - lead) / e
         let tail = n - lead - count * e
-        let planes = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, count * e))
-        defer { planes.deallocate() }
-        let nb = new.baseAddress! + lead, bb = base.baseAddress! + lead
-        if e == 2 {
-            let p0 = planes, p1 = planes + count
-            for i in 0..<count {
-                let z = zigzag16(ordered16(nb.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
-                                 &- ordered16(bb.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
-                p0[i] = UInt8(truncatingIfNeeded: z >> 8)
-                p1[i] = UInt8(truncatingIfNeeded: z)
-            }
-        } else {
-            let p0 = planes, p1 = planes + count, p2 = planes + 2 * count, p3 = planes + 3 * count
-            for i in 0..<count {
-                let z = zigzag32(ordered32(nb.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))
-                                 &- ordered32(bb.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
-                p0[i] = UInt8(truncatingIfNeeded: z >> 24)
-                p1[i] = UInt8(truncatingIfNeeded: z >> 16)
-                p2[i] = UInt8(truncatingIfNeeded: z >> 8)
-                p3[i] = UInt8(truncatingIfNeeded: z)
-            }
-        }
+        let dense = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, count * e))
+        defer { dense.deallocate() }
+        let changed = differencePlanes(new.baseAddress! + lead, base.baseAddress! + lead, count: count, elementSize: e, into: dense)
         var flags: UInt8 = 0
+        var map: [UInt8]? = nil
+        var planeCount = count
+        var planes = dense
+        let sparse = count > 0 && Double(changed) < Double(count) * sparseShare
+        let compacted = UnsafeMutablePointer<UInt8>.allocate(capacity: sparse ? (changed + 1) * e : 1)
+        defer { compacted.deallocate() }
+        if sparse {
+            let bits = compact(dense, count: count, elementSize: e, changed: changed, into: compacted)
+            let frame = bits.withUnsafeBytes { compressed($0, level: level) }
+            flags |= sparseFlag | (frame == nil ? 0 : sparseMapFrameFlag)
+            map = frame ?? bits
+            planeCount = changed
+            planes = compacted
+        }
         var frames: [[UInt8]?] = []
         for j in 0..<e {
-            let plane = UnsafeRawBufferPointer(start: planes + j * count, count: count)
-            if count > 0, PlaneCodec.entropy(plane, sample: 8192) < entropyLimit,
-               let frame = ZstdCodec.planeFrame(plane, level: level), Double(frame.count) < Double(count) * 0.95 {
-                flags |= 1 << UInt8(j)
-                frames.append(frame)
-            } else {
-                frames.append(nil)
-            }
+            let frame = compressed(UnsafeRawBufferPointer(start: planes + j * planeCount, count: planeCount), level: level)
+            if frame != nil { flags |= 1 << UInt8(j) }
+            frames.append(frame)
         }
-        var w = ByteWriter(capacity: fixedHeaderSize + bases.count * baseEntrySize + lead + tail + 4 * e
-                           + frames.reduce(0) { $0 + ($1?.count ?? count) })
+        var w = ByteWriter(capacity: fixedHeaderSize + bases.count * baseEntrySize + lead + tail + 4 * (e + 1) + (map?.count ?? 0)
+                           + frames.reduce(0) { $0 + ($1?.count ?? planeCount) })
         w.u8(UInt8(e))
         w.u8(layout.transform.rawValue)
         w.u8(UInt8(phase))
@@ -91,14 +90,87 @@ package enum DeltaCodec {
         for b in bases { w.raw(b.id.canonicalBytes); w.u32(b.rawLength) }
         w.raw(UnsafeRawBufferPointer(start: new.baseAddress!, count: lead))
         w.raw(UnsafeRawBufferPointer(start: new.baseAddress! + lead + count * e, count: tail))
+        if let map { w.u32(UInt32(map.count)); w.raw(map) }
         for j in 0..<e {
             if let f = frames[j] {
                 w.u32(UInt32(f.count)); w.raw(f)
             } else {
-                w.u32(UInt32(count)); w.raw(UnsafeRawBufferPointer(start: planes + j * count, count: count))
+                w.u32(UInt32(planeCount)); w.raw(UnsafeRawBufferPointer(start: planes + j * planeCount, count: planeCount))
             }
         }
         return w.bytes
+    }
+
+    /// A plane (or presence map) as a zstd frame when its bytes look compressible and the frame
+    /// saves at least 5%; nil keeps it raw.
+    static func compressed(_ plane: UnsafeRawBufferPointer, level: Int32) -> [UInt8]? {
+        guard plane.count > 0, PlaneCodec.entropy(plane, sample: 8192) < entropyLimit,
+              let frame = ZstdCodec.planeFrame(plane, level: level), Double(frame.count) < Double(plane.count) * 0.95 else { return nil }
+        return frame
+    }
+
+    /// Writes the zigzag codes of `count` elements as `e` planes (plane 0 the high byte) and
+    /// returns how many are not zero.
+    static func differencePlanes(_ nb: UnsafeRawPointer, _ bb: UnsafeRawPointer, count: Int, elementSize e: Int,
+                                 into planes: UnsafeMutablePointer<UInt8>) -> Int {
+        var changed = 0
+        if e == 2 {
+            let p0 = planes, p1 = planes + count
+            for i in 0..<count {
+                let z = zigzag16(ordered16(nb.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+                                 &- ordered16(bb.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+                p0[i] = UInt8(truncatingIfNeeded: z >> 8)
+                p1[i] = UInt8(truncatingIfNeeded: z)
+                changed &+= z == 0 ? 0 : 1
+            }
+        } else {
+            let p0 = planes, p1 = planes + count, p2 = planes + 2 * count, p3 = planes + 3 * count
+            for i in 0..<count {
+                let z = zigzag32(ordered32(nb.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))
+                                 &- ordered32(bb.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+                p0[i] = UInt8(truncatingIfNeeded: z >> 24)
+                p1[i] = UInt8(truncatingIfNeeded: z >> 16)
+                p2[i] = UInt8(truncatingIfNeeded: z >> 8)
+                p3[i] = UInt8(truncatingIfNeeded: z)
+                changed &+= z == 0 ? 0 : 1
+            }
+        }
+        return changed
+    }
+
+    /// The presence map (bit i mod 8 of byte i / 8 set when element i changed) and, in `out`,
+    /// the codes of the changed elements only, plane j starting at `j * changed`.
+    static func compact(_ planes: UnsafePointer<UInt8>, count: Int, elementSize e: Int, changed: Int,
+                        into out: UnsafeMutablePointer<UInt8>) -> [UInt8] {
+        var map = [UInt8](repeating: 0, count: (count + 7) / 8)
+        var k = 0
+        map.withUnsafeMutableBufferPointer { m in
+            // Branch-free: every code is written at k, and k only moves past the changed ones
+            // (out has one spare byte per plane for the last write).
+            if e == 2 {
+                let p0 = planes, p1 = planes + count, o0 = out, o1 = out + changed + 1
+                for i in 0..<count {
+                    let a = p0[i], b = p1[i]
+                    o0[k] = a; o1[k] = b
+                    let nz = (a | b) != 0 ? 1 : 0
+                    m[i >> 3] |= UInt8(nz) << UInt8(i & 7)
+                    k += nz
+                }
+                memmove(out + changed, o1, changed)  // the regions overlap
+            } else {
+                let stride = changed + 1
+                for i in 0..<count {
+                    let a = planes[i], b = planes[count + i], c = planes[2 * count + i], d = planes[3 * count + i]
+                    out[k] = a; out[stride + k] = b; out[2 * stride + k] = c; out[3 * stride + k] = d
+                    let nz = (a | b | c | d) != 0 ? 1 : 0
+                    m[i >> 3] |= UInt8(nz) << UInt8(i & 7)
+                    k += nz
+                }
+                for j in 1..<4 { memmove(out + j * changed, out + j * stride, changed) }  // overlapping
+            }
+        }
+        precondition(k == changed)
+        return map
     }
 
     /// Parses and checks the header of a delta payload for a chunk of `n` raw bytes: element
@@ -111,7 +183,8 @@ package enum DeltaCodec {
         guard let transform = FloatLayout.Transform(rawValue: payload[1]) else { throw bad("transform \(payload[1])") }
         guard payload[5] == 0, payload[6] == 0, payload[7] == 0 else { throw bad("reserved bytes are not zero") }
         guard phase < e else { throw bad("phase \(phase)") }
-        guard flags >> UInt8(e) == 0 else { throw bad("plane flags \(flags)") }
+        let planeBits = flags & ~(sparseFlag | sparseMapFrameFlag)
+        guard planeBits >> UInt8(e) == 0, flags & sparseMapFrameFlag == 0 || flags & sparseFlag != 0 else { throw bad("plane flags \(flags)") }
         guard (1...DeltaHeader.maxBases).contains(k) else { throw bad("\(k) base chunks (must be 1 to \(DeltaHeader.maxBases))") }
         let offset = payload.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian
         let fullLength = payload.loadUnaligned(fromByteOffset: 12, as: UInt32.self).littleEndian
@@ -152,11 +225,15 @@ package enum DeltaCodec {
         dst.update(from: src + at, count: lead)
         (dst + lead + count * e).update(from: src + at + lead, count: tail)
         at += lead + tail
+        let body = UnsafeMutableRawPointer(dst + lead)
+        let bb = base.baseAddress! + lead
+        if h.flags & sparseFlag != 0 {
+            try decodeSparse(payload, from: at, flags: h.flags, elementSize: e, count: count, base: bb, into: body, what: what, bad: bad)
+            return
+        }
         let planes = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, count * e))
         defer { planes.deallocate() }
         try PlaneCodec.readPlanes(payload, from: at, elementSize: e, count: count, flags: h.flags, into: planes, what: what, bad: bad)
-        let body = UnsafeMutableRawPointer(dst + lead)
-        let bb = base.baseAddress! + lead
         if e == 2 {
             let p0 = planes, p1 = planes + count
             for i in 0..<count {
@@ -170,6 +247,56 @@ package enum DeltaCodec {
                 let z = UInt32(p0[i]) << 24 | UInt32(p1[i]) << 16 | UInt32(p2[i]) << 8 | UInt32(p3[i])
                 let o = ordered32(bb.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)) &+ unzigzag32(z)
                 body.storeBytes(of: fromOrdered32(o), toByteOffset: 4 * i, as: UInt32.self)
+            }
+        }
+    }
+
+    /// The sparse layout: a presence map of `count` bits, then planes over the changed elements
+    /// only; every other element is its base element unchanged.
+    static func decodeSparse(_ payload: UnsafeRawBufferPointer, from start: Int, flags: UInt8, elementSize e: Int, count: Int,
+                             base bb: UnsafeRawPointer, into body: UnsafeMutableRawPointer, what: String,
+                             bad: (String) -> SLMError) throws {
+        var at = start
+        let mapBytes = (count + 7) / 8
+        guard payload.count >= at + 4 else { throw bad("missing presence map") }
+        let len = Int(payload.loadUnaligned(fromByteOffset: at, as: UInt32.self).littleEndian)
+        at += 4
+        guard payload.count - at >= len else { throw bad("presence map runs past the payload") }
+        let map = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, mapBytes))
+        defer { map.deallocate() }
+        let src = UnsafeRawBufferPointer(rebasing: payload[at..<at + len])
+        if flags & sparseMapFrameFlag != 0 {
+            try ZstdCodec.decodePlane(src, count: mapBytes, into: map, what: what)
+        } else {
+            guard len == mapBytes else { throw bad("raw presence map has \(len) bytes, expected \(mapBytes)") }
+            map.update(from: src.baseAddress!.assumingMemoryBound(to: UInt8.self), count: mapBytes)
+        }
+        at += len
+        if count % 8 != 0, map[mapBytes - 1] >> UInt8(count % 8) != 0 { throw bad("presence map marks elements past the chunk") }
+        var changed = 0
+        for i in 0..<mapBytes { changed += map[i].nonzeroBitCount }
+        let planes = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, changed * e))
+        defer { planes.deallocate() }
+        try PlaneCodec.readPlanes(payload, from: at, elementSize: e, count: changed, flags: flags & 0x0f, into: planes, what: what, bad: bad)
+        // Unchanged elements are the base's; only the marked ones get their difference applied.
+        body.copyMemory(from: bb, byteCount: count * e)
+        var k = 0
+        for w in 0..<mapBytes {
+            var bits = map[w]
+            while bits != 0 {
+                let i = w * 8 + bits.trailingZeroBitCount
+                bits &= bits &- 1
+                if e == 2 {
+                    let z = UInt16(planes[k]) << 8 | UInt16(planes[changed + k])
+                    let o = ordered16(bb.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) &+ unzigzag16(z)
+                    body.storeBytes(of: fromOrdered16(o), toByteOffset: 2 * i, as: UInt16.self)
+                } else {
+                    let z = UInt32(planes[k]) << 24 | UInt32(planes[changed + k]) << 16
+                        | UInt32(planes[2 * changed + k]) << 8 | UInt32(planes[3 * changed + k])
+                    let o = ordered32(bb.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)) &+ unzigzag32(z)
+                    body.storeBytes(of: fromOrdered32(o), toByteOffset: 4 * i, as: UInt32.self)
+                }
+                k += 1
             }
         }
     }
