@@ -24,11 +24,14 @@ final class DeltaCodecTests: XCTestCase {
         return out
     }
 
-    func encode(_ new: [UInt8], _ base: [UInt8], _ layout: FloatLayout) -> [UInt8] {
-        new.withUnsafeBytes { n in
+    /// Encodes `new` against `base`, which sits at `offset` in the one base chunk `baseChunk`
+    /// (`base` itself unless given).
+    func encode(_ new: [UInt8], _ base: [UInt8], _ layout: FloatLayout, in baseChunk: [UInt8]? = nil, at offset: UInt32 = 0) -> [UInt8] {
+        let chunk = baseChunk ?? base
+        return new.withUnsafeBytes { n in
             base.withUnsafeBytes { b in
-                DeltaCodec.encode(new: n, base: b, layout: layout, bases: [ChunkRef(id: ChunkID(of: base), rawLength: UInt32(base.count))],
-                                  baseOffset: 0, level: 3)
+                DeltaCodec.encode(new: n, base: b, layout: layout, bases: [ChunkRef(id: ChunkID(of: chunk), rawLength: UInt32(chunk.count))],
+                                  baseOffset: offset, level: 3)
             }
         }
     }
@@ -93,13 +96,7 @@ final class DeltaCodecTests: XCTestCase {
             + [0x02, 0x00, 0x00, 0x00, 0x00, 0xFF]                                // plane 0: high bytes of the zigzag codes 2, 0xFFFE
             + [0x02, 0x00, 0x00, 0x00, 0x02, 0xFE]                                // plane 1: low bytes
         let region = Array(base[3..<9])
-        let encoded = new.withUnsafeBytes { n in
-            region.withUnsafeBytes { b in
-                DeltaCodec.encode(new: n, base: b, layout: CodecPolicy.floatLayout(dtype: "BF16", phase: 1)!,
-                                  bases: [ChunkRef(id: baseID, rawLength: 10)], baseOffset: 3, level: 3)
-            }
-        }
-        XCTAssertEqual(encoded, payload)
+        XCTAssertEqual(encode(new, region, CodecPolicy.floatLayout(dtype: "BF16", phase: 1)!, in: base, at: 3), payload)
         XCTAssertEqual(try decode(payload, base: region, rawLength: 6), new)
     }
 
@@ -156,13 +153,7 @@ final class DeltaCodecTests: XCTestCase {
             + [0x01, 0x00, 0x00, 0x00, 0x04]                                      // presence map: element 2 changed
             + [0x01, 0x00, 0x00, 0x00, 0x00]                                      // plane 0 over the one changed element
             + [0x01, 0x00, 0x00, 0x00, 0x02]                                      // plane 1: zigzag code 2 (difference +1)
-        let encoded = new.withUnsafeBytes { n in
-            base.withUnsafeBytes { b in
-                DeltaCodec.encode(new: n, base: b, layout: CodecPolicy.floatLayout(dtype: "BF16", phase: 0)!,
-                                  bases: [ChunkRef(id: baseID, rawLength: 8)], baseOffset: 0, level: 3)
-            }
-        }
-        XCTAssertEqual(encoded, payload)
+        XCTAssertEqual(encode(new, base, CodecPolicy.floatLayout(dtype: "BF16", phase: 0)!), payload)
         XCTAssertEqual(try decode(payload, base: base, rawLength: 8), new)
     }
 

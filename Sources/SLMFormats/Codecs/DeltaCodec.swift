@@ -236,17 +236,11 @@ package enum DeltaCodec {
         try PlaneCodec.readPlanes(payload, from: at, elementSize: e, count: count, flags: h.flags, into: planes, what: what, bad: bad)
         if e == 2 {
             let p0 = planes, p1 = planes + count
-            for i in 0..<count {
-                let z = UInt16(p0[i]) << 8 | UInt16(p1[i])
-                let o = ordered16(bb.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) &+ unzigzag16(z)
-                body.storeBytes(of: fromOrdered16(o), toByteOffset: 2 * i, as: UInt16.self)
-            }
+            for i in 0..<count { apply16(UInt16(p0[i]) << 8 | UInt16(p1[i]), element: i, base: bb, into: body) }
         } else {
             let p0 = planes, p1 = planes + count, p2 = planes + 2 * count, p3 = planes + 3 * count
             for i in 0..<count {
-                let z = UInt32(p0[i]) << 24 | UInt32(p1[i]) << 16 | UInt32(p2[i]) << 8 | UInt32(p3[i])
-                let o = ordered32(bb.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)) &+ unzigzag32(z)
-                body.storeBytes(of: fromOrdered32(o), toByteOffset: 4 * i, as: UInt32.self)
+                apply32(UInt32(p0[i]) << 24 | UInt32(p1[i]) << 16 | UInt32(p2[i]) << 8 | UInt32(p3[i]), element: i, base: bb, into: body)
             }
         }
     }
@@ -256,28 +250,17 @@ package enum DeltaCodec {
     static func decodeSparse(_ payload: UnsafeRawBufferPointer, from start: Int, flags: UInt8, elementSize e: Int, count: Int,
                              base bb: UnsafeRawPointer, into body: UnsafeMutableRawPointer, what: String,
                              bad: (String) -> SLMError) throws {
-        var at = start
         let mapBytes = (count + 7) / 8
-        guard payload.count >= at + 4 else { throw bad("missing presence map") }
-        let len = Int(payload.loadUnaligned(fromByteOffset: at, as: UInt32.self).littleEndian)
-        at += 4
-        guard payload.count - at >= len else { throw bad("presence map runs past the payload") }
         let map = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, mapBytes))
         defer { map.deallocate() }
-        let src = UnsafeRawBufferPointer(rebasing: payload[at..<at + len])
-        if flags & sparseMapFrameFlag != 0 {
-            try ZstdCodec.decodePlane(src, count: mapBytes, into: map, what: what)
-        } else {
-            guard len == mapBytes else { throw bad("raw presence map has \(len) bytes, expected \(mapBytes)") }
-            map.update(from: src.baseAddress!.assumingMemoryBound(to: UInt8.self), count: mapBytes)
-        }
-        at += len
+        let at = try PlaneCodec.readBlock(payload, at: start, count: mapBytes, frame: flags & sparseMapFrameFlag != 0, into: map,
+                                          name: "presence map", what: what, bad: bad)
         if count % 8 != 0, map[mapBytes - 1] >> UInt8(count % 8) != 0 { throw bad("presence map marks elements past the chunk") }
         var changed = 0
         for i in 0..<mapBytes { changed += map[i].nonzeroBitCount }
         let planes = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, changed * e))
         defer { planes.deallocate() }
-        try PlaneCodec.readPlanes(payload, from: at, elementSize: e, count: changed, flags: flags & 0x0f, into: planes, what: what, bad: bad)
+        try PlaneCodec.readPlanes(payload, from: at, elementSize: e, count: changed, flags: flags & ~(sparseFlag | sparseMapFrameFlag), into: planes, what: what, bad: bad)
         // Unchanged elements are the base's; only the marked ones get their difference applied.
         body.copyMemory(from: bb, byteCount: count * e)
         var k = 0
@@ -287,18 +270,25 @@ package enum DeltaCodec {
                 let i = w * 8 + bits.trailingZeroBitCount
                 bits &= bits &- 1
                 if e == 2 {
-                    let z = UInt16(planes[k]) << 8 | UInt16(planes[changed + k])
-                    let o = ordered16(bb.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) &+ unzigzag16(z)
-                    body.storeBytes(of: fromOrdered16(o), toByteOffset: 2 * i, as: UInt16.self)
+                    apply16(UInt16(planes[k]) << 8 | UInt16(planes[changed + k]), element: i, base: bb, into: body)
                 } else {
-                    let z = UInt32(planes[k]) << 24 | UInt32(planes[changed + k]) << 16
-                        | UInt32(planes[2 * changed + k]) << 8 | UInt32(planes[3 * changed + k])
-                    let o = ordered32(bb.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)) &+ unzigzag32(z)
-                    body.storeBytes(of: fromOrdered32(o), toByteOffset: 4 * i, as: UInt32.self)
+                    apply32(UInt32(planes[k]) << 24 | UInt32(planes[changed + k]) << 16
+                            | UInt32(planes[2 * changed + k]) << 8 | UInt32(planes[3 * changed + k]), element: i, base: bb, into: body)
                 }
                 k += 1
             }
         }
+    }
+
+    /// Element `i` of the new chunk: its base element moved by the difference whose zigzag code is `z`.
+    @inline(__always) static func apply16(_ z: UInt16, element i: Int, base bb: UnsafeRawPointer, into body: UnsafeMutableRawPointer) {
+        let o = ordered16(bb.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) &+ unzigzag16(z)
+        body.storeBytes(of: fromOrdered16(o), toByteOffset: 2 * i, as: UInt16.self)
+    }
+
+    @inline(__always) static func apply32(_ z: UInt32, element i: Int, base bb: UnsafeRawPointer, into body: UnsafeMutableRawPointer) {
+        let o = ordered32(bb.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)) &+ unzigzag32(z)
+        body.storeBytes(of: fromOrdered32(o), toByteOffset: 4 * i, as: UInt32.self)
     }
 
     // Sign-magnitude floats mapped to integers in the same order (so nearby values are nearby

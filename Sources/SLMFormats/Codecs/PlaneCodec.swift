@@ -88,20 +88,28 @@ enum PlaneCodec {
                            into planes: UnsafeMutablePointer<UInt8>, what: String, bad: (String) -> SLMError) throws {
         var at = start
         for j in 0..<e {
-            guard payload.count >= at + 4 else { throw bad("missing plane \(j)") }
-            let len = Int(payload.loadUnaligned(fromByteOffset: at, as: UInt32.self).littleEndian)
-            at += 4
-            guard payload.count - at >= len else { throw bad("plane \(j) runs past the payload") }
-            let src = UnsafeRawBufferPointer(rebasing: payload[at..<at + len])
-            if flags & (1 << UInt8(j)) != 0 {
-                try ZstdCodec.decodePlane(src, count: count, into: planes + j * count, what: what)
-            } else {
-                guard len == count else { throw bad("raw plane \(j) has \(len) bytes, expected \(count)") }
-                (planes + j * count).update(from: src.baseAddress!.assumingMemoryBound(to: UInt8.self), count: count)
-            }
-            at += len
+            at = try readBlock(payload, at: at, count: count, frame: flags & (1 << UInt8(j)) != 0, into: planes + j * count,
+                               name: "plane \(j)", what: what, bad: bad)
         }
         guard at == payload.count else { throw bad("\(payload.count - at) bytes after the last plane") }
+    }
+
+    /// Reads one length-prefixed block that holds `count` bytes, a zstd frame when `frame`, and
+    /// returns the offset just past it. A plane and codec 3's presence map are both such blocks.
+    static func readBlock(_ payload: UnsafeRawBufferPointer, at start: Int, count: Int, frame: Bool, into dst: UnsafeMutablePointer<UInt8>,
+                          name: String, what: String, bad: (String) -> SLMError) throws -> Int {
+        guard payload.count >= start + 4 else { throw bad("missing \(name)") }
+        let len = Int(payload.loadUnaligned(fromByteOffset: start, as: UInt32.self).littleEndian)
+        let at = start + 4
+        guard payload.count - at >= len else { throw bad("\(name) runs past the payload") }
+        let src = UnsafeRawBufferPointer(rebasing: payload[at..<at + len])
+        if frame {
+            try ZstdCodec.decodePlane(src, count: count, into: dst, what: what)
+        } else {
+            guard len == count else { throw bad("raw \(name) has \(len) bytes, expected \(count)") }
+            dst.update(from: src.baseAddress!.assumingMemoryBound(to: UInt8.self), count: count)
+        }
+        return at + len
     }
 
     /// Order-0 entropy in bits per byte of (a prefix of) `bytes`.
