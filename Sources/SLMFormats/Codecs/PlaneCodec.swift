@@ -26,7 +26,7 @@ enum PlaneCodec {
             let plane = UnsafeRawBufferPointer(start: planes + j * count, count: count)
             // The exponent plane (0) always pays; the others only when their bytes are skewed.
             if count > 0, j == 0 || entropy(plane, sample: 8192) < entropyLimit,
-               let frame = ZstdCodec.planeFrame(plane, level: level), Double(frame.count) < Double(count) * 0.95 {
+               let frame = ZstdCodec.planeFrame(plane, kind: .floatBytes), Double(frame.count) < Double(count) * 0.95 {
                 flags |= 1 << UInt8(j)
                 encoded.append(.frame(frame))
                 total += 4 + frame.count

@@ -346,8 +346,11 @@ public final class Store: Sendable {
                     guard loc.rawLength == b.rawLength else {
                         throw SLMError.damaged(path: what, problem: "base chunk \(b.id.hex) of delta chunk \(chunk.hex) is \(loc.rawLength) bytes, the delta says \(b.rawLength)")
                     }
-                    var buf = [UInt8](repeating: 0, count: len)
-                    try buf.withUnsafeMutableBytes { try self.readChunk(b.id, at: loc, into: $0, index: index) }
+                    // Not zero-filled first: readChunk writes every byte or throws.
+                    let buf = try [UInt8](unsafeUninitializedCapacity: len) { bytes, initialized in
+                        try self.readChunk(b.id, at: loc, into: UnsafeMutableRawBufferPointer(bytes), index: index)
+                        initialized = len
+                    }
                     cache?.put(b.id, buf)
                     decoded = buf
                 }
