@@ -721,6 +721,11 @@ PYPI_RELEASE_PAIRS = [("silero-vad", "5.1", "6.0.0", "silero_vad/data/silero_vad
 FINETUNE_STEPS = 200
 
 
+def release_onnx(package, version):
+    """Where a PyPI release's ONNX file is kept; beside it, .member names the wheel file it came from."""
+    return os.path.join(CACHE, "real-pairs", f"{package}-{version}", "model.onnx")
+
+
 def real_pair_cases(py):
     """The real pairs: releases from PyPI (ONNX initializers as safetensors) and a real AdamW
     fine-tune of all-MiniLM-L6-v2 made here (Benchmarks/finetune.py), in f32, bf16 and f16."""
@@ -731,7 +736,7 @@ def real_pair_cases(py):
         for version in (old, new):
             st = os.path.join(rp, f"{package}-{version}", "model.safetensors")
             if not os.path.exists(st):
-                onnx = pypi_file(package, version, member, os.path.join(rp, f"{package}-{version}", "model.onnx"))
+                onnx = pypi_file(package, version, member, release_onnx(package, version))
                 run([py, TENSOR_PAIRS, "onnx", onnx, st])
             paths.append(st)
         cases.append((f"{package} {old} → {new} (f32, ONNX initializers)", paths[0], paths[1]))
@@ -769,7 +774,7 @@ def measure_real_pairs(args, slm, bench, py):
     stamp = time.strftime("%Y-%m-%d", time.gmtime())
     runs = args.runs
     def member(package, version):
-        note = os.path.join(CACHE, "real-pairs", f"{package}-{version}", "model.onnx.member")
+        note = release_onnx(package, version) + ".member"
         return open(note).read().split("/")[-1] if os.path.exists(note) else "?"
     packages = ", ".join(f"{p} {a} and {b} (`{member(p, a)}`, `{member(p, b)}`)" for p, a, b, _ in PYPI_RELEASE_PAIRS)
     lines = [f"Measured {stamp} on {os.cpu_count()} cores, " + (f"median of {runs} runs (min–max in brackets)" if runs > 1 else "one run")

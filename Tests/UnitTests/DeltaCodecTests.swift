@@ -31,7 +31,7 @@ final class DeltaCodecTests: XCTestCase {
         return new.withUnsafeBytes { n in
             base.withUnsafeBytes { b in
                 DeltaCodec.encode(new: n, base: b, layout: layout, bases: [ChunkRef(id: ChunkID(of: chunk), rawLength: UInt32(chunk.count))],
-                                  baseOffset: offset, level: 3)
+                                  baseOffset: offset)
             }
         }
     }
@@ -134,7 +134,7 @@ final class DeltaCodecTests: XCTestCase {
             _ = DeltaCodec.differencePlanes(n.baseAddress!, b.baseAddress!, count: count, elementSize: 2, into: p.baseAddress!)
         } } }
         let dense = planes.withUnsafeBytes { p in
-            (0..<2).reduce(0) { $0 + (DeltaCodec.compressed(UnsafeRawBufferPointer(rebasing: p[$1 * count..<($1 + 1) * count]), level: 3)?.count ?? count) }
+            (0..<2).reduce(0) { $0 + (DeltaCodec.compressed(UnsafeRawBufferPointer(rebasing: p[$1 * count..<($1 + 1) * count]))?.count ?? count) }
         }
         XCTAssertLessThan(Double(sparse.count), 0.85 * Double(dense))
         XCTAssertSameBytes(try decode(sparse, base: base, rawLength: base.count), new)

@@ -34,7 +34,7 @@ extension ChunkEncoder {
     /// that saves less than 3%.
     public static func encode(_ raw: UnsafeRawBufferPointer, level: Int32, layout: FloatLayout? = nil) -> EncodedChunk {
         if let layout, raw.count >= 4 * layout.elementSize {
-            let planes = PlaneCodec.encode(raw, layout: layout, level: level)
+            let planes = PlaneCodec.encode(raw, layout: layout)
             if Double(planes.count) <= Double(raw.count) * (1 - minimumSaving) {
                 return EncodedChunk(codec: .planes, payload: planes)
             }

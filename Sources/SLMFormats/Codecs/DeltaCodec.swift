@@ -46,7 +46,7 @@ package enum DeltaCodec {
 
     /// Encodes `new` against `base` (the same number of bytes, element-aligned alike).
     package static func encode(new: UnsafeRawBufferPointer, base: UnsafeRawBufferPointer, layout: FloatLayout,
-                       bases: [ChunkRef], baseOffset: UInt32, fullLength: UInt32 = 0, level: Int32) -> [UInt8] {
+                       bases: [ChunkRef], baseOffset: UInt32, fullLength: UInt32 = 0) -> [UInt8] {
         let e = layout.elementSize, phase = layout.phase
         precondition(new.count == base.count && (e == 2 || e == 4) && phase < e && !bases.isEmpty && bases.count <= DeltaHeader.maxBases)
         let n = new.count
@@ -65,7 +65,7 @@ package enum DeltaCodec {
         defer { compacted.deallocate() }
         if sparse {
             let bits = compact(dense, count: count, elementSize: e, changed: changed, into: compacted)
-            let frame = bits.withUnsafeBytes { compressed($0, level: level) }
+            let frame = bits.withUnsafeBytes { compressed($0) }
             flags |= sparseFlag | (frame == nil ? 0 : sparseMapFrameFlag)
             map = frame ?? bits
             planeCount = changed
@@ -73,7 +73,7 @@ package enum DeltaCodec {
         }
         var frames: [[UInt8]?] = []
         for j in 0..<e {
-            let frame = compressed(UnsafeRawBufferPointer(start: planes + j * planeCount, count: planeCount), level: level)
+            let frame = compressed(UnsafeRawBufferPointer(start: planes + j * planeCount, count: planeCount))
             if frame != nil { flags |= 1 << UInt8(j) }
             frames.append(frame)
         }
@@ -103,7 +103,7 @@ package enum DeltaCodec {
 
     /// A plane (or presence map) as a zstd frame when its bytes look compressible and the frame
     /// saves at least 5%; nil keeps it raw.
-    static func compressed(_ plane: UnsafeRawBufferPointer, level: Int32) -> [UInt8]? {
+    static func compressed(_ plane: UnsafeRawBufferPointer) -> [UInt8]? {
         guard plane.count > 0, PlaneCodec.entropy(plane, sample: 8192) < entropyLimit,
               let frame = ZstdCodec.planeFrame(plane, kind: .differences), Double(frame.count) < Double(plane.count) * 0.95 else { return nil }
         return frame

@@ -8,7 +8,7 @@ enum PlaneCodec {
     /// A plane is compressed only when its byte entropy suggests zstd will pay.
     static let entropyLimit = 7.2
 
-    static func encode(_ raw: UnsafeRawBufferPointer, layout: FloatLayout, level: Int32) -> [UInt8] {
+    static func encode(_ raw: UnsafeRawBufferPointer, layout: FloatLayout) -> [UInt8] {
         let e = layout.elementSize
         let n = raw.count
         let lead = min(n, (e - layout.phase) % e)

@@ -266,7 +266,7 @@ package final class ChunkIngester {
                            let base = try? store.baseReader(index: existing, for: id, cache: cache)(d.bases, d.offset, p.length, "delta base of a new chunk") {
                             let delta = base.withUnsafeBytes {
                                 DeltaCodec.encode(new: bytes, base: $0, layout: layout, bases: d.bases, baseOffset: d.offset,
-                                                  fullLength: UInt32(full.payload.count), level: level)
+                                                  fullLength: UInt32(full.payload.count))
                             }
                             if delta.count < full.payload.count { encoded = EncodedChunk(codec: .delta, payload: delta) }
                         }

@@ -134,10 +134,10 @@ extension Store {
     /// Encodes the candidates on both cores and appends each delta that is smaller than the
     /// chunk's full record to `sink`. `target` reads a candidate's bytes (nil to skip it);
     /// `fullStored` gives the stored length of the chunk's full record.
-    package func writeDeltas(_ candidates: [DeltaCandidate], index: ChunkIndex, sink: PackSink, level: Int32,
+    package func writeDeltas(_ candidates: [DeltaCandidate], index: ChunkIndex, sink: PackSink,
                      target: @escaping @Sendable (DeltaCandidate) throws -> [UInt8]?,
                      fullStored: @escaping @Sendable (ChunkID) -> UInt32?, progress: ((Int) -> Void)? = nil) throws -> DeltaStats {
-        try encodeDeltas(candidates, index: index, level: level, target: target, fullStored: fullStored, progress: progress) { c, payload in
+        try encodeDeltas(candidates, index: index, target: target, fullStored: fullStored, progress: progress) { c, payload in
             try sink.append(id: c.id, rawLength: UInt32(c.rawLength), encoded: EncodedChunk(codec: .delta, payload: payload))
         } endOfBatch: {
             try sink.sealIfFull()
@@ -146,7 +146,7 @@ extension Store {
 
     /// Encodes the candidates on both cores; `emit` receives each delta smaller than the chunk's
     /// full record, in candidate order.
-    func encodeDeltas(_ candidates: [DeltaCandidate], index: ChunkIndex, level: Int32,
+    func encodeDeltas(_ candidates: [DeltaCandidate], index: ChunkIndex,
                       target: @escaping @Sendable (DeltaCandidate) throws -> [UInt8]?,
                       fullStored: @escaping @Sendable (ChunkID) -> UInt32?, progress: ((Int) -> Void)? = nil,
                       emit: (DeltaCandidate, [UInt8]) throws -> Void, endOfBatch: () throws -> Void = {}) throws -> DeltaStats {
@@ -172,7 +172,7 @@ extension Store {
                         return new.withUnsafeBytes { n in
                             base.withUnsafeBytes { b in
                                 DeltaCodec.encode(new: n, base: b, layout: c.layout, bases: c.bases, baseOffset: c.baseOffset,
-                                                  fullLength: fullStored(c.id) ?? 0, level: level)
+                                                  fullLength: fullStored(c.id) ?? 0)
                             }
                         }
                     }
@@ -225,7 +225,7 @@ extension Store {
         final class Sizes: @unchecked Sendable { var map: [ChunkID: UInt32] = [:] }
         let sizes = Sizes()
         let fullLengths = Dictionary(candidates.map { ($0.id, fullStoredLength(of: $0.id, index: index)) }, uniquingKeysWith: { a, _ in a })
-        _ = try encodeDeltas(candidates, index: index, level: Int32(config.compressionLevel), target: { [self] c in
+        _ = try encodeDeltas(candidates, index: index, target: { [self] c in
             guard let loc = index.location(of: c.id) else { return nil }
             var out = [UInt8](repeating: 0, count: c.rawLength)
             try out.withUnsafeMutableBytes { try self.readChunk(c.id, at: loc, into: $0, index: index) }

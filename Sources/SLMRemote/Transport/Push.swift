@@ -317,7 +317,7 @@ extension Store {
                     }
                 } else {
                     let candidates = try DeltaPlanner.candidates(target: tree, base: try readTree(base.tree))
-                    let stats = try writeDeltas(candidates, index: localIndex, sink: sink, level: Int32(config.compressionLevel), target: { [self] c in
+                    let stats = try writeDeltas(candidates, index: localIndex, sink: sink, target: { [self] c in
                         guard let loc = localIndex.location(of: c.id) else { return nil }
                         var out = [UInt8](repeating: 0, count: c.rawLength)
                         try out.withUnsafeMutableBytes { try self.readChunk(c.id, at: loc, into: $0, index: localIndex) }
