@@ -100,6 +100,51 @@ final class DeltaCodecTests: XCTestCase {
         XCTAssertEqual(try decode(payload, base: region, rawLength: 6), new)
     }
 
+    /// The SIMD loops (16 or 8 elements a step) against the one-element formula, for every
+    /// length of scalar tail: the same planes, the same count of changed elements.
+    func testLaneLoopsMatchTheElementFormulaForEveryTailLength() {
+        for e in [2, 4] {
+            for count in 0..<(3 * 16 + 1) {
+                let base = TestSupport.random(count * e, seed: UInt64(count))
+                let new = nudged(base, elementSize: e, seed: UInt64(count) + 100)
+                var planes = [UInt8](repeating: 0xEE, count: count * e)
+                let changed = new.withUnsafeBytes { n in base.withUnsafeBytes { b in planes.withUnsafeMutableBufferPointer {
+                    DeltaCodec.differencePlanes(n.baseAddress!, b.baseAddress!, count: count, elementSize: e, into: $0.baseAddress!)
+                } } }
+                var expected = [UInt8](repeating: 0, count: count * e)
+                var expectedChanged = 0
+                for i in 0..<count {
+                    var z: UInt32 = 0
+                    if e == 2 {
+                        let d = DeltaCodec.ordered16(new.readLE(UInt16.self, at: 2 * i)) &- DeltaCodec.ordered16(base.readLE(UInt16.self, at: 2 * i))
+                        z = UInt32(DeltaCodec.zigzag16(d))
+                    } else {
+                        z = DeltaCodec.zigzag32(DeltaCodec.ordered32(new.readLE(UInt32.self, at: 4 * i)) &- DeltaCodec.ordered32(base.readLE(UInt32.self, at: 4 * i)))
+                    }
+                    for j in 0..<e { expected[j * count + i] = UInt8(truncatingIfNeeded: z >> UInt32(8 * (e - 1 - j))) }
+                    if z != 0 { expectedChanged += 1 }
+                }
+                XCTAssertEqual(planes, expected, "e \(e) count \(count)")
+                XCTAssertEqual(changed, expectedChanged, "e \(e) count \(count)")
+            }
+        }
+    }
+
+    /// 131,072 changed bf16 elements: more than a 16-bit sum of the lane counters can hold.
+    func testAChunkOfMoreThan65535ChangedElementsIsCountedExactly() throws {
+        let count = 1 << 17
+        let base = [UInt8](repeating: 0, count: 2 * count)
+        let new = [UInt8](repeating: 0x3F, count: 2 * count)
+        let changed = new.withUnsafeBytes { n in base.withUnsafeBytes { b in
+            let planes = UnsafeMutablePointer<UInt8>.allocate(capacity: 2 * count)
+            defer { planes.deallocate() }
+            return DeltaCodec.differencePlanes(n.baseAddress!, b.baseAddress!, count: count, elementSize: 2, into: planes)
+        } }
+        XCTAssertEqual(changed, count)
+        let layout = CodecPolicy.floatLayout(dtype: "BF16", phase: 0)!
+        XCTAssertSameBytes(try decode(encode(new, base, layout), base: base, rawLength: new.count), new)
+    }
+
     func testAMostlyUnchangedChunkIsWrittenSparse() throws {
         let base = TestSupport.bf16Like(1 << 16, seed: 7)
         let layout = CodecPolicy.floatLayout(dtype: "BF16", phase: 0)!

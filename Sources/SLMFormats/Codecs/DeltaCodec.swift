@@ -113,19 +113,21 @@ package enum DeltaCodec {
     /// returns how many are not zero.
     static func differencePlanes(_ nb: UnsafeRawPointer, _ bb: UnsafeRawPointer, count: Int, elementSize e: Int,
                                  into planes: UnsafeMutablePointer<UInt8>) -> Int {
-        var changed = 0
         if e == 2 {
             let p0 = planes, p1 = planes + count
-            for i in 0..<count {
+            var changed = differenceLanes16(nb, bb, count: count, p0: p0, p1: p1)
+            for i in (count - count % lanes16)..<count {
                 let z = zigzag16(ordered16(nb.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
                                  &- ordered16(bb.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
                 p0[i] = UInt8(truncatingIfNeeded: z >> 8)
                 p1[i] = UInt8(truncatingIfNeeded: z)
                 changed &+= Int(truncatingIfNeeded: (z | (0 &- z)) >> 15)  // 1 unless z is 0, without a branch
             }
+            return changed
         } else {
             let p0 = planes, p1 = planes + count, p2 = planes + 2 * count, p3 = planes + 3 * count
-            for i in 0..<count {
+            var changed = differenceLanes32(nb, bb, count: count, planes: planes)
+            for i in (count - count % lanes32)..<count {
                 let z = zigzag32(ordered32(nb.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))
                                  &- ordered32(bb.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
                 p0[i] = UInt8(truncatingIfNeeded: z >> 24)
@@ -134,8 +136,8 @@ package enum DeltaCodec {
                 p3[i] = UInt8(truncatingIfNeeded: z)
                 changed &+= Int(truncatingIfNeeded: (z | (0 &- z)) >> 31)
             }
+            return changed
         }
-        return changed
     }
 
     /// The presence map (bit i mod 8 of byte i / 8 set when element i changed) and, in `out`,
@@ -236,10 +238,12 @@ package enum DeltaCodec {
         try PlaneCodec.readPlanes(payload, from: at, elementSize: e, count: count, flags: h.flags, into: planes, what: what, bad: bad)
         if e == 2 {
             let p0 = planes, p1 = planes + count
-            for i in 0..<count { apply16(UInt16(p0[i]) << 8 | UInt16(p1[i]), element: i, base: bb, into: body) }
+            applyLanes16(p0: p0, p1: p1, count: count, base: bb, into: body)
+            for i in (count - count % lanes16)..<count { apply16(UInt16(p0[i]) << 8 | UInt16(p1[i]), element: i, base: bb, into: body) }
         } else {
             let p0 = planes, p1 = planes + count, p2 = planes + 2 * count, p3 = planes + 3 * count
-            for i in 0..<count {
+            applyLanes32(planes: planes, count: count, base: bb, into: body)
+            for i in (count - count % lanes32)..<count {
                 apply32(UInt32(p0[i]) << 24 | UInt32(p1[i]) << 16 | UInt32(p2[i]) << 8 | UInt32(p3[i]), element: i, base: bb, into: body)
             }
         }
@@ -257,28 +261,46 @@ package enum DeltaCodec {
                                           name: "presence map", what: what, bad: bad)
         if count % 8 != 0, map[mapBytes - 1] >> UInt8(count % 8) != 0 { throw bad("presence map marks elements past the chunk") }
         var changed = 0
-        for i in 0..<mapBytes { changed += map[i].nonzeroBitCount }
+        var b = 0
+        while b + 8 <= mapBytes { changed += UnsafeRawPointer(map + b).loadUnaligned(as: UInt64.self).nonzeroBitCount; b += 8 }
+        while b < mapBytes { changed += map[b].nonzeroBitCount; b += 1 }
         let planes = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, changed * e))
         defer { planes.deallocate() }
         try PlaneCodec.readPlanes(payload, from: at, elementSize: e, count: changed, flags: flags & ~(sparseFlag | sparseMapFrameFlag),
                                   into: planes, what: what, bad: bad)
-        // Unchanged elements are the base's; only the marked ones get their difference applied.
-        // (A branch-free pass over every element, and one of eight fixed slots per map byte,
-        // both measured slower than this bit-by-bit loop at 22% of elements changed.)
+        // Unchanged elements are the base's; only the marked ones get their difference applied,
+        // found bit by bit in 64-bit words of the map. (A branch-free pass over every element,
+        // and one of eight fixed slots per map byte, both measured slower at 22% of elements
+        // changed; words rather than bytes leave the inner loop about eight times less often.)
         body.copyMemory(from: bb, byteCount: count * e)
         var k = 0
-        for w in 0..<mapBytes {
-            var bits = map[w]
-            while bits != 0 {
-                let i = w * 8 + bits.trailingZeroBitCount
-                bits &= bits &- 1
-                if e == 2 {
-                    apply16(UInt16(planes[k]) << 8 | UInt16(planes[changed + k]), element: i, base: bb, into: body)
-                } else {
-                    apply32(UInt32(planes[k]) << 24 | UInt32(planes[changed + k]) << 16
-                            | UInt32(planes[2 * changed + k]) << 8 | UInt32(planes[3 * changed + k]), element: i, base: bb, into: body)
+        func word(_ w: Int) -> UInt64 {
+            if 8 * w + 8 <= mapBytes { return UInt64(littleEndian: UnsafeRawPointer(map + 8 * w).loadUnaligned(as: UInt64.self)) }
+            var v: UInt64 = 0
+            for b in 8 * w..<mapBytes { v |= UInt64(map[b]) << UInt64(8 * (b - 8 * w)) }
+            return v
+        }
+        let words = (mapBytes + 7) / 8
+        if e == 2 {
+            let p0 = planes, p1 = planes + changed
+            for w in 0..<words {
+                var bits = word(w)
+                while bits != 0 {
+                    apply16(UInt16(p0[k]) << 8 | UInt16(p1[k]), element: w * 64 + bits.trailingZeroBitCount, base: bb, into: body)
+                    bits &= bits &- 1
+                    k += 1
                 }
-                k += 1
+            }
+        } else {
+            let p0 = planes, p1 = planes + changed, p2 = planes + 2 * changed, p3 = planes + 3 * changed
+            for w in 0..<words {
+                var bits = word(w)
+                while bits != 0 {
+                    apply32(UInt32(p0[k]) << 24 | UInt32(p1[k]) << 16 | UInt32(p2[k]) << 8 | UInt32(p3[k]),
+                            element: w * 64 + bits.trailingZeroBitCount, base: bb, into: body)
+                    bits &= bits &- 1
+                    k += 1
+                }
             }
         }
     }

@@ -116,12 +116,24 @@ enum PlaneCodec {
     static func entropy(_ bytes: UnsafeRawBufferPointer, sample: Int) -> Double {
         let n = min(bytes.count, sample)
         guard n > 0 else { return 8 }
-        var hist = [UInt32](repeating: 0, count: 256)
+        // Four tables, summed at the end: runs of equal bytes (the zero codes of a difference
+        // plane) would otherwise make every increment wait for the one before it.
+        var hist = [UInt32](repeating: 0, count: 4 * 256)
         hist.withUnsafeMutableBufferPointer { h in
-            for i in 0..<n { h[Int(bytes[i])] &+= 1 }
+            let h = h.baseAddress!
+            var i = 0
+            while i + 4 <= n {
+                h[Int(bytes[i])] &+= 1
+                h[256 + Int(bytes[i + 1])] &+= 1
+                h[512 + Int(bytes[i + 2])] &+= 1
+                h[768 + Int(bytes[i + 3])] &+= 1
+                i += 4
+            }
+            while i < n { h[Int(bytes[i])] &+= 1; i += 1 }
+            for v in 0..<256 { h[v] = h[v] &+ h[256 + v] &+ h[512 + v] &+ h[768 + v] }
         }
         var result = 0.0
-        for c in hist where c > 0 {
+        for c in hist[0..<256] where c > 0 {
             let q = Double(c) / Double(n)
             result -= q * log2(q)
         }
