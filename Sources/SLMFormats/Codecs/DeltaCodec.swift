@@ -255,15 +255,17 @@ package enum DeltaCodec {
                              base bb: UnsafeRawPointer, into body: UnsafeMutableRawPointer, what: String,
                              bad: (String) -> SLMError) throws {
         let mapBytes = (count + 7) / 8
-        let map = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, mapBytes))
+        // Padded with zero bytes to whole 64-bit words, which the loops below read.
+        let words = (mapBytes + 7) / 8
+        let map = UnsafeMutablePointer<UInt8>.allocate(capacity: max(8, 8 * words))
         defer { map.deallocate() }
+        (map + mapBytes).initialize(repeating: 0, count: max(8, 8 * words) - mapBytes)
         let at = try PlaneCodec.readBlock(payload, at: start, count: mapBytes, frame: flags & sparseMapFrameFlag != 0, into: map,
                                           name: "presence map", what: what, bad: bad)
         if count % 8 != 0, map[mapBytes - 1] >> UInt8(count % 8) != 0 { throw bad("presence map marks elements past the chunk") }
+        func word(_ w: Int) -> UInt64 { UInt64(littleEndian: UnsafeRawPointer(map + 8 * w).loadUnaligned(as: UInt64.self)) }
         var changed = 0
-        var b = 0
-        while b + 8 <= mapBytes { changed += UnsafeRawPointer(map + b).loadUnaligned(as: UInt64.self).nonzeroBitCount; b += 8 }
-        while b < mapBytes { changed += map[b].nonzeroBitCount; b += 1 }
+        for w in 0..<words { changed += word(w).nonzeroBitCount }
         let planes = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, changed * e))
         defer { planes.deallocate() }
         try PlaneCodec.readPlanes(payload, from: at, elementSize: e, count: changed, flags: flags & ~(sparseFlag | sparseMapFrameFlag),
@@ -275,13 +277,6 @@ package enum DeltaCodec {
         // words rather than bytes leave the inner loop about eight times less often.)
         body.copyMemory(from: bb, byteCount: count * e)
         var k = 0
-        func word(_ w: Int) -> UInt64 {
-            if 8 * w + 8 <= mapBytes { return UInt64(littleEndian: UnsafeRawPointer(map + 8 * w).loadUnaligned(as: UInt64.self)) }
-            var v: UInt64 = 0
-            for b in 8 * w..<mapBytes { v |= UInt64(map[b]) << UInt64(8 * (b - 8 * w)) }
-            return v
-        }
-        let words = (mapBytes + 7) / 8
         if e == 2 {
             let p0 = planes, p1 = planes + changed
             for w in 0..<words {
