@@ -73,9 +73,11 @@ public final class FileDescriptor: Sendable {
 
     /// Exactly `count` bytes at `offset`, or an error if the file is shorter.
     public func pread(count: Int, at offset: UInt64) throws -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: count)
-        try out.withUnsafeMutableBytes { try pread(into: $0, count: count, at: offset) }
-        return out
+        // Not zero-filled first: pread(into:) fills every byte or throws.
+        try [UInt8](unsafeUninitializedCapacity: count) { buf, initialized in
+            try pread(into: UnsafeMutableRawBufferPointer(buf), count: count, at: offset)
+            initialized = count
+        }
     }
 
     /// Writes all of `buffer` at the current position, retrying short writes and EINTR.

@@ -330,7 +330,8 @@ public final class Store: Sendable {
     /// chunks, so a caller working through them in order passes a `cache`.
     public func baseReader(index: ChunkIndex, for chunk: ChunkID, cache: DecodedChunkCache? = nil, throughDeltas: Bool = false) -> BaseReader {
         return { bases, offset, count, what in
-            var out = [UInt8](repeating: 0, count: count)
+            // Not zero-filled first: every byte is copied from a base, or the closure throws.
+            var out = [UInt8](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
             var skip = Int(offset), filled = 0
             for b in bases where filled < count {
                 let len = Int(b.rawLength)
