@@ -512,14 +512,16 @@ print(json.dumps(out))
 """
 
 
-def delta_pair(slm, py, name, v1, v2, work):
-    """One update v1 -> v2 measured every way the tensor-delta issue asks, beside the peers."""
+def delta_pair(slm, py, name, v1, v2, work, bench=None):
+    """One update v1 -> v2 measured every way the tensor-delta issue asks, beside the peers. With
+    `bench`, also the delta coder's own rebuild speed (decode and hash-check only, in memory)."""
     size = os.path.getsize(v2)
     pub, remote = fresh(os.path.join(work, "d-pub")), os.path.join(work, "d-remote")
     shutil.rmtree(remote, ignore_errors=True)
     t1, rss1, _ = timed([slm, "--store", pub, "add", "m@1.0.0", v1, "--json"])
     t2, rss2, out = timed([slm, "--store", pub, "add", "m@1.1.0", v2, "--json"])
     add2 = json.loads(out)
+    coder = json.loads(run([bench, "rebuild", pub, "m@1.1.0"])[2]) if bench else None
     d = json.loads(run([slm, "--store", pub, "diff", "m@1.0.0", "m@1.1.0", "--json"])[2])
     outdir = os.path.join(work, "d-co")
     shutil.rmtree(outdir, ignore_errors=True)
@@ -564,6 +566,7 @@ def delta_pair(slm, py, name, v1, v2, work):
         "add_time_ratio": t2 / t1,
         "pull_rebuild_mb_s": size / tp / 1e6, "checkout_mb_s": size / tco / 1e6,
         "checkout_ram_mb_s": size / tram / 1e6 if tram else None,
+        "coder_rebuild_mb_s": coder["mb_s"] if coder and coder["delta_chunks"] else None,
         "peak_rss_mib": max(rss1, rss2, rssco, rssp) / 1024,
         "zstd_patch": os.path.getsize(patch) / size, "casync": (du(cas) - before) / size, "hfxet": xet[1] / size,
     }
@@ -620,7 +623,7 @@ def measure_cases(args, slm, bench, py, cases, work):
         runs = []
         for i in range(args.runs):
             log(f"deltas: {name} (run {i + 1}/{args.runs})")
-            runs.append(delta_pair(slm, py, name, v1, v2, work))
+            runs.append(delta_pair(slm, py, name, v1, v2, work, bench))
         row = {"case": name, "runs": runs}
         for k in runs[0]:
             values = [r[k] for r in runs if isinstance(r.get(k), (int, float))]
@@ -642,16 +645,18 @@ def delta_table(rows, runs, first=None):
     """One line per update; `first` adds a leading column (label, key -> text) after the update's name."""
     spread = lambda r, k, f: f"{r[k]:{f}}" + (f" ({r[k + '_min']:{f}}–{r[k + '_max']:{f}})" if runs > 1 else "")
     extra = first[0] + " | " if first else ""
+    coder = lambda r: spread(r, "coder_rebuild_mb_s", ".0f") if r.get("coder_rebuild_mb_s") else "-"
     lines = ["| update | " + extra + "holder of v1 downloads (slmstore) | zstd --patch-from | casync | hf-xet | XOR + zstd (ZipLLM) | "
              "publisher stores | pull ÷ diff | empty device ÷ full records | add v2 ÷ add v1 time | delta pull MB/s | "
+             "rebuild MB/s (decode only) | "
              "checkout MB/s (to RAM) | checkout ÷ copy+fsync | peak RSS MiB | order-0 bound: delta planes (XOR planes) | "
              "publisher stores ÷ bound |",
-             "|---" * (16 + (1 if first else 0)) + "|"]
+             "|---" * (17 + (1 if first else 0)) + "|"]
     for r in rows:
         lead = first[1](r) + " | " if first else ""
         lines.append(f"| {r['case']} | {lead}**{r['holder_download']:.3f}** | {r['zstd_patch']:.3f} | {r['casync']:.3f} | {r['hfxet']:.3f} | "
                      f"{r['xor_zstd']:.3f} | {r['stored_new']:.3f} | {r['pull_over_diff']:.3f} | {spread(r, 'empty_over_full_records', '.3f')} | "
-                     f"{spread(r, 'add_time_ratio', '.2f')} | {r['pull_rebuild_mb_s']:.0f} | {r['checkout_mb_s']:.0f} ({(r.get('checkout_ram_mb_s') or 0):.0f}) | "
+                     f"{spread(r, 'add_time_ratio', '.2f')} | {r['pull_rebuild_mb_s']:.0f} | {coder(r)} | {r['checkout_mb_s']:.0f} ({(r.get('checkout_ram_mb_s') or 0):.0f}) | "
                      f"{spread(r, 'checkout_over_copy', '.2f')} | {r['peak_rss_mib']:.0f} | "
                      f"{r['delta_bound']:.3f} ({r['xor_bound']:.3f}) | {r['stored_new'] / r['delta_bound'] if r['delta_bound'] else float('inf'):.2f}× |")
     return lines

@@ -153,6 +153,13 @@ case "delta-entropy":
         let r = try deltaEntropy(base: args[1], new: args[2])
         print(String(decoding: try JSONSerialization.data(withJSONObject: r, options: [.sortedKeys]), as: UTF8.self))
     } catch { fail("\(error)") }
+case "rebuild":
+    // rebuild STORE MODEL@VERSION: the speed of decoding the version's delta records, as JSON.
+    guard args.count >= 3 else { fail("usage: slmstore-bench rebuild STORE MODEL@VERSION") }
+    do {
+        let r = try rebuildSpeed(store: args[1], version: args[2])
+        print(String(decoding: try JSONSerialization.data(withJSONObject: r, options: [.sortedKeys]), as: UTF8.self))
+    } catch { fail("\(error)") }
 case "large-store":
     // large-store DIR CHUNKS [MODELS VERSIONS_PER_MODEL]
     guard args.count >= 3, let chunks = Int(args[2]) else { fail("usage: slmstore-bench large-store DIR CHUNKS [MODELS VERSIONS]") }
