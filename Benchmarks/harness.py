@@ -566,7 +566,9 @@ def delta_pair(slm, py, name, v1, v2, work, bench=None):
         "add_time_ratio": t2 / t1,
         "pull_rebuild_mb_s": size / tp / 1e6, "checkout_mb_s": size / tco / 1e6,
         "checkout_ram_mb_s": size / tram / 1e6 if tram else None,
-        "coder_rebuild_mb_s": coder["mb_s"] if coder and coder["delta_chunks"] else None,
+        # Under 4 MiB of delta records is too little to time (a few chunks take microseconds).
+        "coder_rebuild_mb_s": coder["mb_s"] if coder and coder["bytes"] >= 4 << 20 else None,
+        "coder_rebuild_bytes": coder["bytes"] if coder else None,
         "peak_rss_mib": max(rss1, rss2, rssco, rssp) / 1024,
         "zstd_patch": os.path.getsize(patch) / size, "casync": (du(cas) - before) / size, "hfxet": xet[1] / size,
     }
@@ -656,7 +658,7 @@ def delta_table(rows, runs, first=None):
         lead = first[1](r) + " | " if first else ""
         lines.append(f"| {r['case']} | {lead}**{r['holder_download']:.3f}** | {r['zstd_patch']:.3f} | {r['casync']:.3f} | {r['hfxet']:.3f} | "
                      f"{r['xor_zstd']:.3f} | {r['stored_new']:.3f} | {r['pull_over_diff']:.3f} | {spread(r, 'empty_over_full_records', '.3f')} | "
-                     f"{spread(r, 'add_time_ratio', '.2f')} | {r['pull_rebuild_mb_s']:.0f} | {coder(r)} | {r['checkout_mb_s']:.0f} ({(r.get('checkout_ram_mb_s') or 0):.0f}) | "
+                     f"{spread(r, 'add_time_ratio', '.2f')} | {spread(r, 'pull_rebuild_mb_s', '.0f')} | {coder(r)} | {r['checkout_mb_s']:.0f} ({(r.get('checkout_ram_mb_s') or 0):.0f}) | "
                      f"{spread(r, 'checkout_over_copy', '.2f')} | {r['peak_rss_mib']:.0f} | "
                      f"{r['delta_bound']:.3f} ({r['xor_bound']:.3f}) | {r['stored_new'] / r['delta_bound'] if r['delta_bound'] else float('inf'):.2f}× |")
     return lines

@@ -23,12 +23,13 @@ func rebuildSpeed(store path: String, version: String) throws -> [String: Any] {
     }
     let items = deltas
     let bytes = items.reduce(0) { $0 + Int($1.1.rawLength) }
+    let largest = items.reduce(1) { max($0, Int($1.1.rawLength)) }
     let runs = max(1, (items.count + 31) / 32)
     let failures = Mutex<[String]>([])
     let started = DispatchTime.now().uptimeNanoseconds
     DispatchQueue.concurrentPerform(iterations: runs) { run in
         let cache = DecodedChunkCache()
-        let out = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 << 20, alignment: 64)
+        let out = UnsafeMutableRawBufferPointer.allocate(byteCount: largest, alignment: 64)
         defer { out.deallocate() }
         for j in (items.count * run / runs)..<(items.count * (run + 1) / runs) {
             do {
