@@ -38,7 +38,7 @@ public final class NginxServer {
     /// `acceptPut`: nginx's WebDAV PUT (creating directories), as a device-report sink.
     /// `cacheFor`: instead of serving `root`, a site cache in front of the origin on that port,
     /// configured as README's "CDN and site caches" says: the immutable paths (packs, objects,
-    /// delta sets, version refs) cached for long in 1 MiB slices (nginx's slice module, so a
+    /// delta sets, version refs) cached for long in 256 KiB slices (nginx's slice module, so a
     /// range request fills the cache slice by slice), everything else for 5 s.
     public init(serving root: String, port fixedPort: Int? = nil, limitRate: String? = nil, auth: Auth? = nil, tls: TLS? = nil,
                 acceptPut: Bool = false, cacheFor upstream: Int? = nil) throws {
@@ -66,7 +66,7 @@ public final class NginxServer {
             let common = "proxy_pass http://127.0.0.1:\(upstream); proxy_http_version 1.1; proxy_cache slm; proxy_cache_lock on; proxy_cache_lock_timeout 120s; proxy_cache_lock_age 120s;"
             locations = """
                 location ~ ^/(packs|objects|deltas)/|/@versions/ {
-                    slice 1m;
+                    slice 256k;
                     proxy_cache_key $uri$slice_range;
                     proxy_set_header Range $slice_range;
                     proxy_cache_valid 200 206 30d;
