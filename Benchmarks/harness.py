@@ -1191,6 +1191,20 @@ def measure_sync(slm, url, work, idle=True):
     return res
 
 
+def publish_update(slm, bench, size, work):
+    """A publisher holding a synthetic bf16 model as m@1.0.0 and its 10% fine-tune as m@1.1.0
+    (which reaches a device holding 1.0.0 as tensor deltas), pushed to a path remote under
+    `work`; returns (the model file, the publisher store, the remote)."""
+    data_dir = os.path.join(CACHE, f"data-{size}")
+    subprocess.run([bench, "gen", data_dir, str(size)], check=True, capture_output=True, text=True)
+    model = os.path.join(data_dir, "v1", "model.safetensors")
+    publisher, remote = fresh(os.path.join(work, "pub")), fresh(os.path.join(work, "remote"))
+    run([slm, "--store", publisher, "add", "m@1.0.0", model])
+    run([slm, "--store", publisher, "add", "m@1.1.0", os.path.join(data_dir, "finetune", "model.safetensors")])
+    run([slm, "--store", publisher, "push", remote])
+    return model, publisher, remote
+
+
 def measure_footprint(args, slm, bench, baseline):
     """Peak memory and speed of a device's update (pull --to, and a sync daemon) over nginx on
     loopback, for the device binary (static), the toolchain-linked build and, with --baseline,
@@ -1208,14 +1222,7 @@ def measure_footprint(args, slm, bench, baseline):
     rows = []
     try:
         for size in sizes:
-            data_dir = os.path.join(CACHE, f"data-{size}")
-            subprocess.run([bench, "gen", data_dir, str(size)], check=True, capture_output=True, text=True)
-            model = os.path.join(data_dir, "v1", "model.safetensors")
-            publisher, remote = fresh(os.path.join(work, "pub")), fresh(os.path.join(work, "remote"))
-            run([slm, "--store", publisher, "add", "m@1.0.0", model])
-            # The update: a 10% fine-tune, which reaches a device holding 1.0.0 as tensor deltas.
-            run([slm, "--store", publisher, "add", "m@1.1.0", os.path.join(data_dir, "finetune", "model.safetensors")])
-            run([slm, "--store", publisher, "push", remote])
+            model, publisher, remote = publish_update(slm, bench, size, work)
             cas = fresh(os.path.join(work, "remote", "castr"))
             caidx = os.path.join(work, "m.caibx")
             run(["casync", "make", "--store=" + cas, caidx, model])
@@ -1279,15 +1286,9 @@ def measure_pull_peaks(args, slm, bench):
     size = 48 << 20 if args.quick else 1 << 30
     binary = slm if args.quick else build_static()
     work = tempfile.mkdtemp(prefix="slmstore-bench-peaks-", dir=CACHE)
-    data_dir = os.path.join(CACHE, f"data-{size}")
-    subprocess.run([bench, "gen", data_dir, str(size)], check=True, capture_output=True, text=True)
-    model = os.path.join(data_dir, "v1", "model.safetensors")
     runs = {}
     try:
-        publisher, remote = fresh(os.path.join(work, "pub")), fresh(os.path.join(work, "remote"))
-        run([slm, "--store", publisher, "add", "m@1.0.0", model])
-        run([slm, "--store", publisher, "add", "m@1.1.0", os.path.join(data_dir, "finetune", "model.safetensors")])
-        run([slm, "--store", publisher, "push", remote])
+        model, publisher, remote = publish_update(slm, bench, size, work)
         server = Nginx(remote)
         moto = MotoS3(work)
         try:

@@ -5,6 +5,11 @@ import Foundation
 import SLMStoreKit
 import SLMSynthetic
 
+/// Prints a measurement as one line of JSON with sorted keys, for the harness to read.
+func printJSON(_ object: Any) throws {
+    print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+}
+
 func fail(_ m: String) -> Never {
     FileHandle.standardError.write("slmstore-bench: \(m)\n".data(using: .utf8)!)
     exit(2)
@@ -151,14 +156,14 @@ case "delta-entropy":
     guard args.count >= 3 else { fail("usage: slmstore-bench delta-entropy BASE.safetensors NEW.safetensors") }
     do {
         let r = try deltaEntropy(base: args[1], new: args[2])
-        print(String(decoding: try JSONSerialization.data(withJSONObject: r, options: [.sortedKeys]), as: UTF8.self))
+        try printJSON(r)
     } catch { fail("\(error)") }
 case "rebuild":
     // rebuild STORE MODEL@VERSION: the speed of decoding the version's delta records, as JSON.
     guard args.count >= 3 else { fail("usage: slmstore-bench rebuild STORE MODEL@VERSION") }
     do {
         let r = try rebuildSpeed(store: args[1], version: args[2])
-        print(String(decoding: try JSONSerialization.data(withJSONObject: r, options: [.sortedKeys]), as: UTF8.self))
+        try printJSON(r)
     } catch { fail("\(error)") }
 case "large-store":
     // large-store DIR CHUNKS [MODELS VERSIONS_PER_MODEL]
@@ -167,7 +172,7 @@ case "large-store":
     if args.count >= 5, let m = Int(args[3]), let v = Int(args[4]) { spec.models = m; spec.versionsPerModel = v }
     do {
         let r = try makeLargeStore(at: args[1], spec)
-        print(String(decoding: try JSONSerialization.data(withJSONObject: r, options: [.sortedKeys]), as: UTF8.self))
+        try printJSON(r)
     } catch { fail("\(error)") }
 case "manifest-remote":
     // manifest-remote DIR MODELS VERSIONS_PER_MODEL FORMAT [PACKS]
@@ -176,7 +181,7 @@ case "manifest-remote":
     }
     do {
         let r = try makeManifestRemote(at: args[1], models: m, versions: v, format: f, packs: args.count > 5 ? Int(args[5]) ?? 1 : 1)
-        print(String(decoding: try JSONSerialization.data(withJSONObject: r, options: [.sortedKeys]), as: UTF8.self))
+        try printJSON(r)
     } catch { fail("\(error)") }
 case "chunk":
     let size = args.count > 1 ? Int(args[1]) ?? (256 << 20) : (256 << 20)
