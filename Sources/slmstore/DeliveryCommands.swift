@@ -147,8 +147,7 @@ let pushCommand = Command(
                              "bytes_sent": .int(r.bytesSent), "requests": .int(r.requests), "pages": .int(r.pagesWritten),
                              "pack_indexes_searched": .int(r.packIndexesSearched),
                              "stages": .array(r.stagesPushed.map { .string($0) }), "seconds": .double((r.seconds * 1000).rounded() / 1000),
-                             "release": r.release.map { .object(["serial": .int($0.serial), "expires": .string(Timestamp.format(time_t($0.expires))),
-                                                                 "versions": .int($0.versions), "remote": .string($0.remote), "unsigned": .array($0.unsigned.map { .string($0) })]) } ?? .null,
+                             "release": r.release.map(releaseJSON) ?? .null,
                              "warnings": .array(r.warnings.map { .string(message(for: $0)) })]))
     } else {
         print("pushed \(r.versionsPushed.count) versions (\(r.versionsPresent.count) already there), \(r.chunksCopied) chunks, \(Output.bytes(r.bytesCopied)) to \(dest)")
@@ -159,6 +158,9 @@ let pushCommand = Command(
         if let release = r.release { printRelease(release, json: false, remote: dest) }
     }
     for w in r.warnings { Output.warning(message(for: w)) }
+    if a.has("--json"), let release = r.release {
+        for o in release.overridden { Output.warning("\(dest): not signed as the remote states it: \(o)") }
+    }
     return 0
 }
 
@@ -247,7 +249,8 @@ let pullCommand = Command(
         }
         let device = try DeviceIdentity.resolve(root: to, explicit: a.value("--device-id"))
         var sink = ReportSink(remote: remote, reportURL: a.value("--report-url"))
-        (sink.tls, sink.credentials) = (remoteOptions.tls, remoteOptions.credentials)
+        (sink.tls, sink.credentials, sink.remoteURL) = (remoteOptions.tls, remoteOptions.credentials, a.positionals[0])
+        sink.signer = try ReportSigner(root: to)
         return { result, failure in
             let model: String, target: String?
             switch (result, ref) {

@@ -222,12 +222,17 @@ let fleetCommand = Command(
     name: "fleet", summary: "What the devices report: per model and version, who runs it, is going for it, rejected or failed it",
     usage: "slmstore fleet REMOTE [--silent-after 24h] [--target NAME@VERSION] [--apply [--sign KEY]...] [--web] [--endpoint URL] [--json]",
     details: """
-    Reads the device reports under REMOTE's reports/ (a directory or s3://; what `sync` writes after
-    each round) and counts, per model and version: devices running it, going for it (pending),
-    that rejected it (health check) or failed on it, and running it but silent for longer than
-    --silent-after (default 24h). Each active rollout in the manifest is shown with its share and
-    failure rate (rejected + failed over the devices that took it). Reports that cannot be read
-    are listed, not counted.
+    Reads the report of every device enrolled for REMOTE in this (the publisher's) store (`slmstore
+    device enroll`) from REMOTE's reports/ (a directory or s3://; what `sync` writes after each
+    round, signed by the device's key) and counts, per model and version: devices running it,
+    going for it (pending), that rejected it (health check) or failed on it, and running it but
+    silent for longer than --silent-after (default 24h). Each active rollout in the manifest is
+    shown with its share and failure rate (rejected + failed over the devices that took it).
+    Only enrolled devices' valid reports count, one per device. Everything else under reports/ is
+    listed apart and never counted: unenrolled devices (with the key to enroll), unsigned,
+    forged (not signed by the enrolled key), replayed (a counter below one seen before),
+    misnamed, future-dated and damaged files; at most 10,000 other files are listed and 1,000
+    read per run (the rest are counted as skipped), and a FIFO or other non-file is skipped.
       --apply  act on what the reports say, from this (the publisher's) store: every active rollout
                started with --halt-on-failure whose failure rate passed it, counted over at least
                its --min-devices devices, is halted here (with the reason in `history`) and pushed
@@ -235,14 +240,18 @@ let fleetCommand = Command(
                --advance-after whose last step is that old, taken by at least --min-devices devices
                and not failing, is raised by its step (to 100%: the stage moves, through the
                promotion gates) and pushed. Run it from cron or CI. A remote with signed releases
-               needs --sign KEY (and --expires), so devices see the change.
+               needs --sign KEY (and --expires), so devices see the change. Only enrolled devices'
+               reports younger than --silent-after decide; while forged, replayed, misnamed or
+               future-dated reports are present nothing advances (halts still happen) and the
+               rollout is listed as held, with why.
       --target NAME@VERSION  what the fleet will download to reach that version (from this store):
                per version devices run, how many, and what one of them fetches (`diff`, with
                delta records where REMOTE has a delta set from that version), and the total
       --web    write the fleet page, REMOTE's web/fleet.html (beside the registry pages push writes),
                from what this run read (after --apply's changes are pushed)
-      --json   devices, models {model: {version: {running, pending, rejected, failed, silent,
-               bytes_fetched}}}, rollouts, silent_devices, damaged, halted, advanced, held
+      --json   devices, enrolled, missing, models {model: {version: {running, pending, rejected,
+               failed, silent, bytes_fetched}}}, rollouts, silent_devices, damaged, refused
+               [{file, device, reason, detail, key}], skipped, halted, advanced, held
     """,
     spec: OptionSpec(values: Set(["--silent-after", "--endpoint", "--sign", "--expires", "--target"]).union(tlsOptionNames), repeatable: ["--sign"],
                      flags: ["--json", "--apply", "--web"])
@@ -264,7 +273,12 @@ let fleetCommand = Command(
     if let bytes = try remote.read(RemoteLayout.manifest, limit: Manifest.maxEncodedSize) {
         manifest = try Manifest.decode(bytes, source: "\(remote.location)/\(RemoteLayout.manifest)")
     }
-    let view = try Fleet.view(of: remote, manifest: manifest, now: time(nil), silentAfter: silentAfter)
+    // The enrolled set and the counters seen are this store's: a remote writer can change neither.
+    let store = try ctx.openStore()
+    let enrolled = try DeviceEnrollment.load(store: store, location: remote.location)
+    var counters = try ReportCounters.load(store: store, location: remote.location)
+    let view = try Fleet.view(of: remote, manifest: manifest, enrolled: enrolled, counters: &counters, now: time(nil), silentAfter: silentAfter)
+    try counters.save(store: store, location: remote.location)
     let download = try a.value("--target").map { t in try ctx.openStore().fleetDownload(view, to: try ctx.openStore().resolve(t), remote: remote) }
     var actions: [FleetAction] = []
     if a.has("--apply") {
@@ -287,6 +301,13 @@ let fleetCommand = Command(
     if a.has("--json") {
         Output.json(.object([
             "devices": .int(view.devices),
+            "enrolled": .int(view.enrolled),
+            "missing": .array(view.missing.map { .string($0) }),
+            "refused": .array(view.refused.map { r in
+                .object(["file": .string(r.file), "device": r.device.map { .string($0) } ?? .null, "reason": .string(r.reason.rawValue),
+                         "detail": .string(r.detail), "key": r.key.map { .string($0.hex) } ?? .null])
+            }),
+            "skipped": .int(view.skipped),
             "models": .object(view.models.mapValues { .object($0.mapValues(counts)) }),
             "rollouts": .array(view.rollouts.map { .object(["model": .string($0.model), "stage": .string($0.stage), "version": .string($0.version),
                                                             "percent": .double($0.percent), "counts": counts($0.counts)]) }),
@@ -314,7 +335,10 @@ let fleetCommand = Command(
         ]))
         return 0
     }
-    print("\(view.devices) devices reporting to \(remote.location)")
+    print("\(view.devices) of \(view.enrolled) enrolled devices reporting to \(remote.location)")
+    if view.enrolled == 0 {
+        Output.warning("no device is enrolled for \(remote.location) in this store, so no report counts; enroll devices with `slmstore device enroll \(remote.location) DEVICE-ID`")
+    }
     var rows = [["MODEL", "VERSION", "RUNNING", "PENDING", "REJECTED", "FAILED", "SILENT"]]
     for (model, versions) in view.models.sorted(by: { $0.key < $1.key }) {
         for (v, c) in versions.sorted(by: { a, b in
@@ -336,7 +360,15 @@ let fleetCommand = Command(
         if rows.count > 1 { print(Output.table(rows)) }
     }
     if !view.silentDevices.isEmpty { print("silent for more than \(Int(silentAfter)) s: \(view.silentDevices.joined(separator: ", "))") }
-    for d in view.damaged { Output.warning(d) }
+    var byReason: [FleetView.Refused.Reason: [FleetView.Refused]] = [:]
+    for r in view.refused { byReason[r.reason, default: []].append(r) }
+    for reason in FleetView.Refused.Reason.allCases {
+        guard let list = byReason[reason] else { continue }
+        print("not counted, \(reason.rawValue) (\(list.count)):")
+        for r in list.prefix(20) { print("  \(Output.terminalSafe(r.detail, keepNewlines: false))\(r.key.map { " key \($0.hex)" } ?? "")") }
+        if list.count > 20 { print("  … and \(list.count - 20) more (--json lists all)") }
+    }
+    if view.skipped > 0 { Output.warning("\(view.skipped) more files under reports/ were not read (one run reads a bounded number)") }
     for action in actions {
         switch action {
         case let .halted(m, stage, reason): print("halted \(m)@\(stage): \(reason)")

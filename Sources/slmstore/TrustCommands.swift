@@ -75,14 +75,23 @@ let resignCommand = Command(
 func printRelease(_ r: ReleaseSigningResult, json: Bool, remote: String) {
     let expires = Timestamp.format(time_t(r.expires))
     if json {
-        Output.json(.object(["serial": .int(r.serial), "expires": .string(expires), "versions": .int(r.versions), "remote": .string(r.remote),
-                             "unsigned": .array(r.unsigned.map { .string($0) })]))
+        Output.json(releaseJSON(r))
     } else {
         print("signed release serial \(r.serial) of \(remote) (remote id \(r.remote)): \(r.versions) versions, expires \(expires)")
         if !r.unsigned.isEmpty {
             print("  not signed (neither in this store nor in the previous release): \(r.unsigned.joined(separator: ", "))")
         }
+        if r.enrolledDevices > 0 { print("  \(r.enrolledDevices) enrolled \(r.enrolledDevices == 1 ? "device" : "devices") named (devices.json)") }
     }
+    // What the remote states otherwise than this store is signed as the store has it: say so.
+    for o in r.overridden { Output.warning("\(remote): not signed as the remote states it: \(o)") }
+}
+
+/// A signing's result as JSON (push --json's "release", resign --json).
+func releaseJSON(_ r: ReleaseSigningResult) -> JSONValue {
+    .object(["serial": .int(r.serial), "expires": .string(Timestamp.format(time_t(r.expires))), "versions": .int(r.versions),
+             "remote": .string(r.remote), "unsigned": .array(r.unsigned.map { .string($0) }),
+             "overridden": .array(r.overridden.map { .string($0) }), "enrolled_devices": .int(UInt64(r.enrolledDevices))])
 }
 
 /// --sign KEY... --expires D --next-key PUB...; nil without --sign.

@@ -5,7 +5,7 @@ import SLMStoreKit
 import Glibc
 #endif
 
-let commands: [Command] = storeCommands + deliveryCommands + registryCommands + syncCommands + trustCommands + [demoCommand]
+let commands: [Command] = storeCommands + deliveryCommands + registryCommands + syncCommands + trustCommands + [deviceCommand, demoCommand]
 
 func topLevelHelp() -> String {
     var s = "slmstore \(SLMStoreVersion.current): a content-addressed store for model weights\n\nusage: slmstore [--store DIR] COMMAND [ARGS...]\n\nCommands:\n"
@@ -106,6 +106,8 @@ func hint(for remedy: SLMError.Remedy) -> String {
     case let .createStore(path): return "create one with `slmstore init \(path)` or `slmstore add`"
     case .generateKey: return "as `slmstore keygen` writes"
     case .listCardKeys: return "see `slmstore card-keys`"
+    case let .confirmRemoteID(id): return "check it against your devices, then `slmstore push REMOTE --remote-id \(id)`"
+    case .enrollDevice: return "enroll it with `slmstore device enroll REMOTE DEVICE-ID`"
     }
 }
 

@@ -38,15 +38,25 @@ final class FleetTests: XCTestCase {
     }
 
     func fleet(_ extra: [String] = []) throws -> JSONValue {
-        let r = TestSupport.cli(["fleet", remote, "--json"] + extra)
+        let r = TestSupport.cli(["fleet", remote, "--json"] + extra, store: publisher)
         XCTAssertEqual(r.status, 0, r.stderr)
         return try TestSupport.json(r)
+    }
+
+    /// The publisher enrolls devices by the keys of the reports they left (#42).
+    func enroll(_ devices: [String], remote: String? = nil) {
+        let r = TestSupport.cli(["device", "enroll", remote ?? self.remote] + devices, store: publisher)
+        XCTAssertEqual(r.status, 0, r.stderr)
     }
 
     func testReportsFromDaemonsAreCountedPerVersionWithRejectionsAndSilence() throws {
         for d in ["d1", "d2", "d3"] { XCTAssertEqual(sync(d).status, 0) }
         XCTAssertEqual(try FileSystem.listDirectory(remote + "/reports").sorted(), ["d1.json", "d2.json", "d3.json"])
         var view = try fleet()
+        XCTAssertEqual(view["devices"]?.int64Value, 0, "no device is enrolled yet")
+        XCTAssertEqual(view["refused"]?.arrayValue?.filter { $0["reason"]?.stringValue == "unenrolled" }.count, 3)
+        enroll(["d1", "d2", "d3"])
+        view = try fleet()
         XCTAssertEqual(view["devices"]?.int64Value, 3)
         XCTAssertEqual(view["models"]?["intent"]?["1.0.0"]?["running"]?.int64Value, 3)
         promote("1.1.0")
@@ -66,14 +76,15 @@ final class FleetTests: XCTestCase {
         // Silence: every report is older than a millisecond by now.
         Thread.sleep(forTimeInterval: 1.1)
         XCTAssertEqual(try fleet(["--silent-after", "1ms"])["silent_devices"]?.arrayValue?.count, 3)
-        let human = TestSupport.cli(["fleet", remote])
-        XCTAssertTrue(human.stdout.contains("3 devices") && human.stdout.contains("1.1.0"), human.stdout)
+        let human = TestSupport.cli(["fleet", remote], store: publisher)
+        XCTAssertTrue(human.stdout.contains("3 of 3 enrolled devices") && human.stdout.contains("1.1.0"), human.stdout)
     }
 
     /// A report someone else wrote into reports/ is listed as damaged, never counted, and a
     /// failed round is reported as failed with its class, not its message.
     func testADamagedReportIsListedNotCountedAndAFailedRoundReportsItsClass() throws {
         XCTAssertEqual(sync("d1").status, 0)
+        enroll(["d1"])
         TestSupport.write(Array("{\"type\":\"slmstore-device-report\",\"format\":1,\"device\":\"x\",\"models\":[".utf8), to: remote + "/reports/evil.json")
         TestSupport.write(Array(repeating: 0x20, count: 1 << 20), to: remote + "/reports/huge.json")
         let view = try fleet()
@@ -121,6 +132,7 @@ final class FleetTests: XCTestCase {
     /// installs it without fetching a chunk.
     func testADownloadOnlyRoundFetchesWithoutInstallingAndTheNextInstallsWithNothingToFetch() throws {
         XCTAssertEqual(sync("edge-1").status, 0)
+        enroll(["edge-1"])
         promote("1.1.0")
         let fetch = sync("edge-1", ["--download-only", "--log-format", "json"])
         XCTAssertEqual(fetch.status, 0, fetch.stderr)
@@ -194,6 +206,7 @@ final class FleetTests: XCTestCase {
         let ok = TestSupport.cli(["pull", remote, "intent@production", "--to", dir + "/puller", "--report", "--device-id", "puller"],
                                  store: dir + "/puller-store")
         XCTAssertEqual(ok.status, 0, ok.stderr)
+        enroll(["puller"])
         var view = try fleet()
         XCTAssertEqual(view["models"]?["intent"]?["1.0.0"]?["running"]?.uint64Value, 1)
         let bad = TestSupport.cli(["pull", remote, "intent@9.9.9", "--to", dir + "/puller", "--report", "--device-id", "puller"],
@@ -211,6 +224,7 @@ final class FleetTests: XCTestCase {
     /// the devices times what `diff` says one of them fetches (deltas, as the remote has them).
     func testFleetTargetShowsWhatTheDevicesWillDownloadForAVersion() throws {
         for d in ["edge-a", "edge-b"] { XCTAssertEqual(sync(d).status, 0) }
+        enroll(["edge-a", "edge-b"])
         let r = TestSupport.cli(["fleet", remote, "--target", "intent@1.1.0", "--json"], store: publisher)
         XCTAssertEqual(r.status, 0, r.stderr)
         let download = try XCTUnwrap(try TestSupport.json(r)["download"])
@@ -231,7 +245,8 @@ final class FleetTests: XCTestCase {
     func testTheFleetPageShowsTheCountsAndNoReportedNameRunsAsMarkup() throws {
         guard TestSupport.chromium != nil else { throw XCTSkip("chromium not installed (apt-get install chromium)") }
         XCTAssertEqual(sync("edge-a").status, 0)
-        let hostile = "<img src=x onerror=\"document.title='pwned'\">"
+        enroll(["edge-a"])
+        let hostile = "<img src=x onerror=\"document.title='pwned'\">\u{1b}[31m"
         let planted = DeviceReport(device: hostile, time: Timestamp.now(), models: ["intent": .init(installed: "1.0.0", target: "1.0.0", state: .installed)])
         TestSupport.write(try XCTUnwrap(planted.encoded()), to: remote + "/reports/planted.json")
         let r = TestSupport.cli(["fleet", remote, "--web", "--silent-after", "1s"], store: publisher)
@@ -242,10 +257,12 @@ final class FleetTests: XCTestCase {
         defer { nginx.stop() }
         let page = try TestSupport.browser(["--dump-dom", nginx.url + "/web/fleet.html"], profile: dir + "/chromium")
         XCTAssertTrue(page.contains("<title>slmstore fleet</title>"), "an injected script would have changed the title: \(page.prefix(300))")
-        XCTAssertTrue(page.contains("2 devices reporting"), page)
-        XCTAssertTrue(page.contains("<td>1.0.0</td><td>2</td>"), "two devices run 1.0.0")
+        XCTAssertTrue(page.contains("1 of 1 enrolled devices reporting"), page)
+        XCTAssertTrue(page.contains("<td>1.0.0</td><td>1</td>"), "the one enrolled device runs 1.0.0; the planted report is not counted")
         XCTAssertTrue(page.contains("&lt;img src=x onerror="), "the hostile id shows as text")
         XCTAssertFalse(page.contains("<img"), "no element was injected")
+        XCTAssertFalse(String(decoding: TestSupport.read(remote + "/web/fleet.html"), as: UTF8.self).contains("\u{1b}"), "no raw ESC reaches the page")
+        XCTAssertTrue(page.contains("U+001B"), "the ESC shows as its code point")
         let readOnly = try NginxServer(serving: remote)
         defer { readOnly.stop() }
         let refused = TestSupport.cli(["fleet", readOnly.url, "--web"], store: publisher)
@@ -265,6 +282,7 @@ final class FleetTests: XCTestCase {
     func testFleetApplyHaltsARolloutWhoseDevicesRejectItAndLeavesAGoodOneRunning() throws {
         let takers = devicesInSlice(4, version: "1.1.0", percent: 50)
         for d in takers { XCTAssertEqual(sync(d).status, 0) }  // all on 1.0.0 first
+        enroll(takers)
         let r = TestSupport.cli(["rollout", "intent@1.1.0", "production", "--percent", "50", "--halt-on-failure", "20%", "--min-devices", "3",
                                  "--skip-staging", "--allow-breaking"], store: publisher)
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -319,6 +337,7 @@ final class FleetTests: XCTestCase {
         let device = TestSupport.cli(["sync", remote, "--to", dir + "/old-device", "--follow", "m@^1", "--once", "--device-id", "old",
                                       "--store", dir + "/old-store"])
         XCTAssertEqual(device.status, 0, device.stdout)
+        XCTAssertEqual(TestSupport.cli(["device", "enroll", remote, "old"], store: publisher).status, 0)
         add("1.1.0", tuned(1))
         add("1.2.0", tuned(2))
         XCTAssertEqual(TestSupport.cli(["push", remote, "--no-web"], store: publisher).status, 0)
@@ -337,6 +356,7 @@ final class FleetTests: XCTestCase {
         copy.waitUntilExit()
         XCTAssertEqual(TestSupport.cli(["push", control, "--no-web", "m@1.3.0"], store: publisher).status, 0)
         XCTAssertTrue(FileSystem.exists("\(control)/reports/old.json"))
+        XCTAssertEqual(TestSupport.cli(["device", "enroll", control, "old"], store: publisher).status, 0)
         XCTAssertFalse(FileSystem.exists("\(control)/deltas/\(id13.hex).\(v10.hex)"))
         let r = TestSupport.cli(["push", remote, "--no-web", "--deltas-for-fleet", "m@1.3.0", "--json"], store: publisher)
         XCTAssertEqual(r.status, 0, r.stderr)

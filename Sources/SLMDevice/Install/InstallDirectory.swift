@@ -127,6 +127,13 @@ public final class InstallDirectory: Sendable {
         try FileSystem.writeAtomically(Array(JSONValue.array(history.map { .string($0) }).canonicalString().utf8), to: "\(root)/\(Self.historyName)")
     }
 
+    /// Removes `current`, for a model whose only version was rejected: nothing runs rather than
+    /// the version that failed.
+    public func clearCurrent() throws {
+        guard unlink(currentLink) == 0 || errno == ENOENT else { throw SLMError.io(path: currentLink, operation: "unlink", errno: errno) }
+        try FileSystem.syncDirectory(root)
+    }
+
     /// Versions in the order they became current, oldest first; empty when the history is
     /// absent or unreadable (it only orders pruning: the oldest go first).
     public func installHistory() -> [String] {

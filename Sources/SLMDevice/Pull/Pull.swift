@@ -318,6 +318,18 @@ extension Store {
                                       problem: "\(f.path) has a chunk longer than the store's max_size \(maxChunk)")
             }
         }
+        // The repeat rule: a version's files may add up to at most `maxExpansion` times its
+        // distinct chunks, whether or not any of them must be downloaded. Real models repeat few
+        // chunks (zero padding); a tree listing one chunk the device holds a million times would
+        // otherwise install gigabytes from nothing.
+        if options.maxExpansion > 0 {
+            let distinct = try PullPlan.distinctChunkBytes(targets)
+            let (bound, overflow) = max(distinct, 1).multipliedReportingOverflow(by: options.maxExpansion)
+            if !overflow && totalSize > bound {
+                throw SLMError.remote(url: location, problem: "\(targets[0].label) would install \(totalSize) bytes from \(distinct) bytes of distinct chunks, more than \(options.maxExpansion) times as much (chunks repeated over and over); nothing was downloaded")
+                    .remedied(by: .raise(.maxExpansion))
+            }
+        }
     }
 
     /// Brings every chunk the targets need into the store (under the caller's shared data lock):

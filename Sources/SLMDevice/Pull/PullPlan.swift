@@ -100,21 +100,40 @@ enum PullPlan {
     /// costs more passes over its chunk lists instead of more memory.
     static func missingChunks(_ targets: [PullTarget], have: (ChunkID) -> Bool, budget: Int = 4 << 20) throws -> MissingChunks {
         let total = targets.reduce(0) { n, t in t.tree.files.reduce(n) { $0 + $1.chunks.count } }
+        var missing = MissingChunks(bits: [UInt64](repeating: 0, count: (total + 63) / 64), count: 0)
+        try forEachFirstUse(targets, budget: budget, where: { !have($0) }) { position, _ in
+            missing.bits[position >> 6] |= 1 << UInt64(position & 63)
+            missing.count += 1
+        }
+        return missing
+    }
+
+    /// The raw bytes of the targets' distinct chunks (each id once, held or not): what the
+    /// repeat rule compares their files' size with.
+    static func distinctChunkBytes(_ targets: [PullTarget], budget: Int = 4 << 20) throws -> UInt64 {
+        var bytes: UInt64 = 0
+        try forEachFirstUse(targets, budget: budget, where: { _ in true }) { _, c in bytes &+= UInt64(c.rawLength) }
+        return bytes
+    }
+
+    /// Hands `body` the first use of each distinct chunk id that `wanted` accepts, with its
+    /// position. The ids are split by their first byte into as many passes as keep one pass's
+    /// set within `budget`, so a tree of millions of chunks costs passes, not memory.
+    private static func forEachFirstUse(_ targets: [PullTarget], budget: Int, where wanted: (ChunkID) -> Bool,
+                                        _ body: (Int, ChunkRef) throws -> Void) throws {
+        let total = targets.reduce(0) { n, t in t.tree.files.reduce(n) { $0 + $1.chunks.count } }
         // A Set<ChunkID> costs about 40 bytes an entry with its spare capacity.
         let ranges = max(1, min(256, (total * 40 + budget - 1) / max(1, budget)))
-        var missing = MissingChunks(bits: [UInt64](repeating: 0, count: (total + 63) / 64), count: 0)
         for range in 0..<ranges {
             // Sized once: ids spread evenly over the ranges, and a set that never grows never
             // holds its old and new tables at once.
             var seen = Set<ChunkID>(minimumCapacity: total / ranges + total / ranges / 8)
             try forEachPosition(targets) { position, c in
                 guard ranges == 1 || Int(c.id.high >> 56) * ranges / 256 == range else { return }
-                guard !have(c.id), seen.insert(c.id).inserted else { return }
-                missing.bits[position >> 6] |= 1 << UInt64(position & 63)
-                missing.count += 1
+                guard wanted(c.id), seen.insert(c.id).inserted else { return }
+                try body(position, c)
             }
         }
-        return missing
     }
 
     /// How many bytes the targets' files take from chunks `have` says are not stored, each use

@@ -31,6 +31,58 @@ public enum DeviceIdentity {
     }
 }
 
+/// A device's own Ed25519 key, which signs its reports: made on first run beside the device id
+/// (`.slmstore-device-key`, PEM, mode 0600) and kept. The publisher enrolls its public key.
+public enum DeviceKey {
+    static let fileName = ".slmstore-device-key"
+
+    /// The key in `root`, generated once.
+    public static func resolve(root: String) throws -> Ed25519PrivateKey {
+        let path = root + "/" + fileName
+        if FileSystem.exists(path) { return try Ed25519PrivateKey.read(file: path) }
+        try FileSystem.makeDirectories(root)
+        let key = try Ed25519PrivateKey.generate()
+        try FileSystem.writeAtomically(Array(key.pem.utf8), to: path, mode: 0o600)
+        return key
+    }
+}
+
+/// What signs a device's reports: its key, and the counter each report carries
+/// (`.slmstore-report-counter`), raised before every report and never below the clock in
+/// milliseconds, so a device whose counter file was lost still counts up from where it was.
+public struct ReportSigner: Sendable {
+    /// The device's key.
+    public let key: Ed25519PrivateKey
+    /// The install root holding the counter.
+    public let root: String
+    static let counterName = ".slmstore-report-counter"
+
+    /// The signer of the device whose records are in `root` (its key made if absent).
+    public init(root: String) throws {
+        self.root = root
+        key = try DeviceKey.resolve(root: root)
+    }
+
+    /// The next counter, saved before it is used.
+    func nextCounter() throws -> UInt64 {
+        let path = root + "/" + Self.counterName
+        let stored = FileSystem.readCacheFile(path, limit: 64).flatMap {
+            UInt64(String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        } ?? 0
+        let clock = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
+        let next = min(max(stored &+ 1, clock), SignedRelease.maxSerial)
+        try FileSystem.writeAtomically(Array("\(next)\n".utf8), to: path)
+        return next
+    }
+
+    /// `report` with the next counter, signed; nil if it would pass the size bound.
+    public func sign(_ report: DeviceReport) throws -> [UInt8]? {
+        var r = report
+        r.counter = try nextCounter()
+        return try r.signed(by: key)
+    }
+}
+
 /// `<model dir>/.slmstore-pending`: the version whose health check has not given its verdict,
 /// and the version to return to.
 struct PendingCheck {

@@ -19,6 +19,11 @@ public struct ReportSink: Sendable {
     public var credentials = HTTPCredentials.Sources()
     /// Polled during the PUT; true stops it.
     public var isCancelled: @Sendable () -> Bool = { false }
+    /// Signs each report with the device's key (nil: unsigned format 1, which no fleet counts).
+    public var signer: ReportSigner?
+    /// The remote's URL as the user gave it: credentials found for the remote go to a report URL
+    /// only on the same scheme, host and port.
+    public var remoteURL: String?
 
     /// A sink for `remote`, PUT to `reportURL` when given.
     public init(remote: any ReadableBackend, reportURL: String?) {
@@ -29,7 +34,7 @@ public struct ReportSink: Sendable {
     /// Sends `report`; false when there is nowhere to send it (a read-only remote and no URL).
     @discardableResult
     public func send(_ report: DeviceReport) throws -> Bool {
-        guard let bytes = report.encoded() else {
+        guard let bytes = try signer.map({ try $0.sign(report) }) ?? report.encoded() else {
             throw SLMError.failed("the device report would pass \(DeviceReport.maxEncodedSize) bytes")
         }
         let file = DeviceReport.fileName(device: report.device)
@@ -56,6 +61,13 @@ public struct ReportSink: Sendable {
         try tls.resolved(environment: ProcessInfo.processInfo.environment).apply(to: &policy)
         var sources = credentials
         sources.environment = ProcessInfo.processInfo.environment
+        if !Self.sameOrigin(url, remoteURL) {
+            // The remote's token is for the remote: a report URL elsewhere gets only what is
+            // configured for its own host (a netrc entry).
+            sources.token = nil
+            sources.tokenFile = nil
+            sources.environment["SLMSTORE_TOKEN"] = nil
+        }
         var headers = ["Content-Type": "application/json"]
         if let c = try HTTPCredentials.resolve(for: url, sources: sources) { headers["Authorization"] = c.authorization }
         let r = try HTTPClient(policy: policy).perform(URL(string: HTTPCredentials.redact(url.absoluteString)) ?? url, method: "PUT",
@@ -63,5 +75,12 @@ public struct ReportSink: Sendable {
         guard (200..<300).contains(r.status) else {
             throw SLMError.remoteStatus(url: HTTPCredentials.redact(url.absoluteString), status: r.status, problem: "the report was not stored")
         }
+    }
+
+    /// Whether `url` has the scheme, host and port of `remote` (a URL; a path or s3:// remote has none).
+    static func sameOrigin(_ url: URL, _ remote: String?) -> Bool {
+        guard let remote, let r = URL(string: remote), let scheme = r.scheme?.lowercased(), scheme == "http" || scheme == "https" else { return false }
+        func port(_ u: URL) -> Int? { u.port ?? (u.scheme?.lowercased() == "https" ? 443 : 80) }
+        return url.scheme?.lowercased() == scheme && url.host?.lowercased() == r.host?.lowercased() && port(url) == port(r)
     }
 }

@@ -219,6 +219,7 @@ public final class SyncDaemon {
             throw SLMError.invalidSetting(.healthCheck, problem: "needs at least one earlier version kept, to have one to return to")
         }
         deviceID = try DeviceIdentity.resolve(root: options.installRoot, explicit: options.deviceID)
+        _ = try DeviceKey.resolve(root: options.installRoot)
         state = SyncState.load(options.installRoot)
         state.remote = remote.location
         state.pid = getpid()
@@ -228,8 +229,11 @@ public final class SyncDaemon {
             // A check that never gave its verdict (the daemon was killed): return to the version
             // that passed; the next round tries again.
             if let pending = try PendingCheck.load(dir) {
-                if let previous = pending.previous, dir.installedID(of: previous) != nil, dir.current() != previous {
-                    try dir.switchCurrent(to: previous)
+                if let previous = pending.previous, dir.installedID(of: previous) != nil {
+                    if dir.current() != previous { try dir.switchCurrent(to: previous) }
+                } else if pending.previous == nil {
+                    // The first version on this device never passed: nothing runs until it does.
+                    try dir.clearCurrent()
                 }
                 try PendingCheck.clear(dir)
                 pendingRecovered.append("\(name)@\(pending.version)")
@@ -512,7 +516,7 @@ public final class SyncDaemon {
     /// target recorded as rejected so later rounds do not retry it.
     private func reject(_ plan: SyncModelPlan, of name: ModelName, in dir: InstallDirectory, rejected: inout RejectedVersions,
                         back current: String?, detail: String) throws {
-        if let current, dir.installedID(of: current) != nil { try dir.switchCurrent(to: current) }
+        if let current, dir.installedID(of: current) != nil { try dir.switchCurrent(to: current) } else { try dir.clearCurrent() }
         rejected.entries[plan.targetID.hex] = (plan.target.description, plan.rolloutReset, Timestamp.now())
         try rejected.save(dir)
         try PendingCheck.clear(dir)
@@ -545,10 +549,11 @@ public final class SyncDaemon {
             models[name.value] = entry
         }
         var sink = ReportSink(remote: remote, reportURL: options.reportURL)
-        (sink.tls, sink.credentials) = (options.tls, options.credentials)
+        (sink.tls, sink.credentials, sink.remoteURL) = (options.tls, options.credentials, options.remote)
         let stop = self.stop
         sink.isCancelled = { stop.isSet }
         do {
+            sink.signer = try ReportSigner(root: options.installRoot)
             try sink.send(DeviceReport(device: deviceID, time: Timestamp.now(), models: models))
         } catch {
             log("report", "could not send the device report: \((error as? SLMError)?.description ?? "\(error)")")

@@ -24,9 +24,18 @@ public final class FileDescriptor: Sendable {
         self.path = path
     }
 
-    /// Opens `path` read-only.
+    /// Opens `path` read-only; only a regular file. Opened without blocking, so a FIFO planted
+    /// where a file was expected (a report, a ref) is refused at once instead of hanging the
+    /// reader until someone writes into it; the flag is dropped again for the reads.
     public static func openForReading(_ path: String) throws -> FileDescriptor {
-        try FileDescriptor(path: path, flags: O_RDONLY)
+        let file = try FileDescriptor(path: path, flags: O_RDONLY | O_NONBLOCK)
+        var st = stat()
+        guard fstat(file.fd, &st) == 0 else { throw SLMError.io(path: path, operation: "stat", errno: errno) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw SLMError.damaged(path: path, problem: "not a regular file (a directory, FIFO, socket or device); refusing to read it")
+        }
+        _ = fcntl(file.fd, F_SETFL, fcntl(file.fd, F_GETFL) & ~O_NONBLOCK)
+        return file
     }
 
     deinit { close(fd) }

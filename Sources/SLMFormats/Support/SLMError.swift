@@ -103,6 +103,10 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
         case generateKey
         /// Listing the model card keys the store requires.
         case listCardKeys
+        /// Confirming a remote's id by naming it at a push, after checking it against devices.
+        case confirmRemoteID(String)
+        /// Enrolling a device with the publisher, so its signed reports count.
+        case enrollDevice
 
         /// The remedy in the library's words.
         public var description: String {
@@ -123,6 +127,8 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
             case let .createStore(path): return "create one at \(path) first"
             case .generateKey: return "a PEM key as Ed25519Key generates"
             case .listCardKeys: return "the store's config lists them"
+            case let .confirmRemoteID(id): return "push with PushOptions.remoteID = \(id) to confirm it"
+            case .enrollDevice: return "enroll the device with DeviceEnrollment"
             }
         }
     }

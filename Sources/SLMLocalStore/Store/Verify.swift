@@ -66,7 +66,63 @@ extension Store {
         report.notes += multiPack.notes
         let damaged = try verifyPacks(packs, index: index, into: &report, progress: progress)
         try verifyVersions(index: index, damaged: damaged, into: &report)
+        try verifyRecords(into: &report)
         return report
+    }
+
+    /// The records beside the versions: every delta set file, and every model's rollout
+    /// records, history, policy and metrics. Readers skip or refuse a damaged one; verify names it.
+    func verifyRecords(into report: inout VerifyReport) throws {
+        func check(_ path: String, _ body: () throws -> Void) {
+            do { try body() } catch let e as SLMError where !e.isTransient {
+                report.problems.append(.init(path: path, message: e.description))
+            } catch {
+                report.problems.append(.init(path: path, message: "\(error)"))
+            }
+        }
+        if FileSystem.isDirectory(deltasDirectory) {
+            for name in try FileSystem.listDirectory(deltasDirectory) where !name.hasPrefix(".") {
+                let path = "\(deltasDirectory)/\(name)"
+                check(path) {
+                    guard DeltaSet.parseFileName(name) != nil else { throw SLMError.damaged(path: path, problem: "not a delta set file name (<target id>.<base id>)") }
+                    let set = try DeltaSet.decode(try FileSystem.readFile(path, limit: DeltaSet.maxEncodedSize), source: path)
+                    guard set.fileName == name else { throw SLMError.damaged(path: path, problem: "names target and base other than its file name") }
+                }
+            }
+        }
+        for name in try registryModels() {
+            for stage in ["staging", "production", "archived"] {
+                check(rolloutPath(name, stage)) { _ = try rollout(of: name, stage: stage) }
+            }
+            check(historyPath(name)) { _ = try history(of: name) }
+            check(policyPath(name)) { _ = try policy(of: name) }
+            let metrics = "\(registryPath(name))/@metrics"
+            if FileSystem.isDirectory(metrics) {
+                for file in try FileSystem.listDirectory(metrics) where file.hasSuffix(".jsonl") {
+                    check("\(metrics)/\(file)") {
+                        guard let v = SemVer(parsing: String(file.dropLast(6))) else {
+                            throw SLMError.damaged(path: "\(metrics)/\(file)", problem: "not named by a version")
+                        }
+                        _ = try metricHistory(name, v)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Models with a registry directory (registry/<name>/ holding @-records), with or without versions.
+    func registryModels() throws -> [ModelName] {
+        var out: [ModelName] = []
+        func walk(_ dir: String, _ prefix: String) throws {
+            var isModel = false
+            for entry in try FileSystem.listDirectory(dir) where !entry.hasPrefix(".") {
+                if entry.hasPrefix("@") { isModel = true; continue }
+                if FileSystem.isDirectory("\(dir)/\(entry)") { try walk("\(dir)/\(entry)", prefix.isEmpty ? entry : "\(prefix)/\(entry)") }
+            }
+            if isModel, let name = ModelName(parsing: prefix) { out.append(name) }
+        }
+        if FileSystem.isDirectory(registryDirectory) { try walk(registryDirectory, "") }
+        return out.sorted()
     }
 
     /// Every record of every pack read and checked against its id, 256 at a time on all cores.

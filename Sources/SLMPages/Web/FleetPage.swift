@@ -1,6 +1,6 @@
 // The fleet as a static page (`slmstore fleet REMOTE --web` writes web/fleet.html): per model and
-// version who runs, goes for, rejected or failed it, the active rollouts with their failure
-// rates, silent devices and unreadable reports. Every name on it comes from device reports,
+// version who runs, goes for, rejected or failed it (enrolled devices only), the active rollouts
+// with their failure rates, silent devices and the report files not counted, with why. Every name on it comes from device reports,
 // which anyone who can write reports/ controls, so all of it is escaped.
 
 import SLMFormats
@@ -15,7 +15,7 @@ extension SiteLayout {
 extension RegistrySite {
     /// The fleet page for `view`, stamped `generated`; every name from a report escaped.
     public static func fleetPage(_ view: FleetView, generated: String) -> String {
-        var body = "<h1>Fleet</h1><p>\(view.devices) devices reporting. Generated \(HTML.escape(generated)) by slmstore.</p>"
+        var body = "<h1>Fleet</h1><p>\(view.devices) of \(view.enrolled) enrolled devices reporting. Generated \(HTML.escape(generated)) by slmstore.</p>"
         if !view.rollouts.isEmpty {
             body += "<h2>Rollouts</h2><table><tr><th>rollout</th><th>version</th><th>share</th><th>running</th><th>rejected or failed</th><th>failure rate</th></tr>"
             for r in view.rollouts {
@@ -40,9 +40,16 @@ extension RegistrySite {
         if !view.silentDevices.isEmpty {
             body += "<h2>Silent devices</h2><ul>" + view.silentDevices.sorted().map { "<li class=\"mono\">\(HTML.escape($0))</li>" }.joined() + "</ul>"
         }
-        if !view.damaged.isEmpty {
-            body += "<h2>Reports that could not be read</h2><ul>" + view.damaged.map { "<li class=\"mono\">\(HTML.escape($0))</li>" }.joined() + "</ul>"
+        let listed = view.refused.prefix(200)
+        if !listed.isEmpty {
+            body += "<h2>Reports not counted</h2><table><tr><th>file</th><th>device</th><th>why</th></tr>"
+            for r in listed {
+                body += "<tr><td class=\"mono\">\(HTML.escape(r.file))</td><td class=\"mono\">\(HTML.escape(r.device ?? ""))</td><td>\(HTML.escape(r.reason.rawValue))</td></tr>"
+            }
+            body += "</table>"
+            if view.refused.count > listed.count { body += "<p>… and \(view.refused.count - listed.count) more (`slmstore fleet --json` lists all).</p>" }
         }
+        if view.skipped > 0 { body += "<p>\(view.skipped) more files under reports/ were not read.</p>" }
         return HTML.page(title: "slmstore fleet", root: "", body: body)
     }
 }

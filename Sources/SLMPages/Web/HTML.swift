@@ -19,6 +19,10 @@ enum HTML {
             case ">": out += "&gt;"
             case "\"": out += "&quot;"
             case "'": out += "&#39;"
+            // Control characters (a raw ESC in a device id) are shown as code points, never
+            // passed to the page: HTML forbids them and a terminal viewing the file obeys them.
+            case _ where (c.value < 0x20 && c != "\n" && c != "\t") || (c.value >= 0x7f && c.value <= 0x9f):
+                out += "U+" + String(c.value, radix: 16, uppercase: true).leftPadded(to: 4)
             default: out.unicodeScalars.append(c)
             }
         }
@@ -113,4 +117,9 @@ enum HTML {
             return escape(v.canonicalString())
         }
     }
+}
+
+extension String {
+    /// The string with "0"s before it up to `width` characters.
+    fileprivate func leftPadded(to width: Int) -> String { count >= width ? self : String(repeating: "0", count: width - count) + self }
 }

@@ -1,7 +1,8 @@
-// The publisher's view of its fleet: every device report under a remote's `reports/`, counted
+// The publisher's view of its fleet: the signed report of every device it enrolled, counted
 // per model and version (running it, going for it, rejected it, failed on it) and per active
-// rollout (its share and failure rate). Reports come from devices, so each is bounded and
-// checked, and a damaged one is listed rather than trusted.
+// rollout (its share and failure rate). Anything else under reports/ (unenrolled, unsigned,
+// forged, replayed, misnamed, future-dated, junk) is listed apart, never counted, and read only
+// up to a bound.
 
 import SLMFormats
 import SLMLocalStore
@@ -47,41 +48,165 @@ public struct FleetView: Sendable {
         public var counts: Counts
     }
 
-    /// Devices with a readable report.
+    /// A report file that was not counted, and why.
+    public struct Refused: Sendable, Equatable {
+        /// Why a report file was not counted.
+        public enum Reason: String, Sendable, CaseIterable {
+            /// A valid signed report from a device the publisher has not enrolled (listed with its
+            /// key, for `device enroll`).
+            case unenrolled
+            /// A report without a signature (format 1) from a device that is not enrolled.
+            case unsigned
+            /// At an enrolled device's file, or naming an enrolled device: not signed by its key.
+            case forged
+            /// An enrolled device's report with a counter below one already seen (or the same
+            /// counter with other content).
+            case replayed
+            /// The file's name is not the one the report's device writes.
+            case misnamed
+            /// Dated more than five minutes ahead of the publisher's clock.
+            case future
+            /// Not a report at all (does not parse, too large, not a regular file).
+            case damaged
+        }
+        /// The file under the remote.
+        public var file: String
+        /// The device it names, when it could be read.
+        public var device: String?
+        /// Why it was not counted.
+        public var reason: Reason
+        /// More detail, for people.
+        public var detail: String
+        /// The key of an unenrolled device's valid signed report (what enrolling it would accept).
+        public var key: Ed25519PublicKey?
+    }
+
+    /// Enrolled devices whose report was counted.
     public var devices = 0
-    /// model -> version -> counts.
+    /// Devices the publisher enrolled for this remote.
+    public var enrolled = 0
+    /// Enrolled devices that have sent no report yet.
+    public var missing: [String] = []
+    /// model -> version -> counts, over every counted report.
     public var models: [String: [String: Counts]] = [:]
+    /// model -> version -> counts over fresh reports only (not silent): what halts and advances use.
+    public var freshModels: [String: [String: Counts]] = [:]
     /// The manifest's active rollouts, with their counts.
     public var rollouts: [Rollout] = []
     /// Devices whose last report is older than the threshold.
     public var silentDevices: [String] = []
-    /// Report files that could not be read, with why.
+    /// Report files that could not be read, with why (also among `refused`, as `damaged`).
     public var damaged: [String] = []
+    /// Report files that were read and not counted, with why.
+    public var refused: [Refused] = []
+    /// Files under reports/ beyond what one run reads (never read; listed as a count).
+    public var skipped = 0
+
+    /// Reports that show someone other than the device wrote them (forged, replayed, misnamed or
+    /// future-dated): while there are any, `fleet --apply` advances nothing.
+    public var suspicious: [Refused] {
+        refused.filter { [.forged, .replayed, .misnamed, .future].contains($0.reason) }
+    }
+
+    /// The fresh counts of one version.
+    public func freshCounts(model: String, version: String) -> Counts { freshModels[model]?[version] ?? Counts() }
 }
 
 /// Reading a remote's device reports into a `FleetView`.
 public enum Fleet {
-    /// Reports read at most (10,000 devices' worth of 4 KiB each is 40 MB of reading, not of memory:
-    /// each is decoded and counted, then dropped).
-    public static let maxReports = 100_000
+    /// Files under reports/ beyond the enrolled devices' own that one run lists.
+    public static let maxOtherFiles = 10_000
+    /// Of those, how many are read (to list unenrolled devices and forgeries); the rest are counted as skipped.
+    public static let maxOtherReads = 1_000
+    /// A report dated further ahead of the reader's clock than this is refused as future-dated.
+    public static let maxClockSkew: Double = 300
 
-    /// Reads `reports/` of `backend` and counts it; `manifest` (when readable) adds its active
-    /// rollouts. `now` and `silentAfter` (seconds) decide who is silent.
-    public static func view(of backend: StoreBackend, manifest: Manifest?, now: time_t, silentAfter: Double) throws -> FleetView {
+    /// Reads the report of every device `enrolled` names (one file each, at the name the device
+    /// writes), counts the valid ones, and lists a bounded number of other files to show
+    /// unenrolled devices and forgeries. `counters` holds the highest counter seen per device;
+    /// it is raised here (the caller saves it). `manifest` (when readable) adds its active
+    /// rollouts for display; `now` and `silentAfter` (seconds) decide who is silent.
+    public static func view(of backend: StoreBackend, manifest: Manifest?, enrolled: DeviceEnrollment, counters: inout ReportCounters,
+                            now: time_t, silentAfter: Double) throws -> FleetView {
         var view = FleetView()
-        let files = try backend.list(DeviceReport.directory, recursive: false).filter { $0.hasSuffix(".json") }
-        guard files.count <= maxReports else {
-            throw SLMError.remote(url: "\(backend.location)/\(DeviceReport.directory)", problem: "\(files.count) reports, more than the \(maxReports) fleet reads")
+        view.enrolled = enrolled.devices.count
+        let directory = DeviceReport.directory
+        func read(_ path: String) throws -> SignedDeviceReport? {
+            guard let bytes = try backend.read(path, limit: DeviceReport.maxEncodedSize) else { return nil }
+            return try SignedDeviceReport.decode(bytes, source: "\(backend.location)/\(path)")
         }
-        for path in files {
-            let source = "\(backend.location)/\(path)"
+        func refuse(_ path: String, _ device: String?, _ reason: FleetView.Refused.Reason, _ detail: String, key: Ed25519PublicKey? = nil) {
+            view.refused.append(.init(file: path, device: device, reason: reason, detail: detail, key: key))
+            if reason == .damaged { view.damaged.append(detail) }
+        }
+        let enrolledFiles = Dictionary(enrolled.devices.keys.map { ("\(directory)/\(DeviceReport.fileName(device: $0))", $0) },
+                                       uniquingKeysWith: { a, _ in a })
+        for (path, id) in enrolledFiles.sorted(by: { $0.key < $1.key }) {
+            let device = enrolled.devices[id]!
+            let signed: SignedDeviceReport
             do {
-                guard let bytes = try backend.read(path, limit: DeviceReport.maxEncodedSize) else { continue }
-                count(try DeviceReport.decode(bytes, source: source), into: &view, now: now, silentAfter: silentAfter)
+                guard let r = try read(path) else { view.missing.append(id); continue }
+                signed = r
             } catch let e as SLMError where !e.isTransient {
-                view.damaged.append(e.description)
+                refuse(path, id, .forged, "\(path): not a valid report at enrolled device \(id)'s file (\(e.description))")
+                continue
+            }
+            let r = signed.report
+            guard signed.key == device.key, signed.signatureValid else {
+                refuse(path, r.device, .forged, signed.key == nil ? "\(path): unsigned, but \(id) is enrolled and signs its reports"
+                                                                  : "\(path): not signed by the key enrolled for \(id)")
+                continue
+            }
+            guard r.device == id else {
+                refuse(path, r.device, .misnamed, "\(path): \(id)'s file holds a report of \(r.device)")
+                continue
+            }
+            guard let time = Timestamp.parse(r.time), Double(time - now) <= maxClockSkew else {
+                refuse(path, id, .future, "\(path): dated \(r.time), ahead of this clock")
+                continue
+            }
+            if let last = counters.seen[id], r.counter < last.counter || (r.counter == last.counter && signed.payloadDigest != last.digest) {
+                refuse(path, id, .replayed, "\(path): counter \(r.counter), but \(last.counter) was seen from \(id) before")
+                continue
+            }
+            counters.seen[id] = (r.counter, signed.payloadDigest)
+            count(r, into: &view, now: now, silentAfter: silentAfter)
+        }
+        // Everything else under reports/: bounded by what the enrolled fleet explains, never by
+        // what a writer put there.
+        let listing = try backend.list(directory, recursive: false, limit: enrolled.devices.count + maxOtherFiles)
+        var reads = 0
+        for path in listing.paths where enrolledFiles[path] == nil {
+            guard reads < maxOtherReads else { view.skipped += 1; continue }
+            reads += 1
+            let signed: SignedDeviceReport
+            do {
+                guard let r = try read(path) else { continue }
+                signed = r
+            } catch let e as SLMError where !e.isTransient {
+                refuse(path, nil, .damaged, e.description)
+                continue
+            }
+            let r = signed.report
+            let named = "\(directory)/\(DeviceReport.fileName(device: r.device))"
+            if let device = enrolled.devices[r.device] {
+                // Another file speaking for an enrolled device: a copy of its report, or a forgery.
+                let copy = signed.key == device.key && signed.signatureValid
+                refuse(path, r.device, copy ? .misnamed : .forged, copy ? "\(path): a copy of \(r.device)'s report under another name"
+                                                                        : "\(path): names enrolled device \(r.device) but is not signed by its key")
+            } else if named != path {
+                refuse(path, r.device, .misnamed, "\(path): holds a report of \(r.device), whose file is \(named)")
+            } else if let key = signed.key {
+                if signed.signatureValid {
+                    refuse(path, r.device, .unenrolled, "\(path): \(r.device) is not enrolled", key: key)
+                } else {
+                    refuse(path, r.device, .forged, "\(path): its signature does not verify")
+                }
+            } else {
+                refuse(path, r.device, .unsigned, "\(path): \(r.device) is not enrolled and its report is unsigned")
             }
         }
+        if listing.truncated { view.skipped += 1 }
         if let manifest {
             for (model, entry) in manifest.models.sorted(by: { $0.key < $1.key }) {
                 for (stage, r) in entry.rollouts.sorted(by: { $0.key < $1.key }) where r.state == .active {
@@ -91,6 +216,7 @@ public enum Fleet {
             }
         }
         view.silentDevices.sort()
+        view.missing.sort()
         return view
     }
 
@@ -98,8 +224,13 @@ public enum Fleet {
         view.devices += 1
         let silent = Timestamp.parse(report.time).map { Double(now - $0) > silentAfter } ?? true
         if silent { view.silentDevices.append(report.device) }
+        tally(report, into: &view.models, silent: silent)
+        if !silent { tally(report, into: &view.freshModels, silent: false) }
+    }
+
+    static func tally(_ report: DeviceReport, into models: inout [String: [String: FleetView.Counts]], silent: Bool) {
         for (model, m) in report.models {
-            var versions = view.models[model] ?? [:]
+            var versions = models[model] ?? [:]
             if let installed = m.installed {
                 versions[installed, default: .init()].running += 1
                 if silent { versions[installed, default: .init()].silent += 1 }
@@ -114,7 +245,7 @@ public enum Fleet {
                 }
                 versions[target, default: .init()].bytesFetched &+= m.bytesFetched
             }
-            view.models[model] = versions
+            models[model] = versions
         }
     }
 }

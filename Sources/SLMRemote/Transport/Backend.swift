@@ -79,12 +79,25 @@ public protocol StoreBackend: ReadableBackend {
     /// Paths (relative to the store root) of the files below `directory`; `recursive: false`
     /// lists its direct entries, directories included.
     func list(_ directory: String, recursive: Bool) throws -> [String]
+    /// At most `limit` paths below `directory` (which ones, when there are more, is the
+    /// backend's order), and whether more were there: a listing of a directory that others can
+    /// write (reports/) is bounded by what the reader expects, never by what a writer put there.
+    func list(_ directory: String, recursive: Bool, limit: Int) throws -> (paths: [String], truncated: Bool)
     /// Removes the file at `path` (absent is not an error).
     func delete(_ path: String) throws
     /// Held by a publisher from its first write to its last, so that a garbage collector working
     /// on the same store never takes the publisher's new packs for dead ones (nil: the backend
     /// has no such collector).
     func publishLease() throws -> AnyObject?
+}
+
+extension StoreBackend {
+    /// A listing cut at `limit` after the whole was read (a directory: reading its names costs
+    /// little; a bucket pages and stops on its own).
+    public func list(_ directory: String, recursive: Bool, limit: Int) throws -> (paths: [String], truncated: Bool) {
+        let all = try list(directory, recursive: recursive)
+        return (Array(all.prefix(limit)), all.count > limit)
+    }
 }
 
 extension ReadableBackend {
@@ -252,6 +265,10 @@ public final class RetryingBackend: RetryingReader, StoreBackend, @unchecked Sen
     }
     /// The wrapped listing, retried.
     public func list(_ directory: String, recursive: Bool) throws -> [String] { try attempt { try inner.list(directory, recursive: recursive) } }
+    /// The wrapped bounded listing, retried.
+    public func list(_ directory: String, recursive: Bool, limit: Int) throws -> (paths: [String], truncated: Bool) {
+        try attempt { try inner.list(directory, recursive: recursive, limit: limit) }
+    }
     /// The wrapped delete, retried.
     public func delete(_ path: String) throws { try attempt { try inner.delete(path) } }
     /// The wrapped remote's lease (not retried: taking it is local).
@@ -352,6 +369,10 @@ public final class RateLimitedBackend: RateLimitedReader, StoreBackend, @uncheck
     }
     /// The wrapped listing.
     public func list(_ directory: String, recursive: Bool) throws -> [String] { try inner.list(directory, recursive: recursive) }
+    /// The wrapped bounded listing.
+    public func list(_ directory: String, recursive: Bool, limit: Int) throws -> (paths: [String], truncated: Bool) {
+        try inner.list(directory, recursive: recursive, limit: limit)
+    }
     /// The wrapped delete.
     public func delete(_ path: String) throws { try inner.delete(path) }
     /// The wrapped remote's lease.

@@ -130,8 +130,17 @@ extension Store {
             stagesPushed += try pushStages(of: m, to: destination)
             try copyRegistryRecords(of: m, to: destination)
         }
-        let manifest = try RemoteSetup.replaceManifest(destination, reader: reader, known: checksums, versionPacks: versionPacks,
-                                                       refresh: Set(selected.map(\.name.value)), remoteID: options.remoteID)
+        // The remote's id is this store's from its first push here: a manifest naming another is
+        // refused, so an id planted by whoever can write the remote is never signed for.
+        let pinnedID = try RemoteIDRecord.load(store: self, location: destination.location)?.remote
+        if let pinnedID, let asked = options.remoteID, asked != pinnedID {
+            throw SLMError.conflict("\(destination.location) is remote \(pinnedID) to this store, not \(asked): a remote keeps the id it was first given")
+        }
+        let (manifest, createdID) = try RemoteSetup.replaceManifest(destination, reader: reader, known: checksums, versionPacks: versionPacks,
+                                                                    refresh: Set(selected.map(\.name.value)), remoteID: options.remoteID ?? pinnedID)
+        if pinnedID == nil, createdID || options.remoteID != nil, let id = manifest.remoteID {
+            try RemoteIDRecord(remote: id).save(store: self, location: destination.location)
+        }
         // The release is signed after the manifest, so it never vouches for versions the remote
         // does not list yet; a device that sees the old release meanwhile just stays where it is.
         var warnings: [SLMError] = []
@@ -267,7 +276,11 @@ extension Store {
         var stageHolders: [ModelName: [SHA256Digest]] = [:]
         var fleetBases: [ModelName: [SHA256Digest]] = [:]
         if options.deltasForFleet {
-            let view = try Fleet.view(of: destination, manifest: nil, now: time(nil), silentAfter: .infinity)
+            // Only enrolled devices' valid reports name bases: a forged report cannot make a push
+            // build one delta set per version the store holds.
+            var counters = try ReportCounters.load(store: self, location: destination.location)
+            let view = try Fleet.view(of: destination, manifest: nil, enrolled: try DeviceEnrollment.load(store: self, location: destination.location),
+                                      counters: &counters, now: time(nil), silentAfter: .infinity)
             for (model, versions) in view.models {
                 // A reported name or version this store does not hold gets no delta set.
                 guard let name = ModelName(parsing: model) else { continue }
@@ -553,7 +566,7 @@ enum RemoteSetup {
     @discardableResult
     static func replaceManifest(_ backend: StoreBackend, reader: RemoteReader, known: PackChecksums,
                                 versionPacks: [SHA256Digest: [PackID]] = [:], refresh: Set<String> = [],
-                                remoteID: String? = nil, sizeLimit: Int = Manifest.maxEncodedSize) throws -> Manifest {
+                                remoteID: String? = nil, sizeLimit: Int = Manifest.maxEncodedSize) throws -> (Manifest, createdID: Bool) {
         for _ in 0..<20 {
             let expected: String?
             var previous: Manifest? = nil
@@ -580,7 +593,7 @@ enum RemoteSetup {
             var manifest = try ManifestBuilder.build(from: backend, packs: packs, index: reader.packIndex, versionPacks: versionPacks,
                                                      previous: previous, refresh: refresh)
             if let kept = previous?.remoteID, let asked = remoteID, kept != asked {
-                throw SLMError.conflict("\(backend.location) is remote \(kept), not \(asked): a remote keeps the id it was first given")
+                throw SLMError.conflict("\(backend.location)/manifest.json names remote id \(kept), but this remote is \(asked) (this store's record of its first push here, or the id asked for): a remote keeps the id it was first given, and one that changed was replaced by someone else")
             }
             manifest.remoteID = previous?.remoteID ?? remoteID ?? FileSystem.randomHex(16)
             let (bytes, entries) = manifest.encodedFiles()
@@ -599,7 +612,7 @@ enum RemoteSetup {
             }
             if try backend.write(RemoteLayout.manifest, bytes: bytes, ifMatching: expected) {
                 try confirmLanded(backend, manifest: bytes, entries: entries)
-                return manifest
+                return (manifest, previous?.remoteID == nil && remoteID == nil)
             }
         }
         throw SLMError.conflict("\(backend.location)/manifest.json kept changing while being replaced; push again")

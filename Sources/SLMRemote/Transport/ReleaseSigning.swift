@@ -42,6 +42,44 @@ public struct ReleaseSigningResult: Sendable {
     public var remote: String
     /// Versions the manifest lists that were left out: neither in this store nor in the previous release.
     public var unsigned: [String]
+    /// Stages and rollouts the remote states otherwise than this store (or, for a model this
+    /// store does not hold, the previous release): signed as the store has them, never as the
+    /// remote does ("NAME@STAGE: …").
+    public var overridden: [String] = []
+    /// Enrolled devices the release names (its `devices` digest), 0 when none.
+    public var enrolledDevices: Int = 0
+}
+
+/// The id this store gave a remote (or was told with `--remote-id`) when it first pushed there:
+/// `trust/remote-<16 hex>.json`. A signing takes the id from here, a verified release or the
+/// store's own signing record, never from the remote's manifest, which anyone who can write the
+/// remote can change.
+package struct RemoteIDRecord: Equatable {
+    package var remote: String
+
+    package static func path(store: Store, location: String) -> String {
+        "\(store.root)/trust/remote-\(ReleaseGate.locationKey(for: location)).json"
+    }
+
+    /// Nil when absent; a damaged one is an error (it is what stops a planted id).
+    package static func load(store: Store, location: String) throws -> RemoteIDRecord? {
+        let path = path(store: store, location: location)
+        guard FileSystem.exists(path) else { return nil }
+        let v: JSONValue
+        do { v = try JSONValue.parse(try FileSystem.readFile(path, limit: 4096)) } catch {
+            throw SLMError.damaged(path: path, problem: "remote id record: not valid JSON").caused(by: error)
+        }
+        guard v["format"]?.uint64Value == 1, let id = v["remote"]?.stringValue, SignedRelease.isValidRemoteID(id) else {
+            throw SLMError.damaged(path: path, problem: "remote id record: needs format 1 and a remote id of 1-64 characters of A-Z a-z 0-9 . _ -")
+        }
+        return RemoteIDRecord(remote: id)
+    }
+
+    package func save(store: Store, location: String) throws {
+        try FileSystem.makeDirectories("\(store.root)/trust")
+        try FileSystem.writeAtomically(JSONValue.object(["format": .int(1), "remote": .string(remote)]).canonicalBytes() + [0x0a],
+                                       to: Self.path(store: store, location: location))
+    }
 }
 
 /// What a publisher's store remembers of the last release it signed for one remote
@@ -114,8 +152,9 @@ extension Store {
             guard serial <= SignedRelease.maxSerial else {
                 throw SLMError.failed("\(source): serial \(serial - 1) is the largest a release may carry; devices cannot be moved past it with this key")
             }
-            let release: SignedRelease
+            var release: SignedRelease
             var unsigned: [String] = []
+            var overridden: [String] = []
             let (expires, overflow) = now.addingReportingOverflow(signing.validity)
             guard !overflow else { throw SLMError.argument("release expiry \(now) + \(signing.validity) s is out of range") }
             let finalSerial = max(serial, UInt64(min(max(0, now), Int64(SignedRelease.maxSerial))))
@@ -137,8 +176,16 @@ extension Store {
                 var manifest = try Manifest.decode(bytes, source: "\(backend.location)/manifest.json")
                 try manifest.loadVersions(of: nil, location: backend.location, read: backend.read)
                 let remote = try remoteID(previous: previous, record: record, manifest: manifest, backend: backend)
-                (release, unsigned) = try vouchedRelease(manifest: manifest, previous: previous, serial: finalSerial, remote: remote,
-                                                         issued: now, expires: expires, nextKeys: signing.nextKeys)
+                (release, unsigned, overridden) = try vouchedRelease(manifest: manifest, previous: previous, serial: finalSerial, remote: remote,
+                                                                     issued: now, expires: expires, nextKeys: signing.nextKeys)
+            }
+            // The enrolled devices this store holds for the remote, published beside the release
+            // and named by digest in it, so whoever reads reports can check who may send them.
+            let enrolled = try DeviceEnrollment.load(store: self, location: backend.location)
+            if !enrolled.devices.isEmpty {
+                let bytes = enrolled.encoded()
+                try backend.write(DeviceEnrollment.remotePath, bytes: bytes)
+                release.devices = .init(count: enrolled.devices.count, sha256: SHA256Hasher.hash(bytes))
             }
             let bytes = try release.signed(by: signing.keys)
             try FileSystem.makeDirectories("\(root)/trust")
@@ -148,7 +195,8 @@ extension Store {
             if try backend.write(SignedRelease.path, bytes: bytes, ifMatching: expected) {
                 return ReleaseSigningResult(serial: release.serial, expires: release.expires,
                                             versions: release.models.values.reduce(0) { $0 + $1.versions.count },
-                                            remote: release.remote ?? "", unsigned: unsigned.sorted())
+                                            remote: release.remote ?? "", unsigned: unsigned.sorted(), overridden: overridden.sorted(),
+                                            enrolledDevices: release.devices?.count ?? 0)
             }
         }
         throw SLMError.conflict("\(source) kept changing while being replaced; sign again")
@@ -169,41 +217,79 @@ extension Store {
         return previous
     }
 
-    /// The remote id a release names: the one the verified previous release or this store's
-    /// record pinned; else the manifest's; a remote whose manifest names another id than the
-    /// one pinned is refused (someone replaced manifest.json).
+    /// The remote id a release names: the one this publisher's own state holds (the verified
+    /// previous release, its signing record, the id it gave the remote at its first push). The
+    /// manifest's id is only checked against it, never adopted: whoever can write the remote can
+    /// plant another remote's id there, and a release signed for it would move that remote's devices.
     func remoteID(previous: SignedRelease?, record: PublisherRecord?, manifest: Manifest?, backend: StoreBackend) throws -> String {
-        let pinned = previous?.remote ?? record?.remote
-        if let pinned, let listed = manifest?.remoteID, listed != pinned {
-            throw SLMError.untrusted(source: "\(backend.location)/manifest.json",
-                                     problem: "names remote id \(listed), but this remote's releases were signed for \(pinned)")
+        let own = try RemoteIDRecord.load(store: self, location: backend.location)?.remote
+        let known = [previous?.remote, record?.remote, own].compactMap { $0 }
+        let source = "\(backend.location)/manifest.json"
+        if let first = known.first, let other = known.first(where: { $0 != first }) {
+            throw SLMError.untrusted(source: source, problem: "this store's records name two ids for this remote (\(first) and \(other)); remove the wrong trust/ record")
         }
-        if let id = pinned ?? manifest?.remoteID { return id }
-        throw SLMError.remote(url: "\(backend.location)/manifest.json", problem: "names no remote id; push to it once (which gives it one) before signing")
+        if let pinned = known.first {
+            if let listed = manifest?.remoteID, listed != pinned {
+                throw SLMError.untrusted(source: source, problem: "names remote id \(listed), but this store published to this remote as \(pinned) (someone replaced manifest.json)")
+            }
+            return pinned
+        }
+        guard let listed = manifest?.remoteID else {
+            throw SLMError.remote(url: source, problem: "names no remote id; push to it once (which gives it one) before signing")
+        }
+        throw SLMError.untrusted(source: source, problem: "names remote id \(listed), which this store neither gave this remote nor signed for; confirm it by pushing with that remote id (checked against what your devices pinned)")
+            .remedied(by: .confirmRemoteID(listed))
     }
 
-    /// The manifest as far as this publisher vouches for it: versions the verified previous
-    /// release lists or this store holds with the same id, and stages and rollouts of those.
+    /// The manifest as far as this publisher vouches for it. Versions: those the verified
+    /// previous release lists or this store holds with the same id. Stages and rollouts: this
+    /// store's own for a model it holds, the previous release's for one it does not; the
+    /// manifest's are only compared with them (a remote writer can move a stage ref or plant a
+    /// rollout record, and a routine push of another model must not sign that).
     func vouchedRelease(manifest: Manifest, previous: SignedRelease?, serial: UInt64, remote: String, issued: Int64, expires: Int64,
-                        nextKeys: [Ed25519PublicKey]?) throws -> (SignedRelease, [String]) {
+                        nextKeys: [Ed25519PublicKey]?) throws -> (SignedRelease, unsigned: [String], overridden: [String]) {
         var release = SignedRelease(manifest: manifest, serial: serial, remote: remote, issued: issued, expires: expires, nextKeys: nextKeys)
-        var unsigned: [String] = []
-        for (name, m) in release.models {
+        var unsigned: [String] = [], overridden: [String] = []
+        for (name, listed) in release.models {
+            let model = ModelName(parsing: name)
             // A model this store does not hold (or cannot name) vouches for nothing, which is what
             // an empty list says.
-            let held = Dictionary(try ModelName(parsing: name).map { try versions(of: $0) }?.map { ($0.0.description, $0.1) } ?? [],
-                                  uniquingKeysWith: { a, _ in a })
-            var kept = m
-            for (v, id) in m.versions where previous?.models[name]?.versions[v] != id && held[v] != id {
+            let heldVersions = try model.map { try versions(of: $0) } ?? []
+            let held = Dictionary(heldVersions.map { ($0.0.description, $0.1) }, uniquingKeysWith: { a, _ in a })
+            let prior = previous?.models[name]
+            var kept = listed
+            for (v, id) in listed.versions where prior?.versions[v] != id && held[v] != id {
                 kept.versions[v] = nil
                 unsigned.append("\(name)@\(v)")
             }
-            kept.stages = kept.stages.filter { kept.versions[$0.value] != nil }
-            kept.rollouts = kept.rollouts.filter { _, r in
-                r["version"]?.stringValue.flatMap { kept.versions[$0] }?.hex == r["id"]?.stringValue
+            if let model, !heldVersions.isEmpty {
+                kept.stages = [:]
+                for (stage, id) in try stageRefs(of: model) {
+                    let v = try readVersion(id).version.description
+                    if kept.versions[v] == id { kept.stages[stage] = v }
+                }
+                kept.rollouts = [:]
+                for (stage, r) in try rollouts(of: model) where r.state == .active && kept.versions[r.version] == r.id {
+                    kept.rollouts[stage] = r.json
+                }
+            } else {
+                kept.stages = (prior?.stages ?? [:]).filter { kept.versions[$0.value] != nil && kept.versions[$0.value] == prior?.versions[$0.value] }
+                kept.rollouts = (prior?.rollouts ?? [:]).filter { _, r in
+                    r["version"]?.stringValue.flatMap { kept.versions[$0] }?.hex == r["id"]?.stringValue
+                }
+            }
+            for stage in Set(listed.stages.keys).union(kept.stages.keys).sorted() where listed.stages[stage] != kept.stages[stage] {
+                overridden.append("\(name)@\(stage): the remote names \(listed.stages[stage] ?? "nothing"), signed \(kept.stages[stage] ?? "nothing")")
+            }
+            for stage in Set(listed.rollouts.keys).union(kept.rollouts.keys).sorted() where listed.rollouts[stage] != kept.rollouts[stage] {
+                func describe(_ r: JSONValue?) -> String {
+                    guard let r else { return "none" }
+                    return "\(r["version"]?.stringValue ?? "?") at \(r["percent"].map { $0.canonicalString() } ?? "?")% (serial \(r["serial"].map { $0.canonicalString() } ?? "?"))"
+                }
+                overridden.append("\(name)@\(stage) rollout: the remote has \(describe(listed.rollouts[stage])), signed \(describe(kept.rollouts[stage]))")
             }
             release.models[name] = kept.versions.isEmpty ? nil : kept
         }
-        return (release, unsigned)
+        return (release, unsigned, overridden)
     }
 }

@@ -23,12 +23,15 @@ public final class S3Backend: StoreBackend {
 
     /// Pages a listing may take (10,000 pages of up to 1,000 keys by default).
     let maxListPages: Int
+    /// Seconds a listing may take in all (an endpoint that pages forever, slowly, is hostile).
+    let listDeadline: Double
 
     /// A backend for s3://`bucket`/`prefix` with `config`'s endpoint, region and credentials;
     /// uploads above `partSize` go in parts of that size.
     public init(bucket: String, prefix: String, config: AWSConfig, partSize: Int = 16 << 20,
-                policy: HTTPClient.Policy = HTTPClient.Policy(), maxListPages: Int = 10_000) {
+                policy: HTTPClient.Policy = HTTPClient.Policy(), maxListPages: Int = 10_000, listDeadline: Double = 600) {
         self.maxListPages = maxListPages
+        self.listDeadline = listDeadline
         self.bucket = bucket
         self.prefix = prefix
         self.config = config
@@ -278,7 +281,14 @@ public final class S3Backend: StoreBackend {
     /// the rest here: some S3-compatible servers (moto among them) reject a signed query whose
     /// values contain "/", so neither the full prefix nor a "/" delimiter is sent.
     public func list(_ directory: String, recursive: Bool) throws -> [String] {
+        try list(directory, recursive: recursive, limit: .max).paths
+    }
+
+    /// Pages until `limit` keys were found (then stops asking), the listing ends, or
+    /// `listDeadline` seconds passed: an endless listing is an error within minutes, not hours.
+    public func list(_ directory: String, recursive: Bool, limit: Int) throws -> (paths: [String], truncated: Bool) {
         let base = key(directory)
+        let started = Timestamp.monotonicSeconds()
         let wanted = base.isEmpty ? "" : base + "/"
         let sent = String(wanted.prefix { $0 != "/" })
         let strip = prefix.isEmpty ? 0 : prefix.count + 1
@@ -293,6 +303,9 @@ public final class S3Backend: StoreBackend {
             guard pages <= maxListPages else {
                 throw SLMError.remote(url: "\(location)/\(directory)", problem: "listing has more than \(maxListPages) pages; refusing to page further")
             }
+            guard Timestamp.monotonicSeconds() - started <= listDeadline else {
+                throw SLMError.remote(url: "\(location)/\(directory)", problem: "listing still not finished after \(Int(listDeadline)) s (\(pages - 1) pages); refusing to page further")
+            }
             var query: [(String, String)] = [("list-type", "2")]
             if !sent.isEmpty { query.append(("prefix", sent)) }
             if let token { query.append(("continuation-token", token)) }
@@ -304,6 +317,10 @@ public final class S3Backend: StoreBackend {
                 if !recursive, let slash = rel.firstIndex(of: "/") { rel = String(rel[..<slash]) }
                 guard !FileSystem.basename(rel).hasPrefix(".") else { continue }
                 found.insert(String((wanted + rel).dropFirst(strip)))
+            }
+            if found.count >= limit {
+                let sorted = found.sorted()
+                return (Array(sorted.prefix(limit)), true)
             }
             if XMLText.first("IsTruncated", in: text) == "true" {
                 guard let next = XMLText.first("NextContinuationToken", in: text), !next.isEmpty else {
@@ -317,7 +334,7 @@ public final class S3Backend: StoreBackend {
                 token = nil
             }
         } while token != nil
-        return found.sorted()
+        return (found.sorted(), false)
     }
 
     /// DELETE of the object (absent is fine).

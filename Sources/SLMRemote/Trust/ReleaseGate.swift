@@ -80,12 +80,17 @@ public struct ReleaseGate: Sendable {
 
     /// A file name for one remote's record, without the remote's credentials or path in it.
     public static func recordName(for location: String) -> String {
+        "release-" + locationKey(for: location) + ".json"
+    }
+
+    /// 16 hex digits naming one remote in a store's records (trust/), without its credentials or path.
+    public static func locationKey(for location: String) -> String {
         // A path remote is named by its absolute path, so `pull ./remote` and `pull /x/remote` agree.
         var key = location
         if !location.contains("://") && !location.hasPrefix("/") {
             key = FileManager.default.currentDirectoryPath + "/" + location
         }
-        return "release-" + SHA256Hasher.hash(Array(key.utf8)).hex.prefix(16) + ".json"
+        return String(SHA256Hasher.hash(Array(key.utf8)).hex.prefix(16))
     }
 
     /// The highest-serial record among the copies; any damaged copy is an error.

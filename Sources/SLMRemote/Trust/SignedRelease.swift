@@ -7,6 +7,14 @@ import SLMFormats
 import SLMLocalStore
 import Foundation
 
+/// What a release says of the enrolled devices: how many, and the SHA-256 of `devices.json`.
+public struct EnrolledSetDigest: Sendable, Equatable {
+    /// Devices enrolled.
+    public var count: Int
+    /// The SHA-256 of the exact bytes of `devices.json` at the remote's root.
+    public var sha256: SHA256Digest
+}
+
 /// A remote's release.json: the versions and stages it holds, its serial and expiry, signed
 /// (Format.md §7.4).
 public struct SignedRelease: Sendable {
@@ -48,6 +56,9 @@ public struct SignedRelease: Sendable {
     public var models: [String: Model]
     /// Keys that sign from the next serial on (rotation); nil keeps the keys a device already trusts.
     public var nextKeys: [Ed25519PublicKey]?
+    /// The enrolled devices the publisher published beside the release (`devices.json`), named
+    /// by count and digest; nil when it enrolled none.
+    public var devices: EnrolledSetDigest?
     /// The payload's exact bytes, as signed.
     public private(set) var payload: [UInt8] = []
     /// The signatures, by key.
@@ -94,6 +105,7 @@ public struct SignedRelease: Sendable {
             "issued": .number(String(issued)), "expires": .number(String(expires)), "models": .object(models),
         ]
         if let remote { o["remote"] = .string(remote) }
+        if let devices { o["devices"] = .object(["count": .int(UInt64(devices.count)), "sha256": .string(devices.sha256.hex)]) }
         if let nextKeys { o["next_keys"] = .array(nextKeys.map { .string($0.hex) }.sorted { $0.stringValue! < $1.stringValue! }) }
         return .object(o)
     }
@@ -188,6 +200,13 @@ public struct SignedRelease: Sendable {
             }
         }
         var r = SignedRelease(serial: serial, remote: remote, issued: issued, expires: expires, models: models, nextKeys: next)
+        if let d = p["devices"] {
+            guard let count = d["count"]?.uint64Value, count <= UInt64(DeviceEnrollment.maxDevices),
+                  let digest = d["sha256"]?.stringValue.flatMap(SHA256Digest.init(hex:)) else {
+                throw bad("devices needs a count up to \(DeviceEnrollment.maxDevices) and a sha256")
+            }
+            r.devices = EnrolledSetDigest(count: Int(count), sha256: digest)
+        }
         r.payload = payload
         r.signatures = sigs
         return r
