@@ -137,7 +137,10 @@ let lsCommand = Command(
         var modelVersions: [SHA256Digest] = []
         var versionsJSON: [JSONValue] = []
         let stages = try store.stageRefs(of: m)
-        let rollouts = try store.rollouts(of: m).filter { $0.value.state == .active }
+        // A damaged record is named, and the rest of the listing still shows (verify fails on it).
+        let (allRollouts, damagedRollouts) = store.readableRollouts(of: m)
+        for e in damagedRollouts { Output.warning("\(message(for: e)) (shown without it; `slmstore verify` lists it)") }
+        let rollouts = allRollouts.filter { $0.value.state == .active }
         let versions = try store.versions(of: m)
         // NEW is what a version cost beyond its parent: the bytes a holder of the parent lacks.
         let listings = try store.cachedListings(m, versions: versions.map(\.id), index: index)
@@ -189,7 +192,12 @@ let showCommand = Command(
     }
     let s = try store.stats(of: tree, parentTree: parentTree, index: index)
     let stages = try store.stageRefs(of: r.name).filter { $0.1 == r.id }.map(\.0).sorted()
-    let metrics = try store.latestMetrics(r.name, r.version)
+    var metrics: [String: JSONValue] = [:]
+    do { metrics = try store.latestMetrics(r.name, r.version) } catch let e as SLMError where !e.isTransient {
+        Output.warning("\(message(for: e)) (shown without metrics; `slmstore verify` lists it)")
+    }
+    let (allRollouts, damagedRollouts) = store.readableRollouts(of: r.name)
+    for e in damagedRollouts { Output.warning("\(message(for: e)) (shown without it; `slmstore verify` lists it)") }
     let deps: [(String, String)] = r.object.dependencies.map { d in
         let resolved = ModelName(parsing: d.name).flatMap { try? store.resolveSelector(name: $0, selector: d.range).resolved }
         return ("\(d.name)@\(d.range)", resolved.map { "\($0.name)@\($0.version)" } ?? "unresolved")
@@ -243,7 +251,7 @@ let showCommand = Command(
                 .object(["name": .string(d.name), "range": .string(d.range), "resolves_to": .string(res.1)])
             }),
             "stages": .array(stages.map { .string($0) }), "metrics": .object(metrics),
-            "rollouts": .object(try store.rollouts(of: r.name).filter { $0.value.state == .active }.mapValues {
+            "rollouts": .object(allRollouts.filter { $0.value.state == .active }.mapValues {
                 .object(["version": .string($0.version), "percent": .double($0.percent)])
             }),
             "stats": .object(["files": .int(s.files), "raw_bytes": .int(s.rawBytes), "chunks": .int(s.chunks),
@@ -259,7 +267,7 @@ let showCommand = Command(
     print("  parent       \(parentLabel.map { "\($0) (\(r.object.parent!.hex.prefix(12)))" } ?? "none")")
     print("  created      \(r.object.created) by \(r.object.addedBy) (\(r.object.tool))")
     print("  stage        \(stages.isEmpty ? "development" : stages.joined(separator: ", "))")
-    for (stage, ro) in try store.rollouts(of: r.name).sorted(by: { $0.key < $1.key }) where ro.state == .active {
+    for (stage, ro) in allRollouts.sorted(by: { $0.key < $1.key }) where ro.state == .active {
         let holder = try store.stageHolder(r.name, stage)?.0.description ?? "nothing"
         print("  rollout      \(stage): \(ro.version) for \(RolloutFormat.percent(ro.percent))% of devices, \(holder) for the rest")
     }

@@ -9,7 +9,8 @@ range body one byte every 0.2 s), freeze-manifest (answer every conditional GET 
 manifest.json with 304, as a server keeping a device on an old manifest would), shift-range
 (answer a range request with the range one byte further on, Content-Range and all),
 redirect-writes (answer every PUT, POST and DELETE with a 307 to this proxy's /sink/, which
-takes anything with a 200 and logs "SINK METHOD PATH BYTES"), repeat-token and endless-list
+takes anything with a 200 and logs "SINK METHOD PATH BYTES auth=yes|no", whether an
+Authorization header came with it), repeat-token and endless-list
 (answer every S3 ListObjectsV2 with a truncated page: the same continuation token each time,
 or a new one each time), swallow-manifest (answer a PUT of manifest.json with 200 without
 passing it on), cut-every (a flaky link: the connection is cut each time the body bytes sent to
@@ -82,7 +83,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/sink/"):
             if os.environ.get("FAULT_PROXY_LOG"):
                 with lock, open(os.environ["FAULT_PROXY_LOG"], "a") as log:
-                    log.write(f"SINK {method} {self.path} {len(body)}\n")
+                    auth = "yes" if self.headers.get("Authorization") else "no"
+                    log.write(f"SINK {method} {self.path} {len(body)} auth={auth}\n")
             self.send_response(200)
             self.send_header("ETag", '"0"')
             self.send_header("Content-Length", "0")

@@ -251,6 +251,19 @@ final class S3Tests: XCTestCase {
         }
     }
 
+    /// #42: a listing that keeps paging stops at its time bound (minutes, not the 8.6 h that
+    /// 10,000 slow pages took), whatever its page count.
+    func testAnEndlessListingStopsAtItsTimeBound() throws {
+        let proxy = try FaultProxy(upstream: moto.port, mode: "endless-list")
+        let config = try AWSConfig.resolve(endpoint: proxy.url, environment: moto.clientEnvironment)
+        let s3 = S3Backend(bucket: "models", prefix: "store", config: config, listDeadline: 2)
+        let start = Date()
+        XCTAssertThrowsError(try s3.list("reports", recursive: false, limit: 1_000_000)) { error in
+            XCTAssertTrue("\(error)".contains("still not finished after 2 s"), "\(error)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 20)
+    }
+
     func testHostileAnswersFromAnS3EndpointNeverInstallBadBytes() throws {
         try assertSpoiledAnswersAreRefused([("corrupt", "served bad data"), ("ignore-range", "ignored the Range header"),
                                             ("oversize", ""), ("truncate", ""), ("drop", "")], retried: "error500")

@@ -139,6 +139,20 @@ extension Store {
         return try RolloutRecord.decode(value, source: path)
     }
 
+    /// Every readable rollout record of a model, by stage, and the damaged ones as errors naming
+    /// their files: for listings, which show what they can and name what they cannot.
+    public func readableRollouts(of name: ModelName) -> (records: [String: RolloutRecord], damaged: [SLMError]) {
+        var out: [String: RolloutRecord] = [:], damaged: [SLMError] = []
+        for stage in ["staging", "production", "archived"] {
+            do { if let r = try rollout(of: name, stage: stage) { out[stage] = r } } catch let e as SLMError {
+                damaged.append(e)
+            } catch {
+                damaged.append(SLMError.damaged(path: rolloutPath(name, stage), problem: "\(error)"))
+            }
+        }
+        return (out, damaged)
+    }
+
     /// Every rollout record of a model, by stage.
     public func rollouts(of name: ModelName) throws -> [String: RolloutRecord] {
         var out: [String: RolloutRecord] = [:]

@@ -75,7 +75,9 @@ extension Store {
     func verifyRecords(into report: inout VerifyReport) throws {
         func check(_ path: String, _ body: () throws -> Void) {
             do { try body() } catch let e as SLMError where !e.isTransient {
-                report.problems.append(.init(path: path, message: e.description))
+                // The message names the file already; the problem's path says it once.
+                let text = e.description
+                report.problems.append(.init(path: path, message: text.hasPrefix(path + ": ") ? String(text.dropFirst(path.count + 2)) : text))
             } catch {
                 report.problems.append(.init(path: path, message: "\(error)"))
             }
