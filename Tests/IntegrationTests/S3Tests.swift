@@ -199,9 +199,37 @@ final class S3Tests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         let report = try DeviceReport.decode(Array(try moto.aws(["s3", "cp", remote + "/reports/edge-7.json", "-"]).utf8), source: "s3")
         XCTAssertEqual(report.models["m"]?.installed, "1.0.0")
+        XCTAssertEqual(cli(["device", "enroll", remote, "edge-7"]).status, 0)
         let fleet = cli(["fleet", remote, "--json"])
         XCTAssertEqual(fleet.status, 0, fleet.stderr)
         XCTAssertEqual(try TestSupport.json(fleet)["models"]?["m"]?["1.0.0"]?["running"]?.int64Value, 1)
+    }
+
+    /// The policy README.md gives a device's own credential: read the store, write only its own
+    /// report. The device syncs and reports; every other write with its key is refused by the
+    /// server (moto's IAM enforcement), so the remote is exactly as the publisher left it.
+    func testADeviceCredentialMayWriteOnlyItsOwnReport() throws {
+        add("m@1.0.0", size: 1 << 20, seed: 1)
+        XCTAssertEqual(cli(["push", remote, "--no-web"]).status, 0)
+        let policy = #"""
+        {"Version":"2012-10-17","Statement":[
+          {"Effect":"Allow","Action":["s3:GetObject"],"Resource":"arn:aws:s3:::models/store/*"},
+          {"Effect":"Allow","Action":["s3:PutObject"],"Resource":"arn:aws:s3:::models/store/reports/edge-7.json"}]}
+        """#
+        let device = try moto.credentials(user: "edge-7", policy: policy)
+        let r = TestSupport.cli(["sync", remote, "--to", dir + "/dev", "--follow", "m@^1", "--once", "--device-id", "edge-7",
+                                 "--store", dir + "/dev-store"], environment: device)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertFalse(r.stdout.contains("could not send the device report"), r.stdout)
+        let manifest = try moto.aws(["s3", "cp", remote + "/manifest.json", "-"])
+        for path in ["manifest.json", "reports/victim.json", "refs/m/@stages/production", "registry/m/@rollouts/production", "release.json"] {
+            XCTAssertThrowsError(try moto.aws(["s3", "cp", "-", remote + "/" + path], env: device, input: "{}"), path)
+        }
+        XCTAssertEqual(try moto.aws(["s3", "cp", remote + "/manifest.json", "-"]), manifest)
+        // And the push a device might try with that key fails at the first write.
+        add("m@9.0.0", size: 1 << 16, seed: 9, store: dir + "/dev-pub")
+        XCTAssertNotEqual(TestSupport.cli(["push", remote, "--no-web"], store: dir + "/dev-pub", environment: device).status, 0)
+        XCTAssertEqual(try moto.aws(["s3", "cp", remote + "/manifest.json", "-"]), manifest)
     }
 
     /// Finding 8 of #28: an endpoint that answers writes with a 307 to another host. The

@@ -306,7 +306,8 @@ public final class MotoS3Server {
                          "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent"]
         let endpoint = "http://127.0.0.1:\(port)"
         _ = try MotoS3Server.aws(["iam", "create-user", "--user-name", "publisher"], endpoint: endpoint, env: bootstrap)
-        let policy = #"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#
+        // The publisher may also make IAM users, so tests can hand devices narrower credentials.
+        let policy = #"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*","iam:*"],"Resource":"*"}]}"#
         _ = try MotoS3Server.aws(["iam", "put-user-policy", "--user-name", "publisher", "--policy-name", "s3", "--policy-document", policy],
                                  endpoint: endpoint, env: bootstrap)
         let key = try JSONValue.parse(Array(try MotoS3Server.aws(["iam", "create-access-key", "--user-name", "publisher"],
@@ -317,6 +318,26 @@ public final class MotoS3Server {
         accessKeyID = id
         secretAccessKey = secret
         for b in buckets { _ = try aws(["s3api", "create-bucket", "--bucket", b]) }
+    }
+
+    /// A new IAM user holding only `policy` (a JSON policy document): the environment of a client
+    /// using its key, as a device given its own credential would.
+    public func credentials(user: String, policy: String) throws -> [String: String] {
+        try aws(["iam", "create-user", "--user-name", user])
+        try aws(["iam", "put-user-policy", "--user-name", user, "--policy-name", "device", "--policy-document", policy])
+        let key = try JSONValue.parse(Array(try aws(["iam", "create-access-key", "--user-name", user]).utf8))
+        guard let id = key["AccessKey"]?["AccessKeyId"]?.stringValue, let secret = key["AccessKey"]?["SecretAccessKey"]?.stringValue else {
+            throw SLMError.failed("moto did not return an access key for \(user)")
+        }
+        var env = clientEnvironment
+        (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) = (id, secret)
+        return env
+    }
+
+    /// Runs the aws CLI against this server with `env`'s key; returns stdout, throws on failure.
+    @discardableResult
+    public func aws(_ args: [String], env: [String: String], input: String? = nil) throws -> String {
+        try MotoS3Server.aws(args, endpoint: endpoint, env: env, input: input)
     }
 
     /// Runs the aws CLI against this server with its key; returns stdout, throws on failure.
