@@ -222,6 +222,9 @@ final class S3Tests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         XCTAssertFalse(r.stdout.contains("could not send the device report"), r.stdout)
         let manifest = try moto.aws(["s3", "cp", remote + "/manifest.json", "-"])
+        // The same write the device is refused below goes through to its own report's key.
+        let own = try moto.aws(["s3", "cp", remote + "/reports/edge-7.json", "-"])
+        XCTAssertNoThrow(try moto.aws(["s3", "cp", "-", remote + "/reports/edge-7.json"], env: device, input: own))
         for path in ["manifest.json", "reports/victim.json", "refs/m/@stages/production", "registry/m/@rollouts/production", "release.json"] {
             XCTAssertThrowsError(try moto.aws(["s3", "cp", "-", remote + "/" + path], env: device, input: "{}"), path)
         }

@@ -47,7 +47,7 @@ extension RegistrySite {
                 body += "<tr><td class=\"mono\">\(HTML.escape(r.file))</td><td class=\"mono\">\(HTML.escape(r.device ?? ""))</td><td>\(HTML.escape(r.reason.rawValue))</td></tr>"
             }
             body += "</table>"
-            if view.refused.count > listed.count { body += "<p>… and \(view.refused.count - listed.count) more (`slmstore fleet --json` lists all).</p>" }
+            if view.refused.count > listed.count { body += "<p>… and \(view.refused.count - listed.count) more, not listed here.</p>" }
         }
         if view.skipped > 0 { body += "<p>\(view.skipped) more files under reports/ were not read.</p>" }
         return HTML.page(title: "slmstore fleet", root: "", body: body)
