@@ -1314,6 +1314,67 @@ def measure_pull_peaks(args, slm, bench):
             for name, r in runs.items()]
 
 
+def measure_hostile_trees(args, slm, bench):
+    """#42's bound on what a remote's tree costs a device: peak RSS of `pull --to` of a version
+    whose tree lists N random chunk ids the remote does not hold (planned, then refused), and of
+    a real version of about 2 M small chunks (a 600 MiB random file cut at 256 bytes on average),
+    with the same binary and the default memory budget."""
+    points = [100_000] if args.quick else [1_000_000, 2_500_000]
+    work = tempfile.mkdtemp(prefix="slmstore-bench-trees-", dir=CACHE)
+    rows = []
+    try:
+        publisher, remote = fresh(os.path.join(work, "pub")), fresh(os.path.join(work, "remote"))
+        model = fresh(os.path.join(work, "model"))
+        with open(os.path.join(model, "weights.bin"), "wb") as f:
+            f.write(os.urandom(1 << 20))
+        run([slm, "--store", publisher, "add", "m@1.0.0", model])
+        run([slm, "--store", publisher, "push", remote, "--no-web"])
+        for n in points:
+            info = json.loads(subprocess.run([bench, "hostile-tree", remote, f"m@6.{n}.0", str(n)], check=True,
+                                             capture_output=True, text=True).stdout)
+            edge = fresh(os.path.join(work, "edge"))
+            t, rss, _ = timed([slm, "--store", edge, "pull", remote, f"m@6.{n}.0", "--to", os.path.join(edge, "dev")], check=False)
+            rows.append({"kind": "random ids (refused)", "chunks": n, "tree_bytes": info["tree_bytes"], "peak_mib": rss / 1024, "seconds": t})
+            log(f"hostile tree of {n} ids: peak {rss / 1024:.0f} MiB")
+        small = 64 << 20 if args.quick else 600 << 20
+        real_pub = os.path.join(work, "realpub")
+        run([slm, "init", real_pub])
+        # A store that cuts 256-byte chunks on average: a 600 MiB file has the chunk count of a
+        # 150 GB model at the default size.
+        with open(os.path.join(real_pub, "config")) as f:
+            config = json.load(f)
+        config["chunker"] = {"algorithm": "fastcdc2020", "avg_size": 256, "max_size": 1024, "min_size": 64, "normalization": 1}
+        with open(os.path.join(real_pub, "config"), "w") as f:
+            f.write(json.dumps(config, sort_keys=True, separators=(",", ":")) + "\n")
+        real_model = fresh(os.path.join(work, "realmodel"))
+        with open(os.path.join(real_model, "weights.bin"), "wb") as f:
+            left = small
+            while left > 0:
+                f.write(os.urandom(min(left, 16 << 20)))
+                left -= 16 << 20
+        run([slm, "--store", real_pub, "add", "r@1.0.0", real_model])
+        real_remote = fresh(os.path.join(work, "realremote"))
+        run([slm, "--store", real_pub, "push", real_remote, "--no-web"])
+        edge = fresh(os.path.join(work, "edge"))
+        t, rss, out = timed([slm, "--store", edge, "pull", real_remote, "r@1.0.0", "--to", os.path.join(edge, "dev"), "--json"])
+        rows.append({"kind": "real small-chunk version (installed)", "chunks": json.loads(out)["chunks_fetched"],
+                     "tree_bytes": None, "peak_mib": rss / 1024, "seconds": t})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def hostile_trees_table(rows, quick):
+    stamp = time.strftime("%Y-%m-%d", time.gmtime())
+    lines = [f"Measured {stamp} on {os.cpu_count()} cores; `pull --to` into an empty device with the toolchain's release build "
+             f"and the default memory budget (64 MiB), peak RSS by GNU time{' (quick mode)' if quick else ''}.", "",
+             "| tree | chunk ids | tree object | peak RSS | time |", "|---|---|---|---|---|"]
+    for r in rows:
+        tree = f"{r['tree_bytes'] / (1 << 20):.1f} MiB" if r["tree_bytes"] else "-"
+        lines.append(f"| {r['kind']} | {r['chunks']:,} | {tree} | {r['peak_mib']:.0f} MiB | {r['seconds']:.1f} s |")
+    return "\n".join(lines)
+
+
 def pull_peaks_table(rows, runs, quick):
     stamp = time.strftime("%Y-%m-%d", time.gmtime())
     size = rows[0]["size"] >> 20 if rows else 0
@@ -1612,6 +1673,8 @@ def main():
                     "without push --deltas-for-fleet, and origin egress behind a site cache")
     ap.add_argument("--pull-peaks", action="store_true", help="only the peak memory of pull --to (first pull and update) "
                     "with the device build from HTTP, path and S3 remotes, every run listed")
+    ap.add_argument("--hostile-tree", action="store_true", help="only the peak memory of pulling trees of 10^6 and 2.5*10^6 "
+                    "chunk ids (refused) and of a real version of about 2 M chunks")
     ap.add_argument("--footprint", action="store_true", help="only a device's update: pull --to and a sync daemon, peak and idle memory "
                     "(device build, toolchain build, --baseline) beside casync")
     args = ap.parse_args()
@@ -1642,6 +1705,10 @@ def main():
     if args.pull_peaks:
         rows = measure_pull_peaks(args, slm, bench)
         write_results(args, "latest-pull-peaks", pull_peaks_table(rows, args.runs, args.quick), {"rows": rows, "runs": args.runs})
+        return
+    if args.hostile_tree:
+        rows = measure_hostile_trees(args, slm, bench)
+        write_results(args, "latest-hostile-trees", hostile_trees_table(rows, args.quick), {"rows": rows})
         return
     if args.footprint:
         rows = measure_footprint(args, slm, bench, baseline)

@@ -98,4 +98,46 @@ final class PullFootprintTests: XCTestCase {
         XCTAssertLessThan(perChunk, 48, "peak \(small.kib) KiB for \(small.chunks) chunks, \(large.kib) KiB for \(large.chunks)")
         XCTAssertLessThan(large.kib, 64 << 10, "the default budget is 64 MiB")
     }
+
+    /// #42: a tree listing a million chunk ids (20 MB; the remote holds none of them) is planned
+    /// within the default budget and refused, nothing installed. (Benchmarks/run --hostile-tree
+    /// measures 2.5 M ids: 34 MiB peak with the release build.)
+    func testATreeOfAMillionChunkIDsIsPlannedWithinTheBudgetAndRefused() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/time") else { throw XCTSkip("GNU time is not installed") }
+        let dir = TestSupport.scratch()
+        TestSupport.write(TestSupport.random(1 << 20, seed: 5), to: "\(dir)/model/weights.bin")
+        let store = try Store.create(at: "\(dir)/pub")
+        _ = try store.add(name: try ModelName("m"), version: try SemVer("1.0.0"), inputs: try AddInputs.collect(["\(dir)/model"]))
+        let remote = LocalBackend(root: "\(dir)/remote")
+        _ = try store.push(to: remote, refs: [], options: PushOptions())
+        var refs: [ChunkRef] = []
+        for i in 0..<1_000_000 {
+            var bytes = [UInt8](repeating: 0, count: 16)
+            for k in 0..<8 { bytes[k] = UInt8(truncatingIfNeeded: i >> (8 * k)) }
+            refs.append(ChunkRef(id: ChunkID(of: bytes), rawLength: 1024))
+        }
+        let tree = try TreeObject(files: [FileEntry(path: "w.bin", size: UInt64(refs.count) * 1024, sha256: SHA256Hasher.hash([]), chunks: refs, safetensors: nil)]).encoded()
+        refs = []
+        let version = VersionObject(name: "m", version: try SemVer("6.6.6"), tree: SHA256Hasher.hash(tree), parent: nil, created: Timestamp.now(), addedBy: "x", tool: "x").encoded()
+        try remote.write(RemoteLayout.objectPath(SHA256Hasher.hash(tree)), bytes: tree)
+        try remote.write(RemoteLayout.objectPath(SHA256Hasher.hash(version)), bytes: version)
+        try remote.write("refs/m/@versions/6.6.6", bytes: Array((SHA256Hasher.hash(version).hex + "\n").utf8))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/time")
+        p.arguments = ["-f", "peak %M", TestSupport.binary, "--store", "\(dir)/edge", "pull", "\(dir)/remote", "m@6.6.6", "--to", "\(dir)/dev"]
+        let err = Pipe()
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = err
+        try p.run()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 6, stderr)
+        XCTAssertTrue(stderr.contains("in no pack the remote lists"), stderr)
+        guard let line = stderr.split(separator: "\n").last(where: { $0.hasPrefix("peak ") }), let kib = Int(line.dropFirst(5)) else {
+            throw XCTSkip("no peak RSS from /usr/bin/time: \(stderr)")
+        }
+        print("a tree of 1,000,000 chunk ids: pull peak \(kib) KiB")
+        XCTAssertLessThan(kib, 64 << 10, "the default budget is 64 MiB")
+        XCTAssertNil(InstallDirectory(root: "\(dir)/dev").current())
+    }
 }

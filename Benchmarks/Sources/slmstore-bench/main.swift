@@ -183,6 +183,10 @@ case "manifest-remote":
         let r = try makeManifestRemote(at: args[1], models: m, versions: v, format: f, packs: args.count > 5 ? Int(args[5]) ?? 1 : 1)
         try printJSON(r)
     } catch { fail("\(error)") }
+case "hostile-tree":
+    // hostile-tree REMOTE-DIR NAME@VERSION CHUNKS: a version listing CHUNKS random chunk ids.
+    guard args.count >= 4, let n = Int(args[3]) else { fail("usage: slmstore-bench hostile-tree REMOTE-DIR NAME@VERSION CHUNKS") }
+    do { try printJSON(try makeHostileTree(remote: args[1], label: args[2], chunks: n)) } catch { fail("\(error)") }
 case "chunk":
     let size = args.count > 1 ? Int(args[1]) ?? (256 << 20) : (256 << 20)
     var rng = SplitMix(1)
