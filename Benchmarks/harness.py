@@ -1578,6 +1578,9 @@ def measure_fleet(args, slm, bench):
         remotes = {"plain": os.path.join(work, "remote-plain"), "fleet": os.path.join(work, "remote-fleet")}
         for label, r in remotes.items():
             shutil.copytree(origin, r, symlinks=True)
+            if label == "fleet":
+                # Only enrolled devices' reports name delta bases (#42).
+                run([slm, "--store", pub, "device", "enroll", r] + [f"dev-{b}" for b in devices])
             run([slm, "--store", pub, "push", r, "--no-web", "m@1.5.0"] + (["--deltas-for-fleet"] if label == "fleet" else []))
         full = json.loads(run([slm, "--store", fresh(os.path.join(work, "fresh-store")), "pull", remotes["plain"], "m@1.5.0",
                                "--json"])[2])["bytes_downloaded"]

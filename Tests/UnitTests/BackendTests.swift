@@ -127,8 +127,8 @@ final class BackendTests: XCTestCase {
         func exists(_ path: String) throws -> Bool { false }
     }
 
-    func fastPolicy() -> RetryingReader.Policy {
-        var p = RetryingReader.Policy()
+    func fastPolicy() -> RetryPolicy {
+        var p = RetryPolicy()
         p.initialBackoff = 0.001
         p.maxBackoff = 0.002
         return p
@@ -136,14 +136,14 @@ final class BackendTests: XCTestCase {
 
     func testTransientFailuresAreRetried() throws {
         let flaky = Flaky(failures: 2, error: .remoteStatus(url: "u", status: 503, problem: ""))
-        XCTAssertEqual(try RetryingReader(flaky, policy: fastPolicy()).read("x", limit: 10), [42])
+        XCTAssertEqual(try Retrying(flaky, policy: fastPolicy()).read("x", limit: 10), [42])
         XCTAssertEqual(flaky.calls, 3)
     }
 
     func testARetriedRangeAsksOnlyForWhatTheFailedAttemptDidNotDeliver() throws {
         let flaky = Flaky(failures: 2, error: .transport(url: "u", problem: "reset", transient: true))
         var got: [UInt8] = []
-        try RetryingReader(flaky, policy: fastPolicy()).readRange("p", range: 1000..<1400) { got.append(contentsOf: $0) }
+        try Retrying(flaky, policy: fastPolicy()).readRange("p", range: 1000..<1400) { got.append(contentsOf: $0) }
         XCTAssertEqual(got, (1000..<1400).map { UInt8(truncatingIfNeeded: $0) }, "each byte once, in order")
         XCTAssertEqual(flaky.ranges, [1000..<1400, 1200..<1400, 1300..<1400])
     }
@@ -151,7 +151,7 @@ final class BackendTests: XCTestCase {
     func testARetriedWholeFileStreamHandsOverEachByteOnce() throws {
         let flaky = Flaky(failures: 2, error: .transport(url: "u", problem: "reset", transient: true))
         var got: [UInt8] = []
-        XCTAssertTrue(try RetryingReader(flaky, policy: fastPolicy()).readStream("p", limit: 1000) { got.append(contentsOf: $0) })
+        XCTAssertTrue(try Retrying(flaky, policy: fastPolicy()).readStream("p", limit: 1000) { got.append(contentsOf: $0) })
         XCTAssertEqual(got, (0..<300).map { UInt8(truncatingIfNeeded: $0 * 7) }, "each byte once, in order")
         XCTAssertEqual(flaky.calls, 3)
     }
@@ -173,13 +173,13 @@ final class BackendTests: XCTestCase {
 
     func testPermanentFailuresAreNotRetried() {
         let flaky = Flaky(failures: 2, error: .remoteStatus(url: "u", status: 401, problem: ""))
-        XCTAssertThrowsError(try RetryingReader(flaky, policy: fastPolicy()).read("x", limit: 10))
+        XCTAssertThrowsError(try Retrying(flaky, policy: fastPolicy()).read("x", limit: 10))
         XCTAssertEqual(flaky.calls, 1)
     }
 
     func testRetriesStopAfterTheAttemptLimit() {
         let flaky = Flaky(failures: 100, error: .transport(url: "u", problem: "reset", transient: true))
-        XCTAssertThrowsError(try RetryingReader(flaky, policy: fastPolicy()).read("x", limit: 10)) { error in
+        XCTAssertThrowsError(try Retrying(flaky, policy: fastPolicy()).read("x", limit: 10)) { error in
             XCTAssertTrue("\(error)".contains("after 5 attempts"), "\(error)")
         }
         XCTAssertEqual(flaky.calls, 5)
@@ -193,7 +193,7 @@ final class BackendTests: XCTestCase {
         let start = Date()
         let cancelled = ManagedAtomicFlag()
         DispatchQueue.global().asyncAfter(deadline: .now() + 0.2) { cancelled.set() }
-        XCTAssertThrowsError(try RetryingReader(flaky, policy: p, isCancelled: { cancelled.isSet }).read("x", limit: 10)) { error in
+        XCTAssertThrowsError(try Retrying(flaky, policy: p, isCancelled: { cancelled.isSet }).read("x", limit: 10)) { error in
             XCTAssertEqual(error as? SLMError, .cancelled)
         }
         XCTAssertLessThan(Date().timeIntervalSince(start), 2, "a stop request cuts the backoff short")
@@ -201,7 +201,7 @@ final class BackendTests: XCTestCase {
 
     func testTheRateLimitHoldsAcrossRequests() throws {
         try backend.write("f", bytes: [UInt8](repeating: 1, count: 200_000))
-        let limited = RateLimitedBackend(backend, bytesPerSecond: 1_000_000)
+        let limited = RateLimited(backend, bytesPerSecond: 1_000_000)
         let start = Date()
         for _ in 0..<3 { _ = try limited.read("f", limit: 1 << 20) }
         XCTAssertGreaterThan(Date().timeIntervalSince(start), 0.5, "600 KB at 1 MB/s takes about 0.6 s")

@@ -105,11 +105,28 @@ final class ErrorStructureTests: XCTestCase {
         let remedies: [SLMError.Remedy] = SLMError.Setting.allCases.flatMap { [.given($0), .raise($0)] } + [
             .overwrite, .skipStaging, .allowBreaking, .signRelease, .signFromScratch, .trustPrivateCA,
             .presentClientCertificate, .sendCredentials, .publish, .renewRelease, .verifyStore,
-            .createStore(path: "/s"), .generateKey, .listCardKeys]
+            .createStore(path: "/s"), .generateKey, .listCardKeys, .confirmRemoteID("site-a"), .enrollDevice]
         for r in remedies {
             let text = SLMError.failed("stopped").remedied(by: r).description
             XCTAssertFalse(text.contains("--") || text.contains("`slmstore"), text)
         }
+    }
+
+    /// `catch SLMError.notFound` matches only an unwrapped error: one a layer wrapped with a cause
+    /// or a remedy slips past it. The library matches errors by `kind` (#43).
+    func testNoCatchInTheLibraryMatchesARawErrorCase() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let raw = try NSRegularExpression(pattern: #"catch (let )?SLMError\.|if case (let )?SLMError\.|case \.[a-zA-Z]+[^=]*= (e|error)\s*\{"#)
+        var found: [String] = []
+        let sources = root.appendingPathComponent("Sources")
+        for case let file as String in FileManager.default.enumerator(atPath: sources.path)! where file.hasSuffix(".swift") {
+            let text = try String(contentsOf: sources.appendingPathComponent(file), encoding: .utf8)
+            for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
+            where raw.firstMatch(in: String(line), range: NSRange(line.startIndex..., in: line)) != nil {
+                found.append("\(file):\(n + 1): \(line.trimmingCharacters(in: .whitespaces))")
+            }
+        }
+        XCTAssertEqual(found, [], "match SLMError by kind")
     }
 
     func testNoStringInTheLibraryNamesACommandLineFlagOrCommand() throws {

@@ -20,7 +20,8 @@ extension Store {
         do {
             return try dir.installAndActivate(store: self, tree: try tree ?? readTree(version.object.tree), version: version.version.description,
                                               id: version.id, label: label, keep: keep, batchBytes: batchBytes)
-        } catch let SLMError.fileMismatch(path, problem, chunks) {
+        } catch let e as SLMError {
+            guard case let .fileMismatch(path, problem, chunks) = e.kind else { throw e }
             try beforeQuarantine()
             if let addedPacks { try quarantine(chunks, from: addedPacks, versions: brought) }
             throw SLMError.fileMismatch(path: path, problem: problem + "; its chunks were dropped from \(dropped)", chunks: chunks)

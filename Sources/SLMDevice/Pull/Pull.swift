@@ -646,7 +646,8 @@ final class ChunkFetcher: @unchecked Sendable {
                 try scratch.withUnsafeMutableBytes { out in
                     try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: out, what: what)
                 }
-            } catch let SLMError.damaged(p, problem) {
+            } catch let e as SLMError {
+                guard case let .damaged(p, problem) = e.kind else { throw e }
                 throw SLMError.remote(url: p, problem: "served bad data: \(problem)")
             }
             return EncodedChunk(codec: e.codec, payload: Array(record[PackFormat.recordHeaderSize...]))
@@ -658,7 +659,8 @@ final class ChunkFetcher: @unchecked Sendable {
                 try ChunkVerifier.decodeRecord(record, expected: id, location: loc, into: out, what: what,
                                                base: store.baseReader(index: baseIndex, for: id, cache: cache))
             }
-        } catch let SLMError.damaged(p, problem) {
+        } catch let e as SLMError {
+            guard case let .damaged(p, problem) = e.kind else { throw e }
             throw SLMError.damaged(path: p, problem: "served bad data: delta of chunk \(id.hex): \(problem)")
         }
         return scratch.withUnsafeBytes {

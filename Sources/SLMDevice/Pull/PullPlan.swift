@@ -34,7 +34,8 @@ public enum RemoteSelection {
         let v: SemVer
         do {
             (v, _) = try VersionSelector.pick(selector, versions: listed.map(\.0), stageHolders: holders)
-        } catch let SLMError.notFound(message) {
+        } catch let e as SLMError {
+            guard case let .notFound(message) = e.kind else { throw e }
             throw SLMError.notFound("\(location): \(name)@\(selector): \(message)")
         }
         guard let id = listed.first(where: { $0.0 == v })?.1 else {

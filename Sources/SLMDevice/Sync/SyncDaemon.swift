@@ -330,13 +330,13 @@ public final class SyncDaemon {
             if updates == 0 { log("round", "up to date (\(options.follow.count) models)") }
             saveState()
             return true
-        } catch SLMError.cancelled {
+        } catch let error as SLMError where { if case .cancelled = error.kind { return true } else { return false } }() {
             failure = SLMError.cancelled
             // A stop request, not a fault: what was verified is kept for the next start.
             log("round", "interrupted by a stop request; resuming at the next start")
             saveState()
             return false
-        } catch let error as SLMError where { if case .unsupportedFormat = error { return true } else { return false } }() {
+        } catch let error as SLMError where { if case .unsupportedFormat = error.kind { return true } else { return false } }() {
             fatalError = error
             failure = error
             state.lastError = error.description
@@ -529,7 +529,7 @@ public final class SyncDaemon {
     /// The round's report: how each followed model stands. Sending it never fails the round
     /// (a device that cannot report still updates); a failure to send is logged.
     private func sendReport(failure: Error?, downloading: (model: String, target: String)? = nil) {
-        guard options.report, failure.map({ if case SLMError.cancelled = $0 { return false } else { return true } }) ?? true else { return }
+        guard options.report, failure.map({ if case .cancelled? = ($0 as? SLMError)?.kind { return false } else { return true } }) ?? true else { return }
         var models: [String: DeviceReport.Model] = [:]
         for (name, _) in options.follow.prefix(DeviceReport.maxModels) {
             let m = state.models[name.value] ?? SyncState.Model()

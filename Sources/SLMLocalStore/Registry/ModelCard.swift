@@ -13,7 +13,8 @@ public enum ModelCard {
     public static func load(path: String) throws -> JSONValue {
         let bytes: [UInt8]
         do { bytes = try FileSystem.readFile(path, limit: maxSize) } catch let e as SLMError {
-            if case .io = e { throw SLMError.input(path: path, problem: "cannot read model card") }
+            if case .io = e.kind { throw SLMError.input(path: path, problem: "cannot read model card") }
+            if case let .damaged(_, problem) = e.kind, problem.hasPrefix("not a regular file") { throw SLMError.input(path: path, problem: "model card is \(problem)") }
             throw SLMError.input(path: path, problem: "model card larger than \(maxSize) bytes")
         }
         guard let text = String(validating: bytes, as: UTF8.self) else { throw SLMError.input(path: path, problem: "model card is not UTF-8") }

@@ -94,7 +94,8 @@ extension Store {
         do {
             guard let opened = try MultiPackIndex.open(path) else { return ([], []) }
             index = opened
-        } catch SLMError.damaged(_, let problem) {
+        } catch let e as SLMError {
+            guard case .damaged(_, let problem) = e.kind else { throw e }
             return (["\(problem) (pack indexes are used instead; store maintenance rewrites it)"], [])
         }
         let file = try FileDescriptor.openForReading(path)

@@ -69,7 +69,8 @@ public final class MultiPackIndex: Sendable {
         let file: FileDescriptor
         do {
             file = try FileDescriptor.openForReading(path)
-        } catch SLMError.io(_, "open", ENOENT) {
+        } catch let e as SLMError {
+            guard case .io(_, "open", ENOENT) = e.kind else { throw e }
             return nil
         }
         return try MultiPackIndex(path: path, file: file)

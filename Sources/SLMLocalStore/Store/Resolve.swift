@@ -115,7 +115,8 @@ extension Store {
                 let other = try readVersion(id)
                 for dep in other.dependencies where dep.name == r.name.value {
                     let picked: ResolvedVersion
-                    do { picked = try resolveSelector(name: r.name, selector: dep.range).resolved } catch SLMError.notFound {
+                    do { picked = try resolveSelector(name: r.name, selector: dep.range).resolved } catch let e as SLMError {
+                        guard case .notFound = e.kind else { throw e }
                         continue  // resolves to nothing here, so not to this version
                     }
                     if picked.id == r.id {

@@ -25,7 +25,7 @@ extension Store {
         do {
             (version, reason) = try VersionSelector.pick(selector, versions: all.map(\.version), stageHolders: holders)
         } catch let e as SLMError {
-            if case .notFound(let m) = e { throw SLMError.notFound("\(name)@\(selector): \(m)") }
+            if case .notFound(let m) = e.kind { throw SLMError.notFound("\(name)@\(selector): \(m)") }
             throw e
         }
         let id = all.first { $0.version == version }!.id

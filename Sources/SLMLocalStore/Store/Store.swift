@@ -179,7 +179,8 @@ public final class Store: Sendable {
         let bytes: [UInt8]
         do {
             bytes = try FileSystem.readFile(path, limit: 4096)
-        } catch SLMError.io(_, "open", ENOENT) {
+        } catch let e as SLMError {
+            guard case .io(_, "open", ENOENT) = e.kind else { throw e }
             return nil
         }
         return try Store.parseRefFile(bytes, source: path)

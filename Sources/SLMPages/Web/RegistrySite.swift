@@ -360,7 +360,8 @@ extension Store {
         for d in r.object.dependencies {
             var resolved: String? = nil
             if let name = ModelName(parsing: d.name) {
-                do { resolved = try resolveSelector(name: name, selector: d.range).resolved.version.description } catch SLMError.notFound {
+                do { resolved = try resolveSelector(name: name, selector: d.range).resolved.version.description } catch let e as SLMError {
+                    guard case .notFound = e.kind else { throw e }
                     resolved = nil  // not in this store: the link goes to the model page
                 }
                 if let v = resolved, !published(d.name, v) { resolved = nil }

@@ -134,30 +134,33 @@ final class TrafficCounter: Sendable {
 
 // MARK: Wrappers
 
-/// Retries transient failures (network errors, 5xx, 429, 408) of reads with exponential backoff
-/// and jitter; anything else fails at once. Stops waiting as soon as `isCancelled` says so.
-/// `RetryingBackend` is the same for a writable remote, writes included. (A class, not final:
-/// the writable one adds to it, so that wrapping a read-only remote stays read-only.)
-public class RetryingReader: ReadableBackend, @unchecked Sendable {
-    /// How often and how patiently to try.
-    public struct Policy: Sendable {
-        /// Tries in a row that fail transiently before giving up.
-        public var attempts = 5
-        /// Seconds before the first retry (doubled each time, with jitter).
-        public var initialBackoff = 0.2
-        /// The longest wait between tries, in seconds.
-        public var maxBackoff = 5.0
-        /// Five tries, 0.2 s doubling up to 5 s.
-        public init() {}
-    }
+/// How often and how patiently `Retrying` tries.
+public struct RetryPolicy: Sendable {
+    /// Tries in a row that fail transiently before giving up.
+    public var attempts = 5
+    /// Seconds before the first retry (doubled each time, with jitter).
+    public var initialBackoff = 0.2
+    /// The longest wait between tries, in seconds.
+    public var maxBackoff = 5.0
+    /// Five tries, 0.2 s doubling up to 5 s.
+    public init() {}
+}
 
-    private let reader: any ReadableBackend
+/// Retries transient failures (network errors, 5xx, 429, 408) with exponential backoff and
+/// jitter; anything else fails at once. Stops waiting as soon as `isCancelled` says so. Writable
+/// exactly when `Base` is (a conditional conformance), so wrapping a read-only remote stays
+/// read-only.
+public final class Retrying<Base: ReadableBackend>: ReadableBackend {
+    /// How often and how patiently to try.
+    public typealias Policy = RetryPolicy
+
+    let reader: Base
     let policy: Policy
     let isCancelled: @Sendable () -> Bool
     let onRetry: @Sendable (Int, SLMError) -> Void
 
     /// Wraps `reader`; `onRetry` hears of each failed attempt that will be tried again.
-    public init(_ reader: any ReadableBackend, policy: Policy = Policy(), isCancelled: @escaping @Sendable () -> Bool = { false },
+    public init(_ reader: Base, policy: Policy = Policy(), isCancelled: @escaping @Sendable () -> Bool = { false },
                 onRetry: @escaping @Sendable (Int, SLMError) -> Void = { _, _ in }) {
         self.reader = reader
         self.policy = policy
@@ -242,16 +245,9 @@ public class RetryingReader: ReadableBackend, @unchecked Sendable {
     public func exists(_ path: String) throws -> Bool { try attempt { try reader.exists(path) } }
 }
 
-/// `RetryingReader` for a writable remote: writes are retried the same way.
-public final class RetryingBackend: RetryingReader, StoreBackend, @unchecked Sendable {
-    private let inner: any StoreBackend
-
-    /// Wraps `inner`; `onRetry` hears of each failed attempt that will be tried again.
-    public init(_ inner: any StoreBackend, policy: Policy = Policy(), isCancelled: @escaping @Sendable () -> Bool = { false },
-                onRetry: @escaping @Sendable (Int, SLMError) -> Void = { _, _ in }) {
-        self.inner = inner
-        super.init(inner, policy: policy, isCancelled: isCancelled, onRetry: onRetry)
-    }
+/// Over a writable remote, writes are retried the same way.
+extension Retrying: StoreBackend where Base: StoreBackend {
+    private var inner: Base { reader }
 
     /// The wrapped write, retried (it replaces the whole file, so a repeat is harmless).
     public func write(_ path: String, bytes: [UInt8]) throws { try attempt { try inner.write(path, bytes: bytes) } }
@@ -275,16 +271,16 @@ public final class RetryingBackend: RetryingReader, StoreBackend, @unchecked Sen
     public func publishLease() throws -> AnyObject? { try inner.publishLease() }
 }
 
-/// Limits the average transfer rate across every read made through it; `RateLimitedBackend`
-/// does the same for a writable remote, writes included. (Not final: see `RetryingReader`.)
-public class RateLimitedReader: ReadableBackend, @unchecked Sendable {
-    private let reader: any ReadableBackend
+/// Limits the average transfer rate across every transfer made through it (writes too, over a
+/// writable remote: writable exactly when `Base` is).
+public final class RateLimited<Base: ReadableBackend>: ReadableBackend {
+    let reader: Base
     let bytesPerSecond: Double
     let isCancelled: @Sendable () -> Bool
     private let budget: Mutex<(start: Date, bytes: Double)>
 
     /// Wraps `reader` at `bytesPerSecond` on average (0: no limit).
-    public init(_ reader: any ReadableBackend, bytesPerSecond: Double, isCancelled: @escaping @Sendable () -> Bool = { false }) {
+    public init(_ reader: Base, bytesPerSecond: Double, isCancelled: @escaping @Sendable () -> Bool = { false }) {
         self.reader = reader
         self.bytesPerSecond = bytesPerSecond
         self.isCancelled = isCancelled
@@ -345,15 +341,9 @@ public class RateLimitedReader: ReadableBackend, @unchecked Sendable {
     public func exists(_ path: String) throws -> Bool { try reader.exists(path) }
 }
 
-/// `RateLimitedReader` for a writable remote: what is written counts against the rate too.
-public final class RateLimitedBackend: RateLimitedReader, StoreBackend, @unchecked Sendable {
-    private let inner: any StoreBackend
-
-    /// Wraps `inner` at `bytesPerSecond` on average (0: no limit).
-    public init(_ inner: any StoreBackend, bytesPerSecond: Double, isCancelled: @escaping @Sendable () -> Bool = { false }) {
-        self.inner = inner
-        super.init(inner, bytesPerSecond: bytesPerSecond, isCancelled: isCancelled)
-    }
+/// Over a writable remote, what is written counts against the rate too.
+extension RateLimited: StoreBackend where Base: StoreBackend {
+    private var inner: Base { reader }
 
     /// The wrapped write, paced by its size.
     public func write(_ path: String, bytes: [UInt8]) throws { try pace(bytes.count); try inner.write(path, bytes: bytes) }
@@ -388,7 +378,7 @@ public enum Remotes {
         /// Average transfer rate limit in bytes per second (0: none).
         public var maxBytesPerSecond: Double = 0
         /// How transient failures are retried.
-        public var retry = RetryingReader.Policy()
+        public var retry = RetryPolicy()
         /// Polled during waits and transfers; true stops the work with `SLMError.cancelled`.
         public var isCancelled: @Sendable () -> Bool = { false }
         /// Hears of each failed attempt that will be retried (attempt number, error).
@@ -456,19 +446,16 @@ public enum Remotes {
     /// taken for a directory name. A directory or bucket comes back as a `StoreBackend`; see
     /// `openWritable` where writing is the point.
     public static func open(_ location: String, options: Options = Options()) throws -> any ReadableBackend {
-        let base = try openUnwrapped(location, options: options)
-        if let writable = base as? any StoreBackend {
-            var b: any StoreBackend = writable
-            if options.maxBytesPerSecond > 0 {
-                b = RateLimitedBackend(b, bytesPerSecond: options.maxBytesPerSecond, isCancelled: options.isCancelled)
+        // Generic over the concrete backend (the existential is opened here), so each wrapper is
+        // a StoreBackend exactly when what it wraps is one.
+        func wrapped<B: ReadableBackend>(_ base: B) -> any ReadableBackend {
+            func retrying<R: ReadableBackend>(_ r: R) -> any ReadableBackend {
+                Retrying(r, policy: options.retry, isCancelled: options.isCancelled, onRetry: options.onRetry)
             }
-            return RetryingBackend(b, policy: options.retry, isCancelled: options.isCancelled, onRetry: options.onRetry)
+            guard options.maxBytesPerSecond > 0 else { return retrying(base) }
+            return retrying(RateLimited(base, bytesPerSecond: options.maxBytesPerSecond, isCancelled: options.isCancelled))
         }
-        var r = base
-        if options.maxBytesPerSecond > 0 {
-            r = RateLimitedReader(r, bytesPerSecond: options.maxBytesPerSecond, isCancelled: options.isCancelled)
-        }
-        return RetryingReader(r, policy: options.retry, isCancelled: options.isCancelled, onRetry: options.onRetry)
+        return wrapped(try openUnwrapped(location, options: options))
     }
 
     /// `open` for a remote that will be written (push, `fleet --apply`, `resign`); a read-only

@@ -41,7 +41,10 @@ public final class LocalBackend: StoreBackend {
     /// The whole file, read 1 MiB at a time.
     public func readStream(_ path: String, limit: Int, into consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
         let file: FileDescriptor
-        do { file = try FileDescriptor.openForReading(full(path)) } catch SLMError.io(_, "open", ENOENT) { return false }
+        do { file = try FileDescriptor.openForReading(full(path)) } catch let e as SLMError {
+            guard case .io(_, "open", ENOENT) = e.kind else { throw e }
+            return false
+        }
         let size = try file.size()
         guard size <= UInt64(limit) else {
             throw SLMError.remote(url: "\(location)/\(path)", problem: "\(size) bytes, more than the \(limit) allowed")

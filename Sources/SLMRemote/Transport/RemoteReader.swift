@@ -199,7 +199,8 @@ public final class RemoteReader: Sendable {
         let checksum: SHA256Digest
         do {
             checksum = try PackIndexCursor.check(tmp, bufferBytes: 64 << 10)
-        } catch let SLMError.damaged(_, problem) {
+        } catch let e as SLMError {
+            guard case let .damaged(_, problem) = e.kind else { throw e }
             throw SLMError.damaged(path: where_(path), problem: problem)
         }
         if let expected, checksum != expected {
