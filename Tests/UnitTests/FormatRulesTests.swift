@@ -80,4 +80,30 @@ final class FormatRulesTests: XCTestCase {
                        + "8a6b6a23cacdb5076ebdb7d7dfb415a4" + "3200000000000000" + "11000000" + "50000000" + "01000000"
                        + "526c36399204fd1fe063816237326b4a1d92ef33fc826d90a2358d8ba045cb84")
     }
+
+    /// #43 (8): the file kind follows the path's suffix, byte for byte: `W.SAFETENSORS` is a
+    /// plain file, while the same bytes under `w.safetensors` must parse as safetensors.
+    func testTheSafetensorsAndGGUFSuffixTestIsCaseSensitive() throws {
+        let dir = TestSupport.scratch()
+        let notSafetensors = Array("this is not a safetensors file".utf8)
+        for name in ["W.SAFETENSORS", "m.GGUF"] { TestSupport.write(notSafetensors, to: "\(dir)/upper/\(name)") }
+        let store = try Store.create(at: dir + "/store")
+        _ = try store.add(name: try ModelName("m"), version: try SemVer("1.0.0"), inputs: try AddInputs.collect([dir + "/upper"]))
+        let tree = try store.readTree(try store.resolve(try VersionRef.parse("m@1.0.0")).object.tree)
+        XCTAssertEqual(tree.files.map(\.kind), [.plain, .plain])
+        TestSupport.write(notSafetensors, to: "\(dir)/lower/w.safetensors")
+        XCTAssertThrowsError(try store.add(name: try ModelName("m"), version: try SemVer("1.1.0"), inputs: try AddInputs.collect([dir + "/lower"])))
+    }
+
+    /// #43 (9): an entries file lists a version's files in tree order, by path bytes.
+    func testAnEntriesFileListsFilesInTreeOrderByPathBytes() throws {
+        let dir = TestSupport.scratch()
+        for name in ["b.bin", "a/c.bin", "A.bin", "a.bin"] { TestSupport.write(Array(name.utf8), to: "\(dir)/src/\(name)") }
+        let store = try Store.create(at: dir + "/store")
+        _ = try store.add(name: try ModelName("m"), version: try SemVer("1.0.0"), inputs: try AddInputs.collect([dir + "/src"]))
+        _ = try store.push(to: LocalBackend(root: dir + "/remote"), refs: [], options: PushOptions())
+        var manifest = try Manifest.decode(TestSupport.read(dir + "/remote/manifest.json"), source: "m")
+        try manifest.loadVersions(of: nil, location: dir + "/remote") { path, limit in try FileSystem.readFile(dir + "/remote/" + path, limit: limit) }
+        XCTAssertEqual(manifest.models["m"]?.versions.first?.files.map(\.path), ["A.bin", "a.bin", "a/c.bin", "b.bin"])
+    }
 }
