@@ -18,7 +18,9 @@ let syncCommand = Command(
     daemon logs one line, backs off exponentially with jitter, and retries. One daemon per DIR.
     SIGTERM/SIGINT stop it between writes. The device's chunk store is DIR/.slmstore unless --store.
     A staged rollout on a followed stage (`slmstore rollout`) is taken by the share of devices whose
-    id falls in it (DIR/.slmstore-device-id, generated once, or --device-id).
+    id falls in it (DIR/.slmstore-device-id, generated once, or --device-id). Reports are signed
+    with the device's own key (DIR/.slmstore-device-key, made once, mode 0600); the publisher
+    counts them once it enrolled the device (`slmstore device show --to DIR` prints id and key).
       --health-check CMD    run after every switch (same environment as --on-update); a non-zero
                             exit or a timeout switches back and rejects the version for good
       --health-timeout T    default 60s
