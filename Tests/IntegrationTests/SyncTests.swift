@@ -91,6 +91,17 @@ final class SyncTests: XCTestCase {
         return (true, h.version)
     }
 
+    /// #43: a round pulls the version id its plan chose from the manifest, without resolving the
+    /// version's ref file again (here the remote has lost it: the install still happens).
+    func testARoundPullsThePlannedVersionIDWithoutReadingItsRefAgain() throws {
+        addVersion("2.1.0", size: 200_000, seed: 1)
+        publish(production: "2.1.0")
+        try FileManager.default.removeItem(atPath: remote + "/refs/intent/@versions/2.1.0")
+        let r = TestSupport.cli(["sync", remote, "--to", dir + "/device", "--follow", "intent@production", "--once", "--device-id", "d"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertEqual(checkCurrent(dir + "/device").version, "2.1.0")
+    }
+
     func testDaemonConvergesWithinAnIntervalDownloadingExactlyTheDiff() throws {
         addVersion("2.1.0", size: 3_000_000, seed: 1)
         publish(production: "2.1.0")

@@ -64,6 +64,11 @@ public struct PullOptions: Sendable {
     /// A release the caller accepted for this remote moments ago (the sync daemon's round): used
     /// as is instead of fetching and checking release.json again.
     public var acceptedRelease: SignedRelease?
+    /// The version id an exact `NAME@VERSION` reference stands for, when the caller resolved it
+    /// already (the sync daemon, from the manifest its release vouches for): the remote's ref
+    /// file is not read again. The id is still checked against the release, and the version
+    /// object and tree against the id.
+    public var knownVersionID: SHA256Digest?
 
     /// The peak resident memory a pull or sync is sized for unless told otherwise: small enough
     /// to run beside a model on a device.
@@ -200,9 +205,20 @@ extension Store {
     /// The requested version and, transitively, its dependencies, each checked against its ref.
     /// Tree objects are streamed into files in `treeDirectory` and read from there: a tree is
     /// as long as its model's chunk list, and is never held whole.
-    func pullTargets(_ ref: VersionRef, reader: RemoteReader, includeDependencies: Bool, treeDirectory: String) throws -> [PullTarget] {
+    func pullTargets(_ ref: VersionRef, knownID: SHA256Digest? = nil, reader: RemoteReader, includeDependencies: Bool,
+                     treeDirectory: String) throws -> [PullTarget] {
         let location = reader.remote.location
-        let (name, version, versionID) = try resolveRemote(ref, reader: reader)
+        let (name, version, versionID): (ModelName, SemVer, SHA256Digest)
+        if case let .exact(n, v) = ref, let knownID {
+            // The caller resolved it already (sync, from the manifest the release vouches for):
+            // the ref file is not read again, but the release must still list the id.
+            if let release = reader.release, !release.lists(n, v, knownID) {
+                throw SLMError.untrusted(source: location, problem: "\(n)@\(v) (\(knownID.hex.prefix(12))) is not in the signed release (serial \(release.serial))")
+            }
+            (name, version, versionID) = (n, v, knownID)
+        } else {
+            (name, version, versionID) = try resolveRemote(ref, reader: reader)
+        }
         var targets: [PullTarget] = []
         var queue = [(name, version, versionID)]
         var seen = Set<SHA256Digest>()
@@ -249,7 +265,8 @@ extension Store {
         // from there through the fetch and the install, then copied into the store.
         let spilledTrees = try makeWorkingDirectory("pull-trees")
         defer { spilledTrees.remove() }
-        let targets = try pullTargets(ref, reader: reader, includeDependencies: options.includeDependencies, treeDirectory: spilledTrees.path)
+        let targets = try pullTargets(ref, knownID: options.knownVersionID, reader: reader, includeDependencies: options.includeDependencies,
+                                      treeDirectory: spilledTrees.path)
         options.fitBudget(toChunks: targets.reduce(0) { n, t in t.tree.files.reduce(n) { $0 + $1.chunks.count } })
         let target = targets[0]
         try checkBounds(targets, maxChunk: remoteConfig.chunker.maxSize, location: remote.location, options: options)

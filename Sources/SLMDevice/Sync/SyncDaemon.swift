@@ -500,6 +500,7 @@ public final class SyncDaemon {
         pull.useDeltas = options.useDeltas
         pull.trustedKeys = options.trustedKeys
         pull.acceptedRelease = roundRelease
+        pull.knownVersionID = plan.targetID
         pull.maxInstallSize = options.maxInstallSize
         pull.maxExpansion = options.maxExpansion
         let stop = self.stop
