@@ -6,6 +6,7 @@ import SLMFormats
 import SLMLocalStore
 import SLMRemote
 import Foundation
+import Synchronization
 
 /// One materialized version in use. While any handle to it is alive its directory is not
 /// pruned (a shared lock on its lock file tells pruners to skip it).
@@ -39,9 +40,10 @@ public final class ModelHandle: Sendable {
     deinit { lock.unlock() }
 }
 
-/// Unchecked: `active`, `watcher` and `watching` are only touched under `lock`; the callbacks are
-/// set before use.
-public final class ModelGateway: @unchecked Sendable {
+/// A gateway over installed or stored versions. Its shared state (active versions, splits, the
+/// watcher flag, the callbacks) is one value behind one mutex; a callback is read under it and
+/// called after it is released, so a callback may call back into the gateway.
+public final class ModelGateway: Sendable {
     /// Where versions come from.
     public enum Source: Sendable {
         /// Versions come from a local store and are materialized under `cache/<model>/`.
@@ -52,16 +54,27 @@ public final class ModelGateway: @unchecked Sendable {
 
     /// Where this gateway's versions come from.
     public let source: Source
-    private let lock = NSLock()
-    private var active: [String: (selector: String, handle: ModelHandle)] = [:]
-    /// In-process A/B: a second version of a model that takes `share` of requests.
-    private var splits: [String: (selector: String, handle: ModelHandle, share: Double)] = [:]
-    private var watcher: Thread?
-    private var watching = false
+
+    private struct State {
+        var active: [String: (selector: String, handle: ModelHandle)] = [:]
+        /// In-process A/B: a second version of a model that takes `share` of requests.
+        var splits: [String: (selector: String, handle: ModelHandle, share: Double)] = [:]
+        var watching = false
+        var onWatchError: (@Sendable (String, Error) -> Void)?
+        var onSwitch: (@Sendable (String, String?, String) -> Void)?
+    }
+    private let state = Mutex(State())
+
     /// Called when a watch round cannot resolve or switch a model (it keeps its version).
-    public var onWatchError: (@Sendable (String, Error) -> Void)?
+    public var onWatchError: (@Sendable (String, Error) -> Void)? {
+        get { state.withLock { $0.onWatchError } }
+        set { state.withLock { $0.onWatchError = newValue } }
+    }
     /// Called after a swap with (model, old version, new version).
-    public var onSwitch: (@Sendable (String, String?, String) -> Void)?
+    public var onSwitch: (@Sendable (String, String?, String) -> Void)? {
+        get { state.withLock { $0.onSwitch } }
+        set { state.withLock { $0.onSwitch = newValue } }
+    }
 
     /// A gateway over `source`.
     public init(source: Source) { self.source = source }
@@ -93,14 +106,13 @@ public final class ModelGateway: @unchecked Sendable {
 
     /// The active version of `model`. The first call activates `defaultSelector`.
     public func current(_ model: String, defaultSelector: String = "production") throws -> ModelHandle {
-        lock.lock()
-        if let a = active[model] { lock.unlock(); return a.handle }
-        lock.unlock()
+        if let handle = state.withLock({ $0.active[model]?.handle }) { return handle }
         let selector = { if case .installed = source { return "current" } else { return defaultSelector } }()
         try switchTo(model, selector: selector)
-        lock.lock()
-        defer { lock.unlock() }
-        return active[model]!.handle
+        guard let handle = state.withLock({ $0.active[model]?.handle }) else {
+            throw SLMError.failed("\(model) was deactivated while being activated; retry")
+        }
+        return handle
     }
 
     /// Routes `share` (0...1) of `model`'s requests to the version `selector` picks, with both
@@ -109,16 +121,12 @@ public final class ModelGateway: @unchecked Sendable {
         guard (0...1).contains(share) else { throw SLMError.argument("split share must be between 0 and 1, not \(share)") }
         _ = try current(model)
         let handle = try resolve(model, selector)
-        lock.lock()
-        splits[model] = (selector, handle, share)
-        lock.unlock()
+        state.withLock { $0.splits[model] = (selector, handle, share) }
     }
 
     /// Ends a split: every request goes to the active version again.
     public func unsplit(_ model: String) {
-        lock.lock()
-        splits[model] = nil
-        lock.unlock()
+        state.withLock { $0.splits[model] = nil }
     }
 
     /// The version to serve one request with: the split's version for its share of requests,
@@ -126,10 +134,7 @@ public final class ModelGateway: @unchecked Sendable {
     /// session); without one it is random.
     public func route(_ model: String, requestKey: String? = nil) throws -> ModelHandle {
         let main = try current(model)
-        lock.lock()
-        let split = splits[model]
-        lock.unlock()
-        guard let split else { return main }
+        guard let split = state.withLock({ $0.splits[model] }) else { return main }
         let draw: Double
         if let requestKey {
             let d = SHA256Hasher.hash(Array("\(model)\u{0}\(requestKey)".utf8)).bytes
@@ -144,51 +149,48 @@ public final class ModelGateway: @unchecked Sendable {
     /// before stay valid until released.
     public func switchTo(_ model: String, selector: String) throws {
         let handle = try resolve(model, selector)
-        lock.lock()
-        let old = active[model]?.handle.version
-        active[model] = (selector, handle)
-        lock.unlock()
+        let (old, onSwitch) = state.withLock { s -> (String?, (@Sendable (String, String?, String) -> Void)?) in
+            let old = s.active[model]?.handle.version
+            s.active[model] = (selector, handle)
+            return (old, s.onSwitch)
+        }
         if old != handle.version { onSwitch?(model, old, handle.version) }
     }
 
     /// Re-resolves every active model's selector every `interval` seconds and swaps when the
     /// answer changes (a promotion, a rollback, a new `current` installed by sync).
     public func startWatching(interval: Double) {
-        lock.lock()
-        guard watcher == nil else { lock.unlock(); return }
-        watching = true
-        let t = Thread { [weak self] in
+        let started = state.withLock { s -> Bool in
+            guard !s.watching else { return false }
+            s.watching = true
+            return true
+        }
+        guard started else { return }
+        Thread { [weak self] in
             while let self, self.isWatching {
                 self.poll()
                 Thread.sleep(forTimeInterval: interval)
             }
-        }
-        watcher = t
-        lock.unlock()
-        t.start()
+        }.start()
     }
 
     /// Stops the watcher thread `startWatching` started (it ends after its current sleep).
     public func stopWatching() {
-        lock.lock()
-        watching = false
-        watcher = nil
-        lock.unlock()
+        state.withLock { $0.watching = false }
     }
 
-    private var isWatching: Bool { lock.lock(); defer { lock.unlock() }; return watching }
+    private var isWatching: Bool { state.withLock { $0.watching } }
 
     /// One watch round; public so callers can drive it from their own loop.
     public func poll() {
-        lock.lock()
-        let snapshot = active.map { ($0.key, $0.value.selector, $0.value.handle.versionID) }
-        lock.unlock()
+        let snapshot = state.withLock { $0.active.map { ($0.key, $0.value.selector, $0.value.handle.versionID) } }
         for (model, selector, id) in snapshot {
             do {
                 guard try resolveID(model, selector) != id else { continue }
                 try switchTo(model, selector: selector)
             } catch {
                 // The active version stays; the caller hears why the swap did not happen.
+                let onWatchError = state.withLock { $0.onWatchError }
                 onWatchError?(model, error)
             }
         }

@@ -7,6 +7,7 @@ import SLMFormats
 import SLMLocalStore
 import SLMRemote
 import Foundation
+import Synchronization
 
 /// How to pull: where to install, seeds, transfer sizes and limits, trust, reports (the options of
 /// `slmstore pull`).
@@ -687,9 +688,8 @@ final class ChunkFetcher: @unchecked Sendable {
 }
 
 /// The packs a fetch committed, shared with its sink's commit step.
-private final class PackList: @unchecked Sendable {
-    private let lock = NSLock()
-    private var packs = Set<PackID>()
-    var ids: Set<PackID> { lock.withLock { packs } }
-    func add(_ new: [PackID]) { lock.withLock { packs.formUnion(new) } }
+private final class PackList: Sendable {
+    private let packs = Mutex(Set<PackID>())
+    var ids: Set<PackID> { packs.withLock { $0 } }
+    func add(_ new: [PackID]) { packs.withLock { $0.formUnion(new) } }
 }

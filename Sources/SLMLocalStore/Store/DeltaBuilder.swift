@@ -4,6 +4,7 @@
 
 import SLMFormats
 import Foundation
+import Synchronization
 
 /// What delta encoding did during an add or a push.
 public struct DeltaStats: Sendable {
@@ -222,8 +223,7 @@ extension Store {
         guard target.name == base.name else { return [:] }
         let candidates = try DeltaPlanner.candidates(target: try readTree(target.object.tree), base: try readTree(base.object.tree),
                                                  usable: { index.contains($0) })
-        final class Sizes: @unchecked Sendable { var map: [ChunkID: UInt32] = [:] }
-        let sizes = Sizes()
+        let sizes = Mutex<[ChunkID: UInt32]>([:])
         let fullLengths = Dictionary(candidates.map { ($0.id, fullStoredLength(of: $0.id, index: index)) }, uniquingKeysWith: { a, _ in a })
         _ = try encodeDeltas(candidates, index: index, target: { [self] c in
             guard let loc = index.location(of: c.id) else { return nil }
@@ -231,8 +231,8 @@ extension Store {
             try out.withUnsafeMutableBytes { try self.readChunk(c.id, at: loc, into: $0, index: index) }
             return out
         }, fullStored: { fullLengths[$0] ?? nil }) { c, payload in
-            sizes.map[c.id] = UInt32(payload.count)
+            sizes.withLock { $0[c.id] = UInt32(payload.count) }
         }
-        return sizes.map
+        return sizes.withLock { $0 }
     }
 }

@@ -400,19 +400,22 @@ public final class Store: Sendable {
 }
 
 /// The last few base chunks decoded (verified), for one thread working through delta records
-/// in order. Unchecked: a cache is never shared between threads.
-public final class DecodedChunkCache: @unchecked Sendable {
-    private var entries: [(ChunkID, [UInt8])] = []
+/// in order. Behind a mutex only so it is checked Sendable: one thread uses a cache, so the lock
+/// is never contended, and it costs nothing beside decoding a chunk.
+public final class DecodedChunkCache: Sendable {
+    private let entries = Mutex<[(ChunkID, [UInt8])]>([])
     private let capacity: Int
 
     /// A cache of the `capacity` most recently decoded chunks.
     public init(capacity: Int = 4) { self.capacity = capacity }
 
-    func get(_ id: ChunkID) -> [UInt8]? { entries.first { $0.0 == id }?.1 }
+    func get(_ id: ChunkID) -> [UInt8]? { entries.withLock { e in e.first { $0.0 == id }?.1 } }
 
     func put(_ id: ChunkID, _ bytes: [UInt8]) {
-        if entries.count >= capacity { entries.removeFirst() }
-        entries.append((id, bytes))
+        entries.withLock { e in
+            if e.count >= capacity { e.removeFirst() }
+            e.append((id, bytes))
+        }
     }
 }
 
