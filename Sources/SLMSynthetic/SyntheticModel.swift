@@ -28,6 +28,7 @@ public struct SyntheticModel: Sendable {
 
     /// How a tensor's values are produced.
     public enum Edit: Sendable, Equatable {
+        /// The base values, unchanged.
         case none
         /// Fine-tune: add N(0, scale) noise (in float) to every value.
         case fineTune(seed: UInt64, scale: Float)

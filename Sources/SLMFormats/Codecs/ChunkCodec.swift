@@ -6,7 +6,9 @@ import Foundation
 
 /// How a chunk's bytes are stored in a pack record: the codec byte of Format.md.
 public enum ChunkCodec: UInt8, Sendable {
+    /// The raw bytes.
     case raw = 0
+    /// One zstd frame.
     case zstd = 1
     /// Float elements split into byte planes (exponents apart), each plane zstd or raw.
     case planes = 2

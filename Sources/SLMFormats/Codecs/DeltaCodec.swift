@@ -29,8 +29,11 @@ public struct DeltaHeader: Equatable, Sendable {
     public var fullLayout: FloatLayout { FloatLayout(elementSize: elementSize, transform: transform, phase: phase) }
 }
 
+/// Codec 3 (Format.md section 5): tensor differences against named base chunks, encoded and decoded.
 package enum DeltaCodec {
+    /// Bytes of a delta payload before its base list.
     package static let fixedHeaderSize = 16
+    /// Bytes of one base entry (id and raw length).
     package static let baseEntrySize = 20
     /// A plane is tried with zstd unless its bytes look random.
     static let entropyLimit = 7.6
@@ -314,12 +317,16 @@ package enum DeltaCodec {
 
     // Sign-magnitude floats mapped to integers in the same order (so nearby values are nearby
     // integers), and signed differences folded so small magnitudes get small codes.
+    /// A bf16/f16 bit pattern mapped to an integer in the order of its value.
     @inline(__always) package static func ordered16(_ v: UInt16) -> UInt16 { v & 0x8000 != 0 ? ~v : v | 0x8000 }
     @inline(__always) static func fromOrdered16(_ o: UInt16) -> UInt16 { o & 0x8000 != 0 ? o & 0x7fff : ~o }
+    /// A signed 16-bit difference folded so small magnitudes get small codes.
     @inline(__always) package static func zigzag16(_ d: UInt16) -> UInt16 { (d << 1) ^ UInt16(bitPattern: Int16(bitPattern: d) >> 15) }
     @inline(__always) static func unzigzag16(_ z: UInt16) -> UInt16 { (z >> 1) ^ (0 &- (z & 1)) }
+    /// An f32 bit pattern mapped to an integer in the order of its value.
     @inline(__always) package static func ordered32(_ v: UInt32) -> UInt32 { v & 0x8000_0000 != 0 ? ~v : v | 0x8000_0000 }
     @inline(__always) static func fromOrdered32(_ o: UInt32) -> UInt32 { o & 0x8000_0000 != 0 ? o & 0x7fff_ffff : ~o }
+    /// A signed 32-bit difference folded so small magnitudes get small codes.
     @inline(__always) package static func zigzag32(_ d: UInt32) -> UInt32 { (d << 1) ^ UInt32(bitPattern: Int32(bitPattern: d) >> 31) }
     @inline(__always) static func unzigzag32(_ z: UInt32) -> UInt32 { (z >> 1) ^ (0 &- (z & 1)) }
 }

@@ -15,6 +15,7 @@ public struct DeltaSet: Equatable, Sendable {
 
     /// The largest delta set file a reader accepts.
     public static let maxEncodedSize = 1 << 20
+    /// Packs one delta set may list.
     package static let maxPacks = 4096
 
     /// A set for `target` against `base`; `packs` are deduplicated and sorted.

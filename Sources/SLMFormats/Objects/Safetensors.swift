@@ -30,7 +30,9 @@ public struct TensorInfo: Equatable, Sendable {
 
 /// Which file format a tensor table was read from.
 public enum TensorFileFormat: Sendable {
+    /// A safetensors file (tree kind 1).
     case safetensors
+    /// A GGUF file (tree kind 2).
     case gguf
 }
 

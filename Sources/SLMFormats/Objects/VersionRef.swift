@@ -3,8 +3,11 @@
 
 /// A reference to a version, as parsed from what a user wrote.
 public enum VersionRef: Equatable, Sendable, CustomStringConvertible {
+    /// NAME@VERSION: one version.
     case exact(ModelName, SemVer)
+    /// NAME@STAGE, NAME@RANGE or NAME@latest: resolved against what a store or manifest holds.
     case selector(ModelName, String)
+    /// A version id or a prefix of its hex.
     case id(String)
 
     /// Parses NAME@VERSION (a leading `v` allowed), NAME@SELECTOR or a hex version id; the error

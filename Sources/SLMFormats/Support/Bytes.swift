@@ -1,15 +1,22 @@
 // Little-endian byte encoding and bounds-checked decoding for the binary formats
 // (pack, pack index, tree). Every read is checked, since the bytes may be hostile.
 
+/// Builds little-endian binary formats into a byte array.
 package struct ByteWriter {
+    /// What was written.
     package var bytes: [UInt8] = []
 
+    /// A writer with room for `capacity` bytes.
     package init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
 
+    /// Appends one byte.
     package mutating func u8(_ v: UInt8) { bytes.append(v) }
     mutating func u16(_ v: UInt16) { appendLE(v) }
+    /// Appends a little-endian u32.
     package mutating func u32(_ v: UInt32) { appendLE(v) }
+    /// Appends a little-endian u64.
     package mutating func u64(_ v: UInt64) { appendLE(v) }
+    /// Appends bytes as they are.
     package mutating func raw<C: Collection>(_ b: C) where C.Element == UInt8 { bytes.append(contentsOf: b) }
 
     private mutating func appendLE<T: FixedWidthInteger>(_ v: T) {
@@ -85,6 +92,7 @@ struct ByteReader: ByteSource {
 extension Array where Element == UInt8 {
     // Inlinable so callers in other modules get it specialized: unspecialized, the generic shifts
     // went through witness tables, and opening a multi-pack index (65,536 fan-out words) showed.
+    /// The little-endian integer at `offset` (which must lie within the array).
     @inlinable package func readLE<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
         precondition(offset >= 0 && offset + MemoryLayout<T>.size <= count)
         return withUnsafeBytes { T(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: T.self)) }

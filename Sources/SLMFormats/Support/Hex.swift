@@ -1,8 +1,10 @@
 // Lowercase hexadecimal encoding used for every id a user or a file sees.
 
+/// Lowercase hex, both ways.
 package enum Hex {
     private static let digits: [UInt8] = Array("0123456789abcdef".utf8)
 
+    /// The bytes as lowercase hex.
     package static func encode<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
         var out = [UInt8]()
         out.reserveCapacity(bytes.count * 2)

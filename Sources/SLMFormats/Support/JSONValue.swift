@@ -3,12 +3,17 @@
 
 /// A JSON document or value.
 public enum JSONValue: Equatable, Sendable {
+    /// `null`.
     case null
+    /// `true` or `false`.
     case bool(Bool)
     /// The number's literal text, validated against the JSON grammar.
     case number(String)
+    /// A string, unescaped.
     case string(String)
+    /// An array.
     case array([JSONValue])
+    /// An object whose keys are distinct as Swift strings.
     case object([String: JSONValue])
     /// An object holding keys that Swift's String equality would merge: spellings that differ
     /// only in Unicode normalization ("é" precomposed and "e" + U+0301) are different UTF-8, so

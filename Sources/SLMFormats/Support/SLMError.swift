@@ -51,20 +51,35 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
 
     /// Settings a caller gives the library, in the words the library's messages use for them.
     public enum Setting: String, Sendable, CaseIterable {
+        /// The share of devices a rollout reaches.
         case rolloutPercent = "rollout percent"
+        /// How many devices must have taken a rollout before its rules act.
         case minReportingDevices = "minimum number of reporting devices"
+        /// The failure rate above which a rollout is halted.
         case haltOnFailure = "halt-on-failure threshold"
+        /// How often and by how much a rollout is raised.
         case advanceSchedule = "advance interval and step"
+        /// The daily window a device downloads in.
         case downloadWindow = "download window"
+        /// Where device reports are PUT.
         case reportURL = "report URL"
+        /// The id a device reports and falls into rollout slices by.
         case deviceID = "device id"
+        /// The private key of a TLS client certificate.
         case clientKey = "client key"
+        /// The keys a release is signed with.
         case signingKeys = "signing"
+        /// The command that checks a freshly installed version.
         case healthCheck = "a health check"
+        /// The CA certificates trusted for https.
         case caBundle = "CA bundle"
+        /// The TLS client certificate presented to servers that ask.
         case clientCertificate = "client certificate"
+        /// A file holding a bearer token.
         case tokenFile = "token file"
+        /// The largest version a pull installs.
         case maxInstallSize = "install size limit"
+        /// How many times its download (or distinct chunks) a version may expand to.
         case maxExpansion = "expansion limit"
     }
 

@@ -58,6 +58,7 @@ public struct RolloutRecord: Sendable, Equatable {
         return .object(o)
     }
 
+    /// A percent as people write it: "10" for 10.0, "12.5" otherwise.
     package static func format(_ p: Double) -> String { p == p.rounded() ? String(Int(p)) : String(p) }
 
     /// Decodes and checks a rollout record; `source` names it in errors.

@@ -118,6 +118,7 @@ package final class ChunkIngester {
     private var sealedDeltas = SealedPacks()
     /// Chunks written by this operation, so a repeat within it is stored once.
     private var written = Set<ChunkID>()
+    /// Chunks this ingest stored that the store did not hold.
     package private(set) var newChunks = 0
     private(set) var reusedChunks = 0
     private(set) var storedBytes: UInt64 = 0
@@ -133,6 +134,7 @@ package final class ChunkIngester {
     /// budget finds the same chunks.
     let blockSize: Int
 
+    /// An ingester writing new chunks of `store` (those `existing` lacks, and `wanted` wants when given) into packs in `directory`, cut by `chunker`, with deltas against `deltaBase` where they line up.
     package init(store: Store, existing: ChunkIndex, directory: String, packTargetSize: UInt64,
          chunker: ChunkerParameters, wanted: (any ChunkIDMembership)? = nil, deltaBase: TreeObject? = nil,
          blockSize: Int = ChunkIngester.blockSize, writeBatchBytes: Int = PackWriter.defaultWriteBatchBytes) {
@@ -165,6 +167,7 @@ package final class ChunkIngester {
         var encoded: EncodedChunk?
     }
 
+    /// Reads, cuts, hashes and stores one file; returns its tree entry. `progress` hears bytes read.
     package func ingest(_ input: AddInput, progress: (UInt64) -> Void) throws -> FileEntry {
         let file = try FileDescriptor.openForReading(input.sourcePath)
         posix_fadvise(file.fd, 0, 0, Int32(POSIX_FADV_SEQUENTIAL))

@@ -16,7 +16,9 @@ public struct DeltaStats: Sendable {
 
 /// One chunk of the target lined up with the base bytes at the same element positions.
 package struct DeltaCandidate {
+    /// The target chunk.
     package var id: ChunkID
+    /// Its raw length in bytes.
     package var rawLength: Int
     var file: Int           // index into the target tree's files
     var offset: UInt64      // file offset of the chunk in the target
@@ -95,6 +97,7 @@ struct DeltaTarget {
     }
 }
 
+/// Which chunks of a version line up with a base version's tensors (pure: trees in, candidates out).
 package enum DeltaPlanner {
     /// The chunks of `target` that `base` lacks and that can be expressed against it, each with
     /// its base chunks. Only a chunk wholly inside one BF16/F16/F32 tensor qualifies, and only

@@ -215,6 +215,7 @@ package final class PackIndexCursor {
     let packNumber: Int
     let count: Int
     let packSize: UInt64
+    /// The entry the cursor is on.
     package private(set) var current = PackIndexEntry(id: ChunkID(high: 0, low: 0), offset: 0, storedLength: 0, rawLength: 0, codec: .raw)
     private let file: FileDescriptor
     private let hasher = SHA256Hasher()
@@ -289,11 +290,13 @@ package final class PackIndexCursor {
 /// keep compressing while the kernel copies the previous few MiB. Unchecked: appends come from
 /// one thread at a time (callers serialize), the queue owns the file, errors sit under a lock.
 package final class PackWriter: @unchecked Sendable {
+    /// The pack's id (its file name).
     package let id: PackID
     let packPath: String
     let indexPath: String
     private let file: FileDescriptor
     private(set) var size: UInt64
+    /// The records appended so far, in pack order.
     package private(set) var entries: [PackIndexEntry] = []
     private var pending: [UInt8] = []
     /// Bytes gathered per write: one syscall per batch rather than per chunk. At most three

@@ -5,6 +5,7 @@
 import SLMFormats
 import Foundation
 
+/// The one owner of a write's open pack: appends records, seals packs at the caller's boundaries and hands them to the commit step the caller chose.
 package final class PackSink {
     let directory: String
     let rolloverSize: UInt64
@@ -27,6 +28,7 @@ package final class PackSink {
     /// Bytes in the open pack.
     var openSize: UInt64 { writer?.size ?? 0 }
 
+    /// Appends an encoded chunk to the open pack (opening one if there is none).
     package func append(id: ChunkID, rawLength: UInt32, encoded: EncodedChunk) throws {
         if writer == nil { writer = try PackWriter(directory: directory, writeBatchBytes: writeBatchBytes) }
         try writer!.append(id: id, rawLength: rawLength, encoded: encoded)

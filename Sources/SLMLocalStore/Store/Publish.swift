@@ -21,6 +21,7 @@ public struct VersionRecord: Sendable {
     /// the id the version object names (a destination checks the bytes against it as it copies).
     package var treeFile: (file: FileDescriptor, id: SHA256Digest)? = nil
 
+    /// A version to publish from its name, id and exact object bytes.
     package init(name: ModelName, version: SemVer, id: SHA256Digest, versionObject: [UInt8], treeObject: [UInt8],
                  treeFile: (file: FileDescriptor, id: SHA256Digest)? = nil) {
         self.name = name
@@ -48,6 +49,7 @@ package protocol VersionDestination {
     func createVersionRef(_ name: ModelName, _ version: SemVer, id: SHA256Digest) throws -> SHA256Digest?
 }
 
+/// The one rule for publishing versions, into any `VersionDestination`: objects first, then each ref created once.
 package enum Publication {
     /// Writes every version's objects, then its ref. A version is immutable: once a ref names
     /// an id it never names another, so a ref that already names a different id is a conflict,
@@ -82,12 +84,17 @@ package enum Publication {
 /// The local store as a destination. Create refs only while holding the refs lock.
 package struct LocalVersionDestination: VersionDestination {
     let store: Store
+    /// The destination `store`.
     package init(store: Store) { self.store = store }
+    /// The store's directory, for messages.
     package var label: String { store.root }
 
+    /// Writes an object (left alone when present).
     package func putObject(_ bytes: [UInt8]) throws { try store.writeObject(bytes) }
+    /// Copies an object from a file, checked against `id`.
     package func putObject(file: FileDescriptor, id: SHA256Digest) throws { try store.writeObject(file: file, id: id) }
 
+    /// Creates the ref under the refs lock; returns the id an existing ref names instead.
     package func createVersionRef(_ name: ModelName, _ version: SemVer, id: SHA256Digest) throws -> SHA256Digest? {
         let path = store.versionRefPath(name, version)
         if let existing = try store.readRef(at: path) { return existing }

@@ -9,7 +9,9 @@ import Foundation
 
 /// What `applyFleet` did to one rollout.
 public enum FleetAction: Sendable, Equatable {
+    /// The rollout failed its threshold and was halted, with why.
     case halted(model: String, stage: String, reason: String)
+    /// The rollout was raised from one share to the next.
     case advanced(model: String, stage: String, from: Double, to: Double)
     /// Due for its next step, but the step was refused (a promotion gate at 100%).
     case held(model: String, stage: String, reason: String)

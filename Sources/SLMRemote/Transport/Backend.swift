@@ -34,6 +34,7 @@ public struct Traffic: Sendable, Equatable {
 public enum ConditionalRead: Sendable {
     /// The file still has the validator the caller gave.
     case unchanged
+    /// There is no such file.
     case absent
     /// The file's bytes and a validator for the next conditional read, when the backend can
     /// offer a trustworthy one.
@@ -434,6 +435,7 @@ public enum Remotes {
             return out
         }
 
+        /// Sets these files on an HTTP client policy.
         package func apply(to policy: inout HTTPClient.Policy) {
             policy.caBundle = caBundle
             policy.clientCertificate = clientCertificate

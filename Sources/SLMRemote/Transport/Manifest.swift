@@ -186,6 +186,7 @@ public struct Manifest: Sendable {
         SHA256Hasher.hash(names.map { Array($0.utf8) }.sorted { $0.lexicographicallyPrecedes($1) }.flatMap { $0 + [0x0a] })
     }
 
+    /// The highest release among `versions` by SemVer precedence (a pre-release only when there is no release).
     package static func latest(_ versions: [VersionEntry]) -> VersionEntry? {
         let parsed = versions.compactMap { v in SemVer(parsing: v.version).map { (v, $0) } }
         return (parsed.filter { !$0.1.isPrerelease }.max { $0.1 < $1.1 } ?? parsed.max { $0.1 < $1.1 })?.0

@@ -55,8 +55,10 @@ public struct ReleaseSigningResult: Sendable {
 /// store's own signing record, never from the remote's manifest, which anyone who can write the
 /// remote can change.
 package struct RemoteIDRecord: Equatable {
+    /// The id the store gave the remote.
     package var remote: String
 
+    /// Where the store keeps the record for the remote at `location`.
     package static func path(store: Store, location: String) -> String {
         "\(store.root)/trust/remote-\(ReleaseGate.locationKey(for: location)).json"
     }
@@ -75,6 +77,7 @@ package struct RemoteIDRecord: Equatable {
         return RemoteIDRecord(remote: id)
     }
 
+    /// Written atomically into the store (canonical JSON + "\n").
     package func save(store: Store, location: String) throws {
         try FileSystem.makeDirectories("\(store.root)/trust")
         try FileSystem.writeAtomically(JSONValue.object(["format": .int(1), "remote": .string(remote)]).canonicalBytes() + [0x0a],
