@@ -129,6 +129,36 @@ final class ErrorStructureTests: XCTestCase {
         XCTAssertEqual(found, [], "match SLMError by kind")
     }
 
+    /// Every `package` declaration and every case of a public or package enum says what it is
+    /// in a `///` line (#43): a layer above reads them without opening the code.
+    func testEveryPackageDeclarationAndPublicEnumCaseIsDocumented() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let sources = root.appendingPathComponent("Sources")
+        let declaration = try NSRegularExpression(pattern: #"^(@\w+(\([^)]*\))?\s+)*package\s+((static|final|mutating|private\(set\))\s+)*(func|var|let|struct|class|enum|init|protocol|typealias)\b"#)
+        let enumStart = try NSRegularExpression(pattern: #"^(public|package)\s+(indirect\s+)?enum\b"#)
+        var missing: [String] = []
+        for case let file as String in FileManager.default.enumerator(atPath: sources.path)! where file.hasSuffix(".swift") && file.hasPrefix("SLM") {
+            let lines = try String(contentsOf: sources.appendingPathComponent(file), encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            var depth = 0
+            var enums: [Int] = []
+            func documented(_ i: Int) -> Bool {
+                var j = i - 1
+                while j >= 0, lines[j].trimmingCharacters(in: .whitespaces).hasPrefix("@") { j -= 1 }
+                return j >= 0 && lines[j].trimmingCharacters(in: .whitespaces).hasPrefix("///")
+            }
+            for (i, line) in lines.enumerated() {
+                let t = line.trimmingCharacters(in: .whitespaces)
+                let range = NSRange(t.startIndex..., in: t)
+                if enumStart.firstMatch(in: t, range: range) != nil { enums.append(depth) }
+                let isCase = enums.last.map { depth == $0 + 1 } ?? false && (t.hasPrefix("case ") || t.hasPrefix("indirect case "))
+                if (declaration.firstMatch(in: t, range: range) != nil || isCase) && !documented(i) { missing.append("\(file):\(i + 1): \(t.prefix(80))") }
+                depth += line.filter { $0 == "{" }.count - line.filter { $0 == "}" }.count
+                while let last = enums.last, depth <= last { enums.removeLast() }
+            }
+        }
+        XCTAssertEqual(missing, [], "undocumented package declarations or public enum cases")
+    }
+
     func testNoStringInTheLibraryNamesACommandLineFlagOrCommand() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let sources = root.appendingPathComponent("Sources")
