@@ -176,12 +176,15 @@ let lsCommand = Command(
 let showCommand = Command(
     name: "show", summary: "Show a version: id, files, tensors, chunk and dedup figures",
     usage: "slmstore show REF [--json]",
-    details: "  REF      NAME@VERSION or a version id (prefix of at least 8 hex digits)\n  --json   everything, including every file's ordered chunk list",
+    details: "  REF      NAME@VERSION, NAME@STAGE, NAME alone (its latest version) or a version id (prefix of at least 8 hex digits)\n  --json   everything, including every file's ordered chunk list",
     spec: OptionSpec(flags: ["--json"])
 ) { a, ctx in
     try requirePositionals(a, "show", min: 1, max: 1, usage: "slmstore show REF")
     let store = try ctx.openStore()
-    let r = try store.resolve(a.positionals[0])
+    // A model's name alone means its latest version (a model of that name wins over an id prefix).
+    var ref = a.positionals[0]
+    if !ref.contains("@"), let name = ModelName(parsing: ref), try store.models().contains(name) { ref += "@latest" }
+    let r = try store.resolve(ref)
     let tree = try store.readTree(r.object.tree)
     let index = try store.loadChunkIndex()
     var parentTree: TreeObject? = nil

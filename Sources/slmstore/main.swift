@@ -51,7 +51,8 @@ func runMain() -> Int32 {
         HeapRelease.fixMmapThreshold(256 << 10)
     }
     guard let command = commands.first(where: { $0.name == first }) else {
-        Output.error("unknown command \"\(first)\" (run `slmstore --help` for the list)")
+        let guess = Suggestion.closest(to: first, among: commands.map(\.name)).map { "did you mean `slmstore \($0)`? " } ?? ""
+        Output.error("unknown command \"\(first)\" (\(guess)run `slmstore --help` for the list)")
         return 2
     }
     do {

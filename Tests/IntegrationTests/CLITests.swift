@@ -43,6 +43,27 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(TestSupport.snapshot(storePath), before, "store changed after a failed \(args)", file: file, line: line)
     }
 
+    /// #45: a mistyped command or option gets the nearest known one suggested; a word far from
+    /// every known one gets no guess.
+    func testAMistypedCommandOrOptionGetsADidYouMean() {
+        let command = cli(["chekout", "m@1.0.0"])
+        XCTAssertEqual(command.status, 2)
+        XCTAssertTrue(command.stderr.contains("did you mean `slmstore checkout`?"), command.stderr)
+        let option = cli(["ls", "--jsn"])
+        XCTAssertEqual(option.status, 2)
+        XCTAssertTrue(option.stderr.contains("did you mean --json?"), option.stderr)
+        XCTAssertFalse(cli(["zzzzzz"]).stderr.contains("did you mean"))
+    }
+
+    /// #45: `show NAME` means the model's latest version.
+    func testShowOfAModelNameAloneShowsItsLatestVersion() throws {
+        XCTAssertEqual(cli(["add", "acme/llm@1.0.0", makeModel("a", seed: 1)]).status, 0)
+        XCTAssertEqual(cli(["add", "acme/llm@1.1.0", makeModel("b", seed: 2)]).status, 0)
+        let r = cli(["show", "acme/llm", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try TestSupport.json(r)["version"]?.stringValue, "1.1.0")
+    }
+
     func testAddJSONReportsWhatWasStored() throws {
         let r = cli(["add", "intent@1.0.0", makeModel("v1"), "--json"])
         XCTAssertEqual(r.status, 0, r.stderr)
