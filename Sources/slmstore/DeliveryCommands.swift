@@ -174,6 +174,8 @@ let pullCommand = Command(
     Only chunks the local store lacks are fetched, in coalesced range requests, verified as they
     arrive. Interrupted pulls resume without re-downloading what was stored.
       --to DIR        install as DIR/<version>/ and flip DIR/current atomically
+      --force         install into a DIR that holds files slmstore did not put there (refused
+                      otherwise, before anything is downloaded)
       --keep N        installed versions to keep besides the current one (default 1)
       --seed DIR      reuse chunks from files in DIR (DIR/current is used automatically)
       --max-rate R    limit download rate, e.g. 10M (bytes per second, K/M/G suffixes)
@@ -207,11 +209,12 @@ let pullCommand = Command(
     """,
     spec: OptionSpec(values: Set(["--to", "--keep", "--seed", "--max-rate", "--parallel", "--endpoint", "--memory-budget", "--trust",
                               "--token-file", "--netrc-file", "--max-install-size", "--max-expansion", "--report-url", "--device-id"]).union(tlsOptionNames),
-                     repeatable: ["--seed", "--trust"], flags: ["--json", "--no-delta", "--report"])
+                     repeatable: ["--seed", "--trust"], flags: ["--json", "--no-delta", "--report", "--force"])
 ) { a, ctx in
     try requirePositionals(a, "pull", min: 2, max: 2, usage: "slmstore pull REMOTE REF")
     var options = PullOptions()
     options.installDirectory = a.value("--to")
+    options.installIntoForeignDirectory = a.has("--force")
     if let k = a.value("--keep") {
         guard let n = Int(k), n >= 0 else { throw SLMError.argument("pull: --keep must be a number >= 0, not \"\(k)\"") }
         options.keep = n

@@ -55,6 +55,45 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(cli(["zzzzzz"]).stderr.contains("did you mean"))
     }
 
+    /// #45: a checkout that fails (a damaged pack) leaves no partial directory behind.
+    func testAFailedCheckoutLeavesNothingBehind() throws {
+        XCTAssertEqual(cli(["add", "m@1.0.0", makeModel("a")]).status, 0)
+        let packs = try FileSystem.listDirectory(storePath + "/packs").filter { $0.hasSuffix(".pack") }
+        for p in packs {
+            let path = "\(storePath)/packs/\(p)"
+            var bytes = TestSupport.read(path)
+            for i in stride(from: 64, to: bytes.count, by: 997) { bytes[i] ^= 0xff }
+            try? FileManager.default.removeItem(atPath: path)
+            TestSupport.write(bytes, to: path)
+        }
+        let r = cli(["checkout", "m@1.0.0", dir + "/out"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertFalse(FileSystem.exists(dir + "/out"), "the failed checkout's directory is gone")
+        try FileSystem.makeDirectories(dir + "/empty")
+        XCTAssertNotEqual(cli(["checkout", "m@1.0.0", dir + "/empty"]).status, 0)
+        XCTAssertEqual(try FileSystem.listDirectory(dir + "/empty"), [], "an empty directory is left empty")
+    }
+
+    /// #45: `pull --to` refuses a folder holding someone else's files (unless --force), before
+    /// downloading anything; a mistyped URL is named as such.
+    func testPullToRefusesAForeignFolderAndAMistypedURLIsNamed() throws {
+        XCTAssertEqual(cli(["add", "m@1.0.0", makeModel("a")]).status, 0)
+        XCTAssertEqual(cli(["push", dir + "/remote", "--no-web"]).status, 0)
+        TestSupport.write(Array("notes".utf8), to: dir + "/photos/holiday.jpg")
+        let device = dir + "/device-store"
+        let refused = TestSupport.cli(["pull", dir + "/remote", "m@1.0.0", "--to", dir + "/photos"], store: device)
+        XCTAssertEqual(refused.status, 1, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("holiday.jpg") && refused.stderr.contains("--force"), refused.stderr)
+        XCTAssertEqual(try FileSystem.listDirectory(dir + "/photos"), ["holiday.jpg"])
+        XCTAssertFalse(try FileSystem.exists(device + "/packs") && FileSystem.listDirectory(device + "/packs").contains { $0.hasSuffix(".pack") })
+        XCTAssertEqual(TestSupport.cli(["pull", dir + "/remote", "m@1.0.0", "--to", dir + "/photos", "--force"], store: device).status, 0)
+        // Its own directory again needs no --force.
+        XCTAssertEqual(TestSupport.cli(["pull", dir + "/remote", "m@1.0.0", "--to", dir + "/photos"], store: device).status, 0)
+        let typo = TestSupport.cli(["pull", "http//127.0.0.1:1/store", "m@1.0.0"], store: device)
+        XCTAssertEqual(typo.status, 2)
+        XCTAssertTrue(typo.stderr.contains("did you mean http://127.0.0.1:1/store"), typo.stderr)
+    }
+
     /// #45: `show NAME` means the model's latest version.
     func testShowOfAModelNameAloneShowsItsLatestVersion() throws {
         XCTAssertEqual(cli(["add", "acme/llm@1.0.0", makeModel("a", seed: 1)]).status, 0)

@@ -127,6 +127,21 @@ public final class InstallDirectory: Sendable {
         try FileSystem.writeAtomically(Array(JSONValue.array(history.map { .string($0) }).canonicalString().utf8), to: "\(root)/\(Self.historyName)")
     }
 
+    /// The first entry of the directory that slmstore did not put there (nil when it is absent,
+    /// empty, holds only installed versions and slmstore's own files, or already has a version
+    /// made current): an install directory is slmstore's, and a pull into someone's folder would
+    /// mix the two.
+    public func foreignEntry() -> String? {
+        // Once slmstore installed here (told to, beside other files), the directory is its own.
+        if current() != nil || FileSystem.exists("\(root)/\(Self.historyName)") { return nil }
+        for name in ((try? FileSystem.listDirectory(root)) ?? []).sorted() {
+            if name == "current" || name.hasPrefix(".slmstore") || name.hasPrefix(".incoming-") || name.hasPrefix(".current-") { continue }
+            if installedID(of: name) != nil { continue }
+            return name
+        }
+        return nil
+    }
+
     /// Removes `current`, for a model whose only version was rejected: nothing runs rather than
     /// the version that failed.
     public func clearCurrent() throws {

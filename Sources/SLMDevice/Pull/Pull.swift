@@ -14,6 +14,9 @@ import Synchronization
 public struct PullOptions: Sendable {
     /// Install into this directory (DIR/<version>/ and DIR/current).
     public var installDirectory: String?
+    /// Install into a directory that holds files slmstore did not put there (refused otherwise,
+    /// before anything is downloaded).
+    public var installIntoForeignDirectory = false
     /// Installed versions to keep besides the current one.
     public var keep = 1
     /// Directories whose files may already hold needed chunks.
@@ -254,6 +257,10 @@ extension Store {
     /// batches (a killed pull resumes); then installs it when `options` name an install directory.
     public func pull(from remote: any ReadableBackend, ref: VersionRef, options: PullOptions = PullOptions()) throws -> PullResult {
         var options = options
+        if let dir = options.installDirectory, !options.installIntoForeignDirectory, let foreign = InstallDirectory(root: dir).foreignEntry() {
+            throw SLMError.input(path: dir, problem: "is not empty and holds \"\(foreign)\", which slmstore did not put there; nothing was downloaded")
+                .remedied(by: .overwrite)
+        }
         let started = Timestamp.monotonicSeconds()
         let trafficBefore = remote.traffic
         let gate = releaseGate(for: remote.location, trusted: options.trustedKeys, installDirectory: options.installDirectory)

@@ -129,7 +129,25 @@ extension Store {
                 throw SLMError.input(path: target, problem: "directory exists and is not empty").remedied(by: .overwrite)
             }
         }
+        // A checkout that fails leaves nothing of itself behind where there was nothing before:
+        // a directory it created goes, and an empty one it filled is emptied again.
+        let created = !FileSystem.exists(target)
+        let wasEmpty = try created || FileSystem.listDirectory(target).isEmpty
         try FileSystem.makeDirectories(target)
+        do {
+            return try writeFiles(of: tree, versionLabel: versionLabel, to: target, batchBytes: batchBytes, progress: progress, started: started)
+        } catch {
+            if created {
+                FileSystem.removeTree(target)
+            } else if wasEmpty {
+                for name in (try? FileSystem.listDirectory(target)) ?? [] { FileSystem.removeTree("\(target)/\(name)") }
+            }
+            throw error
+        }
+    }
+
+    private func writeFiles(of tree: TreeObject, versionLabel: String, to target: String, batchBytes: Int,
+                            progress: (@Sendable (UInt64, UInt64) -> Void)?, started: Double) throws -> CheckoutResult {
         let index = try loadChunkIndex()
         let total = tree.totalSize
         var before: UInt64 = 0

@@ -488,12 +488,29 @@ public enum Remotes {
             try options.tls.resolved(environment: options.environment).apply(to: &policy)
             base = S3Backend(bucket: bucket, prefix: prefix, config: try AWSConfig.resolve(endpoint: options.endpoint, environment: options.environment),
                              partSize: options.s3PartSize, policy: policy)
+        } else if let fixed = misspelledURL(location) {
+            // "http//host/store" or "https:/host/store" is a typo, not a directory to open.
+            throw SLMError.argument("\"\(HTTPCredentials.redact(location))\" is not a valid remote URL; did you mean \(HTTPCredentials.redact(fixed))?")
         } else if let scheme = location.range(of: "://").map({ String(location[..<$0.lowerBound]) }) {
             throw SLMError.argument("unsupported remote \"\(location)\": \(scheme):// is not a kind of remote slmstore knows; use a directory path, s3://, http:// or https://")
         } else {
             base = LocalBackend(root: location)
         }
         return base
+    }
+
+    /// What `location` was meant to be when it is a known scheme with its "://" mistyped
+    /// ("http//h", "https:/h", "s3:b"); nil for anything else.
+    static func misspelledURL(_ location: String) -> String? {
+        let lower = location.lowercased()
+        for scheme in ["https", "http", "s3"] where lower.hasPrefix(scheme) && !lower.hasPrefix(scheme + "://") {
+            var rest = location.dropFirst(scheme.count)
+            guard rest.first == ":" || rest.hasPrefix("//") else { continue }
+            rest = rest.drop { $0 == ":" }.drop { $0 == "/" }
+            guard !rest.isEmpty else { continue }
+            return scheme + "://" + rest
+        }
+        return nil
     }
 
     /// `open` with only a rate limit set.
