@@ -392,16 +392,54 @@ let catCommand = Command(
 }
 
 let verifyCommand = Command(
-    name: "verify", summary: "Re-read every chunk and object; name every version damage reaches",
-    usage: "slmstore verify [--json]",
-    details: "Exit status 0 when the store is sound, 5 when anything is damaged or missing.",
-    spec: OptionSpec(flags: ["--json"])
+    name: "verify", summary: "Re-read every chunk and object; name every version damage reaches; repair from a remote",
+    usage: "slmstore verify [--repair [REMOTE]] [--json]",
+    details: """
+    Exit status 0 when the store is sound, 5 when anything is damaged or missing.
+      --repair [REMOTE]  take the damaged records out of the pack indexes (a chunk with a sound
+                         copy in another pack reads from it), then, with REMOTE (a directory,
+                         http(s):// or s3://), pull every version the damage reached from it again,
+                         fetching only the chunks now missing, and verify once more. The store's
+                         signed-release records for REMOTE are checked as by `pull`
+      --endpoint URL     S3-compatible endpoint for an s3:// REMOTE
+      \(tlsHelp)
+      --json             ok, packs, chunks, chunk_bytes, versions, damaged_chunks, problems, hurt,
+                         notes; with --repair also repaired {dropped_records, pulled, chunks_fetched,
+                         bytes_downloaded}
+    """,
+    spec: OptionSpec(values: Set(["--endpoint"]).union(tlsOptionNames), flags: ["--json", "--repair"])
 ) { a, ctx in
-    try requirePositionals(a, "verify", min: 0, max: 0, usage: "slmstore verify")
+    try requirePositionals(a, "verify", min: 0, max: a.has("--repair") ? 1 : 0, usage: "slmstore verify [--repair [REMOTE]]")
     let store = try ctx.openStore()
     let bar = ProgressBar("verify")
-    let report = try store.verify(progress: bar.callback)
+    var report = try store.verify(progress: bar.callback)
     bar.finish()
+    var repaired: JSONValue = .null
+    if a.has("--repair"), !report.ok {
+        let dropped = try store.dropDamagedRecords(report.damagedRecords)
+        var pulled: [String] = []
+        var fetched = 0
+        var downloaded: UInt64 = 0
+        if let location = a.positionals.first {
+            var remoteOptions = Remotes.Options()
+            remoteOptions.endpoint = a.value("--endpoint")
+            remoteOptions.tls = tlsFiles(a)
+            let remote = try Remotes.open(location, options: remoteOptions)
+            for label in Set(report.hurtVersions.map(\.version)).sorted() {
+                let r = try store.pull(from: remote, ref: try VersionRef.parse(label), options: PullOptions())
+                pulled.append(label)
+                fetched += r.chunksFetched
+                downloaded += r.bytesDownloaded
+            }
+        }
+        if !a.has("--json") {
+            print("repair: dropped \(dropped) damaged \(dropped == 1 ? "record" : "records") from the pack indexes" +
+                  (pulled.isEmpty ? "" : "; pulled \(pulled.joined(separator: ", ")) again (\(fetched) chunks, \(Output.bytes(downloaded)))"))
+        }
+        repaired = .object(["dropped_records": .int(UInt64(dropped)), "pulled": .array(pulled.map { .string($0) }),
+                            "chunks_fetched": .int(UInt64(fetched)), "bytes_downloaded": .int(downloaded)])
+        report = try store.verify(progress: nil)
+    }
     if a.has("--json") {
         Output.json(.object([
             "ok": .bool(report.ok), "packs": .int(report.packs), "chunks": .int(report.chunks), "chunk_bytes": .int(report.chunkBytes),
@@ -411,6 +449,7 @@ let verifyCommand = Command(
             "hurt": .array(report.hurtVersions.map { .object(["version": .string($0.version), "file": .string($0.file),
                                                               "chunk": .string($0.chunk), "reason": .string($0.reason)]) }),
             "notes": .array(report.notes.map { .string($0) }),
+            "repaired": repaired,
         ]))
     } else {
         for n in report.notes { print("note: \(n)") }
@@ -421,6 +460,7 @@ let verifyCommand = Command(
             print("version \(v) is damaged: \(Array(Set(files)).sorted().joined(separator: ", "))")
         }
         print("\(report.ok ? "ok" : "FAILED"): \(report.packs) packs, \(report.chunks) chunks (\(Output.bytes(report.chunkBytes))), \(report.versions) versions checked")
+        if !report.ok && !a.has("--repair") { print("to repair: `slmstore verify --repair REMOTE` with a remote that holds the damaged versions") }
     }
     return report.ok ? 0 : 5
 }

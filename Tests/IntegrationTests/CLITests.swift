@@ -94,6 +94,45 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(typo.stderr.contains("did you mean http://127.0.0.1:1/store"), typo.stderr)
     }
 
+    /// #45: 16 bytes of a pack overwritten; `verify` names the damage, `verify --repair REMOTE`
+    /// fetches the damaged chunks again from a good remote and leaves a store that verifies and
+    /// checks out the exact bytes.
+    func testVerifyRepairRefetchesDamagedChunksFromARemote() throws {
+        let model = makeModel("a")
+        XCTAssertEqual(cli(["add", "m@1.0.0", model]).status, 0)
+        XCTAssertEqual(cli(["push", dir + "/remote", "--no-web"]).status, 0)
+        let pack = try XCTUnwrap(try FileSystem.listDirectory(storePath + "/packs").first { $0.hasSuffix(".pack") })
+        let path = "\(storePath)/packs/\(pack)"
+        var bytes = TestSupport.read(path)
+        for i in 100..<116 { bytes[i] ^= 0x5a }
+        try FileManager.default.removeItem(atPath: path)
+        TestSupport.write(bytes, to: path)
+        XCTAssertEqual(cli(["verify"]).status, 5)
+        let repair = cli(["verify", "--repair", dir + "/remote", "--json"])
+        XCTAssertEqual(repair.status, 0, repair.stdout + repair.stderr)
+        let json = try TestSupport.json(repair)
+        XCTAssertGreaterThan(json["repaired"]?["dropped_records"]?.int64Value ?? 0, 0)
+        XCTAssertEqual(json["repaired"]?["pulled"]?.arrayValue?.compactMap(\.stringValue), ["m@1.0.0"])
+        XCTAssertEqual(json["ok"], .bool(true))
+        XCTAssertEqual(cli(["verify"]).status, 0)
+        XCTAssertEqual(cli(["checkout", "m@1.0.0", dir + "/out"]).status, 0)
+        XCTAssertEqual(TestSupport.read(dir + "/out/model.safetensors"), TestSupport.read(model + "/model.safetensors"))
+    }
+
+    /// Without a remote, repair takes the damaged records out and says what is still missing.
+    func testVerifyRepairWithoutARemoteLeavesTheDamageNamed() throws {
+        XCTAssertEqual(cli(["add", "m@1.0.0", makeModel("a")]).status, 0)
+        let pack = try XCTUnwrap(try FileSystem.listDirectory(storePath + "/packs").first { $0.hasSuffix(".pack") })
+        let path = "\(storePath)/packs/\(pack)"
+        var bytes = TestSupport.read(path)
+        for i in 100..<116 { bytes[i] ^= 0x5a }
+        try FileManager.default.removeItem(atPath: path)
+        TestSupport.write(bytes, to: path)
+        let r = cli(["verify", "--repair"])
+        XCTAssertEqual(r.status, 5)
+        XCTAssertTrue(r.stdout.contains("version m@1.0.0 is damaged"), r.stdout)
+    }
+
     /// #45: `show NAME` means the model's latest version.
     func testShowOfAModelNameAloneShowsItsLatestVersion() throws {
         XCTAssertEqual(cli(["add", "acme/llm@1.0.0", makeModel("a", seed: 1)]).status, 0)

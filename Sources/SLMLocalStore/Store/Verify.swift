@@ -41,6 +41,8 @@ public struct VerifyReport: Sendable {
     public var hurtVersions: [Hurt] = []
     /// Remarks that are not problems (say, a pack an interrupted write left without an index).
     public var notes: [String] = []
+    /// Each damaged record by pack: what `dropDamagedRecords` takes out of the pack indexes.
+    public var damagedRecords: [PackID: Set<ChunkID>] = [:]
 
     /// Whether nothing is wrong.
     public var ok: Bool { problems.isEmpty && damagedChunks.isEmpty && hurtVersions.isEmpty }
@@ -112,6 +114,28 @@ extension Store {
         }
     }
 
+    /// Takes the damaged records `verify` found out of their packs' indexes (the bytes stay
+    /// until gc rewrites the pack), so a chunk with a sound copy in another pack reads from that
+    /// copy, and one with none is missing: a pull of the versions it hurts fetches it again.
+    /// Returns how many records were dropped.
+    @discardableResult
+    public func dropDamagedRecords(_ records: [PackID: Set<ChunkID>]) throws -> Int {
+        guard !records.isEmpty else { return 0 }
+        let lock = try dataLock(.exclusive)
+        defer { lock.unlock() }
+        var dropped = 0
+        for (pack, ids) in records.sorted(by: { $0.key < $1.key }) where FileSystem.exists(packIndexPath(pack)) {
+            let index = try readPackIndex(pack)
+            let keep = index.entries.filter { !ids.contains($0.id) }
+            guard keep.count < index.entries.count else { continue }
+            dropped += index.entries.count - keep.count
+            try FileSystem.writeAtomically(PackIndex(packSize: index.packSize, entries: keep).encoded(), to: packIndexPath(pack))
+        }
+        // The multi-pack index still lists the dropped entries: write it again from the new indexes.
+        if dropped > 0, FileSystem.exists(multiPackIndexPath) { _ = try writeMultiPackIndex() }
+        return dropped
+    }
+
     /// Models with a registry directory (registry/<name>/ holding @-records), with or without versions.
     func registryModels() throws -> [ModelName] {
         var out: [ModelName] = []
@@ -146,6 +170,7 @@ extension Store {
             guard size == pi.packSize else {
                 report.problems.append(.init(path: packPath(pid), message: "pack is \(size.map(String.init) ?? "missing"), index says \(pi.packSize) bytes"))
                 for e in pi.entries { damaged.insert(e.id) }
+                report.damagedRecords[pid, default: []].formUnion(pi.entries.map(\.id))
                 continue
             }
             report.packs += 1
@@ -171,6 +196,7 @@ extension Store {
                     doneBytes += PackFormat.recordSize(e.storedLength)
                     if let message = bad[j] {
                         damaged.insert(e.id)
+                        report.damagedRecords[pid, default: []].insert(e.id)
                         report.damagedChunks.append(e.id.hex)
                         report.problems.append(.init(path: packPath(pid), message: "chunk \(e.id.hex): \(message)"))
                     }
