@@ -65,10 +65,27 @@ final class HostileRemoteTests: XCTestCase {
         // disk floor still catches them.
         let r = TestSupport.cli(["pull", remote, "big@1.0.0", "--to", small + "/dev", "--max-expansion", "0"], store: small + "/store")
         XCTAssertEqual(r.status, 1)
-        XCTAssertTrue(r.stderr.contains("not enough disk space") && r.stderr.contains("installing big@1.0.0"), r.stderr)
+        // #45: one check for the download and the install, before anything is fetched.
+        XCTAssertTrue(r.stderr.contains("not enough disk space") && r.stderr.contains("pulling big@1.0.0") && r.stderr.contains("to install"), r.stderr)
         XCTAssertNil(InstallDirectory(root: small + "/dev").current())
         // Refused before writing: the disk is still nearly empty.
         XCTAssertLessThan(DiskSpace.stats(small)!.total - DiskSpace.stats(small)!.available, 8 << 20)
+    }
+
+    /// #45: the store and the install directory on one small filesystem: one check covers the
+    /// download and the install together, in human units, and refuses before anything is fetched.
+    func testOneDiskCheckCoversTheStoreAndTheInstallTogether() throws {
+        add("r@1.0.0", bytes: TestSupport.safetensors([("w", "U8", [5 << 20], TestSupport.random(5 << 20, seed: 3))]))
+        push()
+        let small = dir + "/tiny"
+        try FileSystem.makeDirectories(small)
+        guard mountTmpfs(small, size: "9m") else { throw XCTSkip("cannot mount a tmpfs here (not root?)") }
+        defer { unmount(small) }
+        let r = TestSupport.cli(["pull", remote, "r@1.0.0", "--to", small + "/dev"], store: small + "/store")
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("on one filesystem") && r.stderr.contains("MiB") && r.stderr.contains("nothing was downloaded"), r.stderr)
+        XCTAssertFalse((try? FileSystem.listDirectory(small + "/store/packs"))?.contains { $0.hasSuffix(".pack") } ?? false, "nothing was downloaded")
+        XCTAssertNil(InstallDirectory(root: small + "/dev").current())
     }
 
     /// Finding 5: a version object with a key this release does not know is stored as its exact

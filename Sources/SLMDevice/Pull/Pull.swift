@@ -380,7 +380,13 @@ extension Store {
         let windows = PullWindows(targets: targets, reader: reader, location: remote.location, missing: missing, index: index,
                                   options: options, deltaPacks: { [self] in try usableDeltaPacks(targets, manifest: $0, index: index) })
         let (chunkBytes, chunksFetched) = try windows.total()
-        try DiskSpace.require(chunkBytes, at: root, for: "downloading \(target.label)")
+        // One check for the download and the install together, before a byte is fetched: a
+        // store and an install directory on one small filesystem must fit both.
+        var writes: [(bytes: UInt64, path: String, what: String)] = [(chunkBytes, root, "to download into the store")]
+        if let dir = options.installDirectory, InstallDirectory(root: dir).installedID(of: target.version.description) != target.id {
+            writes.append((target.tree.totalSize, dir, "to install"))
+        }
+        try DiskSpace.require(writes, for: "pulling \(target.label)")
         if options.maxExpansion > 0 {
             let newBytes = try PullPlan.newDataBytes(targets, have: index.contains)
             let (bound, overflow) = max(chunkBytes, 1).multipliedReportingOverflow(by: options.maxExpansion)

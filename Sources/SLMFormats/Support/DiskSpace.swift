@@ -27,12 +27,54 @@ public enum DiskSpace {
         return (UInt64(s.f_bavail) * UInt64(s.f_frsize), UInt64(s.f_blocks) * UInt64(s.f_frsize))
     }
 
+    /// The filesystem a path is (or would be) on: its nearest existing ancestor's device.
+    static func device(_ path: String) -> UInt64? {
+        var probe = path
+        while !FileSystem.exists(probe), probe.contains("/"), probe != "/" {
+            probe = String(probe[..<probe.lastIndex(of: "/")!])
+            if probe.isEmpty { probe = "/" }
+        }
+        var st = stat()
+        guard stat(probe.isEmpty ? "." : probe, &st) == 0 else { return nil }
+        return UInt64(st.st_dev)
+    }
+
+    /// One check for several writes (what a pull downloads into the store and what it installs
+    /// under `--to`): writes that land on one filesystem are added up, and each filesystem must
+    /// keep its reserve. The message names each place and amount in human units.
+    public static func require(_ writes: [(bytes: UInt64, path: String, what: String)], for operation: String) throws {
+        var groups: [(device: UInt64?, writes: [(bytes: UInt64, path: String, what: String)])] = []
+        for w in writes where w.bytes > 0 {
+            let d = device(w.path)
+            if let i = groups.firstIndex(where: { $0.device != nil && $0.device == d }) { groups[i].writes.append(w) } else { groups.append((d, [w])) }
+        }
+        for g in groups {
+            let path = g.writes[0].path
+            guard let (available, _) = stats(path) else { continue }
+            let needed = g.writes.reduce(UInt64(0)) { $0 &+ $1.bytes }
+            let reserve = reserve(at: path)
+            guard needed > available || available - needed < reserve else { continue }
+            let parts = g.writes.map { "\(human($0.bytes)) \($0.what) in \($0.path)" }.joined(separator: " and ")
+            let together = g.writes.count > 1 ? ", on one filesystem, \(human(needed)) together" : ""
+            throw SLMError.failed("not enough disk space for \(operation): needs \(parts)\(together); \(human(available)) free, and \(human(reserve)) must stay free; nothing was downloaded")
+        }
+    }
+
+    /// A byte count as people read it: "23.3 MiB".
+    public static func human(_ bytes: UInt64) -> String {
+        let units = ["bytes", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(bytes)
+        var unit = 0
+        while value >= 1024 && unit < units.count - 1 { value /= 1024; unit += 1 }
+        return unit == 0 ? "\(bytes) bytes" : "\((value * 10).rounded() / 10) \(units[unit])"
+    }
+
     /// Refuses a write of `bytes` under `path` that would leave less than the reserve free.
     public static func require(_ bytes: UInt64, at path: String, for what: String) throws {
         guard let (available, _) = stats(path) else { return }
         let reserve = reserve(at: path)
         if bytes > available || available - bytes < reserve {
-            throw SLMError.failed("not enough disk space in \(path) for \(what): needs \(bytes) bytes, \(available) free, and \(reserve) must stay free; nothing was changed")
+            throw SLMError.failed("not enough disk space in \(path) for \(what): needs \(human(bytes)), \(human(available)) free, and \(human(reserve)) must stay free; nothing was changed")
         }
     }
 }
