@@ -1,6 +1,7 @@
 // The command table and what every command gets: parsed arguments and the store location.
 
 import SLMStoreKit
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -42,6 +43,24 @@ struct Context {
             return try Store.create(at: path)
         }
         return try Store.open(at: path)
+    }
+}
+
+/// SIGINT and SIGTERM turned into a flag a long command polls, so it stops between writes and
+/// says what it kept instead of dying mid-line.
+enum Interrupt {
+    nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
+
+    static func catchSignals() -> StopFlag {
+        let flag = StopFlag()
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { flag.set() }
+            s.resume()
+            sources.append(s)
+        }
+        return flag
     }
 }
 

@@ -236,6 +236,10 @@ let pullCommand = Command(
     remoteOptions.credentials.tokenFile = a.value("--token-file")
     remoteOptions.credentials.netrcFile = a.value("--netrc-file")
     remoteOptions.tls = tlsFiles(a)
+    // Ctrl-C (or SIGTERM) stops the pull between writes: what was verified stays for the next run.
+    let interrupt = Interrupt.catchSignals()
+    remoteOptions.isCancelled = { interrupt.isSet }
+    options.isCancelled = { interrupt.isSet }
     let remote = try Remotes.open(a.positionals[0], options: remoteOptions)
     // Tests shrink the commit batch to exercise resume on small models.
     if let v = getenv("SLMSTORE_PULL_COMMIT_BYTES").map({ String(cString: $0) }), let n = UInt64(v), n > 0 { options.commitEvery = n }

@@ -15,6 +15,8 @@ func print(_ items: Any..., separator: String = " ", terminator: String = "\n") 
 
 enum Output {
     static func error(_ s: String) {
+        // A progress bar may be on the line: the error starts a clean one.
+        if isatty(2) != 0 { fputs("\r\u{1b}[K", stderr) }
         fputs("slmstore: error: \(terminalSafe(s, keepNewlines: false))\n", stderr)
     }
 
@@ -102,7 +104,14 @@ final class ProgressBar: @unchecked Sendable {
         let width = 30
         let filled = Int(fraction * Double(width))
         let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-        let line = "\r\(label) [\(bar)] \(Output.fixed(fraction * 100, 0))% \(Output.bytes(done))/\(Output.bytes(total)) \(Output.rate(done, now - started))"
+        let elapsed = now - started
+        // The time left at the rate so far, once there is a rate to go by.
+        var eta = ""
+        if done > 0, done < total, elapsed > 0.5 {
+            let left = Double(total - done) / (Double(done) / elapsed)
+            eta = left < 60 ? " ETA \(Int(left.rounded(.up)))s" : " ETA \(Int(left / 60))m\(Int(left.truncatingRemainder(dividingBy: 60)))s"
+        }
+        let line = "\r\(label) [\(bar)] \(Output.fixed(fraction * 100, 0))% \(Output.bytes(done))/\(Output.bytes(total)) \(Output.rate(done, elapsed))\(eta)"
         fputs(line + "\u{1b}[K", stderr)
     }
 

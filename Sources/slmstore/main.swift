@@ -62,6 +62,11 @@ func runMain() -> Int32 {
         if parsed.has("--help") { print(command.help); return 0 }
         return try command.run(parsed, context)
     } catch let e as SLMError {
+        if case .cancelled = e.kind {
+            // Interrupted by the user: one line on what was kept, and the status a shell expects.
+            Output.error("interrupted; what was fetched and verified is kept: run the same command again to resume")
+            return 130
+        }
         Output.error(message(for: e))
         // A script that asked for JSON gets the failure as JSON too, on the same stream as a result.
         if args.prefix(while: { $0 != "--" }).contains("--json") {

@@ -133,6 +133,29 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("version m@1.0.0 is damaged"), r.stdout)
     }
 
+    /// #45: Ctrl-C during a pull prints one line saying what was kept and exits 130; running the
+    /// same command again finishes it.
+    func testAnInterruptedPullSaysWhatWasKeptAndResumes() throws {
+        TestSupport.write(TestSupport.safetensors([("w", "U8", [1 << 20], TestSupport.random(1 << 20, seed: 8))]), to: dir + "/big/model.safetensors")
+        XCTAssertEqual(cli(["add", "m@1.0.0", dir + "/big"]).status, 0)
+        XCTAssertEqual(cli(["push", dir + "/remote", "--no-web"]).status, 0)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: TestSupport.binary)
+        p.arguments = ["--store", dir + "/device", "pull", dir + "/remote", "m@1.0.0", "--max-rate", "100K"]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        Thread.sleep(forTimeInterval: 1.5)
+        kill(p.processIdentifier, SIGINT)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 130, stderr)
+        XCTAssertTrue(stderr.contains("interrupted") && stderr.contains("run the same command again to resume"), stderr)
+        XCTAssertEqual(stderr.split(separator: "\n").count, 1, stderr)
+        XCTAssertEqual(TestSupport.cli(["pull", dir + "/remote", "m@1.0.0"], store: dir + "/device").status, 0)
+    }
+
     /// #45: `show NAME` means the model's latest version.
     func testShowOfAModelNameAloneShowsItsLatestVersion() throws {
         XCTAssertEqual(cli(["add", "acme/llm@1.0.0", makeModel("a", seed: 1)]).status, 0)
