@@ -17,7 +17,7 @@ struct Command {
     var help: String {
         var s = "usage: \(usage)\n\n\(summary)\n"
         if !details.isEmpty { s += "\n\(details)\n" }
-        s += "\nGlobal options:\n  --store DIR   store to use (default: $SLMSTORE_DIR, else $XDG_DATA_HOME/slmstore or ~/.local/share/slmstore)\n  -h, --help    show this help\n"
+        s += "\nGlobal options:\n  --store DIR     store to use (default: $SLMSTORE_DIR, else $XDG_DATA_HOME/slmstore or ~/.local/share/slmstore)\n  --no-progress   no progress bar, even on a terminal\n  -h, --help      show this help\n"
         return s
     }
 }

@@ -85,6 +85,8 @@ enum Output {
 
 /// A one-line progress bar on stderr, drawn only when stderr is a terminal.
 final class ProgressBar: @unchecked Sendable {
+    /// `--no-progress` (any command): no bar even on a terminal.
+    nonisolated(unsafe) static var suppressed = false
     private let label: String
     private let enabled: Bool
     private var lastDraw = 0.0
@@ -92,7 +94,7 @@ final class ProgressBar: @unchecked Sendable {
 
     init(_ label: String) {
         self.label = label
-        enabled = isatty(2) != 0
+        enabled = isatty(2) != 0 && !Self.suppressed
     }
 
     func update(_ done: UInt64, _ total: UInt64) {

@@ -33,6 +33,11 @@ func runMain() -> Int32 {
             args.remove(at: i)
             continue
         }
+        if args[i] == "--no-progress" {
+            ProgressBar.suppressed = true
+            args.remove(at: i)
+            continue
+        }
         i += 1
     }
     guard let first = args.first else { print(topLevelHelp()); return 2 }

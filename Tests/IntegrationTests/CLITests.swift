@@ -156,6 +156,31 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(TestSupport.cli(["pull", dir + "/remote", "m@1.0.0"], store: dir + "/device").status, 0)
     }
 
+    /// #45: on a terminal (a pty from script(1)) a pull draws a bar with the time left;
+    /// `--no-progress` draws none.
+    func testTheProgressBarShowsTheTimeLeftAndNoProgressHidesIt() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/script") else { throw XCTSkip("script(1) is not installed") }
+        TestSupport.write(TestSupport.random(3 << 20, seed: 9), to: dir + "/big/w.bin")
+        XCTAssertEqual(cli(["add", "m@1.0.0", dir + "/big"]).status, 0)
+        XCTAssertEqual(cli(["push", dir + "/remote", "--no-web"]).status, 0)
+        func onTerminal(_ extra: [String], store: String) throws -> String {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+            let command = ([TestSupport.binary, "--store", store] + extra + ["pull", dir + "/remote", "m@1.0.0", "--max-rate", "1M"]).joined(separator: " ")
+            p.arguments = ["-qec", command, "/dev/null"]
+            let out = Pipe()
+            p.standardOutput = out
+            try p.run()
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationStatus, 0, text)
+            return text
+        }
+        let shown = try onTerminal([], store: dir + "/d1")
+        XCTAssertTrue(shown.contains("pull [") && shown.contains("ETA"), shown)
+        XCTAssertFalse(try onTerminal(["--no-progress"], store: dir + "/d2").contains("pull ["))
+    }
+
     /// #45: `show NAME` means the model's latest version.
     func testShowOfAModelNameAloneShowsItsLatestVersion() throws {
         XCTAssertEqual(cli(["add", "acme/llm@1.0.0", makeModel("a", seed: 1)]).status, 0)
