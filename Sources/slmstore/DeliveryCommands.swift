@@ -62,7 +62,7 @@ let diffCommand = Command(
             }
         }
     }
-    print("to fetch: \(d.chunksToFetch) chunks, \(Output.bytes(d.bytesToFetch)) compressed (\(Output.bytes(d.rawBytesToFetch)) raw) of \(Output.bytes(d.totalRawBytes)); \(Output.fixed(share * 100, 1))% already present")
+    print("to fetch: \(Output.count(d.chunksToFetch, "chunk")), \(Output.bytes(d.bytesToFetch)) compressed (\(Output.bytes(d.rawBytesToFetch)) raw) of \(Output.bytes(d.totalRawBytes)); \(Output.fixed(share * 100, 1))% already present")
     if d.deltaChunks > 0 { print("  \(d.deltaChunks) of those chunks as deltas against \(old.name)@\(old.version)") }
     print("a device holding nothing fetches \(Output.bytes(d.fullBytesToFetch))")
     return 0
@@ -150,7 +150,7 @@ let pushCommand = Command(
                              "release": r.release.map(releaseJSON) ?? .null,
                              "warnings": .array(r.warnings.map { .string(message(for: $0)) })]))
     } else {
-        print("pushed \(r.versionsPushed.count) versions (\(r.versionsPresent.count) already there), \(r.chunksCopied) chunks, \(Output.bytes(r.bytesCopied)) to \(dest)")
+        print("pushed \(Output.count(r.versionsPushed.count, "version")) (\(r.versionsPresent.count) already there), \(Output.count(r.chunksCopied, "chunk")), \(Output.bytes(r.bytesCopied)) to \(dest)")
         for v in r.versionsPushed { print("  \(v)") }
         for s in r.stagesPushed { print("  stage \(s)") }
         for d in r.deltaSets { print("  deltas \(d)") }
@@ -296,9 +296,9 @@ let pullCommand = Command(
             "installed": r.installedPath.map { .string($0) } ?? .null, "seconds": .double((r.seconds * 1000).rounded() / 1000),
         ]))
     } else {
-        print("pulled \(r.name)@\(r.version) (\(r.versionID.hex.prefix(12))): \(r.chunksFetched) chunks fetched, \(Output.bytes(r.bytesDownloaded)) downloaded in \(r.requests) requests, \(Output.fixed(r.seconds, 2)) s (\(Output.rate(r.bytesDownloaded, r.seconds)))")
-        if r.chunksFromSeeds > 0 { print("  \(r.chunksFromSeeds) chunks reused from files on disk") }
-        if r.chunksFromDeltas > 0 { print("  \(r.chunksFromDeltas) chunks rebuilt from deltas against a version already here") }
+        print("pulled \(r.name)@\(r.version) (\(r.versionID.hex.prefix(12))): \(Output.count(r.chunksFetched, "chunk")) fetched, \(Output.bytes(r.bytesDownloaded)) downloaded in \(Output.count(r.requests, "request")), \(Output.fixed(r.seconds, 2)) s (\(Output.rate(r.bytesDownloaded, r.seconds)))")
+        if r.chunksFromSeeds > 0 { print("  \(Output.count(r.chunksFromSeeds, "chunk")) reused from files on disk") }
+        if r.chunksFromDeltas > 0 { print("  \(Output.count(r.chunksFromDeltas, "chunk")) rebuilt from deltas against a version already here") }
         if r.versions.count > 1 { print("  with dependencies: \(r.versions.dropFirst().joined(separator: ", "))") }
         if let p = r.installedPath { print("  installed at \(p); \(options.installDirectory!)/current -> \(r.version)") }
     }
@@ -333,7 +333,7 @@ let gcCommand = Command(
         Output.json(.object(["bytes_freed": .int(r.bytesFreed), "packs_before": .int(r.packsBefore), "packs_deleted": .int(r.packsDeleted),
                              "packs_rewritten": .int(r.packsRewritten), "live_chunks": .int(r.liveChunks)]))
     } else {
-        print("freed \(Output.bytes(r.bytesFreed)): \(r.packsDeleted) packs deleted, \(r.packsRewritten) rewritten of \(r.packsBefore); \(r.liveChunks) live chunks")
+        print("freed \(Output.bytes(r.bytesFreed)): \(Output.count(r.packsDeleted, "pack")) deleted, \(r.packsRewritten) rewritten of \(r.packsBefore); \(r.liveChunks) live chunks")
     }
     return 0
 }
@@ -359,7 +359,7 @@ let maintenanceCommand = Command(
     } else if r.packs == 0 {
         print("no packs: nothing to index")
     } else {
-        print("multi-pack index: \(r.entries) chunk records in \(r.packs) packs (\(Output.bytes(r.bytes))), \(r.uncoveredBefore) packs were outside it; \(String(format: "%.2f", r.seconds)) s")
+        print("multi-pack index: \(r.entries) chunk records in \(Output.count(r.packs, "pack")) (\(Output.bytes(r.bytes))), \(Output.count(r.uncoveredBefore, "pack")) were outside it; \(String(format: "%.2f", r.seconds)) s")
     }
     return 0
 }

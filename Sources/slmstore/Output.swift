@@ -46,6 +46,9 @@ enum Output {
 
     static func json(_ v: JSONValue) { Swift.print(v.prettyString()) }
 
+    /// "1 chunk", "2 chunks": a count with its noun in the right number.
+    static func count<N: BinaryInteger>(_ n: N, _ noun: String) -> String { "\(n) \(n == 1 ? noun : noun + "s")" }
+
     static func bytes(_ n: UInt64) -> String {
         let units = ["B", "KiB", "MiB", "GiB", "TiB"]
         var v = Double(n)

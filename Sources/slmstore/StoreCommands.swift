@@ -99,10 +99,10 @@ let addCommand = Command(
         print("\(name)@\(version) is already stored with identical content (version \(r.versionID.hex.prefix(12))); nothing written")
     } else {
         print("added \(name)@\(version)  version \(r.versionID.hex)")
-        print("  \(r.files) files, \(Output.bytes(r.inputBytes)) in; \(Output.bytes(r.storedBytes)) new compressed bytes written")
+        print("  \(Output.count(r.files, "file")), \(Output.bytes(r.inputBytes)) in; \(Output.bytes(r.storedBytes)) new compressed bytes written")
         print("  chunks: \(r.newChunks) new, \(r.reusedChunks) reused (\(Output.fixed(ratio * 100, 1))% of input already stored)")
         if r.deltas.chunks > 0, let base = r.deltaBase {
-            print("  deltas against \(base): \(r.deltas.chunks) chunks, \(Output.bytes(r.deltas.storedBytes)) (what a holder of \(base) downloads for them)")
+            print("  deltas against \(base): \(Output.count(r.deltas.chunks, "chunk")), \(Output.bytes(r.deltas.storedBytes)) (what a holder of \(base) downloads for them)")
         }
         print("  \(Output.fixed(r.seconds, 2)) s, \(Output.rate(r.inputBytes, r.seconds))")
     }
@@ -296,7 +296,7 @@ let showCommand = Command(
         for line in card.prettyString().split(separator: "\n") { print("    \(line)") }
     }
     let ratio = s.rawBytes > 0 ? Double(s.storedBytes) / Double(s.rawBytes) : 0
-    print("  size         \(Output.bytes(s.rawBytes)) in \(s.files) files; stored \(Output.bytes(s.storedBytes)) (\(Output.fixed(ratio, 3)) of raw)")
+    print("  size         \(Output.bytes(s.rawBytes)) in \(Output.count(s.files, "file")); stored \(Output.bytes(s.storedBytes)) (\(Output.fixed(ratio, 3)) of raw)")
     print("  chunks       \(s.chunks) (\(s.uniqueChunks) distinct), \(s.sharedWithParent) shared with parent, \(Output.bytes(s.newStoredBytes)) new vs parent")
     print("\nFiles:")
     print(Output.table([["PATH", "SIZE", "CHUNKS", "SHA256"]] + tree.files.map {
@@ -360,7 +360,7 @@ let checkoutCommand = Command(
         Output.json(.object(["version_id": .string(r.id.hex), "files": .int(result.files), "bytes": .int(result.bytes),
                              "seconds": .double((result.seconds * 1000).rounded() / 1000)]))
     } else {
-        print("checked out \(r.name)@\(r.version) into \(a.positionals[1]): \(result.files) files, \(Output.bytes(result.bytes)), \(Output.fixed(result.seconds, 2)) s (\(Output.rate(result.bytes, result.seconds)))")
+        print("checked out \(r.name)@\(r.version) into \(a.positionals[1]): \(Output.count(result.files, "file")), \(Output.bytes(result.bytes)), \(Output.fixed(result.seconds, 2)) s (\(Output.rate(result.bytes, result.seconds)))")
     }
     return 0
 }
@@ -459,7 +459,7 @@ let verifyCommand = Command(
         for (v, files) in byVersion.sorted(by: { $0.key < $1.key }) {
             print("version \(v) is damaged: \(Array(Set(files)).sorted().joined(separator: ", "))")
         }
-        print("\(report.ok ? "ok" : "FAILED"): \(report.packs) packs, \(report.chunks) chunks (\(Output.bytes(report.chunkBytes))), \(report.versions) versions checked")
+        print("\(report.ok ? "ok" : "FAILED"): \(Output.count(report.packs, "pack")), \(Output.count(report.chunks, "chunk")) (\(Output.bytes(report.chunkBytes))), \(Output.count(report.versions, "version")) checked")
         if !report.ok && !a.has("--repair") { print("to repair: `slmstore verify --repair REMOTE` with a remote that holds the damaged versions") }
     }
     return report.ok ? 0 : 5

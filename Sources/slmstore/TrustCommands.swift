@@ -77,7 +77,7 @@ func printRelease(_ r: ReleaseSigningResult, json: Bool, remote: String) {
     if json {
         Output.json(releaseJSON(r))
     } else {
-        print("signed release serial \(r.serial) of \(remote) (remote id \(r.remote)): \(r.versions) versions, expires \(expires)")
+        print("signed release serial \(r.serial) of \(remote) (remote id \(r.remote)): \(Output.count(r.versions, "version")), expires \(expires)")
         if !r.unsigned.isEmpty {
             print("  not signed (neither in this store nor in the previous release): \(r.unsigned.joined(separator: ", "))")
         }
