@@ -58,6 +58,9 @@ let demoCommand = Command(
     try run(["verify"])
     print("\nThe second version stored only its changed tensors' chunks; the third, whose every weight moved, stored")
     print("element-wise deltas against the second. Store: \(storeDir)")
+    // Say where everything went and how to get rid of it: the demo leaves its files for a look.
+    let used = (try? FileSystem.listDirectory(dir))?.reduce(UInt64(0)) { total, name in total + diskUsage("\(dir)/\(name)") } ?? 0
+    print("Everything above is in \(dir) (\(Output.bytes(used))): try `slmstore --store \(storeDir) ls`, and remove it with `rm -rf \(dir)`.")
     return 0
 }
 
@@ -71,4 +74,10 @@ func runChild(_ path: String, _ args: [String]) throws -> Int32 {
     var status: Int32 = 0
     while waitpid(pid, &status, 0) < 0 { if errno != EINTR { throw SLMError.io(path: path, operation: "wait", errno: errno) } }
     return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+}
+
+/// Bytes of the regular files under `path`.
+private func diskUsage(_ path: String) -> UInt64 {
+    guard FileSystem.isDirectory(path) else { return FileSystem.fileSize(path) ?? 0 }
+    return ((try? FileSystem.listDirectory(path)) ?? []).reduce(UInt64(0)) { $0 + diskUsage("\(path)/\($1)") }
 }
