@@ -43,24 +43,33 @@ let addCommand = Command(
       --card FILE            model card (model_card.yaml or .json): provenance stored inside the version.
                              A Hugging Face cache snapshot (models--ORG--NAME/snapshots/REV/) is stored
                              as its files (not the links into blobs/), and the card gains
-                             source: {hub, repository, revision} unless it has a source
+                             source: {hub, repository, revision} unless it has a source. The
+                             repository folder (models--ORG--NAME) or its snapshots/ folder means
+                             the snapshot refs/main names, or --revision's
+      --revision REV         with a Hugging Face cache folder: the ref (branch, tag) or commit to add
       --depends NAME@RANGE   a model this version needs (repeatable); must resolve in this store
       --delta-base REF       make deltas against this version instead of the previous one
       --no-delta             store full records only
       --json                 print one JSON object (version_id, input_bytes, stored_bytes, new_chunks, reused_chunks,
                              delta_chunks, delta_stored_bytes, ...)
     """,
-    spec: OptionSpec(values: ["--card", "--depends", "--delta-base"], repeatable: ["--depends"], flags: ["--json", "--no-delta"])
+    spec: OptionSpec(values: ["--card", "--depends", "--delta-base", "--revision"], repeatable: ["--depends"], flags: ["--json", "--no-delta"])
 ) { a, ctx in
     try requirePositionals(a, "add", min: 2, max: Int.max, usage: "slmstore add NAME@VERSION PATH...")
     guard case let .exact(name, version) = try VersionRef.parse(a.positionals[0]) else {
         throw SLMError.argument("add: \"\(a.positionals[0])\" is not NAME@VERSION with a SemVer version (e.g. intent-classifier@1.0.0)")
     }
-    let inputs = try AddInputs.collect(Array(a.positionals.dropFirst()))
+    // A Hugging Face cache folder means one of its snapshots, never the cache's own files.
+    var paths: [String] = []
+    for p in a.positionals.dropFirst() { paths.append(try AddInputs.huggingFaceCacheSnapshot(p, revision: a.value("--revision")) ?? p) }
+    if let r = a.value("--revision"), paths == Array(a.positionals.dropFirst()) {
+        throw SLMError.argument("add: --revision \(r) goes with a Hugging Face cache folder (models--ORG--NAME or its snapshots/), and none was given")
+    }
+    let inputs = try AddInputs.collect(paths)
     var options = AddOptions()
     if let card = a.value("--card") { options.card = try ModelCard.load(path: card) }
     // A Hugging Face cache snapshot records where it came from, unless the card says already.
-    if let (repository, revision) = a.positionals.dropFirst().lazy.compactMap(AddInputs.huggingFaceSnapshot).first,
+    if let (repository, revision) = paths.lazy.compactMap(AddInputs.huggingFaceSnapshot).first,
        options.card?["source"] == nil {
         var card = options.card?.objectValue ?? [:]
         card["source"] = .object(["hub": .string("huggingface"), "repository": .string(repository), "revision": .string(revision)])

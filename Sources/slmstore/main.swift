@@ -93,7 +93,7 @@ let settingOptions: [SLMError.Setting: (option: String, hint: String)] = [
     .reportURL: ("--report-url", ""), .deviceID: ("--device-id", ""), .clientKey: ("--key", " (pass --cert FILE too)"),
     .signingKeys: ("--sign", " (--sign KEY)"), .healthCheck: ("--health-check", " (--keep 1 or more)"),
     .caBundle: ("--cacert", ""), .clientCertificate: ("--cert", ""), .tokenFile: ("--token-file", ""),
-    .maxInstallSize: ("--max-install-size", ""), .maxExpansion: ("--max-expansion", ""),
+    .maxInstallSize: ("--max-install-size", ""), .maxExpansion: ("--max-expansion", ""), .revision: ("--revision", ""),
 ]
 
 /// A remedy the library attached to an error, worded as what to type.
@@ -119,6 +119,7 @@ func hint(for remedy: SLMError.Remedy) -> String {
     case .listCardKeys: return "see `slmstore card-keys`"
     case let .confirmRemoteID(id): return "check it against your devices, then `slmstore push REMOTE --remote-id \(id)`"
     case .enrollDevice: return "enroll it with `slmstore device enroll REMOTE DEVICE-ID`"
+    case .chooseRevision: return "pass --revision REV"
     }
 }
 

@@ -181,6 +181,44 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(try onTerminal(["--no-progress"], store: dir + "/d2").contains("pull ["))
     }
 
+    /// A Hugging Face cache as huggingface_hub lays it out: blobs named by hash, refs/main
+    /// naming a commit, snapshots/<commit>/ holding links into ../../blobs.
+    func makeHuggingFaceCache() throws -> (repo: String, commit: String) {
+        let repo = dir + "/hub/models--acme--tiny"
+        let commit = String(repeating: "ab", count: 20)
+        let files: [(String, [UInt8])] = [("config.json", Array("{\"hidden\": 4}\n".utf8)),
+                                          ("model.safetensors", TestSupport.safetensors([("w", "BF16", [1000], TestSupport.bf16Like(2000, seed: 4))]))]
+        for (name, bytes) in files {
+            let blob = SHA256Hasher.hash(bytes).hex
+            TestSupport.write(bytes, to: "\(repo)/blobs/\(blob)")
+            try FileSystem.makeDirectories("\(repo)/snapshots/\(commit)")
+            try FileManager.default.createSymbolicLink(atPath: "\(repo)/snapshots/\(commit)/\(name)", withDestinationPath: "../../blobs/\(blob)")
+        }
+        TestSupport.write(Array(commit.utf8), to: "\(repo)/refs/main")
+        return (repo, commit)
+    }
+
+    /// #45: `add` takes a Hugging Face cache's repository folder, its snapshots/ folder or one
+    /// snapshot, and stores the snapshot's files (the same tree each way), never blobs/ or refs/.
+    func testAddOfAHuggingFaceCacheFolderStoresTheSnapshotsFiles() throws {
+        let (repo, commit) = try makeHuggingFaceCache()
+        var trees: [String] = []
+        for (v, path) in [("1.0.0", repo), ("1.0.1", repo + "/snapshots"), ("1.0.2", "\(repo)/snapshots/\(commit)")] {
+            let r = cli(["add", "tiny@\(v)", path, "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let show = try TestSupport.json(cli(["show", "tiny@\(v)", "--json"]))
+            XCTAssertEqual(show["files"]?.arrayValue?.compactMap { $0["path"]?.stringValue }, ["config.json", "model.safetensors"], path)
+            XCTAssertEqual(show["card"]?["source"]?["revision"]?.stringValue, commit)
+            trees.append(show["tree_id"]?.stringValue ?? "")
+        }
+        XCTAssertEqual(Set(trees).count, 1, "one tree whichever folder was named")
+        XCTAssertEqual(trees.first?.count, 64)
+        let missing = cli(["add", "tiny@2.0.0", repo, "--revision", "dev"])
+        XCTAssertEqual(missing.status, 1, missing.stderr)
+        XCTAssertTrue(missing.stderr.contains("refs/dev") && missing.stderr.contains("--revision"), missing.stderr)
+        XCTAssertEqual(cli(["add", "tiny@2.0.0", repo, "--revision", commit]).status, 0)
+    }
+
     /// #45: `show NAME` means the model's latest version.
     func testShowOfAModelNameAloneShowsItsLatestVersion() throws {
         XCTAssertEqual(cli(["add", "acme/llm@1.0.0", makeModel("a", seed: 1)]).status, 0)

@@ -81,6 +81,8 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
         case maxInstallSize = "install size limit"
         /// How many times its download (or distinct chunks) a version may expand to.
         case maxExpansion = "expansion limit"
+        /// Which revision of a Hugging Face cache folder is added.
+        case revision = "revision"
     }
 
     /// What a user can change to get past an error, named by what it does rather than by any
@@ -122,6 +124,8 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
         case confirmRemoteID(String)
         /// Enrolling a device with the publisher, so its signed reports count.
         case enrollDevice
+        /// Naming which revision of a Hugging Face cache folder to add.
+        case chooseRevision
 
         /// The remedy in the library's words.
         public var description: String {
@@ -144,6 +148,7 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
             case .listCardKeys: return "the store's config lists them"
             case let .confirmRemoteID(id): return "push with PushOptions.remoteID = \(id) to confirm it"
             case .enrollDevice: return "enroll the device with DeviceEnrollment"
+            case .chooseRevision: return "name the revision to add"
             }
         }
     }

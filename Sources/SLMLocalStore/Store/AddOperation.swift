@@ -123,6 +123,36 @@ public enum AddInputs {
         return (repository, revision)
     }
 
+    /// The snapshot a Hugging Face cache path stands for: a repository folder
+    /// (`models--ORG--NAME`, holding `refs/`, `snapshots/` and `blobs/`) or its `snapshots/`
+    /// folder means the snapshot `refs/<revision>` names (`main` by default; a 40-hex commit is
+    /// taken as is), so `add` stores the files of that snapshot and never the cache's internals.
+    /// Nil for any other path (a snapshot directory itself included: it is used as it is).
+    public static func huggingFaceCacheSnapshot(_ path: String, revision: String?) throws -> String? {
+        let absolute = FileSystem.absolutePath(path)
+        var repo = absolute
+        while repo.hasSuffix("/") { repo.removeLast() }
+        if FileSystem.basename(repo) == "snapshots" { repo = FileSystem.dirname(repo) }
+        guard FileSystem.basename(repo).hasPrefix("models--"), FileSystem.isDirectory(repo + "/snapshots"),
+              FileSystem.isDirectory(repo + "/refs") || revision != nil else { return nil }
+        let wanted = revision ?? "main"
+        var commit = wanted
+        if !(wanted.count == 40 && wanted.allSatisfy(\.isHexDigit)) {
+            let ref = "\(repo)/refs/\(wanted)"
+            guard TreePath.problem(wanted) == nil, FileSystem.exists(ref) else {
+                let known = ((try? FileSystem.listDirectory(repo + "/snapshots")) ?? []).sorted()
+                throw SLMError.input(path: path, problem: "is a Hugging Face cache folder without refs/\(wanted); name a revision (one of: \(known.joined(separator: ", ")))")
+                    .remedied(by: .chooseRevision)
+            }
+            commit = String(decoding: try FileSystem.readFile(ref, limit: 4096), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let snapshot = "\(repo)/snapshots/\(commit)"
+        guard commit.count == 40, commit.allSatisfy(\.isHexDigit), FileSystem.isDirectory(snapshot) else {
+            throw SLMError.input(path: path, problem: "revision \(wanted) names \(commit.prefix(64)), which has no snapshot in this cache")
+        }
+        return snapshot
+    }
+
     /// Every readable regular file below `dir`, skipping what cannot be used (for seeds).
     public static func collectLenient(_ dir: String) throws -> [AddInput] {
         var out: [AddInput] = []
