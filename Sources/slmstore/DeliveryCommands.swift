@@ -111,7 +111,7 @@ let pushCommand = Command(
                      repeatable: ["--delta-from", "--sign", "--next-key", "--previous-key"],
                      flags: ["--json", "--no-web", "--no-delta", "--from-scratch", "--deltas-for-fleet"])
 ) { a, ctx in
-    try requirePositionals(a, "push", min: 1, max: Int.max, usage: "slmstore push REMOTE-DIR [REF...]")
+    try requirePositionals(a, "push", min: 1, max: Int.max, usage: "slmstore push REMOTE [REF...] (REMOTE: a directory or s3://BUCKET/PREFIX)")
     let dest = a.positionals[0]
     if dest.hasPrefix("http://") || dest.hasPrefix("https://") {
         throw SLMError.argument("push: \(dest): push writes to a directory; publish that directory with your web server or bucket tool")

@@ -22,6 +22,8 @@ let deviceCommand = Command(
       show --to DIR         on a device: its id and public key (made if absent)
     The enrolled set is published beside the release as REMOTE/devices.json and named by digest in
     release.json at the next `push --sign`.
+      --endpoint URL  S3-compatible endpoint for an s3:// REMOTE
+      \(tlsHelp)
       --json   enroll/revoke: enrolled, revoked, count; list: devices [{id, key, enrolled}];
                show: device, key
     """,

@@ -49,6 +49,14 @@ let syncCommand = Command(
                             health check or hook; a later round without it installs them with
                             nothing left to download (the report says pending meanwhile)
       --once   one round; exit 0 when up to date, 1 if the round failed
+      --config FILE  the same settings as "key = value" lines (remote, to, follow (repeatable),
+                     interval, keep, on-update, health-check, health-timeout, max-rate, max-backoff,
+                     log-format, endpoint, device-id, store, trust, window, ...; see
+                     /etc/slmstore/example.conf); options on the command line win
+      --max-backoff T  the longest wait between rounds after failures (default 5m)
+      --device-id ID   this device's id instead of DIR/.slmstore-device-id
+      --store DIR      the device store (default DIR/.slmstore)
+      --log-format human|json  one line per event, as text or JSON
     """,
     spec: OptionSpec(values: Set(["--to", "--follow", "--interval", "--keep", "--on-update", "--max-rate", "--log-format", "--max-backoff", "--endpoint",
                               "--device-id", "--health-check", "--health-timeout", "--config", "--memory-budget", "--trust", "--token-file", "--netrc-file", "--max-install-size", "--max-expansion", "--report-url", "--window"]).union(tlsOptionNames),
@@ -249,6 +257,8 @@ let fleetCommand = Command(
       --target NAME@VERSION  what the fleet will download to reach that version (from this store):
                per version devices run, how many, and what one of them fetches (`diff`, with
                delta records where REMOTE has a delta set from that version), and the total
+      --endpoint URL  S3-compatible endpoint for an s3:// REMOTE
+      \(tlsHelp)
       --web    write the fleet page, REMOTE's web/fleet.html (beside the registry pages push writes),
                from what this run read (after --apply's changes are pushed)
       --json   devices, enrolled, missing, models {model: {version: {running, pending, rejected,

@@ -47,6 +47,7 @@ let resignCommand = Command(
       --expires D      validity from now, e.g. 7d, 12h (default 30d)
       --next-key PUB   public key that signs from the next serial on (key rotation; repeatable)
       --previous-key PUB  a key whose signature on the current release.json is trusted too (repeatable)
+      --endpoint URL   S3-compatible endpoint for an s3:// REMOTE
     The current release.json is renewed only if these keys (or --previous-key) signed it, or it is
     the release this store signed last. Otherwise resign stops and names the file: a remote that
     someone else can write may hold a forged release, and renewing it would vouch for it. Recover

@@ -219,6 +219,48 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(cli(["add", "tiny@2.0.0", repo, "--revision", commit]).status, 0)
     }
 
+    /// #45: a hex string too short to be a version id prefix says so.
+    func testAShortIDSaysItNeedsEightHexDigits() {
+        XCTAssertEqual(cli(["init"]).status, 0)
+        let r = cli(["show", "abc12"])
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.stderr.contains("at least 8 hex digits (this has 5)"), r.stderr)
+    }
+
+    /// #45: the manual page comes with the binary: every command, EXIT STATUS and ENVIRONMENT.
+    func testTheManPageListsEveryCommandTheExitStatusesAndTheEnvironment() {
+        let r = cli(["man"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.hasPrefix(".TH SLMSTORE 1"), String(r.stdout.prefix(80)))
+        for section in [".SH EXIT STATUS", ".SH ENVIRONMENT", ".SS push", ".SS device", ".SS man", "SLMSTORE_TOKEN", ".TP\n130"] {
+            XCTAssertTrue(r.stdout.contains(section), section)
+        }
+    }
+
+    /// #45: every option a command accepts is in its --help (read from each command's
+    /// OptionSpec in the CLI's sources).
+    func testEveryOptionACommandTakesIsInItsHelp() throws {
+        let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Sources/slmstore")
+        var text = ""
+        for file in try FileManager.default.contentsOfDirectory(atPath: sources.path) where file.hasSuffix(".swift") {
+            text += try String(contentsOf: sources.appendingPathComponent(file), encoding: .utf8)
+        }
+        let command = try NSRegularExpression(pattern: #"Command\(\s*name: "([a-z-]+)".*?spec: (OptionSpec\((?:[^()]|\([^()]*\))*\))"#,
+                                              options: [.dotMatchesLineSeparators])
+        let option = try NSRegularExpression(pattern: #""(--[a-z-]+)""#)
+        var checked = 0
+        for m in command.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
+            let name = (text as NSString).substring(with: m.range(at: 1)), spec = (text as NSString).substring(with: m.range(at: 2))
+            var options = Set(option.matches(in: spec, range: NSRange(spec.startIndex..., in: spec)).map { (spec as NSString).substring(with: $0.range(at: 1)) })
+            if spec.contains("tlsOptionNames") { options.formUnion(["--cacert", "--cert", "--key"]) }
+            let help = cli([name, "--help"]).stdout
+            for o in options.sorted() { XCTAssertTrue(help.contains(o), "\(name) --help does not mention \(o)") }
+            checked += 1
+        }
+        XCTAssertGreaterThan(checked, 20)
+    }
+
     /// #45: `show NAME` means the model's latest version.
     func testShowOfAModelNameAloneShowsItsLatestVersion() throws {
         XCTAssertEqual(cli(["add", "acme/llm@1.0.0", makeModel("a", seed: 1)]).status, 0)

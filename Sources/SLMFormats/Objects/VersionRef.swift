@@ -23,6 +23,10 @@ public enum VersionRef: Equatable, Sendable, CustomStringConvertible {
         }
         let lower = text.lowercased()
         if lower.utf8.count >= 8, lower.utf8.count <= 64, Hex.isHex(Substring(lower)) { return .id(lower) }
+        if !lower.isEmpty, lower.utf8.count < 8, Hex.isHex(Substring(lower)) {
+            // It looks like the start of a version id, too short to be told from others.
+            throw SLMError.argument("invalid reference \"\(text)\": a version id prefix needs at least 8 hex digits (this has \(lower.utf8.count)); or, for a model named \(text), say which version, e.g. \(text)@1.0.0")
+        }
         if ModelName(parsing: text) != nil {
             throw SLMError.argument("invalid reference \"\(text)\": say which version, e.g. \(text)@1.0.0 (or a version id)")
         }
