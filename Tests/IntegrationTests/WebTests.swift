@@ -94,6 +94,31 @@ final class WebTests: XCTestCase {
         }
     }
 
+    /// #45: a version page says whether the remote's signed release lists it (key, serial,
+    /// expiry) or that the remote is unsigned; the download figure counts deltas as `diff`
+    /// does; metric sources show; provenance shows once; a long tensor table is folded; a long
+    /// history reason wraps without breaking the short cells.
+    func testVersionPagesShowSignatureDeltasSourcesAndFoldLongTables() throws {
+        let nginx = try NginxServer(serving: remote)
+        defer { nginx.stop() }
+        var version = try browser(["--dump-dom", nginx.url + "/web/models/intent/1.1.0.html"])
+        XCTAssertTrue(version.contains("unsigned (the remote has no signed release)"), "signature status of an unsigned remote")
+        XCTAssertTrue(version.contains("eval-run-7"), "the metric's source")
+        XCTAssertTrue(version.contains("<details><summary>"), "the tensor table is folded")
+        XCTAssertEqual(version.components(separatedBy: "sha256:9f2c1e0a77").count - 1, 1, "provenance shows once")
+        let diff = try TestSupport.json(TestSupport.cli(["diff", "intent@1.0.0", "intent@1.1.0", "--json"], store: store))
+        let fetch = try XCTUnwrap(diff["bytes_to_fetch"]?.uint64Value)
+        XCTAssertTrue(version.contains("downloads <strong>\(HTML.bytes(fetch))</strong>"), "the page's figure is diff's \(fetch) bytes")
+        let model = try browser(["--dump-dom", nginx.url + "/web/models/intent/index.html"])
+        XCTAssertTrue(model.contains("<td class=\"nowrap\">production</td>") && model.contains("<td class=\"reason\">"), "history cells")
+
+        XCTAssertEqual(TestSupport.cli(["keygen", dir + "/key"]).status, 0)
+        XCTAssertEqual(TestSupport.cli(["push", remote, "--sign", dir + "/key"], store: store).status, 0)
+        let release = try SignedRelease.decode(TestSupport.read(remote + "/release.json"), source: "r")
+        version = try browser(["--dump-dom", nginx.url + "/web/models/intent/1.1.0.html"])
+        XCTAssertTrue(version.contains("signed: release serial \(release.serial), key \(release.signatures[0].key.hex.prefix(16))"), "signature status")
+    }
+
     func testEveryLinkOnEveryPageAnswers200() throws {
         let nginx = try NginxServer(serving: remote)
         defer { nginx.stop() }

@@ -55,7 +55,7 @@ enum HTML {
     body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1f2328;background:#f6f8fa}
     header{background:#24292f;color:#fff;padding:12px 24px}header a{color:#fff;text-decoration:none;font-weight:600}
     main{max-width:1100px;margin:0 auto;padding:16px 24px}h1{font-size:24px;margin:8px 0}h2{font-size:18px;margin:24px 0 8px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
-    table{border-collapse:collapse;width:100%;background:#fff;margin:8px 0}th,td{border:1px solid #d0d7de;padding:5px 8px;text-align:left;vertical-align:top;word-break:break-word}
+    table{border-collapse:collapse;width:100%;background:#fff;margin:8px 0}th,td{border:1px solid #d0d7de;padding:5px 8px;text-align:left;vertical-align:top;word-break:break-word}td.nowrap{white-space:nowrap;word-break:normal}td.reason{min-width:16em}summary{cursor:pointer;margin:6px 0}
     th{background:#f0f3f6;font-weight:600}code,.mono{font:13px ui-monospace,SFMono-Regular,Menlo,monospace}
     .stage{display:inline-block;border-radius:10px;padding:0 8px;font-size:12px;margin-right:4px;background:#ddf4ff;color:#0969da}
     .stage.production{background:#dafbe1;color:#1a7f37}.stage.staging{background:#fff8c5;color:#9a6700}.stage.archived{background:#eaeef2;color:#57606a}

@@ -96,9 +96,10 @@ public enum RegistrySite {
             body += "<table><tr><th>when</th><th>who</th><th>action</th><th>stage</th><th>from</th><th>to</th><th>why</th><th>outcome</th></tr>"
             for h in m.history.reversed() {
                 let cls = h.outcome == "ok" ? "ok" : "refused"
-                body += "<tr><td>\(HTML.escape(h.time))</td><td>\(HTML.escape(h.by))</td><td>\(HTML.escape(h.action))</td><td>\(HTML.escape(h.stage))</td>"
-                body += "<td>\(HTML.escape(h.from ?? "-"))</td><td>\(HTML.escape(h.to))</td><td>\(HTML.escape(h.reason ?? ""))</td>"
-                body += "<td class=\"\(cls)\">\(HTML.escape(h.outcome))</td></tr>"
+                // Short cells never break; the reason, however long, wraps in its own column.
+                body += "<tr><td class=\"nowrap\">\(HTML.escape(h.time))</td><td class=\"nowrap\">\(HTML.escape(h.by))</td><td class=\"nowrap\">\(HTML.escape(h.action))</td><td class=\"nowrap\">\(HTML.escape(h.stage))</td>"
+                body += "<td class=\"nowrap\">\(HTML.escape(h.from ?? "-"))</td><td class=\"nowrap\">\(HTML.escape(h.to))</td><td class=\"reason\">\(HTML.escape(h.reason ?? ""))</td>"
+                body += "<td class=\"\(cls) nowrap\">\(HTML.escape(h.outcome))</td></tr>"
             }
             body += "</table>"
         }
@@ -117,7 +118,17 @@ public enum RegistrySite {
         body += "<dt>version id</dt><dd class=\"mono\">\(v.id)</dd><dt>created</dt><dd>\(HTML.escape(v.created))</dd>"
         body += "<dt>added by</dt><dd>\(HTML.escape(v.addedBy))</dd><dt>tool</dt><dd>\(HTML.escape(v.tool))</dd>"
         body += "<dt>parent</dt><dd>\(v.parent.map { v.parentLinked ? "<a href=\"\(HTML.href($0)).html\">\(HTML.escape($0))</a>" : HTML.escape($0) } ?? "none")</dd>"
-        body += "<dt>size</dt><dd>\(HTML.bytes(v.rawBytes)) (stored \(HTML.bytes(v.storedBytes)))</dd></dl></div>"
+        body += "<dt>size</dt><dd>\(HTML.bytes(v.rawBytes)) (stored \(HTML.bytes(v.storedBytes)))</dd>"
+        switch v.signature {
+        case let .signed(serial, keys, expires)?:
+            body += "<dt>signature</dt><dd class=\"ok\">signed: release serial \(serial), key \(keys.map { HTML.escape(String($0.prefix(16))) }.joined(separator: ", ")), expires \(HTML.escape(expires))</dd>"
+        case let .notListed(serial)?:
+            body += "<dt>signature</dt><dd class=\"refused\">not in the signed release (serial \(serial)): devices that check releases will not install it</dd>"
+        case .unsigned?:
+            body += "<dt>signature</dt><dd class=\"muted\">unsigned (the remote has no signed release)</dd>"
+        case nil: break
+        }
+        body += "</dl></div>"
 
         body += "<h2>What changed since the parent</h2>"
         if let c = v.change {
@@ -148,8 +159,12 @@ public enum RegistrySite {
                 for (k, value) in provenance { body += "<dt>\(HTML.escape(k))</dt><dd>\(HTML.value(value))</dd>" }
                 body += "</dl></div>"
             }
-            body += "<h2>Model card</h2>"
-            for s in sections {
+            // Sections whose every field is already under Provenance are not shown twice.
+            let shown = provenance.map(\.0)
+            func covered(_ leaf: String) -> Bool { shown.contains { leaf == $0 || leaf.hasPrefix($0 + ".") } }
+            let rest = sections.filter { s in !leafPaths(s.value, s.key).allSatisfy(covered) }
+            if !rest.isEmpty { body += "<h2>Model card</h2>" }
+            for s in rest {
                 body += "<div class=\"card\"><h3>\(HTML.escape(s.key))</h3>\(HTML.value(s.value))</div>"
             }
         }
@@ -157,8 +172,10 @@ public enum RegistrySite {
         if v.metrics.isEmpty {
             body += "<p class=\"muted\">No metrics recorded.</p>"
         } else {
-            body += "<table><tr><th>metric</th><th>value</th></tr>"
-            for k in v.metrics.keys.sorted() { body += "<tr><td>\(HTML.escape(k))</td><td>\(HTML.value(v.metrics[k]!))</td></tr>" }
+            body += "<table><tr><th>metric</th><th>value</th><th>source</th></tr>"
+            for k in v.metrics.keys.sorted() {
+                body += "<tr><td>\(HTML.escape(k))</td><td>\(HTML.value(v.metrics[k]!))</td><td class=\"muted\">\(HTML.escape(v.metricSources[k] ?? ""))</td></tr>"
+            }
             body += "</table>"
         }
         if !v.dependencies.isEmpty {
@@ -173,16 +190,27 @@ public enum RegistrySite {
         for f in v.files { body += "<tr><td class=\"mono\">\(HTML.escape(f.path))</td><td>\(HTML.bytes(f.size))</td><td class=\"mono\">\(f.sha256)</td></tr>" }
         body += "</table>"
         if !v.tensors.isEmpty {
-            body += "<h2>Tensors</h2><table><tr><th>file</th><th>tensor</th><th>dtype</th><th>shape</th></tr>"
+            // A long table is folded: a model has hundreds of tensors, and the page is read for its top.
+            let folded = v.tensors.count > 10
+            body += "<h2>Tensors</h2>"
+            if folded { body += "<details><summary>\(v.tensors.count) tensors</summary>" }
+            body += "<table><tr><th>file</th><th>tensor</th><th>dtype</th><th>shape</th></tr>"
             for t in v.tensors.prefix(5000) {
                 body += "<tr><td class=\"mono\">\(HTML.escape(t.file))</td><td class=\"mono\">\(HTML.escape(t.name))</td><td>\(HTML.escape(t.dtype))</td>"
                 body += "<td>[\(t.shape.map(String.init).joined(separator: ", "))]</td></tr>"
             }
             body += "</table>"
             if v.tensors.count > 5000 { body += "<p class=\"muted\">and \(v.tensors.count - 5000) more tensors</p>" }
+            if folded { body += "</details>" }
         }
         body += "<p><a href=\"index.html\">all versions of \(HTML.escape(v.name))</a> · <a href=\"\(root)index.html\">all models</a></p>"
         return HTML.page(title: "\(v.name) \(v.version)", root: root, body: body)
+    }
+
+    /// The dotted paths of a card value's leaves (as `provenanceFields` names them).
+    static func leafPaths(_ v: JSONValue, _ path: String) -> [String] {
+        guard let members = v.memberList, !members.isEmpty else { return [path] }
+        return members.flatMap { leafPaths($0.value, path + "." + $0.key) }
     }
 
     /// Card fields that say where a version came from, wherever the card puts them: keys naming
@@ -316,6 +344,21 @@ public struct SiteVersion: Sendable {
     public var card: JSONValue?
     /// The newest value of each metric.
     public var metrics: [String: JSONValue]
+    /// Where each metric's newest value came from (the source it was recorded with).
+    public var metricSources: [String: String] = [:]
+    /// What the remote's signed release says of this version (nil: pages of a local store,
+    /// where no release applies).
+    public var signature: SignatureStatus?
+
+    /// A version's standing in the remote's release.json when its page was written.
+    public enum SignatureStatus: Sendable, Equatable {
+        /// Listed with this id by the release of `serial`, signed by `keys`, valid until `expires`.
+        case signed(serial: UInt64, keys: [String], expires: String)
+        /// The remote has a signed release (of `serial`) that does not list this version.
+        case notListed(serial: UInt64)
+        /// The remote has no signed release.
+        case unsigned
+    }
     /// Its dependencies.
     public var dependencies: [Dependency]
     /// Its files.
@@ -340,17 +383,24 @@ extension Store {
         let tree = try readTree(r.object.tree)
         var parentLabel: String? = nil
         var parentTree: TreeObject? = nil
+        var deltas: [ChunkID: UInt32] = [:]
         if let p = r.object.parent, hasObject(p) {
             // A parent removed since is not an error: the page says "none".
             let parent = try readVersion(p)
             parentTree = try readTree(parent.tree)
             parentLabel = parent.version.description
+            // What a device holding the parent downloads counts the delta records it gets, as
+            // `diff` and the pull do (only from a delta set this store holds: computing deltas
+            // for a page would cost as much as the add did).
+            if try deltaSet(target: r.id, base: p) != nil {
+                deltas = try deltaSizes(target: r, base: ResolvedVersion(name: r.name, version: parent.version, id: p, object: parent), index: index)
+            }
         }
         let stats = try self.stats(of: tree, parentTree: parentTree, index: index)
         var change: SiteVersion.Change? = nil
         let parentPublished = parentLabel.map { published(r.name.value, $0) } ?? false
         if let parentTree, let parentLabel {
-            let d = try diff(from: parentTree, to: tree, index: index)
+            let d = try diff(from: parentTree, to: tree, index: index, deltas: deltas)
             change = .init(parent: parentLabel, files: d.files.map { f in
                 .init(path: f.path, status: f.status.rawValue, metadataOnly: f.metadataOnly, tensors: f.tensors.map { ($0.name, $0.change, $0.bytes) })
             }, bytesToFetch: d.bytesToFetch, fullBytes: stats.storedBytes, parentLinked: parentPublished)
@@ -370,12 +420,21 @@ extension Store {
         }
         var tensors: [SiteVersion.Tensor] = []
         for f in tree.files { for t in f.safetensors?.tensors ?? [] { tensors.append(.init(file: f.path, name: t.name, dtype: t.dtype, shape: t.shape)) } }
-        return SiteVersion(name: r.name.value, version: r.version.description, id: r.id.hex, created: r.object.created,
+        var page = SiteVersion(name: r.name.value, version: r.version.description, id: r.id.hex, created: r.object.created,
                            addedBy: r.object.addedBy, tool: r.object.tool, parent: parentLabel, parentLinked: parentPublished,
                            stages: stages, card: r.object.card,
                            metrics: try latestMetrics(r.name, r.version), dependencies: deps,
                            files: tree.files.map { .init(path: $0.path, size: $0.size, sha256: $0.sha256.hex) }, tensors: tensors,
                            rawBytes: tree.totalSize, storedBytes: stats.storedBytes, newStoredBytes: stats.newStoredBytes, change: change)
+        page.metricSources = try latestMetricSources(r.name, r.version)
+        return page
+    }
+
+    /// The source each metric's newest value was recorded with.
+    func latestMetricSources(_ name: ModelName, _ version: SemVer) throws -> [String: String] {
+        var out: [String: String] = [:]
+        for record in try metricHistory(name, version) { for key in record.values.keys { out[key] = record.source } }
+        return out
     }
 
     /// Page data of one model: every version this store has, its stages, history and gates.
@@ -410,7 +469,8 @@ extension Store {
     /// pages and the index, which show what moves (stages, history), are always written.
     public func writeSite(models: [ModelName], published: (String, String) -> Bool = { _, _ in true },
                           needsPage: (String, String) throws -> Bool = { _, _ in true }, rows: [SiteIndexRow],
-                          project: String, write: (String, [UInt8]) throws -> Void) throws -> Int {
+                          project: String, signature: ((ResolvedVersion) -> SiteVersion.SignatureStatus?)? = nil,
+                          write: (String, [UInt8]) throws -> Void) throws -> Int {
         let index = try loadChunkIndex()
         var pages = 0
         for name in models {
@@ -419,8 +479,9 @@ extension Store {
             for (v, id) in try self.versions(of: name) where published(name.value, v.description) {
                 guard try needsPage(name.value, v.description) else { continue }
                 let r = ResolvedVersion(name: name, version: v, id: id, object: try readVersion(id))
-                try write(SiteLayout.version(name.value, v.description),
-                          Array(RegistrySite.versionPage(try siteVersion(r, index: index, published: published)).utf8))
+                var page = try siteVersion(r, index: index, published: published)
+                page.signature = signature?(r)
+                try write(SiteLayout.version(name.value, v.description), Array(RegistrySite.versionPage(page).utf8))
                 pages += 1
             }
         }
@@ -460,11 +521,21 @@ public struct RegistryPages: RemotePageWriter {
                            to destination: any StoreBackend) throws -> Int {
         // Models this push did not rebuild are not loaded: links to them are left out.
         let listed = Set(manifest.models.flatMap { m in m.value.versions.map { "\(m.key)@\($0.version)" } })
+        // What the remote's release (signed just before the pages) says of each version. A
+        // signed remote's version pages of the models pushed are all written again, since every
+        // signing changes what they show; a release that cannot be read shows as unsigned.
+        let releaseBytes = try destination.read(SignedRelease.path, limit: SignedRelease.maxEncodedSize)
+        let release = releaseBytes.flatMap { try? SignedRelease.decode($0, source: SignedRelease.path) }
+        let signature: (ResolvedVersion) -> SiteVersion.SignatureStatus? = { r in
+            guard let release else { return .unsigned }
+            guard release.lists(r.name, r.version, r.id) else { return .notListed(serial: release.serial) }
+            return .signed(serial: release.serial, keys: release.signatures.map(\.key.hex), expires: Timestamp.format(time_t(release.expires)))
+        }
         // Version pages of versions pushed now, and of any whose page the remote lacks; the index
         // from the manifest just written, so it shows every publisher's models.
         return try store.writeSite(models: models, published: { listed.contains("\($0)@\($1)") },
-                                   needsPage: { m, v in try pushedNow.contains("\(m)@\(v)") || !destination.exists(SiteLayout.version(m, v)) },
-                                   rows: manifest.siteIndexRows, project: manifest.project) { path, bytes in
+                                   needsPage: { m, v in try release != nil || pushedNow.contains("\(m)@\(v)") || !destination.exists(SiteLayout.version(m, v)) },
+                                   rows: manifest.siteIndexRows, project: manifest.project, signature: signature) { path, bytes in
             try destination.write(path, bytes: bytes)
         }
     }
