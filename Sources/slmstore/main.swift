@@ -47,7 +47,7 @@ func runMain() -> Int32 {
         return 0
     }
     if first == "--version" {
-        print("slmstore \(SLMStoreVersion.current) (store format \(StoreConfig.currentFormat), manifest format \(Manifest.currentFormat), commit \(buildCommit))")
+        print("slmstore \(SLMStoreVersion.current) (store format \(StoreConfig.currentFormat), manifest format \(Manifest.currentFormat), commit \(sourceCommit()))")
         return 0
     }
     // The device-side commands run beside the model: one malloc arena keeps their peak low.

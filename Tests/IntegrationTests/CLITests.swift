@@ -261,6 +261,14 @@ final class CLITests: XCTestCase {
         XCTAssertGreaterThan(checked, 20)
     }
 
+    /// #45: a build in a checkout names its commit (the package writes it in at build time).
+    func testVersionNamesTheCommitOfASourceBuild() throws {
+        let r = cli(["--version"])
+        XCTAssertEqual(r.status, 0)
+        XCTAssertFalse(r.stdout.contains("commit unknown"), r.stdout)
+        XCTAssertNotNil(r.stdout.range(of: #"commit [0-9a-f]{12}"#, options: .regularExpression), r.stdout)
+    }
+
     /// #45: `show NAME` means the model's latest version.
     func testShowOfAModelNameAloneShowsItsLatestVersion() throws {
         XCTAssertEqual(cli(["add", "acme/llm@1.0.0", makeModel("a", seed: 1)]).status, 0)
