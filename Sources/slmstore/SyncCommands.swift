@@ -136,6 +136,22 @@ let statusCommand = Command(
 ) { a, _ in
     guard let to = a.value("--to") else { throw SLMError.argument("status: --to DIR is required") }
     guard FileSystem.isDirectory(to) else { throw SLMError.input(path: to, problem: "no such directory") }
+    // A directory `pull --to` keeps is one model's: say what it holds and where it came from.
+    let single = InstallDirectory(root: to)
+    if !FileSystem.exists(to + "/" + SyncDaemon.stateName), let current = single.current() {
+        let pulled = single.lastPull()
+        let installed = single.installedVersions().sorted()
+        if a.has("--json") {
+            Output.json(.object(["directory": .string(to), "remote": pulled.map { .string($0.remote) } ?? .null, "daemon_running": .bool(false),
+                                 "models": .object([pulled?.model ?? "": .object(["current": .string(current), "since": pulled.map { .string($0.time) } ?? .null,
+                                                                                    "installed": .array(installed.map { .string($0) })])])]))
+        } else {
+            print("\(to): installed by `slmstore pull`\(pulled.map { " from \($0.remote)" } ?? ""); no sync daemon")
+            print(Output.table([["MODEL", "CURRENT", "SINCE", "INSTALLED"],
+                                [pulled?.model ?? "-", current, pulled?.time ?? "-", installed.joined(separator: ",")]]))
+        }
+        return 0
+    }
     let state = SyncState.load(to)
     var running = false
     if let probe = try? FileLock(tryExisting: to + "/" + SyncDaemon.lockName, mode: .exclusive) { probe.unlock() } else {

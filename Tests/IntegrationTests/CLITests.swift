@@ -269,6 +269,20 @@ final class CLITests: XCTestCase {
         XCTAssertNotNil(r.stdout.range(of: #"commit [0-9a-f]{12}"#, options: .regularExpression), r.stdout)
     }
 
+    /// #45: `status --to DIR` after `pull --to DIR` shows the model, its current version and
+    /// where it came from (it said "never synced" before).
+    func testStatusCoversADirectoryPullInstalled() throws {
+        XCTAssertEqual(cli(["add", "m@1.0.0", makeModel("a")]).status, 0)
+        XCTAssertEqual(cli(["push", dir + "/remote", "--no-web"]).status, 0)
+        XCTAssertEqual(TestSupport.cli(["pull", dir + "/remote", "m@1.0.0", "--to", dir + "/dev"], store: dir + "/edge").status, 0)
+        let r = cli(["status", "--to", dir + "/dev", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let json = try TestSupport.json(r)
+        XCTAssertEqual(json["models"]?["m"]?["current"]?.stringValue, "1.0.0")
+        XCTAssertEqual(json["remote"]?.stringValue, dir + "/remote")
+        XCTAssertFalse(cli(["status", "--to", dir + "/dev"]).stdout.contains("never synced"))
+    }
+
     /// #45: `show NAME` means the model's latest version.
     func testShowOfAModelNameAloneShowsItsLatestVersion() throws {
         XCTAssertEqual(cli(["add", "acme/llm@1.0.0", makeModel("a", seed: 1)]).status, 0)

@@ -142,6 +142,21 @@ public final class InstallDirectory: Sendable {
         return nil
     }
 
+    /// The last `pull --to` into this directory (`.slmstore-pulled.json`), if it can be read.
+    public func lastPull() -> PulledRecord? {
+        guard let v = JSONValue.readCacheDocument("\(root)/\(PulledRecord.fileName)", limit: 64 << 10),
+              let model = v["model"]?.stringValue, let version = v["version"]?.stringValue,
+              let remote = v["remote"]?.stringValue, let time = v["time"]?.stringValue else { return nil }
+        return PulledRecord(model: model, version: version, remote: remote, time: time)
+    }
+
+    /// Records a pull for `status`; a failure to write it costs only the status line.
+    func recordPull(_ r: PulledRecord) {
+        let o: JSONValue = .object(["format": .int(1), "model": .string(r.model), "version": .string(r.version),
+                                    "remote": .string(r.remote), "time": .string(r.time)])
+        try? FileSystem.writeAtomically(o.canonicalBytes() + [0x0a], to: "\(root)/\(PulledRecord.fileName)")
+    }
+
     /// Removes `current`, for a model whose only version was rejected: nothing runs rather than
     /// the version that failed.
     public func clearCurrent() throws {
@@ -187,4 +202,17 @@ public final class InstallDirectory: Sendable {
         }
         return removed
     }
+}
+
+/// What the last `pull --to` into an install directory brought, for `status`.
+public struct PulledRecord: Sendable, Equatable {
+    static let fileName = ".slmstore-pulled.json"
+    /// The model pulled.
+    public var model: String
+    /// The version installed.
+    public var version: String
+    /// The remote, without credentials.
+    public var remote: String
+    /// When (RFC 3339 UTC).
+    public var time: String
 }

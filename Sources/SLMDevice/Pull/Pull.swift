@@ -307,6 +307,10 @@ extension Store {
                                                    beforeQuarantine: { dataLock?.unlock(); dataLock = nil },
                                                    dropped: "the store and \(target.label) removed")
             installed = install.path(of: target.version.description)
+            // What `status` shows for a directory `pull --to` keeps (a sync daemon keeps its own
+            // state); status for people, never the source of what is installed.
+            install.recordPull(PulledRecord(model: target.name.value, version: target.version.description,
+                                            remote: HTTPCredentials.redact(remote.location), time: Timestamp.now()))
         }
         let traffic = remote.traffic.since(trafficBefore)
         return PullResult(name: target.name, version: target.version, versionID: target.id, bytesDownloaded: traffic.bytesReceived,
