@@ -5,7 +5,7 @@ import SLMStoreKit
 import Glibc
 #endif
 
-let commands: [Command] = storeCommands + deliveryCommands + registryCommands + syncCommands + trustCommands + [deviceCommand, manCommand, demoCommand]
+let commands: [Command] = storeCommands + deliveryCommands + registryCommands + syncCommands + trustCommands + [deviceCommand, remoteCommand, manCommand, demoCommand]
 
 func topLevelHelp() -> String {
     var s = "slmstore \(SLMStoreVersion.current): a content-addressed store for model weights\n\nusage: slmstore [--store DIR] COMMAND [ARGS...]\n\nCommands:\n"
@@ -63,8 +63,12 @@ func runMain() -> Int32 {
     do {
         var spec = command.spec
         spec.flags.insert("--help")
-        let parsed = try ArgumentParser.parse(Array(args.dropFirst()), spec: spec, command: command.name)
+        var parsed = try ArgumentParser.parse(Array(args.dropFirst()), spec: spec, command: command.name)
         if parsed.has("--help") { print(command.help); return 0 }
+        // A named remote (`slmstore remote add`) stands for its URL and settings.
+        if NamedRemotes.remotePosition[command.name] != nil, FileSystem.exists(context.storePath + "/config") {
+            parsed = try NamedRemotes.apply(parsed, command: command, store: context.storePath)
+        }
         return try command.run(parsed, context)
     } catch let e as SLMError {
         if case .cancelled = e.kind {

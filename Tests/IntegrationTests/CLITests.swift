@@ -283,6 +283,26 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(cli(["status", "--to", dir + "/dev"]).stdout.contains("never synced"))
     }
 
+    /// #45: a named remote stands for its URL and settings wherever a command takes REMOTE;
+    /// an option on the command line still wins.
+    func testANamedRemoteCarriesItsURLAndSettings() throws {
+        XCTAssertEqual(cli(["add", "m@1.0.0", makeModel("a")]).status, 0)
+        XCTAssertEqual(cli(["keygen", dir + "/key"]).status, 0)
+        XCTAssertEqual(cli(["remote", "add", "origin", dir + "/remote"]).status, 0)
+        XCTAssertEqual(cli(["push", "origin", "--no-web", "--sign", dir + "/key"]).status, 0)
+        XCTAssertTrue(FileSystem.exists(dir + "/remote/release.json"), "push origin wrote into the named directory")
+        let device = dir + "/device"
+        XCTAssertEqual(TestSupport.cli(["remote", "add", "origin", dir + "/remote", "--trust", dir + "/key.pub"], store: device).status, 0)
+        let pulled = TestSupport.cli(["pull", "origin", "m@1.0.0", "--to", dir + "/dev"], store: device)
+        XCTAssertEqual(pulled.status, 0, pulled.stderr)
+        XCTAssertFalse(try FileSystem.listDirectory(device + "/trust").isEmpty, "the remote's --trust was applied: a release record was kept")
+        let list = try TestSupport.json(TestSupport.cli(["remote", "list", "--json"], store: device))
+        XCTAssertEqual(list["remotes"]?["origin"]?["url"]?.stringValue, dir + "/remote")
+        XCTAssertEqual(list["remotes"]?["origin"]?["trust"]?.arrayValue?.first?.stringValue, dir + "/key.pub")
+        XCTAssertEqual(TestSupport.cli(["remote", "remove", "origin"], store: device).status, 0)
+        XCTAssertNotEqual(TestSupport.cli(["pull", "origin", "m@1.0.0"], store: device).status, 0, "gone")
+    }
+
     /// #45: `show NAME` means the model's latest version.
     func testShowOfAModelNameAloneShowsItsLatestVersion() throws {
         XCTAssertEqual(cli(["add", "acme/llm@1.0.0", makeModel("a", seed: 1)]).status, 0)

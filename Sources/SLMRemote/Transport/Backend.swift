@@ -499,6 +499,9 @@ public enum Remotes {
         return base
     }
 
+    /// `misspelledURL` for callers outside the transport: what a mistyped URL was meant to be.
+    public static func misspelledURLHint(_ location: String) -> String? { misspelledURL(location) }
+
     /// What `location` was meant to be when it is a known scheme with its "://" mistyped
     /// ("http//h", "https:/h", "s3:b"); nil for anything else.
     static func misspelledURL(_ location: String) -> String? {
