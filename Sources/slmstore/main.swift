@@ -5,7 +5,7 @@ import SLMStoreKit
 import Glibc
 #endif
 
-let commands: [Command] = storeCommands + deliveryCommands + registryCommands + syncCommands + trustCommands + [deviceCommand, remoteCommand, manCommand, demoCommand]
+let commands: [Command] = storeCommands + deliveryCommands + registryCommands + syncCommands + trustCommands + [deviceCommand, remoteCommand, completionCommand, manCommand, demoCommand]
 
 func topLevelHelp() -> String {
     var s = "slmstore \(SLMStoreVersion.current): a content-addressed store for model weights\n\nusage: slmstore [--store DIR] COMMAND [ARGS...]\n\nCommands:\n"

@@ -303,6 +303,34 @@ final class CLITests: XCTestCase {
         XCTAssertNotEqual(TestSupport.cli(["pull", "origin", "m@1.0.0"], store: device).status, 0, "gone")
     }
 
+    /// #45: `completion bash` completes commands and each command's options in a real bash;
+    /// zsh and fish scripts name every command too.
+    func testShellCompletionCompletesCommandsAndTheirOptions() throws {
+        let script = dir + "/complete.bash"
+        TestSupport.write(Array(cli(["completion", "bash"]).stdout.utf8), to: script)
+        func complete(_ words: [String]) throws -> String {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/bash")
+            let quoted = words.map { "'\($0)'" }.joined(separator: " ")
+            p.arguments = ["-c", "source '\(script)'; COMP_WORDS=(\(quoted)); COMP_CWORD=\(words.count - 1); _slmstore; echo \"${COMPREPLY[*]}\""]
+            let out = Pipe()
+            p.standardOutput = out
+            try p.run()
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        XCTAssertEqual(try complete(["slmstore", "chec"]), "checkout")
+        XCTAssertEqual(try complete(["slmstore", "ls", "--js"]), "--json")
+        XCTAssertEqual(try complete(["slmstore", "--store", "/s", "pull", "--tr"]), "--trust")
+        XCTAssertTrue(try complete(["slmstore", "fleet", "--"]).contains("--apply"))
+        for shell in ["zsh", "fish"] {
+            let text = cli(["completion", shell]).stdout
+            XCTAssertTrue(text.contains("checkout") && text.contains("device") && text.contains("json"), shell)
+        }
+        XCTAssertEqual(cli(["completion", "tcsh"]).status, 2)
+    }
+
     /// #45: `show NAME` means the model's latest version.
     func testShowOfAModelNameAloneShowsItsLatestVersion() throws {
         XCTAssertEqual(cli(["add", "acme/llm@1.0.0", makeModel("a", seed: 1)]).status, 0)
