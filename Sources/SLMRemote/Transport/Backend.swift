@@ -193,6 +193,10 @@ public final class Retrying<Base: ReadableBackend>: ReadableBackend {
                     (attempt, delay) = (1, policy.initialBackoff)
                 }
                 guard attempt < policy.attempts else {
+                    // The failing request's own URL is the one to name (once, not behind the remote's).
+                    if case let .transport(url, problem, _) = error.kind {
+                        throw SLMError.transport(url: url, problem: "\(problem) (after \(policy.attempts) attempts)", transient: true)
+                    }
                     throw SLMError.transport(url: reader.location, problem: "\(error.description) (after \(policy.attempts) attempts)",
                                              transient: true)
                 }

@@ -233,7 +233,7 @@ public final class HTTPClient: @unchecked Sendable {
         if transfer.wentIdle { keep = false; throw fail("no bytes for \(Int(policy.timeout)) s", transient: true) }
         guard rc == CURLE_OK else {
             keep = false
-            throw Self.error(rc, detail: detail, elapsed: elapsed, policy: policy, fail: fail)
+            throw Self.error(rc, detail: detail, elapsed: elapsed, policy: policy, url: url, fail: fail)
         }
         var status = 0
         _ = slm_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
@@ -316,9 +316,15 @@ public final class HTTPClient: @unchecked Sendable {
 
     /// What a failed transfer means for the caller: TLS and protocol problems are final,
     /// network trouble is worth a retry.
-    private static func error(_ rc: CURLcode, detail: String, elapsed: Double, policy: Policy,
+    private static func error(_ rc: CURLcode, detail: String, elapsed: Double, policy: Policy, url: URL,
                               fail: (String, Bool) -> SLMError) -> SLMError {
         let text = detail.isEmpty ? String(cString: curl_easy_strerror(rc)) : detail
+        // A connection that failed at a proxy names the proxy: the remote may be fine.
+        if [CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_PROXY, CURLE_RECV_ERROR, CURLE_SEND_ERROR, CURLcode(97)].contains(rc),
+           let (proxy, variable) = proxyInEffect(for: url) {
+            return fail("could not get through the proxy \(HTTPCredentials.redact(proxy)) (from \(variable)): \(text)", true)
+        }
+        let lower = text.lowercased()
         switch rc {
         case CURLE_OPERATION_TIMEDOUT:
             if elapsed >= policy.deadline - 0.05 { return fail("no complete response within \(Int(policy.deadline)) s", true) }
@@ -331,7 +337,21 @@ public final class HTTPClient: @unchecked Sendable {
         case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER,
              CURLE_SSL_CACERT_BADFILE, CURLE_SSL_ISSUER_ERROR, CURLE_SSL_CRL_BADFILE, CURLE_USE_SSL_FAILED,
              CURLE_SSL_ENGINE_NOTFOUND, CURLE_SSL_ENGINE_SETFAILED, CURLE_SSL_ENGINE_INITFAILED, CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+            // The hint that fits what went wrong, not every TLS hint at once.
+            if lower.contains("wrong version number") || lower.contains("packet length too long") || lower.contains("record layer failure") {
+                return fail("TLS: the server did not answer in TLS (\(text)); is this a plain http:// port?", false)
+            }
+            if lower.contains("subject name") || lower.contains("does not match target host") || lower.contains("hostname mismatch") {
+                return fail("TLS: the server's certificate is not for the host \(url.host ?? "") (\(text))", false)
+            }
+            if lower.contains("certificate required") || (lower.contains("alert") && lower.contains("handshake failure")) {
+                return fail("TLS: the server asks for a client certificate (\(text))", false).remedied(by: .presentClientCertificate)
+            }
             guard let bundle = policy.caBundle else {
+                if lower.contains("issuer") || lower.contains("self-signed") || lower.contains("self signed") || lower.contains("verify") {
+                    return fail("TLS: the server's certificate is signed by a CA this system does not trust (\(text))", false)
+                        .remedied(by: .trustPrivateCA)
+                }
                 return fail("TLS: \(text) (the server's certificate must be trusted by this system's CA bundle)", false)
                     .remedied(by: .trustPrivateCA).remedied(by: .presentClientCertificate)
             }
@@ -342,6 +362,21 @@ public final class HTTPClient: @unchecked Sendable {
         default:
             return fail(text, true)
         }
+    }
+
+    /// The proxy curl uses for `url` from the environment, and the variable it came from (nil
+    /// when none applies: unset, or the host is in NO_PROXY).
+    static func proxyInEffect(for url: URL, environment: [String: String] = ProcessInfo.processInfo.environment) -> (String, String)? {
+        guard let host = url.host?.lowercased() else { return nil }
+        let noProxy = (environment["no_proxy"] ?? environment["NO_PROXY"] ?? "").lowercased()
+        for entry in noProxy.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !entry.isEmpty {
+            let bare = entry.hasPrefix(".") ? String(entry.dropFirst()) : entry
+            if entry == "*" || host == bare || host.hasSuffix("." + bare) { return nil }
+        }
+        // curl reads only the lowercase http_proxy (for CGI safety), the others in either case.
+        let names = url.scheme == "https" ? ["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"] : ["http_proxy", "all_proxy", "ALL_PROXY"]
+        for name in names { if let value = environment[name], !value.isEmpty { return (value, name) } }
+        return nil
     }
 
     private func takeHandle() throws -> UnsafeMutableRawPointer {
