@@ -387,13 +387,24 @@ func parseRate(_ s: String, option: String) throws -> Double {
 
 let rmCommand = Command(
     name: "rm", summary: "Remove a version (its chunks are freed by the next gc)",
-    usage: "slmstore rm REF [--json]",
-    details: "Refused while the version holds a stage or another version depends on it.",
-    spec: OptionSpec(flags: ["--json"])
+    usage: "slmstore rm REF [--force] [--json]",
+    details: """
+    Refused while the version holds a stage or another version depends on it (--depends).
+      --force  remove it although other versions name it as their parent or are stored as deltas
+               against it (listed otherwise): they keep working (gc keeps the base chunks they
+               need, push and pull are unchanged) and keep naming it as their parent
+      --json   removed, version_id
+    """,
+    spec: OptionSpec(flags: ["--json", "--force"])
 ) { a, ctx in
     try requirePositionals(a, "rm", min: 1, max: 1, usage: "slmstore rm REF")
     let store = try ctx.openStore()
     let r = try store.resolve(a.positionals[0])
+    let dependants = try store.dependants(of: r)
+    if !dependants.isEmpty && !a.has("--force") {
+        throw SLMError.conflict("rm: \(r.name)@\(r.version) is named by \(dependants.joined(separator: ", ")); nothing was removed")
+            .remedied(by: .removeAnyway)
+    }
     try store.removeVersion(r)
     if a.has("--json") {
         Output.json(.object(["removed": .string("\(r.name)@\(r.version)"), "version_id": .string(r.id.hex)]))

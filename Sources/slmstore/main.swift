@@ -124,6 +124,7 @@ func hint(for remedy: SLMError.Remedy) -> String {
     case let .confirmRemoteID(id): return "check it against your devices, then `slmstore push REMOTE --remote-id \(id)`"
     case .enrollDevice: return "enroll it with `slmstore device enroll REMOTE DEVICE-ID`"
     case .chooseRevision: return "pass --revision REV"
+    case .removeAnyway: return "they keep working if it goes: use --force to remove it anyway"
     }
 }
 

@@ -331,6 +331,20 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(cli(["completion", "tcsh"]).status, 2)
     }
 
+    /// #45: removing a version that another names as its parent (or is stored as deltas
+    /// against) is refused with the dependants named; --force removes it and they keep working.
+    func testRemovingAParentIsRefusedWithItsDependantsUnlessForced() throws {
+        XCTAssertEqual(cli(["add", "acme/llm@1.0.0", makeModel("a", seed: 1)]).status, 0)
+        XCTAssertEqual(cli(["add", "acme/llm@1.1.0", makeModel("b", seed: 2)]).status, 0)
+        assertFails(["rm", "acme/llm@1.0.0"], mentioning: "acme/llm@1.1.0 (parent)")
+        XCTAssertTrue(cli(["rm", "acme/llm@1.0.0"]).stderr.contains("--force"))
+        XCTAssertEqual(cli(["rm", "acme/llm@1.0.0", "--force"]).status, 0)
+        XCTAssertEqual(cli(["gc"]).status, 0)
+        XCTAssertEqual(cli(["verify"]).status, 0)
+        XCTAssertEqual(cli(["push", dir + "/remote", "--no-web"]).status, 0, "push keeps working for the dependant")
+        XCTAssertEqual(cli(["checkout", "acme/llm@1.1.0", dir + "/out"]).status, 0)
+    }
+
     /// #45: `show NAME` means the model's latest version.
     func testShowOfAModelNameAloneShowsItsLatestVersion() throws {
         XCTAssertEqual(cli(["add", "acme/llm@1.0.0", makeModel("a", seed: 1)]).status, 0)

@@ -261,7 +261,7 @@ final class DeltaTests: XCTestCase {
     func testGcAfterRemovingTheBaseKeepsTheBasesTheDependentVersionNeeds() throws {
         _ = try add("m@1.0.0", v1)
         _ = try add("m@1.1.0", v2)
-        XCTAssertEqual(cli(["rm", "m@1.0.0"]).status, 0)
+        XCTAssertEqual(cli(["rm", "m@1.0.0", "--force"]).status, 0)
         let gc = try TestSupport.json(cli(["gc", "--json"]))
         XCTAssertEqual(try FileSystem.listDirectory(publisher + "/deltas"), [])
         XCTAssertEqual(cli(["verify"]).status, 0)
@@ -278,7 +278,7 @@ final class DeltaTests: XCTestCase {
     func testGcWithASplitLiveSetKeepsDeltasAndTheirBasesLikeAWholeOne() throws {
         _ = try add("m@1.0.0", v1)
         _ = try add("m@1.1.0", v2)
-        XCTAssertEqual(cli(["rm", "m@1.0.0"]).status, 0)
+        XCTAssertEqual(cli(["rm", "m@1.0.0", "--force"]).status, 0)
         let copy = dir + "/copy"
         TestSupport.copyTree(publisher, to: copy)
         let whole = try TestSupport.json(cli(["gc", "--json"]))
@@ -293,7 +293,7 @@ final class DeltaTests: XCTestCase {
     func testKillDuringGcOfADeltaSetLeavesAVerifiableStore() throws {
         _ = try add("m@1.0.0", v1)
         _ = try add("m@1.1.0", v2)
-        XCTAssertEqual(cli(["rm", "m@1.0.0"]).status, 0)
+        XCTAssertEqual(cli(["rm", "m@1.0.0", "--force"]).status, 0)
         for point in ["gc-after-delta-set", "gc-between-index-and-pack", "gc-after-rewrite"] {
             let r = cli(["gc"], env: ["SLMSTORE_CRASH_AT": point])
             XCTAssertTrue(r.status == 9 || r.status == 0, "\(point): \(r.stderr)")

@@ -42,7 +42,7 @@ final class GCTests: XCTestCase {
         let b = src("b", ["w.bin": shared + TestSupport.random(900_000, seed: 3)])
         XCTAssertEqual(cli(["add", "m@1.0.0", a]).status, 0)
         XCTAssertEqual(cli(["add", "m@1.1.0", b]).status, 0)
-        XCTAssertEqual(cli(["rm", "m@1.0.0"]).status, 0)
+        XCTAssertEqual(cli(["rm", "m@1.0.0", "--force"]).status, 0)
         return b
     }
 
@@ -93,7 +93,7 @@ final class GCTests: XCTestCase {
         XCTAssertEqual(cli(["add", "m@1.1.0", src("b", ["w.bin": shared + TestSupport.random(900_000, seed: 3)])]).status, 0)
         XCTAssertEqual(cli(["ls"]).status, 0)
         let ids = Dictionary(uniqueKeysWithValues: try Store.open(at: store).versions(of: try ModelName("m")).map { ($0.version.description, $0.id) })
-        XCTAssertEqual(cli(["rm", "m@1.0.0"]).status, 0)
+        XCTAssertEqual(cli(["rm", "m@1.0.0", "--force"]).status, 0)
         XCTAssertEqual(try TestSupport.json(cli(["gc", "--json"]))["packs_rewritten"]?.uint64Value, 1)
         XCTAssertTrue(FileSystem.exists("\(store)/cache/version-stats/\(ids["1.1.0"]!.hex)"), "kept: its record was copied as it was")
         XCTAssertFalse(FileSystem.exists("\(store)/cache/version-stats/\(ids["1.0.0"]!.hex)"), "a removed version's figures go")
@@ -155,7 +155,7 @@ final class GCTests: XCTestCase {
             XCTAssertEqual(cli(["add", "m@1.0.\(i)", s]).status, 0)
             expected["m@1.0.\(i)"] = s
         }
-        XCTAssertEqual(cli(["rm", "m@1.0.\(removed)"]).status, 0)
+        XCTAssertEqual(cli(["rm", "m@1.0.\(removed)", "--force"]).status, 0)
         expected["m@1.0.\(removed)"] = nil
         for point in ["gc-between-index-and-pack", "gc-after-rewrite"] {
             let r = cli(["gc"], env: env.merging(["SLMSTORE_CRASH_AT": point]) { a, _ in a })
@@ -184,7 +184,7 @@ final class GCTests: XCTestCase {
         let m = try TestSupport.json(cli(["maintenance", "--json"]))
         XCTAssertEqual(m["packs"]?.uint64Value, 3)
         XCTAssertEqual(m["packs_outside_before"]?.uint64Value, 3)
-        XCTAssertEqual(cli(["rm", "m@1.0.0"]).status, 0)
+        XCTAssertEqual(cli(["rm", "m@1.0.0", "--force"]).status, 0)
         expected["m@1.0.0"] = nil
         // gc deletes a pack the multi-pack index lists, then is killed before or while writing it again.
         for point in ["gc-between-index-and-pack", "multi-pack-index-before-rename"] {

@@ -105,7 +105,7 @@ final class ErrorStructureTests: XCTestCase {
         let remedies: [SLMError.Remedy] = SLMError.Setting.allCases.flatMap { [.given($0), .raise($0)] } + [
             .overwrite, .skipStaging, .allowBreaking, .signRelease, .signFromScratch, .trustPrivateCA,
             .presentClientCertificate, .sendCredentials, .publish, .renewRelease, .verifyStore,
-            .createStore(path: "/s"), .generateKey, .listCardKeys, .confirmRemoteID("site-a"), .enrollDevice, .chooseRevision]
+            .createStore(path: "/s"), .generateKey, .listCardKeys, .confirmRemoteID("site-a"), .enrollDevice, .chooseRevision, .removeAnyway]
         for r in remedies {
             let text = SLMError.failed("stopped").remedied(by: r).description
             XCTAssertFalse(text.contains("--") || text.contains("`slmstore"), text)

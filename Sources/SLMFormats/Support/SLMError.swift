@@ -126,6 +126,8 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
         case enrollDevice
         /// Naming which revision of a Hugging Face cache folder to add.
         case chooseRevision
+        /// Removing a version although others name it (they keep working).
+        case removeAnyway
 
         /// The remedy in the library's words.
         public var description: String {
@@ -149,6 +151,7 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
             case let .confirmRemoteID(id): return "push with PushOptions.remoteID = \(id) to confirm it"
             case .enrollDevice: return "enroll the device with DeviceEnrollment"
             case .chooseRevision: return "name the revision to add"
+            case .removeAnyway: return "removing it anyway leaves them working"
             }
         }
     }

@@ -102,6 +102,24 @@ extension Store {
 }
 
 extension Store {
+    /// The versions that name `r` as their parent or are stored as deltas against it
+    /// ("NAME@VERSION (parent)", "NAME@VERSION (delta base)"): what removing `r` leaves without
+    /// its history or its base (gc keeps the base chunks a delta-stored version needs).
+    public func dependants(of r: ResolvedVersion) throws -> [String] {
+        var out: [String] = []
+        for model in try models() {
+            for (v, id) in try versions(of: model) where id != r.id {
+                if try readVersion(id).parent == r.id { out.append("\(model)@\(v) (parent)") }
+            }
+        }
+        for set in try deltaSets() where set.base == r.id && set.target != r.id && hasObject(set.target) {
+            let t = try readVersion(set.target)
+            let label = "\(t.name)@\(t.version) (delta base)"
+            if !out.contains(label) { out.append(label) }
+        }
+        return out.sorted()
+    }
+
     /// Removes a version's ref (its data goes at the next gc). Refused while a stage points at it
     /// or another version depends on it.
     public func removeVersion(_ r: ResolvedVersion) throws {
