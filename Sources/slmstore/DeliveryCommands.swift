@@ -250,34 +250,7 @@ let pullCommand = Command(
     let bar = ProgressBar("pull")
     options.progress = bar.callback
     // --report: what the device ended on, sent whether the pull worked or not.
-    let reporter: ((PullResult?, Error?) -> Void)? = try a.has("--report") || a.value("--report-url") != nil || a.value("--device-id") != nil ? {
-        guard a.has("--report"), let to = options.installDirectory else {
-            throw SLMError.argument("pull: --report-url and --device-id go with --report, and --report with --to DIR")
-        }
-        let device = try DeviceIdentity.resolve(root: to, explicit: a.value("--device-id"))
-        var sink = ReportSink(remote: remote, reportURL: a.value("--report-url"))
-        (sink.tls, sink.credentials, sink.remoteURL) = (remoteOptions.tls, remoteOptions.credentials, a.positionals[0])
-        sink.signer = try ReportSigner(root: to)
-        return { result, failure in
-            let model: String, target: String?
-            switch (result, ref) {
-            case let (r?, _): (model, target) = (r.name.value, r.version.description)
-            case let (nil, .exact(n, v)): (model, target) = (n.value, v.description)
-            case let (nil, .selector(n, _)): (model, target) = (n.value, nil)
-            case (nil, .id): return   // no model to report on
-            }
-            var entry = DeviceReport.Model(installed: InstallDirectory(root: to).current(), target: target, state: .installed,
-                                           bytesFetched: result?.bytesDownloaded ?? 0)
-            if let failure { (entry.state, entry.errorClass) = (.failed, DeviceReport.errorClass(failure)) }
-            do {
-                if try !sink.send(DeviceReport(device: device, time: Timestamp.now(), models: [model: entry])) {
-                    Output.warning("no device report sent: \(remote.location) is read-only here; give --report-url URL")
-                }
-            } catch {
-                Output.warning("the device report was not sent: \((error as? SLMError).map(message(for:)) ?? "\(error)")")
-            }
-        }
-    }() : nil
+    let reporter = try pullReporter(a, remote: remote, remoteOptions: remoteOptions, ref: ref, installDirectory: options.installDirectory)
     let r: PullResult
     do {
         r = try store.pull(from: remote, ref: ref, options: options)
@@ -287,21 +260,7 @@ let pullCommand = Command(
     }
     bar.finish()
     reporter?(r, nil)
-    if a.has("--json") {
-        Output.json(.object([
-            "name": .string(r.name.value), "version": .string(r.version.description), "version_id": .string(r.versionID.hex),
-            "bytes_downloaded": .int(r.bytesDownloaded), "requests": .int(r.requests), "chunks_fetched": .int(r.chunksFetched),
-            "chunk_bytes": .int(r.chunkBytes), "range_bytes": .int(r.rangeBytes), "metadata_bytes": .int(r.metadataBytes),
-            "chunks_from_seeds": .int(r.chunksFromSeeds), "chunks_from_deltas": .int(r.chunksFromDeltas), "versions": .array(r.versions.map { .string($0) }),
-            "installed": r.installedPath.map { .string($0) } ?? .null, "seconds": .double((r.seconds * 1000).rounded() / 1000),
-        ]))
-    } else {
-        print("pulled \(r.name)@\(r.version) (\(r.versionID.hex.prefix(12))): \(Output.count(r.chunksFetched, "chunk")) fetched, \(Output.bytes(r.bytesDownloaded)) downloaded in \(Output.count(r.requests, "request")), \(Output.fixed(r.seconds, 2)) s (\(Output.rate(r.bytesDownloaded, r.seconds)))")
-        if r.chunksFromSeeds > 0 { print("  \(Output.count(r.chunksFromSeeds, "chunk")) reused from files on disk") }
-        if r.chunksFromDeltas > 0 { print("  \(Output.count(r.chunksFromDeltas, "chunk")) rebuilt from deltas against a version already here") }
-        if r.versions.count > 1 { print("  with dependencies: \(r.versions.dropFirst().joined(separator: ", "))") }
-        if let p = r.installedPath { print("  installed at \(p); \(options.installDirectory!)/current -> \(r.version)") }
-    }
+    printPull(r, json: a.has("--json"), installDirectory: options.installDirectory)
     return 0
 }
 
@@ -412,4 +371,56 @@ let rmCommand = Command(
         print("removed \(r.name)@\(r.version) (\(r.id.hex.prefix(12))); run `slmstore gc` to free its chunks")
     }
     return 0
+}
+
+/// `pull --report`: a closure that sends the device's report of how the pull ended (nil without
+/// --report; --report-url and --device-id need it, and it needs --to).
+func pullReporter(_ a: ParsedArguments, remote: any ReadableBackend, remoteOptions: Remotes.Options, ref: VersionRef,
+                  installDirectory: String?) throws -> ((PullResult?, Error?) -> Void)? {
+    guard a.has("--report") || a.value("--report-url") != nil || a.value("--device-id") != nil else { return nil }
+    guard a.has("--report"), let to = installDirectory else {
+        throw SLMError.argument("pull: --report-url and --device-id go with --report, and --report with --to DIR")
+    }
+    let device = try DeviceIdentity.resolve(root: to, explicit: a.value("--device-id"))
+    var sink = ReportSink(remote: remote, reportURL: a.value("--report-url"))
+    (sink.tls, sink.credentials, sink.remoteURL) = (remoteOptions.tls, remoteOptions.credentials, a.positionals[0])
+    sink.signer = try ReportSigner(root: to)
+    return { result, failure in
+        let model: String, target: String?
+        switch (result, ref) {
+        case let (r?, _): (model, target) = (r.name.value, r.version.description)
+        case let (nil, .exact(n, v)): (model, target) = (n.value, v.description)
+        case let (nil, .selector(n, _)): (model, target) = (n.value, nil)
+        case (nil, .id): return   // no model to report on
+        }
+        var entry = DeviceReport.Model(installed: InstallDirectory(root: to).current(), target: target, state: .installed,
+                                       bytesFetched: result?.bytesDownloaded ?? 0)
+        if let failure { (entry.state, entry.errorClass) = (.failed, DeviceReport.errorClass(failure)) }
+        do {
+            if try !sink.send(DeviceReport(device: device, time: Timestamp.now(), models: [model: entry])) {
+                Output.warning("no device report sent: \(remote.location) is read-only here; give --report-url URL")
+            }
+        } catch {
+            Output.warning("the device report was not sent: \((error as? SLMError).map(message(for:)) ?? "\(error)")")
+        }
+    }
+}
+
+/// What a pull did, for people or as JSON.
+func printPull(_ r: PullResult, json: Bool, installDirectory: String?) {
+    if json {
+        Output.json(.object([
+            "name": .string(r.name.value), "version": .string(r.version.description), "version_id": .string(r.versionID.hex),
+            "bytes_downloaded": .int(r.bytesDownloaded), "requests": .int(r.requests), "chunks_fetched": .int(r.chunksFetched),
+            "chunk_bytes": .int(r.chunkBytes), "range_bytes": .int(r.rangeBytes), "metadata_bytes": .int(r.metadataBytes),
+            "chunks_from_seeds": .int(r.chunksFromSeeds), "chunks_from_deltas": .int(r.chunksFromDeltas), "versions": .array(r.versions.map { .string($0) }),
+            "installed": r.installedPath.map { .string($0) } ?? .null, "seconds": .double((r.seconds * 1000).rounded() / 1000),
+        ]))
+    } else {
+        print("pulled \(r.name)@\(r.version) (\(r.versionID.hex.prefix(12))): \(Output.count(r.chunksFetched, "chunk")) fetched, \(Output.bytes(r.bytesDownloaded)) downloaded in \(Output.count(r.requests, "request")), \(Output.fixed(r.seconds, 2)) s (\(Output.rate(r.bytesDownloaded, r.seconds)))")
+        if r.chunksFromSeeds > 0 { print("  \(Output.count(r.chunksFromSeeds, "chunk")) reused from files on disk") }
+        if r.chunksFromDeltas > 0 { print("  \(Output.count(r.chunksFromDeltas, "chunk")) rebuilt from deltas against a version already here") }
+        if r.versions.count > 1 { print("  with dependencies: \(r.versions.dropFirst().joined(separator: ", "))") }
+        if let p = r.installedPath { print("  installed at \(p); \(installDirectory!)/current -> \(r.version)") }
+    }
 }

@@ -53,62 +53,76 @@ let deviceCommand = Command(
     var set = try DeviceEnrollment.load(store: store, location: remote.location)
     let ids = Array(a.positionals.dropFirst(2))
     switch sub {
-    case "list":
-        try requirePositionals(a, "device list", min: 2, max: 2, usage: "slmstore device list REMOTE")
-        let rows = set.devices.sorted { $0.key < $1.key }
-        if json {
-            Output.json(.object(["devices": .array(rows.map { .object(["id": .string($0.key), "key": .string($0.value.key.hex), "enrolled": .string($0.value.enrolled)]) })]))
-        } else {
-            print("\(rows.count) enrolled \(rows.count == 1 ? "device" : "devices") for \(remote.location)")
-            var table = [["DEVICE", "KEY", "ENROLLED"]]
-            for (id, d) in rows { table.append([id, String(d.key.hex.prefix(16)) + "…", d.enrolled]) }
-            if rows.count > 0 { print(Output.table(table)) }
-        }
-        return 0
-    case "revoke":
-        guard !ids.isEmpty else { throw SLMError.argument("device revoke: name at least one DEVICE-ID") }
-        for id in ids where set.devices[id] == nil { throw SLMError.notFound("device revoke: \(id) is not enrolled for \(remote.location)") }
-        for id in ids { set.devices[id] = nil }
-        try set.save(store: store, location: remote.location)
-        if json { Output.json(.object(["revoked": .array(ids.map { .string($0) }), "count": .int(UInt64(set.devices.count))])) }
-        else { print("revoked \(ids.joined(separator: ", ")); \(set.devices.count) enrolled (published at the next push --sign)") }
-        return 0
-    default:
-        guard !ids.isEmpty else { throw SLMError.argument("device enroll: name at least one DEVICE-ID") }
-        if a.value("--key") != nil && ids.count != 1 { throw SLMError.argument("device enroll: --key goes with one DEVICE-ID") }
-        var keys: [String: Ed25519PublicKey] = [:]
-        for id in ids {
-            guard DeviceEnrollment.isValidDeviceID(id) else {
-                throw SLMError.argument("device enroll: \"\(Output.terminalSafe(id, keepNewlines: false))\" is not an id a device can be enrolled under (1-128 characters of A-Z a-z 0-9 . _ -, not starting with .)")
-            }
-            if let hex = a.value("--key") {
-                guard let k = Hex.decode(hex).flatMap(Ed25519PublicKey.init(raw:)) else { throw SLMError.argument("device enroll: --key must be 64 hex digits (an Ed25519 public key, as `device show` prints it)") }
-                keys[id] = k
-                continue
-            }
-            let path = "\(DeviceReport.directory)/\(DeviceReport.fileName(device: id))"
-            guard let bytes = try remote.read(path, limit: DeviceReport.maxEncodedSize) else {
-                throw SLMError.notFound("device enroll: \(remote.location)/\(path) does not exist: the device has not reported yet; run its sync once, or give --key from `slmstore device show` on it")
-            }
-            let r = try SignedDeviceReport.decode(bytes, source: "\(remote.location)/\(path)")
-            guard let k = r.key, r.signatureValid, r.report.device == id else {
-                throw SLMError.untrusted(source: "\(remote.location)/\(path)", problem: "is not a report of \(id) signed by the key it names; enroll it with --key from `slmstore device show` on the device")
-            }
-            keys[id] = k
-        }
-        for (id, k) in keys {
-            if let old = set.devices[id], old.key != k, !a.has("--force") {
-                throw SLMError.conflict("device enroll: \(id) is enrolled with key \(old.key.hex.prefix(16))…, not \(k.hex.prefix(16))…; pass --force if the device was reset")
-            }
-        }
-        guard set.devices.count + keys.keys.filter({ set.devices[$0] == nil }).count <= DeviceEnrollment.maxDevices else {
-            throw SLMError.failed("device enroll: a remote enrolls at most \(DeviceEnrollment.maxDevices) devices")
-        }
-        let now = Timestamp.now()
-        for (id, k) in keys where set.devices[id]?.key != k { set.devices[id] = .init(key: k, enrolled: now) }
-        try set.save(store: store, location: remote.location)
-        if json { Output.json(.object(["enrolled": .array(ids.map { .string($0) }), "count": .int(UInt64(set.devices.count))])) }
-        else { print("enrolled \(ids.joined(separator: ", ")); \(set.devices.count) enrolled for \(remote.location) (published at the next push --sign)") }
-        return 0
+    case "list": return try listDevices(a, set: set, remote: remote, json: json)
+    case "revoke": return try revokeDevices(ids, set: &set, store: store, remote: remote, json: json)
+    default: return try enrollDevices(ids, a, set: &set, store: store, remote: remote, json: json)
     }
+}
+
+/// `device list REMOTE`.
+private func listDevices(_ a: ParsedArguments, set: DeviceEnrollment, remote: any ReadableBackend, json: Bool) throws -> Int32 {
+    try requirePositionals(a, "device list", min: 2, max: 2, usage: "slmstore device list REMOTE")
+    let rows = set.devices.sorted { $0.key < $1.key }
+    if json {
+        Output.json(.object(["devices": .array(rows.map { .object(["id": .string($0.key), "key": .string($0.value.key.hex), "enrolled": .string($0.value.enrolled)]) })]))
+    } else {
+        print("\(rows.count) enrolled \(rows.count == 1 ? "device" : "devices") for \(remote.location)")
+        var table = [["DEVICE", "KEY", "ENROLLED"]]
+        for (id, d) in rows { table.append([id, String(d.key.hex.prefix(16)) + "…", d.enrolled]) }
+        if rows.count > 0 { print(Output.table(table)) }
+    }
+    return 0
+}
+
+/// `device revoke REMOTE ID...`.
+private func revokeDevices(_ ids: [String], set: inout DeviceEnrollment, store: Store, remote: any ReadableBackend, json: Bool) throws -> Int32 {
+    guard !ids.isEmpty else { throw SLMError.argument("device revoke: name at least one DEVICE-ID") }
+    for id in ids where set.devices[id] == nil { throw SLMError.notFound("device revoke: \(id) is not enrolled for \(remote.location)") }
+    for id in ids { set.devices[id] = nil }
+    try set.save(store: store, location: remote.location)
+    if json { Output.json(.object(["revoked": .array(ids.map { .string($0) }), "count": .int(UInt64(set.devices.count))])) }
+    else { print("revoked \(ids.joined(separator: ", ")); \(set.devices.count) enrolled (published at the next push --sign)") }
+    return 0
+}
+
+/// `device enroll REMOTE ID... [--key HEX] [--force]`: the key given, or the one the device's
+/// signed report at REMOTE names.
+private func enrollDevices(_ ids: [String], _ a: ParsedArguments, set: inout DeviceEnrollment, store: Store, remote: any ReadableBackend,
+                           json: Bool) throws -> Int32 {
+    guard !ids.isEmpty else { throw SLMError.argument("device enroll: name at least one DEVICE-ID") }
+    if a.value("--key") != nil && ids.count != 1 { throw SLMError.argument("device enroll: --key goes with one DEVICE-ID") }
+    var keys: [String: Ed25519PublicKey] = [:]
+    for id in ids {
+        guard DeviceEnrollment.isValidDeviceID(id) else {
+            throw SLMError.argument("device enroll: \"\(Output.terminalSafe(id, keepNewlines: false))\" is not an id a device can be enrolled under (1-128 characters of A-Z a-z 0-9 . _ -, not starting with .)")
+        }
+        if let hex = a.value("--key") {
+            guard let k = Hex.decode(hex).flatMap(Ed25519PublicKey.init(raw:)) else { throw SLMError.argument("device enroll: --key must be 64 hex digits (an Ed25519 public key, as `device show` prints it)") }
+            keys[id] = k
+            continue
+        }
+        let path = "\(DeviceReport.directory)/\(DeviceReport.fileName(device: id))"
+        guard let bytes = try remote.read(path, limit: DeviceReport.maxEncodedSize) else {
+            throw SLMError.notFound("device enroll: \(remote.location)/\(path) does not exist: the device has not reported yet; run its sync once, or give --key from `slmstore device show` on it")
+        }
+        let r = try SignedDeviceReport.decode(bytes, source: "\(remote.location)/\(path)")
+        guard let k = r.key, r.signatureValid, r.report.device == id else {
+            throw SLMError.untrusted(source: "\(remote.location)/\(path)", problem: "is not a report of \(id) signed by the key it names; enroll it with --key from `slmstore device show` on the device")
+        }
+        keys[id] = k
+    }
+    for (id, k) in keys {
+        if let old = set.devices[id], old.key != k, !a.has("--force") {
+            throw SLMError.conflict("device enroll: \(id) is enrolled with key \(old.key.hex.prefix(16))…, not \(k.hex.prefix(16))…; pass --force if the device was reset")
+        }
+    }
+    guard set.devices.count + keys.keys.filter({ set.devices[$0] == nil }).count <= DeviceEnrollment.maxDevices else {
+        throw SLMError.failed("device enroll: a remote enrolls at most \(DeviceEnrollment.maxDevices) devices")
+    }
+    let now = Timestamp.now()
+    for (id, k) in keys where set.devices[id]?.key != k { set.devices[id] = .init(key: k, enrolled: now) }
+    try set.save(store: store, location: remote.location)
+    if json { Output.json(.object(["enrolled": .array(ids.map { .string($0) }), "count": .int(UInt64(set.devices.count))])) }
+    else { print("enrolled \(ids.joined(separator: ", ")); \(set.devices.count) enrolled for \(remote.location) (published at the next push --sign)") }
+    return 0
 }

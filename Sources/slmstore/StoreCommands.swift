@@ -59,12 +59,7 @@ let addCommand = Command(
     guard case let .exact(name, version) = try VersionRef.parse(a.positionals[0]) else {
         throw SLMError.argument("add: \"\(a.positionals[0])\" is not NAME@VERSION with a SemVer version (e.g. intent-classifier@1.0.0)")
     }
-    // A Hugging Face cache folder means one of its snapshots, never the cache's own files.
-    var paths: [String] = []
-    for p in a.positionals.dropFirst() { paths.append(try AddInputs.huggingFaceCacheSnapshot(p, revision: a.value("--revision")) ?? p) }
-    if let r = a.value("--revision"), paths == Array(a.positionals.dropFirst()) {
-        throw SLMError.argument("add: --revision \(r) goes with a Hugging Face cache folder (models--ORG--NAME or its snapshots/), and none was given")
-    }
+    let paths = try addPaths(a)
     let inputs = try AddInputs.collect(paths)
     var options = AddOptions()
     if let card = a.value("--card") { options.card = try ModelCard.load(path: card) }
@@ -214,113 +209,11 @@ let showCommand = Command(
         let resolved = ModelName(parsing: d.name).flatMap { try? store.resolveSelector(name: $0, selector: d.range).resolved }
         return ("\(d.name)@\(d.range)", resolved.map { "\($0.name)@\($0.version)" } ?? "unresolved")
     }
-    if a.has("--json") {
-        let deltas = try store.deltaRecords(target: r.id)
-        var baseLabels: [SHA256Digest: String] = [:]
-        for records in deltas.values {
-            for d in records where baseLabels[d.base] == nil {
-                baseLabels[d.base] = (try? store.readVersion(d.base)).map { "\($0.name)@\($0.version)" } ?? d.base.hex
-            }
-        }
-        let files: [JSONValue] = try tree.files.map { f in
-            var o: [String: JSONValue] = [
-                "path": .string(f.path), "size": .int(f.size), "sha256": .string(f.sha256.hex),
-                "kind": .string(["plain", "safetensors", "gguf"][Int(f.kind.rawValue)]),
-                "chunks": .array(try f.chunks.map { c in
-                    let loc = index.location(of: c.id)
-                    // How the chunk is stored: its full record, and any delta records (codec,
-                    // base version, base chunk ids and the offset into the first).
-                    return .object(["id": .string(c.id.hex), "raw_length": .int(c.rawLength),
-                                    "stored_length": loc.map { .int($0.storedLength) } ?? .null,
-                                    "codec": loc.map { .string($0.codec.name) } ?? .null,
-                                    "full_stored_length": store.fullStoredLength(of: c.id, index: index).map { .int($0) } ?? .null,
-                                    "deltas": .array((deltas[c.id] ?? []).map { d in
-                                        .object(["codec": .string("delta"), "base_version": .string(baseLabels[d.base] ?? d.base.hex),
-                                                 "stored_length": .int(d.location.storedLength),
-                                                 "base_chunks": .array(d.header.bases.map { .string($0.id.hex) }),
-                                                 "base_offset": .int(d.header.baseOffset)])
-                                    })])
-                }),
-            ]
-            if let st = f.safetensors {
-                o["header_length"] = .int(st.headerLength)
-                // Where tensor offsets start counting: 8 + header_length for safetensors, the data section for GGUF.
-                o["data_start"] = .int(st.dataStart)
-                o["tensors"] = .array(st.tensors.map { t in
-                    .object(["name": .string(t.name), "dtype": .string(t.dtype), "shape": .array(t.shape.map { .int($0) }),
-                             "begin": .int(t.begin), "end": .int(t.end)])
-                })
-            }
-            return .object(o)
-        }
-        Output.json(.object([
-            "name": .string(r.name.value), "version": .string(r.version.description), "version_id": .string(r.id.hex),
-            "tree_id": .string(r.object.tree.hex), "parent": r.object.parent.map { .string($0.hex) } ?? .null,
-            "parent_version": parentLabel.map { .string($0) } ?? .null,
-            "created": .string(r.object.created), "added_by": .string(r.object.addedBy), "tool": .string(r.object.tool),
-            "card": r.object.card ?? .null,
-            "dependencies": .array(zip(r.object.dependencies, deps).map { d, res in
-                .object(["name": .string(d.name), "range": .string(d.range), "resolves_to": .string(res.1)])
-            }),
-            "stages": .array(stages.map { .string($0) }), "metrics": .object(metrics),
-            "rollouts": .object(allRollouts.filter { $0.value.state == .active }.mapValues {
-                .object(["version": .string($0.version), "percent": .double($0.percent)])
-            }),
-            "stats": .object(["files": .int(s.files), "raw_bytes": .int(s.rawBytes), "chunks": .int(s.chunks),
-                              "unique_chunks": .int(s.uniqueChunks), "stored_bytes": .int(s.storedBytes),
-                              "shared_with_parent": .int(s.sharedWithParent), "new_stored_bytes": .int(s.newStoredBytes)]),
-            "files": .array(files),
-        ]))
-        return 0
-    }
-    print("\(r.name)@\(r.version)")
-    print("  version id   \(r.id.hex)")
-    print("  tree id      \(r.object.tree.hex)")
-    print("  parent       \(parentLabel.map { "\($0) (\(r.object.parent!.hex.prefix(12)))" } ?? "none")")
-    print("  created      \(r.object.created) by \(r.object.addedBy) (\(r.object.tool))")
-    print("  stage        \(stages.isEmpty ? "development" : stages.joined(separator: ", "))")
-    for (stage, ro) in allRollouts.sorted(by: { $0.key < $1.key }) where ro.state == .active {
-        let holder = try store.stageHolder(r.name, stage)?.0.description ?? "nothing"
-        print("  rollout      \(stage): \(ro.version) for \(RolloutFormat.percent(ro.percent))% of devices, \(holder) for the rest")
-    }
-    if !deps.isEmpty {
-        print("  depends on")
-        // The whole dependency graph, as a tree; a version seen before is not expanded again.
-        var seen = Set<SHA256Digest>()
-        func walk(_ object: VersionObject, depth: Int) {
-            for d in object.dependencies {
-                let resolved = ModelName(parsing: d.name).flatMap { try? store.resolveSelector(name: $0, selector: d.range).resolved }
-                let label = resolved.map { "\($0.name)@\($0.version)" } ?? "unresolved"
-                print(String(repeating: "  ", count: depth + 2) + "\(d.name)@\(d.range) -> \(label)")
-                if let r = resolved, seen.insert(r.id).inserted { walk(r.object, depth: depth + 1) }
-            }
-        }
-        walk(r.object, depth: 0)
-    }
-    if !metrics.isEmpty {
-        print("  metrics      " + metrics.keys.sorted().map { "\($0)=\(metrics[$0]!.canonicalString())" }.joined(separator: " "))
-    }
-    if let card = r.object.card {
-        print("  card")
-        for line in card.prettyString().split(separator: "\n") { print("    \(line)") }
-    }
-    let ratio = s.rawBytes > 0 ? Double(s.storedBytes) / Double(s.rawBytes) : 0
-    print("  size         \(Output.bytes(s.rawBytes)) in \(Output.count(s.files, "file")); stored \(Output.bytes(s.storedBytes)) (\(Output.fixed(ratio, 3)) of raw)")
-    print("  chunks       \(s.chunks) (\(s.uniqueChunks) distinct), \(s.sharedWithParent) shared with parent, \(Output.bytes(s.newStoredBytes)) new vs parent")
-    print("\nFiles:")
-    print(Output.table([["PATH", "SIZE", "CHUNKS", "SHA256"]] + tree.files.map {
-        [$0.path, Output.bytes($0.size), String($0.chunks.count), $0.sha256.hex]
-    }).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
-    for f in tree.files {
-        guard let st = f.safetensors else { continue }
-        print("\nTensors in \(f.path) (\(st.tensors.count)):")
-        print(Output.table([["NAME", "DTYPE", "SHAPE", "BYTES"]] + st.tensors.map {
-            [$0.name, $0.dtype, "[" + $0.shape.map(String.init).joined(separator: ", ") + "]", Output.bytes($0.byteCount)]
-        }).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
-    }
+    let shown = ShownVersion(store: store, r: r, tree: tree, index: index, parentLabel: parentLabel, stats: s, stages: stages,
+                             metrics: metrics, rollouts: allRollouts, deps: deps)
+    if a.has("--json") { try showJSON(shown) } else { try printShow(shown) }
     return 0
 }
-
 let logCommand = Command(
     name: "log", summary: "List a model's versions, oldest to newest",
     usage: "slmstore log NAME [--json]",
@@ -472,4 +365,142 @@ let verifyCommand = Command(
         if !report.ok && !a.has("--repair") { print("to repair: `slmstore verify --repair REMOTE` with a remote that holds the damaged versions") }
     }
     return report.ok ? 0 : 5
+}
+
+/// What `show` gathered about one version, for its two renderings.
+struct ShownVersion {
+    let store: Store
+    let r: ResolvedVersion
+    let tree: TreeObject
+    let index: ChunkIndex
+    let parentLabel: String?
+    let stats: VersionStats
+    let stages: [String]
+    let metrics: [String: JSONValue]
+    let rollouts: [String: RolloutRecord]
+    let deps: [(String, String)]
+}
+
+/// `show --json`: everything, every file's chunks with how each is stored.
+func showJSON(_ v: ShownVersion) throws {
+    let (store, r, tree, index, parentLabel, s, stages, metrics, allRollouts, deps) =
+        (v.store, v.r, v.tree, v.index, v.parentLabel, v.stats, v.stages, v.metrics, v.rollouts, v.deps)
+    let deltas = try store.deltaRecords(target: r.id)
+    var baseLabels: [SHA256Digest: String] = [:]
+    for records in deltas.values {
+        for d in records where baseLabels[d.base] == nil {
+            baseLabels[d.base] = (try? store.readVersion(d.base)).map { "\($0.name)@\($0.version)" } ?? d.base.hex
+        }
+    }
+    let files: [JSONValue] = try tree.files.map { f in
+        var o: [String: JSONValue] = [
+            "path": .string(f.path), "size": .int(f.size), "sha256": .string(f.sha256.hex),
+            "kind": .string(["plain", "safetensors", "gguf"][Int(f.kind.rawValue)]),
+            "chunks": .array(try f.chunks.map { c in
+                let loc = index.location(of: c.id)
+                // How the chunk is stored: its full record, and any delta records (codec,
+                // base version, base chunk ids and the offset into the first).
+                return .object(["id": .string(c.id.hex), "raw_length": .int(c.rawLength),
+                                "stored_length": loc.map { .int($0.storedLength) } ?? .null,
+                                "codec": loc.map { .string($0.codec.name) } ?? .null,
+                                "full_stored_length": store.fullStoredLength(of: c.id, index: index).map { .int($0) } ?? .null,
+                                "deltas": .array((deltas[c.id] ?? []).map { d in
+                                    .object(["codec": .string("delta"), "base_version": .string(baseLabels[d.base] ?? d.base.hex),
+                                             "stored_length": .int(d.location.storedLength),
+                                             "base_chunks": .array(d.header.bases.map { .string($0.id.hex) }),
+                                             "base_offset": .int(d.header.baseOffset)])
+                                })])
+            }),
+        ]
+        if let st = f.safetensors {
+            o["header_length"] = .int(st.headerLength)
+            // Where tensor offsets start counting: 8 + header_length for safetensors, the data section for GGUF.
+            o["data_start"] = .int(st.dataStart)
+            o["tensors"] = .array(st.tensors.map { t in
+                .object(["name": .string(t.name), "dtype": .string(t.dtype), "shape": .array(t.shape.map { .int($0) }),
+                         "begin": .int(t.begin), "end": .int(t.end)])
+            })
+        }
+        return .object(o)
+    }
+    Output.json(.object([
+        "name": .string(r.name.value), "version": .string(r.version.description), "version_id": .string(r.id.hex),
+        "tree_id": .string(r.object.tree.hex), "parent": r.object.parent.map { .string($0.hex) } ?? .null,
+        "parent_version": parentLabel.map { .string($0) } ?? .null,
+        "created": .string(r.object.created), "added_by": .string(r.object.addedBy), "tool": .string(r.object.tool),
+        "card": r.object.card ?? .null,
+        "dependencies": .array(zip(r.object.dependencies, deps).map { d, res in
+            .object(["name": .string(d.name), "range": .string(d.range), "resolves_to": .string(res.1)])
+        }),
+        "stages": .array(stages.map { .string($0) }), "metrics": .object(metrics),
+        "rollouts": .object(allRollouts.filter { $0.value.state == .active }.mapValues {
+            .object(["version": .string($0.version), "percent": .double($0.percent)])
+        }),
+        "stats": .object(["files": .int(s.files), "raw_bytes": .int(s.rawBytes), "chunks": .int(s.chunks),
+                          "unique_chunks": .int(s.uniqueChunks), "stored_bytes": .int(s.storedBytes),
+                          "shared_with_parent": .int(s.sharedWithParent), "new_stored_bytes": .int(s.newStoredBytes)]),
+        "files": .array(files),
+    ]))
+}
+
+/// `show` for people.
+func printShow(_ v: ShownVersion) throws {
+    let (store, r, tree, parentLabel, s, stages, metrics, allRollouts, deps) =
+        (v.store, v.r, v.tree, v.parentLabel, v.stats, v.stages, v.metrics, v.rollouts, v.deps)
+    print("\(r.name)@\(r.version)")
+    print("  version id   \(r.id.hex)")
+    print("  tree id      \(r.object.tree.hex)")
+    print("  parent       \(parentLabel.map { "\($0) (\(r.object.parent!.hex.prefix(12)))" } ?? "none")")
+    print("  created      \(r.object.created) by \(r.object.addedBy) (\(r.object.tool))")
+    print("  stage        \(stages.isEmpty ? "development" : stages.joined(separator: ", "))")
+    for (stage, ro) in allRollouts.sorted(by: { $0.key < $1.key }) where ro.state == .active {
+        let holder = try store.stageHolder(r.name, stage)?.0.description ?? "nothing"
+        print("  rollout      \(stage): \(ro.version) for \(RolloutFormat.percent(ro.percent))% of devices, \(holder) for the rest")
+    }
+    if !deps.isEmpty {
+        print("  depends on")
+        // The whole dependency graph, as a tree; a version seen before is not expanded again.
+        var seen = Set<SHA256Digest>()
+        func walk(_ object: VersionObject, depth: Int) {
+            for d in object.dependencies {
+                let resolved = ModelName(parsing: d.name).flatMap { try? store.resolveSelector(name: $0, selector: d.range).resolved }
+                let label = resolved.map { "\($0.name)@\($0.version)" } ?? "unresolved"
+                print(String(repeating: "  ", count: depth + 2) + "\(d.name)@\(d.range) -> \(label)")
+                if let r = resolved, seen.insert(r.id).inserted { walk(r.object, depth: depth + 1) }
+            }
+        }
+        walk(r.object, depth: 0)
+    }
+    if !metrics.isEmpty {
+        print("  metrics      " + metrics.keys.sorted().map { "\($0)=\(metrics[$0]!.canonicalString())" }.joined(separator: " "))
+    }
+    if let card = r.object.card {
+        print("  card")
+        for line in card.prettyString().split(separator: "\n") { print("    \(line)") }
+    }
+    let ratio = s.rawBytes > 0 ? Double(s.storedBytes) / Double(s.rawBytes) : 0
+    print("  size         \(Output.bytes(s.rawBytes)) in \(Output.count(s.files, "file")); stored \(Output.bytes(s.storedBytes)) (\(Output.fixed(ratio, 3)) of raw)")
+    print("  chunks       \(s.chunks) (\(s.uniqueChunks) distinct), \(s.sharedWithParent) shared with parent, \(Output.bytes(s.newStoredBytes)) new vs parent")
+    print("\nFiles:")
+    print(Output.table([["PATH", "SIZE", "CHUNKS", "SHA256"]] + tree.files.map {
+        [$0.path, Output.bytes($0.size), String($0.chunks.count), $0.sha256.hex]
+    }).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+    for f in tree.files {
+        guard let st = f.safetensors else { continue }
+        print("\nTensors in \(f.path) (\(st.tensors.count)):")
+        print(Output.table([["NAME", "DTYPE", "SHAPE", "BYTES"]] + st.tensors.map {
+            [$0.name, $0.dtype, "[" + $0.shape.map(String.init).joined(separator: ", ") + "]", Output.bytes($0.byteCount)]
+        }).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+    }
+}
+
+/// The paths `add` reads: a Hugging Face cache folder stands for one of its snapshots (refs/main
+/// or --revision), never for the cache's own files.
+func addPaths(_ a: ParsedArguments) throws -> [String] {
+    var paths: [String] = []
+    for p in a.positionals.dropFirst() { paths.append(try AddInputs.huggingFaceCacheSnapshot(p, revision: a.value("--revision")) ?? p) }
+    if let r = a.value("--revision"), paths == Array(a.positionals.dropFirst()) {
+        throw SLMError.argument("add: --revision \(r) goes with a Hugging Face cache folder (models--ORG--NAME or its snapshots/), and none was given")
+    }
+    return paths
 }

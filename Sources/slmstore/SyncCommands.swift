@@ -67,49 +67,7 @@ let syncCommand = Command(
     // endpoint, device-id, store); options on the command line win.
     var a = a0
     if let path = a0.value("--config") { a = try SyncConfigFile.merge(path, into: a0) }
-    try requirePositionals(a, "sync", min: 1, max: 1, usage: "slmstore sync REMOTE --to DIR --follow NAME@STAGE (or --config FILE)")
-    guard let to = a.value("--to") else { throw SLMError.argument("sync: --to DIR is required") }
-    let follows = a.all("--follow")
-    guard !follows.isEmpty else { throw SLMError.argument("sync: give at least one --follow NAME@STAGE (e.g. intent-classifier@production)") }
-    var pairs: [(ModelName, String)] = []
-    for f in follows {
-        switch try VersionRef.parse(f) {
-        case let .exact(n, v): pairs.append((n, v.description))
-        case let .selector(n, s): pairs.append((n, s))
-        case .id: throw SLMError.argument("sync: --follow needs NAME@STAGE or NAME@RANGE, not a version id")
-        }
-    }
-    var o = SyncOptions(remote: a.positionals[0], installRoot: to, follow: pairs)
-    o.endpoint = a.value("--endpoint")
-    o.deviceID = a.value("--device-id")
-    o.useDeltas = !a.has("--no-delta")
-    o.trustedKeys = try trustedKeys(a)
-    o.credentials.tokenFile = a.value("--token-file")
-    if let m = a.value("--max-install-size") { o.maxInstallSize = try parseSize(m, option: "--max-install-size") }
-    if let x = a.value("--max-expansion") { o.maxExpansion = try parseExpansion(x) }
-    o.credentials.netrcFile = a.value("--netrc-file")
-    o.tls = tlsFiles(a)
-    o.report = !a.has("--no-report")
-    o.reportURL = a.value("--report-url")
-    o.window = try a.value("--window").map { try DownloadWindow(parsing: $0) }
-    o.downloadOnly = a.has("--download-only")
-    if let b = a.value("--memory-budget") { o.memoryBudget = try parseSize(b, option: "--memory-budget") }
-    o.healthCheck = a.value("--health-check")
-    if let t = a.value("--health-timeout") { o.healthTimeout = try parseDuration(t, option: "--health-timeout") }
-    if let i = a.value("--interval") { o.interval = try parseDuration(i, option: "--interval") }
-    if let b = a.value("--max-backoff") { o.maxBackoff = try parseDuration(b, option: "--max-backoff") }
-    if let k = a.value("--keep") {
-        guard let n = Int(k), n >= 0 else { throw SLMError.argument("sync: --keep must be a number >= 0") }
-        o.keep = n
-    }
-    o.onUpdate = a.value("--on-update")
-    if let r = a.value("--max-rate") { o.maxBytesPerSecond = try parseRate(r, option: "--max-rate") }
-    switch a.value("--log-format") ?? "human" {
-    case "human": o.jsonLogs = false
-    case "json": o.jsonLogs = true
-    case let other: throw SLMError.argument("sync: --log-format must be human or json, not \"\(other)\"")
-    }
-    o.storePath = ctx.explicitStore ?? a.value("--store")
+    let o = try syncOptions(a, ctx: ctx)
     let daemon = try SyncDaemon(options: o)
     setvbuf(stdout, nil, _IOLBF, 0)
     daemon.emit = { line in print(line); fflush(stdout) }
@@ -322,50 +280,62 @@ let fleetCommand = Command(
     if a.has("--web") {
         try remote.write(SiteLayout.fleet, bytes: Array(RegistrySite.fleetPage(view, generated: Timestamp.now()).utf8))
     }
+    if a.has("--json") {
+        Output.json(fleetJSON(view, actions: actions, download: download))
+    } else {
+        printFleet(view, actions: actions, download: download, location: remote.location, silentAfter: silentAfter)
+    }
+    return 0
+}
+
+/// `fleet --json`: the counts, what was refused, the rollouts and what --apply did.
+func fleetJSON(_ view: FleetView, actions: [FleetAction], download: FleetDownload?) -> JSONValue {
     func counts(_ c: FleetView.Counts) -> JSONValue {
         .object(["running": .int(c.running), "pending": .int(c.pending), "rejected": .int(c.rejected), "failed": .int(c.failed),
                  "silent": .int(c.silent), "bytes_fetched": .int(c.bytesFetched), "failure_rate": .double((c.failureRate * 10000).rounded() / 10000)])
     }
-    if a.has("--json") {
-        Output.json(.object([
-            "devices": .int(view.devices),
-            "enrolled": .int(view.enrolled),
-            "missing": .array(view.missing.map { .string($0) }),
-            "refused": .array(view.refused.map { r in
-                .object(["file": .string(r.file), "device": r.device.map { .string($0) } ?? .null, "reason": .string(r.reason.rawValue),
-                         "detail": .string(r.detail), "key": r.key.map { .string($0.hex) } ?? .null])
-            }),
-            "skipped": .int(view.skipped),
-            "models": .object(view.models.mapValues { .object($0.mapValues(counts)) }),
-            "rollouts": .array(view.rollouts.map { .object(["model": .string($0.model), "stage": .string($0.stage), "version": .string($0.version),
-                                                            "percent": .double($0.percent), "counts": counts($0.counts)]) }),
-            "silent_devices": .array(view.silentDevices.map { .string($0) }),
-            "damaged": .array(view.damaged.map { .string($0) }),
-            "halted": .array(actions.compactMap {
-                guard case let .halted(m, stage, reason) = $0 else { return nil }
-                return .object(["rollout": .string("\(m)@\(stage)"), "reason": .string(reason)])
-            }),
-            "advanced": .array(actions.compactMap {
-                guard case let .advanced(m, stage, from, to) = $0 else { return nil }
-                return .object(["rollout": .string("\(m)@\(stage)"), "from": .double(from), "to": .double(to)])
-            }),
-            "download": download.map { d in
-                .object(["target": .string(d.target), "total_bytes": .int(d.totalBytes), "devices_unknown": .int(d.devicesUnknown),
-                         "from": .array(d.rows.map { r in
-                             .object(["version": .string(r.from), "devices": .int(r.devices), "bytes_each": r.bytesEach.map { .int($0) } ?? .null,
-                                      "via_deltas": .bool(r.viaDeltas)])
-                         })])
-            } ?? .null,
-            "held": .array(actions.compactMap {
-                guard case let .held(m, stage, reason) = $0 else { return nil }
-                return .object(["rollout": .string("\(m)@\(stage)"), "reason": .string(reason)])
-            }),
-        ]))
-        return 0
-    }
-    print("\(view.devices) of \(view.enrolled) enrolled devices reporting to \(remote.location)")
+    return .object([
+        "devices": .int(view.devices),
+        "enrolled": .int(view.enrolled),
+        "missing": .array(view.missing.map { .string($0) }),
+        "refused": .array(view.refused.map { r in
+            .object(["file": .string(r.file), "device": r.device.map { .string($0) } ?? .null, "reason": .string(r.reason.rawValue),
+                     "detail": .string(r.detail), "key": r.key.map { .string($0.hex) } ?? .null])
+        }),
+        "skipped": .int(view.skipped),
+        "models": .object(view.models.mapValues { .object($0.mapValues(counts)) }),
+        "rollouts": .array(view.rollouts.map { .object(["model": .string($0.model), "stage": .string($0.stage), "version": .string($0.version),
+                                                        "percent": .double($0.percent), "counts": counts($0.counts)]) }),
+        "silent_devices": .array(view.silentDevices.map { .string($0) }),
+        "damaged": .array(view.damaged.map { .string($0) }),
+        "halted": .array(actions.compactMap {
+            guard case let .halted(m, stage, reason) = $0 else { return nil }
+            return .object(["rollout": .string("\(m)@\(stage)"), "reason": .string(reason)])
+        }),
+        "advanced": .array(actions.compactMap {
+            guard case let .advanced(m, stage, from, to) = $0 else { return nil }
+            return .object(["rollout": .string("\(m)@\(stage)"), "from": .double(from), "to": .double(to)])
+        }),
+        "download": download.map { d in
+            .object(["target": .string(d.target), "total_bytes": .int(d.totalBytes), "devices_unknown": .int(d.devicesUnknown),
+                     "from": .array(d.rows.map { r in
+                         .object(["version": .string(r.from), "devices": .int(r.devices), "bytes_each": r.bytesEach.map { .int($0) } ?? .null,
+                                  "via_deltas": .bool(r.viaDeltas)])
+                     })])
+        } ?? .null,
+        "held": .array(actions.compactMap {
+            guard case let .held(m, stage, reason) = $0 else { return nil }
+            return .object(["rollout": .string("\(m)@\(stage)"), "reason": .string(reason)])
+        }),
+    ])
+}
+
+/// `fleet` for people: the counts as a table, rollouts, the download to a target, what was not
+/// counted and what --apply did.
+func printFleet(_ view: FleetView, actions: [FleetAction], download: FleetDownload?, location: String, silentAfter: Double) {
+    print("\(view.devices) of \(view.enrolled) enrolled devices reporting to \(location)")
     if view.enrolled == 0 {
-        Output.warning("no device is enrolled for \(remote.location) in this store, so no report counts; enroll devices with `slmstore device enroll \(remote.location) DEVICE-ID`")
+        Output.warning("no device is enrolled for \(location) in this store, so no report counts; enroll devices with `slmstore device enroll \(location) DEVICE-ID`")
     }
     var rows = [["MODEL", "VERSION", "RUNNING", "PENDING", "REJECTED", "FAILED", "SILENT"]]
     for (model, versions) in view.models.sorted(by: { $0.key < $1.key }) {
@@ -404,5 +374,52 @@ let fleetCommand = Command(
         case let .held(m, stage, reason): Output.warning("\(m)@\(stage) is due for its next step but stays: \(reason)")
         }
     }
-    return 0
+}
+
+/// The daemon's settings from `sync`'s options (after --config merged its file in).
+func syncOptions(_ a: ParsedArguments, ctx: Context) throws -> SyncOptions {
+    try requirePositionals(a, "sync", min: 1, max: 1, usage: "slmstore sync REMOTE --to DIR --follow NAME@STAGE (or --config FILE)")
+    guard let to = a.value("--to") else { throw SLMError.argument("sync: --to DIR is required") }
+    let follows = a.all("--follow")
+    guard !follows.isEmpty else { throw SLMError.argument("sync: give at least one --follow NAME@STAGE (e.g. intent-classifier@production)") }
+    var pairs: [(ModelName, String)] = []
+    for f in follows {
+        switch try VersionRef.parse(f) {
+        case let .exact(n, v): pairs.append((n, v.description))
+        case let .selector(n, s): pairs.append((n, s))
+        case .id: throw SLMError.argument("sync: --follow needs NAME@STAGE or NAME@RANGE, not a version id")
+        }
+    }
+    var o = SyncOptions(remote: a.positionals[0], installRoot: to, follow: pairs)
+    o.endpoint = a.value("--endpoint")
+    o.deviceID = a.value("--device-id")
+    o.useDeltas = !a.has("--no-delta")
+    o.trustedKeys = try trustedKeys(a)
+    o.credentials.tokenFile = a.value("--token-file")
+    if let m = a.value("--max-install-size") { o.maxInstallSize = try parseSize(m, option: "--max-install-size") }
+    if let x = a.value("--max-expansion") { o.maxExpansion = try parseExpansion(x) }
+    o.credentials.netrcFile = a.value("--netrc-file")
+    o.tls = tlsFiles(a)
+    o.report = !a.has("--no-report")
+    o.reportURL = a.value("--report-url")
+    o.window = try a.value("--window").map { try DownloadWindow(parsing: $0) }
+    o.downloadOnly = a.has("--download-only")
+    if let b = a.value("--memory-budget") { o.memoryBudget = try parseSize(b, option: "--memory-budget") }
+    o.healthCheck = a.value("--health-check")
+    if let t = a.value("--health-timeout") { o.healthTimeout = try parseDuration(t, option: "--health-timeout") }
+    if let i = a.value("--interval") { o.interval = try parseDuration(i, option: "--interval") }
+    if let b = a.value("--max-backoff") { o.maxBackoff = try parseDuration(b, option: "--max-backoff") }
+    if let k = a.value("--keep") {
+        guard let n = Int(k), n >= 0 else { throw SLMError.argument("sync: --keep must be a number >= 0") }
+        o.keep = n
+    }
+    o.onUpdate = a.value("--on-update")
+    if let r = a.value("--max-rate") { o.maxBytesPerSecond = try parseRate(r, option: "--max-rate") }
+    switch a.value("--log-format") ?? "human" {
+    case "human": o.jsonLogs = false
+    case "json": o.jsonLogs = true
+    case let other: throw SLMError.argument("sync: --log-format must be human or json, not \"\(other)\"")
+    }
+    o.storePath = ctx.explicitStore ?? a.value("--store")
+    return o
 }
