@@ -159,6 +159,28 @@ final class ErrorStructureTests: XCTestCase {
         XCTAssertEqual(missing, [], "undocumented package declarations or public enum cases")
     }
 
+    /// #43: a command's closure reads in one screen: parsing, the call, the output; anything
+    /// longer belongs in a named function.
+    func testNoCommandClosureIsLongerThanSixtyLines() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let cli = root.appendingPathComponent("Sources/slmstore")
+        var long: [String] = []
+        for file in try FileManager.default.contentsOfDirectory(atPath: cli.path) where file.hasSuffix(".swift") {
+            let lines = try String(contentsOf: cli.appendingPathComponent(file), encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+            var name: String? = nil
+            var start: Int? = nil
+            for (i, line) in lines.enumerated() {
+                if line.hasPrefix("let "), line.contains("= Command(") { name = String(line.dropFirst(4).prefix { $0 != " " }) }
+                if name != nil, line.hasPrefix(") {"), line.hasSuffix(" in") { start = i }
+                if let s = start, line == "}" {
+                    if i - s - 1 > 60 { long.append("\(file): \(name ?? "?") is \(i - s - 1) lines") }
+                    (name, start) = (nil, nil)
+                }
+            }
+        }
+        XCTAssertEqual(long, [])
+    }
+
     func testNoStringInTheLibraryNamesACommandLineFlagOrCommand() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let sources = root.appendingPathComponent("Sources")
