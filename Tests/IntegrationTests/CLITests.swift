@@ -101,12 +101,7 @@ final class CLITests: XCTestCase {
         let model = makeModel("a")
         XCTAssertEqual(cli(["add", "m@1.0.0", model]).status, 0)
         XCTAssertEqual(cli(["push", dir + "/remote", "--no-web"]).status, 0)
-        let pack = try XCTUnwrap(try FileSystem.listDirectory(storePath + "/packs").first { $0.hasSuffix(".pack") })
-        let path = "\(storePath)/packs/\(pack)"
-        var bytes = TestSupport.read(path)
-        for i in 100..<116 { bytes[i] ^= 0x5a }
-        try FileManager.default.removeItem(atPath: path)
-        TestSupport.write(bytes, to: path)
+        try overwriteSixteenBytesOfAPack()
         XCTAssertEqual(cli(["verify"]).status, 5)
         let repair = cli(["verify", "--repair", dir + "/remote", "--json"])
         XCTAssertEqual(repair.status, 0, repair.stdout + repair.stderr)
@@ -119,15 +114,20 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(TestSupport.read(dir + "/out/model.safetensors"), TestSupport.read(model + "/model.safetensors"))
     }
 
-    /// Without a remote, repair takes the damaged records out and says what is still missing.
-    func testVerifyRepairWithoutARemoteLeavesTheDamageNamed() throws {
-        XCTAssertEqual(cli(["add", "m@1.0.0", makeModel("a")]).status, 0)
+    /// 16 bytes of the store's first pack overwritten (the damage #45 repaired).
+    func overwriteSixteenBytesOfAPack() throws {
         let pack = try XCTUnwrap(try FileSystem.listDirectory(storePath + "/packs").first { $0.hasSuffix(".pack") })
         let path = "\(storePath)/packs/\(pack)"
         var bytes = TestSupport.read(path)
         for i in 100..<116 { bytes[i] ^= 0x5a }
         try FileManager.default.removeItem(atPath: path)
         TestSupport.write(bytes, to: path)
+    }
+
+    /// Without a remote, repair takes the damaged records out and says what is still missing.
+    func testVerifyRepairWithoutARemoteLeavesTheDamageNamed() throws {
+        XCTAssertEqual(cli(["add", "m@1.0.0", makeModel("a")]).status, 0)
+        try overwriteSixteenBytesOfAPack()
         let r = cli(["verify", "--repair"])
         XCTAssertEqual(r.status, 5)
         XCTAssertTrue(r.stdout.contains("version m@1.0.0 is damaged"), r.stdout)

@@ -50,20 +50,26 @@ final class PullFootprintTests: XCTestCase {
 
     /// Peak RSS (KiB) of `slmstore pull REMOTE m@1.0.0 --to DIR` into an empty device.
     func peakOfPull(from remote: String, in dir: String) throws -> Int {
+        let r = try underTime(["--store", "\(dir)/edge", "pull", remote, "m@1.0.0", "--to", "\(dir)/dev"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        return r.kib
+    }
+
+    /// The CLI with `args` under GNU time: exit status, standard error and peak RSS in KiB.
+    func underTime(_ args: [String]) throws -> (status: Int32, stderr: String, kib: Int) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/time")
-        p.arguments = ["-f", "peak %M", TestSupport.binary, "--store", "\(dir)/edge", "pull", remote, "m@1.0.0", "--to", "\(dir)/dev"]
+        p.arguments = ["-f", "peak %M", TestSupport.binary] + args
         let err = Pipe()
         p.standardOutput = FileHandle.nullDevice
         p.standardError = err
         try p.run()
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0, stderr)
         guard let line = stderr.split(separator: "\n").last(where: { $0.hasPrefix("peak ") }), let kib = Int(line.dropFirst(5)) else {
             throw XCTSkip("no peak RSS from /usr/bin/time: \(stderr)")
         }
-        return kib
+        return (p.terminationStatus, stderr, kib)
     }
 
     /// A path remote hands a pull 1 MiB pieces on four threads; left to itself, glibc then
@@ -122,20 +128,9 @@ final class PullFootprintTests: XCTestCase {
         try remote.write(RemoteLayout.objectPath(SHA256Hasher.hash(tree)), bytes: tree)
         try remote.write(RemoteLayout.objectPath(SHA256Hasher.hash(version)), bytes: version)
         try remote.write("refs/m/@versions/6.6.6", bytes: Array((SHA256Hasher.hash(version).hex + "\n").utf8))
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/time")
-        p.arguments = ["-f", "peak %M", TestSupport.binary, "--store", "\(dir)/edge", "pull", "\(dir)/remote", "m@6.6.6", "--to", "\(dir)/dev"]
-        let err = Pipe()
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = err
-        try p.run()
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 6, stderr)
+        let (status, stderr, kib) = try underTime(["--store", "\(dir)/edge", "pull", "\(dir)/remote", "m@6.6.6", "--to", "\(dir)/dev"])
+        XCTAssertEqual(status, 6, stderr)
         XCTAssertTrue(stderr.contains("in no pack the remote lists"), stderr)
-        guard let line = stderr.split(separator: "\n").last(where: { $0.hasPrefix("peak ") }), let kib = Int(line.dropFirst(5)) else {
-            throw XCTSkip("no peak RSS from /usr/bin/time: \(stderr)")
-        }
         print("a tree of 1,000,000 chunk ids: pull peak \(kib) KiB")
         XCTAssertLessThan(kib, 64 << 10, "the default budget is 64 MiB")
         XCTAssertNil(InstallDirectory(root: "\(dir)/dev").current())

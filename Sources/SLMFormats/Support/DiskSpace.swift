@@ -16,27 +16,27 @@ public enum DiskSpace {
 
     /// Bytes an unprivileged writer may still use, and the filesystem's size.
     static func stats(_ path: String) -> (available: UInt64, total: UInt64)? {
-        var probe = path
-        // The directory may not exist yet: ask its nearest existing ancestor.
-        while !FileSystem.exists(probe), probe.contains("/"), probe != "/" {
-            probe = String(probe[..<probe.lastIndex(of: "/")!])
-            if probe.isEmpty { probe = "/" }
-        }
         var s = statvfs()
-        guard statvfs(probe.isEmpty ? "." : probe, &s) == 0 else { return nil }
+        guard statvfs(nearestExisting(path), &s) == 0 else { return nil }
         return (UInt64(s.f_bavail) * UInt64(s.f_frsize), UInt64(s.f_blocks) * UInt64(s.f_frsize))
     }
 
     /// The filesystem a path is (or would be) on: its nearest existing ancestor's device.
     static func device(_ path: String) -> UInt64? {
+        var st = stat()
+        guard stat(nearestExisting(path), &st) == 0 else { return nil }
+        return UInt64(st.st_dev)
+    }
+
+    /// `path`, or its nearest existing ancestor: a directory a write will create is on the
+    /// filesystem of the one it is created in.
+    static func nearestExisting(_ path: String) -> String {
         var probe = path
         while !FileSystem.exists(probe), probe.contains("/"), probe != "/" {
             probe = String(probe[..<probe.lastIndex(of: "/")!])
             if probe.isEmpty { probe = "/" }
         }
-        var st = stat()
-        guard stat(probe.isEmpty ? "." : probe, &st) == 0 else { return nil }
-        return UInt64(st.st_dev)
+        return probe.isEmpty ? "." : probe
     }
 
     /// One check for several writes (what a pull downloads into the store and what it installs
