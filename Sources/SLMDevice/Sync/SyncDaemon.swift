@@ -183,6 +183,8 @@ public final class SyncDaemon {
     let remote: any ReadableBackend
     /// This device's id, for rollout slices.
     public let deviceID: String
+    /// Signs this device's reports (its key, read once; the counter file per report).
+    private let reportSigner: ReportSigner
     private var lock: FileLock?
     private var state: SyncState
     /// Set to stop after the current step.
@@ -219,7 +221,7 @@ public final class SyncDaemon {
             throw SLMError.invalidSetting(.healthCheck, problem: "needs at least one earlier version kept, to have one to return to")
         }
         deviceID = try DeviceIdentity.resolve(root: options.installRoot, explicit: options.deviceID)
-        _ = try DeviceKey.resolve(root: options.installRoot)
+        reportSigner = try ReportSigner(root: options.installRoot)
         state = SyncState.load(options.installRoot)
         state.remote = remote.location
         state.pid = getpid()
@@ -553,8 +555,8 @@ public final class SyncDaemon {
         (sink.tls, sink.credentials, sink.remoteURL) = (options.tls, options.credentials, options.remote)
         let stop = self.stop
         sink.isCancelled = { stop.isSet }
+        sink.signer = reportSigner
         do {
-            sink.signer = try ReportSigner(root: options.installRoot)
             try sink.send(DeviceReport(device: deviceID, time: Timestamp.now(), models: models))
         } catch {
             log("report", "could not send the device report: \((error as? SLMError)?.description ?? "\(error)")")

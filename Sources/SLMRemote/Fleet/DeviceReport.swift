@@ -136,6 +136,12 @@ public struct DeviceReport: Sendable, Equatable {
         guard bytes.count <= maxEncodedSize else { throw bad("larger than \(maxEncodedSize) bytes") }
         let v: JSONValue
         do { v = try JSONValue.parse(bytes, maxValues: 512) } catch { throw bad("not valid JSON").caused(by: error) }
+        return try decodePayload(v, format: format, source: source)
+    }
+
+    /// The report a parsed payload of `format` holds, every field checked.
+    static func decodePayload(_ v: JSONValue, format: UInt64, source: String) throws -> DeviceReport {
+        func bad(_ p: String) -> SLMError { .damaged(path: source, problem: "device report: \(p)") }
         var counter: UInt64 = 0
         if format >= 2 {
             guard let c = v["counter"]?.uint64Value, c <= SignedRelease.maxSerial else { throw bad("a signed report needs a counter up to 2^53") }
@@ -187,7 +193,8 @@ public struct SignedDeviceReport: Sendable {
         guard let format = v["format"]?.uint64Value else { throw bad("no format") }
         switch format {
         case 1:
-            return SignedDeviceReport(report: try DeviceReport.decodePayload(bytes, format: 1, source: source), key: nil,
+            // The file is the payload: parsed once, above.
+            return SignedDeviceReport(report: try DeviceReport.decodePayload(v, format: 1, source: source), key: nil,
                                       signatureValid: false, payloadDigest: SHA256Hasher.hash(bytes))
         case 2:
             guard let key = v["key"]?.stringValue.flatMap(Hex.decode).flatMap(Ed25519PublicKey.init(raw:)),

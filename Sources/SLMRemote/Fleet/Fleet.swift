@@ -95,8 +95,6 @@ public struct FleetView: Sendable {
     public var rollouts: [Rollout] = []
     /// Devices whose last report is older than the threshold.
     public var silentDevices: [String] = []
-    /// Report files that could not be read, with why (also among `refused`, as `damaged`).
-    public var damaged: [String] = []
     /// Report files that were read and not counted, with why.
     public var refused: [Refused] = []
     /// Files under reports/ beyond what one run reads (never read; listed as a count).
@@ -107,6 +105,9 @@ public struct FleetView: Sendable {
     public var suspicious: [Refused] {
         refused.filter { [.forged, .replayed, .misnamed, .future].contains($0.reason) }
     }
+
+    /// Report files that could not be read, with why (the `damaged` ones among `refused`).
+    public var damaged: [String] { refused.filter { $0.reason == .damaged }.map(\.detail) }
 
     /// The fresh counts of one version.
     public func freshCounts(model: String, version: String) -> Counts { freshModels[model]?[version] ?? Counts() }
@@ -137,7 +138,6 @@ public enum Fleet {
         }
         func refuse(_ path: String, _ device: String?, _ reason: FleetView.Refused.Reason, _ detail: String, key: Ed25519PublicKey? = nil) {
             view.refused.append(.init(file: path, device: device, reason: reason, detail: detail, key: key))
-            if reason == .damaged { view.damaged.append(detail) }
         }
         let enrolledFiles = Dictionary(enrolled.devices.keys.map { ("\(directory)/\(DeviceReport.fileName(device: $0))", $0) },
                                        uniquingKeysWith: { a, _ in a })
