@@ -474,7 +474,7 @@ extension Store {
                      blockSize: Int, writeBatchBytes: Int, log: (@Sendable (String) -> Void)?) throws -> (chunks: Int, packs: [PackID]) {
         let work = try makeWorkingDirectory("seed")
         defer { work.remove() }
-        let ingester = ChunkIngester(store: self, existing: existing, directory: work.path, packTargetSize: 256 << 20,
+        let ingester = try ChunkIngester(store: self, existing: existing, directory: work.path, packTargetSize: 256 << 20,
                                      chunker: chunker, wanted: wanted, blockSize: blockSize, writeBatchBytes: writeBatchBytes)
         for seed in seeds where FileSystem.isDirectory(seed) {
             let inputs: [AddInput]

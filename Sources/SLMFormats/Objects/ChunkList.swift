@@ -194,3 +194,51 @@ public final class ChunkListFile: Sendable {
         return out
     }
 }
+
+/// Chunk lists being made (by `add`), kept in a scratch file rather than in memory: a file's
+/// refs are appended as they are cut, and each finished list reads back from the file, so
+/// adding a file of any size holds one write buffer, not its chunk list.
+package final class ChunkListWriter {
+    private let file: FileDescriptor
+    private let lists: ChunkListFile
+    private var buffer = ByteWriter(capacity: ChunkListWriter.bufferBytes)
+    private var written: UInt64 = 0
+    private var listStart: UInt64 = 0
+    private static let bufferBytes = 20 * ChunkListFile.blockRefs
+
+    /// A writer over a new scratch file at `path` (the caller's working directory removes it).
+    package init(path: String) throws {
+        file = try FileDescriptor(path: path, flags: O_RDWR | O_CREAT | O_EXCL, mode: 0o600)
+        lists = ChunkListFile(file)
+    }
+
+    /// Appends the next ref of the list being made.
+    package func append(_ ref: ChunkRef) throws {
+        buffer.raw(ref.id.canonicalBytes)
+        buffer.u32(ref.rawLength)
+        if buffer.bytes.count >= Self.bufferBytes { try flush() }
+    }
+
+    private func flush() throws {
+        guard !buffer.bytes.isEmpty else { return }
+        try file.write(buffer.bytes)
+        written += UInt64(buffer.bytes.count)
+        buffer.bytes.removeAll(keepingCapacity: true)
+    }
+
+    /// Drops what was appended since the last finished list (a file whose ingest failed), so
+    /// the next list starts clean.
+    package func discardUnfinished() {
+        buffer.bytes.removeAll(keepingCapacity: true)
+        listStart = written
+    }
+
+    /// Ends the list being made and returns it, read from the scratch file; the next append
+    /// starts a new list.
+    package func finishList() throws -> ChunkList {
+        try flush()
+        let list = ChunkList(file: lists, offset: listStart, count: Int((written - listStart) / 20))
+        listStart = written
+        return list
+    }
+}

@@ -84,7 +84,21 @@ public struct TreeObject: Equatable, Sendable {
     /// The binary encoding Format.md specifies (throws when a file-backed chunk list cannot be
     /// read).
     public func encoded() throws -> [UInt8] {
-        var w = ByteWriter(capacity: 64 + files.reduce(0) { $0 + 64 + $1.chunks.count * 20 })
+        var out: [UInt8] = []
+        try encode(pieceSize: .max) { out = $0 }
+        return out
+    }
+
+    /// The encoding handed to `emit` in order, in pieces of about `pieceSize` bytes (the last may
+    /// be smaller), so a tree with millions of chunks is written or hashed without being held.
+    public func encode(pieceSize: Int = 1 << 20, emit: ([UInt8]) throws -> Void) throws {
+        let total = 64 + files.reduce(0) { $0 + 64 + $1.chunks.count * 20 }
+        var w = ByteWriter(capacity: min(total, pieceSize == .max ? total : pieceSize + 4096))
+        func emitIfFull() throws {
+            guard w.bytes.count >= pieceSize else { return }
+            try emit(w.bytes)
+            w.bytes.removeAll(keepingCapacity: true)
+        }
         w.raw(Self.magic)
         w.u32(Self.formatVersion)
         w.u32(UInt32(files.count))
@@ -99,6 +113,7 @@ public struct TreeObject: Equatable, Sendable {
             try f.chunks.forEach { c in
                 w.raw(c.id.canonicalBytes)
                 w.u32(c.rawLength)
+                try emitIfFull()
             }
             if let st = f.safetensors {
                 w.u64(st.headerLength)
@@ -116,8 +131,9 @@ public struct TreeObject: Equatable, Sendable {
                     w.u64(t.end)
                 }
             }
+            try emitIfFull()
         }
-        return w.bytes
+        if !w.bytes.isEmpty || pieceSize == .max { try emit(w.bytes) }
     }
 
     /// The tree id: the SHA-256 of the encoding.

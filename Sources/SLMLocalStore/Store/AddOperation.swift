@@ -58,6 +58,8 @@ public struct AddOptions: Sendable {
     public var progress: (@Sendable (UInt64, UInt64) -> Void)?
     /// Packs are closed once they reach this size.
     public var packTargetSize: UInt64 = 256 << 20
+    /// Bytes read per block (two are in memory at once); chunk boundaries do not depend on it.
+    package var blockSize = ChunkIngester.blockSize
     /// Write delta records against the parent version (or `deltaBase`) for float tensor chunks.
     public var deltas = true
     /// The version deltas are made against instead of the parent.
@@ -308,9 +310,9 @@ extension Store {
                 deltaBase = try defaultDeltaBase(name: name, before: version, index: existing)
             }
         }
-        let ingester = ChunkIngester(store: self, existing: existing, directory: work.path,
+        let ingester = try ChunkIngester(store: self, existing: existing, directory: work.path,
                                      packTargetSize: options.packTargetSize, chunker: config.chunker,
-                                     deltaBase: try deltaBase.map { try readTree($0.object.tree) })
+                                     deltaBase: try deltaBase.map { try readTree($0.object.tree) }, blockSize: options.blockSize)
         let total = inputs.reduce(0) { $0 + $1.size }
         var entries: [FileEntry] = []
         for input in inputs {
@@ -321,13 +323,23 @@ extension Store {
         deltaStats.chunks = ingester.deltaChunks
         deltaStats.storedBytes = ingester.deltaStoredBytes
         let tree = TreeObject(files: entries)
-        let treeBytes = try tree.encoded()
+        // The tree goes to a file in pieces (its chunk lists are read back from the ingester's
+        // scratch file), so a model of any size is added without holding its tree.
+        let treeFile = try FileDescriptor(path: "\(work.path)/tree", flags: O_RDWR | O_CREAT | O_EXCL, mode: 0o600)
+        let treeHasher = SHA256Hasher()
+        var treeSize = 0
+        try tree.encode { piece in
+            treeSize += piece.count
+            guard treeSize <= TreeObject.maxEncodedSize else { return }
+            treeHasher.update(piece)
+            try treeFile.write(piece)
+        }
         // The estimate above counted as few chunks as the sizes allow; the real cut may still
         // pass the bound. Nothing is published then (the packs stay in the working directory).
-        guard treeBytes.count <= TreeObject.maxEncodedSize else {
-            throw SLMError.input(path: inputs.first?.sourcePath ?? "", problem: "these files make a tree object of \(treeBytes.count) bytes, more than the \(TreeObject.maxEncodedSize) a store accepts; store them as several versions or models")
+        guard treeSize <= TreeObject.maxEncodedSize else {
+            throw SLMError.input(path: inputs.first?.sourcePath ?? "", problem: "these files make a tree object of \(treeSize) bytes, more than the \(TreeObject.maxEncodedSize) a store accepts; store them as several versions or models")
         }
-        let treeID = SHA256Hasher.hash(treeBytes)
+        let treeID = treeHasher.finish()
 
         let refs = try refsLock()
         defer { refs.unlock() }
@@ -347,7 +359,8 @@ extension Store {
         CrashPoint.hit("add-after-packs")
         let objectBytes = object.encoded()
         let versionID = SHA256Hasher.hash(objectBytes)
-        try Publication.publish([VersionRecord(name: name, version: version, id: versionID, versionObject: objectBytes, treeObject: treeBytes)],
+        try Publication.publish([VersionRecord(name: name, version: version, id: versionID, versionObject: objectBytes, treeObject: [],
+                                                 treeFile: (treeFile, treeID))],
                                 to: LocalVersionDestination(store: self))
         CrashPoint.hit("add-after-ref")
         // Last: a crash before this leaves delta packs no set names; gc keeps what they hold

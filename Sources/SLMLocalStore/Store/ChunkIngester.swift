@@ -117,7 +117,7 @@ package final class ChunkIngester {
     private var sealed = SealedPacks()
     private var sealedDeltas = SealedPacks()
     /// Chunks written by this operation, so a repeat within it is stored once.
-    private var written = Set<ChunkID>()
+    private var written: SpilledChunkIDSet
     /// Chunks this ingest stored that the store did not hold.
     package private(set) var newChunks = 0
     private(set) var reusedChunks = 0
@@ -127,6 +127,9 @@ package final class ChunkIngester {
     private(set) var deltaChunks = 0
     private(set) var deltaStoredBytes: UInt64 = 0
     private var processedBefore: UInt64 = 0
+    /// Each file's chunk list, kept in the working directory as it is cut (Format.md §7.1's
+    /// records), so memory does not grow with the file.
+    private let chunkLists: ChunkListWriter
 
     static let blockSize = 16 << 20
     /// Bytes read per block; two blocks are in memory at once. Chunk boundaries do not depend on
@@ -137,7 +140,7 @@ package final class ChunkIngester {
     /// An ingester writing new chunks of `store` (those `existing` lacks, and `wanted` wants when given) into packs in `directory`, cut by `chunker`, with deltas against `deltaBase` where they line up.
     package init(store: Store, existing: ChunkIndex, directory: String, packTargetSize: UInt64,
          chunker: ChunkerParameters, wanted: (any ChunkIDMembership)? = nil, deltaBase: TreeObject? = nil,
-         blockSize: Int = ChunkIngester.blockSize, writeBatchBytes: Int = PackWriter.defaultWriteBatchBytes) {
+         blockSize: Int = ChunkIngester.blockSize, writeBatchBytes: Int = PackWriter.defaultWriteBatchBytes) throws {
         self.blockSize = blockSize
         self.deltaBase = deltaBase
         self.store = store
@@ -147,9 +150,18 @@ package final class ChunkIngester {
         self.cdc = FastCDC(chunker)
         self.level = Int32(store.config.compressionLevel)
         self.wanted = wanted
+        written = SpilledChunkIDSet(directory: directory)
+        chunkLists = try ChunkListWriter(path: "\(directory)/chunk-lists-\(FileSystem.randomHex(8))")
         let sealed = self.sealed, sealedDeltas = self.sealedDeltas
-        sink = PackSink(directory: directory, rolloverSize: packTargetSize, writeBatchBytes: writeBatchBytes) { sealed.packs += $0 }
-        deltaSink = PackSink(directory: directory, rolloverSize: packTargetSize, writeBatchBytes: writeBatchBytes) { sealedDeltas.packs += $0 }
+        // Sealed packs wait here until the caller commits them; their index files hold the records.
+        sink = PackSink(directory: directory, rolloverSize: packTargetSize, writeBatchBytes: writeBatchBytes) { packs in
+            packs.forEach { $0.forgetEntries() }
+            sealed.packs += packs
+        }
+        deltaSink = PackSink(directory: directory, rolloverSize: packTargetSize, writeBatchBytes: writeBatchBytes) { packs in
+            packs.forEach { $0.forgetEntries() }
+            sealedDeltas.packs += packs
+        }
     }
 
     final class SealedPacks { var packs: [PackWriter] = [] }
@@ -169,6 +181,7 @@ package final class ChunkIngester {
 
     /// Reads, cuts, hashes and stores one file; returns its tree entry. `progress` hears bytes read.
     package func ingest(_ input: AddInput, progress: (UInt64) -> Void) throws -> FileEntry {
+        chunkLists.discardUnfinished()
         let file = try FileDescriptor.openForReading(input.sourcePath)
         posix_fadvise(file.fd, 0, 0, Int32(POSIX_FADV_SEQUENTIAL))
         let size = try file.size()
@@ -179,7 +192,6 @@ package final class ChunkIngester {
                                  deltaTarget: input.safetensors == nil ? nil : try deltaBase.flatMap { try DeltaTarget(bases: $0.deltaBaseFiles(for: input.treePath)) },
                                  usableBase: { existing.containsFull($0) })
         let sha = SHA256Hasher()
-        var refs: [ChunkRef] = []
         // Two buffers: while one block's chunks are hashed and compressed, the next block is read
         // and cut into the other.
         var current = BlockBuffer(capacity: cutter.capacity)
@@ -192,9 +204,9 @@ package final class ChunkIngester {
                 nextBatch = try cutter.next(into: spare, after: current)
             }
             for (pending, outcome) in zip(batch, outcomes) {
-                refs.append(ChunkRef(id: outcome.id, rawLength: UInt32(pending.length)))
+                try chunkLists.append(ChunkRef(id: outcome.id, rawLength: UInt32(pending.length)))
                 if let wanted, !wanted.contains(outcome.id) { continue }
-                if existing.contains(outcome.id) || written.contains(outcome.id) {
+                if try existing.contains(outcome.id) || written.contains(outcome.id) {
                     reusedChunks += 1
                     reusedBytes += UInt64(pending.length)
                     continue
@@ -209,7 +221,7 @@ package final class ChunkIngester {
                 } else {
                     try sink.append(id: outcome.id, rawLength: UInt32(pending.length), encoded: encoded)
                 }
-                written.insert(outcome.id)
+                try written.insert(outcome.id)
                 newChunks += 1
                 storedBytes += UInt64(PackFormat.recordHeaderSize + encoded.payload.count)
             }
@@ -221,7 +233,7 @@ package final class ChunkIngester {
         }
         processedBefore += size
         progress(processedBefore)
-        return FileEntry(path: input.treePath, size: size, sha256: sha.finish(), chunks: refs, safetensors: input.safetensors)
+        return FileEntry(path: input.treePath, size: size, sha256: sha.finish(), chunks: try chunkLists.finishList(), safetensors: input.safetensors)
     }
 
     /// Hashes every chunk of the batch and compresses the ones the store lacks, in parallel with
@@ -261,7 +273,9 @@ package final class ChunkIngester {
                     let bytes = UnsafeRawBufferPointer(rebasing: buffer[p.start..<p.start + p.length])
                     let id = ChunkID(of: bytes)
                     var encoded: EncodedChunk? = nil
-                    if !existing.contains(id) && !written.contains(id) && (wanted?.contains(id) ?? true) {
+                    // A run that cannot be read here only costs encoding a chunk the serial
+                    // step then finds written; that step reads it again and throws.
+                    if !existing.contains(id) && !((try? written.contains(id)) ?? false) && (wanted?.contains(id) ?? true) {
                         let full = ChunkEncoder.encode(bytes, level: level, layout: p.layout)
                         encoded = full
                         // A base that cannot be read yields no delta: the chunk is stored full.

@@ -324,6 +324,10 @@ package final class PackWriter: @unchecked Sendable {
 
     var isEmpty: Bool { entries.isEmpty }
 
+    /// Forgets the records' index once it is durable, for a pack held only to be moved later:
+    /// a holder of many sealed packs then needs memory per pack, not per record.
+    func forgetEntries() { entries = [] }
+
     func append(id: ChunkID, rawLength: UInt32, encoded: EncodedChunk) throws {
         let header = PackFormat.recordHeader(id: id, codec: encoded.codec, rawLength: rawLength,
                                              storedLength: UInt32(encoded.payload.count))
@@ -373,6 +377,9 @@ package final class PackWriter: @unchecked Sendable {
         let idx = try FileDescriptor(path: indexPath, flags: O_WRONLY | O_CREAT | O_EXCL)
         try idx.write(index.encoded())
         try idx.sync()
+        // A sealed pack may wait for its commit (add commits them all at the end): its 4 MiB
+        // write batch must not wait with it, or memory grows with the input.
+        pending = []
         return index
     }
 }
