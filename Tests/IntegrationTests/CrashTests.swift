@@ -64,8 +64,7 @@ final class CrashTests: XCTestCase {
         for round in 0..<6 {
             let p = try TestSupport.spawn(["add", "big@1.0.\(round)", src], store: storePath)
             usleep(useconds_t(20_000 + rng.next() % 400_000))
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
+            TestSupport.killAndReap(p)
             assertVerifies("random kill \(round)")
             // Any version that made it is complete.
             let ls = try TestSupport.json(TestSupport.cli(["ls", "--json"], store: storePath))

@@ -188,8 +188,7 @@ final class RolloutTests: XCTestCase {
             while !FileSystem.exists(started) && Date() < deadline { usleep(20_000) }
             XCTAssertTrue(FileSystem.exists(started), "the check started")
             usleep(UInt32(rng.next() % 300_000))
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
+            TestSupport.killAndReap(p)
             // Killed between the flip and the verdict: the new version is current but unproven.
             // A restart whose check fails must end on 1.0.0, which passed.
             let r = sync(device, check: "false")

@@ -64,7 +64,7 @@ final class SyncTests: XCTestCase {
             ((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { try? JSONValue.parse(String($0)) }
         }
 
-        func kill9() { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+        func kill9() { TestSupport.killAndReap(process) }
         func stop() { if process.isRunning { process.terminate(); process.waitUntilExit() } }
     }
 

@@ -103,6 +103,19 @@ public enum TestSupport {
         return p
     }
 
+    /// Kills `p` with SIGKILL and reaps it. Foundation's `waitUntilExit` can miss the exit of a
+    /// child killed moments after it started (seen here: the child a zombie, the test blocked
+    /// for good), so after a grace period the child is reaped here directly.
+    public static func killAndReap(_ p: Process, grace: Double = 20) {
+        kill(p.processIdentifier, SIGKILL)
+        let deadline = Date().addingTimeInterval(grace)
+        while p.isRunning && Date() < deadline { usleep(5_000) }
+        if p.isRunning {
+            var status: Int32 = 0
+            _ = waitpid(p.processIdentifier, &status, 0)
+        }
+    }
+
     /// Every file below `dir` with its content digest: a store "byte for byte".
     public static func snapshot(_ dir: String) -> [String: String] {
         var out: [String: String] = [:]
