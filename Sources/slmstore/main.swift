@@ -50,10 +50,17 @@ func runMain() -> Int32 {
         print("slmstore \(SLMStoreVersion.current) (store format \(StoreConfig.currentFormat), manifest format \(Manifest.currentFormat), commit \(sourceCommit()))")
         return 0
     }
-    // The device-side commands run beside the model: one malloc arena keeps their peak low.
+    // Blocks of 8 MiB and more (the 16 MiB read blocks) are mapped and unmapped, never left in
+    // the heap: glibc's moving threshold would otherwise keep freed read blocks resident, one
+    // set per file, and memory would grow with the number of files. (4 MiB pack batches and
+    // per-chunk buffers stay below it: the heap reuses them without a system call.)
+    // The device-side commands run beside the model: one malloc arena and a 256 KiB threshold
+    // keep their peak low.
     if first == "pull" || first == "sync" {
         HeapRelease.limitArenas(1)
         HeapRelease.fixMmapThreshold(256 << 10)
+    } else {
+        HeapRelease.fixMmapThreshold(8 << 20)
     }
     guard let command = commands.first(where: { $0.name == first }) else {
         let guess = Suggestion.closest(to: first, among: commands.map(\.name)).map { "did you mean `slmstore \($0)`? " } ?? ""
