@@ -86,6 +86,10 @@ public final class HTTPClient: @unchecked Sendable {
     private let lock = NSLock()
     /// Finished handles, kept so their connections (and TLS sessions) are reused.
     private var idle: [UnsafeMutableRawPointer] = []
+    /// Whether any request of this client has had an answer (guarded by `lock`): a refused
+    /// connection before that is a wrong address or a server that is not running, not worth
+    /// retrying; after it, a server restarting.
+    private var hadAnswer = false
 
     private static let initialized: Bool = curl_global_init(Int(CURL_GLOBAL_DEFAULT)) == CURLE_OK
 
@@ -233,8 +237,20 @@ public final class HTTPClient: @unchecked Sendable {
         if transfer.wentIdle { keep = false; throw fail("no bytes for \(Int(policy.timeout)) s", transient: true) }
         guard rc == CURLE_OK else {
             keep = false
+            lock.lock()
+            let answeredBefore = hadAnswer
+            lock.unlock()
+            var osError = 0
+            _ = slm_curl_getinfo_long(handle, CURLINFO_OS_ERRNO, &osError)
+            if rc == CURLE_COULDNT_CONNECT && osError == Int(ECONNREFUSED) && !answeredBefore && Self.proxyInEffect(for: url) == nil {
+                let port = url.port ?? (url.scheme == "https" ? 443 : 80)
+                throw fail("connection refused: nothing is listening at \(url.host ?? ""):\(port) (not retried)", transient: false)
+            }
             throw Self.error(rc, detail: detail, elapsed: elapsed, policy: policy, url: url, fail: fail)
         }
+        lock.lock()
+        hadAnswer = true
+        lock.unlock()
         var status = 0
         _ = slm_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
         var r = HTTPResponse(status: status != 0 ? status : transfer.status, headers: transfer.headers, body: transfer.body)
