@@ -155,6 +155,9 @@ public struct PullResult: Sendable {
     public var chunksFromDeltas: Int = 0
     /// Wall time.
     public var seconds: Double
+    /// Wall time until the last chunk was fetched and stored (planning included, install not):
+    /// the time a download rate is taken over, as a progress bar shows it.
+    public var downloadSeconds: Double = 0
     /// The installed version's directory (with an install directory).
     public var installedPath: String?
     /// Whether files were written (false when the version was installed already).
@@ -279,11 +282,23 @@ extension Store {
         let target = targets[0]
         try checkBounds(targets, maxChunk: remoteConfig.chunker.maxSize, location: remote.location, options: options)
 
+        // A version this store already holds is read back first: records that no longer decode
+        // to their ids leave the pack indexes, so the fetch below gets those chunks again.
+        let held = targets.filter { hasObject($0.id) }
+        if !held.isEmpty {
+            let damaged = try damagedRecords(of: held.map(\.tree))
+            if !damaged.isEmpty {
+                let dropped = try dropDamagedRecords(damaged)
+                options.log?("\(dropped) damaged \(dropped == 1 ? "record" : "records") of \(target.label) in this store: fetching \(dropped == 1 ? "it" : "them") again")
+            }
+        }
+
         var dataLock: FileLock? = try self.dataLock(.shared)
         defer { dataLock?.unlock() }
         removeAbandonedWorkingDirectories()
         // 2. Fetch what the store lacks, from seeds and the remote.
         let transfer = try fetchMissing(targets, reader: reader, remote: remote, chunker: remoteConfig.chunker, options: options)
+        let downloadSeconds = Timestamp.monotonicSeconds() - started
 
         // 3. Publish: objects and refs, dependencies first.
         let newVersions = targets.filter { !hasObject($0.id) }
@@ -313,12 +328,14 @@ extension Store {
                                             remote: HTTPCredentials.redact(remote.location), time: Timestamp.now()))
         }
         let traffic = remote.traffic.since(trafficBefore)
-        return PullResult(name: target.name, version: target.version, versionID: target.id, bytesDownloaded: traffic.bytesReceived,
-                          requests: traffic.requests, chunksFetched: transfer.chunksFetched, chunkBytes: transfer.chunkBytes,
-                          rangeBytes: transfer.rangeBytes, metadataBytes: reader.metadataBytes,
-                          chunksFromSeeds: transfer.fromSeeds, chunksFromDeltas: transfer.deltaChunks, seconds: Timestamp.monotonicSeconds() - started,
-                          installedPath: installed, installedNew: installedNew,
-                          versions: targets.map(\.label), addedPacks: transfer.addedPacks)
+        var result = PullResult(name: target.name, version: target.version, versionID: target.id, bytesDownloaded: traffic.bytesReceived,
+                                requests: traffic.requests, chunksFetched: transfer.chunksFetched, chunkBytes: transfer.chunkBytes,
+                                rangeBytes: transfer.rangeBytes, metadataBytes: reader.metadataBytes,
+                                chunksFromSeeds: transfer.fromSeeds, chunksFromDeltas: transfer.deltaChunks, seconds: Timestamp.monotonicSeconds() - started,
+                                installedPath: installed, installedNew: installedNew,
+                                versions: targets.map(\.label), addedPacks: transfer.addedPacks)
+        result.downloadSeconds = downloadSeconds
+        return result
     }
 
     /// What a pull brought into the store: the packs it wrote (from seeds and the remote: only

@@ -114,6 +114,39 @@ extension Store {
         }
     }
 
+    /// The records of the chunks of `trees` that no longer decode to their ids, by pack: what a
+    /// pull of a version this store already holds drops (`dropDamagedRecords`) so that it fetches
+    /// those chunks again. Reads each chunk the trees list; chunks the store lacks are skipped
+    /// (a pull fetches them anyway).
+    public func damagedRecords(of trees: [TreeObject]) throws -> [PackID: Set<ChunkID>] {
+        let index = try loadChunkIndex(skippingDamaged: true)
+        let cache = DecodedChunkCache()
+        var damaged: [PackID: Set<ChunkID>] = [:]
+        var buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1, alignment: 16)
+        defer { buffer.deallocate() }
+        for tree in trees {
+            for file in tree.files {
+                try file.chunks.forEach { ref in
+                    guard let loc = index.location(of: ref.id) else { return }
+                    if buffer.count < Int(loc.rawLength) {
+                        buffer.deallocate()
+                        buffer = .allocate(byteCount: Int(loc.rawLength), alignment: 16)
+                    }
+                    do {
+                        try readChunk(ref.id, at: loc, into: buffer, index: index, cache: cache)
+                    } catch let error as SLMError {
+                        // A delta record whose base is gone cannot serve either.
+                        switch error.kind {
+                        case .damaged, .notFound: damaged[loc.pack, default: []].insert(ref.id)
+                        default: throw error
+                        }
+                    }
+                }
+            }
+        }
+        return damaged
+    }
+
     /// Takes the damaged records `verify` found out of their packs' indexes (the bytes stay
     /// until gc rewrites the pack), so a chunk with a sound copy in another pack reads from that
     /// copy, and one with none is missing: a pull of the versions it hurts fetches it again.
