@@ -26,7 +26,7 @@ let completionCommand = Command(
 }
 
 enum Completion {
-    static let global = ["--store", "--no-progress", "--help"]
+    static let global = ["--store", "--no-progress", "--quiet", "--verbose", "--help"]
 
     /// Each command with its options, sorted.
     static var table: [(name: String, summary: String, options: [String])] {

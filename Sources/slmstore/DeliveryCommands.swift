@@ -116,7 +116,7 @@ let pushCommand = Command(
     if dest.hasPrefix("http://") || dest.hasPrefix("https://") {
         throw SLMError.argument("push: \(dest): push writes to a directory; publish that directory with your web server or bucket tool")
     }
-    var remoteOptions = Remotes.Options()
+    var remoteOptions = cliRemoteOptions()
     remoteOptions.endpoint = a.value("--endpoint")
     // Tests shrink multipart parts to exercise resumption on small packs.
     if let v = getenv("SLMSTORE_S3_PART_SIZE").map({ String(cString: $0) }), let n = Int(v) { remoteOptions.s3PartSize = n }
@@ -230,7 +230,7 @@ let pullCommand = Command(
         options.parallelRequests = n
     }
     let rate = try a.value("--max-rate").map { try parseRate($0, option: "--max-rate") } ?? 0
-    var remoteOptions = Remotes.Options()
+    var remoteOptions = cliRemoteOptions()
     remoteOptions.maxBytesPerSecond = rate
     remoteOptions.endpoint = a.value("--endpoint")
     remoteOptions.credentials.tokenFile = a.value("--token-file")
@@ -249,6 +249,7 @@ let pullCommand = Command(
     let store = try ctx.openStore(create: true)
     let bar = ProgressBar("pull")
     options.progress = bar.callback
+    options.log = { Output.note($0) }
     // --report: what the device ended on, sent whether the pull worked or not.
     let reporter = try pullReporter(a, remote: remote, remoteOptions: remoteOptions, ref: ref, installDirectory: options.installDirectory)
     let r: PullResult
@@ -415,9 +416,12 @@ func printPull(_ r: PullResult, json: Bool, installDirectory: String?) {
             "chunk_bytes": .int(r.chunkBytes), "range_bytes": .int(r.rangeBytes), "metadata_bytes": .int(r.metadataBytes),
             "chunks_from_seeds": .int(r.chunksFromSeeds), "chunks_from_deltas": .int(r.chunksFromDeltas), "versions": .array(r.versions.map { .string($0) }),
             "installed": r.installedPath.map { .string($0) } ?? .null, "seconds": .double((r.seconds * 1000).rounded() / 1000),
+            "download_seconds": .double((r.downloadSeconds * 1000).rounded() / 1000),
         ]))
     } else {
-        print("pulled \(r.name)@\(r.version) (\(r.versionID.hex.prefix(12))): \(Output.count(r.chunksFetched, "chunk")) fetched, \(Output.bytes(r.bytesDownloaded)) downloaded in \(Output.count(r.requests, "request")), \(Output.fixed(r.seconds, 2)) s (\(Output.rate(r.bytesDownloaded, r.seconds)))")
+        // The rate over the download, as the progress bar showed it; the install's time apart.
+        let install = r.installedPath != nil && r.seconds - r.downloadSeconds >= 0.01 ? ", \(Output.fixed(r.seconds, 2)) s with the install" : ""
+        print("pulled \(r.name)@\(r.version) (\(r.versionID.hex.prefix(12))): \(Output.count(r.chunksFetched, "chunk")) fetched, \(Output.bytes(r.bytesDownloaded)) downloaded in \(Output.count(r.requests, "request")), \(Output.fixed(r.downloadSeconds, 2)) s (\(Output.rate(r.bytesDownloaded, r.downloadSeconds)))\(install)")
         if r.chunksFromSeeds > 0 { print("  \(Output.count(r.chunksFromSeeds, "chunk")) reused from files on disk") }
         if r.chunksFromDeltas > 0 { print("  \(Output.count(r.chunksFromDeltas, "chunk")) rebuilt from deltas against a version already here") }
         if r.versions.count > 1 { print("  with dependencies: \(r.versions.dropFirst().joined(separator: ", "))") }

@@ -45,7 +45,7 @@ let deviceCommand = Command(
         throw SLMError.argument("device: unknown subcommand \"\(sub)\" (enroll, revoke, list or show)")
     }
     guard a.positionals.count >= 2 else { throw SLMError.argument("device \(sub): missing REMOTE (usage: slmstore device \(sub) REMOTE\(sub == "list" ? "" : " DEVICE-ID..."))") }
-    var remoteOptions = Remotes.Options()
+    var remoteOptions = cliRemoteOptions()
     remoteOptions.endpoint = a.value("--endpoint")
     remoteOptions.tls = tlsFiles(a)
     let remote = try Remotes.open(a.positionals[1], options: remoteOptions)

@@ -51,12 +51,14 @@ func manualPage() -> String {
                             ("AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN", "S3 credentials"),
                             ("AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE", "S3 credentials and region from the shared files"),
                             ("AWS_REGION, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL", "S3 region and endpoint (also --endpoint)"),
-                            ("HOME, XDG_DATA_HOME", "where the default store and ~/.netrc are"),
+                            ("SLMSTORE_CONFIG", "the user config (else $XDG_CONFIG_HOME/slmstore/config.json or ~/.config/slmstore/config.json): {\"store\": DIR, \"defaults\": {\"*\": [global options], COMMAND: [options]}}; typed options win"),
+                            ("HOME, XDG_DATA_HOME, XDG_CONFIG_HOME", "where the default store, the user config and ~/.netrc are"),
                             ("SLMSTORE_MODEL, SLMSTORE_OLD_VERSION, SLMSTORE_NEW_VERSION, SLMSTORE_INSTALL_DIR, SLMSTORE_DEVICE_ID",
                              "set by sync for --on-update and --health-check commands")] {
         out += [".TP", ".B \(name)", meaning]
     }
-    out += [".SH FILES", ".TP", "/etc/slmstore/INSTANCE.conf", "settings of slmstore-sync@INSTANCE.service",
+    out += [".SH FILES", ".TP", "~/.config/slmstore/config.json", "the user's default store and default options per command",
+            ".TP", "/etc/slmstore/INSTANCE.conf", "settings of slmstore-sync@INSTANCE.service",
             ".TP", "/var/lib/slmstore/INSTANCE", "the installed models of that instance",
             ".SH SEE ALSO", "systemctl(1), journalctl(1); Format.md for the byte formats"]
     return out.joined(separator: "\n")

@@ -9,11 +9,34 @@ import Glibc
 /// names and messages come from remotes and files, and a raw ESC sequence in one would clear the
 /// screen or retitle the window. JSON output (`Output.json`) keeps exact strings; JSON escapes them.
 func print(_ items: Any..., separator: String = " ", terminator: String = "\n") {
+    if Output.summariesSilenced { return }
     let text = items.map { "\($0)" }.joined(separator: separator)
     Swift.print(Output.terminalSafe(text, keepNewlines: true), terminator: terminator)
 }
 
 enum Output {
+    /// How much a command says beside its result and its errors.
+    enum Verbosity { case quiet, normal, verbose }
+    /// `--quiet` / `--verbose` (any command).
+    nonisolated(unsafe) static var verbosity = Verbosity.normal
+    /// Set by `--quiet` for commands whose standard output is only a summary of what they did
+    /// (add, push, pull...): they print nothing but JSON, warnings and errors.
+    nonisolated(unsafe) static var summariesSilenced = false
+
+    /// A remark on stderr worth a user's attention (a repair, seeds used); not with `--quiet`.
+    static func note(_ s: String) {
+        guard verbosity != .quiet else { return }
+        fflush(stdout)
+        fputs("slmstore: \(terminalSafe(s, keepNewlines: false))\n", stderr)
+    }
+
+    /// A step or a retry, on stderr with `--verbose` only.
+    static func detail(_ s: String) {
+        guard verbosity == .verbose else { return }
+        fflush(stdout)
+        fputs("slmstore: \(terminalSafe(s, keepNewlines: false))\n", stderr)
+    }
+
     static func error(_ s: String) {
         // A progress bar may be on the line: the error starts a clean one.
         if isatty(2) != 0 { fputs("\r\u{1b}[K", stderr) }

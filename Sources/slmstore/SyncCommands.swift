@@ -244,7 +244,7 @@ let fleetCommand = Command(
 ) { a, ctx in
     try requirePositionals(a, "fleet", min: 1, max: 1, usage: "slmstore fleet REMOTE")
     let silentAfter = try a.value("--silent-after").map { try parseDuration($0, option: "--silent-after") } ?? 86400
-    var remoteOptions = Remotes.Options()
+    var remoteOptions = cliRemoteOptions()
     remoteOptions.endpoint = a.value("--endpoint")
     remoteOptions.tls = tlsFiles(a)
     let opened = try Remotes.open(a.positionals[0], options: remoteOptions)

@@ -60,7 +60,7 @@ let resignCommand = Command(
 ) { a, ctx in
     try requirePositionals(a, "resign", min: 1, max: 1, usage: "slmstore resign REMOTE --sign KEY")
     guard let signing = try signingOptions(a, command: "resign") else { throw SLMError.argument("resign: --sign KEY is required") }
-    var remoteOptions = Remotes.Options()
+    var remoteOptions = cliRemoteOptions()
     remoteOptions.endpoint = a.value("--endpoint")
     remoteOptions.tls = tlsFiles(a)
     let opened = try Remotes.open(a.positionals[0], options: remoteOptions)

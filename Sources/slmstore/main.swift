@@ -7,6 +7,11 @@ import Glibc
 
 let commands: [Command] = storeCommands + deliveryCommands + registryCommands + syncCommands + trustCommands + [deviceCommand, remoteCommand, completionCommand, manCommand, demoCommand]
 
+/// Commands whose standard output is what the user asked for (a listing, a file, a report):
+/// `--quiet` keeps it. The others print a summary of what they did, which `--quiet` drops.
+let dataCommands: Set<String> = ["ls", "show", "log", "cat", "verify", "diff", "history", "resolve", "status", "fleet",
+                                 "completion", "man", "policy", "card-keys", "metrics"]
+
 func topLevelHelp() -> String {
     var s = "slmstore \(SLMStoreVersion.current): a content-addressed store for model weights\n\nusage: slmstore [--store DIR] COMMAND [ARGS...]\n\nCommands:\n"
     let width = commands.map(\.name.count).max() ?? 0
@@ -18,6 +23,17 @@ func topLevelHelp() -> String {
 func runMain() -> Int32 {
     var args = Array(CommandLine.arguments.dropFirst())
     var context = Context()
+    let userConfig: UserConfig
+    do { userConfig = try UserConfig.load() } catch let e as SLMError {
+        Output.error(message(for: e))
+        return 2
+    } catch {
+        Output.error("\(error)")
+        return 2
+    }
+    context.configuredStore = userConfig.store
+    // The user's global defaults go first: what is typed comes after them and wins.
+    args = (userConfig.defaults["*"] ?? []) + args
     // --store may stand before or after the command name.
     var i = 0
     while i < args.count {
@@ -35,6 +51,17 @@ func runMain() -> Int32 {
         }
         if args[i] == "--no-progress" {
             ProgressBar.suppressed = true
+            args.remove(at: i)
+            continue
+        }
+        if args[i] == "--quiet" || args[i] == "-q" {
+            Output.verbosity = .quiet
+            ProgressBar.suppressed = true
+            args.remove(at: i)
+            continue
+        }
+        if args[i] == "--verbose" || args[i] == "-v" {
+            Output.verbosity = .verbose
             args.remove(at: i)
             continue
         }
@@ -67,6 +94,9 @@ func runMain() -> Int32 {
         Output.error("unknown command \"\(first)\" (\(guess)run `slmstore --help` for the list)")
         return 2
     }
+    if let defaults = userConfig.defaults[command.name] { args.insert(contentsOf: defaults, at: 1) }
+    if Output.verbosity == .quiet && !dataCommands.contains(command.name) { Output.summariesSilenced = true }
+    InterruptLine.install(for: command.name)
     do {
         var spec = command.spec
         spec.flags.insert("--help")
