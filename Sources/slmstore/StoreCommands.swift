@@ -33,7 +33,7 @@ let initCommand = Command(
 
 let addCommand = Command(
     name: "add", summary: "Store files or a directory as a new model version",
-    usage: "slmstore add NAME@VERSION PATH... [--card FILE] [--depends NAME@RANGE]... [--delta-base REF | --no-delta] [--json]",
+    usage: "slmstore add NAME@VERSION PATH... [--card FILE] [--depends NAME@RANGE]... [--delta-base REF | --no-delta] [--force] [--json]",
     details: """
     A directory contributes every file below it (paths relative to it); a file contributes itself
     under its base name. *.safetensors files are validated and chunked tensor by tensor.
@@ -50,10 +50,12 @@ let addCommand = Command(
       --depends NAME@RANGE   a model this version needs (repeatable); must resolve in this store
       --delta-base REF       make deltas against this version instead of the previous one
       --no-delta             store full records only
+      --force                add a NAME@VERSION this store pushed and then removed (refused
+                             otherwise: it gets another id, which that remote refuses)
       --json                 print one JSON object (version_id, input_bytes, stored_bytes, new_chunks, reused_chunks,
                              delta_chunks, delta_stored_bytes, ...)
     """,
-    spec: OptionSpec(values: ["--card", "--depends", "--delta-base", "--revision"], repeatable: ["--depends"], flags: ["--json", "--no-delta"])
+    spec: OptionSpec(values: ["--card", "--depends", "--delta-base", "--revision"], repeatable: ["--depends"], flags: ["--json", "--no-delta", "--force"])
 ) { a, ctx in
     try requirePositionals(a, "add", min: 2, max: Int.max, usage: "slmstore add NAME@VERSION PATH...")
     guard case let .exact(name, version) = try VersionRef.parse(a.positionals[0]) else {
@@ -82,6 +84,7 @@ let addCommand = Command(
         options.deltas = false
     }
     if let b = a.value("--delta-base") { options.deltaBase = try VersionRef.parse(b) }
+    options.reuseVersionNumber = a.has("--force")
     let store = try ctx.openStore(create: true)
     let bar = ProgressBar("adding")
     options.progress = bar.callback

@@ -162,6 +162,7 @@ func hint(for remedy: SLMError.Remedy) -> String {
     case .enrollDevice: return "enroll it with `slmstore device enroll REMOTE DEVICE-ID`"
     case .chooseRevision: return "pass --revision REV"
     case .removeAnyway: return "they keep working if it goes: use --force to remove it anyway"
+    case .reuseVersionNumber: return "pull it back (`slmstore pull REMOTE NAME@VERSION`), or add the files as another version; --force adds it anyway"
     }
 }
 

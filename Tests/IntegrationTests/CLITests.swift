@@ -446,6 +446,26 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(cli(["checkout", "acme/llm@1.1.0", dir + "/out"]).status, 0)
     }
 
+    /// #45: re-adding a removed version that a remote holds says so before anything is
+    /// written, with what to do; --force adds it anyway (and push then refuses it, as warned).
+    func testReaddingARemovedVersionARemoteHoldsIsRefusedBeforeAnythingIsWritten() throws {
+        let model = makeModel("a", seed: 1)
+        XCTAssertEqual(cli(["add", "acme/llm@1.0.0", model]).status, 0)
+        XCTAssertEqual(cli(["push", dir + "/remote", "--no-web"]).status, 0)
+        XCTAssertEqual(cli(["rm", "acme/llm@1.0.0"]).status, 0)
+        XCTAssertEqual(cli(["gc"]).status, 0)
+        let before = TestSupport.snapshot(storePath + "/packs")
+        let r = cli(["add", "acme/llm@1.0.0", model])
+        XCTAssertEqual(r.status, 4, r.stderr)
+        XCTAssertTrue(r.stderr.contains(dir + "/remote holds it as") && r.stderr.contains("slmstore pull") && r.stderr.contains("--force"), r.stderr)
+        XCTAssertEqual(TestSupport.snapshot(storePath + "/packs"), before, "nothing written")
+        // Pulling it back is the way out: the same id again.
+        XCTAssertEqual(cli(["pull", dir + "/remote", "acme/llm@1.0.0"]).status, 0)
+        XCTAssertEqual(cli(["push", dir + "/remote", "--no-web"]).status, 0)
+        // A version number never pushed is added as before.
+        XCTAssertEqual(cli(["add", "acme/llm@1.1.0", makeModel("b", seed: 2)]).status, 0)
+    }
+
     /// #45: `show NAME` means the model's latest version.
     func testShowOfAModelNameAloneShowsItsLatestVersion() throws {
         XCTAssertEqual(cli(["add", "acme/llm@1.0.0", makeModel("a", seed: 1)]).status, 0)

@@ -128,6 +128,8 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
         case chooseRevision
         /// Removing a version although others name it (they keep working).
         case removeAnyway
+        /// Adding a version number again that a remote holds with another id (pull it back instead).
+        case reuseVersionNumber
 
         /// The remedy in the library's words.
         public var description: String {
@@ -152,6 +154,7 @@ public enum SLMError: Error, CustomStringConvertible, Equatable {
             case .enrollDevice: return "enroll the device with DeviceEnrollment"
             case .chooseRevision: return "name the revision to add"
             case .removeAnyway: return "removing it anyway leaves them working"
+            case .reuseVersionNumber: return "pull it back from that remote, or add the files as another version (AddOptions.reuseVersionNumber adds it anyway)"
             }
         }
     }

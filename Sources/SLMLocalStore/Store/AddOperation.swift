@@ -60,6 +60,9 @@ public struct AddOptions: Sendable {
     public var packTargetSize: UInt64 = 256 << 20
     /// Bytes read per block (two are in memory at once); chunk boundaries do not depend on it.
     package var blockSize = ChunkIngester.blockSize
+    /// Add a NAME@VERSION this store once pushed and no longer holds (it gets another id, which
+    /// that remote refuses).
+    public var reuseVersionNumber = false
     /// Write delta records against the parent version (or `deltaBase`) for float tensor chunks.
     public var deltas = true
     /// The version deltas are made against instead of the parent.
@@ -293,6 +296,13 @@ extension Store {
     public func add(name: ModelName, version: SemVer, inputs: [AddInput], options: AddOptions = AddOptions()) throws -> AddResult {
         let started = Timestamp.monotonicSeconds()
         try Self.checkTreeFits(inputs, maxChunk: UInt64(config.chunker.maxSize))
+        // A number this store pushed and then removed: the new version gets another id, and the
+        // remote that holds the old one refuses it. Said before anything is written.
+        if !options.reuseVersionNumber, !FileSystem.exists(versionRefPath(name, version)),
+           let held = pushedElsewhere("\(name)@\(version)").first {
+            throw SLMError.conflict("\(name)@\(version) is not in this store, but \(held.remote) holds it as \(held.id.hex.prefix(12)) (pushed from here); adding it again gives it another id, which that remote refuses")
+                .remedied(by: .reuseVersionNumber)
+        }
         let dataLock = try self.dataLock(.shared)
         defer { dataLock.unlock() }
         removeAbandonedWorkingDirectories()

@@ -123,6 +123,10 @@ extension Store {
             VersionRecord(name: $0.resolved.name, version: $0.resolved.version, id: $0.resolved.id, versionObject: $0.versionBytes, treeObject: $0.treeBytes)
         }
         try Publication.publish(records, to: RemoteVersionDestination(backend: destination))
+        // What the remote now holds, for `add` to warn before a version number is reused.
+        recordPushed(toPush.map { ($0.label, $0.resolved.id) } + present.compactMap { label in
+            (try? VersionRef.parse(label)).flatMap { try? resolve($0) }.map { (label, $0.id) }
+        }, to: HTTPCredentials.redact(destination.location))
 
         // Stages (only those naming a version the remote has) and registry records.
         var stagesPushed: [String] = []
