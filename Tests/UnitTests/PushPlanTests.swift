@@ -22,7 +22,7 @@ final class PushPlanTests: XCTestCase {
 
     func plan(_ versions: [(ResolvedVersion, [UInt8])]) throws -> PushPlan {
         var plan = PushPlan()
-        for (r, chunks) in versions { try plan.classify(r, remoteID: nil, location: "remote") { (tree(chunks), [], []) } }
+        for (r, chunks) in versions { try plan.classify(r, remoteID: nil, location: "remote") { (tree(chunks), []) } }
         return plan
     }
 
@@ -33,14 +33,14 @@ final class PushPlanTests: XCTestCase {
     func testAVersionTheRemoteHoldsAsTheSameObjectIsPresentNotSent() throws {
         let r = try resolved("1.0.0", id: 1)
         var plan = PushPlan()
-        try plan.classify(r, remoteID: r.id, location: "remote") { XCTFail("objects read for a version the remote has"); return (tree([]), [], []) }
+        try plan.classify(r, remoteID: r.id, location: "remote") { XCTFail("objects read for a version the remote has"); return (tree([]), []) }
         XCTAssertEqual(plan.present, ["m@1.0.0"])
         XCTAssertTrue(plan.versions.isEmpty)
     }
 
     func testAVersionTheRemoteHoldsAsAnotherObjectIsRefused() throws {
         var plan = PushPlan()
-        XCTAssertThrowsError(try plan.classify(try resolved("1.0.0", id: 1), remoteID: SHA256Hasher.hash([9]), location: "remote") { (tree([]), [], []) }) {
+        XCTAssertThrowsError(try plan.classify(try resolved("1.0.0", id: 1), remoteID: SHA256Hasher.hash([9]), location: "remote") { (tree([]), []) }) {
             guard case let SLMError.conflict(message) = $0 else { return XCTFail("\($0)") }
             XCTAssertTrue(message.contains("versions are immutable"), message)
         }
@@ -75,7 +75,8 @@ final class PushPlanTests: XCTestCase {
         let old = try resolved("1.0.0", id: 1), new = try resolved("1.1.0", id: 2)
         var plan = try plan([(new, [1, 2]), (old, [1])])
         try plan.locate(order: [packA]) { _ in [self.entry(1)] }
-        let packs = try plan.versionPacks(uploaded: [PlanFixtures.chunk(2): packB])
+        plan.noteUploaded([PlanFixtures.chunk(2)], in: packB)
+        let packs = try plan.versionPacks()
         XCTAssertEqual(packs[new.id], [packA, packB])
         XCTAssertEqual(packs[old.id], [packA])
     }

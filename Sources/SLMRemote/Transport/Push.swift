@@ -102,11 +102,10 @@ extension Store {
         let reader = RemoteReader(remote: destination, cacheDirectory: indexCache)
         let localIndex = try loadChunkIndex()
 
-        var plan = try planPush(selected, to: destination, reader: reader, wholeSearchLimit: options.wholeSearchLimit)
-        let (uploaded, copied) = try uploadChunks(plan.missing, index: localIndex, outgoing: outgoing, to: destination,
-                                                  cache: indexCache, checksums: checksums, options: options)
-        let versionPacks = try plan.versionPacks(uploaded: uploaded)
-        plan.foundIn = [:]
+        let planned = try planPush(selected, to: destination, reader: reader, wholeSearchLimit: options.wholeSearchLimit)
+        let (plan, copied) = try uploadChunks(planned, index: localIndex, outgoing: outgoing, to: destination,
+                                              cache: indexCache, checksums: checksums, options: options)
+        let versionPacks = try plan.versionPacks()
         let toPush = plan.versions
         let present = plan.present
         var deltaLabels: [String] = []
@@ -119,8 +118,11 @@ extension Store {
         CrashPoint.hit("push-before-refs")
 
         // Objects and version refs, dependencies first.
-        let records = toPush.reversed().map {
-            VersionRecord(name: $0.resolved.name, version: $0.resolved.version, id: $0.resolved.id, versionObject: $0.versionBytes, treeObject: $0.treeBytes)
+        // Tree objects go from their files (checked against their ids as they are copied): a
+        // large model's tree is never held.
+        let records = try toPush.reversed().map {
+            VersionRecord(name: $0.resolved.name, version: $0.resolved.version, id: $0.resolved.id, versionObject: $0.versionBytes, treeObject: [],
+                          treeFile: (try FileDescriptor.openForReading(objectPath($0.resolved.object.tree)), $0.resolved.object.tree))
         }
         try Publication.publish(records, to: RemoteVersionDestination(backend: destination))
         // What the remote now holds, for `add` to warn before a version number is reused.
@@ -176,9 +178,7 @@ extension Store {
             let refPath = RemoteLayout.versionRefPath(r.name, r.version)
             let remoteID = try destination.readRef(refPath)
             try plan.classify(r, remoteID: remoteID, location: destination.location) {
-                let treeBytes = try readObject(r.object.tree, limit: TreeObject.maxEncodedSize)
-                return (try TreeObject.decode(treeBytes, source: objectPath(r.object.tree)), treeBytes,
-                        try readObject(r.id, limit: VersionObject.maxEncodedSize))
+                (try readTree(r.object.tree), try readObject(r.id, limit: VersionObject.maxEncodedSize))
             }
         }
         let models = plan.models
@@ -191,17 +191,20 @@ extension Store {
         return plan
     }
 
-    /// The chunks a remote lacks, each checked against its id here, into new packs uploaded pack
-    /// first, index last. Returns the pack each went into and the stored bytes sent.
-    func uploadChunks(_ missing: [ChunkID], index localIndex: ChunkIndex, outgoing: String, to destination: StoreBackend,
+    /// The chunks a remote lacks (the plan's missing ones), each checked against its id here,
+    /// into new packs uploaded pack first, index last. Returns the plan with the pack each went
+    /// into noted, and the stored bytes sent.
+    func uploadChunks(_ planned: PushPlan, index localIndex: ChunkIndex, outgoing: String, to destination: StoreBackend,
                       cache indexCache: String, checksums: RemoteSetup.PackChecksums,
-                      options: PushOptions) throws -> (uploaded: [ChunkID: PackID], copied: UInt64) {
-        final class Uploaded { var packOf: [ChunkID: PackID] = [:] }
-        let uploaded = Uploaded()
+                      options: PushOptions) throws -> (plan: PushPlan, copied: UInt64) {
+        // The sink's commit step notes each uploaded pack in the plan, which it owns meanwhile.
+        final class Uploading { var plan: PushPlan; init(_ plan: PushPlan) { self.plan = plan } }
+        let uploading = Uploading(planned)
+        let missing = planned.missing
         let sink = PackSink(directory: outgoing, rolloverSize: options.packTargetSize) { packs in
             for p in packs {
                 try RemoteSetup.upload(p.id, from: outgoing, to: destination, cache: indexCache, checksums: checksums)
-                for e in p.entries { uploaded.packOf[e.id] = p.id }
+                uploading.plan.noteUploaded(p.entries.map(\.id), in: p.id)
             }
         }
         var copied: UInt64 = 0
@@ -222,7 +225,7 @@ extension Store {
             options.progress?(copied, total)
         }
         try sink.seal()
-        return (uploaded.packOf, copied)
+        return (uploading.plan, copied)
     }
 
     /// Writes `model`'s stage refs that name a version the remote has, and removes a remote
