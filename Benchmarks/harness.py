@@ -1314,6 +1314,127 @@ def measure_pull_peaks(args, slm, bench):
             for name, r in runs.items()]
 
 
+def measure_sizes(args, slm, bench, py):
+    """#47: peak RSS and throughput of every command at 1, 4 and 16 GiB (one bf16 file, its
+    plain 10% fine-tune, and at the largest size the same model as Hugging Face shards), with
+    the slope in MiB per GiB between the smallest and the largest size, and casync and hf-xet
+    ingesting the same file beside slmstore's `add`. The update, `sync` and the S3 push run
+    only where the disk holds both versions twice (the device still keeps its own chunk copy)."""
+    sizes = [64 << 20, 256 << 20] if args.quick else [1 << 30, 4 << 30, 16 << 30]
+    disk_room = shutil.disk_usage(CACHE).free
+    rows = []
+    for size in sizes:
+        work = tempfile.mkdtemp(prefix="slmstore-bench-sizes-", dir=CACHE)
+        data = os.path.join(work, "data")
+        full = size * 4.5 < disk_room * 0.8   # both versions, a store, a remote, a device
+        try:
+            log(f"sizes: {size >> 20} MiB")
+            largest = size == sizes[-1]
+            subprocess.run([bench, "gen-sizes", data, str(size), "1", "all" if full else "no-update"],
+                           check=True, capture_output=True, text=True)
+            v1, ft = os.path.join(data, "v1", "model.safetensors"), os.path.join(data, "ft", "model.safetensors")
+            nbytes = os.path.getsize(v1)
+            row = {"size": nbytes, "commands": {}, "full": full}
+            cmds = row["commands"]
+
+            def step(name, cmd, env=None, scale=nbytes):
+                if name in ("add", "casync make", "hf-xet"):
+                    warm([v1])
+                t, rss, out = timed(cmd, env=env)
+                cmds[name] = {"seconds": t, "peak_mib": rss / 1024, "mb_s": scale / t / 1e6}
+                log(f"  {name}: {rss / 1024:.1f} MiB, {scale / t / 1e6:.0f} MB/s")
+                return out
+
+            pub, remote = fresh(os.path.join(work, "pub")), os.path.join(work, "remote")
+            step("add", [slm, "--store", pub, "add", "m@1.0.0", v1, "--no-progress"])
+            cas = fresh(os.path.join(work, "casync-store"))
+            step("casync make", ["casync", "make", "--store=" + cas, os.path.join(work, "v1.caibx"), v1])
+            shutil.rmtree(cas)
+            xet = fresh(os.path.join(work, "xet"))
+            step("hf-xet", [py, "-c", HFXET_SCRIPT, xet, ""] + [v1])
+            shutil.rmtree(xet)
+            co = os.path.join(work, "co")
+            step("checkout", [slm, "--store", pub, "checkout", "m@1.0.0", co])
+            shutil.rmtree(co)
+            os.remove(v1)
+            # The same model as Hugging Face shards, then as one GGUF, one at a time (disk).
+            for label, ref, shards, mode, folder in ([("4 shards", "s@1.0.0", "4", "shards-only", "sharded"),
+                                                       ("GGUF", "g@1.0.0", "1", "gguf-only", "gguf")] if largest else []):
+                subprocess.run([bench, "gen-sizes", data, str(size), shards, mode], check=True, capture_output=True, text=True)
+                step(f"add ({label})", [slm, "--store", pub, "add", ref, os.path.join(data, folder), "--no-progress"])
+                step(f"checkout ({label})", [slm, "--store", pub, "checkout", ref, co])
+                shutil.rmtree(co)
+                shutil.rmtree(os.path.join(data, folder))
+            if full:
+                step("add (10% fine-tune)", [slm, "--store", pub, "add", "m@1.1.0", ft, "--no-progress"])
+                step("diff", [slm, "--store", pub, "diff", "m@1.0.0", "m@1.1.0"])
+                os.remove(ft)
+            step("show", [slm, "--store", pub, "show", "m@latest"])
+            step("verify", [slm, "--store", pub, "verify"])
+            step("gc", [slm, "--store", pub, "gc"])
+            step("push (directory)", [slm, "--store", pub, "push", remote, "--no-web", "--no-progress"])
+            if full:
+                moto = MotoS3(work)
+                try:
+                    step("push (S3, moto)", [slm, "--store", pub, "push", "s3://slm/store", "--no-web", "--no-progress"], env=moto.env)
+                finally:
+                    moto.stop()
+                # A device on 1.0.0 that reports (a path remote it may write), enrolled, so
+                # `fleet --target` reads both versions' trees for it.
+                fdev, fedge = os.path.join(work, "fleet-dev"), fresh(os.path.join(work, "fleet-edge"))
+                step("pull --to (directory)", [slm, "--store", fedge, "pull", remote, "m@1.0.0", "--to", fdev, "--report",
+                                               "--device-id", "d1", "--no-progress"])
+                shutil.rmtree(fdev)
+                shutil.rmtree(fedge)
+                run([slm, "--store", pub, "device", "enroll", remote, "d1"])
+                step("fleet --target", [slm, "--store", pub, "fleet", remote, "--target", "m@1.1.0"])
+            shutil.rmtree(pub)
+            server = Nginx(remote)
+            try:
+                url = f"http://127.0.0.1:{server.port}"
+                edge, dev = fresh(os.path.join(work, "edge")), os.path.join(work, "dev")
+                step("pull --to (nginx)", [slm, "--store", edge, "pull", url, "m@1.0.0", "--to", dev, "--no-progress"])
+                if full:
+                    step("pull --to, update (nginx)", [slm, "--store", edge, "pull", url, "m@1.1.0", "--to", dev, "--no-progress"])
+                    shutil.rmtree(dev)
+                    shutil.rmtree(edge)
+                    sdev = os.path.join(work, "sync-dev")
+                    step("sync --once (nginx)", [slm, "sync", url, "--to", sdev, "--follow", "m@latest", "--once"])
+            finally:
+                server.stop()
+            rows.append(row)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    # The slope of each command between the smallest and the largest size it ran at.
+    for name in {n for r in rows for n in r["commands"]}:
+        ran = [r for r in rows if name in r["commands"]]
+        if len(ran) >= 2:
+            lo, hi = ran[0], ran[-1]
+            gib = (hi["size"] - lo["size"]) / (1 << 30)
+            hi["commands"][name]["slope_mib_per_gib"] = (hi["commands"][name]["peak_mib"] - lo["commands"][name]["peak_mib"]) / gib
+    return rows
+
+
+def sizes_table(rows, quick):
+    names = []
+    for r in rows:
+        for n in r["commands"]:
+            if n not in names:
+                names.append(n)
+    head = "| command | " + " | ".join(f"{r['size'] / (1 << 30):.2f} GiB: peak MiB, MB/s" for r in rows) + " | slope MiB/GiB |"
+    lines = ["Peak RSS (GNU time) and throughput of each command by model size" + (" (quick sizes)" if quick else ""), "",
+             head, "|" + "---|" * (len(rows) + 2)]
+    for n in names:
+        cells = []
+        for r in rows:
+            c = r["commands"].get(n)
+            cells.append(f"{c['peak_mib']:.1f}, {c['mb_s']:.0f}" if c else "—")
+        slope = next((r["commands"][n]["slope_mib_per_gib"] for r in reversed(rows)
+                      if "slope_mib_per_gib" in r["commands"].get(n, {})), None)
+        lines.append(f"| {n} | " + " | ".join(cells) + f" | {slope:.2f} |" if slope is not None else f"| {n} | " + " | ".join(cells) + " | — |")
+    return "\n".join(lines)
+
+
 def measure_hostile_trees(args, slm, bench):
     """#42's bound on what a remote's tree costs a device: peak RSS of `pull --to` of a version
     whose tree lists N random chunk ids the remote does not hold (planned, then refused), and of
@@ -1676,6 +1797,8 @@ def main():
                     "without push --deltas-for-fleet, and origin egress behind a site cache")
     ap.add_argument("--pull-peaks", action="store_true", help="only the peak memory of pull --to (first pull and update) "
                     "with the device build from HTTP, path and S3 remotes, every run listed")
+    ap.add_argument("--sizes", action="store_true", help="only peak memory and speed of every command at 1, 4 and 16 GiB, "
+                    "with the slope, beside casync and hf-xet for add")
     ap.add_argument("--hostile-tree", action="store_true", help="only the peak memory of pulling trees of 10^6 and 2.5*10^6 "
                     "chunk ids (refused) and of a real version of about 2 M chunks")
     ap.add_argument("--footprint", action="store_true", help="only a device's update: pull --to and a sync daemon, peak and idle memory "
@@ -1708,6 +1831,10 @@ def main():
     if args.pull_peaks:
         rows = measure_pull_peaks(args, slm, bench)
         write_results(args, "latest-pull-peaks", pull_peaks_table(rows, args.runs, args.quick), {"rows": rows, "runs": args.runs})
+        return
+    if args.sizes:
+        rows = measure_sizes(args, slm, bench, py)
+        write_results(args, "latest-sizes", sizes_table(rows, args.quick), {"rows": rows})
         return
     if args.hostile_tree:
         rows = measure_hostile_trees(args, slm, bench)

@@ -178,6 +178,43 @@ public struct SyntheticModel: Sendable {
         try file.sync()
     }
 
+    /// Writes the model as a GGUF (version 3, ggml types BF16 and F32, alignment 32), streaming
+    /// tensor by tensor, so a benchmark can make one of any size.
+    public func writeGGUF(to path: String) throws {
+        let alignment = 32
+        func aligned(_ n: Int) -> Int { (n + alignment - 1) / alignment * alignment }
+        var h: [UInt8] = []
+        func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { h.append(contentsOf: $0) } }
+        func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { h.append(contentsOf: $0) } }
+        func string(_ s: String) { u64(UInt64(s.utf8.count)); h.append(contentsOf: s.utf8) }
+        h.append(contentsOf: Array("GGUF".utf8))
+        u32(3)
+        u64(UInt64(tensors.count))
+        u64(2)
+        string("general.architecture"); u32(8); string("llama")
+        string("general.alignment"); u32(4); u32(UInt32(alignment))
+        var offset = 0
+        for t in tensors {
+            string(t.name)
+            u32(UInt32(t.shape.count))
+            for d in t.shape.reversed() { u64(UInt64(d)) }  // ggml lists ne0 (the innermost) first
+            u32(t.elementSize == 4 ? 0 : 30)
+            u64(UInt64(offset))
+            offset = aligned(offset + t.bytes)
+        }
+        h.append(contentsOf: [UInt8](repeating: 0, count: aligned(h.count) - h.count))
+        let file = try FileDescriptor(path: path, flags: O_WRONLY | O_CREAT | O_TRUNC)
+        try file.write(h)
+        for t in tensors {
+            var data = [Float](repeating: 0, count: t.elements)
+            fill(t, &data)
+            var bytes: [UInt8] = t.elementSize == 4 ? data.withUnsafeBytes { Array($0) } : data.map { Self.bf16($0) }.withUnsafeBytes { Array($0) }
+            bytes.append(contentsOf: [UInt8](repeating: 0, count: aligned(t.bytes) - t.bytes))
+            try file.write(bytes)
+        }
+        try file.sync()
+    }
+
     /// A small config.json to go beside the weights.
     public var configJSON: [UInt8] {
         let hidden = tensors[0].shape[1]

@@ -35,6 +35,47 @@ func fail(_ m: String) -> Never {
     print(JSONValue.object(["changed_tensor_bytes": .object(changed), "tensor_bytes": .int(base.totalTensorBytes)]).canonicalString())
 }
 
+/// The large-file case: one base file, its plain 10% fine-tune, and (with `shards` > 1) the
+/// base split as Hugging Face shards `model-0000N-of-0000M.safetensors` with their index.
+/// `mode`: "all", "no-update" (no fine-tune), "shards-only" (only the shards, where the disk
+/// cannot hold the whole file and its shards at once) or "gguf-only" (the base as one GGUF).
+@MainActor func genSizes(_ dir: String, size: Int, shards: Int, mode: String) throws {
+    let base = SyntheticModel.llamaLike(targetBytes: size)
+    let (fine, _) = base.fineTuned(fraction: 0.10)
+    if mode == "gguf-only" {
+        try FileSystem.makeDirectories("\(dir)/gguf")
+        if !FileSystem.exists("\(dir)/gguf/model.gguf") { try base.writeGGUF(to: "\(dir)/gguf/model.gguf") }
+        return
+    }
+    let whole: [(String, SyntheticModel)] = mode == "shards-only" ? [] : mode == "no-update" ? [("v1", base)] : [("v1", base), ("ft", fine)]
+    for (name, model) in whole {
+        try FileSystem.makeDirectories("\(dir)/\(name)")
+        if !FileSystem.exists("\(dir)/\(name)/model.safetensors") { try model.write(to: "\(dir)/\(name)/model.safetensors") }
+    }
+    guard shards > 1 else { return }
+    // Shards of about equal bytes, tensors kept in file order.
+    let goal = base.totalTensorBytes / shards + 1
+    var groups: [[SyntheticModel.Tensor]] = [[]]
+    var bytes = 0
+    for t in base.tensors {
+        if bytes >= goal && groups.count < shards { groups.append([]); bytes = 0 }
+        groups[groups.count - 1].append(t)
+        bytes += t.bytes
+    }
+    let d = "\(dir)/sharded"
+    try FileSystem.makeDirectories(d)
+    var weightMap: [String: JSONValue] = [:]
+    for (i, g) in groups.enumerated() {
+        let file = String(format: "model-%05d-of-%05d.safetensors", i + 1, groups.count)
+        var part = base
+        part.tensors = g
+        if !FileSystem.exists("\(d)/\(file)") { try part.write(to: "\(d)/\(file)") }
+        for t in g { weightMap[t.name] = .string(file) }
+    }
+    let index = JSONValue.object(["metadata": .object(["total_size": .int(base.totalTensorBytes)]), "weight_map": .object(weightMap)])
+    try FileSystem.writeAtomically(Array(index.canonicalString().utf8), to: "\(d)/model.safetensors.index.json")
+}
+
 /// The fine-tune derivations of the tensor-delta issue: every float tensor moved by noise of
 /// S × its standard deviation (S = 0.001, 0.01), a merged rank-8 LoRA, and F32 versions.
 @MainActor func genDelta(_ dir: String, size: Int) throws {
@@ -139,6 +180,11 @@ switch args.first {
 case "gen":
     guard args.count >= 3, let size = Int(args[2]) else { fail("usage: slmstore-bench gen DIR BYTES") }
     do { try gen(args[1], size: size) } catch { fail("\(error)") }
+case "gen-sizes":
+    guard args.count >= 3, let size = Int(args[2]) else { fail("usage: slmstore-bench gen-sizes DIR BYTES [SHARDS] [all|no-update|shards-only|gguf-only]") }
+    do {
+        try genSizes(args[1], size: size, shards: args.count > 3 ? Int(args[3]) ?? 1 : 1, mode: args.count > 4 ? args[4] : "all")
+    } catch { fail("\(error)") }
 case "gen-delta":
     guard args.count >= 3, let size = Int(args[2]) else { fail("usage: slmstore-bench gen-delta DIR BYTES") }
     do { try genDelta(args[1], size: size) } catch { fail("\(error)") }
