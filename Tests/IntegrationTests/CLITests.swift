@@ -98,11 +98,7 @@ final class CLITests: XCTestCase {
     /// fetches the damaged chunks again from a good remote and leaves a store that verifies and
     /// checks out the exact bytes.
     func testVerifyRepairRefetchesDamagedChunksFromARemote() throws {
-        let model = makeModel("a")
-        XCTAssertEqual(cli(["add", "m@1.0.0", model]).status, 0)
-        XCTAssertEqual(cli(["push", dir + "/remote", "--no-web"]).status, 0)
-        try overwriteSixteenBytesOfAPack()
-        XCTAssertEqual(cli(["verify"]).status, 5)
+        let model = try pushedThenDamaged()
         let repair = cli(["verify", "--repair", dir + "/remote", "--json"])
         XCTAssertEqual(repair.status, 0, repair.stdout + repair.stderr)
         let json = try TestSupport.json(repair)
@@ -116,11 +112,7 @@ final class CLITests: XCTestCase {
 
     /// #45: a plain `pull` of a version the store holds with damaged chunks fetches them again.
     func testPullingAVersionWithDamagedLocalChunksFetchesThemAgain() throws {
-        let model = makeModel("a")
-        XCTAssertEqual(cli(["add", "m@1.0.0", model]).status, 0)
-        XCTAssertEqual(cli(["push", dir + "/remote", "--no-web"]).status, 0)
-        try overwriteSixteenBytesOfAPack()
-        XCTAssertEqual(cli(["verify"]).status, 5)
+        let model = try pushedThenDamaged()
         let pull = cli(["pull", dir + "/remote", "m@1.0.0", "--json"])
         XCTAssertEqual(pull.status, 0, pull.stdout + pull.stderr)
         XCTAssertGreaterThan(try TestSupport.json(pull)["chunks_fetched"]?.int64Value ?? 0, 0, pull.stdout)
@@ -128,6 +120,17 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(cli(["verify"]).status, 0)
         XCTAssertEqual(cli(["checkout", "m@1.0.0", dir + "/out"]).status, 0)
         XCTAssertEqual(TestSupport.read(dir + "/out/model.safetensors"), TestSupport.read(model + "/model.safetensors"))
+    }
+
+    /// m@1.0.0 added and pushed to dir/remote, then damaged here (verify fails with 5); returns
+    /// the model's folder.
+    func pushedThenDamaged() throws -> String {
+        let model = makeModel("a")
+        XCTAssertEqual(cli(["add", "m@1.0.0", model]).status, 0)
+        XCTAssertEqual(cli(["push", dir + "/remote", "--no-web"]).status, 0)
+        try overwriteSixteenBytesOfAPack()
+        XCTAssertEqual(cli(["verify"]).status, 5)
+        return model
     }
 
     /// 16 bytes of the store's first pack overwritten (the damage #45 repaired).

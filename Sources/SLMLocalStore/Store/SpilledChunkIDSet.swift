@@ -27,13 +27,9 @@ struct SpilledChunkIDSet: Sendable {
         self.runLength = runLength
     }
 
-    /// Ids inserted so far.
-    private(set) var count = 0
-
     /// Adds `id` (not already a member).
     mutating func insert(_ id: ChunkID) throws {
         recent.insert(id)
-        count += 1
         if recent.count >= runLength { try spill() }
     }
 
